@@ -1,0 +1,221 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"billingapi/auth"
+	"billingapi/ent"
+	"billingapi/ent/membership"
+	"billingapi/ent/privacy"
+	"billingapi/ent/user"
+	"github.com/google/uuid"
+)
+
+// viewer returns the signed-in user of ctx or UNAUTHENTICATED.
+func viewer(ctx context.Context) (auth.Viewer, error) {
+	v, ok := auth.FromContext(ctx)
+	if !ok || v.UserID == "" {
+		return auth.Viewer{}, Errorf(CodeUnauthenticated, "sign in to continue")
+	}
+	return v, nil
+}
+
+// EnsureUser creates or refreshes the viewer's user row from their token's
+// claims and returns it. Email and name follow the latest token.
+func (s *Service) EnsureUser(ctx context.Context) (*ent.User, error) {
+	v, err := viewer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	email, name := clip(v.Email, 320), clip(v.Name, 200)
+	err = s.db.User.Create().
+		SetID(v.UserID).SetEmail(email).SetName(name).
+		OnConflictColumns(user.FieldID).
+		Update(func(u *ent.UserUpsert) {
+			u.SetEmail(email)
+			u.SetName(name)
+			u.UpdateUpdateTime()
+		}).
+		Exec(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("upsert user: %w", err)
+	}
+	return s.db.User.Get(ctx, v.UserID)
+}
+
+// Me returns the viewer's user row, creating it on first use and
+// refreshing its email and name when the token's claims changed.
+func (s *Service) Me(ctx context.Context) (*ent.User, error) {
+	v, err := viewer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	u, err := s.db.User.Get(ctx, v.UserID)
+	switch {
+	case ent.IsNotFound(err):
+		return s.EnsureUser(ctx)
+	case err != nil:
+		return nil, err
+	case u.Email != clip(v.Email, 320) || u.Name != clip(v.Name, 200):
+		return s.EnsureUser(ctx)
+	}
+	return u, nil
+}
+
+// CreateWorkspace creates a workspace with the viewer as its owner and
+// returns it. The name is trimmed and must be 1 to 100 characters.
+func (s *Service) CreateWorkspace(ctx context.Context, name string) (*ent.Workspace, error) {
+	if _, err := viewer(ctx); err != nil {
+		return nil, err
+	}
+	name = strings.TrimSpace(name)
+	if n := utf8.RuneCountInString(name); n == 0 || n > 100 {
+		return nil, InvalidInput("name", "Workspace name must be 1 to 100 characters.")
+	}
+	if _, err := s.EnsureUser(ctx); err != nil {
+		return nil, err
+	}
+	var ws *ent.Workspace
+	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		var err error
+		ws, err = tx.Workspace.Create().SetName(name).Save(ctx)
+		if err != nil {
+			return fmt.Errorf("create workspace: %w", err)
+		}
+		v, _ := auth.FromContext(ctx)
+		return tx.Membership.Create().
+			SetWorkspaceID(ws.ID).SetUserID(v.UserID).SetRole(auth.RoleOwner).
+			Exec(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return ws.Unwrap(), nil
+}
+
+// Workspace returns a workspace the viewer may see; any other id, and a
+// missing one, is NOT_FOUND.
+func (s *Service) Workspace(ctx context.Context, id uuid.UUID) (*ent.Workspace, error) {
+	ws, err := s.db.Workspace.Get(ctx, id)
+	if ent.IsNotFound(err) {
+		return nil, notFound("workspace")
+	}
+	return ws, err
+}
+
+// RoleIn returns the viewer's role in a workspace, or "" when the viewer
+// is not a member.
+func (s *Service) RoleIn(ctx context.Context, workspaceID uuid.UUID) (auth.Role, error) {
+	v, ok := auth.FromContext(ctx)
+	if !ok || v.UserID == "" {
+		return "", nil
+	}
+	m, err := s.db.Membership.Query().
+		Where(membership.WorkspaceID(workspaceID), membership.UserID(v.UserID)).
+		Only(ctx)
+	switch {
+	case ent.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", err
+	}
+	return m.Role, nil
+}
+
+// requireRole returns the workspace when the viewer is a member with one of
+// roles: NOT_FOUND when they are not a member, FORBIDDEN when the role is
+// too weak.
+func (s *Service) requireRole(ctx context.Context, workspaceID uuid.UUID, roles ...auth.Role) (*ent.Workspace, auth.Role, error) {
+	if _, err := viewer(ctx); err != nil {
+		return nil, "", err
+	}
+	ws, err := s.Workspace(ctx, workspaceID)
+	if err != nil {
+		return nil, "", err
+	}
+	role, err := s.RoleIn(ctx, workspaceID)
+	if err != nil {
+		return nil, "", err
+	}
+	if role == "" {
+		// A platform admin may see a workspace it is not a member of, but
+		// membership roles are needed to act in it.
+		return nil, "", Errorf(CodeForbidden, "You are not a member of this workspace.")
+	}
+	for _, r := range roles {
+		if role == r {
+			return ws, role, nil
+		}
+	}
+	return nil, role, Errorf(CodeForbidden, "Your role in this workspace does not allow this.")
+}
+
+// AddMember adds userID to a workspace with a role and returns the
+// membership. Owners and admins may add members and admins; only an owner
+// adds another owner. A user already in the workspace is BAD_USER_INPUT.
+func (s *Service) AddMember(ctx context.Context, workspaceID uuid.UUID, userID string, role auth.Role) (*ent.Membership, error) {
+	userID = strings.TrimSpace(userID)
+	if userID == "" || len(userID) > 255 {
+		return nil, InvalidInput("userId", "User id must be 1 to 255 characters.")
+	}
+	if !validRole(role) {
+		return nil, InvalidInput("role", "Unknown role.")
+	}
+	_, mine, err := s.requireRole(ctx, workspaceID, auth.RoleOwner, auth.RoleAdmin)
+	if err != nil {
+		return nil, err
+	}
+	if role == auth.RoleOwner && mine != auth.RoleOwner {
+		return nil, Errorf(CodeForbidden, "Only an owner can add another owner.")
+	}
+	var m *ent.Membership
+	err = WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		// The new member may never have signed in; their row is created
+		// bare and filled from their token on first use. The caller has
+		// already been proven an owner or admin of the workspace.
+		if err := tx.User.Create().SetID(userID).
+			OnConflictColumns(user.FieldID).DoNothing().
+			Exec(privacy.DecisionContext(ctx, privacy.Allow)); err != nil && !isNoRowsFromDoNothing(err) {
+			return fmt.Errorf("ensure member user: %w", err)
+		}
+		exists, err := tx.Membership.Query().
+			Where(membership.WorkspaceID(workspaceID), membership.UserID(userID)).Exist(ctx)
+		if err != nil {
+			return err
+		}
+		if exists {
+			return InvalidInput("userId", "This user is already a member of the workspace.")
+		}
+		m, err = tx.Membership.Create().
+			SetWorkspaceID(workspaceID).SetUserID(userID).SetRole(role).
+			Save(ctx)
+		if ent.IsConstraintError(err) {
+			return InvalidInput("userId", "This user is already a member of the workspace.")
+		}
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m.Unwrap(), nil
+}
+
+func validRole(r auth.Role) bool {
+	for _, v := range r.Values() {
+		if string(r) == v {
+			return true
+		}
+	}
+	return false
+}
+
+// clip cuts s to at most n runes.
+func clip(s string, n int) string {
+	if utf8.RuneCountInString(s) <= n {
+		return s
+	}
+	return string([]rune(s)[:n])
+}

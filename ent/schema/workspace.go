@@ -1,0 +1,36 @@
+package schema
+
+import (
+	"entgo.io/ent"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/mixin"
+	"github.com/google/uuid"
+)
+
+// Workspace is the tenant and the billing entity: it owns the Stripe
+// Customer and everything paid for.
+type Workspace struct {
+	ent.Schema
+}
+
+// Fields of the Workspace.
+func (Workspace) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("id", uuid.UUID{}).Default(uuid.New).Immutable(),
+		field.String("name").NotEmpty().MaxLen(100),
+		field.String("stripe_customer_id").Optional().Nillable().Unique().MaxLen(255),
+	}
+}
+
+// Edges of the Workspace.
+func (Workspace) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.To("memberships", Membership.Type),
+	}
+}
+
+// Mixin of the Workspace.
+func (Workspace) Mixin() []ent.Mixin {
+	return []ent.Mixin{mixin.Time{}}
+}
