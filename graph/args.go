@@ -19,12 +19,18 @@ func parseID(id, what string) (uuid.UUID, error) {
 	return u, nil
 }
 
-// checkPage refuses negative page sizes and sizes above MaxPageSize.
-func checkPage(first, last *int) error {
+// pageSize refuses negative page sizes and sizes above MaxPageSize, and
+// returns the `first` to use: MaxPageSize when neither first nor last is
+// given, so that no connection is ever unbounded.
+func pageSize(first, last *int) (*int, error) {
 	for name, n := range map[string]*int{"first": first, "last": last} {
 		if n != nil && (*n < 0 || *n > MaxPageSize) {
-			return billing.InvalidInput(name, "Page size must be between 0 and 100.")
+			return nil, billing.InvalidInput(name, "Page size must be between 0 and 100.")
 		}
 	}
-	return nil
+	if first == nil && last == nil {
+		n := MaxPageSize
+		return &n, nil
+	}
+	return first, nil
 }

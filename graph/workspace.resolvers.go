@@ -33,7 +33,8 @@ func (r *userResolver) IsPlatformAdmin(ctx context.Context, obj *ent.User) (bool
 
 // Workspaces is the resolver for the workspaces field.
 func (r *userResolver) Workspaces(ctx context.Context, obj *ent.User, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.WorkspaceConnection, error) {
-	if err := checkPage(first, last); err != nil {
+	first, err := pageSize(first, last)
+	if err != nil {
 		return nil, err
 	}
 	return r.Billing.DB().Workspace.Query().
@@ -52,7 +53,8 @@ func (r *workspaceResolver) ViewerRole(ctx context.Context, obj *ent.Workspace) 
 
 // Members is the resolver for the members field.
 func (r *workspaceResolver) Members(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.MembershipConnection, error) {
-	if err := checkPage(first, last); err != nil {
+	first, err := pageSize(first, last)
+	if err != nil {
 		return nil, err
 	}
 	return r.Billing.DB().Membership.Query().

@@ -2,17 +2,12 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"net/url"
-	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"billingapi/auth"
@@ -20,12 +15,9 @@ import (
 	"billingapi/cache"
 	"billingapi/ent"
 	_ "billingapi/ent/runtime" // registers hooks, validators and privacy policies
+	"billingapi/internal/database"
 
-	"entgo.io/ent/dialect"
-	entsql "entgo.io/ent/dialect/sql"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	"github.com/redis/go-redis/v9"
-	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
 // Main is the running service: its connections and its HTTP server.
@@ -35,7 +27,7 @@ type Main struct {
 	Log    *slog.Logger
 
 	DB         *ent.Client
-	sqlDB      *sql.DB
+	store      *database.Store
 	Redis      redis.UniversalClient
 	closeRedis func() error
 	Verifier   *auth.Verifier
@@ -69,9 +61,14 @@ func (m *Main) Open(ctx context.Context) error {
 	}
 	m.Verifier = verifier
 
-	if m.DB, m.sqlDB, err = openDB(ctx, m.Config); err != nil {
+	m.store, err = database.Open(ctx, m.Config.DatabaseURL, database.Options{
+		MaxOpenConns: m.Config.DBMaxOpenConns,
+		MaxIdleConns: m.Config.DBMaxIdleConns,
+	})
+	if err != nil {
 		return err
 	}
+	m.DB = m.store.Client
 	if m.Redis, m.closeRedis, err = cache.Open(m.Config.RedisURL); err != nil {
 		return err
 	}
@@ -128,85 +125,10 @@ func (m *Main) Close() error {
 	if m.closeRedis != nil {
 		errs = append(errs, m.closeRedis())
 	}
-	if m.DB != nil {
-		errs = append(errs, m.DB.Close())
+	if m.store != nil {
+		errs = append(errs, m.store.Close())
 	}
 	return errors.Join(errs...)
-}
-
-// openDB opens PostgreSQL or SQLite from the config and creates or
-// updates the schema.
-func openDB(ctx context.Context, cfg Config) (*ent.Client, *sql.DB, error) {
-	var (
-		db  *sql.DB
-		drv string
-		err error
-	)
-	if isPostgresURL(cfg.DatabaseURL) {
-		drv = dialect.Postgres
-		db, err = sql.Open("pgx", cfg.DatabaseURL)
-		if err != nil {
-			return nil, nil, fmt.Errorf("DATABASE_URL: %w", err)
-		}
-		db.SetMaxOpenConns(cfg.DBMaxOpenConns)
-		db.SetMaxIdleConns(cfg.DBMaxIdleConns)
-		db.SetConnMaxIdleTime(5 * time.Minute)
-	} else {
-		drv = dialect.SQLite
-		db, err = openSQLite(cfg.DatabaseURL)
-		if err != nil {
-			return nil, nil, err
-		}
-	}
-	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if err := db.PingContext(pingCtx); err != nil {
-		_ = db.Close()
-		return nil, nil, fmt.Errorf("database: not reachable: %s", redactDSNError(err, cfg.DatabaseURL))
-	}
-	client := ent.NewClient(ent.Driver(entsql.OpenDB(drv, db)))
-	if err := client.Schema.Create(ctx); err != nil {
-		_ = client.Close()
-		return nil, nil, fmt.Errorf("database: create schema: %w", err)
-	}
-	return client, db, nil
-}
-
-func isPostgresURL(s string) bool {
-	return strings.HasPrefix(s, "postgres://") || strings.HasPrefix(s, "postgresql://")
-}
-
-// openSQLite opens the embedded database file, creating its folder. One
-// connection serializes writers, which is what SQLite can do anyway, and
-// spares us "database is locked" errors.
-func openSQLite(path string) (*sql.DB, error) {
-	file := strings.TrimPrefix(path, "file:")
-	if i := strings.IndexByte(file, '?'); i >= 0 {
-		file = file[:i]
-	}
-	if file != ":memory:" {
-		if err := os.MkdirAll(filepath.Dir(file), 0o750); err != nil {
-			return nil, fmt.Errorf("DATABASE_URL: create folder: %w", err)
-		}
-	}
-	dsn := "file:" + file + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("DATABASE_URL: %w", err)
-	}
-	db.SetMaxOpenConns(1)
-	return db, nil
-}
-
-// redactDSNError removes the DSN's password from a driver error.
-func redactDSNError(err error, dsn string) string {
-	msg := err.Error()
-	if u, perr := url.Parse(dsn); perr == nil {
-		if p, ok := u.User.Password(); ok && p != "" {
-			msg = strings.ReplaceAll(msg, p, "xxxxx")
-		}
-	}
-	return msg
 }
 
 // newLogger returns a text logger in development and a JSON logger in

@@ -49,7 +49,7 @@ func (m *Main) ready(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	status := map[string]string{"database": "ok", "redis": "ok"}
 	code := http.StatusOK
-	if err := m.sqlDB.PingContext(ctx); err != nil {
+	if err := m.store.SQL.PingContext(ctx); err != nil {
 		status["database"], code = "unavailable", http.StatusServiceUnavailable
 	}
 	if err := cache.Ping(ctx, m.Redis); err != nil {

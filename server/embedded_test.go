@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"billingapi/auth"
+)
+
+// buildServer compiles this command into a temporary folder.
+func buildServer(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "billing-server")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// TestEmbeddedDefaults runs the real binary the way `make run` does, with
+// an empty environment (only HTTP_ADDR, so that the test does not fight a
+// developer's server for :8000): embedded SQLite under ./data, embedded
+// Redis, the development JWT secret. A token minted by the `token`
+// subcommand gets `{ me { id } }` back, and SIGTERM shuts it down cleanly.
+func TestEmbeddedDefaults(t *testing.T) {
+	bin := buildServer(t)
+	dir := t.TempDir()
+
+	tokenCmd := exec.Command(bin, "token", "--sub", "embedded-user", "--email", "e@example.com")
+	tokenCmd.Env = []string{}
+	tokenCmd.Dir = dir
+	tokOut, err := tokenCmd.Output()
+	if err != nil {
+		t.Fatalf("token: %v", err)
+	}
+	token := strings.TrimSpace(string(tokOut))
+
+	cmd := exec.Command(bin)
+	cmd.Env = []string{"HTTP_ADDR=127.0.0.1:0"}
+	cmd.Dir = dir
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill() })
+
+	base := waitForURL(t, stdout, &stderr)
+	body := strings.NewReader(`{"query":"{ me { id } }"}`)
+	req, _ := http.NewRequest(http.MethodPost, base+"/graphql", body)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+token)
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out struct {
+		Data struct{ Me struct{ ID string } }
+	}
+	if err := json.NewDecoder(res.Body).Decode(&out); err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if out.Data.Me.ID != "embedded-user" {
+		t.Fatalf("me.id = %q, want embedded-user", out.Data.Me.ID)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "data", "billing.db")); err != nil {
+		t.Fatalf("embedded database not created under ./data: %v", err)
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("server did not stop within 20s of SIGTERM")
+	}
+}
+
+var listeningLine = regexp.MustCompile(`listening on (http://\S+)`)
+
+// waitForURL reads the server's stdout until it prints its URL.
+func waitForURL(t *testing.T, stdout interface{ Read([]byte) (int, error) }, stderr *bytes.Buffer) string {
+	t.Helper()
+	found := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			if m := listeningLine.FindStringSubmatch(sc.Text()); m != nil {
+				found <- m[1]
+			}
+		}
+	}()
+	select {
+	case u := <-found:
+		return u
+	case <-time.After(60 * time.Second):
+		t.Fatalf("server did not print its URL within 60s; stderr:\n%s", stderr.String())
+		return ""
+	}
+}
+
+func TestTokenCommand(t *testing.T) {
+	env := func(vars map[string]string) func(string) string {
+		return func(k string) string { return vars[k] }
+	}
+	t.Run("MintsATokenTheServerAccepts", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{"token", "--sub", "u1", "--admin"}, env(nil), &out, &errb); err != nil {
+			t.Fatal(err)
+		}
+		verifier, err := auth.NewVerifier(auth.VerifierConfig{HS256Secret: []byte(DevJWTSecret)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v, err := verifier.Verify(strings.TrimSpace(out.String()))
+		if err != nil || v.UserID != "u1" || !v.Admin {
+			t.Fatalf("viewer = %+v, err = %v", v, err)
+		}
+	})
+	t.Run("RefusedInProduction", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), []string{"token", "--sub", "u1"}, env(validProductionEnv()), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), "production") || out.Len() != 0 {
+			t.Fatalf("err = %v, out = %q; want a refusal naming production", err, out.String())
+		}
+	})
+	t.Run("SubIsRequired", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		err := run(context.Background(), []string{"token"}, env(nil), &out, &errb)
+		if err == nil || !strings.Contains(err.Error(), "--sub") {
+			t.Fatalf("err = %v", err)
+		}
+	})
+	t.Run("UnknownCommand", func(t *testing.T) {
+		var out, errb bytes.Buffer
+		if err := run(context.Background(), []string{"frobnicate"}, env(nil), &out, &errb); err == nil {
+			t.Fatal("unknown command accepted")
+		}
+	})
+}
+
