@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/internal/testenv"
 )
 
 // buildServer compiles this command into a temporary folder.
@@ -162,3 +164,25 @@ func TestTokenCommand(t *testing.T) {
 	})
 }
 
+func TestHealthcheckCommand(t *testing.T) {
+	s := startServer(t, testenv.SQLite(t), nil)
+	addr := strings.TrimPrefix(s.URL, "http://")
+	env := func(k string) string {
+		if k == "HTTP_ADDR" {
+			return addr
+		}
+		return ""
+	}
+	if err := run(context.Background(), []string{"healthcheck"}, env, io.Discard, io.Discard); err != nil {
+		t.Fatalf("healthcheck of a ready server: %v", err)
+	}
+	closed := func(k string) string {
+		if k == "HTTP_ADDR" {
+			return "127.0.0.1:1"
+		}
+		return ""
+	}
+	if err := run(context.Background(), []string{"healthcheck"}, closed, io.Discard, io.Discard); err == nil {
+		t.Fatal("healthcheck of a closed port succeeded")
+	}
+}

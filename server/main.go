@@ -2,6 +2,7 @@
 //
 //	server [serve]                                  start the API
 //	server token --sub USER [--email E] [--admin]   mint a development JWT
+//	server healthcheck                              exit 0 when /readyz answers 200 (for containers)
 //
 // Configuration comes from the environment (see README.md); nothing below
 // this package reads it.
@@ -13,9 +14,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 )
 
 func main() {
@@ -40,8 +44,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return serve(ctx, getenv, stdout, stderr)
 	case "token":
 		return mintToken(args, getenv, stdout, stderr)
+	case "healthcheck":
+		return healthcheck(ctx, getenv)
 	default:
-		return fmt.Errorf("unknown command %q (want serve or token)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token or healthcheck)", cmd)
 	}
 }
 
@@ -60,4 +66,35 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 	printWelcome(stdout, m)
 	<-ctx.Done()
 	return m.Close()
+}
+
+// healthcheck asks the local server's /readyz and returns an error unless
+// it answers 200. Container images have no curl; this is their probe.
+func healthcheck(ctx context.Context, getenv func(string) string) error {
+	addr := getenv("HTTP_ADDR")
+	if addr == "" {
+		addr = ":8000"
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+net.JoinHostPort(host, port)+"/readyz", nil)
+	if err != nil {
+		return err
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		return fmt.Errorf("healthcheck: /readyz answered %d", res.StatusCode)
+	}
+	return nil
 }
