@@ -2,6 +2,7 @@ package graph
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"time"
 
@@ -87,7 +88,11 @@ func wsInit(authenticate func(string) (auth.Viewer, error)) transport.WebsocketI
 		}
 		v, err := authenticate(header)
 		if err != nil {
-			return ctx, nil, err
+			// 4403 Forbidden is graphql-transport-ws's close code for a
+			// refused connection_init.
+			ctx = transport.WithWebsocketCloseCode(ctx, 4403)
+			ctx = transport.AppendCloseReason(ctx, "Forbidden")
+			return ctx, nil, errors.New("invalid or expired token")
 		}
 		return auth.NewContext(ctx, v), nil, nil
 	}

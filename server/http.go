@@ -92,6 +92,12 @@ func graphqlOnly(next http.Handler) http.Handler {
 			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "Could not read the request body.")
 			return
 		}
+		// gqlgen would answer a body that is not one JSON object with an
+		// uncoded error that echoes the body; refuse it here instead.
+		if trimmed := bytes.TrimSpace(body); len(trimmed) == 0 || trimmed[0] != '{' || !json.Valid(trimmed) {
+			writeError(w, http.StatusBadRequest, "BAD_REQUEST", "The body must be one JSON object: {\"query\": ..., \"variables\": ...}.")
+			return
+		}
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		next.ServeHTTP(w, r)
 	})
@@ -144,6 +150,10 @@ func (m *Main) originAllowed(origin string) bool {
 	if slices.Contains(m.Config.CORSAllowedOrigins, origin) {
 		return true
 	}
+	// "*" is accepted by the config in development only.
+	if slices.Contains(m.Config.CORSAllowedOrigins, "*") && !m.Config.Production() {
+		return true
+	}
 	if m.Config.Production() {
 		return false
 	}
@@ -156,6 +166,9 @@ func (m *Main) originAllowed(origin string) bool {
 func (m *Main) websocketOrigins() []string {
 	var patterns []string
 	for _, o := range m.Config.CORSAllowedOrigins {
+		if o == "*" && !m.Config.Production() {
+			return []string{"*"}
+		}
 		if u, err := url.Parse(o); err == nil && u.Host != "" {
 			patterns = append(patterns, u.Host)
 		}
@@ -180,16 +193,25 @@ func (m *Main) logRequests(next http.Handler) http.Handler {
 	})
 }
 
-// statusRecorder remembers the status code; it passes through Flush and
-// Unwrap so that websocket upgrades (Hijack) keep working.
+// statusRecorder remembers the status code sent (the first one: later
+// calls are ignored by net/http too); it passes through Flush and Unwrap so
+// that websocket upgrades (Hijack) keep working.
 type statusRecorder struct {
 	http.ResponseWriter
-	status int
+	status      int
+	wroteHeader bool
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
-	s.status = code
+	if !s.wroteHeader {
+		s.status, s.wroteHeader = code, true
+	}
 	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wroteHeader = true
+	return s.ResponseWriter.Write(b)
 }
 
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
