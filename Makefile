@@ -18,7 +18,7 @@ RUN_ENV := STRIPE_API_BASE=$${STRIPE_API_BASE:-http://$(STRIPE_MOCK_ADDR)} \
 ## run: start the API on :8000 with embedded SQLite, embedded Redis and a local stripe-mock
 run: $(STRIPE_MOCK)
 	@set -e; \
-	$(STRIPE_MOCK) -http-addr $(STRIPE_MOCK_ADDR) >/dev/null 2>&1 & mock=$$!; \
+	$(STRIPE_MOCK) -http-addr $(STRIPE_MOCK_ADDR) -https-addr 127.0.0.1:0 >/dev/null 2>&1 & mock=$$!; \
 	trap 'kill $$mock 2>/dev/null' EXIT INT TERM; \
 	$(RUN_ENV) $(GO) run ./server
 
