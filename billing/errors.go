@@ -38,6 +38,8 @@ type Error struct {
 	Message string
 	// Field names the offending input field for BAD_USER_INPUT, if any.
 	Field string
+	// DeclineCode is Stripe's decline code for CARD_DECLINED.
+	DeclineCode string
 	Err   error
 }
 

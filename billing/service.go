@@ -3,24 +3,65 @@ package billing
 import (
 	"log/slog"
 
+	"billingapi/cache"
 	"billingapi/ent"
+
+	"github.com/stripe/stripe-go/v76/client"
 )
+
+// Config is what the domain needs to know of the deployment.
+type Config struct {
+	// PlanLookupKeys is the plan catalog, in display order.
+	PlanLookupKeys []string
+	// EagerCustomers creates a workspace's Stripe Customer when the
+	// workspace is created rather than at its first payment.
+	EagerCustomers bool
+	// RowLocks is true when the database supports SELECT ... FOR UPDATE
+	// (PostgreSQL). SQLite serializes writers instead.
+	RowLocks bool
+	// PublishableKey and Mode ("test" or "live") are what clients may know
+	// of the Stripe account.
+	PublishableKey string
+	Mode           string
+}
 
 // Service is the billing domain. Build it with New; its methods take the
 // viewer from the context and refuse with an *Error.
 type Service struct {
-	db  *ent.Client
-	log *slog.Logger
+	db     *ent.Client
+	stripe *client.API
+	prices *cache.Prices
+	cfg    Config
+	log    *slog.Logger
 }
 
-// New returns a Service over the ent client.
-func New(db *ent.Client, log *slog.Logger) *Service {
+// New returns a Service. stripe may be nil when no Stripe key is
+// configured: Stripe features then answer PAYMENT_PROVIDER_UNAVAILABLE.
+func New(db *ent.Client, stripe *client.API, prices *cache.Prices, cfg Config, log *slog.Logger) *Service {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Service{db: db, log: log}
+	return &Service{db: db, stripe: stripe, prices: prices, cfg: cfg, log: log}
 }
 
 // DB returns the ent client, for read paths (GraphQL pagination) that go
 // through the same privacy rules as the service.
 func (s *Service) DB() *ent.Client { return s.db }
+
+// StripeConfig is what a client needs to load Stripe.js.
+type StripeConfig struct {
+	// PublishableKey is nil when Stripe is not configured.
+	PublishableKey *string
+	// Mode is "test" or "live"; "" when Stripe is not configured.
+	Mode string
+}
+
+// StripeConfig returns the publishable key and mode. The secret key is not
+// reachable from the Service at all.
+func (s *Service) StripeConfig() StripeConfig {
+	c := StripeConfig{Mode: s.cfg.Mode}
+	if s.cfg.PublishableKey != "" {
+		c.PublishableKey = &s.cfg.PublishableKey
+	}
+	return c
+}

@@ -93,7 +93,17 @@ func (s *Service) CreateWorkspace(ctx context.Context, name string) (*ent.Worksp
 	if err != nil {
 		return nil, err
 	}
-	return ws.Unwrap(), nil
+	ws = ws.Unwrap()
+	if s.cfg.EagerCustomers {
+		// The workspace exists either way; a failed eager creation is
+		// retried lazily at the first payment.
+		if _, err := s.EnsureCustomer(ctx, ws.ID); err != nil {
+			s.log.WarnContext(ctx, "eager Stripe customer creation failed; will retry at first payment", "workspace_id", ws.ID, "err", err)
+		} else if ws, err = s.Workspace(ctx, ws.ID); err != nil {
+			return nil, err
+		}
+	}
+	return ws, nil
 }
 
 // Workspace returns a workspace the viewer may see; any other id, and a

@@ -34,3 +34,20 @@ func pageSize(first, last *int) (*int, error) {
 	}
 	return first, nil
 }
+
+// deref returns *p, or the zero value for nil.
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
+
+// nilIfEmpty returns nil for "", so that an absent value reads as null.
+func nilIfEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}

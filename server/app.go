@@ -17,6 +17,8 @@ import (
 	_ "billingapi/ent/runtime" // registers hooks, validators and privacy policies
 	"billingapi/internal/database"
 
+	"entgo.io/ent/dialect"
+
 	"github.com/redis/go-redis/v9"
 )
 
@@ -31,7 +33,12 @@ type Main struct {
 	Redis      redis.UniversalClient
 	closeRedis func() error
 	Verifier   *auth.Verifier
+	Prices     *cache.Prices
 	Billing    *billing.Service
+
+	// StripeHTTPClient, when set before Open, carries every Stripe request
+	// (tests count and inspect them through it).
+	StripeHTTPClient *http.Client
 
 	listener net.Listener
 	server   *http.Server
@@ -75,7 +82,18 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := cache.Ping(ctx, m.Redis); err != nil {
 		return fmt.Errorf("redis: not reachable: %w", err)
 	}
-	m.Billing = billing.New(m.DB, m.Log)
+	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
+	m.Billing = billing.New(m.DB, billing.NewStripe(billing.StripeOptions{
+		SecretKey:  m.Config.Stripe.SecretKey,
+		APIBase:    m.Config.Stripe.APIBase,
+		HTTPClient: m.StripeHTTPClient,
+	}, m.Log), m.Prices, billing.Config{
+		PlanLookupKeys: m.Config.PlanLookupKeys,
+		EagerCustomers: m.Config.CustomerCreation == "workspace",
+		RowLocks:       m.store.Dialect == dialect.Postgres,
+		PublishableKey: m.Config.Stripe.PublishableKey,
+		Mode:           m.Config.StripeMode(),
+	}, m.Log)
 
 	m.listener, err = net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {

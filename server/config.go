@@ -26,6 +26,7 @@ type Config struct {
 	BaseURL            string        // APP_BASE_URL, default "http://localhost:8000", no trailing slash; https in production
 	DatabaseURL        string        // DATABASE_URL: postgres(ql):// URL, "file:..." or a .db/.sqlite/.sqlite3 path; default "data/billing.db"
 	RedisURL           string        // REDIS_URL: redis:// or rediss://; "" means embedded in-process Redis (development only)
+	RedisKeyPrefix     string        // REDIS_KEY_PREFIX, default "billing:"; lets several deployments (or tests) share one Redis
 	Stripe             StripeConfig  // STRIPE_* variables
 	JWT                JWTConfig     // JWT_* variables
 	PlanLookupKeys     []string      // PLAN_LOOKUP_KEYS, comma-separated Stripe price lookup keys
@@ -87,6 +88,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	c.BaseURL = l.baseURL(prod)
 	c.DatabaseURL = l.databaseURL(prod)
 	c.RedisURL = l.redisURL(prod)
+	c.RedisKeyPrefix = l.redisKeyPrefix()
 	c.Stripe = l.stripe(prod)
 	c.JWT = l.jwt(prod)
 	c.PlanLookupKeys = l.planLookupKeys()
@@ -309,6 +311,20 @@ func (l *loader) redisURL(prod bool) string {
 		l.problem(name, "must start with redis:// or rediss://")
 	case u.Host == "":
 		l.problem(name, "must include a host")
+	}
+	return s
+}
+
+func (l *loader) redisKeyPrefix() string {
+	const name = "REDIS_KEY_PREFIX"
+	s := l.get(name)
+	if s == "" {
+		return "billing:"
+	}
+	if len(s) > 64 || strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == ':' || r == '_' || r == '-')
+	}) >= 0 {
+		l.problem(name, "must be 1 to 64 characters of letters, digits, ':', '_' or '-'")
 	}
 	return s
 }
@@ -679,6 +695,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("BaseURL", c.BaseURL),
 		slog.String("DatabaseURL", redactURL(c.DatabaseURL)),
 		slog.String("RedisURL", redactURL(c.RedisURL)),
+		slog.String("RedisKeyPrefix", c.RedisKeyPrefix),
 		slog.Any("Stripe", c.Stripe),
 		slog.Any("JWT", c.JWT),
 		slog.Any("PlanLookupKeys", c.PlanLookupKeys),
@@ -694,16 +711,16 @@ func (c Config) LogValue() slog.Value {
 
 // String returns every field on one line, with secrets shown as "[redacted]" and URL passwords as "xxxxx".
 func (c Config) String() string {
-	return fmt.Sprintf("Config{HTTPAddr:%q Env:%q BaseURL:%q DatabaseURL:%q RedisURL:%q Stripe:%s JWT:%s PlanLookupKeys:%q PriceCacheTTL:%s RateLimitPerMinute:%d CORSAllowedOrigins:%q MetricsToken:%q CustomerCreation:%q DBMaxOpenConns:%d DBMaxIdleConns:%d}",
-		c.HTTPAddr, c.Env, c.BaseURL, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.Stripe.String(), c.JWT.String(),
+	return fmt.Sprintf("Config{HTTPAddr:%q Env:%q BaseURL:%q DatabaseURL:%q RedisURL:%q RedisKeyPrefix:%q Stripe:%s JWT:%s PlanLookupKeys:%q PriceCacheTTL:%s RateLimitPerMinute:%d CORSAllowedOrigins:%q MetricsToken:%q CustomerCreation:%q DBMaxOpenConns:%d DBMaxIdleConns:%d}",
+		c.HTTPAddr, c.Env, c.BaseURL, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.RedisKeyPrefix, c.Stripe.String(), c.JWT.String(),
 		c.PlanLookupKeys, c.PriceCacheTTL, c.RateLimitPerMinute, c.CORSAllowedOrigins, redact(c.MetricsToken),
 		c.CustomerCreation, c.DBMaxOpenConns, c.DBMaxIdleConns)
 }
 
 // GoString returns c as Go syntax for %#v, with secrets replaced by "[redacted]" and URL passwords by "xxxxx".
 func (c Config) GoString() string {
-	return fmt.Sprintf("main.Config{HTTPAddr:%#v, Env:%#v, BaseURL:%#v, DatabaseURL:%#v, RedisURL:%#v, Stripe:%s, JWT:%s, PlanLookupKeys:%#v, PriceCacheTTL:%d, RateLimitPerMinute:%d, CORSAllowedOrigins:%#v, MetricsToken:%#v, CustomerCreation:%#v, DBMaxOpenConns:%d, DBMaxIdleConns:%d}",
-		c.HTTPAddr, c.Env, c.BaseURL, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.Stripe.GoString(), c.JWT.GoString(),
+	return fmt.Sprintf("main.Config{HTTPAddr:%#v, Env:%#v, BaseURL:%#v, DatabaseURL:%#v, RedisURL:%#v, RedisKeyPrefix:%#v, Stripe:%s, JWT:%s, PlanLookupKeys:%#v, PriceCacheTTL:%d, RateLimitPerMinute:%d, CORSAllowedOrigins:%#v, MetricsToken:%#v, CustomerCreation:%#v, DBMaxOpenConns:%d, DBMaxIdleConns:%d}",
+		c.HTTPAddr, c.Env, c.BaseURL, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.RedisKeyPrefix, c.Stripe.GoString(), c.JWT.GoString(),
 		c.PlanLookupKeys, int64(c.PriceCacheTTL), c.RateLimitPerMinute, c.CORSAllowedOrigins, redact(c.MetricsToken),
 		c.CustomerCreation, c.DBMaxOpenConns, c.DBMaxIdleConns)
 }

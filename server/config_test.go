@@ -161,6 +161,7 @@ func TestLoadConfig(t *testing.T) {
 					Env:                "development",
 					BaseURL:            "http://localhost:8000",
 					DatabaseURL:        "data/billing.db",
+					RedisKeyPrefix:     "billing:",
 					JWT:                JWTConfig{HS256Secret: DevJWTSecret},
 					PriceCacheTTL:      10 * time.Minute,
 					RateLimitPerMinute: 60,
@@ -233,6 +234,16 @@ func TestLoadConfig(t *testing.T) {
 					t.Errorf("DB conns = %d/%d, want 5/5 (default idle capped at open)", c.DBMaxOpenConns, c.DBMaxIdleConns)
 				}
 			},
+		},
+		{
+			name:    "RedisKeyPrefixWithSpaceRefused",
+			env:     map[string]string{"REDIS_KEY_PREFIX": "my prefix"},
+			wantErr: []string{"REDIS_KEY_PREFIX: must be 1 to 64 characters"},
+		},
+		{
+			name:    "RedisKeyPrefixTooLongRefused",
+			env:     map[string]string{"REDIS_KEY_PREFIX": strings.Repeat("p", 65)},
+			wantErr: []string{"REDIS_KEY_PREFIX: must be 1 to 64 characters"},
 		},
 		{
 			name:    "UnknownAppEnvRefused",

@@ -48,8 +48,9 @@ func startServer(t *testing.T, databaseURL string, env map[string]string) *testS
 	t.Helper()
 	vars := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": databaseURL}
 	if _, ok := env["REDIS_URL"]; !ok {
-		redisURL, _ := testenv.Redis(t)
+		redisURL, prefix := testenv.Redis(t)
 		vars["REDIS_URL"] = redisURL
+		vars["REDIS_KEY_PREFIX"] = prefix
 	}
 	for k, v := range env {
 		vars[k] = v
@@ -144,6 +145,7 @@ func (s *testServer) do(t *testing.T, req *http.Request) gqlResponse {
 	}
 	defer res.Body.Close()
 	raw, _ := io.ReadAll(res.Body)
+	assertNoSecrets(t, string(raw))
 	out := gqlResponse{Status: res.StatusCode, Raw: string(raw)}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &out); err != nil {
@@ -170,4 +172,34 @@ func (s *testServer) addMember(t *testing.T, token, workspaceID, userID, role st
 	return s.gql(t, token, `mutation($w: ID!, $u: ID!, $r: Role!) {
 		addWorkspaceMember(input: {workspaceId: $w, userId: $u, role: $r}) { id role user { id } }
 	}`, map[string]any{"w": workspaceID, "u": userID, "r": role})
+}
+
+// secretMarkers are prefixes of values that must never reach a client:
+// Stripe secret and restricted keys and webhook signing secrets.
+var secretMarkers = []string{"sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_"}
+
+// assertNoSecrets fails the test when a response carries a secret. Every
+// response read through testServer.do is scanned.
+func assertNoSecrets(t *testing.T, body string) {
+	t.Helper()
+	for _, m := range secretMarkers {
+		if strings.Contains(body, m) {
+			t.Errorf("response contains %q: %s", m, body)
+		}
+	}
+}
+
+// withStripe returns env plus a Stripe test key pointed at apiBase and the
+// publishable key and webhook secret that go with it.
+func withStripe(apiBase string, env map[string]string) map[string]string {
+	out := map[string]string{
+		"STRIPE_SECRET_KEY":      testenv.StripeMockKey,
+		"STRIPE_PUBLISHABLE_KEY": "pk_test_123",
+		"STRIPE_WEBHOOK_SECRET":  "whsec_test_secret_for_tests",
+		"STRIPE_API_BASE":        apiBase,
+	}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
 }

@@ -26,7 +26,10 @@ type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 type ResolverRoot interface {
 	Membership() MembershipResolver
 	Mutation() MutationResolver
+	Plan() PlanResolver
+	Product() ProductResolver
 	Query() QueryResolver
+	StripeConfig() StripeConfigResolver
 	User() UserResolver
 	Workspace() WorkspaceResolver
 }
@@ -58,6 +61,8 @@ type ComplexityRoot struct {
 
 	Mutation struct {
 		AddWorkspaceMember func(childComplexity int, input model.AddWorkspaceMemberInput) int
+		CreatePrice        func(childComplexity int, input model.CreatePriceInput) int
+		CreateProduct      func(childComplexity int, input model.CreateProductInput) int
 		CreateWorkspace    func(childComplexity int, input model.CreateWorkspaceInput) int
 	}
 
@@ -68,9 +73,35 @@ type ComplexityRoot struct {
 		StartCursor     func(childComplexity int) int
 	}
 
+	Plan struct {
+		Currency      func(childComplexity int) int
+		Interval      func(childComplexity int) int
+		IntervalCount func(childComplexity int) int
+		LookupKey     func(childComplexity int) int
+		PriceID       func(childComplexity int) int
+		Product       func(childComplexity int) int
+		UnitAmount    func(childComplexity int) int
+	}
+
+	Product struct {
+		Description func(childComplexity int) int
+		Features    func(childComplexity int) int
+		ID          func(childComplexity int) int
+		Name        func(childComplexity int) int
+		Plan        func(childComplexity int) int
+	}
+
 	Query struct {
-		Me        func(childComplexity int) int
-		Workspace func(childComplexity int, id string) int
+		Me           func(childComplexity int) int
+		Plans        func(childComplexity int) int
+		Price        func(childComplexity int, lookupKey string) int
+		StripeConfig func(childComplexity int) int
+		Workspace    func(childComplexity int, id string) int
+	}
+
+	StripeConfig struct {
+		Mode           func(childComplexity int) int
+		PublishableKey func(childComplexity int) int
 	}
 
 	User struct {
@@ -189,6 +220,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddWorkspaceMember(childComplexity, args["input"].(model.AddWorkspaceMemberInput)), true
+	case "Mutation.createPrice":
+		if e.ComplexityRoot.Mutation.CreatePrice == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createPrice_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreatePrice(childComplexity, args["input"].(model.CreatePriceInput)), true
+	case "Mutation.createProduct":
+		if e.ComplexityRoot.Mutation.CreateProduct == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createProduct_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateProduct(childComplexity, args["input"].(model.CreateProductInput)), true
 	case "Mutation.createWorkspace":
 		if e.ComplexityRoot.Mutation.CreateWorkspace == nil {
 			break
@@ -226,12 +279,109 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
 
+	case "Plan.currency":
+		if e.ComplexityRoot.Plan.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Currency(childComplexity), true
+	case "Plan.interval":
+		if e.ComplexityRoot.Plan.Interval == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Interval(childComplexity), true
+	case "Plan.intervalCount":
+		if e.ComplexityRoot.Plan.IntervalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.IntervalCount(childComplexity), true
+	case "Plan.lookupKey":
+		if e.ComplexityRoot.Plan.LookupKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.LookupKey(childComplexity), true
+	case "Plan.priceId":
+		if e.ComplexityRoot.Plan.PriceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.PriceID(childComplexity), true
+	case "Plan.product":
+		if e.ComplexityRoot.Plan.Product == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.Product(childComplexity), true
+	case "Plan.unitAmount":
+		if e.ComplexityRoot.Plan.UnitAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Plan.UnitAmount(childComplexity), true
+
+	case "Product.description":
+		if e.ComplexityRoot.Product.Description == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Product.Description(childComplexity), true
+	case "Product.features":
+		if e.ComplexityRoot.Product.Features == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Product.Features(childComplexity), true
+	case "Product.id":
+		if e.ComplexityRoot.Product.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Product.ID(childComplexity), true
+	case "Product.name":
+		if e.ComplexityRoot.Product.Name == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Product.Name(childComplexity), true
+	case "Product.plan":
+		if e.ComplexityRoot.Product.Plan == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Product.Plan(childComplexity), true
+
 	case "Query.me":
 		if e.ComplexityRoot.Query.Me == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Query.Me(childComplexity), true
+	case "Query.plans":
+		if e.ComplexityRoot.Query.Plans == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.Plans(childComplexity), true
+	case "Query.price":
+		if e.ComplexityRoot.Query.Price == nil {
+			break
+		}
+
+		args, err := ec.field_Query_price_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.Price(childComplexity, args["lookupKey"].(string)), true
+	case "Query.stripeConfig":
+		if e.ComplexityRoot.Query.StripeConfig == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Query.StripeConfig(childComplexity), true
 	case "Query.workspace":
 		if e.ComplexityRoot.Query.Workspace == nil {
 			break
@@ -243,6 +393,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Workspace(childComplexity, args["id"].(string)), true
+
+	case "StripeConfig.mode":
+		if e.ComplexityRoot.StripeConfig.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeConfig.Mode(childComplexity), true
+	case "StripeConfig.publishableKey":
+		if e.ComplexityRoot.StripeConfig.PublishableKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.StripeConfig.PublishableKey(childComplexity), true
 
 	case "User.email":
 		if e.ComplexityRoot.User.Email == nil {
@@ -358,7 +521,10 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("AddWorkspaceMemberInput", ec.unmarshalInputAddWorkspaceMemberInput),
+			graphql.NewInputUnmarshaler("CreatePriceInput", ec.unmarshalInputCreatePriceInput),
+			graphql.NewInputUnmarshaler("CreateProductInput", ec.unmarshalInputCreateProductInput),
 			graphql.NewInputUnmarshaler("CreateWorkspaceInput", ec.unmarshalInputCreateWorkspaceInput),
+			graphql.NewInputUnmarshaler("RecurringInput", ec.unmarshalInputRecurringInput),
 		)
 	}
 	first := true
@@ -435,6 +601,95 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../schema/catalog.graphqls", Input: `"""How often a recurring price bills."""
+enum PriceInterval {
+  DAY
+  WEEK
+  MONTH
+  YEAR
+}
+
+"""A price of the catalog, found by its lookup key. Amounts are integers in the currency's smallest unit (cents; whole yen for JPY)."""
+type Plan {
+  lookupKey: String!
+  priceId: String!
+  unitAmount: Int!
+  """Lowercase ISO 4217 code, as Stripe gives it."""
+  currency: String!
+  """Null for a one-time price."""
+  interval: PriceInterval
+  intervalCount: Int
+  product: Product!
+}
+
+"""What a plan sells."""
+type Product {
+  id: String!
+  name: String!
+  description: String
+  """The product's ` + "`" + `plan` + "`" + ` metadata: the plan name access follows."""
+  plan: String
+  """The product's ` + "`" + `feature_set` + "`" + ` metadata, split on commas."""
+  features: [String!]!
+}
+
+enum StripeMode {
+  TEST
+  LIVE
+}
+
+"""What a browser needs to load Stripe.js."""
+type StripeConfig {
+  """Null when the server has no Stripe keys."""
+  publishableKey: String
+  mode: StripeMode
+}
+
+input CreateProductInput {
+  name: String!
+  description: String
+  """The plan name this product grants (snake_case)."""
+  plan: String!
+  features: [String!]
+  """Retrying with the same key returns the same product."""
+  idempotencyKey: String
+}
+
+input RecurringInput {
+  interval: PriceInterval!
+  intervalCount: Int = 1
+}
+
+input CreatePriceInput {
+  """A Stripe product id (prod_...)."""
+  productId: String!
+  """Positive, in the currency's smallest unit, at most 99999999."""
+  unitAmount: Int!
+  currency: String!
+  """Omit for a one-time price."""
+  recurring: RecurringInput
+  lookupKey: String!
+  """Move the lookup key from the price that has it now."""
+  transferLookupKey: Boolean = false
+  idempotencyKey: String
+}
+
+extend type Query {
+  """The plan catalog (PLAN_LOOKUP_KEYS), in order. Public."""
+  plans: [Plan!]!
+  """One price by lookup key; NOT_FOUND when Stripe has none. Public."""
+  price(lookupKey: String!): Plan
+  """The publishable key and mode. Public."""
+  stripeConfig: StripeConfig!
+}
+
+extend type Mutation {
+  """Creates a catalog product (platform admins)."""
+  createProduct(input: CreateProductInput!): Product! @platformAdmin
+  """Creates a catalog price (platform admins)."""
+  createPrice(input: CreatePriceInput!): Plan! @platformAdmin
+}
+`, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `# The root of the billing API. Fields marked @authenticated need a valid
 # bearer token; @platformAdmin fields need the token's role "admin".
 
@@ -598,6 +853,52 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_Plan(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "lookupKey":
+		return ec.fieldContext_Plan_lookupKey(ctx, field)
+	case "priceId":
+		return ec.fieldContext_Plan_priceId(ctx, field)
+	case "unitAmount":
+		return ec.fieldContext_Plan_unitAmount(ctx, field)
+	case "currency":
+		return ec.fieldContext_Plan_currency(ctx, field)
+	case "interval":
+		return ec.fieldContext_Plan_interval(ctx, field)
+	case "intervalCount":
+		return ec.fieldContext_Plan_intervalCount(ctx, field)
+	case "product":
+		return ec.fieldContext_Plan_product(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Plan", field.Name)
+}
+
+func (ec *executionContext) childFields_Product(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Product_id(ctx, field)
+	case "name":
+		return ec.fieldContext_Product_name(ctx, field)
+	case "description":
+		return ec.fieldContext_Product_description(ctx, field)
+	case "plan":
+		return ec.fieldContext_Product_plan(ctx, field)
+	case "features":
+		return ec.fieldContext_Product_features(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Product", field.Name)
+}
+
+func (ec *executionContext) childFields_StripeConfig(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "publishableKey":
+		return ec.fieldContext_StripeConfig_publishableKey(ctx, field)
+	case "mode":
+		return ec.fieldContext_StripeConfig_mode(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type StripeConfig", field.Name)
 }
 
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -4,6 +4,10 @@ package model
 
 import (
 	"billingapi/auth"
+	"bytes"
+	"fmt"
+	"io"
+	"strconv"
 )
 
 type AddWorkspaceMemberInput struct {
@@ -13,7 +17,151 @@ type AddWorkspaceMemberInput struct {
 	Role   auth.Role `json:"role"`
 }
 
+type CreatePriceInput struct {
+	// A Stripe product id (prod_...).
+	ProductID string `json:"productId"`
+	// Positive, in the currency's smallest unit, at most 99999999.
+	UnitAmount int    `json:"unitAmount"`
+	Currency   string `json:"currency"`
+	// Omit for a one-time price.
+	Recurring *RecurringInput `json:"recurring,omitempty"`
+	LookupKey string          `json:"lookupKey"`
+	// Move the lookup key from the price that has it now.
+	TransferLookupKey *bool   `json:"transferLookupKey,omitempty"`
+	IdempotencyKey    *string `json:"idempotencyKey,omitempty"`
+}
+
+type CreateProductInput struct {
+	Name        string  `json:"name"`
+	Description *string `json:"description,omitempty"`
+	// The plan name this product grants (snake_case).
+	Plan     string   `json:"plan"`
+	Features []string `json:"features,omitempty"`
+	// Retrying with the same key returns the same product.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
 type CreateWorkspaceInput struct {
 	// 1 to 100 characters.
 	Name string `json:"name"`
+}
+
+type RecurringInput struct {
+	Interval      PriceInterval `json:"interval"`
+	IntervalCount *int          `json:"intervalCount,omitempty"`
+}
+
+// How often a recurring price bills.
+type PriceInterval string
+
+const (
+	PriceIntervalDay   PriceInterval = "DAY"
+	PriceIntervalWeek  PriceInterval = "WEEK"
+	PriceIntervalMonth PriceInterval = "MONTH"
+	PriceIntervalYear  PriceInterval = "YEAR"
+)
+
+var AllPriceInterval = []PriceInterval{
+	PriceIntervalDay,
+	PriceIntervalWeek,
+	PriceIntervalMonth,
+	PriceIntervalYear,
+}
+
+func (e PriceInterval) IsValid() bool {
+	switch e {
+	case PriceIntervalDay, PriceIntervalWeek, PriceIntervalMonth, PriceIntervalYear:
+		return true
+	}
+	return false
+}
+
+func (e PriceInterval) String() string {
+	return string(e)
+}
+
+func (e *PriceInterval) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PriceInterval(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PriceInterval", str)
+	}
+	return nil
+}
+
+func (e PriceInterval) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PriceInterval) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PriceInterval) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type StripeMode string
+
+const (
+	StripeModeTest StripeMode = "TEST"
+	StripeModeLive StripeMode = "LIVE"
+)
+
+var AllStripeMode = []StripeMode{
+	StripeModeTest,
+	StripeModeLive,
+}
+
+func (e StripeMode) IsValid() bool {
+	switch e {
+	case StripeModeTest, StripeModeLive:
+		return true
+	}
+	return false
+}
+
+func (e StripeMode) String() string {
+	return string(e)
+}
+
+func (e *StripeMode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = StripeMode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid StripeMode", str)
+	}
+	return nil
+}
+
+func (e StripeMode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *StripeMode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e StripeMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }

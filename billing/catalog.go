@@ -1,0 +1,310 @@
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+
+	"billingapi/cache"
+
+	"github.com/stripe/stripe-go/v76"
+)
+
+// Plan is a price of the catalog, found by its lookup key.
+type Plan struct {
+	LookupKey  string `json:"lookup_key"`
+	PriceID    string `json:"price_id"`
+	UnitAmount int64  `json:"unit_amount"`
+	Currency   string `json:"currency"`
+	// Interval is day, week, month or year for a recurring price, "" for a
+	// one-time price.
+	Interval      string  `json:"interval,omitempty"`
+	IntervalCount int64   `json:"interval_count,omitempty"`
+	Product       Product `json:"product"`
+}
+
+// Product is what a plan sells.
+type Product struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// Plan is the product's `plan` metadata: the plan name access follows.
+	Plan string `json:"plan,omitempty"`
+	// Features are the product's `feature_set` metadata, split on commas.
+	Features []string `json:"features"`
+}
+
+// maxLookupKeysPerList is how many lookup keys Stripe accepts in one
+// Price.List call.
+const maxLookupKeysPerList = 10
+
+// Plans returns the catalog: the plans of PLAN_LOOKUP_KEYS, in that order.
+// A key Stripe does not know is left out (and logged).
+func (s *Service) Plans(ctx context.Context) ([]Plan, error) {
+	keys := s.cfg.PlanLookupKeys
+	if len(keys) == 0 {
+		return []Plan{}, nil
+	}
+	entries, err := s.prices.Get(ctx, keys, s.loadPrices)
+	if err != nil {
+		return nil, err
+	}
+	plans := make([]Plan, 0, len(keys))
+	for _, k := range keys {
+		e := entries[k]
+		if !e.Found {
+			s.log.WarnContext(ctx, "plan lookup key has no active price in Stripe", "lookup_key", k)
+			continue
+		}
+		var p Plan
+		if err := json.Unmarshal(e.Data, &p); err != nil {
+			return nil, fmt.Errorf("decode cached plan %s: %w", k, err)
+		}
+		plans = append(plans, p)
+	}
+	return plans, nil
+}
+
+// Price returns the plan with a lookup key: BAD_USER_INPUT for a malformed
+// key, NOT_FOUND for one Stripe does not have.
+func (s *Service) Price(ctx context.Context, lookupKey string) (*Plan, error) {
+	if err := ValidateLookupKey("lookupKey", lookupKey); err != nil {
+		return nil, err
+	}
+	entries, err := s.prices.Get(ctx, []string{lookupKey}, s.loadPrices)
+	if err != nil {
+		return nil, err
+	}
+	e := entries[lookupKey]
+	if !e.Found {
+		return nil, notFound("price")
+	}
+	var p Plan
+	if err := json.Unmarshal(e.Data, &p); err != nil {
+		return nil, fmt.Errorf("decode cached plan %s: %w", lookupKey, err)
+	}
+	return &p, nil
+}
+
+// loadPrices fetches active prices by lookup key from Stripe with their
+// products, ten keys per call, and returns an entry for every key.
+func (s *Service) loadPrices(ctx context.Context, lookupKeys []string) (map[string]cache.PriceEntry, error) {
+	if s.stripe == nil {
+		return nil, errStripeNotConfigured
+	}
+	out := make(map[string]cache.PriceEntry, len(lookupKeys))
+	for start := 0; start < len(lookupKeys); start += maxLookupKeysPerList {
+		chunk := lookupKeys[start:min(start+maxLookupKeysPerList, len(lookupKeys))]
+		params := &stripe.PriceListParams{Active: stripe.Bool(true), LookupKeys: stripe.StringSlice(chunk)}
+		params.Context = ctx
+		params.AddExpand("data.product")
+		params.Limit = stripe.Int64(100)
+		params.Single = true // one page: ten keys never need more
+		iter := s.stripe.Prices.List(params)
+		for iter.Next() {
+			pr := iter.Price()
+			if pr.LookupKey == "" {
+				continue
+			}
+			plan := planFromStripe(pr)
+			data, _ := json.Marshal(plan)
+			out[pr.LookupKey] = cache.PriceEntry{Found: true, PriceID: pr.ID, ProductID: plan.Product.ID, Data: data}
+		}
+		if err := iter.Err(); err != nil {
+			return nil, s.fromStripe(ctx, "price.list", err)
+		}
+	}
+	for _, k := range lookupKeys {
+		if _, ok := out[k]; !ok {
+			out[k] = cache.PriceEntry{Found: false}
+		}
+	}
+	return out, nil
+}
+
+// planFromStripe maps a Stripe price (with its product expanded) to a Plan.
+func planFromStripe(pr *stripe.Price) Plan {
+	p := Plan{
+		LookupKey:  pr.LookupKey,
+		PriceID:    pr.ID,
+		UnitAmount: pr.UnitAmount,
+		Currency:   string(pr.Currency),
+	}
+	if pr.Recurring != nil {
+		p.Interval = string(pr.Recurring.Interval)
+		p.IntervalCount = pr.Recurring.IntervalCount
+	}
+	if pr.Product != nil {
+		p.Product = productFromStripe(pr.Product)
+	}
+	return p
+}
+
+func productFromStripe(sp *stripe.Product) Product {
+	return Product{
+		ID:          sp.ID,
+		Name:        sp.Name,
+		Description: sp.Description,
+		Plan:        sp.Metadata["plan"],
+		Features:    splitFeatures(sp.Metadata["feature_set"]),
+	}
+}
+
+// splitFeatures splits a comma-separated feature_set, trimming spaces and
+// dropping empty items.
+func splitFeatures(s string) []string {
+	out := []string{}
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// ProductInput is a new catalog product.
+type ProductInput struct {
+	Name        string
+	Description string
+	// Plan names the plan the product grants (product metadata `plan`).
+	Plan     string
+	Features []string
+	// IdempotencyKey lets a client retry the same creation safely.
+	IdempotencyKey string
+}
+
+// CreateProduct creates a Stripe product (platform admins only) and returns
+// it. Name 1..250 characters, plan a snake_case name, features without
+// commas; an equal retry with the same idempotency key returns the same
+// product.
+func (s *Service) CreateProduct(ctx context.Context, in ProductInput) (*Product, error) {
+	v, err := requireAdmin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	name := strings.TrimSpace(in.Name)
+	if n := utf8.RuneCountInString(name); n == 0 || n > 250 {
+		return nil, InvalidInput("name", "Product name must be 1 to 250 characters.")
+	}
+	if utf8.RuneCountInString(in.Description) > 1000 {
+		return nil, InvalidInput("description", "Description must be at most 1000 characters.")
+	}
+	var features []string
+	for _, f := range in.Features {
+		f = strings.TrimSpace(f)
+		if f == "" || strings.Contains(f, ",") || utf8.RuneCountInString(f) > 100 {
+			return nil, InvalidInput("features", "Each feature must be 1 to 100 characters without commas.")
+		}
+		features = append(features, f)
+	}
+	plan := strings.TrimSpace(in.Plan)
+	if !planNamePattern.MatchString(plan) {
+		return nil, InvalidInput("plan", "Plan must be a snake_case name of at most 64 characters, such as pro or team_yearly.")
+	}
+	meta, err := NewMetadata().
+		Set("plan", plan).
+		SetOptional("feature_set", strings.Join(features, ",")).
+		Build()
+	if err != nil {
+		return nil, InvalidInput("features", "Features must be at most 500 characters in all.")
+	}
+	if s.stripe == nil {
+		return nil, errStripeNotConfigured
+	}
+	params := &stripe.ProductParams{Name: stripe.String(name), Metadata: meta}
+	if in.Description != "" {
+		params.Description = stripe.String(in.Description)
+	}
+	params.Context = ctx
+	params.SetIdempotencyKey(idempotencyKey("product", v.UserID, name, in.Description, meta["plan"], meta["feature_set"], in.IdempotencyKey))
+	sp, err := s.stripe.Products.New(params)
+	if err != nil {
+		return nil, s.fromStripe(ctx, "product.create", err)
+	}
+	p := productFromStripe(sp)
+	return &p, nil
+}
+
+// PriceInput is a new catalog price.
+type PriceInput struct {
+	ProductID  string
+	UnitAmount int64
+	Currency   string
+	// Interval is day, week, month or year for a recurring price; "" for
+	// one-time.
+	Interval      string
+	IntervalCount int64
+	LookupKey     string
+	// TransferLookupKey moves the lookup key from the price that has it.
+	TransferLookupKey bool
+	IdempotencyKey    string
+}
+
+// planNamePattern is what a plan name (product metadata `plan`) may be.
+var planNamePattern = regexp.MustCompile(`^[a-z][a-z0-9]*(_[a-z0-9]+)*$`)
+
+var intervalMaxCount = map[string]int64{"day": 1095, "week": 156, "month": 36, "year": 3}
+
+// CreatePrice creates a Stripe price for a product (platform admins only)
+// and returns it as a Plan. Input is validated before Stripe is called;
+// the lookup key's cache entry is dropped so the next read sees the price.
+func (s *Service) CreatePrice(ctx context.Context, in PriceInput) (*Plan, error) {
+	v, err := requireAdmin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(in.ProductID, "prod_") || len(in.ProductID) > 255 {
+		return nil, InvalidInput("productId", "Product id must be a Stripe product id (prod_...).")
+	}
+	currency, err := NormalizeCurrency("currency", in.Currency)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidatePriceAmount("unitAmount", in.UnitAmount, currency); err != nil {
+		return nil, err
+	}
+	if err := ValidateLookupKey("lookupKey", in.LookupKey); err != nil {
+		return nil, err
+	}
+	params := &stripe.PriceParams{
+		Product:           stripe.String(in.ProductID),
+		UnitAmount:        stripe.Int64(in.UnitAmount),
+		Currency:          stripe.String(currency),
+		LookupKey:         stripe.String(in.LookupKey),
+		TransferLookupKey: stripe.Bool(in.TransferLookupKey),
+	}
+	if in.Interval != "" {
+		maxCount, ok := intervalMaxCount[in.Interval]
+		if !ok {
+			return nil, InvalidInput("recurring.interval", "Interval must be day, week, month or year.")
+		}
+		count := in.IntervalCount
+		if count < 1 || count > maxCount {
+			return nil, InvalidInput("recurring.intervalCount", fmt.Sprintf("Interval count must be between 1 and %d for this interval.", maxCount))
+		}
+		params.Recurring = &stripe.PriceRecurringParams{Interval: stripe.String(in.Interval), IntervalCount: stripe.Int64(count)}
+	}
+	if s.stripe == nil {
+		return nil, errStripeNotConfigured
+	}
+	params.Context = ctx
+	params.AddExpand("product")
+	params.SetIdempotencyKey(idempotencyKey("price", v.UserID, in.ProductID, fmt.Sprint(in.UnitAmount), currency,
+		in.Interval, fmt.Sprint(in.IntervalCount), in.LookupKey, fmt.Sprint(in.TransferLookupKey), in.IdempotencyKey))
+	pr, err := s.stripe.Prices.New(params)
+	if err != nil {
+		return nil, s.fromStripe(ctx, "price.create", err)
+	}
+	if err := s.prices.InvalidateLookupKeys(ctx, in.LookupKey); err != nil {
+		// The entry expires with its TTL; until then reads may be stale.
+		s.log.WarnContext(ctx, "price cache invalidation failed", "lookup_key", in.LookupKey, "err", err)
+	}
+	p := planFromStripe(pr)
+	if p.LookupKey == "" {
+		p.LookupKey = in.LookupKey
+	}
+	return &p, nil
+}

@@ -1,0 +1,68 @@
+package billing_test
+
+import (
+	"context"
+	"log/slog"
+	"testing"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/billing"
+	"billingapi/cache"
+	_ "billingapi/ent/runtime" // privacy policies
+	"billingapi/internal/database"
+	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
+
+	"entgo.io/ent/dialect"
+	"github.com/google/uuid"
+)
+
+// fixture is a Service on a real database and Redis, whose Stripe is a
+// recording fake in front of stripe-mock.
+type fixture struct {
+	svc    *billing.Service
+	stripe *stripefake.Server
+	store  *database.Store
+	ctx    context.Context
+}
+
+// newFixture builds a Service over the database at dbURL.
+func newFixture(t *testing.T, dbURL string, cfg billing.Config) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	store, err := database.Open(ctx, dbURL, database.Options{})
+	if err != nil {
+		t.Fatalf("open database: %v", err)
+	}
+	t.Cleanup(func() { _ = store.Close() })
+	redisURL, prefix := testenv.Redis(t)
+	rdb, closeRedis, err := cache.Open(redisURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = closeRedis() })
+	fake := stripefake.New(t, testenv.StripeMock(t))
+	log := slog.New(slog.DiscardHandler)
+	cfg.RowLocks = store.Dialect == dialect.Postgres
+	svc := billing.New(store.Client,
+		billing.NewStripe(billing.StripeOptions{SecretKey: testenv.StripeMockKey, APIBase: fake.URL}, log),
+		cache.NewPrices(rdb, prefix, time.Minute, log), cfg, log)
+	return &fixture{svc: svc, stripe: fake, store: store, ctx: ctx}
+}
+
+// as returns a context for a signed-in user.
+func (f *fixture) as(userID string) context.Context {
+	return auth.NewContext(f.ctx, auth.Viewer{UserID: userID, Email: userID + "@example.com", Name: "User " + userID})
+}
+
+// workspace creates a workspace owned by owner and returns its id.
+func (f *fixture) workspace(t *testing.T, owner string) uuid.UUID {
+	t.Helper()
+	ws, err := f.svc.CreateWorkspace(f.as(owner), owner+"'s workspace")
+	if err != nil {
+		t.Fatalf("create workspace: %v", err)
+	}
+	return ws.ID
+}

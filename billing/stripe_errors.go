@@ -1,0 +1,73 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/stripe/stripe-go/v76"
+)
+
+// errStripeNotConfigured is returned by Stripe features when the server
+// runs without STRIPE_SECRET_KEY.
+var errStripeNotConfigured = &Error{
+	Code:    CodeProviderUnavailable,
+	Message: "Payments are not configured on this server.",
+}
+
+// fromStripe turns a stripe-go error into an *Error whose message is ours,
+// never Stripe's, and logs what an operator needs (Stripe's request id,
+// type and code).
+func (s *Service) fromStripe(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *stripe.Error
+	if !errors.As(err, &se) {
+		// Network error, timeout, or a body stripe-go could not decode.
+		s.log.WarnContext(ctx, "stripe call failed", "op", op, "err", err)
+		return &Error{Code: CodeProviderUnavailable, Message: "The payment provider is unavailable. Please try again shortly.", Err: err}
+	}
+	s.log.WarnContext(ctx, "stripe error", "op", op, "status", se.HTTPStatusCode,
+		"type", se.Type, "code", se.Code, "decline_code", se.DeclineCode, "request_id", se.RequestID)
+	cause := fmt.Errorf("stripe %s: %s/%s (request %s)", op, se.Type, se.Code, se.RequestID)
+	switch {
+	case se.Type == stripe.ErrorTypeCard:
+		return declined(se, cause)
+	case se.HTTPStatusCode == http.StatusTooManyRequests:
+		return &Error{Code: CodeRateLimited, Message: "Too many requests to the payment provider. Please try again in a moment.", Err: cause}
+	case se.HTTPStatusCode >= 500 || se.Type == stripe.ErrorTypeAPI:
+		return &Error{Code: CodeProviderUnavailable, Message: "The payment provider is unavailable. Please try again shortly.", Err: cause}
+	default:
+		// Invalid requests are our bug: we validate input before calling.
+		return &Error{Code: CodeInternal, Message: "Something went wrong on our side. Please try again.", Err: cause}
+	}
+}
+
+// declineMessages are the friendly messages for Stripe decline codes.
+// Codes that would reveal why a card is blocked (lost_card, stolen_card,
+// fraudulent, ...) get the generic message on purpose.
+var declineMessages = map[string]string{
+	"card_declined":      "Your card was declined. Please try a different card.",
+	"generic_decline":    "Your card was declined. Please try a different card.",
+	"insufficient_funds": "Your card has insufficient funds.",
+	"incorrect_cvc":      "Your card's security code is incorrect.",
+	"expired_card":       "Your card has expired.",
+	"processing_error":   "An error occurred. Please try again.",
+}
+
+const genericDecline = "Your card was declined. Please try a different card."
+
+// declined returns CARD_DECLINED with our message for the decline code.
+func declined(se *stripe.Error, cause error) *Error {
+	code := string(se.DeclineCode)
+	if code == "" {
+		code = string(se.Code)
+	}
+	msg, ok := declineMessages[code]
+	if !ok {
+		msg = genericDecline
+	}
+	return &Error{Code: CodeCardDeclined, Message: msg, DeclineCode: code, Err: cause}
+}
