@@ -40,7 +40,7 @@ type Error struct {
 	Field string
 	// DeclineCode is Stripe's decline code for CARD_DECLINED.
 	DeclineCode string
-	Err   error
+	Err         error
 }
 
 func (e *Error) Error() string {
