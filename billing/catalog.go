@@ -209,7 +209,7 @@ func (s *Service) CreateProduct(ctx context.Context, in ProductInput) (*Product,
 		SetOptional("feature_set", strings.Join(features, ",")).
 		Build()
 	if err != nil {
-		return nil, InvalidInput("features", "Features must be at most 500 characters in all.")
+		return nil, InvalidInput("features", "Features must be at most 500 characters in all, with no secrets, card numbers or personal data.")
 	}
 	if s.stripe == nil {
 		return nil, errStripeNotConfigured

@@ -223,10 +223,28 @@ func appendEntryErrors(errs []error, key, value string) []error {
 				fmt.Sprintf("value is %d characters long, at most %d allowed", n, MaxMetadataValueLen)))
 		}
 	}
-	if looksLikeSecretValue(value) {
+	if looksLikeSecretValue(value) && !(isIdentifierKey(key) && onlyDigits(value)) {
 		errs = append(errs, metadataKeyError(key, "value looks like a secret or a card number (value withheld)"))
 	}
 	return errs
+}
+
+// isIdentifierKey reports whether key holds one of our identifiers (a
+// user's token subject, a workspace id). Some identity providers issue
+// 13-19 digit user ids, and one in ten of those passes the Luhn check:
+// such a value is an id, not a card number.
+func isIdentifierKey(key string) bool {
+	return key == metaUserID || key == metaRefundedBy || strings.HasSuffix(key, "_id")
+}
+
+// onlyDigits reports whether s is a non-empty run of ASCII digits.
+func onlyDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if !isDigit(s[i]) {
+			return false
+		}
+	}
+	return s != ""
 }
 
 // --- keys --------------------------------------------------------------------

@@ -487,3 +487,22 @@ func BenchmarkCustomerMetadata(b *testing.B) {
 		}
 	}
 }
+
+func TestNumericUserIDIsNotACardNumber(t *testing.T) {
+	// 4242424242424242 passes the Luhn check; as a user id (some identity
+	// providers issue numeric ids) it is an identifier, not a card.
+	const numericID = "4242424242424242"
+	if _, err := CustomerMetadata(numericID, uuid.New()); err != nil {
+		t.Fatalf("numeric user id refused: %v", err)
+	}
+	if _, err := RefundMetadata(numericID, ""); err != nil {
+		t.Fatalf("numeric refunded_by refused: %v", err)
+	}
+	// The same digits in free text are still refused.
+	if _, err := RefundMetadata("admin", "card "+numericID); err == nil {
+		t.Fatal("a card number in reason_detail was accepted")
+	}
+	if _, err := NewMetadata().Set("note", numericID).Build(); err == nil {
+		t.Fatal("a card number under a non-identifier key was accepted")
+	}
+}
