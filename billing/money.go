@@ -1,7 +1,9 @@
 package billing
 
 import (
+	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 )
 
@@ -72,4 +74,38 @@ func ValidateLookupKey(field, key string) error {
 		return InvalidInput(field, "Lookup key must be 1 to 200 letters, digits, '_', '.' or '-'.")
 	}
 	return nil
+}
+
+// ValidatePaymentAmount checks a charge: a whole number in the smallest
+// unit of a supported (normalized) currency, at least Stripe's minimum
+// charge and at most MaxAmount.
+func ValidatePaymentAmount(field string, amount int64, currency string) error {
+	rule, ok := currencies[currency]
+	if !ok {
+		return InvalidInput("currency", "Unsupported currency.")
+	}
+	switch {
+	case amount <= 0:
+		return InvalidInput(field, "Amount must be a positive whole number in the currency's smallest unit (cents; whole yen for JPY).")
+	case amount < rule.minCharge:
+		return InvalidInput(field, "Amount is below the minimum charge of "+FormatAmount(rule.minCharge, currency)+".")
+	case amount > MaxAmount:
+		return InvalidInput(field, "Amount is above the maximum charge of "+FormatAmount(MaxAmount, currency)+".")
+	}
+	return nil
+}
+
+// FormatAmount renders an amount in the smallest unit as major units with
+// the currency code, using integer arithmetic only: 1999 usd is
+// "19.99 USD", 500 jpy is "500 JPY".
+func FormatAmount(amount int64, currency string) string {
+	code := strings.ToUpper(currency)
+	if IsZeroDecimal(currency) {
+		return strconv.FormatInt(amount, 10) + " " + code
+	}
+	sign := ""
+	if amount < 0 {
+		sign, amount = "-", -amount
+	}
+	return fmt.Sprintf("%s%d.%02d %s", sign, amount/100, amount%100, code)
 }

@@ -19,6 +19,9 @@ type Config struct {
 	// RowLocks is true when the database supports SELECT ... FOR UPDATE
 	// (PostgreSQL). SQLite serializes writers instead.
 	RowLocks bool
+	// BaseURL is APP_BASE_URL: where Checkout and 3D Secure send the
+	// customer back to.
+	BaseURL string
 	// PublishableKey and Mode ("test" or "live") are what clients may know
 	// of the Stripe account.
 	PublishableKey string

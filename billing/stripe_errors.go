@@ -39,10 +39,32 @@ func (s *Service) fromStripe(ctx context.Context, op string, err error) error {
 		return &Error{Code: CodeRateLimited, Message: "Too many requests to the payment provider. Please try again in a moment.", Err: cause}
 	case se.HTTPStatusCode >= 500 || se.Type == stripe.ErrorTypeAPI:
 		return &Error{Code: CodeProviderUnavailable, Message: "The payment provider is unavailable. Please try again shortly.", Err: cause}
-	default:
-		// Invalid requests are our bug: we validate input before calling.
-		return &Error{Code: CodeInternal, Message: "Something went wrong on our side. Please try again.", Err: cause}
+	case se.Type == stripe.ErrorTypeIdempotency:
+		return &Error{Code: CodeBadUserInput, Field: "idempotencyKey", Message: "This idempotency key was already used with different details.", Err: cause}
 	}
+	if bad, ok := userInputError(se); ok {
+		bad.Err = cause
+		return bad
+	}
+	// Other invalid requests are our bug: we validate input before calling.
+	return &Error{Code: CodeInternal, Message: genericInternal, Err: cause}
+}
+
+// userInputError returns BAD_USER_INPUT for the invalid-request errors
+// that a user's own input causes (an unknown payment method id, an amount
+// Stripe refuses for the account's settlement currency).
+func userInputError(se *stripe.Error) (*Error, bool) {
+	switch {
+	case se.Code == stripe.ErrorCodeAmountTooSmall:
+		return InvalidInput("amount", "Amount is below the minimum charge."), true
+	case se.Code == stripe.ErrorCodeAmountTooLarge:
+		return InvalidInput("amount", "Amount is above the maximum charge."), true
+	case se.Code == stripe.ErrorCodeResourceMissing && se.Param == "payment_method":
+		return InvalidInput("paymentMethodId", "Payment method not found."), true
+	case se.Code == stripe.ErrorCodePaymentIntentUnexpectedState:
+		return InvalidInput("", "This payment can no longer be changed."), true
+	}
+	return nil, false
 }
 
 // declineMessages are the friendly messages for Stripe decline codes.
@@ -60,6 +82,10 @@ var declineMessages = map[string]string{
 const genericDecline = "Your card was declined. Please try a different card."
 
 // declined returns CARD_DECLINED with our message for the decline code.
+// The code shown to the client is Stripe's only when it is in our table;
+// every other code (lost_card, stolen_card, fraudulent, ...) is shown as
+// generic_decline, so that a declined card never learns why it is
+// blocked. The real code is in the log.
 func declined(se *stripe.Error, cause error) *Error {
 	code := string(se.DeclineCode)
 	if code == "" {
@@ -67,7 +93,7 @@ func declined(se *stripe.Error, cause error) *Error {
 	}
 	msg, ok := declineMessages[code]
 	if !ok {
-		msg = genericDecline
+		msg, code = genericDecline, "generic_decline"
 	}
 	return &Error{Code: CodeCardDeclined, Message: msg, DeclineCode: code, Err: cause}
 }

@@ -3,7 +3,9 @@
 package ent
 
 import (
+	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
+	"billingapi/ent/payment"
 	"billingapi/ent/user"
 	"billingapi/ent/workspace"
 	"context"
@@ -75,9 +77,11 @@ var (
 func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
-			membership.Table: membership.ValidColumn,
-			user.Table:       user.ValidColumn,
-			workspace.Table:  workspace.ValidColumn,
+			checkoutsession.Table: checkoutsession.ValidColumn,
+			membership.Table:      membership.ValidColumn,
+			payment.Table:         payment.ValidColumn,
+			user.Table:            user.ValidColumn,
+			workspace.Table:       workspace.ValidColumn,
 		})
 	})
 	return columnCheck(t, c)

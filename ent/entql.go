@@ -3,7 +3,9 @@
 package ent
 
 import (
+	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
+	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
 	"billingapi/ent/user"
 	"billingapi/ent/workspace"
@@ -16,8 +18,37 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 3)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 5)}
 	graph.Nodes[0] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
+			Table:   checkoutsession.Table,
+			Columns: checkoutsession.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: checkoutsession.FieldID,
+			},
+		},
+		Type: "CheckoutSession",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			checkoutsession.FieldWorkspaceID:           {Type: field.TypeUUID, Column: checkoutsession.FieldWorkspaceID},
+			checkoutsession.FieldCreateTime:            {Type: field.TypeTime, Column: checkoutsession.FieldCreateTime},
+			checkoutsession.FieldUpdateTime:            {Type: field.TypeTime, Column: checkoutsession.FieldUpdateTime},
+			checkoutsession.FieldStripeSessionID:       {Type: field.TypeString, Column: checkoutsession.FieldStripeSessionID},
+			checkoutsession.FieldRequestKey:            {Type: field.TypeString, Column: checkoutsession.FieldRequestKey},
+			checkoutsession.FieldMode:                  {Type: field.TypeEnum, Column: checkoutsession.FieldMode},
+			checkoutsession.FieldLookupKey:             {Type: field.TypeString, Column: checkoutsession.FieldLookupKey},
+			checkoutsession.FieldPriceID:               {Type: field.TypeString, Column: checkoutsession.FieldPriceID},
+			checkoutsession.FieldPlan:                  {Type: field.TypeString, Column: checkoutsession.FieldPlan},
+			checkoutsession.FieldQuantity:              {Type: field.TypeInt64, Column: checkoutsession.FieldQuantity},
+			checkoutsession.FieldStatus:                {Type: field.TypeEnum, Column: checkoutsession.FieldStatus},
+			checkoutsession.FieldURL:                   {Type: field.TypeString, Column: checkoutsession.FieldURL},
+			checkoutsession.FieldCreatedBy:             {Type: field.TypeString, Column: checkoutsession.FieldCreatedBy},
+			checkoutsession.FieldStripePaymentIntentID: {Type: field.TypeString, Column: checkoutsession.FieldStripePaymentIntentID},
+			checkoutsession.FieldStripeSubscriptionID:  {Type: field.TypeString, Column: checkoutsession.FieldStripeSubscriptionID},
+			checkoutsession.FieldCompletedAt:           {Type: field.TypeTime, Column: checkoutsession.FieldCompletedAt},
+		},
+	}
+	graph.Nodes[1] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   membership.Table,
 			Columns: membership.Columns,
@@ -34,7 +65,31 @@ var schemaGraph = func() *sqlgraph.Schema {
 			membership.FieldRole:        {Type: field.TypeEnum, Column: membership.FieldRole},
 		},
 	}
-	graph.Nodes[1] = &sqlgraph.Node{
+	graph.Nodes[2] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
+			Table:   payment.Table,
+			Columns: payment.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: payment.FieldID,
+			},
+		},
+		Type: "Payment",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			payment.FieldWorkspaceID:           {Type: field.TypeUUID, Column: payment.FieldWorkspaceID},
+			payment.FieldCreateTime:            {Type: field.TypeTime, Column: payment.FieldCreateTime},
+			payment.FieldUpdateTime:            {Type: field.TypeTime, Column: payment.FieldUpdateTime},
+			payment.FieldStripePaymentIntentID: {Type: field.TypeString, Column: payment.FieldStripePaymentIntentID},
+			payment.FieldRequestKey:            {Type: field.TypeString, Column: payment.FieldRequestKey},
+			payment.FieldAmount:                {Type: field.TypeInt64, Column: payment.FieldAmount},
+			payment.FieldCurrency:              {Type: field.TypeString, Column: payment.FieldCurrency},
+			payment.FieldPurpose:               {Type: field.TypeString, Column: payment.FieldPurpose},
+			payment.FieldStatus:                {Type: field.TypeEnum, Column: payment.FieldStatus},
+			payment.FieldCreatedBy:             {Type: field.TypeString, Column: payment.FieldCreatedBy},
+			payment.FieldLastErrorCode:         {Type: field.TypeString, Column: payment.FieldLastErrorCode},
+		},
+	}
+	graph.Nodes[3] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
@@ -51,7 +106,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldName:       {Type: field.TypeString, Column: user.FieldName},
 		},
 	}
-	graph.Nodes[2] = &sqlgraph.Node{
+	graph.Nodes[4] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   workspace.Table,
 			Columns: workspace.Columns,
@@ -68,6 +123,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 			workspace.FieldStripeCustomerID: {Type: field.TypeString, Column: workspace.FieldStripeCustomerID},
 		},
 	}
+	graph.MustAddE(
+		"workspace",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   checkoutsession.WorkspaceTable,
+			Columns: []string{checkoutsession.WorkspaceColumn},
+			Bidi:    false,
+		},
+		"CheckoutSession",
+		"Workspace",
+	)
 	graph.MustAddE(
 		"user",
 		&sqlgraph.EdgeSpec{
@@ -90,6 +157,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 			Bidi:    false,
 		},
 		"Membership",
+		"Workspace",
+	)
+	graph.MustAddE(
+		"workspace",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   payment.WorkspaceTable,
+			Columns: []string{payment.WorkspaceColumn},
+			Bidi:    false,
+		},
+		"Payment",
 		"Workspace",
 	)
 	graph.MustAddE(
@@ -116,6 +195,30 @@ var schemaGraph = func() *sqlgraph.Schema {
 		"Workspace",
 		"Membership",
 	)
+	graph.MustAddE(
+		"payments",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.PaymentsTable,
+			Columns: []string{workspace.PaymentsColumn},
+			Bidi:    false,
+		},
+		"Workspace",
+		"Payment",
+	)
+	graph.MustAddE(
+		"checkout_sessions",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.CheckoutSessionsTable,
+			Columns: []string{workspace.CheckoutSessionsColumn},
+			Bidi:    false,
+		},
+		"Workspace",
+		"CheckoutSession",
+	)
 	return graph
 }()
 
@@ -123,6 +226,140 @@ var schemaGraph = func() *sqlgraph.Schema {
 // All update, update-one and query builders implement this interface.
 type predicateAdder interface {
 	addPredicate(func(s *sql.Selector))
+}
+
+// addPredicate implements the predicateAdder interface.
+func (_q *CheckoutSessionQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the CheckoutSessionQuery builder.
+func (_q *CheckoutSessionQuery) Filter() *CheckoutSessionFilter {
+	return &CheckoutSessionFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *CheckoutSessionMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the CheckoutSessionMutation builder.
+func (m *CheckoutSessionMutation) Filter() *CheckoutSessionFilter {
+	return &CheckoutSessionFilter{config: m.config, predicateAdder: m}
+}
+
+// CheckoutSessionFilter provides a generic filtering capability at runtime for CheckoutSessionQuery.
+type CheckoutSessionFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *CheckoutSessionFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[0].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *CheckoutSessionFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(checkoutsession.FieldID))
+}
+
+// WhereWorkspaceID applies the entql [16]byte predicate on the workspace_id field.
+func (f *CheckoutSessionFilter) WhereWorkspaceID(p entql.ValueP) {
+	f.Where(p.Field(checkoutsession.FieldWorkspaceID))
+}
+
+// WhereCreateTime applies the entql time.Time predicate on the create_time field.
+func (f *CheckoutSessionFilter) WhereCreateTime(p entql.TimeP) {
+	f.Where(p.Field(checkoutsession.FieldCreateTime))
+}
+
+// WhereUpdateTime applies the entql time.Time predicate on the update_time field.
+func (f *CheckoutSessionFilter) WhereUpdateTime(p entql.TimeP) {
+	f.Where(p.Field(checkoutsession.FieldUpdateTime))
+}
+
+// WhereStripeSessionID applies the entql string predicate on the stripe_session_id field.
+func (f *CheckoutSessionFilter) WhereStripeSessionID(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldStripeSessionID))
+}
+
+// WhereRequestKey applies the entql string predicate on the request_key field.
+func (f *CheckoutSessionFilter) WhereRequestKey(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldRequestKey))
+}
+
+// WhereMode applies the entql string predicate on the mode field.
+func (f *CheckoutSessionFilter) WhereMode(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldMode))
+}
+
+// WhereLookupKey applies the entql string predicate on the lookup_key field.
+func (f *CheckoutSessionFilter) WhereLookupKey(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldLookupKey))
+}
+
+// WherePriceID applies the entql string predicate on the price_id field.
+func (f *CheckoutSessionFilter) WherePriceID(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldPriceID))
+}
+
+// WherePlan applies the entql string predicate on the plan field.
+func (f *CheckoutSessionFilter) WherePlan(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldPlan))
+}
+
+// WhereQuantity applies the entql int64 predicate on the quantity field.
+func (f *CheckoutSessionFilter) WhereQuantity(p entql.Int64P) {
+	f.Where(p.Field(checkoutsession.FieldQuantity))
+}
+
+// WhereStatus applies the entql string predicate on the status field.
+func (f *CheckoutSessionFilter) WhereStatus(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldStatus))
+}
+
+// WhereURL applies the entql string predicate on the url field.
+func (f *CheckoutSessionFilter) WhereURL(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldURL))
+}
+
+// WhereCreatedBy applies the entql string predicate on the created_by field.
+func (f *CheckoutSessionFilter) WhereCreatedBy(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldCreatedBy))
+}
+
+// WhereStripePaymentIntentID applies the entql string predicate on the stripe_payment_intent_id field.
+func (f *CheckoutSessionFilter) WhereStripePaymentIntentID(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldStripePaymentIntentID))
+}
+
+// WhereStripeSubscriptionID applies the entql string predicate on the stripe_subscription_id field.
+func (f *CheckoutSessionFilter) WhereStripeSubscriptionID(p entql.StringP) {
+	f.Where(p.Field(checkoutsession.FieldStripeSubscriptionID))
+}
+
+// WhereCompletedAt applies the entql time.Time predicate on the completed_at field.
+func (f *CheckoutSessionFilter) WhereCompletedAt(p entql.TimeP) {
+	f.Where(p.Field(checkoutsession.FieldCompletedAt))
+}
+
+// WhereHasWorkspace applies a predicate to check if query has an edge workspace.
+func (f *CheckoutSessionFilter) WhereHasWorkspace() {
+	f.Where(entql.HasEdge("workspace"))
+}
+
+// WhereHasWorkspaceWith applies a predicate to check if query has an edge workspace with a given conditions (other predicates).
+func (f *CheckoutSessionFilter) WhereHasWorkspaceWith(preds ...predicate.Workspace) {
+	f.Where(entql.HasEdgeWith("workspace", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
 }
 
 // addPredicate implements the predicateAdder interface.
@@ -154,7 +391,7 @@ type MembershipFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *MembershipFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[0].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[1].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -214,6 +451,115 @@ func (f *MembershipFilter) WhereHasWorkspaceWith(preds ...predicate.Workspace) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *PaymentQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the PaymentQuery builder.
+func (_q *PaymentQuery) Filter() *PaymentFilter {
+	return &PaymentFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *PaymentMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the PaymentMutation builder.
+func (m *PaymentMutation) Filter() *PaymentFilter {
+	return &PaymentFilter{config: m.config, predicateAdder: m}
+}
+
+// PaymentFilter provides a generic filtering capability at runtime for PaymentQuery.
+type PaymentFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *PaymentFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[2].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *PaymentFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(payment.FieldID))
+}
+
+// WhereWorkspaceID applies the entql [16]byte predicate on the workspace_id field.
+func (f *PaymentFilter) WhereWorkspaceID(p entql.ValueP) {
+	f.Where(p.Field(payment.FieldWorkspaceID))
+}
+
+// WhereCreateTime applies the entql time.Time predicate on the create_time field.
+func (f *PaymentFilter) WhereCreateTime(p entql.TimeP) {
+	f.Where(p.Field(payment.FieldCreateTime))
+}
+
+// WhereUpdateTime applies the entql time.Time predicate on the update_time field.
+func (f *PaymentFilter) WhereUpdateTime(p entql.TimeP) {
+	f.Where(p.Field(payment.FieldUpdateTime))
+}
+
+// WhereStripePaymentIntentID applies the entql string predicate on the stripe_payment_intent_id field.
+func (f *PaymentFilter) WhereStripePaymentIntentID(p entql.StringP) {
+	f.Where(p.Field(payment.FieldStripePaymentIntentID))
+}
+
+// WhereRequestKey applies the entql string predicate on the request_key field.
+func (f *PaymentFilter) WhereRequestKey(p entql.StringP) {
+	f.Where(p.Field(payment.FieldRequestKey))
+}
+
+// WhereAmount applies the entql int64 predicate on the amount field.
+func (f *PaymentFilter) WhereAmount(p entql.Int64P) {
+	f.Where(p.Field(payment.FieldAmount))
+}
+
+// WhereCurrency applies the entql string predicate on the currency field.
+func (f *PaymentFilter) WhereCurrency(p entql.StringP) {
+	f.Where(p.Field(payment.FieldCurrency))
+}
+
+// WherePurpose applies the entql string predicate on the purpose field.
+func (f *PaymentFilter) WherePurpose(p entql.StringP) {
+	f.Where(p.Field(payment.FieldPurpose))
+}
+
+// WhereStatus applies the entql string predicate on the status field.
+func (f *PaymentFilter) WhereStatus(p entql.StringP) {
+	f.Where(p.Field(payment.FieldStatus))
+}
+
+// WhereCreatedBy applies the entql string predicate on the created_by field.
+func (f *PaymentFilter) WhereCreatedBy(p entql.StringP) {
+	f.Where(p.Field(payment.FieldCreatedBy))
+}
+
+// WhereLastErrorCode applies the entql string predicate on the last_error_code field.
+func (f *PaymentFilter) WhereLastErrorCode(p entql.StringP) {
+	f.Where(p.Field(payment.FieldLastErrorCode))
+}
+
+// WhereHasWorkspace applies a predicate to check if query has an edge workspace.
+func (f *PaymentFilter) WhereHasWorkspace() {
+	f.Where(entql.HasEdge("workspace"))
+}
+
+// WhereHasWorkspaceWith applies a predicate to check if query has an edge workspace with a given conditions (other predicates).
+func (f *PaymentFilter) WhereHasWorkspaceWith(preds ...predicate.Workspace) {
+	f.Where(entql.HasEdgeWith("workspace", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *UserQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -242,7 +588,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[1].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -316,7 +662,7 @@ type WorkspaceFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *WorkspaceFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[2].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -355,6 +701,34 @@ func (f *WorkspaceFilter) WhereHasMemberships() {
 // WhereHasMembershipsWith applies a predicate to check if query has an edge memberships with a given conditions (other predicates).
 func (f *WorkspaceFilter) WhereHasMembershipsWith(preds ...predicate.Membership) {
 	f.Where(entql.HasEdgeWith("memberships", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasPayments applies a predicate to check if query has an edge payments.
+func (f *WorkspaceFilter) WhereHasPayments() {
+	f.Where(entql.HasEdge("payments"))
+}
+
+// WhereHasPaymentsWith applies a predicate to check if query has an edge payments with a given conditions (other predicates).
+func (f *WorkspaceFilter) WhereHasPaymentsWith(preds ...predicate.Payment) {
+	f.Where(entql.HasEdgeWith("payments", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasCheckoutSessions applies a predicate to check if query has an edge checkout_sessions.
+func (f *WorkspaceFilter) WhereHasCheckoutSessions() {
+	f.Where(entql.HasEdge("checkout_sessions"))
+}
+
+// WhereHasCheckoutSessionsWith applies a predicate to check if query has an edge checkout_sessions with a given conditions (other predicates).
+func (f *WorkspaceFilter) WhereHasCheckoutSessionsWith(preds ...predicate.CheckoutSession) {
+	f.Where(entql.HasEdgeWith("checkout_sessions", sqlgraph.WrapFunc(func(s *sql.Selector) {
 		for _, p := range preds {
 			p(s)
 		}

@@ -3,12 +3,191 @@
 package ent
 
 import (
+	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
+	"billingapi/ent/payment"
 	"billingapi/ent/workspace"
 	"context"
 
+	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 )
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *CheckoutSessionQuery) CollectFields(ctx context.Context, satisfies ...string) (*CheckoutSessionQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *CheckoutSessionQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(checkoutsession.Columns))
+		selectedFields = []string{checkoutsession.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "workspace":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&WorkspaceClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, workspaceImplementors)...); err != nil {
+				return err
+			}
+			_q.withWorkspace = query
+			if _, ok := fieldSeen[checkoutsession.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldWorkspaceID)
+				fieldSeen[checkoutsession.FieldWorkspaceID] = struct{}{}
+			}
+		case "workspaceID":
+			if _, ok := fieldSeen[checkoutsession.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldWorkspaceID)
+				fieldSeen[checkoutsession.FieldWorkspaceID] = struct{}{}
+			}
+		case "createTime":
+			if _, ok := fieldSeen[checkoutsession.FieldCreateTime]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldCreateTime)
+				fieldSeen[checkoutsession.FieldCreateTime] = struct{}{}
+			}
+		case "updateTime":
+			if _, ok := fieldSeen[checkoutsession.FieldUpdateTime]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldUpdateTime)
+				fieldSeen[checkoutsession.FieldUpdateTime] = struct{}{}
+			}
+		case "stripeSessionID":
+			if _, ok := fieldSeen[checkoutsession.FieldStripeSessionID]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldStripeSessionID)
+				fieldSeen[checkoutsession.FieldStripeSessionID] = struct{}{}
+			}
+		case "requestKey":
+			if _, ok := fieldSeen[checkoutsession.FieldRequestKey]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldRequestKey)
+				fieldSeen[checkoutsession.FieldRequestKey] = struct{}{}
+			}
+		case "mode":
+			if _, ok := fieldSeen[checkoutsession.FieldMode]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldMode)
+				fieldSeen[checkoutsession.FieldMode] = struct{}{}
+			}
+		case "lookupKey":
+			if _, ok := fieldSeen[checkoutsession.FieldLookupKey]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldLookupKey)
+				fieldSeen[checkoutsession.FieldLookupKey] = struct{}{}
+			}
+		case "priceID":
+			if _, ok := fieldSeen[checkoutsession.FieldPriceID]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldPriceID)
+				fieldSeen[checkoutsession.FieldPriceID] = struct{}{}
+			}
+		case "plan":
+			if _, ok := fieldSeen[checkoutsession.FieldPlan]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldPlan)
+				fieldSeen[checkoutsession.FieldPlan] = struct{}{}
+			}
+		case "quantity":
+			if _, ok := fieldSeen[checkoutsession.FieldQuantity]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldQuantity)
+				fieldSeen[checkoutsession.FieldQuantity] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[checkoutsession.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldStatus)
+				fieldSeen[checkoutsession.FieldStatus] = struct{}{}
+			}
+		case "url":
+			if _, ok := fieldSeen[checkoutsession.FieldURL]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldURL)
+				fieldSeen[checkoutsession.FieldURL] = struct{}{}
+			}
+		case "createdBy":
+			if _, ok := fieldSeen[checkoutsession.FieldCreatedBy]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldCreatedBy)
+				fieldSeen[checkoutsession.FieldCreatedBy] = struct{}{}
+			}
+		case "stripePaymentIntentID":
+			if _, ok := fieldSeen[checkoutsession.FieldStripePaymentIntentID]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldStripePaymentIntentID)
+				fieldSeen[checkoutsession.FieldStripePaymentIntentID] = struct{}{}
+			}
+		case "stripeSubscriptionID":
+			if _, ok := fieldSeen[checkoutsession.FieldStripeSubscriptionID]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldStripeSubscriptionID)
+				fieldSeen[checkoutsession.FieldStripeSubscriptionID] = struct{}{}
+			}
+		case "completedAt":
+			if _, ok := fieldSeen[checkoutsession.FieldCompletedAt]; !ok {
+				selectedFields = append(selectedFields, checkoutsession.FieldCompletedAt)
+				fieldSeen[checkoutsession.FieldCompletedAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type checkoutsessionPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []CheckoutSessionPaginateOption
+}
+
+func newCheckoutSessionPaginateArgs(rv map[string]any) *checkoutsessionPaginateArgs {
+	args := &checkoutsessionPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &CheckoutSessionOrder{Field: &CheckoutSessionOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithCheckoutSessionOrder(order))
+			}
+		case *CheckoutSessionOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithCheckoutSessionOrder(v))
+			}
+		}
+	}
+	return args
+}
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *MembershipQuery) CollectFields(ctx context.Context, satisfies ...string) (*MembershipQuery, error) {
@@ -105,6 +284,157 @@ func newMembershipPaginateArgs(rv map[string]any) *membershipPaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *PaymentQuery) CollectFields(ctx context.Context, satisfies ...string) (*PaymentQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *PaymentQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(payment.Columns))
+		selectedFields = []string{payment.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "workspace":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&WorkspaceClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, workspaceImplementors)...); err != nil {
+				return err
+			}
+			_q.withWorkspace = query
+			if _, ok := fieldSeen[payment.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, payment.FieldWorkspaceID)
+				fieldSeen[payment.FieldWorkspaceID] = struct{}{}
+			}
+		case "workspaceID":
+			if _, ok := fieldSeen[payment.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, payment.FieldWorkspaceID)
+				fieldSeen[payment.FieldWorkspaceID] = struct{}{}
+			}
+		case "createTime":
+			if _, ok := fieldSeen[payment.FieldCreateTime]; !ok {
+				selectedFields = append(selectedFields, payment.FieldCreateTime)
+				fieldSeen[payment.FieldCreateTime] = struct{}{}
+			}
+		case "updateTime":
+			if _, ok := fieldSeen[payment.FieldUpdateTime]; !ok {
+				selectedFields = append(selectedFields, payment.FieldUpdateTime)
+				fieldSeen[payment.FieldUpdateTime] = struct{}{}
+			}
+		case "stripePaymentIntentID":
+			if _, ok := fieldSeen[payment.FieldStripePaymentIntentID]; !ok {
+				selectedFields = append(selectedFields, payment.FieldStripePaymentIntentID)
+				fieldSeen[payment.FieldStripePaymentIntentID] = struct{}{}
+			}
+		case "requestKey":
+			if _, ok := fieldSeen[payment.FieldRequestKey]; !ok {
+				selectedFields = append(selectedFields, payment.FieldRequestKey)
+				fieldSeen[payment.FieldRequestKey] = struct{}{}
+			}
+		case "amount":
+			if _, ok := fieldSeen[payment.FieldAmount]; !ok {
+				selectedFields = append(selectedFields, payment.FieldAmount)
+				fieldSeen[payment.FieldAmount] = struct{}{}
+			}
+		case "currency":
+			if _, ok := fieldSeen[payment.FieldCurrency]; !ok {
+				selectedFields = append(selectedFields, payment.FieldCurrency)
+				fieldSeen[payment.FieldCurrency] = struct{}{}
+			}
+		case "purpose":
+			if _, ok := fieldSeen[payment.FieldPurpose]; !ok {
+				selectedFields = append(selectedFields, payment.FieldPurpose)
+				fieldSeen[payment.FieldPurpose] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[payment.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, payment.FieldStatus)
+				fieldSeen[payment.FieldStatus] = struct{}{}
+			}
+		case "createdBy":
+			if _, ok := fieldSeen[payment.FieldCreatedBy]; !ok {
+				selectedFields = append(selectedFields, payment.FieldCreatedBy)
+				fieldSeen[payment.FieldCreatedBy] = struct{}{}
+			}
+		case "lastErrorCode":
+			if _, ok := fieldSeen[payment.FieldLastErrorCode]; !ok {
+				selectedFields = append(selectedFields, payment.FieldLastErrorCode)
+				fieldSeen[payment.FieldLastErrorCode] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type paymentPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []PaymentPaginateOption
+}
+
+func newPaymentPaginateArgs(rv map[string]any) *paymentPaginateArgs {
+	args := &paymentPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &PaymentOrder{Field: &PaymentOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithPaymentOrder(order))
+			}
+		case *PaymentOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithPaymentOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *WorkspaceQuery) CollectFields(ctx context.Context, satisfies ...string) (*WorkspaceQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -136,6 +466,32 @@ func (_q *WorkspaceQuery) collectField(ctx context.Context, oneNode bool, opCtx 
 				return err
 			}
 			_q.WithNamedMemberships(alias, func(wq *MembershipQuery) {
+				*wq = *query
+			})
+
+		case "payments":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&PaymentClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, paymentImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedPayments(alias, func(wq *PaymentQuery) {
+				*wq = *query
+			})
+
+		case "checkoutSessions":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&CheckoutSessionClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, checkoutsessionImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedCheckoutSessions(alias, func(wq *CheckoutSessionQuery) {
 				*wq = *query
 			})
 		case "createTime":

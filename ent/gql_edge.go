@@ -8,7 +8,23 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 )
 
+func (_m *CheckoutSession) Workspace(ctx context.Context) (*Workspace, error) {
+	result, err := _m.Edges.WorkspaceOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryWorkspace().Only(ctx)
+	}
+	return result, err
+}
+
 func (_m *Membership) Workspace(ctx context.Context) (*Workspace, error) {
+	result, err := _m.Edges.WorkspaceOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryWorkspace().Only(ctx)
+	}
+	return result, err
+}
+
+func (_m *Payment) Workspace(ctx context.Context) (*Workspace, error) {
 	result, err := _m.Edges.WorkspaceOrErr()
 	if IsNotLoaded(err) {
 		result, err = _m.QueryWorkspace().Only(ctx)
@@ -24,6 +40,30 @@ func (_m *Workspace) Memberships(ctx context.Context) (result []*Membership, err
 	}
 	if IsNotLoaded(err) {
 		result, err = _m.QueryMemberships().All(ctx)
+	}
+	return result, err
+}
+
+func (_m *Workspace) Payments(ctx context.Context) (result []*Payment, err error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
+		result, err = _m.NamedPayments(graphql.GetFieldContext(ctx).Field.Alias)
+	} else {
+		result, err = _m.Edges.PaymentsOrErr()
+	}
+	if IsNotLoaded(err) {
+		result, err = _m.QueryPayments().All(ctx)
+	}
+	return result, err
+}
+
+func (_m *Workspace) CheckoutSessions(ctx context.Context) (result []*CheckoutSession, err error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
+		result, err = _m.NamedCheckoutSessions(graphql.GetFieldContext(ctx).Field.Alias)
+	} else {
+		result, err = _m.Edges.CheckoutSessionsOrErr()
+	}
+	if IsNotLoaded(err) {
+		result, err = _m.QueryCheckoutSessions().All(ctx)
 	}
 	return result, err
 }

@@ -4,7 +4,9 @@ package ent
 
 import (
 	"billingapi/auth"
+	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
+	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
 	"billingapi/ent/user"
 	"billingapi/ent/workspace"
@@ -28,10 +30,1361 @@ const (
 	OpUpdateOne = ent.OpUpdateOne
 
 	// Node types.
-	TypeMembership = "Membership"
-	TypeUser       = "User"
-	TypeWorkspace  = "Workspace"
+	TypeCheckoutSession = "CheckoutSession"
+	TypeMembership      = "Membership"
+	TypePayment         = "Payment"
+	TypeUser            = "User"
+	TypeWorkspace       = "Workspace"
 )
+
+// CheckoutSessionMutation represents an operation that mutates the CheckoutSession nodes in the graph.
+type CheckoutSessionMutation struct {
+	config
+	op                       Op
+	typ                      string
+	id                       *uuid.UUID
+	create_time              *time.Time
+	update_time              *time.Time
+	stripe_session_id        *string
+	request_key              *string
+	mode                     *checkoutsession.Mode
+	lookup_key               *string
+	price_id                 *string
+	plan                     *string
+	quantity                 *int64
+	addquantity              *int64
+	status                   *checkoutsession.Status
+	url                      *string
+	created_by               *string
+	stripe_payment_intent_id *string
+	stripe_subscription_id   *string
+	completed_at             *time.Time
+	clearedFields            map[string]struct{}
+	workspace                *uuid.UUID
+	clearedworkspace         bool
+	done                     bool
+	oldValue                 func(context.Context) (*CheckoutSession, error)
+	predicates               []predicate.CheckoutSession
+}
+
+var _ ent.Mutation = (*CheckoutSessionMutation)(nil)
+
+// checkoutsessionOption allows management of the mutation configuration using functional options.
+type checkoutsessionOption func(*CheckoutSessionMutation)
+
+// newCheckoutSessionMutation creates new mutation for the CheckoutSession entity.
+func newCheckoutSessionMutation(c config, op Op, opts ...checkoutsessionOption) *CheckoutSessionMutation {
+	m := &CheckoutSessionMutation{
+		config:        c,
+		op:            op,
+		typ:           TypeCheckoutSession,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withCheckoutSessionID sets the ID field of the mutation.
+func withCheckoutSessionID(id uuid.UUID) checkoutsessionOption {
+	return func(m *CheckoutSessionMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *CheckoutSession
+		)
+		m.oldValue = func(ctx context.Context) (*CheckoutSession, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().CheckoutSession.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withCheckoutSession sets the old CheckoutSession of the mutation.
+func withCheckoutSession(node *CheckoutSession) checkoutsessionOption {
+	return func(m *CheckoutSessionMutation) {
+		m.oldValue = func(context.Context) (*CheckoutSession, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m CheckoutSessionMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m CheckoutSessionMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of CheckoutSession entities.
+func (m *CheckoutSessionMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *CheckoutSessionMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *CheckoutSessionMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().CheckoutSession.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetWorkspaceID sets the "workspace_id" field.
+func (m *CheckoutSessionMutation) SetWorkspaceID(u uuid.UUID) {
+	m.workspace = &u
+}
+
+// WorkspaceID returns the value of the "workspace_id" field in the mutation.
+func (m *CheckoutSessionMutation) WorkspaceID() (r uuid.UUID, exists bool) {
+	v := m.workspace
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWorkspaceID returns the old "workspace_id" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldWorkspaceID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWorkspaceID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWorkspaceID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWorkspaceID: %w", err)
+	}
+	return oldValue.WorkspaceID, nil
+}
+
+// ResetWorkspaceID resets all changes to the "workspace_id" field.
+func (m *CheckoutSessionMutation) ResetWorkspaceID() {
+	m.workspace = nil
+}
+
+// SetCreateTime sets the "create_time" field.
+func (m *CheckoutSessionMutation) SetCreateTime(t time.Time) {
+	m.create_time = &t
+}
+
+// CreateTime returns the value of the "create_time" field in the mutation.
+func (m *CheckoutSessionMutation) CreateTime() (r time.Time, exists bool) {
+	v := m.create_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreateTime returns the old "create_time" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldCreateTime(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreateTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreateTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreateTime: %w", err)
+	}
+	return oldValue.CreateTime, nil
+}
+
+// ResetCreateTime resets all changes to the "create_time" field.
+func (m *CheckoutSessionMutation) ResetCreateTime() {
+	m.create_time = nil
+}
+
+// SetUpdateTime sets the "update_time" field.
+func (m *CheckoutSessionMutation) SetUpdateTime(t time.Time) {
+	m.update_time = &t
+}
+
+// UpdateTime returns the value of the "update_time" field in the mutation.
+func (m *CheckoutSessionMutation) UpdateTime() (r time.Time, exists bool) {
+	v := m.update_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdateTime returns the old "update_time" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldUpdateTime(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdateTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdateTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdateTime: %w", err)
+	}
+	return oldValue.UpdateTime, nil
+}
+
+// ResetUpdateTime resets all changes to the "update_time" field.
+func (m *CheckoutSessionMutation) ResetUpdateTime() {
+	m.update_time = nil
+}
+
+// SetStripeSessionID sets the "stripe_session_id" field.
+func (m *CheckoutSessionMutation) SetStripeSessionID(s string) {
+	m.stripe_session_id = &s
+}
+
+// StripeSessionID returns the value of the "stripe_session_id" field in the mutation.
+func (m *CheckoutSessionMutation) StripeSessionID() (r string, exists bool) {
+	v := m.stripe_session_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStripeSessionID returns the old "stripe_session_id" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldStripeSessionID(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStripeSessionID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStripeSessionID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStripeSessionID: %w", err)
+	}
+	return oldValue.StripeSessionID, nil
+}
+
+// ClearStripeSessionID clears the value of the "stripe_session_id" field.
+func (m *CheckoutSessionMutation) ClearStripeSessionID() {
+	m.stripe_session_id = nil
+	m.clearedFields[checkoutsession.FieldStripeSessionID] = struct{}{}
+}
+
+// StripeSessionIDCleared returns if the "stripe_session_id" field was cleared in this mutation.
+func (m *CheckoutSessionMutation) StripeSessionIDCleared() bool {
+	_, ok := m.clearedFields[checkoutsession.FieldStripeSessionID]
+	return ok
+}
+
+// ResetStripeSessionID resets all changes to the "stripe_session_id" field.
+func (m *CheckoutSessionMutation) ResetStripeSessionID() {
+	m.stripe_session_id = nil
+	delete(m.clearedFields, checkoutsession.FieldStripeSessionID)
+}
+
+// SetRequestKey sets the "request_key" field.
+func (m *CheckoutSessionMutation) SetRequestKey(s string) {
+	m.request_key = &s
+}
+
+// RequestKey returns the value of the "request_key" field in the mutation.
+func (m *CheckoutSessionMutation) RequestKey() (r string, exists bool) {
+	v := m.request_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequestKey returns the old "request_key" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldRequestKey(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequestKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequestKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequestKey: %w", err)
+	}
+	return oldValue.RequestKey, nil
+}
+
+// ClearRequestKey clears the value of the "request_key" field.
+func (m *CheckoutSessionMutation) ClearRequestKey() {
+	m.request_key = nil
+	m.clearedFields[checkoutsession.FieldRequestKey] = struct{}{}
+}
+
+// RequestKeyCleared returns if the "request_key" field was cleared in this mutation.
+func (m *CheckoutSessionMutation) RequestKeyCleared() bool {
+	_, ok := m.clearedFields[checkoutsession.FieldRequestKey]
+	return ok
+}
+
+// ResetRequestKey resets all changes to the "request_key" field.
+func (m *CheckoutSessionMutation) ResetRequestKey() {
+	m.request_key = nil
+	delete(m.clearedFields, checkoutsession.FieldRequestKey)
+}
+
+// SetMode sets the "mode" field.
+func (m *CheckoutSessionMutation) SetMode(c checkoutsession.Mode) {
+	m.mode = &c
+}
+
+// Mode returns the value of the "mode" field in the mutation.
+func (m *CheckoutSessionMutation) Mode() (r checkoutsession.Mode, exists bool) {
+	v := m.mode
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldMode returns the old "mode" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldMode(ctx context.Context) (v checkoutsession.Mode, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldMode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldMode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldMode: %w", err)
+	}
+	return oldValue.Mode, nil
+}
+
+// ResetMode resets all changes to the "mode" field.
+func (m *CheckoutSessionMutation) ResetMode() {
+	m.mode = nil
+}
+
+// SetLookupKey sets the "lookup_key" field.
+func (m *CheckoutSessionMutation) SetLookupKey(s string) {
+	m.lookup_key = &s
+}
+
+// LookupKey returns the value of the "lookup_key" field in the mutation.
+func (m *CheckoutSessionMutation) LookupKey() (r string, exists bool) {
+	v := m.lookup_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLookupKey returns the old "lookup_key" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldLookupKey(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLookupKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLookupKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLookupKey: %w", err)
+	}
+	return oldValue.LookupKey, nil
+}
+
+// ResetLookupKey resets all changes to the "lookup_key" field.
+func (m *CheckoutSessionMutation) ResetLookupKey() {
+	m.lookup_key = nil
+}
+
+// SetPriceID sets the "price_id" field.
+func (m *CheckoutSessionMutation) SetPriceID(s string) {
+	m.price_id = &s
+}
+
+// PriceID returns the value of the "price_id" field in the mutation.
+func (m *CheckoutSessionMutation) PriceID() (r string, exists bool) {
+	v := m.price_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPriceID returns the old "price_id" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldPriceID(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPriceID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPriceID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPriceID: %w", err)
+	}
+	return oldValue.PriceID, nil
+}
+
+// ResetPriceID resets all changes to the "price_id" field.
+func (m *CheckoutSessionMutation) ResetPriceID() {
+	m.price_id = nil
+}
+
+// SetPlan sets the "plan" field.
+func (m *CheckoutSessionMutation) SetPlan(s string) {
+	m.plan = &s
+}
+
+// Plan returns the value of the "plan" field in the mutation.
+func (m *CheckoutSessionMutation) Plan() (r string, exists bool) {
+	v := m.plan
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPlan returns the old "plan" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldPlan(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPlan is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPlan requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPlan: %w", err)
+	}
+	return oldValue.Plan, nil
+}
+
+// ResetPlan resets all changes to the "plan" field.
+func (m *CheckoutSessionMutation) ResetPlan() {
+	m.plan = nil
+}
+
+// SetQuantity sets the "quantity" field.
+func (m *CheckoutSessionMutation) SetQuantity(i int64) {
+	m.quantity = &i
+	m.addquantity = nil
+}
+
+// Quantity returns the value of the "quantity" field in the mutation.
+func (m *CheckoutSessionMutation) Quantity() (r int64, exists bool) {
+	v := m.quantity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldQuantity returns the old "quantity" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldQuantity(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldQuantity is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldQuantity requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldQuantity: %w", err)
+	}
+	return oldValue.Quantity, nil
+}
+
+// AddQuantity adds i to the "quantity" field.
+func (m *CheckoutSessionMutation) AddQuantity(i int64) {
+	if m.addquantity != nil {
+		*m.addquantity += i
+	} else {
+		m.addquantity = &i
+	}
+}
+
+// AddedQuantity returns the value that was added to the "quantity" field in this mutation.
+func (m *CheckoutSessionMutation) AddedQuantity() (r int64, exists bool) {
+	v := m.addquantity
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetQuantity resets all changes to the "quantity" field.
+func (m *CheckoutSessionMutation) ResetQuantity() {
+	m.quantity = nil
+	m.addquantity = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *CheckoutSessionMutation) SetStatus(c checkoutsession.Status) {
+	m.status = &c
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *CheckoutSessionMutation) Status() (r checkoutsession.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldStatus(ctx context.Context) (v checkoutsession.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *CheckoutSessionMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetURL sets the "url" field.
+func (m *CheckoutSessionMutation) SetURL(s string) {
+	m.url = &s
+}
+
+// URL returns the value of the "url" field in the mutation.
+func (m *CheckoutSessionMutation) URL() (r string, exists bool) {
+	v := m.url
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldURL returns the old "url" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldURL(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldURL is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldURL requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldURL: %w", err)
+	}
+	return oldValue.URL, nil
+}
+
+// ClearURL clears the value of the "url" field.
+func (m *CheckoutSessionMutation) ClearURL() {
+	m.url = nil
+	m.clearedFields[checkoutsession.FieldURL] = struct{}{}
+}
+
+// URLCleared returns if the "url" field was cleared in this mutation.
+func (m *CheckoutSessionMutation) URLCleared() bool {
+	_, ok := m.clearedFields[checkoutsession.FieldURL]
+	return ok
+}
+
+// ResetURL resets all changes to the "url" field.
+func (m *CheckoutSessionMutation) ResetURL() {
+	m.url = nil
+	delete(m.clearedFields, checkoutsession.FieldURL)
+}
+
+// SetCreatedBy sets the "created_by" field.
+func (m *CheckoutSessionMutation) SetCreatedBy(s string) {
+	m.created_by = &s
+}
+
+// CreatedBy returns the value of the "created_by" field in the mutation.
+func (m *CheckoutSessionMutation) CreatedBy() (r string, exists bool) {
+	v := m.created_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedBy returns the old "created_by" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldCreatedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedBy: %w", err)
+	}
+	return oldValue.CreatedBy, nil
+}
+
+// ResetCreatedBy resets all changes to the "created_by" field.
+func (m *CheckoutSessionMutation) ResetCreatedBy() {
+	m.created_by = nil
+}
+
+// SetStripePaymentIntentID sets the "stripe_payment_intent_id" field.
+func (m *CheckoutSessionMutation) SetStripePaymentIntentID(s string) {
+	m.stripe_payment_intent_id = &s
+}
+
+// StripePaymentIntentID returns the value of the "stripe_payment_intent_id" field in the mutation.
+func (m *CheckoutSessionMutation) StripePaymentIntentID() (r string, exists bool) {
+	v := m.stripe_payment_intent_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStripePaymentIntentID returns the old "stripe_payment_intent_id" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldStripePaymentIntentID(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStripePaymentIntentID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStripePaymentIntentID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStripePaymentIntentID: %w", err)
+	}
+	return oldValue.StripePaymentIntentID, nil
+}
+
+// ClearStripePaymentIntentID clears the value of the "stripe_payment_intent_id" field.
+func (m *CheckoutSessionMutation) ClearStripePaymentIntentID() {
+	m.stripe_payment_intent_id = nil
+	m.clearedFields[checkoutsession.FieldStripePaymentIntentID] = struct{}{}
+}
+
+// StripePaymentIntentIDCleared returns if the "stripe_payment_intent_id" field was cleared in this mutation.
+func (m *CheckoutSessionMutation) StripePaymentIntentIDCleared() bool {
+	_, ok := m.clearedFields[checkoutsession.FieldStripePaymentIntentID]
+	return ok
+}
+
+// ResetStripePaymentIntentID resets all changes to the "stripe_payment_intent_id" field.
+func (m *CheckoutSessionMutation) ResetStripePaymentIntentID() {
+	m.stripe_payment_intent_id = nil
+	delete(m.clearedFields, checkoutsession.FieldStripePaymentIntentID)
+}
+
+// SetStripeSubscriptionID sets the "stripe_subscription_id" field.
+func (m *CheckoutSessionMutation) SetStripeSubscriptionID(s string) {
+	m.stripe_subscription_id = &s
+}
+
+// StripeSubscriptionID returns the value of the "stripe_subscription_id" field in the mutation.
+func (m *CheckoutSessionMutation) StripeSubscriptionID() (r string, exists bool) {
+	v := m.stripe_subscription_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStripeSubscriptionID returns the old "stripe_subscription_id" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldStripeSubscriptionID(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStripeSubscriptionID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStripeSubscriptionID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStripeSubscriptionID: %w", err)
+	}
+	return oldValue.StripeSubscriptionID, nil
+}
+
+// ClearStripeSubscriptionID clears the value of the "stripe_subscription_id" field.
+func (m *CheckoutSessionMutation) ClearStripeSubscriptionID() {
+	m.stripe_subscription_id = nil
+	m.clearedFields[checkoutsession.FieldStripeSubscriptionID] = struct{}{}
+}
+
+// StripeSubscriptionIDCleared returns if the "stripe_subscription_id" field was cleared in this mutation.
+func (m *CheckoutSessionMutation) StripeSubscriptionIDCleared() bool {
+	_, ok := m.clearedFields[checkoutsession.FieldStripeSubscriptionID]
+	return ok
+}
+
+// ResetStripeSubscriptionID resets all changes to the "stripe_subscription_id" field.
+func (m *CheckoutSessionMutation) ResetStripeSubscriptionID() {
+	m.stripe_subscription_id = nil
+	delete(m.clearedFields, checkoutsession.FieldStripeSubscriptionID)
+}
+
+// SetCompletedAt sets the "completed_at" field.
+func (m *CheckoutSessionMutation) SetCompletedAt(t time.Time) {
+	m.completed_at = &t
+}
+
+// CompletedAt returns the value of the "completed_at" field in the mutation.
+func (m *CheckoutSessionMutation) CompletedAt() (r time.Time, exists bool) {
+	v := m.completed_at
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCompletedAt returns the old "completed_at" field's value of the CheckoutSession entity.
+// If the CheckoutSession object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *CheckoutSessionMutation) OldCompletedAt(ctx context.Context) (v *time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCompletedAt is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCompletedAt requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCompletedAt: %w", err)
+	}
+	return oldValue.CompletedAt, nil
+}
+
+// ClearCompletedAt clears the value of the "completed_at" field.
+func (m *CheckoutSessionMutation) ClearCompletedAt() {
+	m.completed_at = nil
+	m.clearedFields[checkoutsession.FieldCompletedAt] = struct{}{}
+}
+
+// CompletedAtCleared returns if the "completed_at" field was cleared in this mutation.
+func (m *CheckoutSessionMutation) CompletedAtCleared() bool {
+	_, ok := m.clearedFields[checkoutsession.FieldCompletedAt]
+	return ok
+}
+
+// ResetCompletedAt resets all changes to the "completed_at" field.
+func (m *CheckoutSessionMutation) ResetCompletedAt() {
+	m.completed_at = nil
+	delete(m.clearedFields, checkoutsession.FieldCompletedAt)
+}
+
+// ClearWorkspace clears the "workspace" edge to the Workspace entity.
+func (m *CheckoutSessionMutation) ClearWorkspace() {
+	m.clearedworkspace = true
+	m.clearedFields[checkoutsession.FieldWorkspaceID] = struct{}{}
+}
+
+// WorkspaceCleared reports if the "workspace" edge to the Workspace entity was cleared.
+func (m *CheckoutSessionMutation) WorkspaceCleared() bool {
+	return m.clearedworkspace
+}
+
+// WorkspaceIDs returns the "workspace" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// WorkspaceID instead. It exists only for internal usage by the builders.
+func (m *CheckoutSessionMutation) WorkspaceIDs() (ids []uuid.UUID) {
+	if id := m.workspace; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetWorkspace resets all changes to the "workspace" edge.
+func (m *CheckoutSessionMutation) ResetWorkspace() {
+	m.workspace = nil
+	m.clearedworkspace = false
+}
+
+// Where appends a list predicates to the CheckoutSessionMutation builder.
+func (m *CheckoutSessionMutation) Where(ps ...predicate.CheckoutSession) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the CheckoutSessionMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *CheckoutSessionMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.CheckoutSession, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *CheckoutSessionMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *CheckoutSessionMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (CheckoutSession).
+func (m *CheckoutSessionMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *CheckoutSessionMutation) Fields() []string {
+	fields := make([]string, 0, 16)
+	if m.workspace != nil {
+		fields = append(fields, checkoutsession.FieldWorkspaceID)
+	}
+	if m.create_time != nil {
+		fields = append(fields, checkoutsession.FieldCreateTime)
+	}
+	if m.update_time != nil {
+		fields = append(fields, checkoutsession.FieldUpdateTime)
+	}
+	if m.stripe_session_id != nil {
+		fields = append(fields, checkoutsession.FieldStripeSessionID)
+	}
+	if m.request_key != nil {
+		fields = append(fields, checkoutsession.FieldRequestKey)
+	}
+	if m.mode != nil {
+		fields = append(fields, checkoutsession.FieldMode)
+	}
+	if m.lookup_key != nil {
+		fields = append(fields, checkoutsession.FieldLookupKey)
+	}
+	if m.price_id != nil {
+		fields = append(fields, checkoutsession.FieldPriceID)
+	}
+	if m.plan != nil {
+		fields = append(fields, checkoutsession.FieldPlan)
+	}
+	if m.quantity != nil {
+		fields = append(fields, checkoutsession.FieldQuantity)
+	}
+	if m.status != nil {
+		fields = append(fields, checkoutsession.FieldStatus)
+	}
+	if m.url != nil {
+		fields = append(fields, checkoutsession.FieldURL)
+	}
+	if m.created_by != nil {
+		fields = append(fields, checkoutsession.FieldCreatedBy)
+	}
+	if m.stripe_payment_intent_id != nil {
+		fields = append(fields, checkoutsession.FieldStripePaymentIntentID)
+	}
+	if m.stripe_subscription_id != nil {
+		fields = append(fields, checkoutsession.FieldStripeSubscriptionID)
+	}
+	if m.completed_at != nil {
+		fields = append(fields, checkoutsession.FieldCompletedAt)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *CheckoutSessionMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case checkoutsession.FieldWorkspaceID:
+		return m.WorkspaceID()
+	case checkoutsession.FieldCreateTime:
+		return m.CreateTime()
+	case checkoutsession.FieldUpdateTime:
+		return m.UpdateTime()
+	case checkoutsession.FieldStripeSessionID:
+		return m.StripeSessionID()
+	case checkoutsession.FieldRequestKey:
+		return m.RequestKey()
+	case checkoutsession.FieldMode:
+		return m.Mode()
+	case checkoutsession.FieldLookupKey:
+		return m.LookupKey()
+	case checkoutsession.FieldPriceID:
+		return m.PriceID()
+	case checkoutsession.FieldPlan:
+		return m.Plan()
+	case checkoutsession.FieldQuantity:
+		return m.Quantity()
+	case checkoutsession.FieldStatus:
+		return m.Status()
+	case checkoutsession.FieldURL:
+		return m.URL()
+	case checkoutsession.FieldCreatedBy:
+		return m.CreatedBy()
+	case checkoutsession.FieldStripePaymentIntentID:
+		return m.StripePaymentIntentID()
+	case checkoutsession.FieldStripeSubscriptionID:
+		return m.StripeSubscriptionID()
+	case checkoutsession.FieldCompletedAt:
+		return m.CompletedAt()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *CheckoutSessionMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case checkoutsession.FieldWorkspaceID:
+		return m.OldWorkspaceID(ctx)
+	case checkoutsession.FieldCreateTime:
+		return m.OldCreateTime(ctx)
+	case checkoutsession.FieldUpdateTime:
+		return m.OldUpdateTime(ctx)
+	case checkoutsession.FieldStripeSessionID:
+		return m.OldStripeSessionID(ctx)
+	case checkoutsession.FieldRequestKey:
+		return m.OldRequestKey(ctx)
+	case checkoutsession.FieldMode:
+		return m.OldMode(ctx)
+	case checkoutsession.FieldLookupKey:
+		return m.OldLookupKey(ctx)
+	case checkoutsession.FieldPriceID:
+		return m.OldPriceID(ctx)
+	case checkoutsession.FieldPlan:
+		return m.OldPlan(ctx)
+	case checkoutsession.FieldQuantity:
+		return m.OldQuantity(ctx)
+	case checkoutsession.FieldStatus:
+		return m.OldStatus(ctx)
+	case checkoutsession.FieldURL:
+		return m.OldURL(ctx)
+	case checkoutsession.FieldCreatedBy:
+		return m.OldCreatedBy(ctx)
+	case checkoutsession.FieldStripePaymentIntentID:
+		return m.OldStripePaymentIntentID(ctx)
+	case checkoutsession.FieldStripeSubscriptionID:
+		return m.OldStripeSubscriptionID(ctx)
+	case checkoutsession.FieldCompletedAt:
+		return m.OldCompletedAt(ctx)
+	}
+	return nil, fmt.Errorf("unknown CheckoutSession field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CheckoutSessionMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case checkoutsession.FieldWorkspaceID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWorkspaceID(v)
+		return nil
+	case checkoutsession.FieldCreateTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreateTime(v)
+		return nil
+	case checkoutsession.FieldUpdateTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdateTime(v)
+		return nil
+	case checkoutsession.FieldStripeSessionID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStripeSessionID(v)
+		return nil
+	case checkoutsession.FieldRequestKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequestKey(v)
+		return nil
+	case checkoutsession.FieldMode:
+		v, ok := value.(checkoutsession.Mode)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetMode(v)
+		return nil
+	case checkoutsession.FieldLookupKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLookupKey(v)
+		return nil
+	case checkoutsession.FieldPriceID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPriceID(v)
+		return nil
+	case checkoutsession.FieldPlan:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPlan(v)
+		return nil
+	case checkoutsession.FieldQuantity:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetQuantity(v)
+		return nil
+	case checkoutsession.FieldStatus:
+		v, ok := value.(checkoutsession.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case checkoutsession.FieldURL:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetURL(v)
+		return nil
+	case checkoutsession.FieldCreatedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedBy(v)
+		return nil
+	case checkoutsession.FieldStripePaymentIntentID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStripePaymentIntentID(v)
+		return nil
+	case checkoutsession.FieldStripeSubscriptionID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStripeSubscriptionID(v)
+		return nil
+	case checkoutsession.FieldCompletedAt:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCompletedAt(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CheckoutSession field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *CheckoutSessionMutation) AddedFields() []string {
+	var fields []string
+	if m.addquantity != nil {
+		fields = append(fields, checkoutsession.FieldQuantity)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *CheckoutSessionMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case checkoutsession.FieldQuantity:
+		return m.AddedQuantity()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *CheckoutSessionMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case checkoutsession.FieldQuantity:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddQuantity(v)
+		return nil
+	}
+	return fmt.Errorf("unknown CheckoutSession numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *CheckoutSessionMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(checkoutsession.FieldStripeSessionID) {
+		fields = append(fields, checkoutsession.FieldStripeSessionID)
+	}
+	if m.FieldCleared(checkoutsession.FieldRequestKey) {
+		fields = append(fields, checkoutsession.FieldRequestKey)
+	}
+	if m.FieldCleared(checkoutsession.FieldURL) {
+		fields = append(fields, checkoutsession.FieldURL)
+	}
+	if m.FieldCleared(checkoutsession.FieldStripePaymentIntentID) {
+		fields = append(fields, checkoutsession.FieldStripePaymentIntentID)
+	}
+	if m.FieldCleared(checkoutsession.FieldStripeSubscriptionID) {
+		fields = append(fields, checkoutsession.FieldStripeSubscriptionID)
+	}
+	if m.FieldCleared(checkoutsession.FieldCompletedAt) {
+		fields = append(fields, checkoutsession.FieldCompletedAt)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *CheckoutSessionMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *CheckoutSessionMutation) ClearField(name string) error {
+	switch name {
+	case checkoutsession.FieldStripeSessionID:
+		m.ClearStripeSessionID()
+		return nil
+	case checkoutsession.FieldRequestKey:
+		m.ClearRequestKey()
+		return nil
+	case checkoutsession.FieldURL:
+		m.ClearURL()
+		return nil
+	case checkoutsession.FieldStripePaymentIntentID:
+		m.ClearStripePaymentIntentID()
+		return nil
+	case checkoutsession.FieldStripeSubscriptionID:
+		m.ClearStripeSubscriptionID()
+		return nil
+	case checkoutsession.FieldCompletedAt:
+		m.ClearCompletedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown CheckoutSession nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *CheckoutSessionMutation) ResetField(name string) error {
+	switch name {
+	case checkoutsession.FieldWorkspaceID:
+		m.ResetWorkspaceID()
+		return nil
+	case checkoutsession.FieldCreateTime:
+		m.ResetCreateTime()
+		return nil
+	case checkoutsession.FieldUpdateTime:
+		m.ResetUpdateTime()
+		return nil
+	case checkoutsession.FieldStripeSessionID:
+		m.ResetStripeSessionID()
+		return nil
+	case checkoutsession.FieldRequestKey:
+		m.ResetRequestKey()
+		return nil
+	case checkoutsession.FieldMode:
+		m.ResetMode()
+		return nil
+	case checkoutsession.FieldLookupKey:
+		m.ResetLookupKey()
+		return nil
+	case checkoutsession.FieldPriceID:
+		m.ResetPriceID()
+		return nil
+	case checkoutsession.FieldPlan:
+		m.ResetPlan()
+		return nil
+	case checkoutsession.FieldQuantity:
+		m.ResetQuantity()
+		return nil
+	case checkoutsession.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case checkoutsession.FieldURL:
+		m.ResetURL()
+		return nil
+	case checkoutsession.FieldCreatedBy:
+		m.ResetCreatedBy()
+		return nil
+	case checkoutsession.FieldStripePaymentIntentID:
+		m.ResetStripePaymentIntentID()
+		return nil
+	case checkoutsession.FieldStripeSubscriptionID:
+		m.ResetStripeSubscriptionID()
+		return nil
+	case checkoutsession.FieldCompletedAt:
+		m.ResetCompletedAt()
+		return nil
+	}
+	return fmt.Errorf("unknown CheckoutSession field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *CheckoutSessionMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.workspace != nil {
+		edges = append(edges, checkoutsession.EdgeWorkspace)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *CheckoutSessionMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case checkoutsession.EdgeWorkspace:
+		if id := m.workspace; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *CheckoutSessionMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *CheckoutSessionMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *CheckoutSessionMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedworkspace {
+		edges = append(edges, checkoutsession.EdgeWorkspace)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *CheckoutSessionMutation) EdgeCleared(name string) bool {
+	switch name {
+	case checkoutsession.EdgeWorkspace:
+		return m.clearedworkspace
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *CheckoutSessionMutation) ClearEdge(name string) error {
+	switch name {
+	case checkoutsession.EdgeWorkspace:
+		m.ClearWorkspace()
+		return nil
+	}
+	return fmt.Errorf("unknown CheckoutSession unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *CheckoutSessionMutation) ResetEdge(name string) error {
+	switch name {
+	case checkoutsession.EdgeWorkspace:
+		m.ResetWorkspace()
+		return nil
+	}
+	return fmt.Errorf("unknown CheckoutSession edge %s", name)
+}
 
 // MembershipMutation represents an operation that mutates the Membership nodes in the graph.
 type MembershipMutation struct {
@@ -627,6 +1980,1028 @@ func (m *MembershipMutation) ResetEdge(name string) error {
 	return fmt.Errorf("unknown Membership edge %s", name)
 }
 
+// PaymentMutation represents an operation that mutates the Payment nodes in the graph.
+type PaymentMutation struct {
+	config
+	op                       Op
+	typ                      string
+	id                       *uuid.UUID
+	create_time              *time.Time
+	update_time              *time.Time
+	stripe_payment_intent_id *string
+	request_key              *string
+	amount                   *int64
+	addamount                *int64
+	currency                 *string
+	purpose                  *string
+	status                   *payment.Status
+	created_by               *string
+	last_error_code          *string
+	clearedFields            map[string]struct{}
+	workspace                *uuid.UUID
+	clearedworkspace         bool
+	done                     bool
+	oldValue                 func(context.Context) (*Payment, error)
+	predicates               []predicate.Payment
+}
+
+var _ ent.Mutation = (*PaymentMutation)(nil)
+
+// paymentOption allows management of the mutation configuration using functional options.
+type paymentOption func(*PaymentMutation)
+
+// newPaymentMutation creates new mutation for the Payment entity.
+func newPaymentMutation(c config, op Op, opts ...paymentOption) *PaymentMutation {
+	m := &PaymentMutation{
+		config:        c,
+		op:            op,
+		typ:           TypePayment,
+		clearedFields: make(map[string]struct{}),
+	}
+	for _, opt := range opts {
+		opt(m)
+	}
+	return m
+}
+
+// withPaymentID sets the ID field of the mutation.
+func withPaymentID(id uuid.UUID) paymentOption {
+	return func(m *PaymentMutation) {
+		var (
+			err   error
+			once  sync.Once
+			value *Payment
+		)
+		m.oldValue = func(ctx context.Context) (*Payment, error) {
+			once.Do(func() {
+				if m.done {
+					err = errors.New("querying old values post mutation is not allowed")
+				} else {
+					value, err = m.Client().Payment.Get(ctx, id)
+				}
+			})
+			return value, err
+		}
+		m.id = &id
+	}
+}
+
+// withPayment sets the old Payment of the mutation.
+func withPayment(node *Payment) paymentOption {
+	return func(m *PaymentMutation) {
+		m.oldValue = func(context.Context) (*Payment, error) {
+			return node, nil
+		}
+		m.id = &node.ID
+	}
+}
+
+// Client returns a new `ent.Client` from the mutation. If the mutation was
+// executed in a transaction (ent.Tx), a transactional client is returned.
+func (m PaymentMutation) Client() *Client {
+	client := &Client{config: m.config}
+	client.init()
+	return client
+}
+
+// Tx returns an `ent.Tx` for mutations that were executed in transactions;
+// it returns an error otherwise.
+func (m PaymentMutation) Tx() (*Tx, error) {
+	if _, ok := m.driver.(*txDriver); !ok {
+		return nil, errors.New("ent: mutation is not running in a transaction")
+	}
+	tx := &Tx{config: m.config}
+	tx.init()
+	return tx, nil
+}
+
+// SetID sets the value of the id field. Note that this
+// operation is only accepted on creation of Payment entities.
+func (m *PaymentMutation) SetID(id uuid.UUID) {
+	m.id = &id
+}
+
+// ID returns the ID value in the mutation. Note that the ID is only available
+// if it was provided to the builder or after it was returned from the database.
+func (m *PaymentMutation) ID() (id uuid.UUID, exists bool) {
+	if m.id == nil {
+		return
+	}
+	return *m.id, true
+}
+
+// IDs queries the database and returns the entity ids that match the mutation's predicate.
+// That means, if the mutation is applied within a transaction with an isolation level such
+// as sql.LevelSerializable, the returned ids match the ids of the rows that will be updated
+// or updated by the mutation.
+func (m *PaymentMutation) IDs(ctx context.Context) ([]uuid.UUID, error) {
+	switch {
+	case m.op.Is(OpUpdateOne | OpDeleteOne):
+		id, exists := m.ID()
+		if exists {
+			return []uuid.UUID{id}, nil
+		}
+		fallthrough
+	case m.op.Is(OpUpdate | OpDelete):
+		return m.Client().Payment.Query().Where(m.predicates...).IDs(ctx)
+	default:
+		return nil, fmt.Errorf("IDs is not allowed on %s operations", m.op)
+	}
+}
+
+// SetWorkspaceID sets the "workspace_id" field.
+func (m *PaymentMutation) SetWorkspaceID(u uuid.UUID) {
+	m.workspace = &u
+}
+
+// WorkspaceID returns the value of the "workspace_id" field in the mutation.
+func (m *PaymentMutation) WorkspaceID() (r uuid.UUID, exists bool) {
+	v := m.workspace
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldWorkspaceID returns the old "workspace_id" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldWorkspaceID(ctx context.Context) (v uuid.UUID, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldWorkspaceID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldWorkspaceID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldWorkspaceID: %w", err)
+	}
+	return oldValue.WorkspaceID, nil
+}
+
+// ResetWorkspaceID resets all changes to the "workspace_id" field.
+func (m *PaymentMutation) ResetWorkspaceID() {
+	m.workspace = nil
+}
+
+// SetCreateTime sets the "create_time" field.
+func (m *PaymentMutation) SetCreateTime(t time.Time) {
+	m.create_time = &t
+}
+
+// CreateTime returns the value of the "create_time" field in the mutation.
+func (m *PaymentMutation) CreateTime() (r time.Time, exists bool) {
+	v := m.create_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreateTime returns the old "create_time" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldCreateTime(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreateTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreateTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreateTime: %w", err)
+	}
+	return oldValue.CreateTime, nil
+}
+
+// ResetCreateTime resets all changes to the "create_time" field.
+func (m *PaymentMutation) ResetCreateTime() {
+	m.create_time = nil
+}
+
+// SetUpdateTime sets the "update_time" field.
+func (m *PaymentMutation) SetUpdateTime(t time.Time) {
+	m.update_time = &t
+}
+
+// UpdateTime returns the value of the "update_time" field in the mutation.
+func (m *PaymentMutation) UpdateTime() (r time.Time, exists bool) {
+	v := m.update_time
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldUpdateTime returns the old "update_time" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldUpdateTime(ctx context.Context) (v time.Time, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldUpdateTime is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldUpdateTime requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldUpdateTime: %w", err)
+	}
+	return oldValue.UpdateTime, nil
+}
+
+// ResetUpdateTime resets all changes to the "update_time" field.
+func (m *PaymentMutation) ResetUpdateTime() {
+	m.update_time = nil
+}
+
+// SetStripePaymentIntentID sets the "stripe_payment_intent_id" field.
+func (m *PaymentMutation) SetStripePaymentIntentID(s string) {
+	m.stripe_payment_intent_id = &s
+}
+
+// StripePaymentIntentID returns the value of the "stripe_payment_intent_id" field in the mutation.
+func (m *PaymentMutation) StripePaymentIntentID() (r string, exists bool) {
+	v := m.stripe_payment_intent_id
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStripePaymentIntentID returns the old "stripe_payment_intent_id" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldStripePaymentIntentID(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStripePaymentIntentID is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStripePaymentIntentID requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStripePaymentIntentID: %w", err)
+	}
+	return oldValue.StripePaymentIntentID, nil
+}
+
+// ClearStripePaymentIntentID clears the value of the "stripe_payment_intent_id" field.
+func (m *PaymentMutation) ClearStripePaymentIntentID() {
+	m.stripe_payment_intent_id = nil
+	m.clearedFields[payment.FieldStripePaymentIntentID] = struct{}{}
+}
+
+// StripePaymentIntentIDCleared returns if the "stripe_payment_intent_id" field was cleared in this mutation.
+func (m *PaymentMutation) StripePaymentIntentIDCleared() bool {
+	_, ok := m.clearedFields[payment.FieldStripePaymentIntentID]
+	return ok
+}
+
+// ResetStripePaymentIntentID resets all changes to the "stripe_payment_intent_id" field.
+func (m *PaymentMutation) ResetStripePaymentIntentID() {
+	m.stripe_payment_intent_id = nil
+	delete(m.clearedFields, payment.FieldStripePaymentIntentID)
+}
+
+// SetRequestKey sets the "request_key" field.
+func (m *PaymentMutation) SetRequestKey(s string) {
+	m.request_key = &s
+}
+
+// RequestKey returns the value of the "request_key" field in the mutation.
+func (m *PaymentMutation) RequestKey() (r string, exists bool) {
+	v := m.request_key
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldRequestKey returns the old "request_key" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldRequestKey(ctx context.Context) (v *string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldRequestKey is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldRequestKey requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldRequestKey: %w", err)
+	}
+	return oldValue.RequestKey, nil
+}
+
+// ClearRequestKey clears the value of the "request_key" field.
+func (m *PaymentMutation) ClearRequestKey() {
+	m.request_key = nil
+	m.clearedFields[payment.FieldRequestKey] = struct{}{}
+}
+
+// RequestKeyCleared returns if the "request_key" field was cleared in this mutation.
+func (m *PaymentMutation) RequestKeyCleared() bool {
+	_, ok := m.clearedFields[payment.FieldRequestKey]
+	return ok
+}
+
+// ResetRequestKey resets all changes to the "request_key" field.
+func (m *PaymentMutation) ResetRequestKey() {
+	m.request_key = nil
+	delete(m.clearedFields, payment.FieldRequestKey)
+}
+
+// SetAmount sets the "amount" field.
+func (m *PaymentMutation) SetAmount(i int64) {
+	m.amount = &i
+	m.addamount = nil
+}
+
+// Amount returns the value of the "amount" field in the mutation.
+func (m *PaymentMutation) Amount() (r int64, exists bool) {
+	v := m.amount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldAmount returns the old "amount" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldAmount(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldAmount is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldAmount requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldAmount: %w", err)
+	}
+	return oldValue.Amount, nil
+}
+
+// AddAmount adds i to the "amount" field.
+func (m *PaymentMutation) AddAmount(i int64) {
+	if m.addamount != nil {
+		*m.addamount += i
+	} else {
+		m.addamount = &i
+	}
+}
+
+// AddedAmount returns the value that was added to the "amount" field in this mutation.
+func (m *PaymentMutation) AddedAmount() (r int64, exists bool) {
+	v := m.addamount
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ResetAmount resets all changes to the "amount" field.
+func (m *PaymentMutation) ResetAmount() {
+	m.amount = nil
+	m.addamount = nil
+}
+
+// SetCurrency sets the "currency" field.
+func (m *PaymentMutation) SetCurrency(s string) {
+	m.currency = &s
+}
+
+// Currency returns the value of the "currency" field in the mutation.
+func (m *PaymentMutation) Currency() (r string, exists bool) {
+	v := m.currency
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCurrency returns the old "currency" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldCurrency(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCurrency is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCurrency requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCurrency: %w", err)
+	}
+	return oldValue.Currency, nil
+}
+
+// ResetCurrency resets all changes to the "currency" field.
+func (m *PaymentMutation) ResetCurrency() {
+	m.currency = nil
+}
+
+// SetPurpose sets the "purpose" field.
+func (m *PaymentMutation) SetPurpose(s string) {
+	m.purpose = &s
+}
+
+// Purpose returns the value of the "purpose" field in the mutation.
+func (m *PaymentMutation) Purpose() (r string, exists bool) {
+	v := m.purpose
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldPurpose returns the old "purpose" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldPurpose(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldPurpose is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldPurpose requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldPurpose: %w", err)
+	}
+	return oldValue.Purpose, nil
+}
+
+// ResetPurpose resets all changes to the "purpose" field.
+func (m *PaymentMutation) ResetPurpose() {
+	m.purpose = nil
+}
+
+// SetStatus sets the "status" field.
+func (m *PaymentMutation) SetStatus(pa payment.Status) {
+	m.status = &pa
+}
+
+// Status returns the value of the "status" field in the mutation.
+func (m *PaymentMutation) Status() (r payment.Status, exists bool) {
+	v := m.status
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldStatus returns the old "status" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldStatus(ctx context.Context) (v payment.Status, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldStatus is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldStatus requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldStatus: %w", err)
+	}
+	return oldValue.Status, nil
+}
+
+// ResetStatus resets all changes to the "status" field.
+func (m *PaymentMutation) ResetStatus() {
+	m.status = nil
+}
+
+// SetCreatedBy sets the "created_by" field.
+func (m *PaymentMutation) SetCreatedBy(s string) {
+	m.created_by = &s
+}
+
+// CreatedBy returns the value of the "created_by" field in the mutation.
+func (m *PaymentMutation) CreatedBy() (r string, exists bool) {
+	v := m.created_by
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldCreatedBy returns the old "created_by" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldCreatedBy(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldCreatedBy is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldCreatedBy requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldCreatedBy: %w", err)
+	}
+	return oldValue.CreatedBy, nil
+}
+
+// ResetCreatedBy resets all changes to the "created_by" field.
+func (m *PaymentMutation) ResetCreatedBy() {
+	m.created_by = nil
+}
+
+// SetLastErrorCode sets the "last_error_code" field.
+func (m *PaymentMutation) SetLastErrorCode(s string) {
+	m.last_error_code = &s
+}
+
+// LastErrorCode returns the value of the "last_error_code" field in the mutation.
+func (m *PaymentMutation) LastErrorCode() (r string, exists bool) {
+	v := m.last_error_code
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldLastErrorCode returns the old "last_error_code" field's value of the Payment entity.
+// If the Payment object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *PaymentMutation) OldLastErrorCode(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldLastErrorCode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldLastErrorCode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldLastErrorCode: %w", err)
+	}
+	return oldValue.LastErrorCode, nil
+}
+
+// ClearLastErrorCode clears the value of the "last_error_code" field.
+func (m *PaymentMutation) ClearLastErrorCode() {
+	m.last_error_code = nil
+	m.clearedFields[payment.FieldLastErrorCode] = struct{}{}
+}
+
+// LastErrorCodeCleared returns if the "last_error_code" field was cleared in this mutation.
+func (m *PaymentMutation) LastErrorCodeCleared() bool {
+	_, ok := m.clearedFields[payment.FieldLastErrorCode]
+	return ok
+}
+
+// ResetLastErrorCode resets all changes to the "last_error_code" field.
+func (m *PaymentMutation) ResetLastErrorCode() {
+	m.last_error_code = nil
+	delete(m.clearedFields, payment.FieldLastErrorCode)
+}
+
+// ClearWorkspace clears the "workspace" edge to the Workspace entity.
+func (m *PaymentMutation) ClearWorkspace() {
+	m.clearedworkspace = true
+	m.clearedFields[payment.FieldWorkspaceID] = struct{}{}
+}
+
+// WorkspaceCleared reports if the "workspace" edge to the Workspace entity was cleared.
+func (m *PaymentMutation) WorkspaceCleared() bool {
+	return m.clearedworkspace
+}
+
+// WorkspaceIDs returns the "workspace" edge IDs in the mutation.
+// Note that IDs always returns len(IDs) <= 1 for unique edges, and you should use
+// WorkspaceID instead. It exists only for internal usage by the builders.
+func (m *PaymentMutation) WorkspaceIDs() (ids []uuid.UUID) {
+	if id := m.workspace; id != nil {
+		ids = append(ids, *id)
+	}
+	return
+}
+
+// ResetWorkspace resets all changes to the "workspace" edge.
+func (m *PaymentMutation) ResetWorkspace() {
+	m.workspace = nil
+	m.clearedworkspace = false
+}
+
+// Where appends a list predicates to the PaymentMutation builder.
+func (m *PaymentMutation) Where(ps ...predicate.Payment) {
+	m.predicates = append(m.predicates, ps...)
+}
+
+// WhereP appends storage-level predicates to the PaymentMutation builder. Using this method,
+// users can use type-assertion to append predicates that do not depend on any generated package.
+func (m *PaymentMutation) WhereP(ps ...func(*sql.Selector)) {
+	p := make([]predicate.Payment, len(ps))
+	for i := range ps {
+		p[i] = ps[i]
+	}
+	m.Where(p...)
+}
+
+// Op returns the operation name.
+func (m *PaymentMutation) Op() Op {
+	return m.op
+}
+
+// SetOp allows setting the mutation operation.
+func (m *PaymentMutation) SetOp(op Op) {
+	m.op = op
+}
+
+// Type returns the node type of this mutation (Payment).
+func (m *PaymentMutation) Type() string {
+	return m.typ
+}
+
+// Fields returns all fields that were changed during this mutation. Note that in
+// order to get all numeric fields that were incremented/decremented, call
+// AddedFields().
+func (m *PaymentMutation) Fields() []string {
+	fields := make([]string, 0, 11)
+	if m.workspace != nil {
+		fields = append(fields, payment.FieldWorkspaceID)
+	}
+	if m.create_time != nil {
+		fields = append(fields, payment.FieldCreateTime)
+	}
+	if m.update_time != nil {
+		fields = append(fields, payment.FieldUpdateTime)
+	}
+	if m.stripe_payment_intent_id != nil {
+		fields = append(fields, payment.FieldStripePaymentIntentID)
+	}
+	if m.request_key != nil {
+		fields = append(fields, payment.FieldRequestKey)
+	}
+	if m.amount != nil {
+		fields = append(fields, payment.FieldAmount)
+	}
+	if m.currency != nil {
+		fields = append(fields, payment.FieldCurrency)
+	}
+	if m.purpose != nil {
+		fields = append(fields, payment.FieldPurpose)
+	}
+	if m.status != nil {
+		fields = append(fields, payment.FieldStatus)
+	}
+	if m.created_by != nil {
+		fields = append(fields, payment.FieldCreatedBy)
+	}
+	if m.last_error_code != nil {
+		fields = append(fields, payment.FieldLastErrorCode)
+	}
+	return fields
+}
+
+// Field returns the value of a field with the given name. The second boolean
+// return value indicates that this field was not set, or was not defined in the
+// schema.
+func (m *PaymentMutation) Field(name string) (ent.Value, bool) {
+	switch name {
+	case payment.FieldWorkspaceID:
+		return m.WorkspaceID()
+	case payment.FieldCreateTime:
+		return m.CreateTime()
+	case payment.FieldUpdateTime:
+		return m.UpdateTime()
+	case payment.FieldStripePaymentIntentID:
+		return m.StripePaymentIntentID()
+	case payment.FieldRequestKey:
+		return m.RequestKey()
+	case payment.FieldAmount:
+		return m.Amount()
+	case payment.FieldCurrency:
+		return m.Currency()
+	case payment.FieldPurpose:
+		return m.Purpose()
+	case payment.FieldStatus:
+		return m.Status()
+	case payment.FieldCreatedBy:
+		return m.CreatedBy()
+	case payment.FieldLastErrorCode:
+		return m.LastErrorCode()
+	}
+	return nil, false
+}
+
+// OldField returns the old value of the field from the database. An error is
+// returned if the mutation operation is not UpdateOne, or the query to the
+// database failed.
+func (m *PaymentMutation) OldField(ctx context.Context, name string) (ent.Value, error) {
+	switch name {
+	case payment.FieldWorkspaceID:
+		return m.OldWorkspaceID(ctx)
+	case payment.FieldCreateTime:
+		return m.OldCreateTime(ctx)
+	case payment.FieldUpdateTime:
+		return m.OldUpdateTime(ctx)
+	case payment.FieldStripePaymentIntentID:
+		return m.OldStripePaymentIntentID(ctx)
+	case payment.FieldRequestKey:
+		return m.OldRequestKey(ctx)
+	case payment.FieldAmount:
+		return m.OldAmount(ctx)
+	case payment.FieldCurrency:
+		return m.OldCurrency(ctx)
+	case payment.FieldPurpose:
+		return m.OldPurpose(ctx)
+	case payment.FieldStatus:
+		return m.OldStatus(ctx)
+	case payment.FieldCreatedBy:
+		return m.OldCreatedBy(ctx)
+	case payment.FieldLastErrorCode:
+		return m.OldLastErrorCode(ctx)
+	}
+	return nil, fmt.Errorf("unknown Payment field %s", name)
+}
+
+// SetField sets the value of a field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PaymentMutation) SetField(name string, value ent.Value) error {
+	switch name {
+	case payment.FieldWorkspaceID:
+		v, ok := value.(uuid.UUID)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetWorkspaceID(v)
+		return nil
+	case payment.FieldCreateTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreateTime(v)
+		return nil
+	case payment.FieldUpdateTime:
+		v, ok := value.(time.Time)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetUpdateTime(v)
+		return nil
+	case payment.FieldStripePaymentIntentID:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStripePaymentIntentID(v)
+		return nil
+	case payment.FieldRequestKey:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetRequestKey(v)
+		return nil
+	case payment.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetAmount(v)
+		return nil
+	case payment.FieldCurrency:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCurrency(v)
+		return nil
+	case payment.FieldPurpose:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetPurpose(v)
+		return nil
+	case payment.FieldStatus:
+		v, ok := value.(payment.Status)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetStatus(v)
+		return nil
+	case payment.FieldCreatedBy:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetCreatedBy(v)
+		return nil
+	case payment.FieldLastErrorCode:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetLastErrorCode(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Payment field %s", name)
+}
+
+// AddedFields returns all numeric fields that were incremented/decremented during
+// this mutation.
+func (m *PaymentMutation) AddedFields() []string {
+	var fields []string
+	if m.addamount != nil {
+		fields = append(fields, payment.FieldAmount)
+	}
+	return fields
+}
+
+// AddedField returns the numeric value that was incremented/decremented on a field
+// with the given name. The second boolean return value indicates that this field
+// was not set, or was not defined in the schema.
+func (m *PaymentMutation) AddedField(name string) (ent.Value, bool) {
+	switch name {
+	case payment.FieldAmount:
+		return m.AddedAmount()
+	}
+	return nil, false
+}
+
+// AddField adds the value to the field with the given name. It returns an error if
+// the field is not defined in the schema, or if the type mismatched the field
+// type.
+func (m *PaymentMutation) AddField(name string, value ent.Value) error {
+	switch name {
+	case payment.FieldAmount:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddAmount(v)
+		return nil
+	}
+	return fmt.Errorf("unknown Payment numeric field %s", name)
+}
+
+// ClearedFields returns all nullable fields that were cleared during this
+// mutation.
+func (m *PaymentMutation) ClearedFields() []string {
+	var fields []string
+	if m.FieldCleared(payment.FieldStripePaymentIntentID) {
+		fields = append(fields, payment.FieldStripePaymentIntentID)
+	}
+	if m.FieldCleared(payment.FieldRequestKey) {
+		fields = append(fields, payment.FieldRequestKey)
+	}
+	if m.FieldCleared(payment.FieldLastErrorCode) {
+		fields = append(fields, payment.FieldLastErrorCode)
+	}
+	return fields
+}
+
+// FieldCleared returns a boolean indicating if a field with the given name was
+// cleared in this mutation.
+func (m *PaymentMutation) FieldCleared(name string) bool {
+	_, ok := m.clearedFields[name]
+	return ok
+}
+
+// ClearField clears the value of the field with the given name. It returns an
+// error if the field is not defined in the schema.
+func (m *PaymentMutation) ClearField(name string) error {
+	switch name {
+	case payment.FieldStripePaymentIntentID:
+		m.ClearStripePaymentIntentID()
+		return nil
+	case payment.FieldRequestKey:
+		m.ClearRequestKey()
+		return nil
+	case payment.FieldLastErrorCode:
+		m.ClearLastErrorCode()
+		return nil
+	}
+	return fmt.Errorf("unknown Payment nullable field %s", name)
+}
+
+// ResetField resets all changes in the mutation for the field with the given name.
+// It returns an error if the field is not defined in the schema.
+func (m *PaymentMutation) ResetField(name string) error {
+	switch name {
+	case payment.FieldWorkspaceID:
+		m.ResetWorkspaceID()
+		return nil
+	case payment.FieldCreateTime:
+		m.ResetCreateTime()
+		return nil
+	case payment.FieldUpdateTime:
+		m.ResetUpdateTime()
+		return nil
+	case payment.FieldStripePaymentIntentID:
+		m.ResetStripePaymentIntentID()
+		return nil
+	case payment.FieldRequestKey:
+		m.ResetRequestKey()
+		return nil
+	case payment.FieldAmount:
+		m.ResetAmount()
+		return nil
+	case payment.FieldCurrency:
+		m.ResetCurrency()
+		return nil
+	case payment.FieldPurpose:
+		m.ResetPurpose()
+		return nil
+	case payment.FieldStatus:
+		m.ResetStatus()
+		return nil
+	case payment.FieldCreatedBy:
+		m.ResetCreatedBy()
+		return nil
+	case payment.FieldLastErrorCode:
+		m.ResetLastErrorCode()
+		return nil
+	}
+	return fmt.Errorf("unknown Payment field %s", name)
+}
+
+// AddedEdges returns all edge names that were set/added in this mutation.
+func (m *PaymentMutation) AddedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.workspace != nil {
+		edges = append(edges, payment.EdgeWorkspace)
+	}
+	return edges
+}
+
+// AddedIDs returns all IDs (to other nodes) that were added for the given edge
+// name in this mutation.
+func (m *PaymentMutation) AddedIDs(name string) []ent.Value {
+	switch name {
+	case payment.EdgeWorkspace:
+		if id := m.workspace; id != nil {
+			return []ent.Value{*id}
+		}
+	}
+	return nil
+}
+
+// RemovedEdges returns all edge names that were removed in this mutation.
+func (m *PaymentMutation) RemovedEdges() []string {
+	edges := make([]string, 0, 1)
+	return edges
+}
+
+// RemovedIDs returns all IDs (to other nodes) that were removed for the edge with
+// the given name in this mutation.
+func (m *PaymentMutation) RemovedIDs(name string) []ent.Value {
+	return nil
+}
+
+// ClearedEdges returns all edge names that were cleared in this mutation.
+func (m *PaymentMutation) ClearedEdges() []string {
+	edges := make([]string, 0, 1)
+	if m.clearedworkspace {
+		edges = append(edges, payment.EdgeWorkspace)
+	}
+	return edges
+}
+
+// EdgeCleared returns a boolean which indicates if the edge with the given name
+// was cleared in this mutation.
+func (m *PaymentMutation) EdgeCleared(name string) bool {
+	switch name {
+	case payment.EdgeWorkspace:
+		return m.clearedworkspace
+	}
+	return false
+}
+
+// ClearEdge clears the value of the edge with the given name. It returns an error
+// if that edge is not defined in the schema.
+func (m *PaymentMutation) ClearEdge(name string) error {
+	switch name {
+	case payment.EdgeWorkspace:
+		m.ClearWorkspace()
+		return nil
+	}
+	return fmt.Errorf("unknown Payment unique edge %s", name)
+}
+
+// ResetEdge resets all changes to the edge with the given name in this mutation.
+// It returns an error if the edge is not defined in the schema.
+func (m *PaymentMutation) ResetEdge(name string) error {
+	switch name {
+	case payment.EdgeWorkspace:
+		m.ResetWorkspace()
+		return nil
+	}
+	return fmt.Errorf("unknown Payment edge %s", name)
+}
+
 // UserMutation represents an operation that mutates the User nodes in the graph.
 type UserMutation struct {
 	config
@@ -1217,20 +3592,26 @@ func (m *UserMutation) ResetEdge(name string) error {
 // WorkspaceMutation represents an operation that mutates the Workspace nodes in the graph.
 type WorkspaceMutation struct {
 	config
-	op                 Op
-	typ                string
-	id                 *uuid.UUID
-	create_time        *time.Time
-	update_time        *time.Time
-	name               *string
-	stripe_customer_id *string
-	clearedFields      map[string]struct{}
-	memberships        map[uuid.UUID]struct{}
-	removedmemberships map[uuid.UUID]struct{}
-	clearedmemberships bool
-	done               bool
-	oldValue           func(context.Context) (*Workspace, error)
-	predicates         []predicate.Workspace
+	op                       Op
+	typ                      string
+	id                       *uuid.UUID
+	create_time              *time.Time
+	update_time              *time.Time
+	name                     *string
+	stripe_customer_id       *string
+	clearedFields            map[string]struct{}
+	memberships              map[uuid.UUID]struct{}
+	removedmemberships       map[uuid.UUID]struct{}
+	clearedmemberships       bool
+	payments                 map[uuid.UUID]struct{}
+	removedpayments          map[uuid.UUID]struct{}
+	clearedpayments          bool
+	checkout_sessions        map[uuid.UUID]struct{}
+	removedcheckout_sessions map[uuid.UUID]struct{}
+	clearedcheckout_sessions bool
+	done                     bool
+	oldValue                 func(context.Context) (*Workspace, error)
+	predicates               []predicate.Workspace
 }
 
 var _ ent.Mutation = (*WorkspaceMutation)(nil)
@@ -1548,6 +3929,114 @@ func (m *WorkspaceMutation) ResetMemberships() {
 	m.removedmemberships = nil
 }
 
+// AddPaymentIDs adds the "payments" edge to the Payment entity by ids.
+func (m *WorkspaceMutation) AddPaymentIDs(ids ...uuid.UUID) {
+	if m.payments == nil {
+		m.payments = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.payments[ids[i]] = struct{}{}
+	}
+}
+
+// ClearPayments clears the "payments" edge to the Payment entity.
+func (m *WorkspaceMutation) ClearPayments() {
+	m.clearedpayments = true
+}
+
+// PaymentsCleared reports if the "payments" edge to the Payment entity was cleared.
+func (m *WorkspaceMutation) PaymentsCleared() bool {
+	return m.clearedpayments
+}
+
+// RemovePaymentIDs removes the "payments" edge to the Payment entity by IDs.
+func (m *WorkspaceMutation) RemovePaymentIDs(ids ...uuid.UUID) {
+	if m.removedpayments == nil {
+		m.removedpayments = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.payments, ids[i])
+		m.removedpayments[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedPayments returns the removed IDs of the "payments" edge to the Payment entity.
+func (m *WorkspaceMutation) RemovedPaymentsIDs() (ids []uuid.UUID) {
+	for id := range m.removedpayments {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// PaymentsIDs returns the "payments" edge IDs in the mutation.
+func (m *WorkspaceMutation) PaymentsIDs() (ids []uuid.UUID) {
+	for id := range m.payments {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetPayments resets all changes to the "payments" edge.
+func (m *WorkspaceMutation) ResetPayments() {
+	m.payments = nil
+	m.clearedpayments = false
+	m.removedpayments = nil
+}
+
+// AddCheckoutSessionIDs adds the "checkout_sessions" edge to the CheckoutSession entity by ids.
+func (m *WorkspaceMutation) AddCheckoutSessionIDs(ids ...uuid.UUID) {
+	if m.checkout_sessions == nil {
+		m.checkout_sessions = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		m.checkout_sessions[ids[i]] = struct{}{}
+	}
+}
+
+// ClearCheckoutSessions clears the "checkout_sessions" edge to the CheckoutSession entity.
+func (m *WorkspaceMutation) ClearCheckoutSessions() {
+	m.clearedcheckout_sessions = true
+}
+
+// CheckoutSessionsCleared reports if the "checkout_sessions" edge to the CheckoutSession entity was cleared.
+func (m *WorkspaceMutation) CheckoutSessionsCleared() bool {
+	return m.clearedcheckout_sessions
+}
+
+// RemoveCheckoutSessionIDs removes the "checkout_sessions" edge to the CheckoutSession entity by IDs.
+func (m *WorkspaceMutation) RemoveCheckoutSessionIDs(ids ...uuid.UUID) {
+	if m.removedcheckout_sessions == nil {
+		m.removedcheckout_sessions = make(map[uuid.UUID]struct{})
+	}
+	for i := range ids {
+		delete(m.checkout_sessions, ids[i])
+		m.removedcheckout_sessions[ids[i]] = struct{}{}
+	}
+}
+
+// RemovedCheckoutSessions returns the removed IDs of the "checkout_sessions" edge to the CheckoutSession entity.
+func (m *WorkspaceMutation) RemovedCheckoutSessionsIDs() (ids []uuid.UUID) {
+	for id := range m.removedcheckout_sessions {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// CheckoutSessionsIDs returns the "checkout_sessions" edge IDs in the mutation.
+func (m *WorkspaceMutation) CheckoutSessionsIDs() (ids []uuid.UUID) {
+	for id := range m.checkout_sessions {
+		ids = append(ids, id)
+	}
+	return
+}
+
+// ResetCheckoutSessions resets all changes to the "checkout_sessions" edge.
+func (m *WorkspaceMutation) ResetCheckoutSessions() {
+	m.checkout_sessions = nil
+	m.clearedcheckout_sessions = false
+	m.removedcheckout_sessions = nil
+}
+
 // Where appends a list predicates to the WorkspaceMutation builder.
 func (m *WorkspaceMutation) Where(ps ...predicate.Workspace) {
 	m.predicates = append(m.predicates, ps...)
@@ -1741,9 +4230,15 @@ func (m *WorkspaceMutation) ResetField(name string) error {
 
 // AddedEdges returns all edge names that were set/added in this mutation.
 func (m *WorkspaceMutation) AddedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 3)
 	if m.memberships != nil {
 		edges = append(edges, workspace.EdgeMemberships)
+	}
+	if m.payments != nil {
+		edges = append(edges, workspace.EdgePayments)
+	}
+	if m.checkout_sessions != nil {
+		edges = append(edges, workspace.EdgeCheckoutSessions)
 	}
 	return edges
 }
@@ -1758,15 +4253,33 @@ func (m *WorkspaceMutation) AddedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case workspace.EdgePayments:
+		ids := make([]ent.Value, 0, len(m.payments))
+		for id := range m.payments {
+			ids = append(ids, id)
+		}
+		return ids
+	case workspace.EdgeCheckoutSessions:
+		ids := make([]ent.Value, 0, len(m.checkout_sessions))
+		for id := range m.checkout_sessions {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // RemovedEdges returns all edge names that were removed in this mutation.
 func (m *WorkspaceMutation) RemovedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 3)
 	if m.removedmemberships != nil {
 		edges = append(edges, workspace.EdgeMemberships)
+	}
+	if m.removedpayments != nil {
+		edges = append(edges, workspace.EdgePayments)
+	}
+	if m.removedcheckout_sessions != nil {
+		edges = append(edges, workspace.EdgeCheckoutSessions)
 	}
 	return edges
 }
@@ -1781,15 +4294,33 @@ func (m *WorkspaceMutation) RemovedIDs(name string) []ent.Value {
 			ids = append(ids, id)
 		}
 		return ids
+	case workspace.EdgePayments:
+		ids := make([]ent.Value, 0, len(m.removedpayments))
+		for id := range m.removedpayments {
+			ids = append(ids, id)
+		}
+		return ids
+	case workspace.EdgeCheckoutSessions:
+		ids := make([]ent.Value, 0, len(m.removedcheckout_sessions))
+		for id := range m.removedcheckout_sessions {
+			ids = append(ids, id)
+		}
+		return ids
 	}
 	return nil
 }
 
 // ClearedEdges returns all edge names that were cleared in this mutation.
 func (m *WorkspaceMutation) ClearedEdges() []string {
-	edges := make([]string, 0, 1)
+	edges := make([]string, 0, 3)
 	if m.clearedmemberships {
 		edges = append(edges, workspace.EdgeMemberships)
+	}
+	if m.clearedpayments {
+		edges = append(edges, workspace.EdgePayments)
+	}
+	if m.clearedcheckout_sessions {
+		edges = append(edges, workspace.EdgeCheckoutSessions)
 	}
 	return edges
 }
@@ -1800,6 +4331,10 @@ func (m *WorkspaceMutation) EdgeCleared(name string) bool {
 	switch name {
 	case workspace.EdgeMemberships:
 		return m.clearedmemberships
+	case workspace.EdgePayments:
+		return m.clearedpayments
+	case workspace.EdgeCheckoutSessions:
+		return m.clearedcheckout_sessions
 	}
 	return false
 }
@@ -1818,6 +4353,12 @@ func (m *WorkspaceMutation) ResetEdge(name string) error {
 	switch name {
 	case workspace.EdgeMemberships:
 		m.ResetMemberships()
+		return nil
+	case workspace.EdgePayments:
+		m.ResetPayments()
+		return nil
+	case workspace.EdgeCheckoutSessions:
+		m.ResetCheckoutSessions()
 		return nil
 	}
 	return fmt.Errorf("unknown Workspace edge %s", name)

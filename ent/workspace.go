@@ -36,13 +36,19 @@ type Workspace struct {
 type WorkspaceEdges struct {
 	// Memberships holds the value of the memberships edge.
 	Memberships []*Membership `json:"memberships,omitempty"`
+	// Payments holds the value of the payments edge.
+	Payments []*Payment `json:"payments,omitempty"`
+	// CheckoutSessions holds the value of the checkout_sessions edge.
+	CheckoutSessions []*CheckoutSession `json:"checkout_sessions,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
+	loadedTypes [3]bool
 	// totalCount holds the count of the edges above.
-	totalCount [1]map[string]int
+	totalCount [3]map[string]int
 
-	namedMemberships map[string][]*Membership
+	namedMemberships      map[string][]*Membership
+	namedPayments         map[string][]*Payment
+	namedCheckoutSessions map[string][]*CheckoutSession
 }
 
 // MembershipsOrErr returns the Memberships value or an error if the edge
@@ -52,6 +58,24 @@ func (e WorkspaceEdges) MembershipsOrErr() ([]*Membership, error) {
 		return e.Memberships, nil
 	}
 	return nil, &NotLoadedError{edge: "memberships"}
+}
+
+// PaymentsOrErr returns the Payments value or an error if the edge
+// was not loaded in eager-loading.
+func (e WorkspaceEdges) PaymentsOrErr() ([]*Payment, error) {
+	if e.loadedTypes[1] {
+		return e.Payments, nil
+	}
+	return nil, &NotLoadedError{edge: "payments"}
+}
+
+// CheckoutSessionsOrErr returns the CheckoutSessions value or an error if the edge
+// was not loaded in eager-loading.
+func (e WorkspaceEdges) CheckoutSessionsOrErr() ([]*CheckoutSession, error) {
+	if e.loadedTypes[2] {
+		return e.CheckoutSessions, nil
+	}
+	return nil, &NotLoadedError{edge: "checkout_sessions"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -129,6 +153,16 @@ func (_m *Workspace) QueryMemberships() *MembershipQuery {
 	return NewWorkspaceClient(_m.config).QueryMemberships(_m)
 }
 
+// QueryPayments queries the "payments" edge of the Workspace entity.
+func (_m *Workspace) QueryPayments() *PaymentQuery {
+	return NewWorkspaceClient(_m.config).QueryPayments(_m)
+}
+
+// QueryCheckoutSessions queries the "checkout_sessions" edge of the Workspace entity.
+func (_m *Workspace) QueryCheckoutSessions() *CheckoutSessionQuery {
+	return NewWorkspaceClient(_m.config).QueryCheckoutSessions(_m)
+}
+
 // Update returns a builder for updating this Workspace.
 // Note that you need to call Workspace.Unwrap() before calling this method if this Workspace
 // was returned from a transaction, and the transaction was committed or rolled back.
@@ -190,6 +224,54 @@ func (_m *Workspace) appendNamedMemberships(name string, edges ...*Membership) {
 		_m.Edges.namedMemberships[name] = []*Membership{}
 	} else {
 		_m.Edges.namedMemberships[name] = append(_m.Edges.namedMemberships[name], edges...)
+	}
+}
+
+// NamedPayments returns the Payments named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Workspace) NamedPayments(name string) ([]*Payment, error) {
+	if _m.Edges.namedPayments == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedPayments[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Workspace) appendNamedPayments(name string, edges ...*Payment) {
+	if _m.Edges.namedPayments == nil {
+		_m.Edges.namedPayments = make(map[string][]*Payment)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedPayments[name] = []*Payment{}
+	} else {
+		_m.Edges.namedPayments[name] = append(_m.Edges.namedPayments[name], edges...)
+	}
+}
+
+// NamedCheckoutSessions returns the CheckoutSessions named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Workspace) NamedCheckoutSessions(name string) ([]*CheckoutSession, error) {
+	if _m.Edges.namedCheckoutSessions == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedCheckoutSessions[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Workspace) appendNamedCheckoutSessions(name string, edges ...*CheckoutSession) {
+	if _m.Edges.namedCheckoutSessions == nil {
+		_m.Edges.namedCheckoutSessions = make(map[string][]*CheckoutSession)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedCheckoutSessions[name] = []*CheckoutSession{}
+	} else {
+		_m.Edges.namedCheckoutSessions[name] = append(_m.Edges.namedCheckoutSessions[name], edges...)
 	}
 }
 

@@ -3,7 +3,9 @@
 package ent
 
 import (
+	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
+	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
 	"billingapi/ent/workspace"
 	"context"
@@ -23,14 +25,18 @@ import (
 // WorkspaceQuery is the builder for querying Workspace entities.
 type WorkspaceQuery struct {
 	config
-	ctx                  *QueryContext
-	order                []workspace.OrderOption
-	inters               []Interceptor
-	predicates           []predicate.Workspace
-	withMemberships      *MembershipQuery
-	loadTotal            []func(context.Context, []*Workspace) error
-	modifiers            []func(*sql.Selector)
-	withNamedMemberships map[string]*MembershipQuery
+	ctx                       *QueryContext
+	order                     []workspace.OrderOption
+	inters                    []Interceptor
+	predicates                []predicate.Workspace
+	withMemberships           *MembershipQuery
+	withPayments              *PaymentQuery
+	withCheckoutSessions      *CheckoutSessionQuery
+	loadTotal                 []func(context.Context, []*Workspace) error
+	modifiers                 []func(*sql.Selector)
+	withNamedMemberships      map[string]*MembershipQuery
+	withNamedPayments         map[string]*PaymentQuery
+	withNamedCheckoutSessions map[string]*CheckoutSessionQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -82,6 +88,50 @@ func (_q *WorkspaceQuery) QueryMemberships() *MembershipQuery {
 			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
 			sqlgraph.To(membership.Table, membership.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, workspace.MembershipsTable, workspace.MembershipsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryPayments chains the current query on the "payments" edge.
+func (_q *WorkspaceQuery) QueryPayments() *PaymentQuery {
+	query := (&PaymentClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
+			sqlgraph.To(payment.Table, payment.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, workspace.PaymentsTable, workspace.PaymentsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryCheckoutSessions chains the current query on the "checkout_sessions" edge.
+func (_q *WorkspaceQuery) QueryCheckoutSessions() *CheckoutSessionQuery {
+	query := (&CheckoutSessionClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
+			sqlgraph.To(checkoutsession.Table, checkoutsession.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, workspace.CheckoutSessionsTable, workspace.CheckoutSessionsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -276,12 +326,14 @@ func (_q *WorkspaceQuery) Clone() *WorkspaceQuery {
 		return nil
 	}
 	return &WorkspaceQuery{
-		config:          _q.config,
-		ctx:             _q.ctx.Clone(),
-		order:           append([]workspace.OrderOption{}, _q.order...),
-		inters:          append([]Interceptor{}, _q.inters...),
-		predicates:      append([]predicate.Workspace{}, _q.predicates...),
-		withMemberships: _q.withMemberships.Clone(),
+		config:               _q.config,
+		ctx:                  _q.ctx.Clone(),
+		order:                append([]workspace.OrderOption{}, _q.order...),
+		inters:               append([]Interceptor{}, _q.inters...),
+		predicates:           append([]predicate.Workspace{}, _q.predicates...),
+		withMemberships:      _q.withMemberships.Clone(),
+		withPayments:         _q.withPayments.Clone(),
+		withCheckoutSessions: _q.withCheckoutSessions.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -296,6 +348,28 @@ func (_q *WorkspaceQuery) WithMemberships(opts ...func(*MembershipQuery)) *Works
 		opt(query)
 	}
 	_q.withMemberships = query
+	return _q
+}
+
+// WithPayments tells the query-builder to eager-load the nodes that are connected to
+// the "payments" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithPayments(opts ...func(*PaymentQuery)) *WorkspaceQuery {
+	query := (&PaymentClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withPayments = query
+	return _q
+}
+
+// WithCheckoutSessions tells the query-builder to eager-load the nodes that are connected to
+// the "checkout_sessions" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithCheckoutSessions(opts ...func(*CheckoutSessionQuery)) *WorkspaceQuery {
+	query := (&CheckoutSessionClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withCheckoutSessions = query
 	return _q
 }
 
@@ -383,8 +457,10 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 	var (
 		nodes       = []*Workspace{}
 		_spec       = _q.querySpec()
-		loadedTypes = [1]bool{
+		loadedTypes = [3]bool{
 			_q.withMemberships != nil,
+			_q.withPayments != nil,
+			_q.withCheckoutSessions != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -415,10 +491,38 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 			return nil, err
 		}
 	}
+	if query := _q.withPayments; query != nil {
+		if err := _q.loadPayments(ctx, query, nodes,
+			func(n *Workspace) { n.Edges.Payments = []*Payment{} },
+			func(n *Workspace, e *Payment) { n.Edges.Payments = append(n.Edges.Payments, e) }); err != nil {
+			return nil, err
+		}
+	}
+	if query := _q.withCheckoutSessions; query != nil {
+		if err := _q.loadCheckoutSessions(ctx, query, nodes,
+			func(n *Workspace) { n.Edges.CheckoutSessions = []*CheckoutSession{} },
+			func(n *Workspace, e *CheckoutSession) { n.Edges.CheckoutSessions = append(n.Edges.CheckoutSessions, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedMemberships {
 		if err := _q.loadMemberships(ctx, query, nodes,
 			func(n *Workspace) { n.appendNamedMemberships(name) },
 			func(n *Workspace, e *Membership) { n.appendNamedMemberships(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedPayments {
+		if err := _q.loadPayments(ctx, query, nodes,
+			func(n *Workspace) { n.appendNamedPayments(name) },
+			func(n *Workspace, e *Payment) { n.appendNamedPayments(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedCheckoutSessions {
+		if err := _q.loadCheckoutSessions(ctx, query, nodes,
+			func(n *Workspace) { n.appendNamedCheckoutSessions(name) },
+			func(n *Workspace, e *CheckoutSession) { n.appendNamedCheckoutSessions(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -445,6 +549,66 @@ func (_q *WorkspaceQuery) loadMemberships(ctx context.Context, query *Membership
 	}
 	query.Where(predicate.Membership(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(workspace.MembershipsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.WorkspaceID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "workspace_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *WorkspaceQuery) loadPayments(ctx context.Context, query *PaymentQuery, nodes []*Workspace, init func(*Workspace), assign func(*Workspace, *Payment)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Workspace)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(payment.FieldWorkspaceID)
+	}
+	query.Where(predicate.Payment(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(workspace.PaymentsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.WorkspaceID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "workspace_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *WorkspaceQuery) loadCheckoutSessions(ctx context.Context, query *CheckoutSessionQuery, nodes []*Workspace, init func(*Workspace), assign func(*Workspace, *CheckoutSession)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Workspace)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(checkoutsession.FieldWorkspaceID)
+	}
+	query.Where(predicate.CheckoutSession(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(workspace.CheckoutSessionsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {
@@ -585,6 +749,34 @@ func (_q *WorkspaceQuery) WithNamedMemberships(name string, opts ...func(*Member
 		_q.withNamedMemberships = make(map[string]*MembershipQuery)
 	}
 	_q.withNamedMemberships[name] = query
+	return _q
+}
+
+// WithNamedPayments tells the query-builder to eager-load the nodes that are connected to the "payments"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithNamedPayments(name string, opts ...func(*PaymentQuery)) *WorkspaceQuery {
+	query := (&PaymentClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedPayments == nil {
+		_q.withNamedPayments = make(map[string]*PaymentQuery)
+	}
+	_q.withNamedPayments[name] = query
+	return _q
+}
+
+// WithNamedCheckoutSessions tells the query-builder to eager-load the nodes that are connected to the "checkout_sessions"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithNamedCheckoutSessions(name string, opts ...func(*CheckoutSessionQuery)) *WorkspaceQuery {
+	query := (&CheckoutSessionClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedCheckoutSessions == nil {
+		_q.withNamedCheckoutSessions = make(map[string]*CheckoutSessionQuery)
+	}
+	_q.withNamedCheckoutSessions[name] = query
 	return _q
 }
 

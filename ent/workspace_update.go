@@ -3,7 +3,9 @@
 package ent
 
 import (
+	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
+	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
 	"billingapi/ent/workspace"
 	"context"
@@ -85,6 +87,36 @@ func (_u *WorkspaceUpdate) AddMemberships(v ...*Membership) *WorkspaceUpdate {
 	return _u.AddMembershipIDs(ids...)
 }
 
+// AddPaymentIDs adds the "payments" edge to the Payment entity by IDs.
+func (_u *WorkspaceUpdate) AddPaymentIDs(ids ...uuid.UUID) *WorkspaceUpdate {
+	_u.mutation.AddPaymentIDs(ids...)
+	return _u
+}
+
+// AddPayments adds the "payments" edges to the Payment entity.
+func (_u *WorkspaceUpdate) AddPayments(v ...*Payment) *WorkspaceUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddPaymentIDs(ids...)
+}
+
+// AddCheckoutSessionIDs adds the "checkout_sessions" edge to the CheckoutSession entity by IDs.
+func (_u *WorkspaceUpdate) AddCheckoutSessionIDs(ids ...uuid.UUID) *WorkspaceUpdate {
+	_u.mutation.AddCheckoutSessionIDs(ids...)
+	return _u
+}
+
+// AddCheckoutSessions adds the "checkout_sessions" edges to the CheckoutSession entity.
+func (_u *WorkspaceUpdate) AddCheckoutSessions(v ...*CheckoutSession) *WorkspaceUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddCheckoutSessionIDs(ids...)
+}
+
 // Mutation returns the WorkspaceMutation object of the builder.
 func (_u *WorkspaceUpdate) Mutation() *WorkspaceMutation {
 	return _u.mutation
@@ -109,6 +141,48 @@ func (_u *WorkspaceUpdate) RemoveMemberships(v ...*Membership) *WorkspaceUpdate 
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveMembershipIDs(ids...)
+}
+
+// ClearPayments clears all "payments" edges to the Payment entity.
+func (_u *WorkspaceUpdate) ClearPayments() *WorkspaceUpdate {
+	_u.mutation.ClearPayments()
+	return _u
+}
+
+// RemovePaymentIDs removes the "payments" edge to Payment entities by IDs.
+func (_u *WorkspaceUpdate) RemovePaymentIDs(ids ...uuid.UUID) *WorkspaceUpdate {
+	_u.mutation.RemovePaymentIDs(ids...)
+	return _u
+}
+
+// RemovePayments removes "payments" edges to Payment entities.
+func (_u *WorkspaceUpdate) RemovePayments(v ...*Payment) *WorkspaceUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemovePaymentIDs(ids...)
+}
+
+// ClearCheckoutSessions clears all "checkout_sessions" edges to the CheckoutSession entity.
+func (_u *WorkspaceUpdate) ClearCheckoutSessions() *WorkspaceUpdate {
+	_u.mutation.ClearCheckoutSessions()
+	return _u
+}
+
+// RemoveCheckoutSessionIDs removes the "checkout_sessions" edge to CheckoutSession entities by IDs.
+func (_u *WorkspaceUpdate) RemoveCheckoutSessionIDs(ids ...uuid.UUID) *WorkspaceUpdate {
+	_u.mutation.RemoveCheckoutSessionIDs(ids...)
+	return _u
+}
+
+// RemoveCheckoutSessions removes "checkout_sessions" edges to CheckoutSession entities.
+func (_u *WorkspaceUpdate) RemoveCheckoutSessions(v ...*CheckoutSession) *WorkspaceUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveCheckoutSessionIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -237,6 +311,96 @@ func (_u *WorkspaceUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.PaymentsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.PaymentsTable,
+			Columns: []string{workspace.PaymentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(payment.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedPaymentsIDs(); len(nodes) > 0 && !_u.mutation.PaymentsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.PaymentsTable,
+			Columns: []string{workspace.PaymentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(payment.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.PaymentsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.PaymentsTable,
+			Columns: []string{workspace.PaymentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(payment.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.CheckoutSessionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.CheckoutSessionsTable,
+			Columns: []string{workspace.CheckoutSessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(checkoutsession.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedCheckoutSessionsIDs(); len(nodes) > 0 && !_u.mutation.CheckoutSessionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.CheckoutSessionsTable,
+			Columns: []string{workspace.CheckoutSessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(checkoutsession.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.CheckoutSessionsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.CheckoutSessionsTable,
+			Columns: []string{workspace.CheckoutSessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(checkoutsession.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{workspace.Label}
@@ -312,6 +476,36 @@ func (_u *WorkspaceUpdateOne) AddMemberships(v ...*Membership) *WorkspaceUpdateO
 	return _u.AddMembershipIDs(ids...)
 }
 
+// AddPaymentIDs adds the "payments" edge to the Payment entity by IDs.
+func (_u *WorkspaceUpdateOne) AddPaymentIDs(ids ...uuid.UUID) *WorkspaceUpdateOne {
+	_u.mutation.AddPaymentIDs(ids...)
+	return _u
+}
+
+// AddPayments adds the "payments" edges to the Payment entity.
+func (_u *WorkspaceUpdateOne) AddPayments(v ...*Payment) *WorkspaceUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddPaymentIDs(ids...)
+}
+
+// AddCheckoutSessionIDs adds the "checkout_sessions" edge to the CheckoutSession entity by IDs.
+func (_u *WorkspaceUpdateOne) AddCheckoutSessionIDs(ids ...uuid.UUID) *WorkspaceUpdateOne {
+	_u.mutation.AddCheckoutSessionIDs(ids...)
+	return _u
+}
+
+// AddCheckoutSessions adds the "checkout_sessions" edges to the CheckoutSession entity.
+func (_u *WorkspaceUpdateOne) AddCheckoutSessions(v ...*CheckoutSession) *WorkspaceUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddCheckoutSessionIDs(ids...)
+}
+
 // Mutation returns the WorkspaceMutation object of the builder.
 func (_u *WorkspaceUpdateOne) Mutation() *WorkspaceMutation {
 	return _u.mutation
@@ -336,6 +530,48 @@ func (_u *WorkspaceUpdateOne) RemoveMemberships(v ...*Membership) *WorkspaceUpda
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveMembershipIDs(ids...)
+}
+
+// ClearPayments clears all "payments" edges to the Payment entity.
+func (_u *WorkspaceUpdateOne) ClearPayments() *WorkspaceUpdateOne {
+	_u.mutation.ClearPayments()
+	return _u
+}
+
+// RemovePaymentIDs removes the "payments" edge to Payment entities by IDs.
+func (_u *WorkspaceUpdateOne) RemovePaymentIDs(ids ...uuid.UUID) *WorkspaceUpdateOne {
+	_u.mutation.RemovePaymentIDs(ids...)
+	return _u
+}
+
+// RemovePayments removes "payments" edges to Payment entities.
+func (_u *WorkspaceUpdateOne) RemovePayments(v ...*Payment) *WorkspaceUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemovePaymentIDs(ids...)
+}
+
+// ClearCheckoutSessions clears all "checkout_sessions" edges to the CheckoutSession entity.
+func (_u *WorkspaceUpdateOne) ClearCheckoutSessions() *WorkspaceUpdateOne {
+	_u.mutation.ClearCheckoutSessions()
+	return _u
+}
+
+// RemoveCheckoutSessionIDs removes the "checkout_sessions" edge to CheckoutSession entities by IDs.
+func (_u *WorkspaceUpdateOne) RemoveCheckoutSessionIDs(ids ...uuid.UUID) *WorkspaceUpdateOne {
+	_u.mutation.RemoveCheckoutSessionIDs(ids...)
+	return _u
+}
+
+// RemoveCheckoutSessions removes "checkout_sessions" edges to CheckoutSession entities.
+func (_u *WorkspaceUpdateOne) RemoveCheckoutSessions(v ...*CheckoutSession) *WorkspaceUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveCheckoutSessionIDs(ids...)
 }
 
 // Where appends a list predicates to the WorkspaceUpdate builder.
@@ -487,6 +723,96 @@ func (_u *WorkspaceUpdateOne) sqlSave(ctx context.Context) (_node *Workspace, er
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(membership.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.PaymentsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.PaymentsTable,
+			Columns: []string{workspace.PaymentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(payment.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedPaymentsIDs(); len(nodes) > 0 && !_u.mutation.PaymentsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.PaymentsTable,
+			Columns: []string{workspace.PaymentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(payment.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.PaymentsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.PaymentsTable,
+			Columns: []string{workspace.PaymentsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(payment.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.CheckoutSessionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.CheckoutSessionsTable,
+			Columns: []string{workspace.CheckoutSessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(checkoutsession.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedCheckoutSessionsIDs(); len(nodes) > 0 && !_u.mutation.CheckoutSessionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.CheckoutSessionsTable,
+			Columns: []string{workspace.CheckoutSessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(checkoutsession.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.CheckoutSessionsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.CheckoutSessionsTable,
+			Columns: []string{workspace.CheckoutSessionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(checkoutsession.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

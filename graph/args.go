@@ -1,6 +1,8 @@
 package graph
 
 import (
+	"strings"
+
 	"billingapi/billing"
 
 	"github.com/google/uuid"
@@ -51,3 +53,7 @@ func nilIfEmpty(s string) *string {
 	}
 	return &s
 }
+
+// upperEnum converts a stored lowercase value (a Stripe status) to the
+// UPPER_SNAKE GraphQL enum value.
+func upperEnum[T ~string](s string) T { return T(strings.ToUpper(s)) }

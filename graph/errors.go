@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"strings"
 
 	"billingapi/billing"
 
@@ -43,6 +44,9 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			if be.Field != "" {
 				gqlErr.Extensions["field"] = be.Field
 			}
+			if be.DeclineCode != "" {
+				gqlErr.Extensions["declineCode"] = be.DeclineCode
+			}
 			if be.Code == billing.CodeInternal && be.Err != nil {
 				log.ErrorContext(ctx, "internal error", "path", gqlErr.Path.String(), "err", be.Err)
 			}
@@ -72,5 +76,20 @@ func Recover(log *slog.Logger) graphql.RecoverFunc {
 	return func(ctx context.Context, p any) error {
 		log.ErrorContext(ctx, "panic in resolver", "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
 		return billing.Errorf(billing.CodeInternal, "%s", genericMessages[billing.CodeInternal])
+	}
+}
+
+// requiresAction returns the REQUIRES_ACTION error that accompanies a
+// payment needing 3D Secure; its extensions name the PaymentIntent and its
+// status (the client secret is in the data, beside it).
+func requiresAction(ctx context.Context, res *billing.PaymentResult) *gqlerror.Error {
+	return &gqlerror.Error{
+		Message: "Your bank needs you to confirm this payment.",
+		Path:    graphql.GetPath(ctx),
+		Extensions: map[string]any{
+			"code":            string(billing.CodeRequiresAction),
+			"paymentIntentId": res.PaymentIntentID,
+			"status":          strings.ToUpper(res.Status),
+		},
 	}
 }

@@ -87,10 +87,12 @@ func (m *Main) Open(ctx context.Context) error {
 		SecretKey:  m.Config.Stripe.SecretKey,
 		APIBase:    m.Config.Stripe.APIBase,
 		HTTPClient: m.StripeHTTPClient,
+		Timeout:    m.Config.Stripe.Timeout,
 	}, m.Log), m.Prices, billing.Config{
 		PlanLookupKeys: m.Config.PlanLookupKeys,
 		EagerCustomers: m.Config.CustomerCreation == "workspace",
 		RowLocks:       m.store.Dialect == dialect.Postgres,
+		BaseURL:        m.Config.BaseURL,
 		PublishableKey: m.Config.Stripe.PublishableKey,
 		Mode:           m.Config.StripeMode(),
 	}, m.Log)

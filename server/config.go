@@ -41,11 +41,12 @@ type Config struct {
 
 // StripeConfig holds the Stripe keys and endpoint; its String, GoString, Format and LogValue never reveal the secrets.
 type StripeConfig struct {
-	SecretKey                 string   // STRIPE_SECRET_KEY: sk_test_, sk_live_, rk_test_ or rk_live_
-	PublishableKey            string   // STRIPE_PUBLISHABLE_KEY: pk_test_ or pk_live_
-	WebhookSecrets            []string // STRIPE_WEBHOOK_SECRET, comma-separated for rotation, each whsec_...
-	APIBase                   string   // STRIPE_API_BASE, optional http(s) base URL (stripe-mock); "" means real Stripe
-	AllowTestKeysInProduction bool     // STRIPE_ALLOW_TEST_KEYS_IN_PRODUCTION
+	SecretKey                 string        // STRIPE_SECRET_KEY: sk_test_, sk_live_, rk_test_ or rk_live_
+	PublishableKey            string        // STRIPE_PUBLISHABLE_KEY: pk_test_ or pk_live_
+	WebhookSecrets            []string      // STRIPE_WEBHOOK_SECRET, comma-separated for rotation, each whsec_...
+	APIBase                   string        // STRIPE_API_BASE, optional http(s) base URL (stripe-mock); "" means real Stripe
+	AllowTestKeysInProduction bool          // STRIPE_ALLOW_TEST_KEYS_IN_PRODUCTION
+	Timeout                   time.Duration // STRIPE_TIMEOUT, default 20s, 1s..2m: one HTTP attempt to Stripe
 }
 
 // JWTConfig holds how bearer tokens are verified; its String, GoString, Format and LogValue never reveal the HS256 secret.
@@ -336,6 +337,7 @@ func (l *loader) stripe(prod bool) StripeConfig {
 		WebhookSecrets:            splitList(l.get("STRIPE_WEBHOOK_SECRET")),
 		APIBase:                   l.get("STRIPE_API_BASE"),
 		AllowTestKeysInProduction: l.boolean("STRIPE_ALLOW_TEST_KEYS_IN_PRODUCTION"),
+		Timeout:                   l.duration("STRIPE_TIMEOUT", 20*time.Second, time.Second, 2*time.Minute),
 	}
 	skMode := l.secretKey(sc.SecretKey)
 	pkMode := l.publishableKey(sc.PublishableKey)
@@ -737,13 +739,14 @@ func (s StripeConfig) LogValue() slog.Value {
 		slog.Int("WebhookSecretCount", len(s.WebhookSecrets)),
 		slog.String("APIBase", s.APIBase),
 		slog.Bool("AllowTestKeysInProduction", s.AllowTestKeysInProduction),
+		slog.String("Timeout", s.Timeout.String()),
 	)
 }
 
 // String returns every field on one line, with the secret key and webhook secrets shown as "[redacted]".
 func (s StripeConfig) String() string {
-	return fmt.Sprintf("{SecretKey:%q PublishableKey:%q WebhookSecrets:%q(%d) APIBase:%q AllowTestKeysInProduction:%t}",
-		redact(s.SecretKey), s.PublishableKey, redactList(s.WebhookSecrets), len(s.WebhookSecrets), s.APIBase, s.AllowTestKeysInProduction)
+	return fmt.Sprintf("{SecretKey:%q PublishableKey:%q WebhookSecrets:%q(%d) APIBase:%q AllowTestKeysInProduction:%t Timeout:%s}",
+		redact(s.SecretKey), s.PublishableKey, redactList(s.WebhookSecrets), len(s.WebhookSecrets), s.APIBase, s.AllowTestKeysInProduction, s.Timeout)
 }
 
 // GoString returns s as Go syntax for %#v, with the secret key and webhook secrets replaced by "[redacted]".
@@ -752,8 +755,8 @@ func (s StripeConfig) GoString() string {
 	for i := range hidden {
 		hidden[i] = redactedMark
 	}
-	return fmt.Sprintf("main.StripeConfig{SecretKey:%#v, PublishableKey:%#v, WebhookSecrets:%#v, APIBase:%#v, AllowTestKeysInProduction:%t}",
-		redact(s.SecretKey), s.PublishableKey, hidden, s.APIBase, s.AllowTestKeysInProduction)
+	return fmt.Sprintf("main.StripeConfig{SecretKey:%#v, PublishableKey:%#v, WebhookSecrets:%#v, APIBase:%#v, AllowTestKeysInProduction:%t, Timeout:%d}",
+		redact(s.SecretKey), s.PublishableKey, hidden, s.APIBase, s.AllowTestKeysInProduction, s.Timeout)
 }
 
 // Format prints s redacted for every verb, so even %d or %x cannot reach a secret field by reflection.

@@ -162,6 +162,7 @@ func TestLoadConfig(t *testing.T) {
 					BaseURL:            "http://localhost:8000",
 					DatabaseURL:        "data/billing.db",
 					RedisKeyPrefix:     "billing:",
+					Stripe:             StripeConfig{Timeout: 20 * time.Second},
 					JWT:                JWTConfig{HS256Secret: DevJWTSecret},
 					PriceCacheTTL:      10 * time.Minute,
 					RateLimitPerMinute: 60,

@@ -203,3 +203,6 @@ func withStripe(apiBase string, env map[string]string) map[string]string {
 	}
 	return out
 }
+
+// jsonUnmarshal decodes raw JSON into v.
+func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }

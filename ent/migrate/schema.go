@@ -8,6 +8,52 @@ import (
 )
 
 var (
+	// CheckoutSessionsColumns holds the columns for the "checkout_sessions" table.
+	CheckoutSessionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+		{Name: "stripe_session_id", Type: field.TypeString, Unique: true, Nullable: true, Size: 255},
+		{Name: "request_key", Type: field.TypeString, Unique: true, Nullable: true, Size: 128},
+		{Name: "mode", Type: field.TypeEnum, Enums: []string{"payment", "subscription"}},
+		{Name: "lookup_key", Type: field.TypeString, Size: 200},
+		{Name: "price_id", Type: field.TypeString, Size: 255},
+		{Name: "plan", Type: field.TypeString, Size: 200},
+		{Name: "quantity", Type: field.TypeInt64},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"creating", "open", "complete", "expired"}, Default: "creating"},
+		{Name: "url", Type: field.TypeString, Nullable: true, Size: 2048},
+		{Name: "created_by", Type: field.TypeString, Size: 255},
+		{Name: "stripe_payment_intent_id", Type: field.TypeString, Nullable: true, Size: 255},
+		{Name: "stripe_subscription_id", Type: field.TypeString, Nullable: true, Size: 255},
+		{Name: "completed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "workspace_id", Type: field.TypeUUID},
+	}
+	// CheckoutSessionsTable holds the schema information for the "checkout_sessions" table.
+	CheckoutSessionsTable = &schema.Table{
+		Name:       "checkout_sessions",
+		Columns:    CheckoutSessionsColumns,
+		PrimaryKey: []*schema.Column{CheckoutSessionsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "checkout_sessions_workspaces_checkout_sessions",
+				Columns:    []*schema.Column{CheckoutSessionsColumns[16]},
+				RefColumns: []*schema.Column{WorkspacesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "checkoutsession_workspace_id",
+				Unique:  false,
+				Columns: []*schema.Column{CheckoutSessionsColumns[16]},
+			},
+			{
+				Name:    "checkoutsession_workspace_id_create_time",
+				Unique:  false,
+				Columns: []*schema.Column{CheckoutSessionsColumns[16], CheckoutSessionsColumns[1]},
+			},
+		},
+	}
 	// MembershipsColumns holds the columns for the "memberships" table.
 	MembershipsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -48,6 +94,47 @@ var (
 			},
 		},
 	}
+	// PaymentsColumns holds the columns for the "payments" table.
+	PaymentsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+		{Name: "stripe_payment_intent_id", Type: field.TypeString, Unique: true, Nullable: true, Size: 255},
+		{Name: "request_key", Type: field.TypeString, Unique: true, Nullable: true, Size: 128},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "currency", Type: field.TypeString, Size: 3},
+		{Name: "purpose", Type: field.TypeString, Size: 255},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"creating", "requires_payment_method", "requires_confirmation", "requires_action", "processing", "requires_capture", "canceled", "succeeded", "failed"}, Default: "creating"},
+		{Name: "created_by", Type: field.TypeString, Size: 255},
+		{Name: "last_error_code", Type: field.TypeString, Nullable: true, Size: 100},
+		{Name: "workspace_id", Type: field.TypeUUID},
+	}
+	// PaymentsTable holds the schema information for the "payments" table.
+	PaymentsTable = &schema.Table{
+		Name:       "payments",
+		Columns:    PaymentsColumns,
+		PrimaryKey: []*schema.Column{PaymentsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "payments_workspaces_payments",
+				Columns:    []*schema.Column{PaymentsColumns[11]},
+				RefColumns: []*schema.Column{WorkspacesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "payment_workspace_id",
+				Unique:  false,
+				Columns: []*schema.Column{PaymentsColumns[11]},
+			},
+			{
+				Name:    "payment_workspace_id_create_time",
+				Unique:  false,
+				Columns: []*schema.Column{PaymentsColumns[11], PaymentsColumns[1]},
+			},
+		},
+	}
 	// UsersColumns holds the columns for the "users" table.
 	UsersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 255},
@@ -78,13 +165,17 @@ var (
 	}
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
+		CheckoutSessionsTable,
 		MembershipsTable,
+		PaymentsTable,
 		UsersTable,
 		WorkspacesTable,
 	}
 )
 
 func init() {
+	CheckoutSessionsTable.ForeignKeys[0].RefTable = WorkspacesTable
 	MembershipsTable.ForeignKeys[0].RefTable = UsersTable
 	MembershipsTable.ForeignKeys[1].RefTable = WorkspacesTable
+	PaymentsTable.ForeignKeys[0].RefTable = WorkspacesTable
 }

@@ -6,8 +6,14 @@ import (
 	"entgo.io/ent/dialect/sql"
 )
 
+// CheckoutSession is the predicate function for checkoutsession builders.
+type CheckoutSession func(*sql.Selector)
+
 // Membership is the predicate function for membership builders.
 type Membership func(*sql.Selector)
+
+// Payment is the predicate function for payment builders.
+type Payment func(*sql.Selector)
 
 // User is the predicate function for user builders.
 type User func(*sql.Selector)

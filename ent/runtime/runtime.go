@@ -3,7 +3,9 @@
 package runtime
 
 import (
+	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
+	"billingapi/ent/payment"
 	"billingapi/ent/schema"
 	"billingapi/ent/user"
 	"billingapi/ent/workspace"
@@ -20,6 +22,74 @@ import (
 // (default values, validators, hooks and policies) and stitches it
 // to their package variables.
 func init() {
+	checkoutsessionMixin := schema.CheckoutSession{}.Mixin()
+	checkoutsession.Policy = privacy.NewPolicies(checkoutsessionMixin[0], schema.CheckoutSession{})
+	checkoutsession.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := checkoutsession.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	checkoutsessionMixinFields1 := checkoutsessionMixin[1].Fields()
+	_ = checkoutsessionMixinFields1
+	checkoutsessionFields := schema.CheckoutSession{}.Fields()
+	_ = checkoutsessionFields
+	// checkoutsessionDescCreateTime is the schema descriptor for create_time field.
+	checkoutsessionDescCreateTime := checkoutsessionMixinFields1[0].Descriptor()
+	// checkoutsession.DefaultCreateTime holds the default value on creation for the create_time field.
+	checkoutsession.DefaultCreateTime = checkoutsessionDescCreateTime.Default.(func() time.Time)
+	// checkoutsessionDescUpdateTime is the schema descriptor for update_time field.
+	checkoutsessionDescUpdateTime := checkoutsessionMixinFields1[1].Descriptor()
+	// checkoutsession.DefaultUpdateTime holds the default value on creation for the update_time field.
+	checkoutsession.DefaultUpdateTime = checkoutsessionDescUpdateTime.Default.(func() time.Time)
+	// checkoutsession.UpdateDefaultUpdateTime holds the default value on update for the update_time field.
+	checkoutsession.UpdateDefaultUpdateTime = checkoutsessionDescUpdateTime.UpdateDefault.(func() time.Time)
+	// checkoutsessionDescStripeSessionID is the schema descriptor for stripe_session_id field.
+	checkoutsessionDescStripeSessionID := checkoutsessionFields[1].Descriptor()
+	// checkoutsession.StripeSessionIDValidator is a validator for the "stripe_session_id" field. It is called by the builders before save.
+	checkoutsession.StripeSessionIDValidator = checkoutsessionDescStripeSessionID.Validators[0].(func(string) error)
+	// checkoutsessionDescRequestKey is the schema descriptor for request_key field.
+	checkoutsessionDescRequestKey := checkoutsessionFields[2].Descriptor()
+	// checkoutsession.RequestKeyValidator is a validator for the "request_key" field. It is called by the builders before save.
+	checkoutsession.RequestKeyValidator = checkoutsessionDescRequestKey.Validators[0].(func(string) error)
+	// checkoutsessionDescLookupKey is the schema descriptor for lookup_key field.
+	checkoutsessionDescLookupKey := checkoutsessionFields[4].Descriptor()
+	// checkoutsession.LookupKeyValidator is a validator for the "lookup_key" field. It is called by the builders before save.
+	checkoutsession.LookupKeyValidator = checkoutsessionDescLookupKey.Validators[0].(func(string) error)
+	// checkoutsessionDescPriceID is the schema descriptor for price_id field.
+	checkoutsessionDescPriceID := checkoutsessionFields[5].Descriptor()
+	// checkoutsession.PriceIDValidator is a validator for the "price_id" field. It is called by the builders before save.
+	checkoutsession.PriceIDValidator = checkoutsessionDescPriceID.Validators[0].(func(string) error)
+	// checkoutsessionDescPlan is the schema descriptor for plan field.
+	checkoutsessionDescPlan := checkoutsessionFields[6].Descriptor()
+	// checkoutsession.PlanValidator is a validator for the "plan" field. It is called by the builders before save.
+	checkoutsession.PlanValidator = checkoutsessionDescPlan.Validators[0].(func(string) error)
+	// checkoutsessionDescQuantity is the schema descriptor for quantity field.
+	checkoutsessionDescQuantity := checkoutsessionFields[7].Descriptor()
+	// checkoutsession.QuantityValidator is a validator for the "quantity" field. It is called by the builders before save.
+	checkoutsession.QuantityValidator = checkoutsessionDescQuantity.Validators[0].(func(int64) error)
+	// checkoutsessionDescURL is the schema descriptor for url field.
+	checkoutsessionDescURL := checkoutsessionFields[9].Descriptor()
+	// checkoutsession.URLValidator is a validator for the "url" field. It is called by the builders before save.
+	checkoutsession.URLValidator = checkoutsessionDescURL.Validators[0].(func(string) error)
+	// checkoutsessionDescCreatedBy is the schema descriptor for created_by field.
+	checkoutsessionDescCreatedBy := checkoutsessionFields[10].Descriptor()
+	// checkoutsession.CreatedByValidator is a validator for the "created_by" field. It is called by the builders before save.
+	checkoutsession.CreatedByValidator = checkoutsessionDescCreatedBy.Validators[0].(func(string) error)
+	// checkoutsessionDescStripePaymentIntentID is the schema descriptor for stripe_payment_intent_id field.
+	checkoutsessionDescStripePaymentIntentID := checkoutsessionFields[11].Descriptor()
+	// checkoutsession.StripePaymentIntentIDValidator is a validator for the "stripe_payment_intent_id" field. It is called by the builders before save.
+	checkoutsession.StripePaymentIntentIDValidator = checkoutsessionDescStripePaymentIntentID.Validators[0].(func(string) error)
+	// checkoutsessionDescStripeSubscriptionID is the schema descriptor for stripe_subscription_id field.
+	checkoutsessionDescStripeSubscriptionID := checkoutsessionFields[12].Descriptor()
+	// checkoutsession.StripeSubscriptionIDValidator is a validator for the "stripe_subscription_id" field. It is called by the builders before save.
+	checkoutsession.StripeSubscriptionIDValidator = checkoutsessionDescStripeSubscriptionID.Validators[0].(func(string) error)
+	// checkoutsessionDescID is the schema descriptor for id field.
+	checkoutsessionDescID := checkoutsessionFields[0].Descriptor()
+	// checkoutsession.DefaultID holds the default value on creation for the id field.
+	checkoutsession.DefaultID = checkoutsessionDescID.Default.(func() uuid.UUID)
 	membershipMixin := schema.Membership{}.Mixin()
 	membership.Policy = privacy.NewPolicies(schema.Membership{})
 	membership.Hooks[0] = func(next ent.Mutator) ent.Mutator {
@@ -42,6 +112,62 @@ func init() {
 	membershipDescID := membershipFields[0].Descriptor()
 	// membership.DefaultID holds the default value on creation for the id field.
 	membership.DefaultID = membershipDescID.Default.(func() uuid.UUID)
+	paymentMixin := schema.Payment{}.Mixin()
+	payment.Policy = privacy.NewPolicies(paymentMixin[0], schema.Payment{})
+	payment.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := payment.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	paymentMixinFields1 := paymentMixin[1].Fields()
+	_ = paymentMixinFields1
+	paymentFields := schema.Payment{}.Fields()
+	_ = paymentFields
+	// paymentDescCreateTime is the schema descriptor for create_time field.
+	paymentDescCreateTime := paymentMixinFields1[0].Descriptor()
+	// payment.DefaultCreateTime holds the default value on creation for the create_time field.
+	payment.DefaultCreateTime = paymentDescCreateTime.Default.(func() time.Time)
+	// paymentDescUpdateTime is the schema descriptor for update_time field.
+	paymentDescUpdateTime := paymentMixinFields1[1].Descriptor()
+	// payment.DefaultUpdateTime holds the default value on creation for the update_time field.
+	payment.DefaultUpdateTime = paymentDescUpdateTime.Default.(func() time.Time)
+	// payment.UpdateDefaultUpdateTime holds the default value on update for the update_time field.
+	payment.UpdateDefaultUpdateTime = paymentDescUpdateTime.UpdateDefault.(func() time.Time)
+	// paymentDescStripePaymentIntentID is the schema descriptor for stripe_payment_intent_id field.
+	paymentDescStripePaymentIntentID := paymentFields[1].Descriptor()
+	// payment.StripePaymentIntentIDValidator is a validator for the "stripe_payment_intent_id" field. It is called by the builders before save.
+	payment.StripePaymentIntentIDValidator = paymentDescStripePaymentIntentID.Validators[0].(func(string) error)
+	// paymentDescRequestKey is the schema descriptor for request_key field.
+	paymentDescRequestKey := paymentFields[2].Descriptor()
+	// payment.RequestKeyValidator is a validator for the "request_key" field. It is called by the builders before save.
+	payment.RequestKeyValidator = paymentDescRequestKey.Validators[0].(func(string) error)
+	// paymentDescAmount is the schema descriptor for amount field.
+	paymentDescAmount := paymentFields[3].Descriptor()
+	// payment.AmountValidator is a validator for the "amount" field. It is called by the builders before save.
+	payment.AmountValidator = paymentDescAmount.Validators[0].(func(int64) error)
+	// paymentDescCurrency is the schema descriptor for currency field.
+	paymentDescCurrency := paymentFields[4].Descriptor()
+	// payment.CurrencyValidator is a validator for the "currency" field. It is called by the builders before save.
+	payment.CurrencyValidator = paymentDescCurrency.Validators[0].(func(string) error)
+	// paymentDescPurpose is the schema descriptor for purpose field.
+	paymentDescPurpose := paymentFields[5].Descriptor()
+	// payment.PurposeValidator is a validator for the "purpose" field. It is called by the builders before save.
+	payment.PurposeValidator = paymentDescPurpose.Validators[0].(func(string) error)
+	// paymentDescCreatedBy is the schema descriptor for created_by field.
+	paymentDescCreatedBy := paymentFields[7].Descriptor()
+	// payment.CreatedByValidator is a validator for the "created_by" field. It is called by the builders before save.
+	payment.CreatedByValidator = paymentDescCreatedBy.Validators[0].(func(string) error)
+	// paymentDescLastErrorCode is the schema descriptor for last_error_code field.
+	paymentDescLastErrorCode := paymentFields[8].Descriptor()
+	// payment.LastErrorCodeValidator is a validator for the "last_error_code" field. It is called by the builders before save.
+	payment.LastErrorCodeValidator = paymentDescLastErrorCode.Validators[0].(func(string) error)
+	// paymentDescID is the schema descriptor for id field.
+	paymentDescID := paymentFields[0].Descriptor()
+	// payment.DefaultID holds the default value on creation for the id field.
+	payment.DefaultID = paymentDescID.Default.(func() uuid.UUID)
 	userMixin := schema.User{}.Mixin()
 	user.Policy = privacy.NewPolicies(schema.User{})
 	user.Hooks[0] = func(next ent.Mutator) ent.Mutator {

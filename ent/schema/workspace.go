@@ -27,6 +27,8 @@ func (Workspace) Fields() []ent.Field {
 func (Workspace) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.To("memberships", Membership.Type),
+		edge.To("payments", Payment.Type),
+		edge.To("checkout_sessions", CheckoutSession.Type),
 	}
 }
 

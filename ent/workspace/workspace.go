@@ -26,6 +26,10 @@ const (
 	FieldStripeCustomerID = "stripe_customer_id"
 	// EdgeMemberships holds the string denoting the memberships edge name in mutations.
 	EdgeMemberships = "memberships"
+	// EdgePayments holds the string denoting the payments edge name in mutations.
+	EdgePayments = "payments"
+	// EdgeCheckoutSessions holds the string denoting the checkout_sessions edge name in mutations.
+	EdgeCheckoutSessions = "checkout_sessions"
 	// Table holds the table name of the workspace in the database.
 	Table = "workspaces"
 	// MembershipsTable is the table that holds the memberships relation/edge.
@@ -35,6 +39,20 @@ const (
 	MembershipsInverseTable = "memberships"
 	// MembershipsColumn is the table column denoting the memberships relation/edge.
 	MembershipsColumn = "workspace_id"
+	// PaymentsTable is the table that holds the payments relation/edge.
+	PaymentsTable = "payments"
+	// PaymentsInverseTable is the table name for the Payment entity.
+	// It exists in this package in order to avoid circular dependency with the "payment" package.
+	PaymentsInverseTable = "payments"
+	// PaymentsColumn is the table column denoting the payments relation/edge.
+	PaymentsColumn = "workspace_id"
+	// CheckoutSessionsTable is the table that holds the checkout_sessions relation/edge.
+	CheckoutSessionsTable = "checkout_sessions"
+	// CheckoutSessionsInverseTable is the table name for the CheckoutSession entity.
+	// It exists in this package in order to avoid circular dependency with the "checkoutsession" package.
+	CheckoutSessionsInverseTable = "checkout_sessions"
+	// CheckoutSessionsColumn is the table column denoting the checkout_sessions relation/edge.
+	CheckoutSessionsColumn = "workspace_id"
 )
 
 // Columns holds all SQL columns for workspace fields.
@@ -119,10 +137,52 @@ func ByMemberships(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newMembershipsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// ByPaymentsCount orders the results by payments count.
+func ByPaymentsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newPaymentsStep(), opts...)
+	}
+}
+
+// ByPayments orders the results by payments terms.
+func ByPayments(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newPaymentsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
+
+// ByCheckoutSessionsCount orders the results by checkout_sessions count.
+func ByCheckoutSessionsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newCheckoutSessionsStep(), opts...)
+	}
+}
+
+// ByCheckoutSessions orders the results by checkout_sessions terms.
+func ByCheckoutSessions(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newCheckoutSessionsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newMembershipsStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(MembershipsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, MembershipsTable, MembershipsColumn),
+	)
+}
+func newPaymentsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(PaymentsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, PaymentsTable, PaymentsColumn),
+	)
+}
+func newCheckoutSessionsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(CheckoutSessionsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, CheckoutSessionsTable, CheckoutSessionsColumn),
 	)
 }

@@ -24,8 +24,11 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	CheckoutSession() CheckoutSessionResolver
+	CreatePaymentIntentPayload() CreatePaymentIntentPayloadResolver
 	Membership() MembershipResolver
 	Mutation() MutationResolver
+	Payment() PaymentResolver
 	Plan() PlanResolver
 	Product() ProductResolver
 	Query() QueryResolver
@@ -40,6 +43,45 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	CheckoutSession struct {
+		CheckoutURL     func(childComplexity int) int
+		CompletedAt     func(childComplexity int) int
+		CreateTime      func(childComplexity int) int
+		ID              func(childComplexity int) int
+		LookupKey       func(childComplexity int) int
+		Mode            func(childComplexity int) int
+		PaymentIntentID func(childComplexity int) int
+		Plan            func(childComplexity int) int
+		Quantity        func(childComplexity int) int
+		SessionID       func(childComplexity int) int
+		Status          func(childComplexity int) int
+		SubscriptionID  func(childComplexity int) int
+	}
+
+	CheckoutSessionConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	CheckoutSessionEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
+	CreateCheckoutSessionPayload struct {
+		CheckoutSession func(childComplexity int) int
+		CheckoutURL     func(childComplexity int) int
+		SessionID       func(childComplexity int) int
+	}
+
+	CreatePaymentIntentPayload struct {
+		ClientSecret    func(childComplexity int) int
+		Payment         func(childComplexity int) int
+		PaymentIntentID func(childComplexity int) int
+		Status          func(childComplexity int) int
+	}
+
 	Membership struct {
 		CreateTime func(childComplexity int) int
 		ID         func(childComplexity int) int
@@ -60,10 +102,13 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddWorkspaceMember func(childComplexity int, input model.AddWorkspaceMemberInput) int
-		CreatePrice        func(childComplexity int, input model.CreatePriceInput) int
-		CreateProduct      func(childComplexity int, input model.CreateProductInput) int
-		CreateWorkspace    func(childComplexity int, input model.CreateWorkspaceInput) int
+		AddWorkspaceMember    func(childComplexity int, input model.AddWorkspaceMemberInput) int
+		CreateCheckoutSession func(childComplexity int, input model.CreateCheckoutSessionInput) int
+		CreatePaymentIntent   func(childComplexity int, input model.CreatePaymentIntentInput) int
+		CreatePrice           func(childComplexity int, input model.CreatePriceInput) int
+		CreateProduct         func(childComplexity int, input model.CreateProductInput) int
+		CreateWorkspace       func(childComplexity int, input model.CreateWorkspaceInput) int
+		SyncCheckoutSession   func(childComplexity int, sessionID string) int
 	}
 
 	PageInfo struct {
@@ -71,6 +116,29 @@ type ComplexityRoot struct {
 		HasNextPage     func(childComplexity int) int
 		HasPreviousPage func(childComplexity int) int
 		StartCursor     func(childComplexity int) int
+	}
+
+	Payment struct {
+		Amount                func(childComplexity int) int
+		CreateTime            func(childComplexity int) int
+		CreatedBy             func(childComplexity int) int
+		Currency              func(childComplexity int) int
+		ID                    func(childComplexity int) int
+		Purpose               func(childComplexity int) int
+		Status                func(childComplexity int) int
+		StripePaymentIntentID func(childComplexity int) int
+		UpdateTime            func(childComplexity int) int
+	}
+
+	PaymentConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	PaymentEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
 	}
 
 	Plan struct {
@@ -113,11 +181,13 @@ type ComplexityRoot struct {
 	}
 
 	Workspace struct {
-		CreateTime func(childComplexity int) int
-		ID         func(childComplexity int) int
-		Members    func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
-		Name       func(childComplexity int) int
-		ViewerRole func(childComplexity int) int
+		CheckoutSessions func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		CreateTime       func(childComplexity int) int
+		ID               func(childComplexity int) int
+		Members          func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		Name             func(childComplexity int) int
+		Payments         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		ViewerRole       func(childComplexity int) int
 	}
 
 	WorkspaceConnection struct {
@@ -145,6 +215,155 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "CheckoutSession.checkoutUrl":
+		if e.ComplexityRoot.CheckoutSession.CheckoutURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.CheckoutURL(childComplexity), true
+	case "CheckoutSession.completedAt":
+		if e.ComplexityRoot.CheckoutSession.CompletedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.CompletedAt(childComplexity), true
+	case "CheckoutSession.createTime":
+		if e.ComplexityRoot.CheckoutSession.CreateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.CreateTime(childComplexity), true
+	case "CheckoutSession.id":
+		if e.ComplexityRoot.CheckoutSession.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.ID(childComplexity), true
+	case "CheckoutSession.lookupKey":
+		if e.ComplexityRoot.CheckoutSession.LookupKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.LookupKey(childComplexity), true
+	case "CheckoutSession.mode":
+		if e.ComplexityRoot.CheckoutSession.Mode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.Mode(childComplexity), true
+	case "CheckoutSession.paymentIntentId":
+		if e.ComplexityRoot.CheckoutSession.PaymentIntentID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.PaymentIntentID(childComplexity), true
+	case "CheckoutSession.plan":
+		if e.ComplexityRoot.CheckoutSession.Plan == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.Plan(childComplexity), true
+	case "CheckoutSession.quantity":
+		if e.ComplexityRoot.CheckoutSession.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.Quantity(childComplexity), true
+	case "CheckoutSession.sessionId":
+		if e.ComplexityRoot.CheckoutSession.SessionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.SessionID(childComplexity), true
+	case "CheckoutSession.status":
+		if e.ComplexityRoot.CheckoutSession.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.Status(childComplexity), true
+	case "CheckoutSession.subscriptionId":
+		if e.ComplexityRoot.CheckoutSession.SubscriptionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSession.SubscriptionID(childComplexity), true
+
+	case "CheckoutSessionConnection.edges":
+		if e.ComplexityRoot.CheckoutSessionConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSessionConnection.Edges(childComplexity), true
+	case "CheckoutSessionConnection.pageInfo":
+		if e.ComplexityRoot.CheckoutSessionConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSessionConnection.PageInfo(childComplexity), true
+	case "CheckoutSessionConnection.totalCount":
+		if e.ComplexityRoot.CheckoutSessionConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSessionConnection.TotalCount(childComplexity), true
+
+	case "CheckoutSessionEdge.cursor":
+		if e.ComplexityRoot.CheckoutSessionEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSessionEdge.Cursor(childComplexity), true
+	case "CheckoutSessionEdge.node":
+		if e.ComplexityRoot.CheckoutSessionEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CheckoutSessionEdge.Node(childComplexity), true
+
+	case "CreateCheckoutSessionPayload.checkoutSession":
+		if e.ComplexityRoot.CreateCheckoutSessionPayload.CheckoutSession == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateCheckoutSessionPayload.CheckoutSession(childComplexity), true
+	case "CreateCheckoutSessionPayload.checkoutUrl":
+		if e.ComplexityRoot.CreateCheckoutSessionPayload.CheckoutURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateCheckoutSessionPayload.CheckoutURL(childComplexity), true
+	case "CreateCheckoutSessionPayload.sessionId":
+		if e.ComplexityRoot.CreateCheckoutSessionPayload.SessionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateCheckoutSessionPayload.SessionID(childComplexity), true
+
+	case "CreatePaymentIntentPayload.clientSecret":
+		if e.ComplexityRoot.CreatePaymentIntentPayload.ClientSecret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatePaymentIntentPayload.ClientSecret(childComplexity), true
+	case "CreatePaymentIntentPayload.payment":
+		if e.ComplexityRoot.CreatePaymentIntentPayload.Payment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatePaymentIntentPayload.Payment(childComplexity), true
+	case "CreatePaymentIntentPayload.paymentIntentId":
+		if e.ComplexityRoot.CreatePaymentIntentPayload.PaymentIntentID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatePaymentIntentPayload.PaymentIntentID(childComplexity), true
+	case "CreatePaymentIntentPayload.status":
+		if e.ComplexityRoot.CreatePaymentIntentPayload.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreatePaymentIntentPayload.Status(childComplexity), true
 
 	case "Membership.createTime":
 		if e.ComplexityRoot.Membership.CreateTime == nil {
@@ -220,6 +439,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddWorkspaceMember(childComplexity, args["input"].(model.AddWorkspaceMemberInput)), true
+	case "Mutation.createCheckoutSession":
+		if e.ComplexityRoot.Mutation.CreateCheckoutSession == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createCheckoutSession_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateCheckoutSession(childComplexity, args["input"].(model.CreateCheckoutSessionInput)), true
+	case "Mutation.createPaymentIntent":
+		if e.ComplexityRoot.Mutation.CreatePaymentIntent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createPaymentIntent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreatePaymentIntent(childComplexity, args["input"].(model.CreatePaymentIntentInput)), true
 	case "Mutation.createPrice":
 		if e.ComplexityRoot.Mutation.CreatePrice == nil {
 			break
@@ -253,6 +494,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWorkspace(childComplexity, args["input"].(model.CreateWorkspaceInput)), true
+	case "Mutation.syncCheckoutSession":
+		if e.ComplexityRoot.Mutation.SyncCheckoutSession == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_syncCheckoutSession_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SyncCheckoutSession(childComplexity, args["sessionId"].(string)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -278,6 +530,93 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PageInfo.StartCursor(childComplexity), true
+
+	case "Payment.amount":
+		if e.ComplexityRoot.Payment.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.Amount(childComplexity), true
+	case "Payment.createTime":
+		if e.ComplexityRoot.Payment.CreateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.CreateTime(childComplexity), true
+	case "Payment.createdBy":
+		if e.ComplexityRoot.Payment.CreatedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.CreatedBy(childComplexity), true
+	case "Payment.currency":
+		if e.ComplexityRoot.Payment.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.Currency(childComplexity), true
+	case "Payment.id":
+		if e.ComplexityRoot.Payment.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.ID(childComplexity), true
+	case "Payment.purpose":
+		if e.ComplexityRoot.Payment.Purpose == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.Purpose(childComplexity), true
+	case "Payment.status":
+		if e.ComplexityRoot.Payment.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.Status(childComplexity), true
+	case "Payment.stripePaymentIntentId":
+		if e.ComplexityRoot.Payment.StripePaymentIntentID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.StripePaymentIntentID(childComplexity), true
+	case "Payment.updateTime":
+		if e.ComplexityRoot.Payment.UpdateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.UpdateTime(childComplexity), true
+
+	case "PaymentConnection.edges":
+		if e.ComplexityRoot.PaymentConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentConnection.Edges(childComplexity), true
+	case "PaymentConnection.pageInfo":
+		if e.ComplexityRoot.PaymentConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentConnection.PageInfo(childComplexity), true
+	case "PaymentConnection.totalCount":
+		if e.ComplexityRoot.PaymentConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentConnection.TotalCount(childComplexity), true
+
+	case "PaymentEdge.cursor":
+		if e.ComplexityRoot.PaymentEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentEdge.Cursor(childComplexity), true
+	case "PaymentEdge.node":
+		if e.ComplexityRoot.PaymentEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentEdge.Node(childComplexity), true
 
 	case "Plan.currency":
 		if e.ComplexityRoot.Plan.Currency == nil {
@@ -443,6 +782,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.User.Workspaces(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
 
+	case "Workspace.checkoutSessions":
+		if e.ComplexityRoot.Workspace.CheckoutSessions == nil {
+			break
+		}
+
+		args, err := ec.field_Workspace_checkoutSessions_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Workspace.CheckoutSessions(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
 	case "Workspace.createTime":
 		if e.ComplexityRoot.Workspace.CreateTime == nil {
 			break
@@ -472,6 +822,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Workspace.Name(childComplexity), true
+	case "Workspace.payments":
+		if e.ComplexityRoot.Workspace.Payments == nil {
+			break
+		}
+
+		args, err := ec.field_Workspace_payments_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Workspace.Payments(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
 	case "Workspace.viewerRole":
 		if e.ComplexityRoot.Workspace.ViewerRole == nil {
 			break
@@ -521,6 +882,8 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("AddWorkspaceMemberInput", ec.unmarshalInputAddWorkspaceMemberInput),
+			graphql.NewInputUnmarshaler("CreateCheckoutSessionInput", ec.unmarshalInputCreateCheckoutSessionInput),
+			graphql.NewInputUnmarshaler("CreatePaymentIntentInput", ec.unmarshalInputCreatePaymentIntentInput),
 			graphql.NewInputUnmarshaler("CreatePriceInput", ec.unmarshalInputCreatePriceInput),
 			graphql.NewInputUnmarshaler("CreateProductInput", ec.unmarshalInputCreateProductInput),
 			graphql.NewInputUnmarshaler("CreateWorkspaceInput", ec.unmarshalInputCreateWorkspaceInput),
@@ -690,6 +1053,139 @@ extend type Mutation {
   createPrice(input: CreatePriceInput!): Plan! @platformAdmin
 }
 `, BuiltIn: false},
+	{Name: "../schema/payments.graphqls", Input: `"""A PaymentIntent's status (CREATING while we are still asking Stripe)."""
+enum PaymentStatus {
+  CREATING
+  REQUIRES_PAYMENT_METHOD
+  REQUIRES_CONFIRMATION
+  REQUIRES_ACTION
+  PROCESSING
+  REQUIRES_CAPTURE
+  CANCELED
+  SUCCEEDED
+  FAILED
+}
+
+"""A one-time payment. Amounts are integers in the currency's smallest unit."""
+type Payment {
+  id: ID!
+  stripePaymentIntentId: String
+  amount: Int!
+  """Lowercase ISO 4217 code."""
+  currency: String!
+  purpose: String!
+  status: PaymentStatus!
+  """The user who asked for the payment."""
+  createdBy: String!
+  createTime: Time!
+  updateTime: Time!
+}
+
+type PaymentConnection {
+  edges: [PaymentEdge]
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+type PaymentEdge {
+  node: Payment
+  cursor: Cursor!
+}
+
+input CreatePaymentIntentInput {
+  workspaceId: ID!
+  """In the currency's smallest unit (cents; whole yen for JPY)."""
+  amount: Int!
+  """ISO 4217 code, e.g. USD."""
+  currency: String!
+  """What the payment is for, snake_case (e.g. credits_pack); sent to Stripe as metadata."""
+  purpose: String!
+  """Retrying with the same key returns the same payment and charges nothing new."""
+  idempotencyKey: String!
+  """Optional saved payment method (pm_...) to confirm with at once; may answer REQUIRES_ACTION."""
+  paymentMethodId: String
+}
+
+"""What a client needs to finish the payment with Stripe.js."""
+type CreatePaymentIntentPayload {
+  payment: Payment!
+  paymentIntentId: String!
+  status: PaymentStatus!
+  """For Stripe.js only; never log or store it."""
+  clientSecret: String!
+}
+
+enum CheckoutMode {
+  PAYMENT
+  SUBSCRIPTION
+}
+
+enum CheckoutStatus {
+  CREATING
+  OPEN
+  COMPLETE
+  EXPIRED
+}
+
+"""A hosted Stripe Checkout Session."""
+type CheckoutSession {
+  id: ID!
+  sessionId: String
+  mode: CheckoutMode!
+  lookupKey: String!
+  plan: String!
+  quantity: Int!
+  status: CheckoutStatus!
+  """The hosted page to send the customer to; null once complete."""
+  checkoutUrl: String
+  paymentIntentId: String
+  subscriptionId: String
+  createTime: Time!
+  completedAt: Time
+}
+
+type CheckoutSessionConnection {
+  edges: [CheckoutSessionEdge]
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+type CheckoutSessionEdge {
+  node: CheckoutSession
+  cursor: Cursor!
+}
+
+input CreateCheckoutSessionInput {
+  workspaceId: ID!
+  lookupKey: String!
+  mode: CheckoutMode!
+  quantity: Int = 1
+  """Optional: retrying with the same key returns the same session."""
+  idempotencyKey: String
+}
+
+type CreateCheckoutSessionPayload {
+  checkoutSession: CheckoutSession!
+  sessionId: String!
+  checkoutUrl: String!
+}
+
+extend type Workspace {
+  """One-time payments, newest first (members may read)."""
+  payments(after: Cursor, first: Int, before: Cursor, last: Int): PaymentConnection!
+  """Checkout sessions, newest first (members may read)."""
+  checkoutSessions(after: Cursor, first: Int, before: Cursor, last: Int): CheckoutSessionConnection!
+}
+
+extend type Mutation {
+  """Creates a PaymentIntent (owners and admins)."""
+  createPaymentIntent(input: CreatePaymentIntentInput!): CreatePaymentIntentPayload! @authenticated
+  """Creates a hosted Checkout Session for a plan (owners and admins). Grants nothing by itself."""
+  createCheckoutSession(input: CreateCheckoutSessionInput!): CreateCheckoutSessionPayload! @authenticated
+  """Asks Stripe for a session's state now (the success page's early update). Members of its workspace."""
+  syncCheckoutSession(sessionId: String!): CheckoutSession! @authenticated
+}
+`, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `# The root of the billing API. Fields marked @authenticated need a valid
 # bearer token; @platformAdmin fields need the token's role "admin".
 
@@ -803,6 +1299,84 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_CheckoutSession(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_CheckoutSession_id(ctx, field)
+	case "sessionId":
+		return ec.fieldContext_CheckoutSession_sessionId(ctx, field)
+	case "mode":
+		return ec.fieldContext_CheckoutSession_mode(ctx, field)
+	case "lookupKey":
+		return ec.fieldContext_CheckoutSession_lookupKey(ctx, field)
+	case "plan":
+		return ec.fieldContext_CheckoutSession_plan(ctx, field)
+	case "quantity":
+		return ec.fieldContext_CheckoutSession_quantity(ctx, field)
+	case "status":
+		return ec.fieldContext_CheckoutSession_status(ctx, field)
+	case "checkoutUrl":
+		return ec.fieldContext_CheckoutSession_checkoutUrl(ctx, field)
+	case "paymentIntentId":
+		return ec.fieldContext_CheckoutSession_paymentIntentId(ctx, field)
+	case "subscriptionId":
+		return ec.fieldContext_CheckoutSession_subscriptionId(ctx, field)
+	case "createTime":
+		return ec.fieldContext_CheckoutSession_createTime(ctx, field)
+	case "completedAt":
+		return ec.fieldContext_CheckoutSession_completedAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CheckoutSession", field.Name)
+}
+
+func (ec *executionContext) childFields_CheckoutSessionConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_CheckoutSessionConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_CheckoutSessionConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_CheckoutSessionConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CheckoutSessionConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_CheckoutSessionEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_CheckoutSessionEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_CheckoutSessionEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CheckoutSessionEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_CreateCheckoutSessionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "checkoutSession":
+		return ec.fieldContext_CreateCheckoutSessionPayload_checkoutSession(ctx, field)
+	case "sessionId":
+		return ec.fieldContext_CreateCheckoutSessionPayload_sessionId(ctx, field)
+	case "checkoutUrl":
+		return ec.fieldContext_CreateCheckoutSessionPayload_checkoutUrl(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateCheckoutSessionPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_CreatePaymentIntentPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "payment":
+		return ec.fieldContext_CreatePaymentIntentPayload_payment(ctx, field)
+	case "paymentIntentId":
+		return ec.fieldContext_CreatePaymentIntentPayload_paymentIntentId(ctx, field)
+	case "status":
+		return ec.fieldContext_CreatePaymentIntentPayload_status(ctx, field)
+	case "clientSecret":
+		return ec.fieldContext_CreatePaymentIntentPayload_clientSecret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreatePaymentIntentPayload", field.Name)
+}
+
 func (ec *executionContext) childFields_Membership(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -853,6 +1427,52 @@ func (ec *executionContext) childFields_PageInfo(ctx context.Context, field grap
 		return ec.fieldContext_PageInfo_endCursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type PageInfo", field.Name)
+}
+
+func (ec *executionContext) childFields_Payment(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Payment_id(ctx, field)
+	case "stripePaymentIntentId":
+		return ec.fieldContext_Payment_stripePaymentIntentId(ctx, field)
+	case "amount":
+		return ec.fieldContext_Payment_amount(ctx, field)
+	case "currency":
+		return ec.fieldContext_Payment_currency(ctx, field)
+	case "purpose":
+		return ec.fieldContext_Payment_purpose(ctx, field)
+	case "status":
+		return ec.fieldContext_Payment_status(ctx, field)
+	case "createdBy":
+		return ec.fieldContext_Payment_createdBy(ctx, field)
+	case "createTime":
+		return ec.fieldContext_Payment_createTime(ctx, field)
+	case "updateTime":
+		return ec.fieldContext_Payment_updateTime(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Payment", field.Name)
+}
+
+func (ec *executionContext) childFields_PaymentConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_PaymentConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_PaymentConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_PaymentConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PaymentConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_PaymentEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_PaymentEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_PaymentEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PaymentEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Plan(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -929,6 +1549,10 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_viewerRole(ctx, field)
 	case "members":
 		return ec.fieldContext_Workspace_members(ctx, field)
+	case "payments":
+		return ec.fieldContext_Workspace_payments(ctx, field)
+	case "checkoutSessions":
+		return ec.fieldContext_Workspace_checkoutSessions(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Workspace", field.Name)
 }

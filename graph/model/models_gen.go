@@ -4,6 +4,7 @@ package model
 
 import (
 	"billingapi/auth"
+	"billingapi/ent"
 	"bytes"
 	"fmt"
 	"io"
@@ -15,6 +16,35 @@ type AddWorkspaceMemberInput struct {
 	// The new member's user id (their token's subject).
 	UserID string    `json:"userId"`
 	Role   auth.Role `json:"role"`
+}
+
+type CreateCheckoutSessionInput struct {
+	WorkspaceID string       `json:"workspaceId"`
+	LookupKey   string       `json:"lookupKey"`
+	Mode        CheckoutMode `json:"mode"`
+	Quantity    *int         `json:"quantity,omitempty"`
+	// Optional: retrying with the same key returns the same session.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
+type CreateCheckoutSessionPayload struct {
+	CheckoutSession *ent.CheckoutSession `json:"checkoutSession"`
+	SessionID       string               `json:"sessionId"`
+	CheckoutURL     string               `json:"checkoutUrl"`
+}
+
+type CreatePaymentIntentInput struct {
+	WorkspaceID string `json:"workspaceId"`
+	// In the currency's smallest unit (cents; whole yen for JPY).
+	Amount int `json:"amount"`
+	// ISO 4217 code, e.g. USD.
+	Currency string `json:"currency"`
+	// What the payment is for, snake_case (e.g. credits_pack); sent to Stripe as metadata.
+	Purpose string `json:"purpose"`
+	// Retrying with the same key returns the same payment and charges nothing new.
+	IdempotencyKey string `json:"idempotencyKey"`
+	// Optional saved payment method (pm_...) to confirm with at once; may answer REQUIRES_ACTION.
+	PaymentMethodID *string `json:"paymentMethodId,omitempty"`
 }
 
 type CreatePriceInput struct {
@@ -49,6 +79,190 @@ type CreateWorkspaceInput struct {
 type RecurringInput struct {
 	Interval      PriceInterval `json:"interval"`
 	IntervalCount *int          `json:"intervalCount,omitempty"`
+}
+
+type CheckoutMode string
+
+const (
+	CheckoutModePayment      CheckoutMode = "PAYMENT"
+	CheckoutModeSubscription CheckoutMode = "SUBSCRIPTION"
+)
+
+var AllCheckoutMode = []CheckoutMode{
+	CheckoutModePayment,
+	CheckoutModeSubscription,
+}
+
+func (e CheckoutMode) IsValid() bool {
+	switch e {
+	case CheckoutModePayment, CheckoutModeSubscription:
+		return true
+	}
+	return false
+}
+
+func (e CheckoutMode) String() string {
+	return string(e)
+}
+
+func (e *CheckoutMode) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = CheckoutMode(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid CheckoutMode", str)
+	}
+	return nil
+}
+
+func (e CheckoutMode) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *CheckoutMode) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e CheckoutMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type CheckoutStatus string
+
+const (
+	CheckoutStatusCreating CheckoutStatus = "CREATING"
+	CheckoutStatusOpen     CheckoutStatus = "OPEN"
+	CheckoutStatusComplete CheckoutStatus = "COMPLETE"
+	CheckoutStatusExpired  CheckoutStatus = "EXPIRED"
+)
+
+var AllCheckoutStatus = []CheckoutStatus{
+	CheckoutStatusCreating,
+	CheckoutStatusOpen,
+	CheckoutStatusComplete,
+	CheckoutStatusExpired,
+}
+
+func (e CheckoutStatus) IsValid() bool {
+	switch e {
+	case CheckoutStatusCreating, CheckoutStatusOpen, CheckoutStatusComplete, CheckoutStatusExpired:
+		return true
+	}
+	return false
+}
+
+func (e CheckoutStatus) String() string {
+	return string(e)
+}
+
+func (e *CheckoutStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = CheckoutStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid CheckoutStatus", str)
+	}
+	return nil
+}
+
+func (e CheckoutStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *CheckoutStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e CheckoutStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// A PaymentIntent's status (CREATING while we are still asking Stripe).
+type PaymentStatus string
+
+const (
+	PaymentStatusCreating              PaymentStatus = "CREATING"
+	PaymentStatusRequiresPaymentMethod PaymentStatus = "REQUIRES_PAYMENT_METHOD"
+	PaymentStatusRequiresConfirmation  PaymentStatus = "REQUIRES_CONFIRMATION"
+	PaymentStatusRequiresAction        PaymentStatus = "REQUIRES_ACTION"
+	PaymentStatusProcessing            PaymentStatus = "PROCESSING"
+	PaymentStatusRequiresCapture       PaymentStatus = "REQUIRES_CAPTURE"
+	PaymentStatusCanceled              PaymentStatus = "CANCELED"
+	PaymentStatusSucceeded             PaymentStatus = "SUCCEEDED"
+	PaymentStatusFailed                PaymentStatus = "FAILED"
+)
+
+var AllPaymentStatus = []PaymentStatus{
+	PaymentStatusCreating,
+	PaymentStatusRequiresPaymentMethod,
+	PaymentStatusRequiresConfirmation,
+	PaymentStatusRequiresAction,
+	PaymentStatusProcessing,
+	PaymentStatusRequiresCapture,
+	PaymentStatusCanceled,
+	PaymentStatusSucceeded,
+	PaymentStatusFailed,
+}
+
+func (e PaymentStatus) IsValid() bool {
+	switch e {
+	case PaymentStatusCreating, PaymentStatusRequiresPaymentMethod, PaymentStatusRequiresConfirmation, PaymentStatusRequiresAction, PaymentStatusProcessing, PaymentStatusRequiresCapture, PaymentStatusCanceled, PaymentStatusSucceeded, PaymentStatusFailed:
+		return true
+	}
+	return false
+}
+
+func (e PaymentStatus) String() string {
+	return string(e)
+}
+
+func (e *PaymentStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = PaymentStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid PaymentStatus", str)
+	}
+	return nil
+}
+
+func (e PaymentStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *PaymentStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e PaymentStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 // How often a recurring price bills.

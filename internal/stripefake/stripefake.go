@@ -190,6 +190,13 @@ func (s *Server) Reset() {
 	s.requests = nil
 }
 
+// ClearRules drops every scripted answer: requests are forwarded again.
+func (s *Server) ClearRules() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.rules = nil
+}
+
 // On adds a rule after the existing ones.
 func (s *Server) On(r Rule) {
 	r.Header = r.Header.Clone()

@@ -1,0 +1,268 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/ent"
+	"billingapi/ent/checkoutsession"
+	"billingapi/ent/payment"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// CheckoutInput asks for a hosted Stripe Checkout page.
+type CheckoutInput struct {
+	WorkspaceID uuid.UUID
+	LookupKey   string
+	// Mode is "payment" (one-time price) or "subscription" (recurring).
+	Mode     string
+	Quantity int64
+	// IdempotencyKey is optional: with it, a retry returns the same
+	// session; without it, identical requests within the same ten minutes
+	// share one session (a double click opens one page).
+	IdempotencyKey string
+}
+
+// MaxCheckoutQuantity bounds a line item's quantity (seats, units).
+const MaxCheckoutQuantity = 10_000
+
+// checkoutBucket is the window within which identical checkout requests
+// without an idempotency key share one session.
+const checkoutBucket = 10 * time.Minute
+
+// CreateCheckoutSession creates a hosted Checkout Session for a plan
+// (owners and admins) and records it. The price comes from the lookup key;
+// the session's metadata (and, in subscription mode, the subscription's)
+// names the workspace so that webhooks can find it. Nothing is granted
+// here: access follows the checkout.session.completed webhook.
+func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (*ent.CheckoutSession, error) {
+	v, err := viewer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateLookupKey("lookupKey", in.LookupKey); err != nil {
+		return nil, err
+	}
+	mode := checkoutsession.Mode(in.Mode)
+	if checkoutsession.ModeValidator(mode) != nil {
+		return nil, InvalidInput("mode", "Mode must be PAYMENT or SUBSCRIPTION.")
+	}
+	if in.Quantity < 1 || in.Quantity > MaxCheckoutQuantity {
+		return nil, InvalidInput("quantity", fmt.Sprintf("Quantity must be between 1 and %d.", MaxCheckoutQuantity))
+	}
+	if in.IdempotencyKey != "" && !validIdempotencyKey(in.IdempotencyKey) {
+		return nil, InvalidInput("idempotencyKey", "Idempotency key must be 1 to 255 printable characters without spaces.")
+	}
+	if _, _, err := s.requireRole(ctx, in.WorkspaceID, auth.RoleOwner, auth.RoleAdmin); err != nil {
+		return nil, err
+	}
+	plan, err := s.Price(ctx, in.LookupKey)
+	if ErrorCode(err) == CodeNotFound {
+		return nil, InvalidInput("lookupKey", "No plan has this lookup key.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	recurring := plan.Interval != ""
+	if recurring != (mode == checkoutsession.ModeSubscription) {
+		return nil, InvalidInput("mode", "SUBSCRIPTION needs a recurring price and PAYMENT a one-time price.")
+	}
+	planName := plan.Product.Plan
+	if planName == "" {
+		planName = plan.LookupKey
+	}
+	customerID, err := s.EnsureCustomer(ctx, in.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := CheckoutSessionMetadata(in.WorkspaceID, v.UserID, planName)
+	if err != nil {
+		return nil, fmt.Errorf("checkout metadata: %w", err)
+	}
+
+	distinct := in.IdempotencyKey
+	if distinct == "" {
+		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
+	}
+	reqKey := idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), distinct)
+	row, mine, err := claimRequest(ctx, s.checkoutClaim(reqKey, in.WorkspaceID, mode, plan, planName, in.Quantity, v.UserID))
+	if err != nil {
+		return nil, err
+	}
+	if !mine {
+		return row, nil
+	}
+
+	params := &stripe.CheckoutSessionParams{
+		Mode:              stripe.String(string(mode)),
+		Customer:          stripe.String(customerID),
+		ClientReferenceID: stripe.String(in.WorkspaceID.String()),
+		LineItems:         []*stripe.CheckoutSessionLineItemParams{{Price: stripe.String(plan.PriceID), Quantity: stripe.Int64(in.Quantity)}},
+		SuccessURL:        stripe.String(s.cfg.BaseURL + "/payment/success?session_id={CHECKOUT_SESSION_ID}"),
+		CancelURL:         stripe.String(s.cfg.BaseURL + "/payment/cancelled"),
+		Metadata:          meta,
+	}
+	if mode == checkoutsession.ModeSubscription {
+		subMeta, err := SubscriptionMetadata(in.WorkspaceID, planName)
+		if err != nil {
+			return nil, fmt.Errorf("subscription metadata: %w", err)
+		}
+		params.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{Metadata: subMeta}
+	} else {
+		piMeta, err := PaymentIntentMetadata(in.WorkspaceID, v.UserID, "checkout_"+planName)
+		if err != nil {
+			return nil, fmt.Errorf("payment metadata: %w", err)
+		}
+		params.PaymentIntentData = &stripe.CheckoutSessionPaymentIntentDataParams{Metadata: piMeta}
+	}
+	params.Context = ctx
+	params.SetIdempotencyKey(reqKey)
+	sess, err := retryRateLimited(ctx, func() (*stripe.CheckoutSession, error) { return s.stripe.CheckoutSessions.New(params) })
+	if err != nil {
+		if derr := s.db.CheckoutSession.DeleteOneID(row.ID).Exec(ctx); derr != nil {
+			s.log.ErrorContext(ctx, "could not release checkout claim", "checkout_session_id", row.ID, "err", derr)
+		}
+		return nil, s.fromStripe(ctx, "checkout_session.create", err)
+	}
+	status := checkoutsession.StatusOpen
+	if sess.Status != "" {
+		status = checkoutsession.Status(sess.Status)
+	}
+	return s.db.CheckoutSession.UpdateOneID(row.ID).
+		SetStripeSessionID(sess.ID).SetURL(sess.URL).SetStatus(status).
+		Save(ctx)
+}
+
+// checkoutClaim returns the claim steps for a checkout request.
+func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsession.Mode, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.CheckoutSession] {
+	return claimOps[*ent.CheckoutSession]{
+		insert: func(ctx context.Context) (*ent.CheckoutSession, error) {
+			return s.db.CheckoutSession.Create().
+				SetWorkspaceID(ws).SetRequestKey(reqKey).SetMode(mode).SetLookupKey(plan.LookupKey).
+				SetPriceID(plan.PriceID).SetPlan(planName).SetQuantity(qty).SetCreatedBy(userID).
+				SetStatus(checkoutsession.StatusCreating).
+				Save(ctx)
+		},
+		find: func(ctx context.Context) (*ent.CheckoutSession, error) {
+			return s.db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Only(ctx)
+		},
+		pending: func(c *ent.CheckoutSession) (bool, time.Time) {
+			return c.Status == checkoutsession.StatusCreating, c.UpdateTime
+		},
+		removeStale: func(ctx context.Context, c *ent.CheckoutSession, touched time.Time) (bool, error) {
+			n, err := s.db.CheckoutSession.Delete().
+				Where(checkoutsession.ID(c.ID), checkoutsession.StatusEQ(checkoutsession.StatusCreating), checkoutsession.UpdateTime(touched)).
+				Exec(ctx)
+			return n == 1, err
+		},
+	}
+}
+
+// SyncCheckoutSession lets the success page ask for an early update: it
+// retrieves the session from Stripe (never trusting the client's word) and
+// applies it through ApplyCheckoutSession, the path the
+// checkout.session.completed webhook takes. Members of the session's
+// workspace may call it; any other session id is NOT_FOUND.
+func (s *Service) SyncCheckoutSession(ctx context.Context, sessionID string) (*ent.CheckoutSession, error) {
+	if _, err := viewer(ctx); err != nil {
+		return nil, err
+	}
+	if !strings.HasPrefix(sessionID, "cs_") || len(sessionID) > 255 {
+		return nil, notFound("checkout session")
+	}
+	row, err := s.db.CheckoutSession.Query().Where(checkoutsession.StripeSessionID(sessionID)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, notFound("checkout session")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.stripe == nil {
+		return nil, errStripeNotConfigured
+	}
+	params := &stripe.CheckoutSessionParams{}
+	params.Context = ctx
+	sess, err := retryRateLimited(ctx, func() (*stripe.CheckoutSession, error) { return s.stripe.CheckoutSessions.Get(sessionID, params) })
+	if err != nil {
+		return nil, s.fromStripe(ctx, "checkout_session.retrieve", err)
+	}
+	// The session is applied as background work would: scoped to the
+	// workspace the row belongs to.
+	sys := auth.NewContext(ctx, auth.SystemViewer(row.WorkspaceID))
+	if err := s.ApplyCheckoutSession(sys, sess); err != nil {
+		return nil, err
+	}
+	return s.db.CheckoutSession.Get(ctx, row.ID)
+}
+
+// ApplyCheckoutSession records what a Stripe Checkout Session says: a
+// completed session marks the row complete and links its PaymentIntent
+// (recorded as a Payment) or subscription; an expired one marks it
+// expired. Applying the same session twice changes nothing the second
+// time. The context's viewer must be the system viewer of the session's
+// workspace; a session whose metadata names another workspace is refused.
+func (s *Service) ApplyCheckoutSession(ctx context.Context, sess *stripe.CheckoutSession) error {
+	v, ok := auth.FromContext(ctx)
+	if !ok || !v.IsSystem() {
+		return Errorf(CodeForbidden, "Checkout sessions are applied by the system.")
+	}
+	if ws := sess.Metadata[metaWorkspaceID]; ws != "" && ws != v.SystemWorkspace.String() {
+		return fmt.Errorf("checkout session %s names workspace %s, not %s", sess.ID, ws, v.SystemWorkspace)
+	}
+	return WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		q := tx.CheckoutSession.Query().Where(checkoutsession.StripeSessionID(sess.ID))
+		if s.cfg.RowLocks {
+			q = q.ForUpdate()
+		}
+		row, err := q.Only(ctx)
+		if err != nil {
+			return err
+		}
+		switch {
+		case row.Status == checkoutsession.StatusComplete || row.Status == checkoutsession.StatusExpired:
+			return nil // already applied: whichever came first won
+		case sess.Status == stripe.CheckoutSessionStatusExpired:
+			return tx.CheckoutSession.UpdateOne(row).SetStatus(checkoutsession.StatusExpired).Exec(ctx)
+		case sess.Status != stripe.CheckoutSessionStatusComplete:
+			return nil
+		}
+		upd := tx.CheckoutSession.UpdateOne(row).SetStatus(checkoutsession.StatusComplete).SetCompletedAt(time.Now())
+		if sess.Subscription != nil {
+			upd.SetStripeSubscriptionID(sess.Subscription.ID)
+		}
+		if sess.PaymentIntent != nil {
+			upd.SetStripePaymentIntentID(sess.PaymentIntent.ID)
+			if err := recordCheckoutPayment(ctx, tx, row, sess); err != nil {
+				return err
+			}
+		}
+		return upd.Exec(ctx)
+	})
+}
+
+// recordCheckoutPayment records the PaymentIntent of a completed payment
+// session as a Payment, unless it is recorded already.
+func recordCheckoutPayment(ctx context.Context, tx *ent.Tx, row *ent.CheckoutSession, sess *stripe.CheckoutSession) error {
+	exists, err := tx.Payment.Query().Where(payment.StripePaymentIntentID(sess.PaymentIntent.ID)).Exist(ctx)
+	if err != nil || exists {
+		return err
+	}
+	status := payment.StatusProcessing
+	if sess.PaymentStatus == stripe.CheckoutSessionPaymentStatusPaid {
+		status = payment.StatusSucceeded
+	}
+	return tx.Payment.Create().
+		SetWorkspaceID(row.WorkspaceID).
+		SetStripePaymentIntentID(sess.PaymentIntent.ID).
+		SetAmount(sess.AmountTotal).
+		SetCurrency(strings.ToLower(string(sess.Currency))).
+		SetPurpose("checkout_" + row.Plan).
+		SetCreatedBy(row.CreatedBy).
+		SetStatus(status).
+		Exec(ctx)
+}

@@ -1,0 +1,82 @@
+package billing
+
+import (
+	"context"
+	"time"
+
+	"billingapi/ent"
+)
+
+// Stripe is never trusted to deduplicate (stripe-mock ignores idempotency
+// keys, and a real key expires after 24 hours), so each create request is
+// first recorded in our own table: a row with a UNIQUE request_key in
+// status `creating`, inserted before Stripe is called. The request that
+// inserts it (the claim) calls Stripe and fills the row in; a concurrent
+// or retried request with the same key finds the row and waits for it.
+
+// claimWait bounds how long a duplicate request waits for the claiming
+// request to finish talking to Stripe.
+const claimWait = 45 * time.Second
+
+// staleClaim is how old a `creating` row must be before a retry may assume
+// its request died (the server crashed mid-call) and take over. It is
+// longer than any Stripe call with its retries.
+const staleClaim = 2 * time.Minute
+
+// claimPoll is how often a waiting duplicate looks at the row.
+const claimPoll = 50 * time.Millisecond
+
+// claimOps are the table-specific steps of claimRequest.
+type claimOps[T any] struct {
+	// insert creates the row in status `creating`; a constraint error
+	// means another request holds the key.
+	insert func(ctx context.Context) (T, error)
+	// find loads the row with the request key.
+	find func(ctx context.Context) (T, error)
+	// pending reports whether the row is still `creating` and since when.
+	pending func(row T) (bool, time.Time)
+	// removeStale deletes the row if it is still `creating` and was last
+	// touched at the given time; it reports whether it did.
+	removeStale func(ctx context.Context, row T, touched time.Time) (bool, error)
+}
+
+// claimRequest returns the row for a request key and whether this request
+// owns it (and must now call Stripe). A duplicate waits until the owner
+// has finished and returns the finished row with mine false.
+func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool, err error) {
+	deadline := time.Now().Add(claimWait)
+	for {
+		row, err = ops.insert(ctx)
+		if err == nil {
+			return row, true, nil
+		}
+		if !ent.IsConstraintError(err) {
+			return row, false, err
+		}
+		row, err = ops.find(ctx)
+		switch {
+		case ent.IsNotFound(err):
+			continue // the owner failed and removed its claim: try again
+		case err != nil:
+			return row, false, err
+		}
+		isPending, touched := ops.pending(row)
+		if !isPending {
+			return row, false, nil
+		}
+		if time.Since(touched) > staleClaim {
+			if _, err := ops.removeStale(ctx, row, touched); err != nil {
+				return row, false, err
+			}
+			continue
+		}
+		if time.Now().After(deadline) {
+			return row, false, Errorf(CodeProviderUnavailable, "This request is still being processed. Please retry shortly with the same idempotency key.")
+		}
+		select {
+		case <-ctx.Done():
+			return row, false, ctx.Err()
+		case <-time.After(claimPoll):
+		}
+	}
+}

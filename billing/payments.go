@@ -1,0 +1,198 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/ent"
+	"billingapi/ent/payment"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// PaymentInput asks for a one-time payment from a workspace.
+type PaymentInput struct {
+	WorkspaceID uuid.UUID
+	// Amount is in the currency's smallest unit (cents; whole yen).
+	Amount   int64
+	Currency string
+	// Purpose says what the payment is for (snake_case), e.g. credits_pack.
+	Purpose string
+	// IdempotencyKey is the client's key: a retry with the same key
+	// returns the same payment and creates nothing new.
+	IdempotencyKey string
+	// PaymentMethodID, when set, confirms the payment at once with a
+	// saved payment method; it may then need 3D Secure.
+	PaymentMethodID string
+}
+
+// PaymentResult is what a client needs to finish a payment with Stripe.js.
+type PaymentResult struct {
+	Payment *ent.Payment
+	// PaymentIntentID and Status are Stripe's, as of this answer.
+	PaymentIntentID string
+	Status          string
+	// ClientSecret lets Stripe.js confirm the payment or run 3D Secure. It
+	// is the only secret a client ever receives, and only its own.
+	ClientSecret string
+}
+
+// RequiresAction reports whether the customer must authenticate (3D
+// Secure) in the browser before the payment can go on.
+func (r *PaymentResult) RequiresAction() bool { return r.Status == string(stripe.PaymentIntentStatusRequiresAction) }
+
+// maxIdempotencyKeyLen is the longest client idempotency key accepted.
+const maxIdempotencyKeyLen = 255
+
+// validIdempotencyKey reports whether a client key is 1..255 printable
+// ASCII characters.
+func validIdempotencyKey(k string) bool {
+	if k == "" || len(k) > maxIdempotencyKeyLen {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return false
+		}
+	}
+	return true
+}
+
+// CreatePaymentIntent creates a Stripe PaymentIntent for a workspace
+// (owners and admins) and records it as a Payment. Input is validated
+// before anything else; a retry with the same idempotency key (also ten at
+// once) returns the same payment. It refuses with BAD_USER_INPUT,
+// NOT_FOUND, FORBIDDEN, CARD_DECLINED, RATE_LIMITED or
+// PAYMENT_PROVIDER_UNAVAILABLE. A payment needing 3D Secure is returned
+// with RequiresAction true.
+func (s *Service) CreatePaymentIntent(ctx context.Context, in PaymentInput) (*PaymentResult, error) {
+	v, err := viewer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	currency, err := NormalizeCurrency("currency", in.Currency)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidatePaymentAmount("amount", in.Amount, currency); err != nil {
+		return nil, err
+	}
+	purpose := strings.TrimSpace(in.Purpose)
+	if len(purpose) > 64 || !planNamePattern.MatchString(purpose) {
+		return nil, InvalidInput("purpose", "Purpose must be a snake_case name of at most 64 characters, such as credits_pack.")
+	}
+	if !validIdempotencyKey(in.IdempotencyKey) {
+		return nil, InvalidInput("idempotencyKey", "Idempotency key must be 1 to 255 printable characters without spaces.")
+	}
+	if in.PaymentMethodID != "" && (!strings.HasPrefix(in.PaymentMethodID, "pm_") || len(in.PaymentMethodID) > 255) {
+		return nil, InvalidInput("paymentMethodId", "Payment method must be a Stripe payment method id (pm_...).")
+	}
+	if _, _, err := s.requireRole(ctx, in.WorkspaceID, auth.RoleOwner, auth.RoleAdmin); err != nil {
+		return nil, err
+	}
+	if s.stripe == nil {
+		return nil, errStripeNotConfigured
+	}
+	customerID, err := s.EnsureCustomer(ctx, in.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	meta, err := PaymentIntentMetadata(in.WorkspaceID, v.UserID, purpose)
+	if err != nil {
+		return nil, fmt.Errorf("payment metadata: %w", err)
+	}
+
+	reqKey := idempotencyKey("pi", in.WorkspaceID.String(), v.UserID, purpose, in.IdempotencyKey)
+	row, mine, err := claimRequest(ctx, s.paymentClaim(reqKey, in.WorkspaceID, in.Amount, currency, purpose, v.UserID))
+	if err != nil {
+		return nil, err
+	}
+	if !mine {
+		return s.existingPayment(ctx, row, in.Amount, currency)
+	}
+
+	params := &stripe.PaymentIntentParams{
+		Amount:   stripe.Int64(in.Amount),
+		Currency: stripe.String(currency),
+		Customer: stripe.String(customerID),
+		Metadata: meta,
+	}
+	if in.PaymentMethodID != "" {
+		params.PaymentMethod = stripe.String(in.PaymentMethodID)
+		params.Confirm = stripe.Bool(true)
+		params.ReturnURL = stripe.String(s.cfg.BaseURL + "/payment/complete")
+	} else {
+		params.AutomaticPaymentMethods = &stripe.PaymentIntentAutomaticPaymentMethodsParams{Enabled: stripe.Bool(true)}
+	}
+	params.Context = ctx
+	params.SetIdempotencyKey(reqKey)
+	pi, err := retryRateLimited(ctx, func() (*stripe.PaymentIntent, error) { return s.stripe.PaymentIntents.New(params) })
+	if err != nil {
+		// Nothing was paid: drop the claim so that a retry with the same
+		// key asks Stripe again (which replays its answer for that key).
+		if derr := s.db.Payment.DeleteOneID(row.ID).Exec(ctx); derr != nil {
+			s.log.ErrorContext(ctx, "could not release payment claim", "payment_id", row.ID, "err", derr)
+		}
+		return nil, s.fromStripe(ctx, "payment_intent.create", err)
+	}
+	row, err = s.db.Payment.UpdateOneID(row.ID).
+		SetStripePaymentIntentID(pi.ID).
+		SetStatus(payment.Status(pi.Status)).
+		Save(ctx)
+	if err != nil {
+		// Stripe has the PaymentIntent; the webhook for it will find no
+		// row by id but carries workspace_id in its metadata.
+		return nil, fmt.Errorf("record payment intent %s: %w", pi.ID, err)
+	}
+	return &PaymentResult{Payment: row, PaymentIntentID: pi.ID, Status: string(pi.Status), ClientSecret: pi.ClientSecret}, nil
+}
+
+// paymentClaim returns the claim steps for a payment request.
+func (s *Service) paymentClaim(reqKey string, ws uuid.UUID, amount int64, currency, purpose, userID string) claimOps[*ent.Payment] {
+	return claimOps[*ent.Payment]{
+		insert: func(ctx context.Context) (*ent.Payment, error) {
+			return s.db.Payment.Create().
+				SetWorkspaceID(ws).SetRequestKey(reqKey).SetAmount(amount).SetCurrency(currency).
+				SetPurpose(purpose).SetCreatedBy(userID).SetStatus(payment.StatusCreating).
+				Save(ctx)
+		},
+		find: func(ctx context.Context) (*ent.Payment, error) {
+			return s.db.Payment.Query().Where(payment.RequestKey(reqKey)).Only(ctx)
+		},
+		pending: func(p *ent.Payment) (bool, time.Time) { return p.Status == payment.StatusCreating, p.UpdateTime },
+		removeStale: func(ctx context.Context, p *ent.Payment, touched time.Time) (bool, error) {
+			n, err := s.db.Payment.Delete().
+				Where(payment.ID(p.ID), payment.StatusEQ(payment.StatusCreating), payment.UpdateTime(touched)).
+				Exec(ctx)
+			return n == 1, err
+		},
+	}
+}
+
+// existingPayment answers a repeated request: the same payment, with a
+// fresh client secret and status from Stripe. A repeat with another
+// amount or currency under the same key is refused.
+func (s *Service) existingPayment(ctx context.Context, row *ent.Payment, amount int64, currency string) (*PaymentResult, error) {
+	if row.Amount != amount || row.Currency != currency {
+		return nil, InvalidInput("idempotencyKey", "This idempotency key was already used for a different payment.")
+	}
+	if row.StripePaymentIntentID == nil {
+		return nil, Errorf(CodeInternal, "%s", genericInternal)
+	}
+	params := &stripe.PaymentIntentParams{}
+	params.Context = ctx
+	pi, err := retryRateLimited(ctx, func() (*stripe.PaymentIntent, error) {
+		return s.stripe.PaymentIntents.Get(*row.StripePaymentIntentID, params)
+	})
+	if err != nil {
+		return nil, s.fromStripe(ctx, "payment_intent.retrieve", err)
+	}
+	return &PaymentResult{Payment: row, PaymentIntentID: pi.ID, Status: string(pi.Status), ClientSecret: pi.ClientSecret}, nil
+}
+
+// genericInternal is the message of an INTERNAL error.
+const genericInternal = "Something went wrong on our side. Please try again."

@@ -1,0 +1,64 @@
+package schema
+
+import (
+	"entgo.io/contrib/entgql"
+	"entgo.io/ent"
+	"entgo.io/ent/schema"
+	"entgo.io/ent/schema/edge"
+	"entgo.io/ent/schema/field"
+	"entgo.io/ent/schema/index"
+	"github.com/google/uuid"
+)
+
+// Payment is a one-time payment: one Stripe PaymentIntent. The row is
+// claimed (status `creating`, unique request_key) before Stripe is called,
+// so that a retried or concurrent request with the same idempotency key
+// finds it instead of paying twice.
+type Payment struct {
+	ent.Schema
+}
+
+// Fields of the Payment.
+func (Payment) Fields() []ent.Field {
+	return []ent.Field{
+		field.UUID("id", uuid.UUID{}).Default(uuid.New).Immutable(),
+		field.String("stripe_payment_intent_id").Optional().Nillable().Unique().MaxLen(255),
+		// request_key is the hash of workspace, user, purpose and the
+		// client's idempotency key: our own record of the request.
+		field.String("request_key").Optional().Nillable().Unique().MaxLen(128).Immutable(),
+		field.Int64("amount").NonNegative().Immutable(),
+		field.String("currency").MaxLen(3).Immutable(),
+		field.String("purpose").MaxLen(255).Immutable(),
+		// status is the PaymentIntent's status, or `creating` while the
+		// request that claimed the row is still talking to Stripe.
+		field.Enum("status").Values(
+			"creating", "requires_payment_method", "requires_confirmation", "requires_action",
+			"processing", "requires_capture", "canceled", "succeeded", "failed",
+		).Default("creating"),
+		field.String("created_by").MaxLen(255).Immutable(),
+		// last_error_code is the code of the last failed Stripe call, for support.
+		field.String("last_error_code").Optional().MaxLen(100),
+	}
+}
+
+// Edges of the Payment.
+func (Payment) Edges() []ent.Edge {
+	return []ent.Edge{
+		edge.From("workspace", Workspace.Type).Ref("payments").Field("workspace_id").Unique().Required().Immutable(),
+	}
+}
+
+// Indexes of the Payment.
+func (Payment) Indexes() []ent.Index {
+	return []ent.Index{index.Fields("workspace_id", "create_time")}
+}
+
+// Mixin of the Payment.
+func (Payment) Mixin() []ent.Mixin {
+	return []ent.Mixin{TenantMixin{}, TimeMixin{}}
+}
+
+// Annotations of the Payment: a Relay connection, newest first by default.
+func (Payment) Annotations() []schema.Annotation {
+	return []schema.Annotation{entgql.RelayConnection()}
+}
