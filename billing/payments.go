@@ -43,7 +43,9 @@ type PaymentResult struct {
 
 // RequiresAction reports whether the customer must authenticate (3D
 // Secure) in the browser before the payment can go on.
-func (r *PaymentResult) RequiresAction() bool { return r.Status == string(stripe.PaymentIntentStatusRequiresAction) }
+func (r *PaymentResult) RequiresAction() bool {
+	return r.Status == string(stripe.PaymentIntentStatusRequiresAction)
+}
 
 // maxIdempotencyKeyLen is the longest client idempotency key accepted.
 const maxIdempotencyKeyLen = 255
