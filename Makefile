@@ -27,6 +27,8 @@ test: vet $(STRIPE_MOCK)
 	STRIPE_MOCK_BIN=$(abspath $(STRIPE_MOCK)) $(GO) test -race -count=1 -timeout 20m ./...
 
 vet:
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:" $$unformatted >&2; exit 1; fi
 	$(GO) vet ./...
 
 ## stripe-mock: build the pinned Stripe API mock (tools.go pins its version)

@@ -1,0 +1,215 @@
+package main
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
+)
+
+const createCheckoutMutation = `mutation($in: CreateCheckoutSessionInput!) {
+	createCheckoutSession(input: $in) { sessionId checkoutUrl checkoutSession { id mode lookupKey plan quantity status } }
+}`
+
+type checkoutPayload struct {
+	CreateCheckoutSession struct {
+		SessionID, CheckoutURL string
+		CheckoutSession        struct {
+			ID, Mode, LookupKey, Plan, Status string
+			Quantity                          int
+		}
+	}
+}
+
+func checkoutIn(ws string, with map[string]any) map[string]any {
+	in := map[string]any{"workspaceId": ws, "lookupKey": "starter_monthly", "mode": "SUBSCRIPTION"}
+	for k, v := range with {
+		in[k] = v
+	}
+	return map[string]any{"in": in}
+}
+
+func TestCreateCheckoutSession(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), map[string]string{"APP_BASE_URL": "https://app.example.com"})
+
+	t.Run("SubscriptionModeSendsURLsMetadataAndSubscriptionMetadata", func(t *testing.T) {
+		var out checkoutPayload
+		w.gql(t, w.alice, createCheckoutMutation, checkoutIn(w.wsA, map[string]any{"quantity": 3})).Decode(t, &out)
+		got := out.CreateCheckoutSession
+		if !strings.HasPrefix(got.SessionID, "cs_") || got.CheckoutURL == "" || got.CheckoutSession.Status != "OPEN" ||
+			got.CheckoutSession.Plan != "starter" || got.CheckoutSession.Quantity != 3 || got.CheckoutSession.Mode != "SUBSCRIPTION" {
+			t.Fatalf("payload = %+v", got)
+		}
+		req, _ := w.fake.Last("POST", "/v1/checkout/sessions")
+		want := map[string]string{
+			"mode":                    "subscription",
+			"line_items[0][price]":    "price_starter_monthly",
+			"line_items[0][quantity]": "3",
+			"success_url":             "https://app.example.com/payment/success?session_id={CHECKOUT_SESSION_ID}",
+			"cancel_url":              "https://app.example.com/payment/cancelled",
+			"metadata[workspace_id]":  w.wsA, "metadata[user_id]": "alice", "metadata[plan]": "starter",
+			"subscription_data[metadata][workspace_id]": w.wsA, "subscription_data[metadata][plan]": "starter",
+			"client_reference_id": w.wsA,
+		}
+		for k, v := range want {
+			if req.Form.Get(k) != v {
+				t.Errorf("%s sent = %q, want %q", k, req.Form.Get(k), v)
+			}
+		}
+		if !strings.HasPrefix(req.Form.Get("customer"), "cus_") || req.Header.Get("Idempotency-Key") == "" {
+			t.Errorf("customer %q, Idempotency-Key %q", req.Form.Get("customer"), req.Header.Get("Idempotency-Key"))
+		}
+	})
+	t.Run("PaymentModeTagsThePaymentIntent", func(t *testing.T) {
+		var out checkoutPayload
+		w.gql(t, w.alice, createCheckoutMutation, checkoutIn(w.wsA, map[string]any{"lookupKey": "credits_jpy", "mode": "PAYMENT"})).Decode(t, &out)
+		req, _ := w.fake.Last("POST", "/v1/checkout/sessions")
+		if req.Form.Get("mode") != "payment" || req.Form.Get("payment_intent_data[metadata][workspace_id]") != w.wsA ||
+			req.Form.Get("payment_intent_data[metadata][purpose]") != "checkout_credits_jpy" || req.Form.Get("subscription_data[metadata][plan]") != "" {
+			t.Errorf("payment-mode params = %v", req.Form)
+		}
+	})
+	t.Run("RetryWithSameKeyReturnsTheSameSession", func(t *testing.T) {
+		in := checkoutIn(w.wsA, map[string]any{"idempotencyKey": "checkout-1"})
+		var first, second checkoutPayload
+		w.gql(t, w.alice, createCheckoutMutation, in).Decode(t, &first)
+		before := w.fake.Count("POST", "/v1/checkout/sessions")
+		w.gql(t, w.alice, createCheckoutMutation, in).Decode(t, &second)
+		if second.CreateCheckoutSession.SessionID != first.CreateCheckoutSession.SessionID || w.fake.Count("POST", "/v1/checkout/sessions") != before {
+			t.Fatalf("retry made a new session: %+v vs %+v", second, first)
+		}
+	})
+	t.Run("MembersListSessionsNewestFirst", func(t *testing.T) {
+		var out struct {
+			Workspace struct {
+				CheckoutSessions struct {
+					TotalCount int
+					Edges      []struct{ Node struct{ LookupKey string } }
+				}
+			}
+		}
+		w.gql(t, w.carol, `query($id: ID!) { workspace(id: $id) { checkoutSessions(first: 10) { totalCount edges { node { lookupKey } } } } }`,
+			map[string]any{"id": w.wsA}).Decode(t, &out)
+		cs := out.Workspace.CheckoutSessions
+		if cs.TotalCount != 3 || cs.Edges[0].Node.LookupKey != "starter_monthly" || cs.Edges[1].Node.LookupKey != "credits_jpy" {
+			t.Fatalf("sessions = %+v", cs)
+		}
+	})
+
+	refusals := []struct {
+		name, code string
+		token      func() string
+		in         map[string]any
+	}{
+		{"MemberIsForbidden", "FORBIDDEN", func() string { return w.carol }, checkoutIn(w.wsA, nil)},
+		{"OtherWorkspaceIsNotFound", "NOT_FOUND", func() string { return w.bob }, checkoutIn(w.wsA, nil)},
+		{"AnonymousIsUnauthenticated", "UNAUTHENTICATED", func() string { return "" }, checkoutIn(w.wsA, nil)},
+		{"UnknownLookupKey", "BAD_USER_INPUT", func() string { return w.alice }, checkoutIn(w.wsA, map[string]any{"lookupKey": "nope"})},
+		{"RecurringPriceInPaymentMode", "BAD_USER_INPUT", func() string { return w.alice }, checkoutIn(w.wsA, map[string]any{"mode": "PAYMENT"})},
+		{"OneTimePriceInSubscriptionMode", "BAD_USER_INPUT", func() string { return w.alice }, checkoutIn(w.wsA, map[string]any{"lookupKey": "credits_jpy"})},
+		{"ZeroQuantity", "BAD_USER_INPUT", func() string { return w.alice }, checkoutIn(w.wsA, map[string]any{"quantity": 0})},
+		{"HugeQuantity", "BAD_USER_INPUT", func() string { return w.alice }, checkoutIn(w.wsA, map[string]any{"quantity": 10_001})},
+	}
+	for _, tc := range refusals {
+		t.Run(tc.name, func(t *testing.T) {
+			before := w.fake.Count("POST", "/v1/checkout/sessions")
+			r := w.gql(t, tc.token(), createCheckoutMutation, tc.in)
+			if r.Code() != tc.code {
+				t.Fatalf("code = %q, want %q: %s", r.Code(), tc.code, r.Raw)
+			}
+			if w.fake.Count("POST", "/v1/checkout/sessions") != before {
+				t.Fatal("a refused request created a Stripe session")
+			}
+		})
+	}
+}
+
+const syncCheckoutMutation = `mutation($id: String!) { syncCheckoutSession(sessionId: $id) { status paymentIntentId subscriptionId completedAt checkoutUrl } }`
+
+// completedSession is a Stripe checkout.session in JSON, as Stripe answers
+// a retrieve.
+func completedSession(id, status, paymentStatus, ws, paymentIntent string) string {
+	pi := "null"
+	if paymentIntent != "" {
+		pi = fmt.Sprintf("%q", paymentIntent)
+	}
+	return fmt.Sprintf(`{"id":%q,"object":"checkout.session","mode":"payment","status":%q,"payment_status":%q,
+		"amount_total":5000,"currency":"jpy","payment_intent":%s,"subscription":null,
+		"metadata":{"workspace_id":%q,"user_id":"alice","plan":"credits_jpy"}}`, id, status, paymentStatus, pi, ws)
+}
+
+func TestSyncCheckoutSession(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	var created checkoutPayload
+	w.gql(t, w.alice, createCheckoutMutation, checkoutIn(w.wsA, map[string]any{"lookupKey": "credits_jpy", "mode": "PAYMENT"})).Decode(t, &created)
+	id := created.CreateCheckoutSession.SessionID
+	path := "/v1/checkout/sessions/" + id
+
+	t.Run("OpenSessionChangesNothing", func(t *testing.T) {
+		w.fake.On(stripefake.Rule{Method: "GET", Path: path, Times: 1, Body: completedSession(id, "open", "unpaid", w.wsA, "")})
+		r := w.gql(t, w.carol, syncCheckoutMutation, map[string]any{"id": id})
+		if r.Code() != "" || !strings.Contains(r.Raw, `"status":"OPEN"`) {
+			t.Fatalf("sync of an open session: %s", r.Raw)
+		}
+	})
+	t.Run("OutsiderIsNotFoundAndStripeIsNotAsked", func(t *testing.T) {
+		before := w.fake.Count("GET", path)
+		for _, sid := range []string{id, "cs_unknown", "not-a-session"} {
+			if r := w.gql(t, w.bob, syncCheckoutMutation, map[string]any{"id": sid}); r.Code() != "NOT_FOUND" {
+				t.Fatalf("bob syncs %s: %s", sid, r.Raw)
+			}
+		}
+		if w.fake.Count("GET", path) != before {
+			t.Fatal("an outsider's sync reached Stripe")
+		}
+	})
+	t.Run("SessionNamingAnotherWorkspaceIsNotApplied", func(t *testing.T) {
+		w.fake.On(stripefake.Rule{Method: "GET", Path: path, Times: 1, Body: completedSession(id, "complete", "paid", w.wsB, "pi_forged")})
+		if r := w.gql(t, w.alice, syncCheckoutMutation, map[string]any{"id": id}); r.Code() != "INTERNAL" {
+			t.Fatalf("a session for another workspace: %s", r.Raw)
+		}
+		if n := w.paymentCount(t, w.alice, w.wsA); n != 0 {
+			t.Fatalf("payments = %d after a mismatched session", n)
+		}
+	})
+	t.Run("CompletedSessionRecordsThePaymentOnce", func(t *testing.T) {
+		w.fake.On(stripefake.Rule{Method: "GET", Path: path, Times: 2, Body: completedSession(id, "complete", "paid", w.wsA, "pi_checkout_1")})
+		for range 2 {
+			var out struct {
+				SyncCheckoutSession struct {
+					Status, PaymentIntentID string
+					CompletedAt             *string
+					CheckoutURL             *string
+				}
+			}
+			w.gql(t, w.alice, syncCheckoutMutation, map[string]any{"id": id}).Decode(t, &out)
+			got := out.SyncCheckoutSession
+			if got.Status != "COMPLETE" || got.PaymentIntentID != "pi_checkout_1" || got.CompletedAt == nil || got.CheckoutURL != nil {
+				t.Fatalf("synced session = %+v", got)
+			}
+		}
+		var out struct {
+			Workspace struct {
+				Payments struct {
+					TotalCount int
+					Edges      []struct {
+						Node struct {
+							Amount                    int
+							Currency, Status, Purpose string
+							StripePaymentIntentID     string
+						}
+					}
+				}
+			}
+		}
+		w.gql(t, w.alice, `query($id: ID!) { workspace(id: $id) { payments { totalCount edges { node { amount currency status purpose stripePaymentIntentId } } } } }`,
+			map[string]any{"id": w.wsA}).Decode(t, &out)
+		p := out.Workspace.Payments
+		if p.TotalCount != 1 || p.Edges[0].Node.Amount != 5000 || p.Edges[0].Node.Currency != "jpy" ||
+			p.Edges[0].Node.Status != "SUCCEEDED" || p.Edges[0].Node.StripePaymentIntentID != "pi_checkout_1" {
+			t.Fatalf("payments after two syncs = %+v", p)
+		}
+	})
+}
