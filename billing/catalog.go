@@ -35,6 +35,9 @@ type Product struct {
 	Plan string `json:"plan,omitempty"`
 	// Features are the product's `feature_set` metadata, split on commas.
 	Features []string `json:"features"`
+	// CriticalFeatures are kept while a subscription is past due (the
+	// product's `critical_features` metadata).
+	CriticalFeatures []string `json:"critical_features,omitempty"`
 }
 
 // maxLookupKeysPerList is how many lookup keys Stripe accepts in one
@@ -150,6 +153,8 @@ func productFromStripe(sp *stripe.Product) Product {
 		Description: sp.Description,
 		Plan:        sp.Metadata["plan"],
 		Features:    splitFeatures(sp.Metadata["feature_set"]),
+
+		CriticalFeatures: splitFeatures(sp.Metadata["critical_features"]),
 	}
 }
 

@@ -28,23 +28,34 @@ type Config struct {
 	Mode           string
 }
 
+// Deps are the services the domain talks to.
+type Deps struct {
+	DB *ent.Client
+	// Stripe may be nil when no Stripe key is configured: Stripe features
+	// then answer PAYMENT_PROVIDER_UNAVAILABLE.
+	Stripe *client.API
+	Prices *cache.Prices
+	Status *cache.Status
+	Log    *slog.Logger
+}
+
 // Service is the billing domain. Build it with New; its methods take the
 // viewer from the context and refuse with an *Error.
 type Service struct {
 	db     *ent.Client
 	stripe *client.API
 	prices *cache.Prices
+	status *cache.Status
 	cfg    Config
 	log    *slog.Logger
 }
 
-// New returns a Service. stripe may be nil when no Stripe key is
-// configured: Stripe features then answer PAYMENT_PROVIDER_UNAVAILABLE.
-func New(db *ent.Client, stripe *client.API, prices *cache.Prices, cfg Config, log *slog.Logger) *Service {
-	if log == nil {
-		log = slog.Default()
+// New returns a Service over its dependencies.
+func New(d Deps, cfg Config) *Service {
+	if d.Log == nil {
+		d.Log = slog.Default()
 	}
-	return &Service{db: db, stripe: stripe, prices: prices, cfg: cfg, log: log}
+	return &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, cfg: cfg, log: d.Log}
 }
 
 // DB returns the ent client, for read paths (GraphQL pagination) that go

@@ -15,6 +15,7 @@ import (
 	"billingapi/internal/testenv"
 
 	"entgo.io/ent/dialect"
+	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
 )
 
@@ -25,10 +26,28 @@ type fixture struct {
 	stripe *stripefake.Server
 	store  *database.Store
 	ctx    context.Context
+	redis  *miniredis.Miniredis // only with newFixtureWithEmbeddedRedis
 }
 
-// newFixture builds a Service over the database at dbURL.
+// newFixture builds a Service over the database at dbURL and the real
+// Redis.
 func newFixture(t *testing.T, dbURL string, cfg billing.Config) *fixture {
+	t.Helper()
+	redisURL, prefix := testenv.Redis(t)
+	return newFixtureOn(t, dbURL, redisURL, prefix, cfg)
+}
+
+// newFixtureWithEmbeddedRedis builds a Service whose Redis is an embedded
+// one the test can flush or stop.
+func newFixtureWithEmbeddedRedis(t *testing.T, dbURL string, cfg billing.Config) *fixture {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	f := newFixtureOn(t, dbURL, "redis://"+mr.Addr(), "test:", cfg)
+	f.redis = mr
+	return f
+}
+
+func newFixtureOn(t *testing.T, dbURL, redisURL, prefix string, cfg billing.Config) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -37,7 +56,6 @@ func newFixture(t *testing.T, dbURL string, cfg billing.Config) *fixture {
 		t.Fatalf("open database: %v", err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	redisURL, prefix := testenv.Redis(t)
 	rdb, closeRedis, err := cache.Open(redisURL)
 	if err != nil {
 		t.Fatal(err)
@@ -46,11 +64,21 @@ func newFixture(t *testing.T, dbURL string, cfg billing.Config) *fixture {
 	fake := stripefake.New(t, testenv.StripeMock(t))
 	log := slog.New(slog.DiscardHandler)
 	cfg.RowLocks = store.Dialect == dialect.Postgres
-	svc := billing.New(store.Client,
-		billing.NewStripe(billing.StripeOptions{SecretKey: testenv.StripeMockKey, APIBase: fake.URL}, log),
-		cache.NewPrices(rdb, prefix, time.Minute, log), cfg, log)
+	svc := billing.New(billing.Deps{
+		DB:     store.Client,
+		Stripe: billing.NewStripe(billing.StripeOptions{SecretKey: testenv.StripeMockKey, APIBase: fake.URL}, log),
+		Prices: cache.NewPrices(rdb, prefix, time.Minute, log),
+		Status: cache.NewStatus(rdb, prefix, log),
+		Log:    log,
+	}, cfg)
 	return &fixture{svc: svc, stripe: fake, store: store, ctx: ctx}
 }
+
+// flushRedis empties the fixture's Redis.
+func (f *fixture) flushRedis(t *testing.T) { t.Helper(); f.redis.FlushAll() }
+
+// stopRedis stops the fixture's Redis.
+func (f *fixture) stopRedis(t *testing.T) { t.Helper(); f.redis.Close() }
 
 // as returns a context for a signed-in user.
 func (f *fixture) as(userID string) context.Context {

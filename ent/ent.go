@@ -6,6 +6,7 @@ import (
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
+	"billingapi/ent/subscription"
 	"billingapi/ent/user"
 	"billingapi/ent/workspace"
 	"context"
@@ -80,6 +81,7 @@ func checkColumn(t, c string) error {
 			checkoutsession.Table: checkoutsession.ValidColumn,
 			membership.Table:      membership.ValidColumn,
 			payment.Table:         payment.ValidColumn,
+			subscription.Table:    subscription.ValidColumn,
 			user.Table:            user.ValidColumn,
 			workspace.Table:       workspace.ValidColumn,
 		})

@@ -7,6 +7,7 @@ import (
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
+	"billingapi/ent/subscription"
 	"billingapi/ent/user"
 	"billingapi/ent/workspace"
 
@@ -18,7 +19,7 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 5)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 6)}
 	graph.Nodes[0] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   checkoutsession.Table,
@@ -91,6 +92,40 @@ var schemaGraph = func() *sqlgraph.Schema {
 	}
 	graph.Nodes[3] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
+			Table:   subscription.Table,
+			Columns: subscription.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: subscription.FieldID,
+			},
+		},
+		Type: "Subscription",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			subscription.FieldWorkspaceID:          {Type: field.TypeUUID, Column: subscription.FieldWorkspaceID},
+			subscription.FieldCreateTime:           {Type: field.TypeTime, Column: subscription.FieldCreateTime},
+			subscription.FieldUpdateTime:           {Type: field.TypeTime, Column: subscription.FieldUpdateTime},
+			subscription.FieldStripeSubscriptionID: {Type: field.TypeString, Column: subscription.FieldStripeSubscriptionID},
+			subscription.FieldRequestKey:           {Type: field.TypeString, Column: subscription.FieldRequestKey},
+			subscription.FieldStatus:               {Type: field.TypeString, Column: subscription.FieldStatus},
+			subscription.FieldPlan:                 {Type: field.TypeString, Column: subscription.FieldPlan},
+			subscription.FieldLookupKey:            {Type: field.TypeString, Column: subscription.FieldLookupKey},
+			subscription.FieldPriceID:              {Type: field.TypeString, Column: subscription.FieldPriceID},
+			subscription.FieldStripeItemID:         {Type: field.TypeString, Column: subscription.FieldStripeItemID},
+			subscription.FieldQuantity:             {Type: field.TypeInt64, Column: subscription.FieldQuantity},
+			subscription.FieldFeatures:             {Type: field.TypeJSON, Column: subscription.FieldFeatures},
+			subscription.FieldCriticalFeatures:     {Type: field.TypeJSON, Column: subscription.FieldCriticalFeatures},
+			subscription.FieldCurrentPeriodStart:   {Type: field.TypeTime, Column: subscription.FieldCurrentPeriodStart},
+			subscription.FieldCurrentPeriodEnd:     {Type: field.TypeTime, Column: subscription.FieldCurrentPeriodEnd},
+			subscription.FieldCancelAtPeriodEnd:    {Type: field.TypeBool, Column: subscription.FieldCancelAtPeriodEnd},
+			subscription.FieldCanceledAt:           {Type: field.TypeTime, Column: subscription.FieldCanceledAt},
+			subscription.FieldTrialEnd:             {Type: field.TypeTime, Column: subscription.FieldTrialEnd},
+			subscription.FieldLastEventAt:          {Type: field.TypeTime, Column: subscription.FieldLastEventAt},
+			subscription.FieldLastEventID:          {Type: field.TypeString, Column: subscription.FieldLastEventID},
+			subscription.FieldCreatedBy:            {Type: field.TypeString, Column: subscription.FieldCreatedBy},
+		},
+	}
+	graph.Nodes[4] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
 			ID: &sqlgraph.FieldSpec{
@@ -106,7 +141,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldName:       {Type: field.TypeString, Column: user.FieldName},
 		},
 	}
-	graph.Nodes[4] = &sqlgraph.Node{
+	graph.Nodes[5] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   workspace.Table,
 			Columns: workspace.Columns,
@@ -121,6 +156,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			workspace.FieldUpdateTime:       {Type: field.TypeTime, Column: workspace.FieldUpdateTime},
 			workspace.FieldName:             {Type: field.TypeString, Column: workspace.FieldName},
 			workspace.FieldStripeCustomerID: {Type: field.TypeString, Column: workspace.FieldStripeCustomerID},
+			workspace.FieldBillingVersion:   {Type: field.TypeInt64, Column: workspace.FieldBillingVersion},
 		},
 	}
 	graph.MustAddE(
@@ -172,6 +208,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 		"Workspace",
 	)
 	graph.MustAddE(
+		"workspace",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   subscription.WorkspaceTable,
+			Columns: []string{subscription.WorkspaceColumn},
+			Bidi:    false,
+		},
+		"Subscription",
+		"Workspace",
+	)
+	graph.MustAddE(
 		"memberships",
 		&sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -218,6 +266,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		"Workspace",
 		"CheckoutSession",
+	)
+	graph.MustAddE(
+		"subscriptions",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.SubscriptionsTable,
+			Columns: []string{workspace.SubscriptionsColumn},
+			Bidi:    false,
+		},
+		"Workspace",
+		"Subscription",
 	)
 	return graph
 }()
@@ -560,6 +620,165 @@ func (f *PaymentFilter) WhereHasWorkspaceWith(preds ...predicate.Workspace) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *SubscriptionQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the SubscriptionQuery builder.
+func (_q *SubscriptionQuery) Filter() *SubscriptionFilter {
+	return &SubscriptionFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *SubscriptionMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the SubscriptionMutation builder.
+func (m *SubscriptionMutation) Filter() *SubscriptionFilter {
+	return &SubscriptionFilter{config: m.config, predicateAdder: m}
+}
+
+// SubscriptionFilter provides a generic filtering capability at runtime for SubscriptionQuery.
+type SubscriptionFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *SubscriptionFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *SubscriptionFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(subscription.FieldID))
+}
+
+// WhereWorkspaceID applies the entql [16]byte predicate on the workspace_id field.
+func (f *SubscriptionFilter) WhereWorkspaceID(p entql.ValueP) {
+	f.Where(p.Field(subscription.FieldWorkspaceID))
+}
+
+// WhereCreateTime applies the entql time.Time predicate on the create_time field.
+func (f *SubscriptionFilter) WhereCreateTime(p entql.TimeP) {
+	f.Where(p.Field(subscription.FieldCreateTime))
+}
+
+// WhereUpdateTime applies the entql time.Time predicate on the update_time field.
+func (f *SubscriptionFilter) WhereUpdateTime(p entql.TimeP) {
+	f.Where(p.Field(subscription.FieldUpdateTime))
+}
+
+// WhereStripeSubscriptionID applies the entql string predicate on the stripe_subscription_id field.
+func (f *SubscriptionFilter) WhereStripeSubscriptionID(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldStripeSubscriptionID))
+}
+
+// WhereRequestKey applies the entql string predicate on the request_key field.
+func (f *SubscriptionFilter) WhereRequestKey(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldRequestKey))
+}
+
+// WhereStatus applies the entql string predicate on the status field.
+func (f *SubscriptionFilter) WhereStatus(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldStatus))
+}
+
+// WherePlan applies the entql string predicate on the plan field.
+func (f *SubscriptionFilter) WherePlan(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldPlan))
+}
+
+// WhereLookupKey applies the entql string predicate on the lookup_key field.
+func (f *SubscriptionFilter) WhereLookupKey(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldLookupKey))
+}
+
+// WherePriceID applies the entql string predicate on the price_id field.
+func (f *SubscriptionFilter) WherePriceID(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldPriceID))
+}
+
+// WhereStripeItemID applies the entql string predicate on the stripe_item_id field.
+func (f *SubscriptionFilter) WhereStripeItemID(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldStripeItemID))
+}
+
+// WhereQuantity applies the entql int64 predicate on the quantity field.
+func (f *SubscriptionFilter) WhereQuantity(p entql.Int64P) {
+	f.Where(p.Field(subscription.FieldQuantity))
+}
+
+// WhereFeatures applies the entql json.RawMessage predicate on the features field.
+func (f *SubscriptionFilter) WhereFeatures(p entql.BytesP) {
+	f.Where(p.Field(subscription.FieldFeatures))
+}
+
+// WhereCriticalFeatures applies the entql json.RawMessage predicate on the critical_features field.
+func (f *SubscriptionFilter) WhereCriticalFeatures(p entql.BytesP) {
+	f.Where(p.Field(subscription.FieldCriticalFeatures))
+}
+
+// WhereCurrentPeriodStart applies the entql time.Time predicate on the current_period_start field.
+func (f *SubscriptionFilter) WhereCurrentPeriodStart(p entql.TimeP) {
+	f.Where(p.Field(subscription.FieldCurrentPeriodStart))
+}
+
+// WhereCurrentPeriodEnd applies the entql time.Time predicate on the current_period_end field.
+func (f *SubscriptionFilter) WhereCurrentPeriodEnd(p entql.TimeP) {
+	f.Where(p.Field(subscription.FieldCurrentPeriodEnd))
+}
+
+// WhereCancelAtPeriodEnd applies the entql bool predicate on the cancel_at_period_end field.
+func (f *SubscriptionFilter) WhereCancelAtPeriodEnd(p entql.BoolP) {
+	f.Where(p.Field(subscription.FieldCancelAtPeriodEnd))
+}
+
+// WhereCanceledAt applies the entql time.Time predicate on the canceled_at field.
+func (f *SubscriptionFilter) WhereCanceledAt(p entql.TimeP) {
+	f.Where(p.Field(subscription.FieldCanceledAt))
+}
+
+// WhereTrialEnd applies the entql time.Time predicate on the trial_end field.
+func (f *SubscriptionFilter) WhereTrialEnd(p entql.TimeP) {
+	f.Where(p.Field(subscription.FieldTrialEnd))
+}
+
+// WhereLastEventAt applies the entql time.Time predicate on the last_event_at field.
+func (f *SubscriptionFilter) WhereLastEventAt(p entql.TimeP) {
+	f.Where(p.Field(subscription.FieldLastEventAt))
+}
+
+// WhereLastEventID applies the entql string predicate on the last_event_id field.
+func (f *SubscriptionFilter) WhereLastEventID(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldLastEventID))
+}
+
+// WhereCreatedBy applies the entql string predicate on the created_by field.
+func (f *SubscriptionFilter) WhereCreatedBy(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldCreatedBy))
+}
+
+// WhereHasWorkspace applies a predicate to check if query has an edge workspace.
+func (f *SubscriptionFilter) WhereHasWorkspace() {
+	f.Where(entql.HasEdge("workspace"))
+}
+
+// WhereHasWorkspaceWith applies a predicate to check if query has an edge workspace with a given conditions (other predicates).
+func (f *SubscriptionFilter) WhereHasWorkspaceWith(preds ...predicate.Workspace) {
+	f.Where(entql.HasEdgeWith("workspace", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *UserQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -588,7 +807,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -662,7 +881,7 @@ type WorkspaceFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *WorkspaceFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -691,6 +910,11 @@ func (f *WorkspaceFilter) WhereName(p entql.StringP) {
 // WhereStripeCustomerID applies the entql string predicate on the stripe_customer_id field.
 func (f *WorkspaceFilter) WhereStripeCustomerID(p entql.StringP) {
 	f.Where(p.Field(workspace.FieldStripeCustomerID))
+}
+
+// WhereBillingVersion applies the entql int64 predicate on the billing_version field.
+func (f *WorkspaceFilter) WhereBillingVersion(p entql.Int64P) {
+	f.Where(p.Field(workspace.FieldBillingVersion))
 }
 
 // WhereHasMemberships applies a predicate to check if query has an edge memberships.
@@ -729,6 +953,20 @@ func (f *WorkspaceFilter) WhereHasCheckoutSessions() {
 // WhereHasCheckoutSessionsWith applies a predicate to check if query has an edge checkout_sessions with a given conditions (other predicates).
 func (f *WorkspaceFilter) WhereHasCheckoutSessionsWith(preds ...predicate.CheckoutSession) {
 	f.Where(entql.HasEdgeWith("checkout_sessions", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasSubscriptions applies a predicate to check if query has an edge subscriptions.
+func (f *WorkspaceFilter) WhereHasSubscriptions() {
+	f.Where(entql.HasEdge("subscriptions"))
+}
+
+// WhereHasSubscriptionsWith applies a predicate to check if query has an edge subscriptions with a given conditions (other predicates).
+func (f *WorkspaceFilter) WhereHasSubscriptionsWith(preds ...predicate.Subscription) {
+	f.Where(entql.HasEdgeWith("subscriptions", sqlgraph.WrapFunc(func(s *sql.Selector) {
 		for _, p := range preds {
 			p(s)
 		}

@@ -6,6 +6,7 @@ import (
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
+	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
 	"context"
 
@@ -435,6 +436,207 @@ func newPaymentPaginateArgs(rv map[string]any) *paymentPaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *SubscriptionQuery) CollectFields(ctx context.Context, satisfies ...string) (*SubscriptionQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *SubscriptionQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(subscription.Columns))
+		selectedFields = []string{subscription.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "workspace":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&WorkspaceClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, workspaceImplementors)...); err != nil {
+				return err
+			}
+			_q.withWorkspace = query
+			if _, ok := fieldSeen[subscription.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldWorkspaceID)
+				fieldSeen[subscription.FieldWorkspaceID] = struct{}{}
+			}
+		case "workspaceID":
+			if _, ok := fieldSeen[subscription.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldWorkspaceID)
+				fieldSeen[subscription.FieldWorkspaceID] = struct{}{}
+			}
+		case "createTime":
+			if _, ok := fieldSeen[subscription.FieldCreateTime]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldCreateTime)
+				fieldSeen[subscription.FieldCreateTime] = struct{}{}
+			}
+		case "updateTime":
+			if _, ok := fieldSeen[subscription.FieldUpdateTime]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldUpdateTime)
+				fieldSeen[subscription.FieldUpdateTime] = struct{}{}
+			}
+		case "stripeSubscriptionID":
+			if _, ok := fieldSeen[subscription.FieldStripeSubscriptionID]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldStripeSubscriptionID)
+				fieldSeen[subscription.FieldStripeSubscriptionID] = struct{}{}
+			}
+		case "requestKey":
+			if _, ok := fieldSeen[subscription.FieldRequestKey]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldRequestKey)
+				fieldSeen[subscription.FieldRequestKey] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[subscription.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldStatus)
+				fieldSeen[subscription.FieldStatus] = struct{}{}
+			}
+		case "plan":
+			if _, ok := fieldSeen[subscription.FieldPlan]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldPlan)
+				fieldSeen[subscription.FieldPlan] = struct{}{}
+			}
+		case "lookupKey":
+			if _, ok := fieldSeen[subscription.FieldLookupKey]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldLookupKey)
+				fieldSeen[subscription.FieldLookupKey] = struct{}{}
+			}
+		case "priceID":
+			if _, ok := fieldSeen[subscription.FieldPriceID]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldPriceID)
+				fieldSeen[subscription.FieldPriceID] = struct{}{}
+			}
+		case "stripeItemID":
+			if _, ok := fieldSeen[subscription.FieldStripeItemID]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldStripeItemID)
+				fieldSeen[subscription.FieldStripeItemID] = struct{}{}
+			}
+		case "quantity":
+			if _, ok := fieldSeen[subscription.FieldQuantity]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldQuantity)
+				fieldSeen[subscription.FieldQuantity] = struct{}{}
+			}
+		case "features":
+			if _, ok := fieldSeen[subscription.FieldFeatures]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldFeatures)
+				fieldSeen[subscription.FieldFeatures] = struct{}{}
+			}
+		case "criticalFeatures":
+			if _, ok := fieldSeen[subscription.FieldCriticalFeatures]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldCriticalFeatures)
+				fieldSeen[subscription.FieldCriticalFeatures] = struct{}{}
+			}
+		case "currentPeriodStart":
+			if _, ok := fieldSeen[subscription.FieldCurrentPeriodStart]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldCurrentPeriodStart)
+				fieldSeen[subscription.FieldCurrentPeriodStart] = struct{}{}
+			}
+		case "currentPeriodEnd":
+			if _, ok := fieldSeen[subscription.FieldCurrentPeriodEnd]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldCurrentPeriodEnd)
+				fieldSeen[subscription.FieldCurrentPeriodEnd] = struct{}{}
+			}
+		case "cancelAtPeriodEnd":
+			if _, ok := fieldSeen[subscription.FieldCancelAtPeriodEnd]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldCancelAtPeriodEnd)
+				fieldSeen[subscription.FieldCancelAtPeriodEnd] = struct{}{}
+			}
+		case "canceledAt":
+			if _, ok := fieldSeen[subscription.FieldCanceledAt]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldCanceledAt)
+				fieldSeen[subscription.FieldCanceledAt] = struct{}{}
+			}
+		case "trialEnd":
+			if _, ok := fieldSeen[subscription.FieldTrialEnd]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldTrialEnd)
+				fieldSeen[subscription.FieldTrialEnd] = struct{}{}
+			}
+		case "lastEventAt":
+			if _, ok := fieldSeen[subscription.FieldLastEventAt]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldLastEventAt)
+				fieldSeen[subscription.FieldLastEventAt] = struct{}{}
+			}
+		case "lastEventID":
+			if _, ok := fieldSeen[subscription.FieldLastEventID]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldLastEventID)
+				fieldSeen[subscription.FieldLastEventID] = struct{}{}
+			}
+		case "createdBy":
+			if _, ok := fieldSeen[subscription.FieldCreatedBy]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldCreatedBy)
+				fieldSeen[subscription.FieldCreatedBy] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type subscriptionPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []SubscriptionPaginateOption
+}
+
+func newSubscriptionPaginateArgs(rv map[string]any) *subscriptionPaginateArgs {
+	args := &subscriptionPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &SubscriptionOrder{Field: &SubscriptionOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithSubscriptionOrder(order))
+			}
+		case *SubscriptionOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithSubscriptionOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *WorkspaceQuery) CollectFields(ctx context.Context, satisfies ...string) (*WorkspaceQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -494,6 +696,19 @@ func (_q *WorkspaceQuery) collectField(ctx context.Context, oneNode bool, opCtx 
 			_q.WithNamedCheckoutSessions(alias, func(wq *CheckoutSessionQuery) {
 				*wq = *query
 			})
+
+		case "subscriptions":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&SubscriptionClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, subscriptionImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedSubscriptions(alias, func(wq *SubscriptionQuery) {
+				*wq = *query
+			})
 		case "createTime":
 			if _, ok := fieldSeen[workspace.FieldCreateTime]; !ok {
 				selectedFields = append(selectedFields, workspace.FieldCreateTime)
@@ -513,6 +728,11 @@ func (_q *WorkspaceQuery) collectField(ctx context.Context, oneNode bool, opCtx 
 			if _, ok := fieldSeen[workspace.FieldStripeCustomerID]; !ok {
 				selectedFields = append(selectedFields, workspace.FieldStripeCustomerID)
 				fieldSeen[workspace.FieldStripeCustomerID] = struct{}{}
+			}
+		case "billingVersion":
+			if _, ok := fieldSeen[workspace.FieldBillingVersion]; !ok {
+				selectedFields = append(selectedFields, workspace.FieldBillingVersion)
+				fieldSeen[workspace.FieldBillingVersion] = struct{}{}
 			}
 		case "id":
 		case "__typename":

@@ -32,6 +32,14 @@ func (_m *Payment) Workspace(ctx context.Context) (*Workspace, error) {
 	return result, err
 }
 
+func (_m *Subscription) Workspace(ctx context.Context) (*Workspace, error) {
+	result, err := _m.Edges.WorkspaceOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryWorkspace().Only(ctx)
+	}
+	return result, err
+}
+
 func (_m *Workspace) Memberships(ctx context.Context) (result []*Membership, err error) {
 	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
 		result, err = _m.NamedMemberships(graphql.GetFieldContext(ctx).Field.Alias)
@@ -64,6 +72,18 @@ func (_m *Workspace) CheckoutSessions(ctx context.Context) (result []*CheckoutSe
 	}
 	if IsNotLoaded(err) {
 		result, err = _m.QueryCheckoutSessions().All(ctx)
+	}
+	return result, err
+}
+
+func (_m *Workspace) Subscriptions(ctx context.Context) (result []*Subscription, err error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
+		result, err = _m.NamedSubscriptions(graphql.GetFieldContext(ctx).Field.Alias)
+	} else {
+		result, err = _m.Edges.SubscriptionsOrErr()
+	}
+	if IsNotLoaded(err) {
+		result, err = _m.QuerySubscriptions().All(ctx)
 	}
 	return result, err
 }

@@ -6,6 +6,7 @@ import (
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
+	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
 	"context"
 	"errors"
@@ -938,6 +939,302 @@ func (_m *Payment) ToEdge(order *PaymentOrder) *PaymentEdge {
 		order = DefaultPaymentOrder
 	}
 	return &PaymentEdge{
+		Node:   _m,
+		Cursor: order.Field.toCursor(_m),
+	}
+}
+
+// SubscriptionEdge is the edge representation of Subscription.
+type SubscriptionEdge struct {
+	Node   *Subscription `json:"node"`
+	Cursor Cursor        `json:"cursor"`
+}
+
+// SubscriptionConnection is the connection containing edges to Subscription.
+type SubscriptionConnection struct {
+	Edges      []*SubscriptionEdge `json:"edges"`
+	PageInfo   PageInfo            `json:"pageInfo"`
+	TotalCount int                 `json:"totalCount"`
+}
+
+func (c *SubscriptionConnection) build(nodes []*Subscription, pager *subscriptionPager, after *Cursor, first *int, before *Cursor, last *int) {
+	c.PageInfo.HasNextPage = before != nil
+	c.PageInfo.HasPreviousPage = after != nil
+	if first != nil && *first+1 == len(nodes) {
+		c.PageInfo.HasNextPage = true
+		nodes = nodes[:len(nodes)-1]
+	} else if last != nil && *last+1 == len(nodes) {
+		c.PageInfo.HasPreviousPage = true
+		nodes = nodes[:len(nodes)-1]
+	}
+	var nodeAt func(int) *Subscription
+	if last != nil {
+		n := len(nodes) - 1
+		nodeAt = func(i int) *Subscription {
+			return nodes[n-i]
+		}
+	} else {
+		nodeAt = func(i int) *Subscription {
+			return nodes[i]
+		}
+	}
+	c.Edges = make([]*SubscriptionEdge, len(nodes))
+	for i := range nodes {
+		node := nodeAt(i)
+		c.Edges[i] = &SubscriptionEdge{
+			Node:   node,
+			Cursor: pager.toCursor(node),
+		}
+	}
+	if l := len(c.Edges); l > 0 {
+		c.PageInfo.StartCursor = &c.Edges[0].Cursor
+		c.PageInfo.EndCursor = &c.Edges[l-1].Cursor
+	}
+	if c.TotalCount == 0 {
+		c.TotalCount = len(nodes)
+	}
+}
+
+// SubscriptionPaginateOption enables pagination customization.
+type SubscriptionPaginateOption func(*subscriptionPager) error
+
+// WithSubscriptionOrder configures pagination ordering.
+func WithSubscriptionOrder(order *SubscriptionOrder) SubscriptionPaginateOption {
+	if order == nil {
+		order = DefaultSubscriptionOrder
+	}
+	o := *order
+	return func(pager *subscriptionPager) error {
+		if err := o.Direction.Validate(); err != nil {
+			return err
+		}
+		if o.Field == nil {
+			o.Field = DefaultSubscriptionOrder.Field
+		}
+		pager.order = &o
+		return nil
+	}
+}
+
+// WithSubscriptionFilter configures pagination filter.
+func WithSubscriptionFilter(filter func(*SubscriptionQuery) (*SubscriptionQuery, error)) SubscriptionPaginateOption {
+	return func(pager *subscriptionPager) error {
+		if filter == nil {
+			return errors.New("SubscriptionQuery filter cannot be nil")
+		}
+		pager.filter = filter
+		return nil
+	}
+}
+
+type subscriptionPager struct {
+	reverse bool
+	order   *SubscriptionOrder
+	filter  func(*SubscriptionQuery) (*SubscriptionQuery, error)
+}
+
+func newSubscriptionPager(opts []SubscriptionPaginateOption, reverse bool) (*subscriptionPager, error) {
+	pager := &subscriptionPager{reverse: reverse}
+	for _, opt := range opts {
+		if err := opt(pager); err != nil {
+			return nil, err
+		}
+	}
+	if pager.order == nil {
+		pager.order = DefaultSubscriptionOrder
+	}
+	return pager, nil
+}
+
+func (p *subscriptionPager) applyFilter(query *SubscriptionQuery) (*SubscriptionQuery, error) {
+	if p.filter != nil {
+		return p.filter(query)
+	}
+	return query, nil
+}
+
+func (p *subscriptionPager) toCursor(_m *Subscription) Cursor {
+	return p.order.Field.toCursor(_m)
+}
+
+func (p *subscriptionPager) applyCursors(query *SubscriptionQuery, after, before *Cursor) (*SubscriptionQuery, error) {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	for _, predicate := range entgql.CursorsPredicate(after, before, DefaultSubscriptionOrder.Field.column, p.order.Field.column, direction) {
+		query = query.Where(predicate)
+	}
+	return query, nil
+}
+
+func (p *subscriptionPager) applyOrder(query *SubscriptionQuery) *SubscriptionQuery {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	query = query.Order(p.order.Field.toTerm(direction.OrderTermOption()))
+	if p.order.Field != DefaultSubscriptionOrder.Field {
+		query = query.Order(DefaultSubscriptionOrder.Field.toTerm(direction.OrderTermOption()))
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return query
+}
+
+func (p *subscriptionPager) orderExpr(query *SubscriptionQuery) sql.Querier {
+	direction := p.order.Direction
+	if p.reverse {
+		direction = direction.Reverse()
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(p.order.Field.column)
+	}
+	return sql.ExprFunc(func(b *sql.Builder) {
+		b.Ident(p.order.Field.column).Pad().WriteString(string(direction))
+		if p.order.Field != DefaultSubscriptionOrder.Field {
+			b.Comma().Ident(DefaultSubscriptionOrder.Field.column).Pad().WriteString(string(direction))
+		}
+	})
+}
+
+// Paginate executes the query and returns a relay based cursor connection to Subscription.
+func (_m *SubscriptionQuery) Paginate(
+	ctx context.Context, after *Cursor, first *int,
+	before *Cursor, last *int, opts ...SubscriptionPaginateOption,
+) (*SubscriptionConnection, error) {
+	if err := validateFirstLast(first, last); err != nil {
+		return nil, err
+	}
+	pager, err := newSubscriptionPager(opts, last != nil)
+	if err != nil {
+		return nil, err
+	}
+	if _m, err = pager.applyFilter(_m); err != nil {
+		return nil, err
+	}
+	conn := &SubscriptionConnection{Edges: []*SubscriptionEdge{}}
+	ignoredEdges := !hasCollectedField(ctx, edgesField)
+	if hasCollectedField(ctx, totalCountField) || hasCollectedField(ctx, pageInfoField) {
+		hasPagination := after != nil || first != nil || before != nil || last != nil
+		if hasPagination || ignoredEdges {
+			c := _m.Clone()
+			c.ctx.Fields = nil
+			if conn.TotalCount, err = c.Count(ctx); err != nil {
+				return nil, err
+			}
+			conn.PageInfo.HasNextPage = first != nil && conn.TotalCount > 0
+			conn.PageInfo.HasPreviousPage = last != nil && conn.TotalCount > 0
+		}
+	}
+	if ignoredEdges || (first != nil && *first == 0) || (last != nil && *last == 0) {
+		return conn, nil
+	}
+	if _m, err = pager.applyCursors(_m, after, before); err != nil {
+		return nil, err
+	}
+	limit := paginateLimit(first, last)
+	if limit != 0 {
+		_m.Limit(limit)
+	}
+	if field := collectedField(ctx, edgesField, nodeField); field != nil {
+		if err := _m.collectField(ctx, limit == 1, graphql.GetOperationContext(ctx), *field, []string{edgesField, nodeField}); err != nil {
+			return nil, err
+		}
+	}
+	_m = pager.applyOrder(_m)
+	nodes, err := _m.All(ctx)
+	if err != nil {
+		return nil, err
+	}
+	conn.build(nodes, pager, after, first, before, last)
+	return conn, nil
+}
+
+var (
+	// SubscriptionOrderFieldCreateTime orders Subscription by create_time.
+	SubscriptionOrderFieldCreateTime = &SubscriptionOrderField{
+		Value: func(_m *Subscription) (ent.Value, error) {
+			return _m.CreateTime, nil
+		},
+		column: subscription.FieldCreateTime,
+		toTerm: subscription.ByCreateTime,
+		toCursor: func(_m *Subscription) Cursor {
+			return Cursor{
+				ID:    _m.ID,
+				Value: _m.CreateTime,
+			}
+		},
+	}
+)
+
+// String implement fmt.Stringer interface.
+func (f SubscriptionOrderField) String() string {
+	var str string
+	switch f.column {
+	case SubscriptionOrderFieldCreateTime.column:
+		str = "CREATE_TIME"
+	}
+	return str
+}
+
+// MarshalGQL implements graphql.Marshaler interface.
+func (f SubscriptionOrderField) MarshalGQL(w io.Writer) {
+	io.WriteString(w, strconv.Quote(f.String()))
+}
+
+// UnmarshalGQL implements graphql.Unmarshaler interface.
+func (f *SubscriptionOrderField) UnmarshalGQL(v interface{}) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("SubscriptionOrderField %T must be a string", v)
+	}
+	switch str {
+	case "CREATE_TIME":
+		*f = *SubscriptionOrderFieldCreateTime
+	default:
+		return fmt.Errorf("%s is not a valid SubscriptionOrderField", str)
+	}
+	return nil
+}
+
+// SubscriptionOrderField defines the ordering field of Subscription.
+type SubscriptionOrderField struct {
+	// Value extracts the ordering value from the given Subscription.
+	Value    func(*Subscription) (ent.Value, error)
+	column   string // field or computed.
+	toTerm   func(...sql.OrderTermOption) subscription.OrderOption
+	toCursor func(*Subscription) Cursor
+}
+
+// SubscriptionOrder defines the ordering of Subscription.
+type SubscriptionOrder struct {
+	Direction OrderDirection          `json:"direction"`
+	Field     *SubscriptionOrderField `json:"field"`
+}
+
+// DefaultSubscriptionOrder is the default ordering of Subscription.
+var DefaultSubscriptionOrder = &SubscriptionOrder{
+	Direction: entgql.OrderDirectionAsc,
+	Field: &SubscriptionOrderField{
+		Value: func(_m *Subscription) (ent.Value, error) {
+			return _m.ID, nil
+		},
+		column: subscription.FieldID,
+		toTerm: subscription.ByID,
+		toCursor: func(_m *Subscription) Cursor {
+			return Cursor{ID: _m.ID}
+		},
+	},
+}
+
+// ToEdge converts Subscription into SubscriptionEdge.
+func (_m *Subscription) ToEdge(order *SubscriptionOrder) *SubscriptionEdge {
+	if order == nil {
+		order = DefaultSubscriptionOrder
+	}
+	return &SubscriptionEdge{
 		Node:   _m,
 		Cursor: order.Field.toCursor(_m),
 	}

@@ -18,6 +18,8 @@ type Tx struct {
 	Membership *MembershipClient
 	// Payment is the client for interacting with the Payment builders.
 	Payment *PaymentClient
+	// Subscription is the client for interacting with the Subscription builders.
+	Subscription *SubscriptionClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
 	// Workspace is the client for interacting with the Workspace builders.
@@ -156,6 +158,7 @@ func (tx *Tx) init() {
 	tx.CheckoutSession = NewCheckoutSessionClient(tx.config)
 	tx.Membership = NewMembershipClient(tx.config)
 	tx.Payment = NewPaymentClient(tx.config)
+	tx.Subscription = NewSubscriptionClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 	tx.Workspace = NewWorkspaceClient(tx.config)
 }

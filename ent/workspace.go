@@ -26,6 +26,8 @@ type Workspace struct {
 	Name string `json:"name,omitempty"`
 	// StripeCustomerID holds the value of the "stripe_customer_id" field.
 	StripeCustomerID *string `json:"stripe_customer_id,omitempty"`
+	// BillingVersion holds the value of the "billing_version" field.
+	BillingVersion int64 `json:"billing_version,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the WorkspaceQuery when eager-loading is set.
 	Edges        WorkspaceEdges `json:"edges"`
@@ -40,15 +42,18 @@ type WorkspaceEdges struct {
 	Payments []*Payment `json:"payments,omitempty"`
 	// CheckoutSessions holds the value of the checkout_sessions edge.
 	CheckoutSessions []*CheckoutSession `json:"checkout_sessions,omitempty"`
+	// Subscriptions holds the value of the subscriptions edge.
+	Subscriptions []*Subscription `json:"subscriptions,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [3]bool
+	loadedTypes [4]bool
 	// totalCount holds the count of the edges above.
-	totalCount [3]map[string]int
+	totalCount [4]map[string]int
 
 	namedMemberships      map[string][]*Membership
 	namedPayments         map[string][]*Payment
 	namedCheckoutSessions map[string][]*CheckoutSession
+	namedSubscriptions    map[string][]*Subscription
 }
 
 // MembershipsOrErr returns the Memberships value or an error if the edge
@@ -78,11 +83,22 @@ func (e WorkspaceEdges) CheckoutSessionsOrErr() ([]*CheckoutSession, error) {
 	return nil, &NotLoadedError{edge: "checkout_sessions"}
 }
 
+// SubscriptionsOrErr returns the Subscriptions value or an error if the edge
+// was not loaded in eager-loading.
+func (e WorkspaceEdges) SubscriptionsOrErr() ([]*Subscription, error) {
+	if e.loadedTypes[3] {
+		return e.Subscriptions, nil
+	}
+	return nil, &NotLoadedError{edge: "subscriptions"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*Workspace) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
+		case workspace.FieldBillingVersion:
+			values[i] = new(sql.NullInt64)
 		case workspace.FieldName, workspace.FieldStripeCustomerID:
 			values[i] = new(sql.NullString)
 		case workspace.FieldCreateTime, workspace.FieldUpdateTime:
@@ -135,6 +151,12 @@ func (_m *Workspace) assignValues(columns []string, values []any) error {
 				_m.StripeCustomerID = new(string)
 				*_m.StripeCustomerID = value.String
 			}
+		case workspace.FieldBillingVersion:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field billing_version", values[i])
+			} else if value.Valid {
+				_m.BillingVersion = value.Int64
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -161,6 +183,11 @@ func (_m *Workspace) QueryPayments() *PaymentQuery {
 // QueryCheckoutSessions queries the "checkout_sessions" edge of the Workspace entity.
 func (_m *Workspace) QueryCheckoutSessions() *CheckoutSessionQuery {
 	return NewWorkspaceClient(_m.config).QueryCheckoutSessions(_m)
+}
+
+// QuerySubscriptions queries the "subscriptions" edge of the Workspace entity.
+func (_m *Workspace) QuerySubscriptions() *SubscriptionQuery {
+	return NewWorkspaceClient(_m.config).QuerySubscriptions(_m)
 }
 
 // Update returns a builder for updating this Workspace.
@@ -199,6 +226,9 @@ func (_m *Workspace) String() string {
 		builder.WriteString("stripe_customer_id=")
 		builder.WriteString(*v)
 	}
+	builder.WriteString(", ")
+	builder.WriteString("billing_version=")
+	builder.WriteString(fmt.Sprintf("%v", _m.BillingVersion))
 	builder.WriteByte(')')
 	return builder.String()
 }
@@ -272,6 +302,30 @@ func (_m *Workspace) appendNamedCheckoutSessions(name string, edges ...*Checkout
 		_m.Edges.namedCheckoutSessions[name] = []*CheckoutSession{}
 	} else {
 		_m.Edges.namedCheckoutSessions[name] = append(_m.Edges.namedCheckoutSessions[name], edges...)
+	}
+}
+
+// NamedSubscriptions returns the Subscriptions named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Workspace) NamedSubscriptions(name string) ([]*Subscription, error) {
+	if _m.Edges.namedSubscriptions == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedSubscriptions[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Workspace) appendNamedSubscriptions(name string, edges ...*Subscription) {
+	if _m.Edges.namedSubscriptions == nil {
+		_m.Edges.namedSubscriptions = make(map[string][]*Subscription)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedSubscriptions[name] = []*Subscription{}
+	} else {
+		_m.Edges.namedSubscriptions[name] = append(_m.Edges.namedSubscriptions[name], edges...)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
+	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
 	"context"
 	"errors"
@@ -75,6 +76,20 @@ func (_c *WorkspaceCreate) SetNillableStripeCustomerID(v *string) *WorkspaceCrea
 	return _c
 }
 
+// SetBillingVersion sets the "billing_version" field.
+func (_c *WorkspaceCreate) SetBillingVersion(v int64) *WorkspaceCreate {
+	_c.mutation.SetBillingVersion(v)
+	return _c
+}
+
+// SetNillableBillingVersion sets the "billing_version" field if the given value is not nil.
+func (_c *WorkspaceCreate) SetNillableBillingVersion(v *int64) *WorkspaceCreate {
+	if v != nil {
+		_c.SetBillingVersion(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *WorkspaceCreate) SetID(v uuid.UUID) *WorkspaceCreate {
 	_c.mutation.SetID(v)
@@ -134,6 +149,21 @@ func (_c *WorkspaceCreate) AddCheckoutSessions(v ...*CheckoutSession) *Workspace
 	return _c.AddCheckoutSessionIDs(ids...)
 }
 
+// AddSubscriptionIDs adds the "subscriptions" edge to the Subscription entity by IDs.
+func (_c *WorkspaceCreate) AddSubscriptionIDs(ids ...uuid.UUID) *WorkspaceCreate {
+	_c.mutation.AddSubscriptionIDs(ids...)
+	return _c
+}
+
+// AddSubscriptions adds the "subscriptions" edges to the Subscription entity.
+func (_c *WorkspaceCreate) AddSubscriptions(v ...*Subscription) *WorkspaceCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddSubscriptionIDs(ids...)
+}
+
 // Mutation returns the WorkspaceMutation object of the builder.
 func (_c *WorkspaceCreate) Mutation() *WorkspaceMutation {
 	return _c.mutation
@@ -185,6 +215,10 @@ func (_c *WorkspaceCreate) defaults() error {
 		v := workspace.DefaultUpdateTime()
 		_c.mutation.SetUpdateTime(v)
 	}
+	if _, ok := _c.mutation.BillingVersion(); !ok {
+		v := workspace.DefaultBillingVersion
+		_c.mutation.SetBillingVersion(v)
+	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if workspace.DefaultID == nil {
 			return fmt.Errorf("ent: uninitialized workspace.DefaultID (forgotten import ent/runtime?)")
@@ -215,6 +249,9 @@ func (_c *WorkspaceCreate) check() error {
 		if err := workspace.StripeCustomerIDValidator(v); err != nil {
 			return &ValidationError{Name: "stripe_customer_id", err: fmt.Errorf(`ent: validator failed for field "Workspace.stripe_customer_id": %w`, err)}
 		}
+	}
+	if _, ok := _c.mutation.BillingVersion(); !ok {
+		return &ValidationError{Name: "billing_version", err: errors.New(`ent: missing required field "Workspace.billing_version"`)}
 	}
 	return nil
 }
@@ -268,6 +305,10 @@ func (_c *WorkspaceCreate) createSpec() (*Workspace, *sqlgraph.CreateSpec) {
 		_spec.SetField(workspace.FieldStripeCustomerID, field.TypeString, value)
 		_node.StripeCustomerID = &value
 	}
+	if value, ok := _c.mutation.BillingVersion(); ok {
+		_spec.SetField(workspace.FieldBillingVersion, field.TypeInt64, value)
+		_node.BillingVersion = value
+	}
 	if nodes := _c.mutation.MembershipsIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -309,6 +350,22 @@ func (_c *WorkspaceCreate) createSpec() (*Workspace, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(checkoutsession.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.SubscriptionsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.SubscriptionsTable,
+			Columns: []string{workspace.SubscriptionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(subscription.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {
@@ -410,6 +467,24 @@ func (u *WorkspaceUpsert) ClearStripeCustomerID() *WorkspaceUpsert {
 	return u
 }
 
+// SetBillingVersion sets the "billing_version" field.
+func (u *WorkspaceUpsert) SetBillingVersion(v int64) *WorkspaceUpsert {
+	u.Set(workspace.FieldBillingVersion, v)
+	return u
+}
+
+// UpdateBillingVersion sets the "billing_version" field to the value that was provided on create.
+func (u *WorkspaceUpsert) UpdateBillingVersion() *WorkspaceUpsert {
+	u.SetExcluded(workspace.FieldBillingVersion)
+	return u
+}
+
+// AddBillingVersion adds v to the "billing_version" field.
+func (u *WorkspaceUpsert) AddBillingVersion(v int64) *WorkspaceUpsert {
+	u.Add(workspace.FieldBillingVersion, v)
+	return u
+}
+
 // UpdateNewValues updates the mutable fields using the new values that were set on create except the ID field.
 // Using this option is equivalent to using:
 //
@@ -507,6 +582,27 @@ func (u *WorkspaceUpsertOne) UpdateStripeCustomerID() *WorkspaceUpsertOne {
 func (u *WorkspaceUpsertOne) ClearStripeCustomerID() *WorkspaceUpsertOne {
 	return u.Update(func(s *WorkspaceUpsert) {
 		s.ClearStripeCustomerID()
+	})
+}
+
+// SetBillingVersion sets the "billing_version" field.
+func (u *WorkspaceUpsertOne) SetBillingVersion(v int64) *WorkspaceUpsertOne {
+	return u.Update(func(s *WorkspaceUpsert) {
+		s.SetBillingVersion(v)
+	})
+}
+
+// AddBillingVersion adds v to the "billing_version" field.
+func (u *WorkspaceUpsertOne) AddBillingVersion(v int64) *WorkspaceUpsertOne {
+	return u.Update(func(s *WorkspaceUpsert) {
+		s.AddBillingVersion(v)
+	})
+}
+
+// UpdateBillingVersion sets the "billing_version" field to the value that was provided on create.
+func (u *WorkspaceUpsertOne) UpdateBillingVersion() *WorkspaceUpsertOne {
+	return u.Update(func(s *WorkspaceUpsert) {
+		s.UpdateBillingVersion()
 	})
 }
 
@@ -774,6 +870,27 @@ func (u *WorkspaceUpsertBulk) UpdateStripeCustomerID() *WorkspaceUpsertBulk {
 func (u *WorkspaceUpsertBulk) ClearStripeCustomerID() *WorkspaceUpsertBulk {
 	return u.Update(func(s *WorkspaceUpsert) {
 		s.ClearStripeCustomerID()
+	})
+}
+
+// SetBillingVersion sets the "billing_version" field.
+func (u *WorkspaceUpsertBulk) SetBillingVersion(v int64) *WorkspaceUpsertBulk {
+	return u.Update(func(s *WorkspaceUpsert) {
+		s.SetBillingVersion(v)
+	})
+}
+
+// AddBillingVersion adds v to the "billing_version" field.
+func (u *WorkspaceUpsertBulk) AddBillingVersion(v int64) *WorkspaceUpsertBulk {
+	return u.Update(func(s *WorkspaceUpsert) {
+		s.AddBillingVersion(v)
+	})
+}
+
+// UpdateBillingVersion sets the "billing_version" field to the value that was provided on create.
+func (u *WorkspaceUpsertBulk) UpdateBillingVersion() *WorkspaceUpsertBulk {
+	return u.Update(func(s *WorkspaceUpsert) {
+		s.UpdateBillingVersion()
 	})
 }
 

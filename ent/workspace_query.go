@@ -7,6 +7,7 @@ import (
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
+	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
 	"context"
 	"database/sql/driver"
@@ -32,11 +33,13 @@ type WorkspaceQuery struct {
 	withMemberships           *MembershipQuery
 	withPayments              *PaymentQuery
 	withCheckoutSessions      *CheckoutSessionQuery
+	withSubscriptions         *SubscriptionQuery
 	loadTotal                 []func(context.Context, []*Workspace) error
 	modifiers                 []func(*sql.Selector)
 	withNamedMemberships      map[string]*MembershipQuery
 	withNamedPayments         map[string]*PaymentQuery
 	withNamedCheckoutSessions map[string]*CheckoutSessionQuery
+	withNamedSubscriptions    map[string]*SubscriptionQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -132,6 +135,28 @@ func (_q *WorkspaceQuery) QueryCheckoutSessions() *CheckoutSessionQuery {
 			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
 			sqlgraph.To(checkoutsession.Table, checkoutsession.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, workspace.CheckoutSessionsTable, workspace.CheckoutSessionsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QuerySubscriptions chains the current query on the "subscriptions" edge.
+func (_q *WorkspaceQuery) QuerySubscriptions() *SubscriptionQuery {
+	query := (&SubscriptionClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
+			sqlgraph.To(subscription.Table, subscription.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, workspace.SubscriptionsTable, workspace.SubscriptionsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -334,6 +359,7 @@ func (_q *WorkspaceQuery) Clone() *WorkspaceQuery {
 		withMemberships:      _q.withMemberships.Clone(),
 		withPayments:         _q.withPayments.Clone(),
 		withCheckoutSessions: _q.withCheckoutSessions.Clone(),
+		withSubscriptions:    _q.withSubscriptions.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -370,6 +396,17 @@ func (_q *WorkspaceQuery) WithCheckoutSessions(opts ...func(*CheckoutSessionQuer
 		opt(query)
 	}
 	_q.withCheckoutSessions = query
+	return _q
+}
+
+// WithSubscriptions tells the query-builder to eager-load the nodes that are connected to
+// the "subscriptions" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithSubscriptions(opts ...func(*SubscriptionQuery)) *WorkspaceQuery {
+	query := (&SubscriptionClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withSubscriptions = query
 	return _q
 }
 
@@ -457,10 +494,11 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 	var (
 		nodes       = []*Workspace{}
 		_spec       = _q.querySpec()
-		loadedTypes = [3]bool{
+		loadedTypes = [4]bool{
 			_q.withMemberships != nil,
 			_q.withPayments != nil,
 			_q.withCheckoutSessions != nil,
+			_q.withSubscriptions != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -505,6 +543,13 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 			return nil, err
 		}
 	}
+	if query := _q.withSubscriptions; query != nil {
+		if err := _q.loadSubscriptions(ctx, query, nodes,
+			func(n *Workspace) { n.Edges.Subscriptions = []*Subscription{} },
+			func(n *Workspace, e *Subscription) { n.Edges.Subscriptions = append(n.Edges.Subscriptions, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedMemberships {
 		if err := _q.loadMemberships(ctx, query, nodes,
 			func(n *Workspace) { n.appendNamedMemberships(name) },
@@ -523,6 +568,13 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 		if err := _q.loadCheckoutSessions(ctx, query, nodes,
 			func(n *Workspace) { n.appendNamedCheckoutSessions(name) },
 			func(n *Workspace, e *CheckoutSession) { n.appendNamedCheckoutSessions(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedSubscriptions {
+		if err := _q.loadSubscriptions(ctx, query, nodes,
+			func(n *Workspace) { n.appendNamedSubscriptions(name) },
+			func(n *Workspace, e *Subscription) { n.appendNamedSubscriptions(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -609,6 +661,36 @@ func (_q *WorkspaceQuery) loadCheckoutSessions(ctx context.Context, query *Check
 	}
 	query.Where(predicate.CheckoutSession(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(workspace.CheckoutSessionsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.WorkspaceID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "workspace_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *WorkspaceQuery) loadSubscriptions(ctx context.Context, query *SubscriptionQuery, nodes []*Workspace, init func(*Workspace), assign func(*Workspace, *Subscription)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Workspace)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(subscription.FieldWorkspaceID)
+	}
+	query.Where(predicate.Subscription(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(workspace.SubscriptionsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {
@@ -777,6 +859,20 @@ func (_q *WorkspaceQuery) WithNamedCheckoutSessions(name string, opts ...func(*C
 		_q.withNamedCheckoutSessions = make(map[string]*CheckoutSessionQuery)
 	}
 	_q.withNamedCheckoutSessions[name] = query
+	return _q
+}
+
+// WithNamedSubscriptions tells the query-builder to eager-load the nodes that are connected to the "subscriptions"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithNamedSubscriptions(name string, opts ...func(*SubscriptionQuery)) *WorkspaceQuery {
+	query := (&SubscriptionClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedSubscriptions == nil {
+		_q.withNamedSubscriptions = make(map[string]*SubscriptionQuery)
+	}
+	_q.withNamedSubscriptions[name] = query
 	return _q
 }
 

@@ -7,6 +7,7 @@ import (
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
+	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
 	"context"
 	"errors"
@@ -72,6 +73,27 @@ func (_u *WorkspaceUpdate) ClearStripeCustomerID() *WorkspaceUpdate {
 	return _u
 }
 
+// SetBillingVersion sets the "billing_version" field.
+func (_u *WorkspaceUpdate) SetBillingVersion(v int64) *WorkspaceUpdate {
+	_u.mutation.ResetBillingVersion()
+	_u.mutation.SetBillingVersion(v)
+	return _u
+}
+
+// SetNillableBillingVersion sets the "billing_version" field if the given value is not nil.
+func (_u *WorkspaceUpdate) SetNillableBillingVersion(v *int64) *WorkspaceUpdate {
+	if v != nil {
+		_u.SetBillingVersion(*v)
+	}
+	return _u
+}
+
+// AddBillingVersion adds value to the "billing_version" field.
+func (_u *WorkspaceUpdate) AddBillingVersion(v int64) *WorkspaceUpdate {
+	_u.mutation.AddBillingVersion(v)
+	return _u
+}
+
 // AddMembershipIDs adds the "memberships" edge to the Membership entity by IDs.
 func (_u *WorkspaceUpdate) AddMembershipIDs(ids ...uuid.UUID) *WorkspaceUpdate {
 	_u.mutation.AddMembershipIDs(ids...)
@@ -115,6 +137,21 @@ func (_u *WorkspaceUpdate) AddCheckoutSessions(v ...*CheckoutSession) *Workspace
 		ids[i] = v[i].ID
 	}
 	return _u.AddCheckoutSessionIDs(ids...)
+}
+
+// AddSubscriptionIDs adds the "subscriptions" edge to the Subscription entity by IDs.
+func (_u *WorkspaceUpdate) AddSubscriptionIDs(ids ...uuid.UUID) *WorkspaceUpdate {
+	_u.mutation.AddSubscriptionIDs(ids...)
+	return _u
+}
+
+// AddSubscriptions adds the "subscriptions" edges to the Subscription entity.
+func (_u *WorkspaceUpdate) AddSubscriptions(v ...*Subscription) *WorkspaceUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddSubscriptionIDs(ids...)
 }
 
 // Mutation returns the WorkspaceMutation object of the builder.
@@ -183,6 +220,27 @@ func (_u *WorkspaceUpdate) RemoveCheckoutSessions(v ...*CheckoutSession) *Worksp
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveCheckoutSessionIDs(ids...)
+}
+
+// ClearSubscriptions clears all "subscriptions" edges to the Subscription entity.
+func (_u *WorkspaceUpdate) ClearSubscriptions() *WorkspaceUpdate {
+	_u.mutation.ClearSubscriptions()
+	return _u
+}
+
+// RemoveSubscriptionIDs removes the "subscriptions" edge to Subscription entities by IDs.
+func (_u *WorkspaceUpdate) RemoveSubscriptionIDs(ids ...uuid.UUID) *WorkspaceUpdate {
+	_u.mutation.RemoveSubscriptionIDs(ids...)
+	return _u
+}
+
+// RemoveSubscriptions removes "subscriptions" edges to Subscription entities.
+func (_u *WorkspaceUpdate) RemoveSubscriptions(v ...*Subscription) *WorkspaceUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveSubscriptionIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -265,6 +323,12 @@ func (_u *WorkspaceUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.StripeCustomerIDCleared() {
 		_spec.ClearField(workspace.FieldStripeCustomerID, field.TypeString)
+	}
+	if value, ok := _u.mutation.BillingVersion(); ok {
+		_spec.SetField(workspace.FieldBillingVersion, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedBillingVersion(); ok {
+		_spec.AddField(workspace.FieldBillingVersion, field.TypeInt64, value)
 	}
 	if _u.mutation.MembershipsCleared() {
 		edge := &sqlgraph.EdgeSpec{
@@ -401,6 +465,51 @@ func (_u *WorkspaceUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 		}
 		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
+	if _u.mutation.SubscriptionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.SubscriptionsTable,
+			Columns: []string{workspace.SubscriptionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(subscription.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedSubscriptionsIDs(); len(nodes) > 0 && !_u.mutation.SubscriptionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.SubscriptionsTable,
+			Columns: []string{workspace.SubscriptionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(subscription.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.SubscriptionsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.SubscriptionsTable,
+			Columns: []string{workspace.SubscriptionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(subscription.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{workspace.Label}
@@ -461,6 +570,27 @@ func (_u *WorkspaceUpdateOne) ClearStripeCustomerID() *WorkspaceUpdateOne {
 	return _u
 }
 
+// SetBillingVersion sets the "billing_version" field.
+func (_u *WorkspaceUpdateOne) SetBillingVersion(v int64) *WorkspaceUpdateOne {
+	_u.mutation.ResetBillingVersion()
+	_u.mutation.SetBillingVersion(v)
+	return _u
+}
+
+// SetNillableBillingVersion sets the "billing_version" field if the given value is not nil.
+func (_u *WorkspaceUpdateOne) SetNillableBillingVersion(v *int64) *WorkspaceUpdateOne {
+	if v != nil {
+		_u.SetBillingVersion(*v)
+	}
+	return _u
+}
+
+// AddBillingVersion adds value to the "billing_version" field.
+func (_u *WorkspaceUpdateOne) AddBillingVersion(v int64) *WorkspaceUpdateOne {
+	_u.mutation.AddBillingVersion(v)
+	return _u
+}
+
 // AddMembershipIDs adds the "memberships" edge to the Membership entity by IDs.
 func (_u *WorkspaceUpdateOne) AddMembershipIDs(ids ...uuid.UUID) *WorkspaceUpdateOne {
 	_u.mutation.AddMembershipIDs(ids...)
@@ -504,6 +634,21 @@ func (_u *WorkspaceUpdateOne) AddCheckoutSessions(v ...*CheckoutSession) *Worksp
 		ids[i] = v[i].ID
 	}
 	return _u.AddCheckoutSessionIDs(ids...)
+}
+
+// AddSubscriptionIDs adds the "subscriptions" edge to the Subscription entity by IDs.
+func (_u *WorkspaceUpdateOne) AddSubscriptionIDs(ids ...uuid.UUID) *WorkspaceUpdateOne {
+	_u.mutation.AddSubscriptionIDs(ids...)
+	return _u
+}
+
+// AddSubscriptions adds the "subscriptions" edges to the Subscription entity.
+func (_u *WorkspaceUpdateOne) AddSubscriptions(v ...*Subscription) *WorkspaceUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddSubscriptionIDs(ids...)
 }
 
 // Mutation returns the WorkspaceMutation object of the builder.
@@ -572,6 +717,27 @@ func (_u *WorkspaceUpdateOne) RemoveCheckoutSessions(v ...*CheckoutSession) *Wor
 		ids[i] = v[i].ID
 	}
 	return _u.RemoveCheckoutSessionIDs(ids...)
+}
+
+// ClearSubscriptions clears all "subscriptions" edges to the Subscription entity.
+func (_u *WorkspaceUpdateOne) ClearSubscriptions() *WorkspaceUpdateOne {
+	_u.mutation.ClearSubscriptions()
+	return _u
+}
+
+// RemoveSubscriptionIDs removes the "subscriptions" edge to Subscription entities by IDs.
+func (_u *WorkspaceUpdateOne) RemoveSubscriptionIDs(ids ...uuid.UUID) *WorkspaceUpdateOne {
+	_u.mutation.RemoveSubscriptionIDs(ids...)
+	return _u
+}
+
+// RemoveSubscriptions removes "subscriptions" edges to Subscription entities.
+func (_u *WorkspaceUpdateOne) RemoveSubscriptions(v ...*Subscription) *WorkspaceUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveSubscriptionIDs(ids...)
 }
 
 // Where appends a list predicates to the WorkspaceUpdate builder.
@@ -685,6 +851,12 @@ func (_u *WorkspaceUpdateOne) sqlSave(ctx context.Context) (_node *Workspace, er
 	if _u.mutation.StripeCustomerIDCleared() {
 		_spec.ClearField(workspace.FieldStripeCustomerID, field.TypeString)
 	}
+	if value, ok := _u.mutation.BillingVersion(); ok {
+		_spec.SetField(workspace.FieldBillingVersion, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedBillingVersion(); ok {
+		_spec.AddField(workspace.FieldBillingVersion, field.TypeInt64, value)
+	}
 	if _u.mutation.MembershipsCleared() {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.O2M,
@@ -813,6 +985,51 @@ func (_u *WorkspaceUpdateOne) sqlSave(ctx context.Context) (_node *Workspace, er
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(checkoutsession.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
+	}
+	if _u.mutation.SubscriptionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.SubscriptionsTable,
+			Columns: []string{workspace.SubscriptionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(subscription.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedSubscriptionsIDs(); len(nodes) > 0 && !_u.mutation.SubscriptionsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.SubscriptionsTable,
+			Columns: []string{workspace.SubscriptionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(subscription.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.SubscriptionsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.SubscriptionsTable,
+			Columns: []string{workspace.SubscriptionsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(subscription.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

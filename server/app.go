@@ -83,19 +83,25 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("redis: not reachable: %w", err)
 	}
 	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
-	m.Billing = billing.New(m.DB, billing.NewStripe(billing.StripeOptions{
-		SecretKey:  m.Config.Stripe.SecretKey,
-		APIBase:    m.Config.Stripe.APIBase,
-		HTTPClient: m.StripeHTTPClient,
-		Timeout:    m.Config.Stripe.Timeout,
-	}, m.Log), m.Prices, billing.Config{
+	m.Billing = billing.New(billing.Deps{
+		DB: m.DB,
+		Stripe: billing.NewStripe(billing.StripeOptions{
+			SecretKey:  m.Config.Stripe.SecretKey,
+			APIBase:    m.Config.Stripe.APIBase,
+			HTTPClient: m.StripeHTTPClient,
+			Timeout:    m.Config.Stripe.Timeout,
+		}, m.Log),
+		Prices: m.Prices,
+		Status: cache.NewStatus(m.Redis, m.Config.RedisKeyPrefix, m.Log),
+		Log:    m.Log,
+	}, billing.Config{
 		PlanLookupKeys: m.Config.PlanLookupKeys,
 		EagerCustomers: m.Config.CustomerCreation == "workspace",
 		RowLocks:       m.store.Dialect == dialect.Postgres,
 		BaseURL:        m.Config.BaseURL,
 		PublishableKey: m.Config.Stripe.PublishableKey,
 		Mode:           m.Config.StripeMode(),
-	}, m.Log)
+	})
 
 	m.listener, err = net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {

@@ -135,6 +135,57 @@ var (
 			},
 		},
 	}
+	// SubscriptionsColumns holds the columns for the "subscriptions" table.
+	SubscriptionsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+		{Name: "stripe_subscription_id", Type: field.TypeString, Unique: true, Nullable: true, Size: 255},
+		{Name: "request_key", Type: field.TypeString, Unique: true, Nullable: true, Size: 128},
+		{Name: "status", Type: field.TypeString, Size: 64, Default: "creating"},
+		{Name: "plan", Type: field.TypeString, Size: 200},
+		{Name: "lookup_key", Type: field.TypeString, Size: 200},
+		{Name: "price_id", Type: field.TypeString, Size: 255},
+		{Name: "stripe_item_id", Type: field.TypeString, Nullable: true, Size: 255},
+		{Name: "quantity", Type: field.TypeInt64, Default: 1},
+		{Name: "features", Type: field.TypeJSON, Nullable: true},
+		{Name: "critical_features", Type: field.TypeJSON, Nullable: true},
+		{Name: "current_period_start", Type: field.TypeTime, Nullable: true},
+		{Name: "current_period_end", Type: field.TypeTime, Nullable: true},
+		{Name: "cancel_at_period_end", Type: field.TypeBool, Default: false},
+		{Name: "canceled_at", Type: field.TypeTime, Nullable: true},
+		{Name: "trial_end", Type: field.TypeTime, Nullable: true},
+		{Name: "last_event_at", Type: field.TypeTime, Nullable: true},
+		{Name: "last_event_id", Type: field.TypeString, Nullable: true, Size: 255},
+		{Name: "created_by", Type: field.TypeString, Size: 255},
+		{Name: "workspace_id", Type: field.TypeUUID},
+	}
+	// SubscriptionsTable holds the schema information for the "subscriptions" table.
+	SubscriptionsTable = &schema.Table{
+		Name:       "subscriptions",
+		Columns:    SubscriptionsColumns,
+		PrimaryKey: []*schema.Column{SubscriptionsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "subscriptions_workspaces_subscriptions",
+				Columns:    []*schema.Column{SubscriptionsColumns[21]},
+				RefColumns: []*schema.Column{WorkspacesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "subscription_workspace_id",
+				Unique:  false,
+				Columns: []*schema.Column{SubscriptionsColumns[21]},
+			},
+			{
+				Name:    "subscription_workspace_id_create_time",
+				Unique:  false,
+				Columns: []*schema.Column{SubscriptionsColumns[21], SubscriptionsColumns[1]},
+			},
+		},
+	}
 	// UsersColumns holds the columns for the "users" table.
 	UsersColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeString, Size: 255},
@@ -156,6 +207,7 @@ var (
 		{Name: "update_time", Type: field.TypeTime},
 		{Name: "name", Type: field.TypeString, Size: 100},
 		{Name: "stripe_customer_id", Type: field.TypeString, Unique: true, Nullable: true, Size: 255},
+		{Name: "billing_version", Type: field.TypeInt64, Default: 0},
 	}
 	// WorkspacesTable holds the schema information for the "workspaces" table.
 	WorkspacesTable = &schema.Table{
@@ -168,6 +220,7 @@ var (
 		CheckoutSessionsTable,
 		MembershipsTable,
 		PaymentsTable,
+		SubscriptionsTable,
 		UsersTable,
 		WorkspacesTable,
 	}
@@ -178,4 +231,5 @@ func init() {
 	MembershipsTable.ForeignKeys[0].RefTable = UsersTable
 	MembershipsTable.ForeignKeys[1].RefTable = WorkspacesTable
 	PaymentsTable.ForeignKeys[0].RefTable = WorkspacesTable
+	SubscriptionsTable.ForeignKeys[0].RefTable = WorkspacesTable
 }

@@ -15,6 +15,9 @@ type Membership func(*sql.Selector)
 // Payment is the predicate function for payment builders.
 type Payment func(*sql.Selector)
 
+// Subscription is the predicate function for subscription builders.
+type Subscription func(*sql.Selector)
+
 // User is the predicate function for user builders.
 type User func(*sql.Selector)
 

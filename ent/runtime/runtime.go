@@ -7,6 +7,7 @@ import (
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/schema"
+	"billingapi/ent/subscription"
 	"billingapi/ent/user"
 	"billingapi/ent/workspace"
 	"context"
@@ -168,6 +169,82 @@ func init() {
 	paymentDescID := paymentFields[0].Descriptor()
 	// payment.DefaultID holds the default value on creation for the id field.
 	payment.DefaultID = paymentDescID.Default.(func() uuid.UUID)
+	subscriptionMixin := schema.Subscription{}.Mixin()
+	subscription.Policy = privacy.NewPolicies(subscriptionMixin[0], schema.Subscription{})
+	subscription.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := subscription.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	subscriptionMixinFields1 := subscriptionMixin[1].Fields()
+	_ = subscriptionMixinFields1
+	subscriptionFields := schema.Subscription{}.Fields()
+	_ = subscriptionFields
+	// subscriptionDescCreateTime is the schema descriptor for create_time field.
+	subscriptionDescCreateTime := subscriptionMixinFields1[0].Descriptor()
+	// subscription.DefaultCreateTime holds the default value on creation for the create_time field.
+	subscription.DefaultCreateTime = subscriptionDescCreateTime.Default.(func() time.Time)
+	// subscriptionDescUpdateTime is the schema descriptor for update_time field.
+	subscriptionDescUpdateTime := subscriptionMixinFields1[1].Descriptor()
+	// subscription.DefaultUpdateTime holds the default value on creation for the update_time field.
+	subscription.DefaultUpdateTime = subscriptionDescUpdateTime.Default.(func() time.Time)
+	// subscription.UpdateDefaultUpdateTime holds the default value on update for the update_time field.
+	subscription.UpdateDefaultUpdateTime = subscriptionDescUpdateTime.UpdateDefault.(func() time.Time)
+	// subscriptionDescStripeSubscriptionID is the schema descriptor for stripe_subscription_id field.
+	subscriptionDescStripeSubscriptionID := subscriptionFields[1].Descriptor()
+	// subscription.StripeSubscriptionIDValidator is a validator for the "stripe_subscription_id" field. It is called by the builders before save.
+	subscription.StripeSubscriptionIDValidator = subscriptionDescStripeSubscriptionID.Validators[0].(func(string) error)
+	// subscriptionDescRequestKey is the schema descriptor for request_key field.
+	subscriptionDescRequestKey := subscriptionFields[2].Descriptor()
+	// subscription.RequestKeyValidator is a validator for the "request_key" field. It is called by the builders before save.
+	subscription.RequestKeyValidator = subscriptionDescRequestKey.Validators[0].(func(string) error)
+	// subscriptionDescStatus is the schema descriptor for status field.
+	subscriptionDescStatus := subscriptionFields[3].Descriptor()
+	// subscription.DefaultStatus holds the default value on creation for the status field.
+	subscription.DefaultStatus = subscriptionDescStatus.Default.(string)
+	// subscription.StatusValidator is a validator for the "status" field. It is called by the builders before save.
+	subscription.StatusValidator = subscriptionDescStatus.Validators[0].(func(string) error)
+	// subscriptionDescPlan is the schema descriptor for plan field.
+	subscriptionDescPlan := subscriptionFields[4].Descriptor()
+	// subscription.PlanValidator is a validator for the "plan" field. It is called by the builders before save.
+	subscription.PlanValidator = subscriptionDescPlan.Validators[0].(func(string) error)
+	// subscriptionDescLookupKey is the schema descriptor for lookup_key field.
+	subscriptionDescLookupKey := subscriptionFields[5].Descriptor()
+	// subscription.LookupKeyValidator is a validator for the "lookup_key" field. It is called by the builders before save.
+	subscription.LookupKeyValidator = subscriptionDescLookupKey.Validators[0].(func(string) error)
+	// subscriptionDescPriceID is the schema descriptor for price_id field.
+	subscriptionDescPriceID := subscriptionFields[6].Descriptor()
+	// subscription.PriceIDValidator is a validator for the "price_id" field. It is called by the builders before save.
+	subscription.PriceIDValidator = subscriptionDescPriceID.Validators[0].(func(string) error)
+	// subscriptionDescStripeItemID is the schema descriptor for stripe_item_id field.
+	subscriptionDescStripeItemID := subscriptionFields[7].Descriptor()
+	// subscription.StripeItemIDValidator is a validator for the "stripe_item_id" field. It is called by the builders before save.
+	subscription.StripeItemIDValidator = subscriptionDescStripeItemID.Validators[0].(func(string) error)
+	// subscriptionDescQuantity is the schema descriptor for quantity field.
+	subscriptionDescQuantity := subscriptionFields[8].Descriptor()
+	// subscription.DefaultQuantity holds the default value on creation for the quantity field.
+	subscription.DefaultQuantity = subscriptionDescQuantity.Default.(int64)
+	// subscription.QuantityValidator is a validator for the "quantity" field. It is called by the builders before save.
+	subscription.QuantityValidator = subscriptionDescQuantity.Validators[0].(func(int64) error)
+	// subscriptionDescCancelAtPeriodEnd is the schema descriptor for cancel_at_period_end field.
+	subscriptionDescCancelAtPeriodEnd := subscriptionFields[13].Descriptor()
+	// subscription.DefaultCancelAtPeriodEnd holds the default value on creation for the cancel_at_period_end field.
+	subscription.DefaultCancelAtPeriodEnd = subscriptionDescCancelAtPeriodEnd.Default.(bool)
+	// subscriptionDescLastEventID is the schema descriptor for last_event_id field.
+	subscriptionDescLastEventID := subscriptionFields[17].Descriptor()
+	// subscription.LastEventIDValidator is a validator for the "last_event_id" field. It is called by the builders before save.
+	subscription.LastEventIDValidator = subscriptionDescLastEventID.Validators[0].(func(string) error)
+	// subscriptionDescCreatedBy is the schema descriptor for created_by field.
+	subscriptionDescCreatedBy := subscriptionFields[18].Descriptor()
+	// subscription.CreatedByValidator is a validator for the "created_by" field. It is called by the builders before save.
+	subscription.CreatedByValidator = subscriptionDescCreatedBy.Validators[0].(func(string) error)
+	// subscriptionDescID is the schema descriptor for id field.
+	subscriptionDescID := subscriptionFields[0].Descriptor()
+	// subscription.DefaultID holds the default value on creation for the id field.
+	subscription.DefaultID = subscriptionDescID.Default.(func() uuid.UUID)
 	userMixin := schema.User{}.Mixin()
 	user.Policy = privacy.NewPolicies(schema.User{})
 	user.Hooks[0] = func(next ent.Mutator) ent.Mutator {
@@ -268,6 +345,10 @@ func init() {
 	workspaceDescStripeCustomerID := workspaceFields[2].Descriptor()
 	// workspace.StripeCustomerIDValidator is a validator for the "stripe_customer_id" field. It is called by the builders before save.
 	workspace.StripeCustomerIDValidator = workspaceDescStripeCustomerID.Validators[0].(func(string) error)
+	// workspaceDescBillingVersion is the schema descriptor for billing_version field.
+	workspaceDescBillingVersion := workspaceFields[3].Descriptor()
+	// workspace.DefaultBillingVersion holds the default value on creation for the billing_version field.
+	workspace.DefaultBillingVersion = workspaceDescBillingVersion.Default.(int64)
 	// workspaceDescID is the schema descriptor for id field.
 	workspaceDescID := workspaceFields[0].Descriptor()
 	// workspace.DefaultID holds the default value on creation for the id field.

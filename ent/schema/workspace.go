@@ -20,6 +20,9 @@ func (Workspace) Fields() []ent.Field {
 		field.UUID("id", uuid.UUID{}).Default(uuid.New).Immutable(),
 		field.String("name").NotEmpty().MaxLen(100),
 		field.String("stripe_customer_id").Optional().Nillable().Unique().MaxLen(255),
+		// billing_version counts the workspace's billing state changes; the
+		// status cache keeps only the newest snapshot it has seen.
+		field.Int64("billing_version").Default(0),
 	}
 }
 
@@ -29,6 +32,7 @@ func (Workspace) Edges() []ent.Edge {
 		edge.To("memberships", Membership.Type),
 		edge.To("payments", Payment.Type),
 		edge.To("checkout_sessions", CheckoutSession.Type),
+		edge.To("subscriptions", Subscription.Type),
 	}
 }
 

@@ -76,6 +76,11 @@ func StripeCustomerID(v string) predicate.Workspace {
 	return predicate.Workspace(sql.FieldEQ(FieldStripeCustomerID, v))
 }
 
+// BillingVersion applies equality check predicate on the "billing_version" field. It's identical to BillingVersionEQ.
+func BillingVersion(v int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldEQ(FieldBillingVersion, v))
+}
+
 // CreateTimeEQ applies the EQ predicate on the "create_time" field.
 func CreateTimeEQ(v time.Time) predicate.Workspace {
 	return predicate.Workspace(sql.FieldEQ(FieldCreateTime, v))
@@ -296,6 +301,46 @@ func StripeCustomerIDContainsFold(v string) predicate.Workspace {
 	return predicate.Workspace(sql.FieldContainsFold(FieldStripeCustomerID, v))
 }
 
+// BillingVersionEQ applies the EQ predicate on the "billing_version" field.
+func BillingVersionEQ(v int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldEQ(FieldBillingVersion, v))
+}
+
+// BillingVersionNEQ applies the NEQ predicate on the "billing_version" field.
+func BillingVersionNEQ(v int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldNEQ(FieldBillingVersion, v))
+}
+
+// BillingVersionIn applies the In predicate on the "billing_version" field.
+func BillingVersionIn(vs ...int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldIn(FieldBillingVersion, vs...))
+}
+
+// BillingVersionNotIn applies the NotIn predicate on the "billing_version" field.
+func BillingVersionNotIn(vs ...int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldNotIn(FieldBillingVersion, vs...))
+}
+
+// BillingVersionGT applies the GT predicate on the "billing_version" field.
+func BillingVersionGT(v int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldGT(FieldBillingVersion, v))
+}
+
+// BillingVersionGTE applies the GTE predicate on the "billing_version" field.
+func BillingVersionGTE(v int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldGTE(FieldBillingVersion, v))
+}
+
+// BillingVersionLT applies the LT predicate on the "billing_version" field.
+func BillingVersionLT(v int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldLT(FieldBillingVersion, v))
+}
+
+// BillingVersionLTE applies the LTE predicate on the "billing_version" field.
+func BillingVersionLTE(v int64) predicate.Workspace {
+	return predicate.Workspace(sql.FieldLTE(FieldBillingVersion, v))
+}
+
 // HasMemberships applies the HasEdge predicate on the "memberships" edge.
 func HasMemberships() predicate.Workspace {
 	return predicate.Workspace(func(s *sql.Selector) {
@@ -357,6 +402,29 @@ func HasCheckoutSessions() predicate.Workspace {
 func HasCheckoutSessionsWith(preds ...predicate.CheckoutSession) predicate.Workspace {
 	return predicate.Workspace(func(s *sql.Selector) {
 		step := newCheckoutSessionsStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasSubscriptions applies the HasEdge predicate on the "subscriptions" edge.
+func HasSubscriptions() predicate.Workspace {
+	return predicate.Workspace(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, SubscriptionsTable, SubscriptionsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasSubscriptionsWith applies the HasEdge predicate on the "subscriptions" edge with a given conditions (other predicates).
+func HasSubscriptionsWith(preds ...predicate.Subscription) predicate.Workspace {
+	return predicate.Workspace(func(s *sql.Selector) {
+		step := newSubscriptionsStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

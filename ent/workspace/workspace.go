@@ -24,12 +24,16 @@ const (
 	FieldName = "name"
 	// FieldStripeCustomerID holds the string denoting the stripe_customer_id field in the database.
 	FieldStripeCustomerID = "stripe_customer_id"
+	// FieldBillingVersion holds the string denoting the billing_version field in the database.
+	FieldBillingVersion = "billing_version"
 	// EdgeMemberships holds the string denoting the memberships edge name in mutations.
 	EdgeMemberships = "memberships"
 	// EdgePayments holds the string denoting the payments edge name in mutations.
 	EdgePayments = "payments"
 	// EdgeCheckoutSessions holds the string denoting the checkout_sessions edge name in mutations.
 	EdgeCheckoutSessions = "checkout_sessions"
+	// EdgeSubscriptions holds the string denoting the subscriptions edge name in mutations.
+	EdgeSubscriptions = "subscriptions"
 	// Table holds the table name of the workspace in the database.
 	Table = "workspaces"
 	// MembershipsTable is the table that holds the memberships relation/edge.
@@ -53,6 +57,13 @@ const (
 	CheckoutSessionsInverseTable = "checkout_sessions"
 	// CheckoutSessionsColumn is the table column denoting the checkout_sessions relation/edge.
 	CheckoutSessionsColumn = "workspace_id"
+	// SubscriptionsTable is the table that holds the subscriptions relation/edge.
+	SubscriptionsTable = "subscriptions"
+	// SubscriptionsInverseTable is the table name for the Subscription entity.
+	// It exists in this package in order to avoid circular dependency with the "subscription" package.
+	SubscriptionsInverseTable = "subscriptions"
+	// SubscriptionsColumn is the table column denoting the subscriptions relation/edge.
+	SubscriptionsColumn = "workspace_id"
 )
 
 // Columns holds all SQL columns for workspace fields.
@@ -62,6 +73,7 @@ var Columns = []string{
 	FieldUpdateTime,
 	FieldName,
 	FieldStripeCustomerID,
+	FieldBillingVersion,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -92,6 +104,8 @@ var (
 	NameValidator func(string) error
 	// StripeCustomerIDValidator is a validator for the "stripe_customer_id" field. It is called by the builders before save.
 	StripeCustomerIDValidator func(string) error
+	// DefaultBillingVersion holds the default value on creation for the "billing_version" field.
+	DefaultBillingVersion int64
 	// DefaultID holds the default value on creation for the "id" field.
 	DefaultID func() uuid.UUID
 )
@@ -122,6 +136,11 @@ func ByName(opts ...sql.OrderTermOption) OrderOption {
 // ByStripeCustomerID orders the results by the stripe_customer_id field.
 func ByStripeCustomerID(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldStripeCustomerID, opts...).ToFunc()
+}
+
+// ByBillingVersion orders the results by the billing_version field.
+func ByBillingVersion(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldBillingVersion, opts...).ToFunc()
 }
 
 // ByMembershipsCount orders the results by memberships count.
@@ -165,6 +184,20 @@ func ByCheckoutSessions(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption 
 		sqlgraph.OrderByNeighborTerms(s, newCheckoutSessionsStep(), append([]sql.OrderTerm{term}, terms...)...)
 	}
 }
+
+// BySubscriptionsCount orders the results by subscriptions count.
+func BySubscriptionsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newSubscriptionsStep(), opts...)
+	}
+}
+
+// BySubscriptions orders the results by subscriptions terms.
+func BySubscriptions(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newSubscriptionsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newMembershipsStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
@@ -184,5 +217,12 @@ func newCheckoutSessionsStep() *sqlgraph.Step {
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(CheckoutSessionsInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.O2M, false, CheckoutSessionsTable, CheckoutSessionsColumn),
+	)
+}
+func newSubscriptionsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(SubscriptionsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, SubscriptionsTable, SubscriptionsColumn),
 	)
 }

@@ -24,8 +24,11 @@ func NewExecutableSchema(cfg Config) graphql.ExecutableSchema {
 type Config = graphql.Config[ResolverRoot, DirectiveRoot, ComplexityRoot]
 
 type ResolverRoot interface {
+	Access() AccessResolver
+	BillingSubscription() BillingSubscriptionResolver
 	CheckoutSession() CheckoutSessionResolver
 	CreatePaymentIntentPayload() CreatePaymentIntentPayloadResolver
+	CreateSubscriptionPayload() CreateSubscriptionPayloadResolver
 	Membership() MembershipResolver
 	Mutation() MutationResolver
 	Payment() PaymentResolver
@@ -43,6 +46,26 @@ type DirectiveRoot struct {
 }
 
 type ComplexityRoot struct {
+	Access struct {
+		Features func(childComplexity int) int
+		Level    func(childComplexity int) int
+		Warning  func(childComplexity int) int
+	}
+
+	BillingSubscription struct {
+		CancelAtPeriodEnd    func(childComplexity int) int
+		CanceledAt           func(childComplexity int) int
+		CurrentPeriodEnd     func(childComplexity int) int
+		CurrentPeriodStart   func(childComplexity int) int
+		ID                   func(childComplexity int) int
+		LookupKey            func(childComplexity int) int
+		Plan                 func(childComplexity int) int
+		Quantity             func(childComplexity int) int
+		Status               func(childComplexity int) int
+		StripeSubscriptionID func(childComplexity int) int
+		TrialEnd             func(childComplexity int) int
+	}
+
 	CheckoutSession struct {
 		CheckoutURL     func(childComplexity int) int
 		CompletedAt     func(childComplexity int) int
@@ -82,6 +105,11 @@ type ComplexityRoot struct {
 		Status          func(childComplexity int) int
 	}
 
+	CreateSubscriptionPayload struct {
+		ClientSecret func(childComplexity int) int
+		Subscription func(childComplexity int) int
+	}
+
 	Membership struct {
 		CreateTime func(childComplexity int) int
 		ID         func(childComplexity int) int
@@ -102,13 +130,17 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddWorkspaceMember    func(childComplexity int, input model.AddWorkspaceMemberInput) int
-		CreateCheckoutSession func(childComplexity int, input model.CreateCheckoutSessionInput) int
-		CreatePaymentIntent   func(childComplexity int, input model.CreatePaymentIntentInput) int
-		CreatePrice           func(childComplexity int, input model.CreatePriceInput) int
-		CreateProduct         func(childComplexity int, input model.CreateProductInput) int
-		CreateWorkspace       func(childComplexity int, input model.CreateWorkspaceInput) int
-		SyncCheckoutSession   func(childComplexity int, sessionID string) int
+		AddWorkspaceMember     func(childComplexity int, input model.AddWorkspaceMemberInput) int
+		CancelSubscription     func(childComplexity int, input model.CancelSubscriptionInput) int
+		ChangeSubscriptionPlan func(childComplexity int, input model.ChangeSubscriptionPlanInput) int
+		CreateCheckoutSession  func(childComplexity int, input model.CreateCheckoutSessionInput) int
+		CreatePaymentIntent    func(childComplexity int, input model.CreatePaymentIntentInput) int
+		CreatePrice            func(childComplexity int, input model.CreatePriceInput) int
+		CreateProduct          func(childComplexity int, input model.CreateProductInput) int
+		CreateSubscription     func(childComplexity int, input model.CreateSubscriptionInput) int
+		CreateWorkspace        func(childComplexity int, input model.CreateWorkspaceInput) int
+		ResumeSubscription     func(childComplexity int, input model.ResumeSubscriptionInput) int
+		SyncCheckoutSession    func(childComplexity int, sessionID string) int
 	}
 
 	PageInfo struct {
@@ -181,12 +213,14 @@ type ComplexityRoot struct {
 	}
 
 	Workspace struct {
+		Access           func(childComplexity int) int
 		CheckoutSessions func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		CreateTime       func(childComplexity int) int
 		ID               func(childComplexity int) int
 		Members          func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		Name             func(childComplexity int) int
 		Payments         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		Subscription     func(childComplexity int) int
 		ViewerRole       func(childComplexity int) int
 	}
 
@@ -215,6 +249,92 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 	ec := newExecutionContext(nil, e, nil)
 	_ = ec
 	switch typeName + "." + field {
+
+	case "Access.features":
+		if e.ComplexityRoot.Access.Features == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Access.Features(childComplexity), true
+	case "Access.level":
+		if e.ComplexityRoot.Access.Level == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Access.Level(childComplexity), true
+	case "Access.warning":
+		if e.ComplexityRoot.Access.Warning == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Access.Warning(childComplexity), true
+
+	case "BillingSubscription.cancelAtPeriodEnd":
+		if e.ComplexityRoot.BillingSubscription.CancelAtPeriodEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.CancelAtPeriodEnd(childComplexity), true
+	case "BillingSubscription.canceledAt":
+		if e.ComplexityRoot.BillingSubscription.CanceledAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.CanceledAt(childComplexity), true
+	case "BillingSubscription.currentPeriodEnd":
+		if e.ComplexityRoot.BillingSubscription.CurrentPeriodEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.CurrentPeriodEnd(childComplexity), true
+	case "BillingSubscription.currentPeriodStart":
+		if e.ComplexityRoot.BillingSubscription.CurrentPeriodStart == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.CurrentPeriodStart(childComplexity), true
+	case "BillingSubscription.id":
+		if e.ComplexityRoot.BillingSubscription.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.ID(childComplexity), true
+	case "BillingSubscription.lookupKey":
+		if e.ComplexityRoot.BillingSubscription.LookupKey == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.LookupKey(childComplexity), true
+	case "BillingSubscription.plan":
+		if e.ComplexityRoot.BillingSubscription.Plan == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.Plan(childComplexity), true
+	case "BillingSubscription.quantity":
+		if e.ComplexityRoot.BillingSubscription.Quantity == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.Quantity(childComplexity), true
+	case "BillingSubscription.status":
+		if e.ComplexityRoot.BillingSubscription.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.Status(childComplexity), true
+	case "BillingSubscription.stripeSubscriptionId":
+		if e.ComplexityRoot.BillingSubscription.StripeSubscriptionID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.StripeSubscriptionID(childComplexity), true
+	case "BillingSubscription.trialEnd":
+		if e.ComplexityRoot.BillingSubscription.TrialEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.TrialEnd(childComplexity), true
 
 	case "CheckoutSession.checkoutUrl":
 		if e.ComplexityRoot.CheckoutSession.CheckoutURL == nil {
@@ -365,6 +485,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CreatePaymentIntentPayload.Status(childComplexity), true
 
+	case "CreateSubscriptionPayload.clientSecret":
+		if e.ComplexityRoot.CreateSubscriptionPayload.ClientSecret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateSubscriptionPayload.ClientSecret(childComplexity), true
+	case "CreateSubscriptionPayload.subscription":
+		if e.ComplexityRoot.CreateSubscriptionPayload.Subscription == nil {
+			break
+		}
+
+		return e.ComplexityRoot.CreateSubscriptionPayload.Subscription(childComplexity), true
+
 	case "Membership.createTime":
 		if e.ComplexityRoot.Membership.CreateTime == nil {
 			break
@@ -439,6 +572,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.AddWorkspaceMember(childComplexity, args["input"].(model.AddWorkspaceMemberInput)), true
+	case "Mutation.cancelSubscription":
+		if e.ComplexityRoot.Mutation.CancelSubscription == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_cancelSubscription_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CancelSubscription(childComplexity, args["input"].(model.CancelSubscriptionInput)), true
+	case "Mutation.changeSubscriptionPlan":
+		if e.ComplexityRoot.Mutation.ChangeSubscriptionPlan == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_changeSubscriptionPlan_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ChangeSubscriptionPlan(childComplexity, args["input"].(model.ChangeSubscriptionPlanInput)), true
 	case "Mutation.createCheckoutSession":
 		if e.ComplexityRoot.Mutation.CreateCheckoutSession == nil {
 			break
@@ -483,6 +638,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateProduct(childComplexity, args["input"].(model.CreateProductInput)), true
+	case "Mutation.createSubscription":
+		if e.ComplexityRoot.Mutation.CreateSubscription == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createSubscription_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateSubscription(childComplexity, args["input"].(model.CreateSubscriptionInput)), true
 	case "Mutation.createWorkspace":
 		if e.ComplexityRoot.Mutation.CreateWorkspace == nil {
 			break
@@ -494,6 +660,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWorkspace(childComplexity, args["input"].(model.CreateWorkspaceInput)), true
+	case "Mutation.resumeSubscription":
+		if e.ComplexityRoot.Mutation.ResumeSubscription == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_resumeSubscription_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ResumeSubscription(childComplexity, args["input"].(model.ResumeSubscriptionInput)), true
 	case "Mutation.syncCheckoutSession":
 		if e.ComplexityRoot.Mutation.SyncCheckoutSession == nil {
 			break
@@ -782,6 +959,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.User.Workspaces(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
 
+	case "Workspace.access":
+		if e.ComplexityRoot.Workspace.Access == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workspace.Access(childComplexity), true
 	case "Workspace.checkoutSessions":
 		if e.ComplexityRoot.Workspace.CheckoutSessions == nil {
 			break
@@ -833,6 +1016,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Workspace.Payments(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
+	case "Workspace.subscription":
+		if e.ComplexityRoot.Workspace.Subscription == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workspace.Subscription(childComplexity), true
 	case "Workspace.viewerRole":
 		if e.ComplexityRoot.Workspace.ViewerRole == nil {
 			break
@@ -882,12 +1071,16 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 	inputUnmarshalers := func() *graphql.InputUnmarshalerIndex {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("AddWorkspaceMemberInput", ec.unmarshalInputAddWorkspaceMemberInput),
+			graphql.NewInputUnmarshaler("CancelSubscriptionInput", ec.unmarshalInputCancelSubscriptionInput),
+			graphql.NewInputUnmarshaler("ChangeSubscriptionPlanInput", ec.unmarshalInputChangeSubscriptionPlanInput),
 			graphql.NewInputUnmarshaler("CreateCheckoutSessionInput", ec.unmarshalInputCreateCheckoutSessionInput),
 			graphql.NewInputUnmarshaler("CreatePaymentIntentInput", ec.unmarshalInputCreatePaymentIntentInput),
 			graphql.NewInputUnmarshaler("CreatePriceInput", ec.unmarshalInputCreatePriceInput),
 			graphql.NewInputUnmarshaler("CreateProductInput", ec.unmarshalInputCreateProductInput),
+			graphql.NewInputUnmarshaler("CreateSubscriptionInput", ec.unmarshalInputCreateSubscriptionInput),
 			graphql.NewInputUnmarshaler("CreateWorkspaceInput", ec.unmarshalInputCreateWorkspaceInput),
 			graphql.NewInputUnmarshaler("RecurringInput", ec.unmarshalInputRecurringInput),
+			graphql.NewInputUnmarshaler("ResumeSubscriptionInput", ec.unmarshalInputResumeSubscriptionInput),
 		)
 	}
 	first := true
@@ -1220,6 +1413,116 @@ type PageInfo {
   endCursor: Cursor
 }
 `, BuiltIn: false},
+	{Name: "../schema/subscriptions.graphqls", Input: `"""A Stripe subscription status. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing)."""
+enum SubscriptionStatus {
+  CREATING
+  INCOMPLETE
+  INCOMPLETE_EXPIRED
+  TRIALING
+  ACTIVE
+  PAST_DUE
+  CANCELED
+  UNPAID
+  PAUSED
+  UNKNOWN
+}
+
+"""A workspace's subscription."""
+type BillingSubscription {
+  id: ID!
+  stripeSubscriptionId: String!
+  status: SubscriptionStatus!
+  """The plan name (the product's ` + "`" + `plan` + "`" + ` metadata)."""
+  plan: String!
+  lookupKey: String!
+  quantity: Int!
+  currentPeriodStart: Time
+  currentPeriodEnd: Time
+  """True when the subscription ends at the close of the current period."""
+  cancelAtPeriodEnd: Boolean!
+  canceledAt: Time
+  trialEnd: Time
+}
+
+"""What a subscription status grants."""
+enum AccessLevel {
+  """Active or trialing: every feature of the plan."""
+  FULL
+  """Past due: access with a warning; only the plan's critical features."""
+  LIMITED
+  """Unpaid: no plan features until the balance is paid."""
+  RESTRICTED
+  """Canceled, incomplete, expired or paused: nothing from the plan."""
+  NONE
+  """No subscription: the free level."""
+  FREE
+}
+
+"""What the workspace may use now."""
+type Access {
+  level: AccessLevel!
+  """A message for the workspace's users; null when all is well."""
+  warning: String
+  features: [String!]!
+}
+
+enum ProrationBehavior {
+  CREATE_PRORATIONS
+  NONE
+  ALWAYS_INVOICE
+}
+
+input CreateSubscriptionInput {
+  workspaceId: ID!
+  lookupKey: String!
+  quantity: Int = 1
+  """1 to 730; omit for no trial."""
+  trialPeriodDays: Int
+  """Optional: a retry with the same key returns the same subscription."""
+  idempotencyKey: String
+}
+
+type CreateSubscriptionPayload {
+  subscription: BillingSubscription!
+  """Confirms the first payment (or saves a card for after a trial) with Stripe.js; null when nothing needs confirming."""
+  clientSecret: String
+}
+
+input ChangeSubscriptionPlanInput {
+  workspaceId: ID!
+  lookupKey: String!
+  quantity: Int = 1
+  prorationBehavior: ProrationBehavior = CREATE_PRORATIONS
+}
+
+input CancelSubscriptionInput {
+  workspaceId: ID!
+  """True (default): at the end of the period; false: now."""
+  atPeriodEnd: Boolean = true
+}
+
+input ResumeSubscriptionInput {
+  workspaceId: ID!
+}
+
+extend type Workspace {
+  """The current subscription (served from the status cache); null without one."""
+  subscription: BillingSubscription
+  """What the workspace's subscription grants now."""
+  access: Access!
+}
+
+extend type Mutation {
+  """Subscribes a workspace to a recurring plan (owners and admins). Refuses a second live subscription."""
+  createSubscription(input: CreateSubscriptionInput!): CreateSubscriptionPayload! @authenticated
+  """Moves the subscription to another price, with proration (owners and admins)."""
+  changeSubscriptionPlan(input: ChangeSubscriptionPlanInput!): BillingSubscription! @authenticated
+  """Cancels at period end (default) or now (owners and admins)."""
+  cancelSubscription(input: CancelSubscriptionInput!): BillingSubscription! @authenticated
+  """Undoes a pending cancel at period end (owners and admins)."""
+  resumeSubscription(input: ResumeSubscriptionInput!): BillingSubscription! @authenticated
+}
+`, BuiltIn: false},
 	{Name: "../schema/workspace.graphqls", Input: `"""What a member may do in a workspace."""
 enum Role {
   OWNER
@@ -1299,6 +1602,46 @@ var parsedSchema = gqlparser.MustLoadSchema(sources...)
 // Each function is generated once per unique object type, deduplicating the
 // switch statements that were previously inlined in every fieldContext_* function.
 
+func (ec *executionContext) childFields_Access(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "level":
+		return ec.fieldContext_Access_level(ctx, field)
+	case "warning":
+		return ec.fieldContext_Access_warning(ctx, field)
+	case "features":
+		return ec.fieldContext_Access_features(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Access", field.Name)
+}
+
+func (ec *executionContext) childFields_BillingSubscription(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_BillingSubscription_id(ctx, field)
+	case "stripeSubscriptionId":
+		return ec.fieldContext_BillingSubscription_stripeSubscriptionId(ctx, field)
+	case "status":
+		return ec.fieldContext_BillingSubscription_status(ctx, field)
+	case "plan":
+		return ec.fieldContext_BillingSubscription_plan(ctx, field)
+	case "lookupKey":
+		return ec.fieldContext_BillingSubscription_lookupKey(ctx, field)
+	case "quantity":
+		return ec.fieldContext_BillingSubscription_quantity(ctx, field)
+	case "currentPeriodStart":
+		return ec.fieldContext_BillingSubscription_currentPeriodStart(ctx, field)
+	case "currentPeriodEnd":
+		return ec.fieldContext_BillingSubscription_currentPeriodEnd(ctx, field)
+	case "cancelAtPeriodEnd":
+		return ec.fieldContext_BillingSubscription_cancelAtPeriodEnd(ctx, field)
+	case "canceledAt":
+		return ec.fieldContext_BillingSubscription_canceledAt(ctx, field)
+	case "trialEnd":
+		return ec.fieldContext_BillingSubscription_trialEnd(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BillingSubscription", field.Name)
+}
+
 func (ec *executionContext) childFields_CheckoutSession(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1375,6 +1718,16 @@ func (ec *executionContext) childFields_CreatePaymentIntentPayload(ctx context.C
 		return ec.fieldContext_CreatePaymentIntentPayload_clientSecret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreatePaymentIntentPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_CreateSubscriptionPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "subscription":
+		return ec.fieldContext_CreateSubscriptionPayload_subscription(ctx, field)
+	case "clientSecret":
+		return ec.fieldContext_CreateSubscriptionPayload_clientSecret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type CreateSubscriptionPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_Membership(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1553,6 +1906,10 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_payments(ctx, field)
 	case "checkoutSessions":
 		return ec.fieldContext_Workspace_checkoutSessions(ctx, field)
+	case "subscription":
+		return ec.fieldContext_Workspace_subscription(ctx, field)
+	case "access":
+		return ec.fieldContext_Workspace_access(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Workspace", field.Name)
 }

@@ -18,6 +18,19 @@ type AddWorkspaceMemberInput struct {
 	Role   auth.Role `json:"role"`
 }
 
+type CancelSubscriptionInput struct {
+	WorkspaceID string `json:"workspaceId"`
+	// True (default): at the end of the period; false: now.
+	AtPeriodEnd *bool `json:"atPeriodEnd,omitempty"`
+}
+
+type ChangeSubscriptionPlanInput struct {
+	WorkspaceID       string             `json:"workspaceId"`
+	LookupKey         string             `json:"lookupKey"`
+	Quantity          *int               `json:"quantity,omitempty"`
+	ProrationBehavior *ProrationBehavior `json:"prorationBehavior,omitempty"`
+}
+
 type CreateCheckoutSessionInput struct {
 	WorkspaceID string       `json:"workspaceId"`
 	LookupKey   string       `json:"lookupKey"`
@@ -71,6 +84,16 @@ type CreateProductInput struct {
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
+type CreateSubscriptionInput struct {
+	WorkspaceID string `json:"workspaceId"`
+	LookupKey   string `json:"lookupKey"`
+	Quantity    *int   `json:"quantity,omitempty"`
+	// 1 to 730; omit for no trial.
+	TrialPeriodDays *int `json:"trialPeriodDays,omitempty"`
+	// Optional: a retry with the same key returns the same subscription.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+}
+
 type CreateWorkspaceInput struct {
 	// 1 to 100 characters.
 	Name string `json:"name"`
@@ -79,6 +102,77 @@ type CreateWorkspaceInput struct {
 type RecurringInput struct {
 	Interval      PriceInterval `json:"interval"`
 	IntervalCount *int          `json:"intervalCount,omitempty"`
+}
+
+type ResumeSubscriptionInput struct {
+	WorkspaceID string `json:"workspaceId"`
+}
+
+// What a subscription status grants.
+type AccessLevel string
+
+const (
+	// Active or trialing: every feature of the plan.
+	AccessLevelFull AccessLevel = "FULL"
+	// Past due: access with a warning; only the plan's critical features.
+	AccessLevelLimited AccessLevel = "LIMITED"
+	// Unpaid: no plan features until the balance is paid.
+	AccessLevelRestricted AccessLevel = "RESTRICTED"
+	// Canceled, incomplete, expired or paused: nothing from the plan.
+	AccessLevelNone AccessLevel = "NONE"
+	// No subscription: the free level.
+	AccessLevelFree AccessLevel = "FREE"
+)
+
+var AllAccessLevel = []AccessLevel{
+	AccessLevelFull,
+	AccessLevelLimited,
+	AccessLevelRestricted,
+	AccessLevelNone,
+	AccessLevelFree,
+}
+
+func (e AccessLevel) IsValid() bool {
+	switch e {
+	case AccessLevelFull, AccessLevelLimited, AccessLevelRestricted, AccessLevelNone, AccessLevelFree:
+		return true
+	}
+	return false
+}
+
+func (e AccessLevel) String() string {
+	return string(e)
+}
+
+func (e *AccessLevel) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = AccessLevel(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid AccessLevel", str)
+	}
+	return nil
+}
+
+func (e AccessLevel) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *AccessLevel) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e AccessLevel) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
 }
 
 type CheckoutMode string
@@ -325,6 +419,63 @@ func (e PriceInterval) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+type ProrationBehavior string
+
+const (
+	ProrationBehaviorCreateProrations ProrationBehavior = "CREATE_PRORATIONS"
+	ProrationBehaviorNone             ProrationBehavior = "NONE"
+	ProrationBehaviorAlwaysInvoice    ProrationBehavior = "ALWAYS_INVOICE"
+)
+
+var AllProrationBehavior = []ProrationBehavior{
+	ProrationBehaviorCreateProrations,
+	ProrationBehaviorNone,
+	ProrationBehaviorAlwaysInvoice,
+}
+
+func (e ProrationBehavior) IsValid() bool {
+	switch e {
+	case ProrationBehaviorCreateProrations, ProrationBehaviorNone, ProrationBehaviorAlwaysInvoice:
+		return true
+	}
+	return false
+}
+
+func (e ProrationBehavior) String() string {
+	return string(e)
+}
+
+func (e *ProrationBehavior) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = ProrationBehavior(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid ProrationBehavior", str)
+	}
+	return nil
+}
+
+func (e ProrationBehavior) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *ProrationBehavior) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e ProrationBehavior) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 type StripeMode string
 
 const (
@@ -375,6 +526,78 @@ func (e *StripeMode) UnmarshalJSON(b []byte) error {
 }
 
 func (e StripeMode) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// A Stripe subscription status. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing).
+type SubscriptionStatus string
+
+const (
+	SubscriptionStatusCreating          SubscriptionStatus = "CREATING"
+	SubscriptionStatusIncomplete        SubscriptionStatus = "INCOMPLETE"
+	SubscriptionStatusIncompleteExpired SubscriptionStatus = "INCOMPLETE_EXPIRED"
+	SubscriptionStatusTrialing          SubscriptionStatus = "TRIALING"
+	SubscriptionStatusActive            SubscriptionStatus = "ACTIVE"
+	SubscriptionStatusPastDue           SubscriptionStatus = "PAST_DUE"
+	SubscriptionStatusCanceled          SubscriptionStatus = "CANCELED"
+	SubscriptionStatusUnpaid            SubscriptionStatus = "UNPAID"
+	SubscriptionStatusPaused            SubscriptionStatus = "PAUSED"
+	SubscriptionStatusUnknown           SubscriptionStatus = "UNKNOWN"
+)
+
+var AllSubscriptionStatus = []SubscriptionStatus{
+	SubscriptionStatusCreating,
+	SubscriptionStatusIncomplete,
+	SubscriptionStatusIncompleteExpired,
+	SubscriptionStatusTrialing,
+	SubscriptionStatusActive,
+	SubscriptionStatusPastDue,
+	SubscriptionStatusCanceled,
+	SubscriptionStatusUnpaid,
+	SubscriptionStatusPaused,
+	SubscriptionStatusUnknown,
+}
+
+func (e SubscriptionStatus) IsValid() bool {
+	switch e {
+	case SubscriptionStatusCreating, SubscriptionStatusIncomplete, SubscriptionStatusIncompleteExpired, SubscriptionStatusTrialing, SubscriptionStatusActive, SubscriptionStatusPastDue, SubscriptionStatusCanceled, SubscriptionStatusUnpaid, SubscriptionStatusPaused, SubscriptionStatusUnknown:
+		return true
+	}
+	return false
+}
+
+func (e SubscriptionStatus) String() string {
+	return string(e)
+}
+
+func (e *SubscriptionStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = SubscriptionStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid SubscriptionStatus", str)
+	}
+	return nil
+}
+
+func (e SubscriptionStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *SubscriptionStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e SubscriptionStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -1,0 +1,489 @@
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/ent"
+	"billingapi/ent/subscription"
+	"billingapi/ent/workspace"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// liveStatuses are the subscription statuses that count as the
+// workspace's one current subscription: a second may not be created while
+// one of these exists.
+var liveStatuses = []string{"creating", "incomplete", "trialing", "active", "past_due", "unpaid", "paused"}
+
+// prorationBehaviors are the proration choices Stripe accepts on a plan
+// change.
+var prorationBehaviors = map[string]bool{"create_prorations": true, "none": true, "always_invoice": true}
+
+// MaxTrialDays is the longest trial Stripe allows.
+const MaxTrialDays = 730
+
+// SubscriptionView is a workspace's subscription as clients see it.
+type SubscriptionView struct {
+	ID                   uuid.UUID  `json:"id"`
+	StripeSubscriptionID string     `json:"stripe_subscription_id"`
+	Status               string     `json:"status"`
+	Plan                 string     `json:"plan"`
+	LookupKey            string     `json:"lookup_key"`
+	Quantity             int64      `json:"quantity"`
+	CurrentPeriodStart   *time.Time `json:"current_period_start,omitempty"`
+	CurrentPeriodEnd     *time.Time `json:"current_period_end,omitempty"`
+	CancelAtPeriodEnd    bool       `json:"cancel_at_period_end"`
+	CanceledAt           *time.Time `json:"canceled_at,omitempty"`
+	TrialEnd             *time.Time `json:"trial_end,omitempty"`
+}
+
+// BillingStatus is the snapshot the status cache keeps per workspace: the
+// current subscription (nil without one) and the access it grants.
+type BillingStatus struct {
+	Version      int64             `json:"version"`
+	Subscription *SubscriptionView `json:"subscription,omitempty"`
+	Access       Access            `json:"access"`
+}
+
+func viewOf(row *ent.Subscription) *SubscriptionView {
+	v := &SubscriptionView{
+		ID: row.ID, Status: row.Status, Plan: row.Plan, LookupKey: row.LookupKey, Quantity: row.Quantity,
+		CurrentPeriodStart: row.CurrentPeriodStart, CurrentPeriodEnd: row.CurrentPeriodEnd,
+		CancelAtPeriodEnd: row.CancelAtPeriodEnd, CanceledAt: row.CanceledAt, TrialEnd: row.TrialEnd,
+	}
+	if row.StripeSubscriptionID != nil {
+		v.StripeSubscriptionID = *row.StripeSubscriptionID
+	}
+	return v
+}
+
+// StatusOf returns the billing status of a workspace the caller has
+// already loaded through the privacy rules, from the status cache (or the
+// database on a miss).
+func (s *Service) StatusOf(ctx context.Context, ws *ent.Workspace) (*BillingStatus, error) {
+	data, err := s.status.Load(ctx, ws.ID.String(), func(ctx context.Context) (int64, []byte, error) {
+		st, err := s.loadStatus(ctx, ws.ID)
+		if err != nil {
+			return 0, nil, err
+		}
+		b, err := json.Marshal(st)
+		return st.Version, b, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	var st BillingStatus
+	if err := json.Unmarshal(data, &st); err != nil {
+		return nil, fmt.Errorf("decode billing status: %w", err)
+	}
+	return &st, nil
+}
+
+// loadStatus reads a workspace's billing status from the database.
+func (s *Service) loadStatus(ctx context.Context, workspaceID uuid.UUID) (*BillingStatus, error) {
+	ws, err := s.db.Workspace.Get(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	row, err := s.currentSubscription(ctx, s.db, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	st := &BillingStatus{Version: ws.BillingVersion}
+	if row == nil {
+		st.Access = AccessFor("", nil, nil, false, s.log)
+		return st, nil
+	}
+	st.Subscription = viewOf(row)
+	st.Access = AccessFor(row.Status, row.Features, row.CriticalFeatures, row.CancelAtPeriodEnd, s.log)
+	return st, nil
+}
+
+// currentSubscription returns the workspace's newest subscription that
+// Stripe knows of, or nil.
+func (s *Service) currentSubscription(ctx context.Context, db *ent.Client, workspaceID uuid.UUID) (*ent.Subscription, error) {
+	row, err := db.Subscription.Query().
+		Where(subscription.WorkspaceID(workspaceID), subscription.StripeSubscriptionIDNotNil()).
+		Order(ent.Desc(subscription.FieldCreateTime)).
+		First(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	return row, err
+}
+
+// refreshStatus writes a workspace's new billing status through to the
+// cache after a committed change.
+func (s *Service) refreshStatus(ctx context.Context, workspaceID uuid.UUID) {
+	st, err := s.loadStatus(ctx, workspaceID)
+	if err != nil {
+		s.log.ErrorContext(ctx, "status cache: reload after change failed", "workspace_id", workspaceID, "err", err)
+		return
+	}
+	b, err := json.Marshal(st)
+	if err != nil {
+		return
+	}
+	s.status.Store(ctx, workspaceID.String(), st.Version, b)
+}
+
+// SubscriptionInput asks for a new subscription.
+type SubscriptionInput struct {
+	WorkspaceID     uuid.UUID
+	LookupKey       string
+	Quantity int64
+	// TrialPeriodDays is nil for no trial, else 1..730.
+	TrialPeriodDays *int64
+	// IdempotencyKey is optional; without it, identical requests within
+	// ten minutes share one subscription.
+	IdempotencyKey string
+}
+
+// SubscriptionResult is a subscription and, when a first payment must be
+// confirmed, the client secret Stripe.js needs for it.
+type SubscriptionResult struct {
+	Subscription *SubscriptionView
+	// ClientSecret confirms the first invoice's payment (or saves a card
+	// for after a trial); "" when nothing needs confirming.
+	ClientSecret string
+}
+
+// CreateSubscription subscribes a workspace to a recurring plan (owners
+// and admins). It refuses a second live subscription with BAD_USER_INPUT.
+// The subscription starts `incomplete` until its first payment is
+// confirmed (payment_behavior=default_incomplete); access follows the
+// state webhooks confirm.
+func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) (*SubscriptionResult, error) {
+	v, err := viewer(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := ValidateLookupKey("lookupKey", in.LookupKey); err != nil {
+		return nil, err
+	}
+	if in.Quantity < 1 || in.Quantity > MaxCheckoutQuantity {
+		return nil, InvalidInput("quantity", fmt.Sprintf("Quantity must be between 1 and %d.", MaxCheckoutQuantity))
+	}
+	trialDays := int64(0)
+	if in.TrialPeriodDays != nil {
+		trialDays = *in.TrialPeriodDays
+	}
+	if in.TrialPeriodDays != nil && (trialDays < 1 || trialDays > MaxTrialDays) {
+		return nil, InvalidInput("trialPeriodDays", fmt.Sprintf("Trial must be between 1 and %d days.", MaxTrialDays))
+	}
+	if in.IdempotencyKey != "" && !validIdempotencyKey(in.IdempotencyKey) {
+		return nil, InvalidInput("idempotencyKey", "Idempotency key must be 1 to 255 printable characters without spaces.")
+	}
+	if _, _, err := s.requireRole(ctx, in.WorkspaceID, auth.RoleOwner, auth.RoleAdmin); err != nil {
+		return nil, err
+	}
+	distinct := in.IdempotencyKey
+	if distinct == "" {
+		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
+	}
+	reqKey := idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, in.LookupKey, fmt.Sprint(in.Quantity), fmt.Sprint(trialDays), distinct)
+	// Refuse early, before any Stripe call; the claim repeats the check
+	// under a lock.
+	if live, err := hasLiveSubscription(ctx, s.db, in.WorkspaceID, reqKey); err != nil {
+		return nil, err
+	} else if live {
+		return nil, errSecondSubscription
+	}
+	plan, err := s.recurringPlan(ctx, in.LookupKey)
+	if err != nil {
+		return nil, err
+	}
+	customerID, err := s.EnsureCustomer(ctx, in.WorkspaceID)
+	if err != nil {
+		return nil, err
+	}
+	planName := planNameOf(plan)
+	meta, err := SubscriptionMetadata(in.WorkspaceID, planName)
+	if err != nil {
+		return nil, fmt.Errorf("subscription metadata: %w", err)
+	}
+	row, mine, err := claimRequest(ctx, s.subscriptionClaim(reqKey, in.WorkspaceID, plan, planName, in.Quantity, v.UserID))
+	if err != nil {
+		return nil, err
+	}
+	if !mine {
+		return s.existingSubscription(ctx, row)
+	}
+
+	params := &stripe.SubscriptionParams{
+		Customer:        stripe.String(customerID),
+		Items:           []*stripe.SubscriptionItemsParams{{Price: stripe.String(plan.PriceID), Quantity: stripe.Int64(in.Quantity)}},
+		Metadata:        meta,
+		PaymentBehavior: stripe.String("default_incomplete"),
+		PaymentSettings: &stripe.SubscriptionPaymentSettingsParams{SaveDefaultPaymentMethod: stripe.String("on_subscription")},
+	}
+	if trialDays > 0 {
+		params.TrialPeriodDays = stripe.Int64(trialDays)
+	}
+	params.AddExpand("latest_invoice.payment_intent")
+	params.AddExpand("pending_setup_intent")
+	params.Context = ctx
+	params.SetIdempotencyKey(reqKey)
+	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) { return s.stripe.Subscriptions.New(params) })
+	if err != nil {
+		if derr := s.db.Subscription.DeleteOneID(row.ID).Exec(ctx); derr != nil {
+			s.log.ErrorContext(ctx, "could not release subscription claim", "subscription_id", row.ID, "err", derr)
+		}
+		return nil, s.fromStripe(ctx, "subscription.create", err)
+	}
+	view, err := s.applySubscription(ctx, in.WorkspaceID, row.ID, sub, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &SubscriptionResult{Subscription: view, ClientSecret: clientSecretOf(sub)}, nil
+}
+
+// errSecondSubscription refuses a subscription for a workspace that has one.
+var errSecondSubscription = InvalidInput("workspaceId", "This workspace already has a subscription. Change its plan instead.")
+
+// hasLiveSubscription reports whether the workspace has a live
+// subscription other than the one claimed with reqKey.
+func hasLiveSubscription(ctx context.Context, db *ent.Client, ws uuid.UUID, reqKey string) (bool, error) {
+	return db.Subscription.Query().
+		Where(subscription.WorkspaceID(ws), subscription.StatusIn(liveStatuses...),
+			subscription.Or(subscription.RequestKeyIsNil(), subscription.RequestKeyNEQ(reqKey))).
+		Exist(ctx)
+}
+
+// clientSecretOf returns the secret a client confirms a new subscription
+// with: the first invoice's PaymentIntent, or the SetupIntent that saves a
+// card for after a trial.
+func clientSecretOf(sub *stripe.Subscription) string {
+	if sub.LatestInvoice != nil && sub.LatestInvoice.PaymentIntent != nil &&
+		sub.LatestInvoice.PaymentIntent.Status != stripe.PaymentIntentStatusSucceeded && sub.Status == stripe.SubscriptionStatusIncomplete {
+		return sub.LatestInvoice.PaymentIntent.ClientSecret
+	}
+	if sub.PendingSetupIntent != nil {
+		return sub.PendingSetupIntent.ClientSecret
+	}
+	return ""
+}
+
+// recurringPlan returns the plan of a lookup key, refusing unknown keys
+// and one-time prices with BAD_USER_INPUT.
+func (s *Service) recurringPlan(ctx context.Context, lookupKey string) (*Plan, error) {
+	plan, err := s.Price(ctx, lookupKey)
+	if ErrorCode(err) == CodeNotFound {
+		return nil, InvalidInput("lookupKey", "No plan has this lookup key.")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if plan.Interval == "" {
+		return nil, InvalidInput("lookupKey", "This price is one-time; a subscription needs a recurring price.")
+	}
+	return plan, nil
+}
+
+func planNameOf(p *Plan) string {
+	if p.Product.Plan != "" {
+		return p.Product.Plan
+	}
+	return p.LookupKey
+}
+
+// subscriptionClaim returns the claim steps for a new subscription. The
+// claim is inserted under a lock on the workspace row, after checking that
+// no other live subscription exists, so that two different requests at
+// once cannot both subscribe the workspace.
+func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.Subscription] {
+	return claimOps[*ent.Subscription]{
+		insert: func(ctx context.Context) (*ent.Subscription, error) {
+			var row *ent.Subscription
+			err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
+				q := tx.Workspace.Query().Where(workspace.ID(ws))
+				if s.cfg.RowLocks {
+					q = q.ForUpdate()
+				}
+				if _, err := q.Only(ctx); err != nil {
+					return err
+				}
+				live, err := hasLiveSubscription(ctx, tx.Client(), ws, reqKey)
+				if err != nil {
+					return err
+				}
+				if live {
+					return errSecondSubscription
+				}
+				row, err = tx.Subscription.Create().
+					SetWorkspaceID(ws).SetRequestKey(reqKey).SetPlan(planName).SetLookupKey(plan.LookupKey).
+					SetPriceID(plan.PriceID).SetQuantity(qty).SetFeatures(plan.Product.Features).
+					SetCriticalFeatures(plan.Product.CriticalFeatures).SetCreatedBy(userID).
+					Save(ctx)
+				return err
+			})
+			return row, err
+		},
+		find: func(ctx context.Context) (*ent.Subscription, error) {
+			return s.db.Subscription.Query().Where(subscription.RequestKey(reqKey)).Only(ctx)
+		},
+		pending: func(r *ent.Subscription) (bool, time.Time) { return r.Status == "creating", r.UpdateTime },
+		removeStale: func(ctx context.Context, r *ent.Subscription, touched time.Time) (bool, error) {
+			n, err := s.db.Subscription.Delete().
+				Where(subscription.ID(r.ID), subscription.Status("creating"), subscription.UpdateTime(touched)).
+				Exec(ctx)
+			return n == 1, err
+		},
+	}
+}
+
+// existingSubscription answers a repeated createSubscription: the same
+// subscription, with a fresh client secret from Stripe.
+func (s *Service) existingSubscription(ctx context.Context, row *ent.Subscription) (*SubscriptionResult, error) {
+	if row.StripeSubscriptionID == nil {
+		return nil, Errorf(CodeInternal, "%s", genericInternal)
+	}
+	params := &stripe.SubscriptionParams{}
+	params.AddExpand("latest_invoice.payment_intent")
+	params.AddExpand("pending_setup_intent")
+	params.Context = ctx
+	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {
+		return s.stripe.Subscriptions.Get(*row.StripeSubscriptionID, params)
+	})
+	if err != nil {
+		return nil, s.fromStripe(ctx, "subscription.retrieve", err)
+	}
+	return &SubscriptionResult{Subscription: viewOf(row), ClientSecret: clientSecretOf(sub)}, nil
+}
+
+// stripeEvent identifies the Stripe event a change comes from, for
+// ordering: nil for a change read from a Stripe API answer.
+type stripeEvent struct {
+	ID      string
+	Created time.Time
+}
+
+// applySubscription writes what Stripe says of a subscription onto its
+// row (rowID, or the row with its Stripe id, or a new row when neither
+// exists, e.g. one created by Checkout), bumps the workspace's billing
+// version and writes the new status through to the cache. With an event,
+// an event older than the last one applied to the row changes nothing.
+func (s *Service) applySubscription(ctx context.Context, workspaceID, rowID uuid.UUID, sub *stripe.Subscription, ev *stripeEvent) (*SubscriptionView, error) {
+	item := firstItem(sub)
+	var plan *Plan
+	if item != nil && item.Price != nil && item.Price.LookupKey != "" {
+		// Features follow the price's product; an unknown key keeps the
+		// row's features.
+		plan, _ = s.Price(ctx, item.Price.LookupKey)
+	}
+	var view *SubscriptionView
+	changed := false
+	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		q := tx.Workspace.Query().Where(workspace.ID(workspaceID))
+		if s.cfg.RowLocks {
+			q = q.ForUpdate()
+		}
+		if _, err := q.Only(ctx); err != nil {
+			return err
+		}
+		row, err := findSubscriptionRow(ctx, tx, rowID, sub.ID)
+		if err != nil {
+			return err
+		}
+		if row != nil && ev != nil && row.LastEventAt != nil && ev.Created.Before(*row.LastEventAt) {
+			view = viewOf(row) // an older event: the row already knows better
+			return nil
+		}
+		if row == nil {
+			create := tx.Subscription.Create().SetWorkspaceID(workspaceID).SetCreatedBy("stripe").
+				SetPlan("").SetLookupKey("").SetPriceID("")
+			fillSubscription(create.Mutation(), sub, item, plan, ev)
+			row, err = create.Save(ctx)
+		} else {
+			upd := tx.Subscription.UpdateOne(row)
+			fillSubscription(upd.Mutation(), sub, item, plan, ev)
+			row, err = upd.Save(ctx)
+		}
+		if err != nil {
+			return err
+		}
+		changed = true
+		view = viewOf(row)
+		return tx.Workspace.UpdateOneID(workspaceID).AddBillingVersion(1).Exec(ctx)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if changed {
+		s.refreshStatus(ctx, workspaceID)
+	}
+	return view, nil
+}
+
+// findSubscriptionRow returns the row by id, else by Stripe id, else nil.
+func findSubscriptionRow(ctx context.Context, tx *ent.Tx, rowID uuid.UUID, stripeID string) (*ent.Subscription, error) {
+	q := tx.Subscription.Query()
+	if rowID != uuid.Nil {
+		q = q.Where(subscription.ID(rowID))
+	} else {
+		q = q.Where(subscription.StripeSubscriptionID(stripeID))
+	}
+	row, err := q.Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	return row, err
+}
+
+func firstItem(sub *stripe.Subscription) *stripe.SubscriptionItem {
+	if sub.Items == nil || len(sub.Items.Data) == 0 {
+		return nil
+	}
+	return sub.Items.Data[0]
+}
+
+// fillSubscription copies Stripe's view of a subscription onto m.
+func fillSubscription(m *ent.SubscriptionMutation, sub *stripe.Subscription, item *stripe.SubscriptionItem, plan *Plan, ev *stripeEvent) {
+	m.SetStripeSubscriptionID(sub.ID)
+	m.SetStatus(string(sub.Status))
+	m.SetCancelAtPeriodEnd(sub.CancelAtPeriodEnd)
+	setTime(m.SetCurrentPeriodStart, m.ClearCurrentPeriodStart, sub.CurrentPeriodStart)
+	setTime(m.SetCurrentPeriodEnd, m.ClearCurrentPeriodEnd, sub.CurrentPeriodEnd)
+	setTime(m.SetCanceledAt, m.ClearCanceledAt, sub.CanceledAt)
+	setTime(m.SetTrialEnd, m.ClearTrialEnd, sub.TrialEnd)
+	if p := sub.Metadata["plan"]; p != "" {
+		m.SetPlan(p)
+	}
+	if item != nil {
+		m.SetStripeItemID(item.ID)
+		if item.Quantity > 0 {
+			m.SetQuantity(item.Quantity)
+		}
+		if item.Price != nil {
+			m.SetPriceID(item.Price.ID)
+			if item.Price.LookupKey != "" {
+				m.SetLookupKey(item.Price.LookupKey)
+			}
+		}
+	}
+	if plan != nil {
+		m.SetFeatures(plan.Product.Features)
+		m.SetCriticalFeatures(plan.Product.CriticalFeatures)
+		if sub.Metadata["plan"] == "" {
+			m.SetPlan(planNameOf(plan))
+		}
+	}
+	if ev != nil {
+		m.SetLastEventAt(ev.Created)
+		m.SetLastEventID(ev.ID)
+	}
+}
+
+// setTime sets a nillable time field from a Unix time, or clears it for 0.
+func setTime(set func(time.Time), clear func(), unix int64) {
+	if unix == 0 {
+		clear()
+		return
+	}
+	set(time.Unix(unix, 0).UTC())
+}
