@@ -21,6 +21,10 @@ type Viewer struct {
 	// SystemWorkspace is set only for background work, which may touch
 	// this one workspace and nothing else.
 	SystemWorkspace uuid.UUID
+	// Service names an internal service that is not a user and not scoped
+	// to a workspace (the webhook receiver). The data layer lets it reach
+	// only its own tables, never a workspace's rows.
+	Service string
 }
 
 // IsSystem reports whether v is a background viewer scoped to one workspace.
@@ -28,6 +32,12 @@ func (v Viewer) IsSystem() bool { return v.UserID == "" && v.SystemWorkspace != 
 
 // SystemViewer returns a viewer for background work on one workspace.
 func SystemViewer(workspaceID uuid.UUID) Viewer { return Viewer{SystemWorkspace: workspaceID} }
+
+// WebhooksService is the Service of the webhook receiver and worker.
+const WebhooksService = "webhooks"
+
+// ServiceViewer returns the viewer of an internal service.
+func ServiceViewer(name string) Viewer { return Viewer{Service: name} }
 
 type ctxKey struct{}
 
@@ -39,5 +49,5 @@ func NewContext(ctx context.Context, v Viewer) context.Context {
 // FromContext returns the Viewer in ctx and whether there is one.
 func FromContext(ctx context.Context) (Viewer, bool) {
 	v, ok := ctx.Value(ctxKey{}).(Viewer)
-	return v, ok && (v.UserID != "" || v.SystemWorkspace != uuid.Nil)
+	return v, ok && (v.UserID != "" || v.SystemWorkspace != uuid.Nil || v.Service != "")
 }

@@ -200,49 +200,58 @@ func (s *Service) SyncCheckoutSession(ctx context.Context, sessionID string) (*e
 	return s.db.CheckoutSession.Get(ctx, row.ID)
 }
 
-// ApplyCheckoutSession records what a Stripe Checkout Session says: a
+// ApplyCheckoutSession records what a Stripe Checkout Session says, in
+// its own transaction (see applyCheckoutSession). The context's viewer
+// must be the system viewer of the session's workspace.
+func (s *Service) ApplyCheckoutSession(ctx context.Context, sess *stripe.CheckoutSession) error {
+	return WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		_, err := s.applyCheckoutSession(ctx, tx, sess)
+		return err
+	})
+}
+
+// applyCheckoutSession records what a Stripe Checkout Session says: a
 // completed session marks the row complete and links its PaymentIntent
 // (recorded as a Payment) or subscription; an expired one marks it
-// expired. Applying the same session twice changes nothing the second
-// time. The context's viewer must be the system viewer of the session's
-// workspace; a session whose metadata names another workspace is refused.
-func (s *Service) ApplyCheckoutSession(ctx context.Context, sess *stripe.CheckoutSession) error {
+// expired. It reports whether anything changed: applying the same session
+// twice changes nothing the second time, so the webhook and the success
+// page's sync can race and the first wins. A session whose metadata names
+// another workspace than the system viewer's is refused.
+func (s *Service) applyCheckoutSession(ctx context.Context, tx *ent.Tx, sess *stripe.CheckoutSession) (bool, error) {
 	v, ok := auth.FromContext(ctx)
 	if !ok || !v.IsSystem() {
-		return Errorf(CodeForbidden, "Checkout sessions are applied by the system.")
+		return false, Errorf(CodeForbidden, "Checkout sessions are applied by the system.")
 	}
 	if ws := sess.Metadata[metaWorkspaceID]; ws != "" && ws != v.SystemWorkspace.String() {
-		return fmt.Errorf("checkout session %s names workspace %s, not %s", sess.ID, ws, v.SystemWorkspace)
+		return false, fmt.Errorf("checkout session %s names workspace %s, not %s", sess.ID, ws, v.SystemWorkspace)
 	}
-	return WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		q := tx.CheckoutSession.Query().Where(checkoutsession.StripeSessionID(sess.ID))
-		if s.cfg.RowLocks {
-			q = q.ForUpdate()
+	q := tx.CheckoutSession.Query().Where(checkoutsession.StripeSessionID(sess.ID))
+	if s.cfg.RowLocks {
+		q = q.ForUpdate()
+	}
+	row, err := q.Only(ctx)
+	if err != nil {
+		return false, err
+	}
+	switch {
+	case row.Status == checkoutsession.StatusComplete || row.Status == checkoutsession.StatusExpired:
+		return false, nil // already applied: whichever came first won
+	case sess.Status == stripe.CheckoutSessionStatusExpired:
+		return true, tx.CheckoutSession.UpdateOne(row).SetStatus(checkoutsession.StatusExpired).Exec(ctx)
+	case sess.Status != stripe.CheckoutSessionStatusComplete:
+		return false, nil
+	}
+	upd := tx.CheckoutSession.UpdateOne(row).SetStatus(checkoutsession.StatusComplete).SetCompletedAt(time.Now())
+	if sess.Subscription != nil {
+		upd.SetStripeSubscriptionID(sess.Subscription.ID)
+	}
+	if sess.PaymentIntent != nil {
+		upd.SetStripePaymentIntentID(sess.PaymentIntent.ID)
+		if err := recordCheckoutPayment(ctx, tx, row, sess); err != nil {
+			return false, err
 		}
-		row, err := q.Only(ctx)
-		if err != nil {
-			return err
-		}
-		switch {
-		case row.Status == checkoutsession.StatusComplete || row.Status == checkoutsession.StatusExpired:
-			return nil // already applied: whichever came first won
-		case sess.Status == stripe.CheckoutSessionStatusExpired:
-			return tx.CheckoutSession.UpdateOne(row).SetStatus(checkoutsession.StatusExpired).Exec(ctx)
-		case sess.Status != stripe.CheckoutSessionStatusComplete:
-			return nil
-		}
-		upd := tx.CheckoutSession.UpdateOne(row).SetStatus(checkoutsession.StatusComplete).SetCompletedAt(time.Now())
-		if sess.Subscription != nil {
-			upd.SetStripeSubscriptionID(sess.Subscription.ID)
-		}
-		if sess.PaymentIntent != nil {
-			upd.SetStripePaymentIntentID(sess.PaymentIntent.ID)
-			if err := recordCheckoutPayment(ctx, tx, row, sess); err != nil {
-				return err
-			}
-		}
-		return upd.Exec(ctx)
-	})
+	}
+	return true, upd.Exec(ctx)
 }
 
 // recordCheckoutPayment records the PaymentIntent of a completed payment

@@ -36,7 +36,9 @@ type Deps struct {
 	Stripe *client.API
 	Prices *cache.Prices
 	Status *cache.Status
-	Log    *slog.Logger
+	// Bus publishes applied events to subscribers; nil publishes nothing.
+	Bus Publisher
+	Log *slog.Logger
 }
 
 // Service is the billing domain. Build it with New; its methods take the
@@ -46,8 +48,11 @@ type Service struct {
 	stripe *client.API
 	prices *cache.Prices
 	status *cache.Status
+	bus    Publisher
 	cfg    Config
-	log    *slog.Logger
+
+	wakeWorker func()
+	log        *slog.Logger
 }
 
 // New returns a Service over its dependencies.
@@ -55,7 +60,7 @@ func New(d Deps, cfg Config) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	return &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, cfg: cfg, log: d.Log}
+	return &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, bus: d.Bus, cfg: cfg, log: d.Log}
 }
 
 // DB returns the ent client, for read paths (GraphQL pagination) that go

@@ -134,9 +134,9 @@ func (s *Service) refreshStatus(ctx context.Context, workspaceID uuid.UUID) {
 
 // SubscriptionInput asks for a new subscription.
 type SubscriptionInput struct {
-	WorkspaceID     uuid.UUID
-	LookupKey       string
-	Quantity int64
+	WorkspaceID uuid.UUID
+	LookupKey   string
+	Quantity    int64
 	// TrialPeriodDays is nil for no trial, else 1..730.
 	TrialPeriodDays *int64
 	// IdempotencyKey is optional; without it, identical requests within
@@ -363,53 +363,19 @@ type stripeEvent struct {
 	Created time.Time
 }
 
-// applySubscription writes what Stripe says of a subscription onto its
-// row (rowID, or the row with its Stripe id, or a new row when neither
-// exists, e.g. one created by Checkout), bumps the workspace's billing
-// version and writes the new status through to the cache. With an event,
-// an event older than the last one applied to the row changes nothing.
+// applySubscription writes what a Stripe API answer says of a
+// subscription onto its row, in its own transaction, and writes the new
+// status through to the cache.
 func (s *Service) applySubscription(ctx context.Context, workspaceID, rowID uuid.UUID, sub *stripe.Subscription, ev *stripeEvent) (*SubscriptionView, error) {
-	item := firstItem(sub)
-	var plan *Plan
-	if item != nil && item.Price != nil && item.Price.LookupKey != "" {
-		// Features follow the price's product; an unknown key keeps the
-		// row's features.
-		plan, _ = s.Price(ctx, item.Price.LookupKey)
-	}
-	var view *SubscriptionView
-	changed := false
+	plan := s.planOfSubscription(ctx, sub)
+	var (
+		view    *SubscriptionView
+		changed bool
+	)
 	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		q := tx.Workspace.Query().Where(workspace.ID(workspaceID))
-		if s.cfg.RowLocks {
-			q = q.ForUpdate()
-		}
-		if _, err := q.Only(ctx); err != nil {
-			return err
-		}
-		row, err := findSubscriptionRow(ctx, tx, rowID, sub.ID)
-		if err != nil {
-			return err
-		}
-		if row != nil && ev != nil && row.LastEventAt != nil && ev.Created.Before(*row.LastEventAt) {
-			view = viewOf(row) // an older event: the row already knows better
-			return nil
-		}
-		if row == nil {
-			create := tx.Subscription.Create().SetWorkspaceID(workspaceID).SetCreatedBy("stripe").
-				SetPlan("").SetLookupKey("").SetPriceID("")
-			fillSubscription(create.Mutation(), sub, item, plan, ev)
-			row, err = create.Save(ctx)
-		} else {
-			upd := tx.Subscription.UpdateOne(row)
-			fillSubscription(upd.Mutation(), sub, item, plan, ev)
-			row, err = upd.Save(ctx)
-		}
-		if err != nil {
-			return err
-		}
-		changed = true
-		view = viewOf(row)
-		return tx.Workspace.UpdateOneID(workspaceID).AddBillingVersion(1).Exec(ctx)
+		var err error
+		view, changed, err = s.applySubscriptionTx(ctx, tx, workspaceID, rowID, sub, ev, plan)
+		return err
 	})
 	if err != nil {
 		return nil, err
@@ -418,6 +384,63 @@ func (s *Service) applySubscription(ctx context.Context, workspaceID, rowID uuid
 		s.refreshStatus(ctx, workspaceID)
 	}
 	return view, nil
+}
+
+// planOfSubscription returns the catalog plan of the subscription's price
+// (for its features), or nil when its lookup key is unknown.
+func (s *Service) planOfSubscription(ctx context.Context, sub *stripe.Subscription) *Plan {
+	item := firstItem(sub)
+	if item == nil || item.Price == nil || item.Price.LookupKey == "" {
+		return nil
+	}
+	plan, err := s.Price(ctx, item.Price.LookupKey)
+	if err != nil {
+		return nil
+	}
+	return plan
+}
+
+// applySubscriptionTx writes what Stripe says of a subscription onto its
+// row (rowID, or the row with its Stripe id, or a new row when neither
+// exists, e.g. one created by Checkout) and bumps the workspace's billing
+// version. With an event, an event older than the last one applied to the
+// row changes nothing. It reports whether the row changed.
+func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspaceID, rowID uuid.UUID, sub *stripe.Subscription, ev *stripeEvent, plan *Plan) (*SubscriptionView, bool, error) {
+	q := tx.Workspace.Query().Where(workspace.ID(workspaceID))
+	if s.cfg.RowLocks {
+		q = q.ForUpdate()
+	}
+	if _, err := q.Only(ctx); err != nil {
+		return nil, false, err
+	}
+	row, err := findSubscriptionRow(ctx, tx, rowID, sub.ID)
+	if err != nil {
+		return nil, false, err
+	}
+	if row != nil && row.WorkspaceID != workspaceID {
+		return nil, false, fmt.Errorf("subscription %s belongs to another workspace", sub.ID)
+	}
+	if row != nil && ev != nil && row.LastEventAt != nil && ev.Created.Before(*row.LastEventAt) {
+		return viewOf(row), false, nil // an older event: the row already knows better
+	}
+	item := firstItem(sub)
+	if row == nil {
+		create := tx.Subscription.Create().SetWorkspaceID(workspaceID).SetCreatedBy("stripe").
+			SetPlan("").SetLookupKey("").SetPriceID("")
+		fillSubscription(create.Mutation(), sub, item, plan, ev)
+		row, err = create.Save(ctx)
+	} else {
+		upd := tx.Subscription.UpdateOne(row)
+		fillSubscription(upd.Mutation(), sub, item, plan, ev)
+		row, err = upd.Save(ctx)
+	}
+	if err != nil {
+		return nil, false, err
+	}
+	if err := tx.Workspace.UpdateOneID(workspaceID).AddBillingVersion(1).Exec(ctx); err != nil {
+		return nil, false, err
+	}
+	return viewOf(row), true, nil
 }
 
 // findSubscriptionRow returns the row by id, else by Stripe id, else nil.

@@ -4,10 +4,12 @@ package ent
 
 import (
 	"billingapi/ent/checkoutsession"
+	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/subscription"
 	"billingapi/ent/user"
+	"billingapi/ent/webhookevent"
 	"billingapi/ent/workspace"
 	"context"
 	"errors"
@@ -79,10 +81,12 @@ func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			checkoutsession.Table: checkoutsession.ValidColumn,
+			invoice.Table:         invoice.ValidColumn,
 			membership.Table:      membership.ValidColumn,
 			payment.Table:         payment.ValidColumn,
 			subscription.Table:    subscription.ValidColumn,
 			user.Table:            user.ValidColumn,
+			webhookevent.Table:    webhookevent.ValidColumn,
 			workspace.Table:       workspace.ValidColumn,
 		})
 	})

@@ -4,11 +4,13 @@ package ent
 
 import (
 	"billingapi/ent/checkoutsession"
+	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
 	"billingapi/ent/subscription"
 	"billingapi/ent/user"
+	"billingapi/ent/webhookevent"
 	"billingapi/ent/workspace"
 
 	"entgo.io/ent/dialect/sql"
@@ -19,7 +21,7 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 6)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 8)}
 	graph.Nodes[0] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   checkoutsession.Table,
@@ -51,6 +53,35 @@ var schemaGraph = func() *sqlgraph.Schema {
 	}
 	graph.Nodes[1] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
+			Table:   invoice.Table,
+			Columns: invoice.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: invoice.FieldID,
+			},
+		},
+		Type: "Invoice",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			invoice.FieldWorkspaceID:          {Type: field.TypeUUID, Column: invoice.FieldWorkspaceID},
+			invoice.FieldCreateTime:           {Type: field.TypeTime, Column: invoice.FieldCreateTime},
+			invoice.FieldUpdateTime:           {Type: field.TypeTime, Column: invoice.FieldUpdateTime},
+			invoice.FieldStripeInvoiceID:      {Type: field.TypeString, Column: invoice.FieldStripeInvoiceID},
+			invoice.FieldStripeSubscriptionID: {Type: field.TypeString, Column: invoice.FieldStripeSubscriptionID},
+			invoice.FieldNumber:               {Type: field.TypeString, Column: invoice.FieldNumber},
+			invoice.FieldStatus:               {Type: field.TypeString, Column: invoice.FieldStatus},
+			invoice.FieldPaymentFailed:        {Type: field.TypeBool, Column: invoice.FieldPaymentFailed},
+			invoice.FieldAmountDue:            {Type: field.TypeInt64, Column: invoice.FieldAmountDue},
+			invoice.FieldAmountPaid:           {Type: field.TypeInt64, Column: invoice.FieldAmountPaid},
+			invoice.FieldCurrency:             {Type: field.TypeString, Column: invoice.FieldCurrency},
+			invoice.FieldPeriodStart:          {Type: field.TypeTime, Column: invoice.FieldPeriodStart},
+			invoice.FieldPeriodEnd:            {Type: field.TypeTime, Column: invoice.FieldPeriodEnd},
+			invoice.FieldHostedInvoiceURL:     {Type: field.TypeString, Column: invoice.FieldHostedInvoiceURL},
+			invoice.FieldInvoicePdf:           {Type: field.TypeString, Column: invoice.FieldInvoicePdf},
+			invoice.FieldLastEventAt:          {Type: field.TypeTime, Column: invoice.FieldLastEventAt},
+		},
+	}
+	graph.Nodes[2] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
 			Table:   membership.Table,
 			Columns: membership.Columns,
 			ID: &sqlgraph.FieldSpec{
@@ -66,7 +97,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			membership.FieldRole:        {Type: field.TypeEnum, Column: membership.FieldRole},
 		},
 	}
-	graph.Nodes[2] = &sqlgraph.Node{
+	graph.Nodes[3] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   payment.Table,
 			Columns: payment.Columns,
@@ -88,9 +119,10 @@ var schemaGraph = func() *sqlgraph.Schema {
 			payment.FieldStatus:                {Type: field.TypeEnum, Column: payment.FieldStatus},
 			payment.FieldCreatedBy:             {Type: field.TypeString, Column: payment.FieldCreatedBy},
 			payment.FieldLastErrorCode:         {Type: field.TypeString, Column: payment.FieldLastErrorCode},
+			payment.FieldLastEventAt:           {Type: field.TypeTime, Column: payment.FieldLastEventAt},
 		},
 	}
-	graph.Nodes[3] = &sqlgraph.Node{
+	graph.Nodes[4] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   subscription.Table,
 			Columns: subscription.Columns,
@@ -124,7 +156,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			subscription.FieldCreatedBy:            {Type: field.TypeString, Column: subscription.FieldCreatedBy},
 		},
 	}
-	graph.Nodes[4] = &sqlgraph.Node{
+	graph.Nodes[5] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
@@ -141,7 +173,36 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldName:       {Type: field.TypeString, Column: user.FieldName},
 		},
 	}
-	graph.Nodes[5] = &sqlgraph.Node{
+	graph.Nodes[6] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
+			Table:   webhookevent.Table,
+			Columns: webhookevent.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: webhookevent.FieldID,
+			},
+		},
+		Type: "WebhookEvent",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			webhookevent.FieldCreateTime:    {Type: field.TypeTime, Column: webhookevent.FieldCreateTime},
+			webhookevent.FieldUpdateTime:    {Type: field.TypeTime, Column: webhookevent.FieldUpdateTime},
+			webhookevent.FieldStripeEventID: {Type: field.TypeString, Column: webhookevent.FieldStripeEventID},
+			webhookevent.FieldType:          {Type: field.TypeString, Column: webhookevent.FieldType},
+			webhookevent.FieldAPIVersion:    {Type: field.TypeString, Column: webhookevent.FieldAPIVersion},
+			webhookevent.FieldCreated:       {Type: field.TypeTime, Column: webhookevent.FieldCreated},
+			webhookevent.FieldLivemode:      {Type: field.TypeBool, Column: webhookevent.FieldLivemode},
+			webhookevent.FieldObjectID:      {Type: field.TypeString, Column: webhookevent.FieldObjectID},
+			webhookevent.FieldPayload:       {Type: field.TypeBytes, Column: webhookevent.FieldPayload},
+			webhookevent.FieldStatus:        {Type: field.TypeEnum, Column: webhookevent.FieldStatus},
+			webhookevent.FieldAttempts:      {Type: field.TypeInt, Column: webhookevent.FieldAttempts},
+			webhookevent.FieldLastError:     {Type: field.TypeString, Column: webhookevent.FieldLastError},
+			webhookevent.FieldProcessedAt:   {Type: field.TypeTime, Column: webhookevent.FieldProcessedAt},
+			webhookevent.FieldNextAttemptAt: {Type: field.TypeTime, Column: webhookevent.FieldNextAttemptAt},
+			webhookevent.FieldLockedUntil:   {Type: field.TypeTime, Column: webhookevent.FieldLockedUntil},
+			webhookevent.FieldWorkspaceID:   {Type: field.TypeUUID, Column: webhookevent.FieldWorkspaceID},
+		},
+	}
+	graph.Nodes[7] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   workspace.Table,
 			Columns: workspace.Columns,
@@ -169,6 +230,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 			Bidi:    false,
 		},
 		"CheckoutSession",
+		"Workspace",
+	)
+	graph.MustAddE(
+		"workspace",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   invoice.WorkspaceTable,
+			Columns: []string{invoice.WorkspaceColumn},
+			Bidi:    false,
+		},
+		"Invoice",
 		"Workspace",
 	)
 	graph.MustAddE(
@@ -278,6 +351,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		"Workspace",
 		"Subscription",
+	)
+	graph.MustAddE(
+		"invoices",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.InvoicesTable,
+			Columns: []string{workspace.InvoicesColumn},
+			Bidi:    false,
+		},
+		"Workspace",
+		"Invoice",
 	)
 	return graph
 }()
@@ -423,6 +508,140 @@ func (f *CheckoutSessionFilter) WhereHasWorkspaceWith(preds ...predicate.Workspa
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *InvoiceQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the InvoiceQuery builder.
+func (_q *InvoiceQuery) Filter() *InvoiceFilter {
+	return &InvoiceFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *InvoiceMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the InvoiceMutation builder.
+func (m *InvoiceMutation) Filter() *InvoiceFilter {
+	return &InvoiceFilter{config: m.config, predicateAdder: m}
+}
+
+// InvoiceFilter provides a generic filtering capability at runtime for InvoiceQuery.
+type InvoiceFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *InvoiceFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[1].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *InvoiceFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(invoice.FieldID))
+}
+
+// WhereWorkspaceID applies the entql [16]byte predicate on the workspace_id field.
+func (f *InvoiceFilter) WhereWorkspaceID(p entql.ValueP) {
+	f.Where(p.Field(invoice.FieldWorkspaceID))
+}
+
+// WhereCreateTime applies the entql time.Time predicate on the create_time field.
+func (f *InvoiceFilter) WhereCreateTime(p entql.TimeP) {
+	f.Where(p.Field(invoice.FieldCreateTime))
+}
+
+// WhereUpdateTime applies the entql time.Time predicate on the update_time field.
+func (f *InvoiceFilter) WhereUpdateTime(p entql.TimeP) {
+	f.Where(p.Field(invoice.FieldUpdateTime))
+}
+
+// WhereStripeInvoiceID applies the entql string predicate on the stripe_invoice_id field.
+func (f *InvoiceFilter) WhereStripeInvoiceID(p entql.StringP) {
+	f.Where(p.Field(invoice.FieldStripeInvoiceID))
+}
+
+// WhereStripeSubscriptionID applies the entql string predicate on the stripe_subscription_id field.
+func (f *InvoiceFilter) WhereStripeSubscriptionID(p entql.StringP) {
+	f.Where(p.Field(invoice.FieldStripeSubscriptionID))
+}
+
+// WhereNumber applies the entql string predicate on the number field.
+func (f *InvoiceFilter) WhereNumber(p entql.StringP) {
+	f.Where(p.Field(invoice.FieldNumber))
+}
+
+// WhereStatus applies the entql string predicate on the status field.
+func (f *InvoiceFilter) WhereStatus(p entql.StringP) {
+	f.Where(p.Field(invoice.FieldStatus))
+}
+
+// WherePaymentFailed applies the entql bool predicate on the payment_failed field.
+func (f *InvoiceFilter) WherePaymentFailed(p entql.BoolP) {
+	f.Where(p.Field(invoice.FieldPaymentFailed))
+}
+
+// WhereAmountDue applies the entql int64 predicate on the amount_due field.
+func (f *InvoiceFilter) WhereAmountDue(p entql.Int64P) {
+	f.Where(p.Field(invoice.FieldAmountDue))
+}
+
+// WhereAmountPaid applies the entql int64 predicate on the amount_paid field.
+func (f *InvoiceFilter) WhereAmountPaid(p entql.Int64P) {
+	f.Where(p.Field(invoice.FieldAmountPaid))
+}
+
+// WhereCurrency applies the entql string predicate on the currency field.
+func (f *InvoiceFilter) WhereCurrency(p entql.StringP) {
+	f.Where(p.Field(invoice.FieldCurrency))
+}
+
+// WherePeriodStart applies the entql time.Time predicate on the period_start field.
+func (f *InvoiceFilter) WherePeriodStart(p entql.TimeP) {
+	f.Where(p.Field(invoice.FieldPeriodStart))
+}
+
+// WherePeriodEnd applies the entql time.Time predicate on the period_end field.
+func (f *InvoiceFilter) WherePeriodEnd(p entql.TimeP) {
+	f.Where(p.Field(invoice.FieldPeriodEnd))
+}
+
+// WhereHostedInvoiceURL applies the entql string predicate on the hosted_invoice_url field.
+func (f *InvoiceFilter) WhereHostedInvoiceURL(p entql.StringP) {
+	f.Where(p.Field(invoice.FieldHostedInvoiceURL))
+}
+
+// WhereInvoicePdf applies the entql string predicate on the invoice_pdf field.
+func (f *InvoiceFilter) WhereInvoicePdf(p entql.StringP) {
+	f.Where(p.Field(invoice.FieldInvoicePdf))
+}
+
+// WhereLastEventAt applies the entql time.Time predicate on the last_event_at field.
+func (f *InvoiceFilter) WhereLastEventAt(p entql.TimeP) {
+	f.Where(p.Field(invoice.FieldLastEventAt))
+}
+
+// WhereHasWorkspace applies a predicate to check if query has an edge workspace.
+func (f *InvoiceFilter) WhereHasWorkspace() {
+	f.Where(entql.HasEdge("workspace"))
+}
+
+// WhereHasWorkspaceWith applies a predicate to check if query has an edge workspace with a given conditions (other predicates).
+func (f *InvoiceFilter) WhereHasWorkspaceWith(preds ...predicate.Workspace) {
+	f.Where(entql.HasEdgeWith("workspace", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *MembershipQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -451,7 +670,7 @@ type MembershipFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *MembershipFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[1].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[2].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -539,7 +758,7 @@ type PaymentFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *PaymentFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[2].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -605,6 +824,11 @@ func (f *PaymentFilter) WhereLastErrorCode(p entql.StringP) {
 	f.Where(p.Field(payment.FieldLastErrorCode))
 }
 
+// WhereLastEventAt applies the entql time.Time predicate on the last_event_at field.
+func (f *PaymentFilter) WhereLastEventAt(p entql.TimeP) {
+	f.Where(p.Field(payment.FieldLastEventAt))
+}
+
 // WhereHasWorkspace applies a predicate to check if query has an edge workspace.
 func (f *PaymentFilter) WhereHasWorkspace() {
 	f.Where(entql.HasEdge("workspace"))
@@ -648,7 +872,7 @@ type SubscriptionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *SubscriptionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[3].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -807,7 +1031,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -853,6 +1077,126 @@ func (f *UserFilter) WhereHasMembershipsWith(preds ...predicate.Membership) {
 }
 
 // addPredicate implements the predicateAdder interface.
+func (_q *WebhookEventQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the WebhookEventQuery builder.
+func (_q *WebhookEventQuery) Filter() *WebhookEventFilter {
+	return &WebhookEventFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *WebhookEventMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the WebhookEventMutation builder.
+func (m *WebhookEventMutation) Filter() *WebhookEventFilter {
+	return &WebhookEventFilter{config: m.config, predicateAdder: m}
+}
+
+// WebhookEventFilter provides a generic filtering capability at runtime for WebhookEventQuery.
+type WebhookEventFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *WebhookEventFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *WebhookEventFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(webhookevent.FieldID))
+}
+
+// WhereCreateTime applies the entql time.Time predicate on the create_time field.
+func (f *WebhookEventFilter) WhereCreateTime(p entql.TimeP) {
+	f.Where(p.Field(webhookevent.FieldCreateTime))
+}
+
+// WhereUpdateTime applies the entql time.Time predicate on the update_time field.
+func (f *WebhookEventFilter) WhereUpdateTime(p entql.TimeP) {
+	f.Where(p.Field(webhookevent.FieldUpdateTime))
+}
+
+// WhereStripeEventID applies the entql string predicate on the stripe_event_id field.
+func (f *WebhookEventFilter) WhereStripeEventID(p entql.StringP) {
+	f.Where(p.Field(webhookevent.FieldStripeEventID))
+}
+
+// WhereType applies the entql string predicate on the type field.
+func (f *WebhookEventFilter) WhereType(p entql.StringP) {
+	f.Where(p.Field(webhookevent.FieldType))
+}
+
+// WhereAPIVersion applies the entql string predicate on the api_version field.
+func (f *WebhookEventFilter) WhereAPIVersion(p entql.StringP) {
+	f.Where(p.Field(webhookevent.FieldAPIVersion))
+}
+
+// WhereCreated applies the entql time.Time predicate on the created field.
+func (f *WebhookEventFilter) WhereCreated(p entql.TimeP) {
+	f.Where(p.Field(webhookevent.FieldCreated))
+}
+
+// WhereLivemode applies the entql bool predicate on the livemode field.
+func (f *WebhookEventFilter) WhereLivemode(p entql.BoolP) {
+	f.Where(p.Field(webhookevent.FieldLivemode))
+}
+
+// WhereObjectID applies the entql string predicate on the object_id field.
+func (f *WebhookEventFilter) WhereObjectID(p entql.StringP) {
+	f.Where(p.Field(webhookevent.FieldObjectID))
+}
+
+// WherePayload applies the entql []byte predicate on the payload field.
+func (f *WebhookEventFilter) WherePayload(p entql.BytesP) {
+	f.Where(p.Field(webhookevent.FieldPayload))
+}
+
+// WhereStatus applies the entql string predicate on the status field.
+func (f *WebhookEventFilter) WhereStatus(p entql.StringP) {
+	f.Where(p.Field(webhookevent.FieldStatus))
+}
+
+// WhereAttempts applies the entql int predicate on the attempts field.
+func (f *WebhookEventFilter) WhereAttempts(p entql.IntP) {
+	f.Where(p.Field(webhookevent.FieldAttempts))
+}
+
+// WhereLastError applies the entql string predicate on the last_error field.
+func (f *WebhookEventFilter) WhereLastError(p entql.StringP) {
+	f.Where(p.Field(webhookevent.FieldLastError))
+}
+
+// WhereProcessedAt applies the entql time.Time predicate on the processed_at field.
+func (f *WebhookEventFilter) WhereProcessedAt(p entql.TimeP) {
+	f.Where(p.Field(webhookevent.FieldProcessedAt))
+}
+
+// WhereNextAttemptAt applies the entql time.Time predicate on the next_attempt_at field.
+func (f *WebhookEventFilter) WhereNextAttemptAt(p entql.TimeP) {
+	f.Where(p.Field(webhookevent.FieldNextAttemptAt))
+}
+
+// WhereLockedUntil applies the entql time.Time predicate on the locked_until field.
+func (f *WebhookEventFilter) WhereLockedUntil(p entql.TimeP) {
+	f.Where(p.Field(webhookevent.FieldLockedUntil))
+}
+
+// WhereWorkspaceID applies the entql [16]byte predicate on the workspace_id field.
+func (f *WebhookEventFilter) WhereWorkspaceID(p entql.ValueP) {
+	f.Where(p.Field(webhookevent.FieldWorkspaceID))
+}
+
+// addPredicate implements the predicateAdder interface.
 func (_q *WorkspaceQuery) addPredicate(pred func(s *sql.Selector)) {
 	_q.predicates = append(_q.predicates, pred)
 }
@@ -881,7 +1225,7 @@ type WorkspaceFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *WorkspaceFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -967,6 +1311,20 @@ func (f *WorkspaceFilter) WhereHasSubscriptions() {
 // WhereHasSubscriptionsWith applies a predicate to check if query has an edge subscriptions with a given conditions (other predicates).
 func (f *WorkspaceFilter) WhereHasSubscriptionsWith(preds ...predicate.Subscription) {
 	f.Where(entql.HasEdgeWith("subscriptions", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasInvoices applies a predicate to check if query has an edge invoices.
+func (f *WorkspaceFilter) WhereHasInvoices() {
+	f.Where(entql.HasEdge("invoices"))
+}
+
+// WhereHasInvoicesWith applies a predicate to check if query has an edge invoices with a given conditions (other predicates).
+func (f *WorkspaceFilter) WhereHasInvoicesWith(preds ...predicate.Invoice) {
+	f.Where(entql.HasEdgeWith("invoices", sqlgraph.WrapFunc(func(s *sql.Selector) {
 		for _, p := range preds {
 			p(s)
 		}

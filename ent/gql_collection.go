@@ -4,9 +4,11 @@ package ent
 
 import (
 	"billingapi/ent/checkoutsession"
+	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/subscription"
+	"billingapi/ent/webhookevent"
 	"billingapi/ent/workspace"
 	"context"
 
@@ -184,6 +186,182 @@ func newCheckoutSessionPaginateArgs(rv map[string]any) *checkoutsessionPaginateA
 		case *CheckoutSessionOrder:
 			if v != nil {
 				args.opts = append(args.opts, WithCheckoutSessionOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *InvoiceQuery) CollectFields(ctx context.Context, satisfies ...string) (*InvoiceQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *InvoiceQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(invoice.Columns))
+		selectedFields = []string{invoice.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "workspace":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&WorkspaceClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, workspaceImplementors)...); err != nil {
+				return err
+			}
+			_q.withWorkspace = query
+			if _, ok := fieldSeen[invoice.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldWorkspaceID)
+				fieldSeen[invoice.FieldWorkspaceID] = struct{}{}
+			}
+		case "workspaceID":
+			if _, ok := fieldSeen[invoice.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldWorkspaceID)
+				fieldSeen[invoice.FieldWorkspaceID] = struct{}{}
+			}
+		case "createTime":
+			if _, ok := fieldSeen[invoice.FieldCreateTime]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldCreateTime)
+				fieldSeen[invoice.FieldCreateTime] = struct{}{}
+			}
+		case "updateTime":
+			if _, ok := fieldSeen[invoice.FieldUpdateTime]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldUpdateTime)
+				fieldSeen[invoice.FieldUpdateTime] = struct{}{}
+			}
+		case "stripeInvoiceID":
+			if _, ok := fieldSeen[invoice.FieldStripeInvoiceID]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldStripeInvoiceID)
+				fieldSeen[invoice.FieldStripeInvoiceID] = struct{}{}
+			}
+		case "stripeSubscriptionID":
+			if _, ok := fieldSeen[invoice.FieldStripeSubscriptionID]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldStripeSubscriptionID)
+				fieldSeen[invoice.FieldStripeSubscriptionID] = struct{}{}
+			}
+		case "number":
+			if _, ok := fieldSeen[invoice.FieldNumber]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldNumber)
+				fieldSeen[invoice.FieldNumber] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[invoice.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldStatus)
+				fieldSeen[invoice.FieldStatus] = struct{}{}
+			}
+		case "paymentFailed":
+			if _, ok := fieldSeen[invoice.FieldPaymentFailed]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldPaymentFailed)
+				fieldSeen[invoice.FieldPaymentFailed] = struct{}{}
+			}
+		case "amountDue":
+			if _, ok := fieldSeen[invoice.FieldAmountDue]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldAmountDue)
+				fieldSeen[invoice.FieldAmountDue] = struct{}{}
+			}
+		case "amountPaid":
+			if _, ok := fieldSeen[invoice.FieldAmountPaid]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldAmountPaid)
+				fieldSeen[invoice.FieldAmountPaid] = struct{}{}
+			}
+		case "currency":
+			if _, ok := fieldSeen[invoice.FieldCurrency]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldCurrency)
+				fieldSeen[invoice.FieldCurrency] = struct{}{}
+			}
+		case "periodStart":
+			if _, ok := fieldSeen[invoice.FieldPeriodStart]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldPeriodStart)
+				fieldSeen[invoice.FieldPeriodStart] = struct{}{}
+			}
+		case "periodEnd":
+			if _, ok := fieldSeen[invoice.FieldPeriodEnd]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldPeriodEnd)
+				fieldSeen[invoice.FieldPeriodEnd] = struct{}{}
+			}
+		case "hostedInvoiceURL":
+			if _, ok := fieldSeen[invoice.FieldHostedInvoiceURL]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldHostedInvoiceURL)
+				fieldSeen[invoice.FieldHostedInvoiceURL] = struct{}{}
+			}
+		case "invoicePdf":
+			if _, ok := fieldSeen[invoice.FieldInvoicePdf]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldInvoicePdf)
+				fieldSeen[invoice.FieldInvoicePdf] = struct{}{}
+			}
+		case "lastEventAt":
+			if _, ok := fieldSeen[invoice.FieldLastEventAt]; !ok {
+				selectedFields = append(selectedFields, invoice.FieldLastEventAt)
+				fieldSeen[invoice.FieldLastEventAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type invoicePaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []InvoicePaginateOption
+}
+
+func newInvoicePaginateArgs(rv map[string]any) *invoicePaginateArgs {
+	args := &invoicePaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &InvoiceOrder{Field: &InvoiceOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithInvoiceOrder(order))
+			}
+		case *InvoiceOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithInvoiceOrder(v))
 			}
 		}
 	}
@@ -374,6 +552,11 @@ func (_q *PaymentQuery) collectField(ctx context.Context, oneNode bool, opCtx *g
 			if _, ok := fieldSeen[payment.FieldLastErrorCode]; !ok {
 				selectedFields = append(selectedFields, payment.FieldLastErrorCode)
 				fieldSeen[payment.FieldLastErrorCode] = struct{}{}
+			}
+		case "lastEventAt":
+			if _, ok := fieldSeen[payment.FieldLastEventAt]; !ok {
+				selectedFields = append(selectedFields, payment.FieldLastEventAt)
+				fieldSeen[payment.FieldLastEventAt] = struct{}{}
 			}
 		case "id":
 		case "__typename":
@@ -637,6 +820,167 @@ func newSubscriptionPaginateArgs(rv map[string]any) *subscriptionPaginateArgs {
 }
 
 // CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *WebhookEventQuery) CollectFields(ctx context.Context, satisfies ...string) (*WebhookEventQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *WebhookEventQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(webhookevent.Columns))
+		selectedFields = []string{webhookevent.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+		case "createTime":
+			if _, ok := fieldSeen[webhookevent.FieldCreateTime]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldCreateTime)
+				fieldSeen[webhookevent.FieldCreateTime] = struct{}{}
+			}
+		case "updateTime":
+			if _, ok := fieldSeen[webhookevent.FieldUpdateTime]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldUpdateTime)
+				fieldSeen[webhookevent.FieldUpdateTime] = struct{}{}
+			}
+		case "stripeEventID":
+			if _, ok := fieldSeen[webhookevent.FieldStripeEventID]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldStripeEventID)
+				fieldSeen[webhookevent.FieldStripeEventID] = struct{}{}
+			}
+		case "type":
+			if _, ok := fieldSeen[webhookevent.FieldType]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldType)
+				fieldSeen[webhookevent.FieldType] = struct{}{}
+			}
+		case "apiVersion":
+			if _, ok := fieldSeen[webhookevent.FieldAPIVersion]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldAPIVersion)
+				fieldSeen[webhookevent.FieldAPIVersion] = struct{}{}
+			}
+		case "created":
+			if _, ok := fieldSeen[webhookevent.FieldCreated]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldCreated)
+				fieldSeen[webhookevent.FieldCreated] = struct{}{}
+			}
+		case "livemode":
+			if _, ok := fieldSeen[webhookevent.FieldLivemode]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldLivemode)
+				fieldSeen[webhookevent.FieldLivemode] = struct{}{}
+			}
+		case "objectID":
+			if _, ok := fieldSeen[webhookevent.FieldObjectID]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldObjectID)
+				fieldSeen[webhookevent.FieldObjectID] = struct{}{}
+			}
+		case "payload":
+			if _, ok := fieldSeen[webhookevent.FieldPayload]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldPayload)
+				fieldSeen[webhookevent.FieldPayload] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[webhookevent.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldStatus)
+				fieldSeen[webhookevent.FieldStatus] = struct{}{}
+			}
+		case "attempts":
+			if _, ok := fieldSeen[webhookevent.FieldAttempts]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldAttempts)
+				fieldSeen[webhookevent.FieldAttempts] = struct{}{}
+			}
+		case "lastError":
+			if _, ok := fieldSeen[webhookevent.FieldLastError]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldLastError)
+				fieldSeen[webhookevent.FieldLastError] = struct{}{}
+			}
+		case "processedAt":
+			if _, ok := fieldSeen[webhookevent.FieldProcessedAt]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldProcessedAt)
+				fieldSeen[webhookevent.FieldProcessedAt] = struct{}{}
+			}
+		case "nextAttemptAt":
+			if _, ok := fieldSeen[webhookevent.FieldNextAttemptAt]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldNextAttemptAt)
+				fieldSeen[webhookevent.FieldNextAttemptAt] = struct{}{}
+			}
+		case "lockedUntil":
+			if _, ok := fieldSeen[webhookevent.FieldLockedUntil]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldLockedUntil)
+				fieldSeen[webhookevent.FieldLockedUntil] = struct{}{}
+			}
+		case "workspaceID":
+			if _, ok := fieldSeen[webhookevent.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, webhookevent.FieldWorkspaceID)
+				fieldSeen[webhookevent.FieldWorkspaceID] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type webhookeventPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []WebhookEventPaginateOption
+}
+
+func newWebhookEventPaginateArgs(rv map[string]any) *webhookeventPaginateArgs {
+	args := &webhookeventPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &WebhookEventOrder{Field: &WebhookEventOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithWebhookEventOrder(order))
+			}
+		case *WebhookEventOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithWebhookEventOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
 func (_q *WorkspaceQuery) CollectFields(ctx context.Context, satisfies ...string) (*WorkspaceQuery, error) {
 	fc := graphql.GetFieldContext(ctx)
 	if fc == nil {
@@ -707,6 +1051,19 @@ func (_q *WorkspaceQuery) collectField(ctx context.Context, oneNode bool, opCtx 
 				return err
 			}
 			_q.WithNamedSubscriptions(alias, func(wq *SubscriptionQuery) {
+				*wq = *query
+			})
+
+		case "invoices":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&InvoiceClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, invoiceImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedInvoices(alias, func(wq *InvoiceQuery) {
 				*wq = *query
 			})
 		case "createTime":

@@ -16,6 +16,14 @@ func (_m *CheckoutSession) Workspace(ctx context.Context) (*Workspace, error) {
 	return result, err
 }
 
+func (_m *Invoice) Workspace(ctx context.Context) (*Workspace, error) {
+	result, err := _m.Edges.WorkspaceOrErr()
+	if IsNotLoaded(err) {
+		result, err = _m.QueryWorkspace().Only(ctx)
+	}
+	return result, err
+}
+
 func (_m *Membership) Workspace(ctx context.Context) (*Workspace, error) {
 	result, err := _m.Edges.WorkspaceOrErr()
 	if IsNotLoaded(err) {
@@ -84,6 +92,18 @@ func (_m *Workspace) Subscriptions(ctx context.Context) (result []*Subscription,
 	}
 	if IsNotLoaded(err) {
 		result, err = _m.QuerySubscriptions().All(ctx)
+	}
+	return result, err
+}
+
+func (_m *Workspace) Invoices(ctx context.Context) (result []*Invoice, err error) {
+	if fc := graphql.GetFieldContext(ctx); fc != nil && fc.Field.Alias != "" {
+		result, err = _m.NamedInvoices(graphql.GetFieldContext(ctx).Field.Alias)
+	} else {
+		result, err = _m.Edges.InvoicesOrErr()
+	}
+	if IsNotLoaded(err) {
+		result, err = _m.QueryInvoices().All(ctx)
 	}
 	return result, err
 }

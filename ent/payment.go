@@ -41,6 +41,8 @@ type Payment struct {
 	CreatedBy string `json:"created_by,omitempty"`
 	// LastErrorCode holds the value of the "last_error_code" field.
 	LastErrorCode string `json:"last_error_code,omitempty"`
+	// LastEventAt holds the value of the "last_event_at" field.
+	LastEventAt *time.Time `json:"last_event_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the PaymentQuery when eager-loading is set.
 	Edges        PaymentEdges `json:"edges"`
@@ -78,7 +80,7 @@ func (*Payment) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case payment.FieldStripePaymentIntentID, payment.FieldRequestKey, payment.FieldCurrency, payment.FieldPurpose, payment.FieldStatus, payment.FieldCreatedBy, payment.FieldLastErrorCode:
 			values[i] = new(sql.NullString)
-		case payment.FieldCreateTime, payment.FieldUpdateTime:
+		case payment.FieldCreateTime, payment.FieldUpdateTime, payment.FieldLastEventAt:
 			values[i] = new(sql.NullTime)
 		case payment.FieldID, payment.FieldWorkspaceID:
 			values[i] = new(uuid.UUID)
@@ -171,6 +173,13 @@ func (_m *Payment) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.LastErrorCode = value.String
 			}
+		case payment.FieldLastEventAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field last_event_at", values[i])
+			} else if value.Valid {
+				_m.LastEventAt = new(time.Time)
+				*_m.LastEventAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -248,6 +257,11 @@ func (_m *Payment) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("last_error_code=")
 	builder.WriteString(_m.LastErrorCode)
+	builder.WriteString(", ")
+	if v := _m.LastEventAt; v != nil {
+		builder.WriteString("last_event_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

@@ -139,6 +139,20 @@ func (_c *PaymentCreate) SetNillableLastErrorCode(v *string) *PaymentCreate {
 	return _c
 }
 
+// SetLastEventAt sets the "last_event_at" field.
+func (_c *PaymentCreate) SetLastEventAt(v time.Time) *PaymentCreate {
+	_c.mutation.SetLastEventAt(v)
+	return _c
+}
+
+// SetNillableLastEventAt sets the "last_event_at" field if the given value is not nil.
+func (_c *PaymentCreate) SetNillableLastEventAt(v *time.Time) *PaymentCreate {
+	if v != nil {
+		_c.SetLastEventAt(*v)
+	}
+	return _c
+}
+
 // SetID sets the "id" field.
 func (_c *PaymentCreate) SetID(v uuid.UUID) *PaymentCreate {
 	_c.mutation.SetID(v)
@@ -368,6 +382,10 @@ func (_c *PaymentCreate) createSpec() (*Payment, *sqlgraph.CreateSpec) {
 		_spec.SetField(payment.FieldLastErrorCode, field.TypeString, value)
 		_node.LastErrorCode = value
 	}
+	if value, ok := _c.mutation.LastEventAt(); ok {
+		_spec.SetField(payment.FieldLastEventAt, field.TypeTime, value)
+		_node.LastEventAt = &value
+	}
 	if nodes := _c.mutation.WorkspaceIDs(); len(nodes) > 0 {
 		edge := &sqlgraph.EdgeSpec{
 			Rel:     sqlgraph.M2O,
@@ -494,6 +512,24 @@ func (u *PaymentUpsert) UpdateLastErrorCode() *PaymentUpsert {
 // ClearLastErrorCode clears the value of the "last_error_code" field.
 func (u *PaymentUpsert) ClearLastErrorCode() *PaymentUpsert {
 	u.SetNull(payment.FieldLastErrorCode)
+	return u
+}
+
+// SetLastEventAt sets the "last_event_at" field.
+func (u *PaymentUpsert) SetLastEventAt(v time.Time) *PaymentUpsert {
+	u.Set(payment.FieldLastEventAt, v)
+	return u
+}
+
+// UpdateLastEventAt sets the "last_event_at" field to the value that was provided on create.
+func (u *PaymentUpsert) UpdateLastEventAt() *PaymentUpsert {
+	u.SetExcluded(payment.FieldLastEventAt)
+	return u
+}
+
+// ClearLastEventAt clears the value of the "last_event_at" field.
+func (u *PaymentUpsert) ClearLastEventAt() *PaymentUpsert {
+	u.SetNull(payment.FieldLastEventAt)
 	return u
 }
 
@@ -633,6 +669,27 @@ func (u *PaymentUpsertOne) UpdateLastErrorCode() *PaymentUpsertOne {
 func (u *PaymentUpsertOne) ClearLastErrorCode() *PaymentUpsertOne {
 	return u.Update(func(s *PaymentUpsert) {
 		s.ClearLastErrorCode()
+	})
+}
+
+// SetLastEventAt sets the "last_event_at" field.
+func (u *PaymentUpsertOne) SetLastEventAt(v time.Time) *PaymentUpsertOne {
+	return u.Update(func(s *PaymentUpsert) {
+		s.SetLastEventAt(v)
+	})
+}
+
+// UpdateLastEventAt sets the "last_event_at" field to the value that was provided on create.
+func (u *PaymentUpsertOne) UpdateLastEventAt() *PaymentUpsertOne {
+	return u.Update(func(s *PaymentUpsert) {
+		s.UpdateLastEventAt()
+	})
+}
+
+// ClearLastEventAt clears the value of the "last_event_at" field.
+func (u *PaymentUpsertOne) ClearLastEventAt() *PaymentUpsertOne {
+	return u.Update(func(s *PaymentUpsert) {
+		s.ClearLastEventAt()
 	})
 }
 
@@ -939,6 +996,27 @@ func (u *PaymentUpsertBulk) UpdateLastErrorCode() *PaymentUpsertBulk {
 func (u *PaymentUpsertBulk) ClearLastErrorCode() *PaymentUpsertBulk {
 	return u.Update(func(s *PaymentUpsert) {
 		s.ClearLastErrorCode()
+	})
+}
+
+// SetLastEventAt sets the "last_event_at" field.
+func (u *PaymentUpsertBulk) SetLastEventAt(v time.Time) *PaymentUpsertBulk {
+	return u.Update(func(s *PaymentUpsert) {
+		s.SetLastEventAt(v)
+	})
+}
+
+// UpdateLastEventAt sets the "last_event_at" field to the value that was provided on create.
+func (u *PaymentUpsertBulk) UpdateLastEventAt() *PaymentUpsertBulk {
+	return u.Update(func(s *PaymentUpsert) {
+		s.UpdateLastEventAt()
+	})
+}
+
+// ClearLastEventAt clears the value of the "last_event_at" field.
+func (u *PaymentUpsertBulk) ClearLastEventAt() *PaymentUpsertBulk {
+	return u.Update(func(s *PaymentUpsert) {
+		s.ClearLastEventAt()
 	})
 }
 

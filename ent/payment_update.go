@@ -88,6 +88,26 @@ func (_u *PaymentUpdate) ClearLastErrorCode() *PaymentUpdate {
 	return _u
 }
 
+// SetLastEventAt sets the "last_event_at" field.
+func (_u *PaymentUpdate) SetLastEventAt(v time.Time) *PaymentUpdate {
+	_u.mutation.SetLastEventAt(v)
+	return _u
+}
+
+// SetNillableLastEventAt sets the "last_event_at" field if the given value is not nil.
+func (_u *PaymentUpdate) SetNillableLastEventAt(v *time.Time) *PaymentUpdate {
+	if v != nil {
+		_u.SetLastEventAt(*v)
+	}
+	return _u
+}
+
+// ClearLastEventAt clears the value of the "last_event_at" field.
+func (_u *PaymentUpdate) ClearLastEventAt() *PaymentUpdate {
+	_u.mutation.ClearLastEventAt()
+	return _u
+}
+
 // Mutation returns the PaymentMutation object of the builder.
 func (_u *PaymentUpdate) Mutation() *PaymentMutation {
 	return _u.mutation
@@ -191,6 +211,12 @@ func (_u *PaymentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if _u.mutation.LastErrorCodeCleared() {
 		_spec.ClearField(payment.FieldLastErrorCode, field.TypeString)
 	}
+	if value, ok := _u.mutation.LastEventAt(); ok {
+		_spec.SetField(payment.FieldLastEventAt, field.TypeTime, value)
+	}
+	if _u.mutation.LastEventAtCleared() {
+		_spec.ClearField(payment.FieldLastEventAt, field.TypeTime)
+	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
 			err = &NotFoundError{payment.Label}
@@ -268,6 +294,26 @@ func (_u *PaymentUpdateOne) SetNillableLastErrorCode(v *string) *PaymentUpdateOn
 // ClearLastErrorCode clears the value of the "last_error_code" field.
 func (_u *PaymentUpdateOne) ClearLastErrorCode() *PaymentUpdateOne {
 	_u.mutation.ClearLastErrorCode()
+	return _u
+}
+
+// SetLastEventAt sets the "last_event_at" field.
+func (_u *PaymentUpdateOne) SetLastEventAt(v time.Time) *PaymentUpdateOne {
+	_u.mutation.SetLastEventAt(v)
+	return _u
+}
+
+// SetNillableLastEventAt sets the "last_event_at" field if the given value is not nil.
+func (_u *PaymentUpdateOne) SetNillableLastEventAt(v *time.Time) *PaymentUpdateOne {
+	if v != nil {
+		_u.SetLastEventAt(*v)
+	}
+	return _u
+}
+
+// ClearLastEventAt clears the value of the "last_event_at" field.
+func (_u *PaymentUpdateOne) ClearLastEventAt() *PaymentUpdateOne {
+	_u.mutation.ClearLastEventAt()
 	return _u
 }
 
@@ -403,6 +449,12 @@ func (_u *PaymentUpdateOne) sqlSave(ctx context.Context) (_node *Payment, err er
 	}
 	if _u.mutation.LastErrorCodeCleared() {
 		_spec.ClearField(payment.FieldLastErrorCode, field.TypeString)
+	}
+	if value, ok := _u.mutation.LastEventAt(); ok {
+		_spec.SetField(payment.FieldLastEventAt, field.TypeTime, value)
+	}
+	if _u.mutation.LastEventAtCleared() {
+		_spec.ClearField(payment.FieldLastEventAt, field.TypeTime)
 	}
 	_node = &Payment{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -14,6 +14,8 @@ type Tx struct {
 	config
 	// CheckoutSession is the client for interacting with the CheckoutSession builders.
 	CheckoutSession *CheckoutSessionClient
+	// Invoice is the client for interacting with the Invoice builders.
+	Invoice *InvoiceClient
 	// Membership is the client for interacting with the Membership builders.
 	Membership *MembershipClient
 	// Payment is the client for interacting with the Payment builders.
@@ -22,6 +24,8 @@ type Tx struct {
 	Subscription *SubscriptionClient
 	// User is the client for interacting with the User builders.
 	User *UserClient
+	// WebhookEvent is the client for interacting with the WebhookEvent builders.
+	WebhookEvent *WebhookEventClient
 	// Workspace is the client for interacting with the Workspace builders.
 	Workspace *WorkspaceClient
 
@@ -156,10 +160,12 @@ func (tx *Tx) Client() *Client {
 
 func (tx *Tx) init() {
 	tx.CheckoutSession = NewCheckoutSessionClient(tx.config)
+	tx.Invoice = NewInvoiceClient(tx.config)
 	tx.Membership = NewMembershipClient(tx.config)
 	tx.Payment = NewPaymentClient(tx.config)
 	tx.Subscription = NewSubscriptionClient(tx.config)
 	tx.User = NewUserClient(tx.config)
+	tx.WebhookEvent = NewWebhookEventClient(tx.config)
 	tx.Workspace = NewWorkspaceClient(tx.config)
 }
 

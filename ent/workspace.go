@@ -44,16 +44,19 @@ type WorkspaceEdges struct {
 	CheckoutSessions []*CheckoutSession `json:"checkout_sessions,omitempty"`
 	// Subscriptions holds the value of the subscriptions edge.
 	Subscriptions []*Subscription `json:"subscriptions,omitempty"`
+	// Invoices holds the value of the invoices edge.
+	Invoices []*Invoice `json:"invoices,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [4]bool
+	loadedTypes [5]bool
 	// totalCount holds the count of the edges above.
-	totalCount [4]map[string]int
+	totalCount [5]map[string]int
 
 	namedMemberships      map[string][]*Membership
 	namedPayments         map[string][]*Payment
 	namedCheckoutSessions map[string][]*CheckoutSession
 	namedSubscriptions    map[string][]*Subscription
+	namedInvoices         map[string][]*Invoice
 }
 
 // MembershipsOrErr returns the Memberships value or an error if the edge
@@ -90,6 +93,15 @@ func (e WorkspaceEdges) SubscriptionsOrErr() ([]*Subscription, error) {
 		return e.Subscriptions, nil
 	}
 	return nil, &NotLoadedError{edge: "subscriptions"}
+}
+
+// InvoicesOrErr returns the Invoices value or an error if the edge
+// was not loaded in eager-loading.
+func (e WorkspaceEdges) InvoicesOrErr() ([]*Invoice, error) {
+	if e.loadedTypes[4] {
+		return e.Invoices, nil
+	}
+	return nil, &NotLoadedError{edge: "invoices"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -188,6 +200,11 @@ func (_m *Workspace) QueryCheckoutSessions() *CheckoutSessionQuery {
 // QuerySubscriptions queries the "subscriptions" edge of the Workspace entity.
 func (_m *Workspace) QuerySubscriptions() *SubscriptionQuery {
 	return NewWorkspaceClient(_m.config).QuerySubscriptions(_m)
+}
+
+// QueryInvoices queries the "invoices" edge of the Workspace entity.
+func (_m *Workspace) QueryInvoices() *InvoiceQuery {
+	return NewWorkspaceClient(_m.config).QueryInvoices(_m)
 }
 
 // Update returns a builder for updating this Workspace.
@@ -326,6 +343,30 @@ func (_m *Workspace) appendNamedSubscriptions(name string, edges ...*Subscriptio
 		_m.Edges.namedSubscriptions[name] = []*Subscription{}
 	} else {
 		_m.Edges.namedSubscriptions[name] = append(_m.Edges.namedSubscriptions[name], edges...)
+	}
+}
+
+// NamedInvoices returns the Invoices named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Workspace) NamedInvoices(name string) ([]*Invoice, error) {
+	if _m.Edges.namedInvoices == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedInvoices[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Workspace) appendNamedInvoices(name string, edges ...*Invoice) {
+	if _m.Edges.namedInvoices == nil {
+		_m.Edges.namedInvoices = make(map[string][]*Invoice)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedInvoices[name] = []*Invoice{}
+	} else {
+		_m.Edges.namedInvoices[name] = append(_m.Edges.namedInvoices[name], edges...)
 	}
 }
 

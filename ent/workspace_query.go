@@ -4,6 +4,7 @@ package ent
 
 import (
 	"billingapi/ent/checkoutsession"
+	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
@@ -34,12 +35,14 @@ type WorkspaceQuery struct {
 	withPayments              *PaymentQuery
 	withCheckoutSessions      *CheckoutSessionQuery
 	withSubscriptions         *SubscriptionQuery
+	withInvoices              *InvoiceQuery
 	loadTotal                 []func(context.Context, []*Workspace) error
 	modifiers                 []func(*sql.Selector)
 	withNamedMemberships      map[string]*MembershipQuery
 	withNamedPayments         map[string]*PaymentQuery
 	withNamedCheckoutSessions map[string]*CheckoutSessionQuery
 	withNamedSubscriptions    map[string]*SubscriptionQuery
+	withNamedInvoices         map[string]*InvoiceQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -157,6 +160,28 @@ func (_q *WorkspaceQuery) QuerySubscriptions() *SubscriptionQuery {
 			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
 			sqlgraph.To(subscription.Table, subscription.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, workspace.SubscriptionsTable, workspace.SubscriptionsColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryInvoices chains the current query on the "invoices" edge.
+func (_q *WorkspaceQuery) QueryInvoices() *InvoiceQuery {
+	query := (&InvoiceClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
+			sqlgraph.To(invoice.Table, invoice.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, workspace.InvoicesTable, workspace.InvoicesColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -360,6 +385,7 @@ func (_q *WorkspaceQuery) Clone() *WorkspaceQuery {
 		withPayments:         _q.withPayments.Clone(),
 		withCheckoutSessions: _q.withCheckoutSessions.Clone(),
 		withSubscriptions:    _q.withSubscriptions.Clone(),
+		withInvoices:         _q.withInvoices.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -407,6 +433,17 @@ func (_q *WorkspaceQuery) WithSubscriptions(opts ...func(*SubscriptionQuery)) *W
 		opt(query)
 	}
 	_q.withSubscriptions = query
+	return _q
+}
+
+// WithInvoices tells the query-builder to eager-load the nodes that are connected to
+// the "invoices" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithInvoices(opts ...func(*InvoiceQuery)) *WorkspaceQuery {
+	query := (&InvoiceClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withInvoices = query
 	return _q
 }
 
@@ -494,11 +531,12 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 	var (
 		nodes       = []*Workspace{}
 		_spec       = _q.querySpec()
-		loadedTypes = [4]bool{
+		loadedTypes = [5]bool{
 			_q.withMemberships != nil,
 			_q.withPayments != nil,
 			_q.withCheckoutSessions != nil,
 			_q.withSubscriptions != nil,
+			_q.withInvoices != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -550,6 +588,13 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 			return nil, err
 		}
 	}
+	if query := _q.withInvoices; query != nil {
+		if err := _q.loadInvoices(ctx, query, nodes,
+			func(n *Workspace) { n.Edges.Invoices = []*Invoice{} },
+			func(n *Workspace, e *Invoice) { n.Edges.Invoices = append(n.Edges.Invoices, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedMemberships {
 		if err := _q.loadMemberships(ctx, query, nodes,
 			func(n *Workspace) { n.appendNamedMemberships(name) },
@@ -575,6 +620,13 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 		if err := _q.loadSubscriptions(ctx, query, nodes,
 			func(n *Workspace) { n.appendNamedSubscriptions(name) },
 			func(n *Workspace, e *Subscription) { n.appendNamedSubscriptions(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedInvoices {
+		if err := _q.loadInvoices(ctx, query, nodes,
+			func(n *Workspace) { n.appendNamedInvoices(name) },
+			func(n *Workspace, e *Invoice) { n.appendNamedInvoices(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -691,6 +743,36 @@ func (_q *WorkspaceQuery) loadSubscriptions(ctx context.Context, query *Subscrip
 	}
 	query.Where(predicate.Subscription(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(workspace.SubscriptionsColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.WorkspaceID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "workspace_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *WorkspaceQuery) loadInvoices(ctx context.Context, query *InvoiceQuery, nodes []*Workspace, init func(*Workspace), assign func(*Workspace, *Invoice)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Workspace)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(invoice.FieldWorkspaceID)
+	}
+	query.Where(predicate.Invoice(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(workspace.InvoicesColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {
@@ -873,6 +955,20 @@ func (_q *WorkspaceQuery) WithNamedSubscriptions(name string, opts ...func(*Subs
 		_q.withNamedSubscriptions = make(map[string]*SubscriptionQuery)
 	}
 	_q.withNamedSubscriptions[name] = query
+	return _q
+}
+
+// WithNamedInvoices tells the query-builder to eager-load the nodes that are connected to the "invoices"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithNamedInvoices(name string, opts ...func(*InvoiceQuery)) *WorkspaceQuery {
+	query := (&InvoiceClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedInvoices == nil {
+		_q.withNamedInvoices = make(map[string]*InvoiceQuery)
+	}
+	_q.withNamedInvoices[name] = query
 	return _q
 }
 

@@ -6,10 +6,16 @@ package graph
 //go:generate go run github.com/99designs/gqlgen generate --config ../gqlgen.yml
 
 import (
+	"log/slog"
+
 	"billingapi/billing"
+	"billingapi/cache"
 )
 
 // Resolver holds what every resolver needs; it is built once in server/.
 type Resolver struct {
 	Billing *billing.Service
+	// Bus carries applied webhook events to billingEvents subscribers.
+	Bus *cache.Bus
+	Log *slog.Logger
 }

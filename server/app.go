@@ -16,6 +16,7 @@ import (
 	"billingapi/ent"
 	_ "billingapi/ent/runtime" // registers hooks, validators and privacy policies
 	"billingapi/internal/database"
+	"billingapi/webhooks"
 
 	"entgo.io/ent/dialect"
 
@@ -34,7 +35,12 @@ type Main struct {
 	closeRedis func() error
 	Verifier   *auth.Verifier
 	Prices     *cache.Prices
+	Bus        *cache.Bus
 	Billing    *billing.Service
+	Worker     *webhooks.Worker
+
+	stopWorker context.CancelFunc
+	workerDone chan struct{}
 
 	// StripeHTTPClient, when set before Open, carries every Stripe request
 	// (tests count and inspect them through it).
@@ -83,6 +89,10 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("redis: not reachable: %w", err)
 	}
 	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
+	m.Bus = cache.NewBus(m.Redis, m.Config.RedisKeyPrefix, m.Log)
+	if err := m.Bus.Start(context.WithoutCancel(ctx)); err != nil {
+		return err
+	}
 	m.Billing = billing.New(billing.Deps{
 		DB: m.DB,
 		Stripe: billing.NewStripe(billing.StripeOptions{
@@ -93,6 +103,7 @@ func (m *Main) Open(ctx context.Context) error {
 		}, m.Log),
 		Prices: m.Prices,
 		Status: cache.NewStatus(m.Redis, m.Config.RedisKeyPrefix, m.Log),
+		Bus:    m.Bus,
 		Log:    m.Log,
 	}, billing.Config{
 		PlanLookupKeys: m.Config.PlanLookupKeys,
@@ -102,6 +113,16 @@ func (m *Main) Open(ctx context.Context) error {
 		PublishableKey: m.Config.Stripe.PublishableKey,
 		Mode:           m.Config.StripeMode(),
 	})
+
+	m.Worker = &webhooks.Worker{DB: m.DB, Billing: m.Billing, Log: m.Log}
+	m.Billing.SetWorkerWake(m.Worker.Wake)
+	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
+	m.stopWorker = stopWorker
+	m.workerDone = make(chan struct{})
+	go func() {
+		defer close(m.workerDone)
+		m.Worker.Run(workerCtx)
+	}()
 
 	m.listener, err = net.Listen("tcp", m.Config.HTTPAddr)
 	if err != nil {
@@ -147,6 +168,13 @@ func (m *Main) Close() error {
 		if err := <-m.served; err != nil && !errors.Is(err, http.ErrServerClosed) {
 			errs = append(errs, err)
 		}
+	}
+	if m.stopWorker != nil {
+		m.stopWorker()
+		<-m.workerDone
+	}
+	if m.Bus != nil {
+		errs = append(errs, m.Bus.Close())
 	}
 	if m.closeRedis != nil {
 		errs = append(errs, m.closeRedis())

@@ -16,6 +16,7 @@ import (
 	"billingapi/auth"
 	"billingapi/cache"
 	"billingapi/graph"
+	"billingapi/webhooks"
 )
 
 // MaxGraphQLBody is the largest GraphQL request body accepted.
@@ -24,7 +25,7 @@ const MaxGraphQLBody = 1 << 20
 // routes returns the service's HTTP handler.
 func (m *Main) routes() http.Handler {
 	gql := graph.NewServer(graph.ServerOptions{
-		Resolver:          &graph.Resolver{Billing: m.Billing},
+		Resolver:          &graph.Resolver{Billing: m.Billing, Bus: m.Bus, Log: m.Log},
 		Log:               m.Log,
 		OpenIntrospection: !m.Config.Production(),
 		OriginPatterns:    m.websocketOrigins(),
@@ -33,6 +34,9 @@ func (m *Main) routes() http.Handler {
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", m.cors(graphqlOnly(m.authenticate(gql))))
+	stripeHooks := &webhooks.Handler{DB: m.DB, Secrets: m.Config.Stripe.WebhookSecrets, Log: m.Log, Notify: m.Worker.Wake}
+	mux.Handle("/webhooks/stripe/", stripeHooks)
+	mux.Handle("/webhooks/stripe", stripeHooks)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})

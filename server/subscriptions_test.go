@@ -124,7 +124,9 @@ func TestSubscriptionLifecycle(t *testing.T) {
 			})
 			t.Run("ChangePlanSendsItemPriceQuantityAndProration", func(t *testing.T) {
 				activeSubscription(w, "POST", "/v1/subscriptions/sub_test", "active", false, "pro_yearly", "price_pro_yearly")
-				var out struct{ ChangeSubscriptionPlan struct{ Status, Plan, LookupKey string } }
+				var out struct {
+					ChangeSubscriptionPlan struct{ Status, Plan, LookupKey string }
+				}
 				w.gql(t, w.alice, `mutation($in: ChangeSubscriptionPlanInput!) { changeSubscriptionPlan(input: $in) { status plan lookupKey } }`,
 					map[string]any{"in": map[string]any{"workspaceId": w.wsA, "lookupKey": "pro_yearly", "quantity": 5}}).Decode(t, &out)
 				req, _ := w.fake.Last("POST", "/v1/subscriptions/sub_test")

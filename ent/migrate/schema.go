@@ -54,6 +54,52 @@ var (
 			},
 		},
 	}
+	// InvoicesColumns holds the columns for the "invoices" table.
+	InvoicesColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+		{Name: "stripe_invoice_id", Type: field.TypeString, Unique: true, Size: 255},
+		{Name: "stripe_subscription_id", Type: field.TypeString, Nullable: true, Size: 255},
+		{Name: "number", Type: field.TypeString, Nullable: true, Size: 255},
+		{Name: "status", Type: field.TypeString, Size: 64},
+		{Name: "payment_failed", Type: field.TypeBool, Default: false},
+		{Name: "amount_due", Type: field.TypeInt64},
+		{Name: "amount_paid", Type: field.TypeInt64},
+		{Name: "currency", Type: field.TypeString, Size: 3},
+		{Name: "period_start", Type: field.TypeTime, Nullable: true},
+		{Name: "period_end", Type: field.TypeTime, Nullable: true},
+		{Name: "hosted_invoice_url", Type: field.TypeString, Nullable: true, Size: 2048},
+		{Name: "invoice_pdf", Type: field.TypeString, Nullable: true, Size: 2048},
+		{Name: "last_event_at", Type: field.TypeTime, Nullable: true},
+		{Name: "workspace_id", Type: field.TypeUUID},
+	}
+	// InvoicesTable holds the schema information for the "invoices" table.
+	InvoicesTable = &schema.Table{
+		Name:       "invoices",
+		Columns:    InvoicesColumns,
+		PrimaryKey: []*schema.Column{InvoicesColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "invoices_workspaces_invoices",
+				Columns:    []*schema.Column{InvoicesColumns[16]},
+				RefColumns: []*schema.Column{WorkspacesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "invoice_workspace_id",
+				Unique:  false,
+				Columns: []*schema.Column{InvoicesColumns[16]},
+			},
+			{
+				Name:    "invoice_workspace_id_create_time",
+				Unique:  false,
+				Columns: []*schema.Column{InvoicesColumns[16], InvoicesColumns[1]},
+			},
+		},
+	}
 	// MembershipsColumns holds the columns for the "memberships" table.
 	MembershipsColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -107,6 +153,7 @@ var (
 		{Name: "status", Type: field.TypeEnum, Enums: []string{"creating", "requires_payment_method", "requires_confirmation", "requires_action", "processing", "requires_capture", "canceled", "succeeded", "failed"}, Default: "creating"},
 		{Name: "created_by", Type: field.TypeString, Size: 255},
 		{Name: "last_error_code", Type: field.TypeString, Nullable: true, Size: 100},
+		{Name: "last_event_at", Type: field.TypeTime, Nullable: true},
 		{Name: "workspace_id", Type: field.TypeUUID},
 	}
 	// PaymentsTable holds the schema information for the "payments" table.
@@ -117,7 +164,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "payments_workspaces_payments",
-				Columns:    []*schema.Column{PaymentsColumns[11]},
+				Columns:    []*schema.Column{PaymentsColumns[12]},
 				RefColumns: []*schema.Column{WorkspacesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -126,12 +173,12 @@ var (
 			{
 				Name:    "payment_workspace_id",
 				Unique:  false,
-				Columns: []*schema.Column{PaymentsColumns[11]},
+				Columns: []*schema.Column{PaymentsColumns[12]},
 			},
 			{
 				Name:    "payment_workspace_id_create_time",
 				Unique:  false,
-				Columns: []*schema.Column{PaymentsColumns[11], PaymentsColumns[1]},
+				Columns: []*schema.Column{PaymentsColumns[12], PaymentsColumns[1]},
 			},
 		},
 	}
@@ -200,6 +247,49 @@ var (
 		Columns:    UsersColumns,
 		PrimaryKey: []*schema.Column{UsersColumns[0]},
 	}
+	// WebhookEventsColumns holds the columns for the "webhook_events" table.
+	WebhookEventsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+		{Name: "stripe_event_id", Type: field.TypeString, Unique: true, Size: 255},
+		{Name: "type", Type: field.TypeString, Size: 255},
+		{Name: "api_version", Type: field.TypeString, Size: 64},
+		{Name: "created", Type: field.TypeTime},
+		{Name: "livemode", Type: field.TypeBool},
+		{Name: "object_id", Type: field.TypeString, Size: 255, Default: ""},
+		{Name: "payload", Type: field.TypeBytes},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"received", "processed", "failed", "skipped"}, Default: "received"},
+		{Name: "attempts", Type: field.TypeInt, Default: 0},
+		{Name: "last_error", Type: field.TypeString, Nullable: true, Size: 2000},
+		{Name: "processed_at", Type: field.TypeTime, Nullable: true},
+		{Name: "next_attempt_at", Type: field.TypeTime, Nullable: true},
+		{Name: "locked_until", Type: field.TypeTime, Nullable: true},
+		{Name: "workspace_id", Type: field.TypeUUID, Nullable: true},
+	}
+	// WebhookEventsTable holds the schema information for the "webhook_events" table.
+	WebhookEventsTable = &schema.Table{
+		Name:       "webhook_events",
+		Columns:    WebhookEventsColumns,
+		PrimaryKey: []*schema.Column{WebhookEventsColumns[0]},
+		Indexes: []*schema.Index{
+			{
+				Name:    "webhookevent_status_next_attempt_at",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookEventsColumns[10], WebhookEventsColumns[14]},
+			},
+			{
+				Name:    "webhookevent_type",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookEventsColumns[4]},
+			},
+			{
+				Name:    "webhookevent_create_time",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookEventsColumns[1]},
+			},
+		},
+	}
 	// WorkspacesColumns holds the columns for the "workspaces" table.
 	WorkspacesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -218,16 +308,19 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		CheckoutSessionsTable,
+		InvoicesTable,
 		MembershipsTable,
 		PaymentsTable,
 		SubscriptionsTable,
 		UsersTable,
+		WebhookEventsTable,
 		WorkspacesTable,
 	}
 )
 
 func init() {
 	CheckoutSessionsTable.ForeignKeys[0].RefTable = WorkspacesTable
+	InvoicesTable.ForeignKeys[0].RefTable = WorkspacesTable
 	MembershipsTable.ForeignKeys[0].RefTable = UsersTable
 	MembershipsTable.ForeignKeys[1].RefTable = WorkspacesTable
 	PaymentsTable.ForeignKeys[0].RefTable = WorkspacesTable

@@ -41,6 +41,8 @@ const (
 	FieldCreatedBy = "created_by"
 	// FieldLastErrorCode holds the string denoting the last_error_code field in the database.
 	FieldLastErrorCode = "last_error_code"
+	// FieldLastEventAt holds the string denoting the last_event_at field in the database.
+	FieldLastEventAt = "last_event_at"
 	// EdgeWorkspace holds the string denoting the workspace edge name in mutations.
 	EdgeWorkspace = "workspace"
 	// Table holds the table name of the payment in the database.
@@ -68,6 +70,7 @@ var Columns = []string{
 	FieldStatus,
 	FieldCreatedBy,
 	FieldLastErrorCode,
+	FieldLastEventAt,
 }
 
 // ValidColumn reports if the column name is valid (part of the table columns).
@@ -206,6 +209,11 @@ func ByCreatedBy(opts ...sql.OrderTermOption) OrderOption {
 // ByLastErrorCode orders the results by the last_error_code field.
 func ByLastErrorCode(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldLastErrorCode, opts...).ToFunc()
+}
+
+// ByLastEventAt orders the results by the last_event_at field.
+func ByLastEventAt(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldLastEventAt, opts...).ToFunc()
 }
 
 // ByWorkspaceField orders the results by workspace field.

@@ -106,6 +106,11 @@ func LastErrorCode(v string) predicate.Payment {
 	return predicate.Payment(sql.FieldEQ(FieldLastErrorCode, v))
 }
 
+// LastEventAt applies equality check predicate on the "last_event_at" field. It's identical to LastEventAtEQ.
+func LastEventAt(v time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldEQ(FieldLastEventAt, v))
+}
+
 // WorkspaceIDEQ applies the EQ predicate on the "workspace_id" field.
 func WorkspaceIDEQ(v uuid.UUID) predicate.Payment {
 	return predicate.Payment(sql.FieldEQ(FieldWorkspaceID, v))
@@ -684,6 +689,56 @@ func LastErrorCodeEqualFold(v string) predicate.Payment {
 // LastErrorCodeContainsFold applies the ContainsFold predicate on the "last_error_code" field.
 func LastErrorCodeContainsFold(v string) predicate.Payment {
 	return predicate.Payment(sql.FieldContainsFold(FieldLastErrorCode, v))
+}
+
+// LastEventAtEQ applies the EQ predicate on the "last_event_at" field.
+func LastEventAtEQ(v time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldEQ(FieldLastEventAt, v))
+}
+
+// LastEventAtNEQ applies the NEQ predicate on the "last_event_at" field.
+func LastEventAtNEQ(v time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldNEQ(FieldLastEventAt, v))
+}
+
+// LastEventAtIn applies the In predicate on the "last_event_at" field.
+func LastEventAtIn(vs ...time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldIn(FieldLastEventAt, vs...))
+}
+
+// LastEventAtNotIn applies the NotIn predicate on the "last_event_at" field.
+func LastEventAtNotIn(vs ...time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldNotIn(FieldLastEventAt, vs...))
+}
+
+// LastEventAtGT applies the GT predicate on the "last_event_at" field.
+func LastEventAtGT(v time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldGT(FieldLastEventAt, v))
+}
+
+// LastEventAtGTE applies the GTE predicate on the "last_event_at" field.
+func LastEventAtGTE(v time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldGTE(FieldLastEventAt, v))
+}
+
+// LastEventAtLT applies the LT predicate on the "last_event_at" field.
+func LastEventAtLT(v time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldLT(FieldLastEventAt, v))
+}
+
+// LastEventAtLTE applies the LTE predicate on the "last_event_at" field.
+func LastEventAtLTE(v time.Time) predicate.Payment {
+	return predicate.Payment(sql.FieldLTE(FieldLastEventAt, v))
+}
+
+// LastEventAtIsNil applies the IsNil predicate on the "last_event_at" field.
+func LastEventAtIsNil() predicate.Payment {
+	return predicate.Payment(sql.FieldIsNull(FieldLastEventAt))
+}
+
+// LastEventAtNotNil applies the NotNil predicate on the "last_event_at" field.
+func LastEventAtNotNil() predicate.Payment {
+	return predicate.Payment(sql.FieldNotNull(FieldLastEventAt))
 }
 
 // HasWorkspace applies the HasEdge predicate on the "workspace" edge.

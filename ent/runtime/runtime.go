@@ -4,11 +4,13 @@ package runtime
 
 import (
 	"billingapi/ent/checkoutsession"
+	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/schema"
 	"billingapi/ent/subscription"
 	"billingapi/ent/user"
+	"billingapi/ent/webhookevent"
 	"billingapi/ent/workspace"
 	"context"
 	"time"
@@ -91,6 +93,74 @@ func init() {
 	checkoutsessionDescID := checkoutsessionFields[0].Descriptor()
 	// checkoutsession.DefaultID holds the default value on creation for the id field.
 	checkoutsession.DefaultID = checkoutsessionDescID.Default.(func() uuid.UUID)
+	invoiceMixin := schema.Invoice{}.Mixin()
+	invoice.Policy = privacy.NewPolicies(invoiceMixin[0], schema.Invoice{})
+	invoice.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := invoice.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	invoiceMixinFields1 := invoiceMixin[1].Fields()
+	_ = invoiceMixinFields1
+	invoiceFields := schema.Invoice{}.Fields()
+	_ = invoiceFields
+	// invoiceDescCreateTime is the schema descriptor for create_time field.
+	invoiceDescCreateTime := invoiceMixinFields1[0].Descriptor()
+	// invoice.DefaultCreateTime holds the default value on creation for the create_time field.
+	invoice.DefaultCreateTime = invoiceDescCreateTime.Default.(func() time.Time)
+	// invoiceDescUpdateTime is the schema descriptor for update_time field.
+	invoiceDescUpdateTime := invoiceMixinFields1[1].Descriptor()
+	// invoice.DefaultUpdateTime holds the default value on creation for the update_time field.
+	invoice.DefaultUpdateTime = invoiceDescUpdateTime.Default.(func() time.Time)
+	// invoice.UpdateDefaultUpdateTime holds the default value on update for the update_time field.
+	invoice.UpdateDefaultUpdateTime = invoiceDescUpdateTime.UpdateDefault.(func() time.Time)
+	// invoiceDescStripeInvoiceID is the schema descriptor for stripe_invoice_id field.
+	invoiceDescStripeInvoiceID := invoiceFields[1].Descriptor()
+	// invoice.StripeInvoiceIDValidator is a validator for the "stripe_invoice_id" field. It is called by the builders before save.
+	invoice.StripeInvoiceIDValidator = invoiceDescStripeInvoiceID.Validators[0].(func(string) error)
+	// invoiceDescStripeSubscriptionID is the schema descriptor for stripe_subscription_id field.
+	invoiceDescStripeSubscriptionID := invoiceFields[2].Descriptor()
+	// invoice.StripeSubscriptionIDValidator is a validator for the "stripe_subscription_id" field. It is called by the builders before save.
+	invoice.StripeSubscriptionIDValidator = invoiceDescStripeSubscriptionID.Validators[0].(func(string) error)
+	// invoiceDescNumber is the schema descriptor for number field.
+	invoiceDescNumber := invoiceFields[3].Descriptor()
+	// invoice.NumberValidator is a validator for the "number" field. It is called by the builders before save.
+	invoice.NumberValidator = invoiceDescNumber.Validators[0].(func(string) error)
+	// invoiceDescStatus is the schema descriptor for status field.
+	invoiceDescStatus := invoiceFields[4].Descriptor()
+	// invoice.StatusValidator is a validator for the "status" field. It is called by the builders before save.
+	invoice.StatusValidator = invoiceDescStatus.Validators[0].(func(string) error)
+	// invoiceDescPaymentFailed is the schema descriptor for payment_failed field.
+	invoiceDescPaymentFailed := invoiceFields[5].Descriptor()
+	// invoice.DefaultPaymentFailed holds the default value on creation for the payment_failed field.
+	invoice.DefaultPaymentFailed = invoiceDescPaymentFailed.Default.(bool)
+	// invoiceDescAmountDue is the schema descriptor for amount_due field.
+	invoiceDescAmountDue := invoiceFields[6].Descriptor()
+	// invoice.AmountDueValidator is a validator for the "amount_due" field. It is called by the builders before save.
+	invoice.AmountDueValidator = invoiceDescAmountDue.Validators[0].(func(int64) error)
+	// invoiceDescAmountPaid is the schema descriptor for amount_paid field.
+	invoiceDescAmountPaid := invoiceFields[7].Descriptor()
+	// invoice.AmountPaidValidator is a validator for the "amount_paid" field. It is called by the builders before save.
+	invoice.AmountPaidValidator = invoiceDescAmountPaid.Validators[0].(func(int64) error)
+	// invoiceDescCurrency is the schema descriptor for currency field.
+	invoiceDescCurrency := invoiceFields[8].Descriptor()
+	// invoice.CurrencyValidator is a validator for the "currency" field. It is called by the builders before save.
+	invoice.CurrencyValidator = invoiceDescCurrency.Validators[0].(func(string) error)
+	// invoiceDescHostedInvoiceURL is the schema descriptor for hosted_invoice_url field.
+	invoiceDescHostedInvoiceURL := invoiceFields[11].Descriptor()
+	// invoice.HostedInvoiceURLValidator is a validator for the "hosted_invoice_url" field. It is called by the builders before save.
+	invoice.HostedInvoiceURLValidator = invoiceDescHostedInvoiceURL.Validators[0].(func(string) error)
+	// invoiceDescInvoicePdf is the schema descriptor for invoice_pdf field.
+	invoiceDescInvoicePdf := invoiceFields[12].Descriptor()
+	// invoice.InvoicePdfValidator is a validator for the "invoice_pdf" field. It is called by the builders before save.
+	invoice.InvoicePdfValidator = invoiceDescInvoicePdf.Validators[0].(func(string) error)
+	// invoiceDescID is the schema descriptor for id field.
+	invoiceDescID := invoiceFields[0].Descriptor()
+	// invoice.DefaultID holds the default value on creation for the id field.
+	invoice.DefaultID = invoiceDescID.Default.(func() uuid.UUID)
 	membershipMixin := schema.Membership{}.Mixin()
 	membership.Policy = privacy.NewPolicies(schema.Membership{})
 	membership.Hooks[0] = func(next ent.Mutator) ent.Mutator {
@@ -299,6 +369,74 @@ func init() {
 			return nil
 		}
 	}()
+	webhookeventMixin := schema.WebhookEvent{}.Mixin()
+	webhookevent.Policy = privacy.NewPolicies(schema.WebhookEvent{})
+	webhookevent.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := webhookevent.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	webhookeventMixinFields0 := webhookeventMixin[0].Fields()
+	_ = webhookeventMixinFields0
+	webhookeventFields := schema.WebhookEvent{}.Fields()
+	_ = webhookeventFields
+	// webhookeventDescCreateTime is the schema descriptor for create_time field.
+	webhookeventDescCreateTime := webhookeventMixinFields0[0].Descriptor()
+	// webhookevent.DefaultCreateTime holds the default value on creation for the create_time field.
+	webhookevent.DefaultCreateTime = webhookeventDescCreateTime.Default.(func() time.Time)
+	// webhookeventDescUpdateTime is the schema descriptor for update_time field.
+	webhookeventDescUpdateTime := webhookeventMixinFields0[1].Descriptor()
+	// webhookevent.DefaultUpdateTime holds the default value on creation for the update_time field.
+	webhookevent.DefaultUpdateTime = webhookeventDescUpdateTime.Default.(func() time.Time)
+	// webhookevent.UpdateDefaultUpdateTime holds the default value on update for the update_time field.
+	webhookevent.UpdateDefaultUpdateTime = webhookeventDescUpdateTime.UpdateDefault.(func() time.Time)
+	// webhookeventDescStripeEventID is the schema descriptor for stripe_event_id field.
+	webhookeventDescStripeEventID := webhookeventFields[1].Descriptor()
+	// webhookevent.StripeEventIDValidator is a validator for the "stripe_event_id" field. It is called by the builders before save.
+	webhookevent.StripeEventIDValidator = func() func(string) error {
+		validators := webhookeventDescStripeEventID.Validators
+		fns := [...]func(string) error{
+			validators[0].(func(string) error),
+			validators[1].(func(string) error),
+		}
+		return func(stripe_event_id string) error {
+			for _, fn := range fns {
+				if err := fn(stripe_event_id); err != nil {
+					return err
+				}
+			}
+			return nil
+		}
+	}()
+	// webhookeventDescType is the schema descriptor for type field.
+	webhookeventDescType := webhookeventFields[2].Descriptor()
+	// webhookevent.TypeValidator is a validator for the "type" field. It is called by the builders before save.
+	webhookevent.TypeValidator = webhookeventDescType.Validators[0].(func(string) error)
+	// webhookeventDescAPIVersion is the schema descriptor for api_version field.
+	webhookeventDescAPIVersion := webhookeventFields[3].Descriptor()
+	// webhookevent.APIVersionValidator is a validator for the "api_version" field. It is called by the builders before save.
+	webhookevent.APIVersionValidator = webhookeventDescAPIVersion.Validators[0].(func(string) error)
+	// webhookeventDescObjectID is the schema descriptor for object_id field.
+	webhookeventDescObjectID := webhookeventFields[6].Descriptor()
+	// webhookevent.DefaultObjectID holds the default value on creation for the object_id field.
+	webhookevent.DefaultObjectID = webhookeventDescObjectID.Default.(string)
+	// webhookevent.ObjectIDValidator is a validator for the "object_id" field. It is called by the builders before save.
+	webhookevent.ObjectIDValidator = webhookeventDescObjectID.Validators[0].(func(string) error)
+	// webhookeventDescAttempts is the schema descriptor for attempts field.
+	webhookeventDescAttempts := webhookeventFields[9].Descriptor()
+	// webhookevent.DefaultAttempts holds the default value on creation for the attempts field.
+	webhookevent.DefaultAttempts = webhookeventDescAttempts.Default.(int)
+	// webhookeventDescLastError is the schema descriptor for last_error field.
+	webhookeventDescLastError := webhookeventFields[10].Descriptor()
+	// webhookevent.LastErrorValidator is a validator for the "last_error" field. It is called by the builders before save.
+	webhookevent.LastErrorValidator = webhookeventDescLastError.Validators[0].(func(string) error)
+	// webhookeventDescID is the schema descriptor for id field.
+	webhookeventDescID := webhookeventFields[0].Descriptor()
+	// webhookevent.DefaultID holds the default value on creation for the id field.
+	webhookevent.DefaultID = webhookeventDescID.Default.(func() uuid.UUID)
 	workspaceMixin := schema.Workspace{}.Mixin()
 	workspace.Policy = privacy.NewPolicies(schema.Workspace{})
 	workspace.Hooks[0] = func(next ent.Mutator) ent.Mutator {

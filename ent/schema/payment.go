@@ -36,8 +36,12 @@ func (Payment) Fields() []ent.Field {
 			"processing", "requires_capture", "canceled", "succeeded", "failed",
 		).Default("creating"),
 		field.String("created_by").MaxLen(255).Immutable(),
-		// last_error_code is the code of the last failed Stripe call, for support.
+		// last_error_code is the code of the last failed Stripe call or
+		// payment attempt, for support.
 		field.String("last_error_code").Optional().MaxLen(100),
+		// last_event_at is the created time of the last Stripe event
+		// applied: an older event never rolls the status back.
+		field.Time("last_event_at").Optional().Nillable(),
 	}
 }
 

@@ -33,6 +33,7 @@ func (Workspace) Edges() []ent.Edge {
 		edge.To("payments", Payment.Type),
 		edge.To("checkout_sessions", CheckoutSession.Type),
 		edge.To("subscriptions", Subscription.Type),
+		edge.To("invoices", Invoice.Type),
 	}
 }
 

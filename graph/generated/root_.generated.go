@@ -29,6 +29,7 @@ type ResolverRoot interface {
 	CheckoutSession() CheckoutSessionResolver
 	CreatePaymentIntentPayload() CreatePaymentIntentPayloadResolver
 	CreateSubscriptionPayload() CreateSubscriptionPayloadResolver
+	Invoice() InvoiceResolver
 	Membership() MembershipResolver
 	Mutation() MutationResolver
 	Payment() PaymentResolver
@@ -36,7 +37,9 @@ type ResolverRoot interface {
 	Product() ProductResolver
 	Query() QueryResolver
 	StripeConfig() StripeConfigResolver
+	Subscription() SubscriptionResolver
 	User() UserResolver
+	WebhookEvent() WebhookEventResolver
 	Workspace() WorkspaceResolver
 }
 
@@ -50,6 +53,16 @@ type ComplexityRoot struct {
 		Features func(childComplexity int) int
 		Level    func(childComplexity int) int
 		Warning  func(childComplexity int) int
+	}
+
+	BillingEvent struct {
+		EventID      func(childComplexity int) int
+		Invoice      func(childComplexity int) int
+		OccurredAt   func(childComplexity int) int
+		Payment      func(childComplexity int) int
+		Subscription func(childComplexity int) int
+		Type         func(childComplexity int) int
+		WorkspaceID  func(childComplexity int) int
 	}
 
 	BillingSubscription struct {
@@ -110,6 +123,33 @@ type ComplexityRoot struct {
 		Subscription func(childComplexity int) int
 	}
 
+	Invoice struct {
+		AmountDue        func(childComplexity int) int
+		AmountPaid       func(childComplexity int) int
+		CreateTime       func(childComplexity int) int
+		Currency         func(childComplexity int) int
+		HostedInvoiceURL func(childComplexity int) int
+		ID               func(childComplexity int) int
+		InvoicePDF       func(childComplexity int) int
+		Number           func(childComplexity int) int
+		PaymentFailed    func(childComplexity int) int
+		PeriodEnd        func(childComplexity int) int
+		PeriodStart      func(childComplexity int) int
+		Status           func(childComplexity int) int
+		StripeInvoiceID  func(childComplexity int) int
+	}
+
+	InvoiceConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	InvoiceEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Membership struct {
 		CreateTime func(childComplexity int) int
 		ID         func(childComplexity int) int
@@ -139,6 +179,7 @@ type ComplexityRoot struct {
 		CreateProduct          func(childComplexity int, input model.CreateProductInput) int
 		CreateSubscription     func(childComplexity int, input model.CreateSubscriptionInput) int
 		CreateWorkspace        func(childComplexity int, input model.CreateWorkspaceInput) int
+		ReplayWebhookEvent     func(childComplexity int, id string) int
 		ResumeSubscription     func(childComplexity int, input model.ResumeSubscriptionInput) int
 		SyncCheckoutSession    func(childComplexity int, sessionID string) int
 	}
@@ -192,16 +233,21 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Me           func(childComplexity int) int
-		Plans        func(childComplexity int) int
-		Price        func(childComplexity int, lookupKey string) int
-		StripeConfig func(childComplexity int) int
-		Workspace    func(childComplexity int, id string) int
+		Me            func(childComplexity int) int
+		Plans         func(childComplexity int) int
+		Price         func(childComplexity int, lookupKey string) int
+		StripeConfig  func(childComplexity int) int
+		WebhookEvents func(childComplexity int, status *model.WebhookEventStatus, typeArg *string, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		Workspace     func(childComplexity int, id string) int
 	}
 
 	StripeConfig struct {
 		Mode           func(childComplexity int) int
 		PublishableKey func(childComplexity int) int
+	}
+
+	Subscription struct {
+		BillingEvents func(childComplexity int, workspaceID string) int
 	}
 
 	User struct {
@@ -212,11 +258,40 @@ type ComplexityRoot struct {
 		Workspaces      func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 	}
 
+	WebhookEvent struct {
+		APIVersion    func(childComplexity int) int
+		Attempts      func(childComplexity int) int
+		CreateTime    func(childComplexity int) int
+		Created       func(childComplexity int) int
+		ID            func(childComplexity int) int
+		LastError     func(childComplexity int) int
+		Livemode      func(childComplexity int) int
+		NextAttemptAt func(childComplexity int) int
+		ObjectID      func(childComplexity int) int
+		ProcessedAt   func(childComplexity int) int
+		Status        func(childComplexity int) int
+		StripeEventID func(childComplexity int) int
+		Type          func(childComplexity int) int
+		WorkspaceID   func(childComplexity int) int
+	}
+
+	WebhookEventConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	WebhookEventEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Workspace struct {
 		Access           func(childComplexity int) int
 		CheckoutSessions func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		CreateTime       func(childComplexity int) int
 		ID               func(childComplexity int) int
+		Invoices         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		Members          func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		Name             func(childComplexity int) int
 		Payments         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
@@ -268,6 +343,49 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Access.Warning(childComplexity), true
+
+	case "BillingEvent.eventId":
+		if e.ComplexityRoot.BillingEvent.EventID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingEvent.EventID(childComplexity), true
+	case "BillingEvent.invoice":
+		if e.ComplexityRoot.BillingEvent.Invoice == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingEvent.Invoice(childComplexity), true
+	case "BillingEvent.occurredAt":
+		if e.ComplexityRoot.BillingEvent.OccurredAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingEvent.OccurredAt(childComplexity), true
+	case "BillingEvent.payment":
+		if e.ComplexityRoot.BillingEvent.Payment == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingEvent.Payment(childComplexity), true
+	case "BillingEvent.subscription":
+		if e.ComplexityRoot.BillingEvent.Subscription == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingEvent.Subscription(childComplexity), true
+	case "BillingEvent.type":
+		if e.ComplexityRoot.BillingEvent.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingEvent.Type(childComplexity), true
+	case "BillingEvent.workspaceId":
+		if e.ComplexityRoot.BillingEvent.WorkspaceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingEvent.WorkspaceID(childComplexity), true
 
 	case "BillingSubscription.cancelAtPeriodEnd":
 		if e.ComplexityRoot.BillingSubscription.CancelAtPeriodEnd == nil {
@@ -498,6 +616,117 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.CreateSubscriptionPayload.Subscription(childComplexity), true
 
+	case "Invoice.amountDue":
+		if e.ComplexityRoot.Invoice.AmountDue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.AmountDue(childComplexity), true
+	case "Invoice.amountPaid":
+		if e.ComplexityRoot.Invoice.AmountPaid == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.AmountPaid(childComplexity), true
+	case "Invoice.createTime":
+		if e.ComplexityRoot.Invoice.CreateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.CreateTime(childComplexity), true
+	case "Invoice.currency":
+		if e.ComplexityRoot.Invoice.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.Currency(childComplexity), true
+	case "Invoice.hostedInvoiceUrl":
+		if e.ComplexityRoot.Invoice.HostedInvoiceURL == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.HostedInvoiceURL(childComplexity), true
+	case "Invoice.id":
+		if e.ComplexityRoot.Invoice.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.ID(childComplexity), true
+	case "Invoice.invoicePdf":
+		if e.ComplexityRoot.Invoice.InvoicePDF == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.InvoicePDF(childComplexity), true
+	case "Invoice.number":
+		if e.ComplexityRoot.Invoice.Number == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.Number(childComplexity), true
+	case "Invoice.paymentFailed":
+		if e.ComplexityRoot.Invoice.PaymentFailed == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.PaymentFailed(childComplexity), true
+	case "Invoice.periodEnd":
+		if e.ComplexityRoot.Invoice.PeriodEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.PeriodEnd(childComplexity), true
+	case "Invoice.periodStart":
+		if e.ComplexityRoot.Invoice.PeriodStart == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.PeriodStart(childComplexity), true
+	case "Invoice.status":
+		if e.ComplexityRoot.Invoice.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.Status(childComplexity), true
+	case "Invoice.stripeInvoiceId":
+		if e.ComplexityRoot.Invoice.StripeInvoiceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invoice.StripeInvoiceID(childComplexity), true
+
+	case "InvoiceConnection.edges":
+		if e.ComplexityRoot.InvoiceConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceConnection.Edges(childComplexity), true
+	case "InvoiceConnection.pageInfo":
+		if e.ComplexityRoot.InvoiceConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceConnection.PageInfo(childComplexity), true
+	case "InvoiceConnection.totalCount":
+		if e.ComplexityRoot.InvoiceConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceConnection.TotalCount(childComplexity), true
+
+	case "InvoiceEdge.cursor":
+		if e.ComplexityRoot.InvoiceEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceEdge.Cursor(childComplexity), true
+	case "InvoiceEdge.node":
+		if e.ComplexityRoot.InvoiceEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvoiceEdge.Node(childComplexity), true
+
 	case "Membership.createTime":
 		if e.ComplexityRoot.Membership.CreateTime == nil {
 			break
@@ -660,6 +889,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWorkspace(childComplexity, args["input"].(model.CreateWorkspaceInput)), true
+	case "Mutation.replayWebhookEvent":
+		if e.ComplexityRoot.Mutation.ReplayWebhookEvent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_replayWebhookEvent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ReplayWebhookEvent(childComplexity, args["id"].(string)), true
 	case "Mutation.resumeSubscription":
 		if e.ComplexityRoot.Mutation.ResumeSubscription == nil {
 			break
@@ -898,6 +1138,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.StripeConfig(childComplexity), true
+	case "Query.webhookEvents":
+		if e.ComplexityRoot.Query.WebhookEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Query_webhookEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.WebhookEvents(childComplexity, args["status"].(*model.WebhookEventStatus), args["type"].(*string), args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
 	case "Query.workspace":
 		if e.ComplexityRoot.Query.Workspace == nil {
 			break
@@ -922,6 +1173,18 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.StripeConfig.PublishableKey(childComplexity), true
+
+	case "Subscription.billingEvents":
+		if e.ComplexityRoot.Subscription.BillingEvents == nil {
+			break
+		}
+
+		args, err := ec.field_Subscription_billingEvents_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Subscription.BillingEvents(childComplexity, args["workspaceId"].(string)), true
 
 	case "User.email":
 		if e.ComplexityRoot.User.Email == nil {
@@ -959,6 +1222,123 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.User.Workspaces(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
 
+	case "WebhookEvent.apiVersion":
+		if e.ComplexityRoot.WebhookEvent.APIVersion == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.APIVersion(childComplexity), true
+	case "WebhookEvent.attempts":
+		if e.ComplexityRoot.WebhookEvent.Attempts == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.Attempts(childComplexity), true
+	case "WebhookEvent.createTime":
+		if e.ComplexityRoot.WebhookEvent.CreateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.CreateTime(childComplexity), true
+	case "WebhookEvent.created":
+		if e.ComplexityRoot.WebhookEvent.Created == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.Created(childComplexity), true
+	case "WebhookEvent.id":
+		if e.ComplexityRoot.WebhookEvent.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.ID(childComplexity), true
+	case "WebhookEvent.lastError":
+		if e.ComplexityRoot.WebhookEvent.LastError == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.LastError(childComplexity), true
+	case "WebhookEvent.livemode":
+		if e.ComplexityRoot.WebhookEvent.Livemode == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.Livemode(childComplexity), true
+	case "WebhookEvent.nextAttemptAt":
+		if e.ComplexityRoot.WebhookEvent.NextAttemptAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.NextAttemptAt(childComplexity), true
+	case "WebhookEvent.objectId":
+		if e.ComplexityRoot.WebhookEvent.ObjectID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.ObjectID(childComplexity), true
+	case "WebhookEvent.processedAt":
+		if e.ComplexityRoot.WebhookEvent.ProcessedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.ProcessedAt(childComplexity), true
+	case "WebhookEvent.status":
+		if e.ComplexityRoot.WebhookEvent.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.Status(childComplexity), true
+	case "WebhookEvent.stripeEventId":
+		if e.ComplexityRoot.WebhookEvent.StripeEventID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.StripeEventID(childComplexity), true
+	case "WebhookEvent.type":
+		if e.ComplexityRoot.WebhookEvent.Type == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.Type(childComplexity), true
+	case "WebhookEvent.workspaceId":
+		if e.ComplexityRoot.WebhookEvent.WorkspaceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEvent.WorkspaceID(childComplexity), true
+
+	case "WebhookEventConnection.edges":
+		if e.ComplexityRoot.WebhookEventConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEventConnection.Edges(childComplexity), true
+	case "WebhookEventConnection.pageInfo":
+		if e.ComplexityRoot.WebhookEventConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEventConnection.PageInfo(childComplexity), true
+	case "WebhookEventConnection.totalCount":
+		if e.ComplexityRoot.WebhookEventConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEventConnection.TotalCount(childComplexity), true
+
+	case "WebhookEventEdge.cursor":
+		if e.ComplexityRoot.WebhookEventEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEventEdge.Cursor(childComplexity), true
+	case "WebhookEventEdge.node":
+		if e.ComplexityRoot.WebhookEventEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WebhookEventEdge.Node(childComplexity), true
+
 	case "Workspace.access":
 		if e.ComplexityRoot.Workspace.Access == nil {
 			break
@@ -988,6 +1368,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Workspace.ID(childComplexity), true
+	case "Workspace.invoices":
+		if e.ComplexityRoot.Workspace.Invoices == nil {
+			break
+		}
+
+		args, err := ec.field_Workspace_invoices_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Workspace.Invoices(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
 	case "Workspace.members":
 		if e.ComplexityRoot.Workspace.Members == nil {
 			break
@@ -1125,6 +1516,23 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			ctx = graphql.WithLazyInputUnmarshalerIndex(ctx, inputUnmarshalers)
 			data := ec._Mutation(ctx, opCtx.Operation.SelectionSet)
 			var buf bytes.Buffer
+			data.MarshalGQL(&buf)
+
+			return &graphql.Response{
+				Data: buf.Bytes(),
+			}
+		}
+	case ast.Subscription:
+		next := ec._Subscription(ctx, opCtx.Operation.SelectionSet)
+
+		var buf bytes.Buffer
+		return func(ctx context.Context) *graphql.Response {
+			buf.Reset()
+			data := next(ctx)
+
+			if data == nil {
+				return nil
+			}
 			data.MarshalGQL(&buf)
 
 			return &graphql.Response{
@@ -1523,6 +1931,107 @@ extend type Mutation {
   resumeSubscription(input: ResumeSubscriptionInput!): BillingSubscription! @authenticated
 }
 `, BuiltIn: false},
+	{Name: "../schema/webhooks.graphqls", Input: `enum WebhookEventStatus {
+  RECEIVED
+  PROCESSED
+  FAILED
+  SKIPPED
+}
+
+"""A Stripe event as received (platform admins)."""
+type WebhookEvent {
+  id: ID!
+  stripeEventId: String!
+  type: String!
+  apiVersion: String!
+  """When Stripe created the event."""
+  created: Time!
+  livemode: Boolean!
+  status: WebhookEventStatus!
+  attempts: Int!
+  """Why it failed or was skipped."""
+  lastError: String
+  processedAt: Time
+  nextAttemptAt: Time
+  workspaceId: ID
+  objectId: String!
+  createTime: Time!
+}
+
+type WebhookEventConnection {
+  edges: [WebhookEventEdge]
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+type WebhookEventEdge {
+  node: WebhookEvent
+  cursor: Cursor!
+}
+
+"""A line of a workspace's billing history."""
+type Invoice {
+  id: ID!
+  stripeInvoiceId: String!
+  number: String
+  """Stripe's status: draft, open, paid, uncollectible or void."""
+  status: String!
+  """True when the last attempt to pay it failed."""
+  paymentFailed: Boolean!
+  amountDue: Int!
+  amountPaid: Int!
+  currency: String!
+  periodStart: Time
+  periodEnd: Time
+  hostedInvoiceUrl: String
+  invoicePdf: String
+  createTime: Time!
+}
+
+type InvoiceConnection {
+  edges: [InvoiceEdge]
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+type InvoiceEdge {
+  node: Invoice
+  cursor: Cursor!
+}
+
+"""A change Stripe told us about, pushed live to the workspace's members."""
+type BillingEvent {
+  """The Stripe event id."""
+  eventId: String!
+  """The Stripe event type, e.g. invoice.payment_succeeded."""
+  type: String!
+  occurredAt: Time!
+  workspaceId: ID!
+  payment: Payment
+  subscription: BillingSubscription
+  invoice: Invoice
+}
+
+extend type Workspace {
+  """Billing history, newest first (members may read)."""
+  invoices(after: Cursor, first: Int, before: Cursor, last: Int): InvoiceConnection!
+}
+
+extend type Query {
+  """Stored Stripe events, newest first (platform admins)."""
+  webhookEvents(status: WebhookEventStatus, type: String, after: Cursor, first: Int, before: Cursor, last: Int): WebhookEventConnection! @platformAdmin
+}
+
+extend type Mutation {
+  """Queues a stored event to be applied again (platform admins)."""
+  replayWebhookEvent(id: ID!): WebhookEvent! @platformAdmin
+}
+
+type Subscription {
+  """Billing events of a workspace as webhooks apply them (members of the workspace)."""
+  billingEvents(workspaceId: ID!): BillingEvent! @authenticated
+}
+`, BuiltIn: false},
 	{Name: "../schema/workspace.graphqls", Input: `"""What a member may do in a workspace."""
 enum Role {
   OWNER
@@ -1612,6 +2121,26 @@ func (ec *executionContext) childFields_Access(ctx context.Context, field graphq
 		return ec.fieldContext_Access_features(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Access", field.Name)
+}
+
+func (ec *executionContext) childFields_BillingEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "eventId":
+		return ec.fieldContext_BillingEvent_eventId(ctx, field)
+	case "type":
+		return ec.fieldContext_BillingEvent_type(ctx, field)
+	case "occurredAt":
+		return ec.fieldContext_BillingEvent_occurredAt(ctx, field)
+	case "workspaceId":
+		return ec.fieldContext_BillingEvent_workspaceId(ctx, field)
+	case "payment":
+		return ec.fieldContext_BillingEvent_payment(ctx, field)
+	case "subscription":
+		return ec.fieldContext_BillingEvent_subscription(ctx, field)
+	case "invoice":
+		return ec.fieldContext_BillingEvent_invoice(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type BillingEvent", field.Name)
 }
 
 func (ec *executionContext) childFields_BillingSubscription(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1728,6 +2257,60 @@ func (ec *executionContext) childFields_CreateSubscriptionPayload(ctx context.Co
 		return ec.fieldContext_CreateSubscriptionPayload_clientSecret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateSubscriptionPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Invoice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Invoice_id(ctx, field)
+	case "stripeInvoiceId":
+		return ec.fieldContext_Invoice_stripeInvoiceId(ctx, field)
+	case "number":
+		return ec.fieldContext_Invoice_number(ctx, field)
+	case "status":
+		return ec.fieldContext_Invoice_status(ctx, field)
+	case "paymentFailed":
+		return ec.fieldContext_Invoice_paymentFailed(ctx, field)
+	case "amountDue":
+		return ec.fieldContext_Invoice_amountDue(ctx, field)
+	case "amountPaid":
+		return ec.fieldContext_Invoice_amountPaid(ctx, field)
+	case "currency":
+		return ec.fieldContext_Invoice_currency(ctx, field)
+	case "periodStart":
+		return ec.fieldContext_Invoice_periodStart(ctx, field)
+	case "periodEnd":
+		return ec.fieldContext_Invoice_periodEnd(ctx, field)
+	case "hostedInvoiceUrl":
+		return ec.fieldContext_Invoice_hostedInvoiceUrl(ctx, field)
+	case "invoicePdf":
+		return ec.fieldContext_Invoice_invoicePdf(ctx, field)
+	case "createTime":
+		return ec.fieldContext_Invoice_createTime(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Invoice", field.Name)
+}
+
+func (ec *executionContext) childFields_InvoiceConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_InvoiceConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_InvoiceConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_InvoiceConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InvoiceConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_InvoiceEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_InvoiceEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_InvoiceEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InvoiceEdge", field.Name)
 }
 
 func (ec *executionContext) childFields_Membership(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -1890,6 +2473,62 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 	return nil, fmt.Errorf("no field named %q was found under type User", field.Name)
 }
 
+func (ec *executionContext) childFields_WebhookEvent(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_WebhookEvent_id(ctx, field)
+	case "stripeEventId":
+		return ec.fieldContext_WebhookEvent_stripeEventId(ctx, field)
+	case "type":
+		return ec.fieldContext_WebhookEvent_type(ctx, field)
+	case "apiVersion":
+		return ec.fieldContext_WebhookEvent_apiVersion(ctx, field)
+	case "created":
+		return ec.fieldContext_WebhookEvent_created(ctx, field)
+	case "livemode":
+		return ec.fieldContext_WebhookEvent_livemode(ctx, field)
+	case "status":
+		return ec.fieldContext_WebhookEvent_status(ctx, field)
+	case "attempts":
+		return ec.fieldContext_WebhookEvent_attempts(ctx, field)
+	case "lastError":
+		return ec.fieldContext_WebhookEvent_lastError(ctx, field)
+	case "processedAt":
+		return ec.fieldContext_WebhookEvent_processedAt(ctx, field)
+	case "nextAttemptAt":
+		return ec.fieldContext_WebhookEvent_nextAttemptAt(ctx, field)
+	case "workspaceId":
+		return ec.fieldContext_WebhookEvent_workspaceId(ctx, field)
+	case "objectId":
+		return ec.fieldContext_WebhookEvent_objectId(ctx, field)
+	case "createTime":
+		return ec.fieldContext_WebhookEvent_createTime(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEvent", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookEventConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_WebhookEventConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_WebhookEventConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_WebhookEventConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEventConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_WebhookEventEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_WebhookEventEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_WebhookEventEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WebhookEventEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_Workspace(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -1910,6 +2549,8 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_subscription(ctx, field)
 	case "access":
 		return ec.fieldContext_Workspace_access(ctx, field)
+	case "invoices":
+		return ec.fieldContext_Workspace_invoices(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Workspace", field.Name)
 }

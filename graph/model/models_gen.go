@@ -602,3 +602,62 @@ func (e SubscriptionStatus) MarshalJSON() ([]byte, error) {
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil
 }
+
+type WebhookEventStatus string
+
+const (
+	WebhookEventStatusReceived  WebhookEventStatus = "RECEIVED"
+	WebhookEventStatusProcessed WebhookEventStatus = "PROCESSED"
+	WebhookEventStatusFailed    WebhookEventStatus = "FAILED"
+	WebhookEventStatusSkipped   WebhookEventStatus = "SKIPPED"
+)
+
+var AllWebhookEventStatus = []WebhookEventStatus{
+	WebhookEventStatusReceived,
+	WebhookEventStatusProcessed,
+	WebhookEventStatusFailed,
+	WebhookEventStatusSkipped,
+}
+
+func (e WebhookEventStatus) IsValid() bool {
+	switch e {
+	case WebhookEventStatusReceived, WebhookEventStatusProcessed, WebhookEventStatusFailed, WebhookEventStatusSkipped:
+		return true
+	}
+	return false
+}
+
+func (e WebhookEventStatus) String() string {
+	return string(e)
+}
+
+func (e *WebhookEventStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = WebhookEventStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid WebhookEventStatus", str)
+	}
+	return nil
+}
+
+func (e WebhookEventStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *WebhookEventStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e WebhookEventStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}

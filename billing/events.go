@@ -1,0 +1,460 @@
+package billing
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/ent"
+	"billingapi/ent/invoice"
+	"billingapi/ent/payment"
+	"billingapi/ent/privacy"
+	"billingapi/ent/webhookevent"
+	"billingapi/ent/workspace"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// Stripe events are the source of truth for payment state. The webhooks
+// door stores each verified event and hands it to ApplyEvent, which
+// applies it in one transaction together with marking it processed, so
+// that an event is applied exactly once however often Stripe delivers it.
+
+// BillingEvent is what a workspace's billingEvents subscribers receive
+// after an event is applied: which Stripe event, and the changed object.
+type BillingEvent struct {
+	EventID      string            `json:"event_id"`
+	Type         string            `json:"type"`
+	OccurredAt   time.Time         `json:"occurred_at"`
+	WorkspaceID  uuid.UUID         `json:"workspace_id"`
+	Payment      *ent.Payment      `json:"payment,omitempty"`
+	Subscription *SubscriptionView `json:"subscription,omitempty"`
+	Invoice      *ent.Invoice      `json:"invoice,omitempty"`
+}
+
+// Publisher sends an applied event to the workspace's subscribers on every
+// replica (cache.Bus).
+type Publisher interface {
+	Publish(ctx context.Context, workspaceID string, payload []byte) error
+}
+
+// EventOutcome says what ApplyEvent did with an event.
+type EventOutcome struct {
+	// Status is processed or skipped; Duplicate is true when the event had
+	// already been applied and nothing was done.
+	Status    webhookevent.Status
+	Reason    string
+	Duplicate bool
+	Workspace uuid.UUID
+}
+
+// errSkip carries the reason an event is stored as skipped.
+type errSkip struct{ reason string }
+
+func (e errSkip) Error() string { return e.reason }
+
+func skip(format string, args ...any) error { return errSkip{fmt.Sprintf(format, args...)} }
+
+// serviceCtx returns ctx with the webhook service viewer, which may touch
+// the event table (and nothing of any workspace).
+func serviceCtx(ctx context.Context) context.Context {
+	return auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))
+}
+
+// systemCtx returns ctx with the system viewer of one workspace.
+func systemCtx(ctx context.Context, ws uuid.UUID) context.Context {
+	return auth.NewContext(ctx, auth.SystemViewer(ws))
+}
+
+// eventChange is the work of one event inside its transaction: it applies
+// the change and returns what to publish (nil for nothing) and whether the
+// workspace's billing status changed.
+type eventChange func(ctx context.Context, tx *ent.Tx) (publish *BillingEvent, statusChanged bool, err error)
+
+// ApplyEvent applies the stored event eventRowID (whose payload is ev)
+// exactly once: in one transaction it marks the event done (only if it is
+// not done already) and applies its change; after the commit it writes the
+// status cache through and publishes to the workspace's subscribers. An
+// event for an unknown workspace or of a type we do not handle is marked
+// skipped with the reason. A returned error leaves the event for a retry.
+func (s *Service) ApplyEvent(ctx context.Context, eventRowID uuid.UUID, ev *stripe.Event) (EventOutcome, error) {
+	ws, change, err := s.planEvent(ctx, ev)
+	var sk errSkip
+	if errors.As(err, &sk) {
+		done, merr := s.finishEvent(ctx, nil, eventRowID, webhookevent.StatusSkipped, sk.reason, uuid.Nil)
+		return EventOutcome{Status: webhookevent.StatusSkipped, Reason: sk.reason, Duplicate: !done}, merr
+	}
+	if err != nil {
+		return EventOutcome{}, err
+	}
+	var (
+		publish       *BillingEvent
+		statusChanged bool
+		done          bool
+	)
+	sys := systemCtx(ctx, ws)
+	err = WithTx(sys, s.db, func(tx *ent.Tx) error {
+		var err error
+		if done, err = s.finishEvent(ctx, tx, eventRowID, webhookevent.StatusProcessed, "", ws); err != nil || !done {
+			return err
+		}
+		publish, statusChanged, err = change(sys, tx)
+		return err
+	})
+	if err != nil {
+		return EventOutcome{}, err
+	}
+	if !done {
+		return EventOutcome{Status: webhookevent.StatusProcessed, Duplicate: true, Workspace: ws}, nil
+	}
+	if statusChanged {
+		s.refreshStatus(sys, ws)
+	}
+	if publish != nil && s.bus != nil {
+		publish.EventID, publish.Type, publish.WorkspaceID = ev.ID, string(ev.Type), ws
+		publish.OccurredAt = time.Unix(ev.Created, 0).UTC()
+		if b, err := json.Marshal(publish); err == nil {
+			if err := s.bus.Publish(ctx, ws.String(), b); err != nil {
+				s.log.WarnContext(ctx, "event bus: publish failed", "event_id", ev.ID, "err", err)
+			}
+		}
+	}
+	return EventOutcome{Status: webhookevent.StatusProcessed, Workspace: ws}, nil
+}
+
+// finishEvent marks the event done (processed or skipped) unless it is
+// done already, inside tx when given; it reports whether this call did it.
+func (s *Service) finishEvent(ctx context.Context, tx *ent.Tx, id uuid.UUID, status webhookevent.Status, reason string, ws uuid.UUID) (bool, error) {
+	db := s.db
+	if tx != nil {
+		db = tx.Client()
+	}
+	upd := db.WebhookEvent.Update().
+		Where(webhookevent.ID(id), webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed)).
+		SetStatus(status).SetProcessedAt(time.Now()).ClearNextAttemptAt().ClearLockedUntil().SetLastError(reason)
+	if ws != uuid.Nil {
+		upd.SetWorkspaceID(ws)
+	}
+	n, err := upd.Save(serviceCtx(ctx))
+	return n == 1, err
+}
+
+// planEvent finds the workspace an event is about and returns the change
+// to apply, or errSkip. Anything that needs Stripe or the price cache is
+// done here, before the transaction.
+func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, eventChange, error) {
+	if ev.Data == nil || len(ev.Data.Raw) == 0 {
+		return uuid.Nil, nil, skip("event has no object")
+	}
+	created := time.Unix(ev.Created, 0).UTC()
+	t := string(ev.Type)
+	switch {
+	case strings.HasPrefix(t, "payment_intent."):
+		var pi stripe.PaymentIntent
+		if err := json.Unmarshal(ev.Data.Raw, &pi); err != nil {
+			return uuid.Nil, nil, skip("undecodable payment intent")
+		}
+		ws, err := s.workspaceFor(ctx, pi.Metadata, customerID(pi.Customer))
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		return ws, s.paymentIntentChange(ws, &pi, t, created), nil
+
+	case t == "checkout.session.completed" || t == "checkout.session.expired" ||
+		t == "checkout.session.async_payment_succeeded" || t == "checkout.session.async_payment_failed":
+		var cs stripe.CheckoutSession
+		if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil {
+			return uuid.Nil, nil, skip("undecodable checkout session")
+		}
+		ws, err := s.workspaceFor(ctx, cs.Metadata, customerID(cs.Customer))
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		return ws, func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+			changed, err := s.applyCheckoutSession(ctx, tx, &cs)
+			if ent.IsNotFound(err) {
+				return nil, false, nil // a session not made through this API
+			}
+			if err != nil || !changed {
+				return nil, false, err
+			}
+			return &BillingEvent{}, false, nil
+		}, nil
+
+	case strings.HasPrefix(t, "customer.subscription."):
+		var sub stripe.Subscription
+		if err := json.Unmarshal(ev.Data.Raw, &sub); err != nil {
+			return uuid.Nil, nil, skip("undecodable subscription")
+		}
+		ws, err := s.workspaceFor(ctx, sub.Metadata, customerID(sub.Customer))
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		latest, err := s.resolveSubscriptionTie(ctx, ws, &sub, ev.ID, created)
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		plan := s.planOfSubscription(ctx, latest)
+		return ws, func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+			view, changed, err := s.applySubscriptionTx(ctx, tx, ws, uuid.Nil, latest, &stripeEvent{ID: ev.ID, Created: created}, plan)
+			if err != nil || !changed {
+				return nil, false, err
+			}
+			return &BillingEvent{Subscription: view}, true, nil
+		}, nil
+
+	case strings.HasPrefix(t, "invoice."):
+		var inv stripe.Invoice
+		if err := json.Unmarshal(ev.Data.Raw, &inv); err != nil {
+			return uuid.Nil, nil, skip("undecodable invoice")
+		}
+		var meta map[string]string
+		if inv.SubscriptionDetails != nil {
+			meta = inv.SubscriptionDetails.Metadata
+		}
+		ws, err := s.workspaceFor(ctx, meta, customerID(inv.Customer))
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		return ws, s.invoiceChange(ws, &inv, t, created), nil
+
+	case strings.HasPrefix(t, "price.") || strings.HasPrefix(t, "product."):
+		if err := s.invalidateCatalog(ctx, t, ev.Data.Raw); err != nil {
+			return uuid.Nil, nil, err
+		}
+		return uuid.Nil, nil, skip("catalog event: price cache invalidated, no workspace state")
+
+	case t == "customer.deleted":
+		var c stripe.Customer
+		if err := json.Unmarshal(ev.Data.Raw, &c); err != nil {
+			return uuid.Nil, nil, skip("undecodable customer")
+		}
+		ws, err := s.workspaceFor(ctx, c.Metadata, c.ID)
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		return ws, func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+			n, err := tx.Workspace.Update().
+				Where(workspace.ID(ws), workspace.StripeCustomerID(c.ID)).
+				ClearStripeCustomerID().AddBillingVersion(1).Save(ctx)
+			return nil, n > 0, err
+		}, nil
+	}
+	return uuid.Nil, nil, skip("unhandled event type %s", t)
+}
+
+// workspaceFor finds the workspace an object belongs to: its
+// metadata.workspace_id, else its Stripe customer. An unknown workspace
+// is errSkip.
+func (s *Service) workspaceFor(ctx context.Context, meta map[string]string, customer string) (uuid.UUID, error) {
+	if id, err := uuid.Parse(meta[metaWorkspaceID]); err == nil {
+		// The system viewer of that very workspace may check it exists.
+		if ok, err := s.db.Workspace.Query().Where(workspace.ID(id)).Exist(systemCtx(ctx, id)); err != nil {
+			return uuid.Nil, err
+		} else if ok {
+			return id, nil
+		}
+	}
+	if customer != "" {
+		// Finding a workspace by its customer needs a read outside any
+		// one workspace's scope; it returns the id alone.
+		id, err := s.db.Workspace.Query().Where(workspace.StripeCustomerID(customer)).
+			OnlyID(privacy.DecisionContext(ctx, privacy.Allow))
+		switch {
+		case err == nil:
+			return id, nil
+		case !ent.IsNotFound(err):
+			return uuid.Nil, err
+		}
+	}
+	return uuid.Nil, skip("no workspace for this object (metadata.workspace_id %q, customer %q)", meta[metaWorkspaceID], customer)
+}
+
+func customerID(c *stripe.Customer) string {
+	if c == nil {
+		return ""
+	}
+	return c.ID
+}
+
+// resolveSubscriptionTie returns the subscription to apply for an event:
+// the event's own object, or, when the row's last applied event has the
+// same (whole-second) timestamp, what Stripe says now, since the two
+// events' order cannot be told from their timestamps.
+func (s *Service) resolveSubscriptionTie(ctx context.Context, ws uuid.UUID, sub *stripe.Subscription, eventID string, created time.Time) (*stripe.Subscription, error) {
+	row, err := findSubscriptionRowByStripeID(systemCtx(ctx, ws), s.db, sub.ID)
+	if err != nil || row == nil || row.LastEventAt == nil || !row.LastEventAt.Equal(created) || row.LastEventID == eventID {
+		return sub, err
+	}
+	if s.stripe == nil {
+		return sub, nil
+	}
+	params := &stripe.SubscriptionParams{}
+	params.Context = ctx
+	fresh, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) { return s.stripe.Subscriptions.Get(sub.ID, params) })
+	if err != nil {
+		return nil, s.fromStripe(ctx, "subscription.retrieve", err)
+	}
+	return fresh, nil
+}
+
+func findSubscriptionRowByStripeID(ctx context.Context, db *ent.Client, stripeID string) (*ent.Subscription, error) {
+	tx, err := db.Tx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	return findSubscriptionRow(ctx, tx, uuid.Nil, stripeID)
+}
+
+// paymentStatusFor maps a PaymentIntent event to the Payment status it sets.
+func paymentStatusFor(eventType string, pi *stripe.PaymentIntent) payment.Status {
+	switch eventType {
+	case "payment_intent.succeeded":
+		return payment.StatusSucceeded
+	case "payment_intent.payment_failed":
+		return payment.StatusFailed
+	}
+	if err := payment.StatusValidator(payment.Status(pi.Status)); err == nil && pi.Status != "" {
+		return payment.Status(pi.Status)
+	}
+	return ""
+}
+
+// paymentIntentChange records a PaymentIntent's new status on its Payment
+// (creating the row for a PaymentIntent made outside this API). A
+// succeeded payment never moves back; an older event changes nothing.
+func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, eventType string, created time.Time) eventChange {
+	return func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		status := paymentStatusFor(eventType, pi)
+		if status == "" {
+			return nil, false, nil
+		}
+		row, err := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID)).Only(ctx)
+		switch {
+		case ent.IsNotFound(err):
+			purpose := pi.Metadata[metaPurpose]
+			if purpose == "" {
+				purpose = "external"
+			}
+			createdBy := pi.Metadata[metaUserID]
+			if createdBy == "" {
+				createdBy = "stripe"
+			}
+			row, err = tx.Payment.Create().SetWorkspaceID(ws).SetStripePaymentIntentID(pi.ID).
+				SetAmount(pi.Amount).SetCurrency(strings.ToLower(string(pi.Currency))).SetPurpose(purpose).
+				SetCreatedBy(createdBy).SetStatus(status).SetLastEventAt(created).
+				Save(ctx)
+			if err != nil {
+				return nil, false, err
+			}
+			return &BillingEvent{Payment: row}, false, nil
+		case err != nil:
+			return nil, false, err
+		}
+		if row.WorkspaceID != ws {
+			return nil, false, fmt.Errorf("payment intent %s belongs to another workspace", pi.ID)
+		}
+		if (row.LastEventAt != nil && created.Before(*row.LastEventAt)) ||
+			(row.Status == payment.StatusSucceeded && status != payment.StatusSucceeded) {
+			return nil, false, nil
+		}
+		upd := tx.Payment.UpdateOne(row).SetStatus(status).SetLastEventAt(created)
+		if pi.LastPaymentError != nil {
+			code := string(pi.LastPaymentError.DeclineCode)
+			if code == "" {
+				code = string(pi.LastPaymentError.Code)
+			}
+			upd.SetLastErrorCode(code)
+		}
+		row, err = upd.Save(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		return &BillingEvent{Payment: row}, false, nil
+	}
+}
+
+// invoiceChange records an invoice in the workspace's billing history.
+func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType string, created time.Time) eventChange {
+	return func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		row, err := tx.Invoice.Query().Where(invoice.StripeInvoiceID(inv.ID)).Only(ctx)
+		if err != nil && !ent.IsNotFound(err) {
+			return nil, false, err
+		}
+		if row != nil && row.LastEventAt != nil && created.Before(*row.LastEventAt) {
+			return nil, false, nil
+		}
+		status := string(inv.Status)
+		if status == "" {
+			status = "open"
+		}
+		failed := eventType == "invoice.payment_failed"
+		if eventType == "invoice.payment_succeeded" || eventType == "invoice.paid" {
+			status, failed = "paid", false
+		}
+		subID := ""
+		if inv.Subscription != nil {
+			subID = inv.Subscription.ID
+		}
+		if row == nil {
+			c := tx.Invoice.Create().SetWorkspaceID(ws).SetStripeInvoiceID(inv.ID)
+			setInvoice(c.Mutation(), inv, status, failed, subID, created)
+			row, err = c.Save(ctx)
+		} else {
+			u := tx.Invoice.UpdateOne(row)
+			setInvoice(u.Mutation(), inv, status, failed, subID, created)
+			row, err = u.Save(ctx)
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		return &BillingEvent{Invoice: row}, false, nil
+	}
+}
+
+func setInvoice(m *ent.InvoiceMutation, inv *stripe.Invoice, status string, failed bool, subID string, created time.Time) {
+	m.SetStatus(status)
+	m.SetPaymentFailed(failed)
+	m.SetAmountDue(max(inv.AmountDue, 0))
+	m.SetAmountPaid(max(inv.AmountPaid, 0))
+	m.SetCurrency(strings.ToLower(string(inv.Currency)))
+	m.SetNumber(inv.Number)
+	m.SetStripeSubscriptionID(subID)
+	m.SetHostedInvoiceURL(inv.HostedInvoiceURL)
+	m.SetInvoicePdf(inv.InvoicePDF)
+	m.SetLastEventAt(created)
+	if inv.PeriodStart != 0 {
+		m.SetPeriodStart(time.Unix(inv.PeriodStart, 0).UTC())
+	}
+	if inv.PeriodEnd != 0 {
+		m.SetPeriodEnd(time.Unix(inv.PeriodEnd, 0).UTC())
+	}
+}
+
+// invalidateCatalog drops the price cache entries a price.* or product.*
+// event makes stale.
+func (s *Service) invalidateCatalog(ctx context.Context, eventType string, raw json.RawMessage) error {
+	var obj struct {
+		ID        string `json:"id"`
+		LookupKey string `json:"lookup_key"`
+	}
+	if err := json.Unmarshal(raw, &obj); err != nil {
+		return skip("undecodable catalog object")
+	}
+	if strings.HasPrefix(eventType, "product.") {
+		return s.prices.InvalidateProduct(ctx, obj.ID)
+	}
+	if err := s.prices.InvalidatePrice(ctx, obj.ID); err != nil {
+		return err
+	}
+	if obj.LookupKey != "" {
+		return s.prices.InvalidateLookupKeys(ctx, obj.LookupKey)
+	}
+	return nil
+}

@@ -1,0 +1,151 @@
+package cache
+
+import (
+	"context"
+	"log/slog"
+	"strings"
+	"sync"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// subscriberBuffer is how many events a slow subscriber may fall behind
+// before the oldest are dropped for it.
+const subscriberBuffer = 64
+
+// Bus carries billing events between server replicas over Redis pub/sub.
+// Each process holds one pattern subscription and fans events out to its
+// local subscribers by workspace, so a thousand websocket subscribers cost
+// one Redis connection, not a thousand. go-redis re-subscribes by itself
+// when Redis comes back after an outage.
+type Bus struct {
+	rdb    redis.UniversalClient
+	prefix string
+	log    *slog.Logger
+
+	mu     sync.Mutex
+	subs   map[string]map[chan []byte]struct{}
+	pubsub *redis.PubSub
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewBus returns a bus whose channels start with prefix. Call Start before
+// Subscribe, and Close when done.
+func NewBus(rdb redis.UniversalClient, prefix string, log *slog.Logger) *Bus {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Bus{rdb: rdb, prefix: prefix, log: log, subs: map[string]map[chan []byte]struct{}{}}
+}
+
+func (b *Bus) channel(workspaceID string) string { return b.prefix + "events:" + workspaceID }
+
+// Start subscribes to every workspace's channel and dispatches messages to
+// local subscribers until Close.
+func (b *Bus) Start(ctx context.Context) error {
+	ctx, b.cancel = context.WithCancel(ctx)
+	b.pubsub = b.rdb.PSubscribe(ctx, b.prefix+"events:*")
+	// Wait for Redis to confirm, so that an event published after Start
+	// returns is not missed; an unreachable Redis is not fatal: go-redis
+	// keeps retrying and subscribers get events once it answers.
+	if _, err := b.pubsub.Receive(ctx); err != nil {
+		b.log.Warn("event bus: Redis unavailable at start; will subscribe when it returns", "err", err)
+	}
+	b.done = make(chan struct{})
+	go b.dispatch(b.pubsub.Channel())
+	return nil
+}
+
+func (b *Bus) dispatch(msgs <-chan *redis.Message) {
+	defer close(b.done)
+	for msg := range msgs {
+		ws := strings.TrimPrefix(msg.Channel, b.prefix+"events:")
+		b.mu.Lock()
+		for ch := range b.subs[ws] {
+			deliver(ch, []byte(msg.Payload))
+		}
+		b.mu.Unlock()
+	}
+}
+
+// deliver sends without blocking; a full buffer drops its oldest event, so
+// one stuck websocket never stalls the others.
+func deliver(ch chan []byte, payload []byte) {
+	for {
+		select {
+		case ch <- payload:
+			return
+		default:
+			select {
+			case <-ch:
+			default:
+			}
+		}
+	}
+}
+
+// Publish sends an event to every subscriber of the workspace on every
+// replica.
+func (b *Bus) Publish(ctx context.Context, workspaceID string, payload []byte) error {
+	return b.rdb.Publish(ctx, b.channel(workspaceID), payload).Err()
+}
+
+// Subscribe returns a channel of the workspace's events, closed when ctx
+// ends. The caller must have checked that the viewer may see them.
+func (b *Bus) Subscribe(ctx context.Context, workspaceID string) <-chan []byte {
+	in := make(chan []byte, subscriberBuffer)
+	out := make(chan []byte)
+	b.mu.Lock()
+	if b.subs[workspaceID] == nil {
+		b.subs[workspaceID] = map[chan []byte]struct{}{}
+	}
+	b.subs[workspaceID][in] = struct{}{}
+	b.mu.Unlock()
+	go func() {
+		defer close(out)
+		defer func() {
+			b.mu.Lock()
+			delete(b.subs[workspaceID], in)
+			if len(b.subs[workspaceID]) == 0 {
+				delete(b.subs, workspaceID)
+			}
+			b.mu.Unlock()
+		}()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case p := <-in:
+				select {
+				case out <- p:
+				case <-ctx.Done():
+					return
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// Subscribers returns how many local subscribers are attached.
+func (b *Bus) Subscribers() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, s := range b.subs {
+		n += len(s)
+	}
+	return n
+}
+
+// Close stops the bus.
+func (b *Bus) Close() error {
+	if b.cancel == nil {
+		return nil
+	}
+	b.cancel()
+	err := b.pubsub.Close()
+	<-b.done
+	return err
+}

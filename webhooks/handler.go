@@ -1,0 +1,186 @@
+// Package webhooks is Stripe's door into billing: an HTTP handler that
+// verifies and durably stores each event before answering, and a worker
+// that applies stored events through billing.ApplyEvent, retrying failures
+// with backoff.
+package webhooks
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/ent"
+	"billingapi/ent/webhookevent"
+
+	"github.com/stripe/stripe-go/v76"
+	"github.com/stripe/stripe-go/v76/webhook"
+)
+
+// MaxBody is the largest webhook body accepted (Stripe's events are far
+// smaller).
+const MaxBody = 1 << 20
+
+// Tolerance is how far a signature's timestamp may be from now, either way.
+const Tolerance = 5 * time.Minute
+
+// Handler receives Stripe's webhooks. It answers 200 once the verified
+// event is stored (also for duplicates and types we do not handle), 400 for
+// a bad signature or payload (with no details), 413 for an oversized body,
+// and 503 when the event cannot be stored, so that Stripe retries and
+// nothing is lost.
+type Handler struct {
+	DB      *ent.Client
+	Secrets []string
+	Log     *slog.Logger
+	// Notify is called after an event is stored, to wake the worker.
+	Notify func()
+
+	versionsLogged sync.Map
+}
+
+var _ http.Handler = (*Handler)(nil)
+
+// ServeHTTP implements the endpoint.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			http.Error(w, "payload too large", http.StatusRequestEntityTooLarge)
+			return
+		}
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	ev, err := h.verify(body, r.Header.Get("Stripe-Signature"))
+	if err != nil {
+		h.Log.WarnContext(r.Context(), "webhook refused", "reason", err.Error())
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return
+	}
+	if err := h.store(r.Context(), ev, body); err != nil {
+		h.Log.ErrorContext(r.Context(), "webhook not stored; Stripe will retry", "event_id", ev.ID, "err", err)
+		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
+		return
+	}
+	if h.Notify != nil {
+		h.Notify()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = io.WriteString(w, `{"received":true}`)
+}
+
+// Refusal reasons, for logs only: the client is told nothing.
+var (
+	errNoSignature   = errors.New("missing Stripe-Signature")
+	errBadSignature  = errors.New("no configured secret matches the signature")
+	errFutureStamp   = errors.New("signature timestamp is in the future")
+	errBadPayload    = errors.New("payload is not a Stripe event")
+	errNoSecretsConf = errors.New("no webhook secret configured")
+)
+
+// verify checks the signature against every configured secret (rotation)
+// and decodes the event. Events of another API version than stripe-go's
+// are accepted: refusing them would lose data; the mismatch is logged once
+// per version.
+func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
+	if header == "" {
+		return nil, errNoSignature
+	}
+	if len(h.Secrets) == 0 {
+		return nil, errNoSecretsConf
+	}
+	if ts, ok := signatureTime(header); ok && time.Until(ts) > Tolerance {
+		return nil, errFutureStamp
+	}
+	for _, secret := range h.Secrets {
+		ev, err := webhook.ConstructEventWithOptions(body, header, secret, webhook.ConstructEventOptions{
+			Tolerance: Tolerance, IgnoreAPIVersionMismatch: true,
+		})
+		if err == nil {
+			if ev.ID == "" || ev.Type == "" {
+				return nil, errBadPayload
+			}
+			if ev.APIVersion != stripe.APIVersion {
+				if _, seen := h.versionsLogged.LoadOrStore(ev.APIVersion, true); !seen {
+					h.Log.Warn("webhook API version differs from stripe-go's; decoding defensively",
+						"event_api_version", ev.APIVersion, "stripe_go_api_version", stripe.APIVersion)
+				}
+			}
+			return &ev, nil
+		}
+		switch {
+		case errors.Is(err, webhook.ErrNoValidSignature):
+			continue // maybe the next secret (rotation)
+		case errors.Is(err, webhook.ErrNotSigned), errors.Is(err, webhook.ErrInvalidHeader), errors.Is(err, webhook.ErrTooOld):
+			return nil, err
+		default:
+			return nil, errBadPayload // signed, but not an event
+		}
+	}
+	return nil, errBadSignature
+}
+
+// signatureTime reads t= from a Stripe-Signature header.
+func signatureTime(header string) (time.Time, bool) {
+	for _, part := range strings.Split(header, ",") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return time.Time{}, false
+			}
+			return time.Unix(n, 0), true
+		}
+	}
+	return time.Time{}, false
+}
+
+// store saves the raw event once; a duplicate delivery is not an error.
+func (h *Handler) store(ctx context.Context, ev *stripe.Event, body []byte) error {
+	objectID := ""
+	if ev.Data != nil {
+		var obj struct {
+			ID string `json:"id"`
+		}
+		_ = json.Unmarshal(ev.Data.Raw, &obj)
+		objectID = obj.ID
+	}
+	now := time.Now()
+	err := h.DB.WebhookEvent.Create().
+		SetStripeEventID(ev.ID).
+		SetType(clip(string(ev.Type), 255)).
+		SetAPIVersion(clip(ev.APIVersion, 64)).
+		SetCreated(time.Unix(ev.Created, 0).UTC()).
+		SetLivemode(ev.Livemode).
+		SetObjectID(clip(objectID, 255)).
+		SetPayload(body).
+		SetStatus(webhookevent.StatusReceived).
+		SetNextAttemptAt(now).
+		OnConflictColumns(webhookevent.FieldStripeEventID).DoNothing().
+		Exec(auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // already stored: Stripe delivered it again
+	}
+	return err
+}
+
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
