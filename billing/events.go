@@ -335,6 +335,13 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 		if status == "" {
 			return nil, false, nil
 		}
+		errorCode := ""
+		if pi.LastPaymentError != nil {
+			errorCode = string(pi.LastPaymentError.DeclineCode)
+			if errorCode == "" {
+				errorCode = string(pi.LastPaymentError.Code)
+			}
+		}
 		row, err := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID)).Only(ctx)
 		switch {
 		case ent.IsNotFound(err):
@@ -348,7 +355,7 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 			}
 			row, err = tx.Payment.Create().SetWorkspaceID(ws).SetStripePaymentIntentID(pi.ID).
 				SetAmount(pi.Amount).SetCurrency(strings.ToLower(string(pi.Currency))).SetPurpose(purpose).
-				SetCreatedBy(createdBy).SetStatus(status).SetLastEventAt(created).
+				SetCreatedBy(createdBy).SetStatus(status).SetLastEventAt(created).SetLastErrorCode(errorCode).
 				Save(ctx)
 			if err != nil {
 				return nil, false, err
@@ -365,12 +372,8 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 			return nil, false, nil
 		}
 		upd := tx.Payment.UpdateOne(row).SetStatus(status).SetLastEventAt(created)
-		if pi.LastPaymentError != nil {
-			code := string(pi.LastPaymentError.DeclineCode)
-			if code == "" {
-				code = string(pi.LastPaymentError.Code)
-			}
-			upd.SetLastErrorCode(code)
+		if errorCode != "" {
+			upd.SetLastErrorCode(errorCode)
 		}
 		row, err = upd.Save(ctx)
 		if err != nil {

@@ -1,0 +1,216 @@
+package billing_test
+
+import (
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/billing"
+	"billingapi/ent"
+	"billingapi/ent/invoice"
+	"billingapi/ent/payment"
+	"billingapi/ent/predicate"
+	"billingapi/ent/subscription"
+	"billingapi/ent/webhookevent"
+	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// deliver stores an event as the webhook endpoint would and applies it.
+func (f *fixture) deliver(t *testing.T, eventID, eventType, object string, created time.Time) billing.EventOutcome {
+	t.Helper()
+	payload := stripefake.Event(eventID, eventType, object, created)
+	var ev stripe.Event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		t.Fatal(err)
+	}
+	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
+	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(eventType).
+		SetAPIVersion(ev.APIVersion).SetCreated(created).SetLivemode(false).SetPayload(payload).
+		SetNextAttemptAt(time.Now()).Save(svc)
+	if err != nil {
+		t.Fatalf("store event: %v", err)
+	}
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	if err != nil {
+		t.Fatalf("apply %s: %v", eventType, err)
+	}
+	return out
+}
+
+// eventRow returns the stored event with a Stripe id.
+func (f *fixture) eventRow(t *testing.T, stripeID string) *ent.WebhookEvent {
+	t.Helper()
+	row, err := f.store.Client.WebhookEvent.Query().Where(webhookevent.StripeEventID(stripeID)).
+		Only(auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return row
+}
+
+func (f *fixture) sys(ws uuid.UUID) context.Context {
+	return auth.NewContext(f.ctx, auth.SystemViewer(ws))
+}
+
+func subJSON(id, status string, ws uuid.UUID, cancelAtEnd bool) string {
+	return stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: id, Status: status, PriceID: "price_team_monthly", LookupKey: "team_monthly", CancelAtPeriodEnd: cancelAtEnd,
+		Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"},
+	})
+}
+
+func TestApplyEvent(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f := newFixture(t, backend.URL(t), billing.Config{})
+			f.stripe.SetPrices(stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true,
+				ProductID: "prod_team", ProductMetadata: map[string]string{"plan": "team", "feature_set": "a,b"}})
+			ws := f.workspace(t, "alice")
+			meta := map[string]string{"workspace_id": ws.String(), "user_id": "alice", "purpose": "credits_pack"}
+			t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+
+			t.Run("PaymentSucceededRecordsThePayment", func(t *testing.T) {
+				out := f.deliver(t, "evt_pi_1", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_1", "succeeded", 1999, "usd", meta), t0)
+				if out.Status != webhookevent.StatusProcessed || out.Workspace != ws {
+					t.Fatalf("outcome = %+v", out)
+				}
+				p, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_1")).Only(f.sys(ws))
+				if err != nil || p.Status != payment.StatusSucceeded || p.Amount != 1999 || p.Purpose != "credits_pack" || p.CreatedBy != "alice" {
+					t.Fatalf("payment = %+v, %v", p, err)
+				}
+				if ev := f.eventRow(t, "evt_pi_1"); ev.Status != webhookevent.StatusProcessed || ev.ProcessedAt == nil || ev.WorkspaceID == nil || *ev.WorkspaceID != ws {
+					t.Fatalf("event row = %+v", ev)
+				}
+			})
+			t.Run("OlderFailureNeverUndoesASuccess", func(t *testing.T) {
+				f.deliver(t, "evt_pi_1_failed", "payment_intent.payment_failed", stripefake.PaymentIntentJSON("pi_1", "requires_payment_method", 1999, "usd", meta), t0.Add(-time.Minute))
+				p, _ := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_1")).Only(f.sys(ws))
+				if p.Status != payment.StatusSucceeded {
+					t.Fatalf("status = %s after an older failure event", p.Status)
+				}
+			})
+			t.Run("PaymentFailedMarksFailedWithTheCode", func(t *testing.T) {
+				pi := `{"id":"pi_2","object":"payment_intent","status":"requires_payment_method","amount":500,"currency":"usd",` +
+					`"metadata":{"workspace_id":"` + ws.String() + `"},"last_payment_error":{"type":"card_error","code":"card_declined","decline_code":"insufficient_funds"}}`
+				f.deliver(t, "", "payment_intent.payment_failed", pi, t0)
+				p, _ := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_2")).Only(f.sys(ws))
+				if p.Status != payment.StatusFailed || p.LastErrorCode != "insufficient_funds" {
+					t.Fatalf("payment = %+v", p)
+				}
+			})
+			t.Run("SameEventTwiceAppliesOnce", func(t *testing.T) {
+				payload := stripefake.Event("evt_twice", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_3", "succeeded", 700, "usd", meta), t0)
+				var ev stripe.Event
+				_ = json.Unmarshal(payload, &ev)
+				row := f.eventRow(t, "evt_pi_1") // any processed row
+				out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+				if err != nil || !out.Duplicate {
+					t.Fatalf("re-applying a processed event: %+v, %v", out, err)
+				}
+				if n, _ := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_3")).Count(f.sys(ws)); n != 0 {
+					t.Fatal("a duplicate delivery had an effect")
+				}
+			})
+			t.Run("SubscriptionCreatedFromCheckoutIsRecordedAndCached", func(t *testing.T) {
+				f.deliver(t, "", "customer.subscription.created", subJSON("sub_1", "active", ws, false), t0)
+				wsRow, _ := f.svc.Workspace(f.as("alice"), ws)
+				st, err := f.svc.StatusOf(f.as("alice"), wsRow)
+				if err != nil || st.Subscription == nil || st.Subscription.StripeSubscriptionID != "sub_1" ||
+					st.Access.Level != billing.AccessFull || strings.Join(st.Access.Features, ",") != "a,b" {
+					t.Fatalf("status = %+v, %v", st, err)
+				}
+			})
+			t.Run("UpdatedAfterDeletedLeavesItCanceled", func(t *testing.T) {
+				f.deliver(t, "", "customer.subscription.deleted", subJSON("sub_1", "canceled", ws, false), t0.Add(2*time.Minute))
+				f.deliver(t, "", "customer.subscription.updated", subJSON("sub_1", "active", ws, true), t0.Add(time.Minute))
+				wsRow, _ := f.svc.Workspace(f.as("alice"), ws)
+				st, _ := f.svc.StatusOf(f.as("alice"), wsRow)
+				if st.Subscription.Status != "canceled" || st.Access.Level != billing.AccessNone {
+					t.Fatalf("after a late update: %+v", st)
+				}
+			})
+			t.Run("CreatedArrivingAfterUpdatedChangesNothing", func(t *testing.T) {
+				f.deliver(t, "", "customer.subscription.updated", subJSON("sub_2", "past_due", ws, false), t0.Add(5*time.Minute))
+				f.deliver(t, "", "customer.subscription.created", subJSON("sub_2", "incomplete", ws, false), t0.Add(4*time.Minute))
+				row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
+				if err != nil || row.Status != "past_due" {
+					t.Fatalf("row = %+v, %v", row, err)
+				}
+			})
+			t.Run("SameSecondTieAsksStripe", func(t *testing.T) {
+				at := t0.Add(10 * time.Minute)
+				f.deliver(t, "evt_tie_1", "customer.subscription.updated", subJSON("sub_2", "active", ws, false), at)
+				f.stripe.On(stripefake.Rule{Method: "GET", Path: "/v1/subscriptions/sub_2", Times: 1, Body: subJSON("sub_2", "unpaid", ws, false)})
+				f.deliver(t, "evt_tie_2", "customer.subscription.updated", subJSON("sub_2", "active", ws, false), at)
+				row, _ := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
+				if row.Status != "unpaid" || f.stripe.Count("GET", "/v1/subscriptions/sub_2") != 1 {
+					t.Fatalf("tie: status %s, Stripe asked %d times", row.Status, f.stripe.Count("GET", "/v1/subscriptions/sub_2"))
+				}
+			})
+			t.Run("InvoicesKeepTheBillingHistory", func(t *testing.T) {
+				f.deliver(t, "", "invoice.payment_failed", stripefake.InvoiceJSON("in_1", "cus_x", "sub_2", "open", 900, 0, map[string]string{"workspace_id": ws.String()}), t0)
+				inv, err := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_1")).Only(f.sys(ws))
+				if err != nil || !inv.PaymentFailed || inv.Status != "open" || inv.AmountDue != 900 {
+					t.Fatalf("failed invoice = %+v, %v", inv, err)
+				}
+				f.deliver(t, "", "invoice.payment_succeeded", stripefake.InvoiceJSON("in_1", "cus_x", "sub_2", "paid", 900, 900, map[string]string{"workspace_id": ws.String()}), t0.Add(time.Minute))
+				inv, _ = f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_1")).Only(f.sys(ws))
+				if inv.PaymentFailed || inv.Status != "paid" || inv.AmountPaid != 900 || inv.HostedInvoiceURL == "" || inv.InvoicePdf == "" ||
+					inv.PeriodStart == nil || inv.StripeSubscriptionID != "sub_2" {
+					t.Fatalf("paid invoice = %+v", inv)
+				}
+			})
+			t.Run("PriceAndProductEventsInvalidateThePriceCache", func(t *testing.T) {
+				for _, ev := range []struct{ typ, obj string }{
+					{"price.updated", `{"id":"price_team_monthly","object":"price","lookup_key":"team_monthly"}`},
+					{"product.updated", `{"id":"prod_team","object":"product"}`},
+				} {
+					if _, err := f.svc.Price(f.ctx, "team_monthly"); err != nil { // warm
+						t.Fatal(err)
+					}
+					before := f.stripe.Count("GET", "/v1/prices")
+					if out := f.deliver(t, "", ev.typ, ev.obj, time.Now()); out.Status != webhookevent.StatusSkipped {
+						t.Fatalf("%s outcome = %+v", ev.typ, out)
+					}
+					if _, err := f.svc.Price(f.ctx, "team_monthly"); err != nil {
+						t.Fatal(err)
+					}
+					if f.stripe.Count("GET", "/v1/prices") != before+1 {
+						t.Errorf("%s did not invalidate the cached price", ev.typ)
+					}
+				}
+			})
+			t.Run("CustomerDeletedUnlinksIt", func(t *testing.T) {
+				cus, err := f.svc.EnsureCustomer(f.as("alice"), ws)
+				if err != nil {
+					t.Fatal(err)
+				}
+				f.deliver(t, "", "customer.deleted", `{"id":"`+cus+`","object":"customer","deleted":true,"metadata":{}}`, time.Now())
+				wsRow, _ := f.svc.Workspace(f.as("alice"), ws)
+				if wsRow.StripeCustomerID != nil {
+					t.Fatalf("customer still linked: %s", *wsRow.StripeCustomerID)
+				}
+			})
+			t.Run("UnknownTypeAndUnknownWorkspaceAreSkipped", func(t *testing.T) {
+				if out := f.deliver(t, "", "customer.tax_id.created", `{"id":"txi_1","object":"tax_id"}`, time.Now()); out.Status != webhookevent.StatusSkipped || !strings.Contains(out.Reason, "unhandled") {
+					t.Fatalf("unknown type: %+v", out)
+				}
+				stranger := map[string]string{"workspace_id": uuid.NewString()}
+				if out := f.deliver(t, "", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_lost", "succeeded", 100, "usd", stranger), time.Now()); out.Status != webhookevent.StatusSkipped || !strings.Contains(out.Reason, "no workspace") {
+					t.Fatalf("unknown workspace: %+v", out)
+				}
+			})
+		})
+	}
+}
+
+func subscriptionStripeID(id string) predicate.Subscription {
+	return subscription.StripeSubscriptionID(id)
+}
