@@ -35,6 +35,7 @@ type BillingEvent struct {
 	Payment      *ent.Payment      `json:"payment,omitempty"`
 	Subscription *SubscriptionView `json:"subscription,omitempty"`
 	Invoice      *ent.Invoice      `json:"invoice,omitempty"`
+	Refund       *ent.Refund       `json:"refund,omitempty"`
 }
 
 // Publisher sends an applied event to the workspace's subscribers on every
@@ -229,6 +230,28 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		}
 		return uuid.Nil, nil, skip("catalog event: price cache invalidated, no workspace state")
 
+	case t == "charge.refunded":
+		var ch stripe.Charge
+		if err := json.Unmarshal(ev.Data.Raw, &ch); err != nil {
+			return uuid.Nil, nil, skip("undecodable charge")
+		}
+		ws, err := s.workspaceForPayment(ctx, ch.Metadata, customerID(ch.Customer), ch.PaymentIntent)
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		return ws, s.chargeRefundedChange(&ch, created), nil
+
+	case t == "refund.created" || t == "refund.updated" || t == "charge.refund.updated":
+		var re stripe.Refund
+		if err := json.Unmarshal(ev.Data.Raw, &re); err != nil {
+			return uuid.Nil, nil, skip("undecodable refund")
+		}
+		ws, err := s.workspaceForPayment(ctx, re.Metadata, "", re.PaymentIntent)
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		return ws, s.refundUpdatedChange(ws, &re, created), nil
+
 	case t == "customer.deleted":
 		var c stripe.Customer
 		if err := json.Unmarshal(ev.Data.Raw, &c); err != nil {
@@ -273,6 +296,27 @@ func (s *Service) workspaceFor(ctx context.Context, meta map[string]string, cust
 		}
 	}
 	return uuid.Nil, skip("no workspace for this object (metadata.workspace_id %q, customer %q)", meta[metaWorkspaceID], customer)
+}
+
+// workspaceForPayment finds the workspace of a charge or refund: as
+// workspaceFor, else through the Payment recorded for its PaymentIntent.
+func (s *Service) workspaceForPayment(ctx context.Context, meta map[string]string, customer string, pi *stripe.PaymentIntent) (uuid.UUID, error) {
+	ws, err := s.workspaceFor(ctx, meta, customer)
+	var sk errSkip
+	if !errors.As(err, &sk) || pi == nil {
+		return ws, err
+	}
+	// As for customers: a read outside one workspace's scope that returns
+	// the workspace id alone.
+	p, perr := s.db.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID)).
+		Only(privacy.DecisionContext(ctx, privacy.Allow))
+	switch {
+	case perr == nil:
+		return p.WorkspaceID, nil
+	case !ent.IsNotFound(perr):
+		return uuid.Nil, perr
+	}
+	return uuid.Nil, err
 }
 
 func customerID(c *stripe.Customer) string {
@@ -367,9 +411,22 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 		if row.WorkspaceID != ws {
 			return nil, false, fmt.Errorf("payment intent %s belongs to another workspace", pi.ID)
 		}
-		if (row.LastEventAt != nil && created.Before(*row.LastEventAt)) ||
-			(row.Status == payment.StatusSucceeded && status != payment.StatusSucceeded) {
+		if row.LastEventAt != nil && created.Before(*row.LastEventAt) {
 			return nil, false, nil
+		}
+		// A paid payment never moves back; its refund statuses are the
+		// refund events' to set. The first succeeded event of a payment
+		// Stripe's API answer already showed as paid is still the webhook
+		// confirmation that subscribers are told of.
+		if isPaid(row.Status) {
+			if status != payment.StatusSucceeded || row.LastEventAt != nil {
+				return nil, false, nil
+			}
+			row, err = tx.Payment.UpdateOne(row).SetLastEventAt(created).Save(ctx)
+			if err != nil {
+				return nil, false, err
+			}
+			return &BillingEvent{Payment: row}, false, nil
 		}
 		upd := tx.Payment.UpdateOne(row).SetStatus(status).SetLastEventAt(created)
 		if errorCode != "" {

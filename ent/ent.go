@@ -7,6 +7,7 @@ import (
 	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
+	"billingapi/ent/refund"
 	"billingapi/ent/subscription"
 	"billingapi/ent/user"
 	"billingapi/ent/webhookevent"
@@ -84,6 +85,7 @@ func checkColumn(t, c string) error {
 			invoice.Table:         invoice.ValidColumn,
 			membership.Table:      membership.ValidColumn,
 			payment.Table:         payment.ValidColumn,
+			refund.Table:          refund.ValidColumn,
 			subscription.Table:    subscription.ValidColumn,
 			user.Table:            user.ValidColumn,
 			webhookevent.Table:    webhookevent.ValidColumn,

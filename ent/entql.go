@@ -8,6 +8,7 @@ import (
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
+	"billingapi/ent/refund"
 	"billingapi/ent/subscription"
 	"billingapi/ent/user"
 	"billingapi/ent/webhookevent"
@@ -21,7 +22,7 @@ import (
 
 // schemaGraph holds a representation of ent/schema at runtime.
 var schemaGraph = func() *sqlgraph.Schema {
-	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 8)}
+	graph := &sqlgraph.Schema{Nodes: make([]*sqlgraph.Node, 9)}
 	graph.Nodes[0] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   checkoutsession.Table,
@@ -117,12 +118,40 @@ var schemaGraph = func() *sqlgraph.Schema {
 			payment.FieldCurrency:              {Type: field.TypeString, Column: payment.FieldCurrency},
 			payment.FieldPurpose:               {Type: field.TypeString, Column: payment.FieldPurpose},
 			payment.FieldStatus:                {Type: field.TypeEnum, Column: payment.FieldStatus},
+			payment.FieldAmountRefunded:        {Type: field.TypeInt64, Column: payment.FieldAmountRefunded},
 			payment.FieldCreatedBy:             {Type: field.TypeString, Column: payment.FieldCreatedBy},
 			payment.FieldLastErrorCode:         {Type: field.TypeString, Column: payment.FieldLastErrorCode},
 			payment.FieldLastEventAt:           {Type: field.TypeTime, Column: payment.FieldLastEventAt},
 		},
 	}
 	graph.Nodes[4] = &sqlgraph.Node{
+		NodeSpec: sqlgraph.NodeSpec{
+			Table:   refund.Table,
+			Columns: refund.Columns,
+			ID: &sqlgraph.FieldSpec{
+				Type:   field.TypeUUID,
+				Column: refund.FieldID,
+			},
+		},
+		Type: "Refund",
+		Fields: map[string]*sqlgraph.FieldSpec{
+			refund.FieldWorkspaceID:    {Type: field.TypeUUID, Column: refund.FieldWorkspaceID},
+			refund.FieldCreateTime:     {Type: field.TypeTime, Column: refund.FieldCreateTime},
+			refund.FieldUpdateTime:     {Type: field.TypeTime, Column: refund.FieldUpdateTime},
+			refund.FieldStripeRefundID: {Type: field.TypeString, Column: refund.FieldStripeRefundID},
+			refund.FieldRequestKey:     {Type: field.TypeString, Column: refund.FieldRequestKey},
+			refund.FieldPaymentID:      {Type: field.TypeUUID, Column: refund.FieldPaymentID},
+			refund.FieldAmount:         {Type: field.TypeInt64, Column: refund.FieldAmount},
+			refund.FieldCurrency:       {Type: field.TypeString, Column: refund.FieldCurrency},
+			refund.FieldReason:         {Type: field.TypeEnum, Column: refund.FieldReason},
+			refund.FieldReasonDetail:   {Type: field.TypeString, Column: refund.FieldReasonDetail},
+			refund.FieldStatus:         {Type: field.TypeEnum, Column: refund.FieldStatus},
+			refund.FieldRefundedBy:     {Type: field.TypeString, Column: refund.FieldRefundedBy},
+			refund.FieldFailureReason:  {Type: field.TypeString, Column: refund.FieldFailureReason},
+			refund.FieldLastEventAt:    {Type: field.TypeTime, Column: refund.FieldLastEventAt},
+		},
+	}
+	graph.Nodes[5] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   subscription.Table,
 			Columns: subscription.Columns,
@@ -156,7 +185,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			subscription.FieldCreatedBy:            {Type: field.TypeString, Column: subscription.FieldCreatedBy},
 		},
 	}
-	graph.Nodes[5] = &sqlgraph.Node{
+	graph.Nodes[6] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   user.Table,
 			Columns: user.Columns,
@@ -173,7 +202,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			user.FieldName:       {Type: field.TypeString, Column: user.FieldName},
 		},
 	}
-	graph.Nodes[6] = &sqlgraph.Node{
+	graph.Nodes[7] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   webhookevent.Table,
 			Columns: webhookevent.Columns,
@@ -202,7 +231,7 @@ var schemaGraph = func() *sqlgraph.Schema {
 			webhookevent.FieldWorkspaceID:   {Type: field.TypeUUID, Column: webhookevent.FieldWorkspaceID},
 		},
 	}
-	graph.Nodes[7] = &sqlgraph.Node{
+	graph.Nodes[8] = &sqlgraph.Node{
 		NodeSpec: sqlgraph.NodeSpec{
 			Table:   workspace.Table,
 			Columns: workspace.Columns,
@@ -279,6 +308,42 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		"Payment",
 		"Workspace",
+	)
+	graph.MustAddE(
+		"refunds",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   payment.RefundsTable,
+			Columns: []string{payment.RefundsColumn},
+			Bidi:    false,
+		},
+		"Payment",
+		"Refund",
+	)
+	graph.MustAddE(
+		"workspace",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   refund.WorkspaceTable,
+			Columns: []string{refund.WorkspaceColumn},
+			Bidi:    false,
+		},
+		"Refund",
+		"Workspace",
+	)
+	graph.MustAddE(
+		"payment",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.M2O,
+			Inverse: true,
+			Table:   refund.PaymentTable,
+			Columns: []string{refund.PaymentColumn},
+			Bidi:    false,
+		},
+		"Refund",
+		"Payment",
 	)
 	graph.MustAddE(
 		"workspace",
@@ -363,6 +428,18 @@ var schemaGraph = func() *sqlgraph.Schema {
 		},
 		"Workspace",
 		"Invoice",
+	)
+	graph.MustAddE(
+		"refunds",
+		&sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.RefundsTable,
+			Columns: []string{workspace.RefundsColumn},
+			Bidi:    false,
+		},
+		"Workspace",
+		"Refund",
 	)
 	return graph
 }()
@@ -814,6 +891,11 @@ func (f *PaymentFilter) WhereStatus(p entql.StringP) {
 	f.Where(p.Field(payment.FieldStatus))
 }
 
+// WhereAmountRefunded applies the entql int64 predicate on the amount_refunded field.
+func (f *PaymentFilter) WhereAmountRefunded(p entql.Int64P) {
+	f.Where(p.Field(payment.FieldAmountRefunded))
+}
+
 // WhereCreatedBy applies the entql string predicate on the created_by field.
 func (f *PaymentFilter) WhereCreatedBy(p entql.StringP) {
 	f.Where(p.Field(payment.FieldCreatedBy))
@@ -837,6 +919,158 @@ func (f *PaymentFilter) WhereHasWorkspace() {
 // WhereHasWorkspaceWith applies a predicate to check if query has an edge workspace with a given conditions (other predicates).
 func (f *PaymentFilter) WhereHasWorkspaceWith(preds ...predicate.Workspace) {
 	f.Where(entql.HasEdgeWith("workspace", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasRefunds applies a predicate to check if query has an edge refunds.
+func (f *PaymentFilter) WhereHasRefunds() {
+	f.Where(entql.HasEdge("refunds"))
+}
+
+// WhereHasRefundsWith applies a predicate to check if query has an edge refunds with a given conditions (other predicates).
+func (f *PaymentFilter) WhereHasRefundsWith(preds ...predicate.Refund) {
+	f.Where(entql.HasEdgeWith("refunds", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// addPredicate implements the predicateAdder interface.
+func (_q *RefundQuery) addPredicate(pred func(s *sql.Selector)) {
+	_q.predicates = append(_q.predicates, pred)
+}
+
+// Filter returns a Filter implementation to apply filters on the RefundQuery builder.
+func (_q *RefundQuery) Filter() *RefundFilter {
+	return &RefundFilter{config: _q.config, predicateAdder: _q}
+}
+
+// addPredicate implements the predicateAdder interface.
+func (m *RefundMutation) addPredicate(pred func(s *sql.Selector)) {
+	m.predicates = append(m.predicates, pred)
+}
+
+// Filter returns an entql.Where implementation to apply filters on the RefundMutation builder.
+func (m *RefundMutation) Filter() *RefundFilter {
+	return &RefundFilter{config: m.config, predicateAdder: m}
+}
+
+// RefundFilter provides a generic filtering capability at runtime for RefundQuery.
+type RefundFilter struct {
+	predicateAdder
+	config
+}
+
+// Where applies the entql predicate on the query filter.
+func (f *RefundFilter) Where(p entql.P) {
+	f.addPredicate(func(s *sql.Selector) {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
+			s.AddError(err)
+		}
+	})
+}
+
+// WhereID applies the entql [16]byte predicate on the id field.
+func (f *RefundFilter) WhereID(p entql.ValueP) {
+	f.Where(p.Field(refund.FieldID))
+}
+
+// WhereWorkspaceID applies the entql [16]byte predicate on the workspace_id field.
+func (f *RefundFilter) WhereWorkspaceID(p entql.ValueP) {
+	f.Where(p.Field(refund.FieldWorkspaceID))
+}
+
+// WhereCreateTime applies the entql time.Time predicate on the create_time field.
+func (f *RefundFilter) WhereCreateTime(p entql.TimeP) {
+	f.Where(p.Field(refund.FieldCreateTime))
+}
+
+// WhereUpdateTime applies the entql time.Time predicate on the update_time field.
+func (f *RefundFilter) WhereUpdateTime(p entql.TimeP) {
+	f.Where(p.Field(refund.FieldUpdateTime))
+}
+
+// WhereStripeRefundID applies the entql string predicate on the stripe_refund_id field.
+func (f *RefundFilter) WhereStripeRefundID(p entql.StringP) {
+	f.Where(p.Field(refund.FieldStripeRefundID))
+}
+
+// WhereRequestKey applies the entql string predicate on the request_key field.
+func (f *RefundFilter) WhereRequestKey(p entql.StringP) {
+	f.Where(p.Field(refund.FieldRequestKey))
+}
+
+// WherePaymentID applies the entql [16]byte predicate on the payment_id field.
+func (f *RefundFilter) WherePaymentID(p entql.ValueP) {
+	f.Where(p.Field(refund.FieldPaymentID))
+}
+
+// WhereAmount applies the entql int64 predicate on the amount field.
+func (f *RefundFilter) WhereAmount(p entql.Int64P) {
+	f.Where(p.Field(refund.FieldAmount))
+}
+
+// WhereCurrency applies the entql string predicate on the currency field.
+func (f *RefundFilter) WhereCurrency(p entql.StringP) {
+	f.Where(p.Field(refund.FieldCurrency))
+}
+
+// WhereReason applies the entql string predicate on the reason field.
+func (f *RefundFilter) WhereReason(p entql.StringP) {
+	f.Where(p.Field(refund.FieldReason))
+}
+
+// WhereReasonDetail applies the entql string predicate on the reason_detail field.
+func (f *RefundFilter) WhereReasonDetail(p entql.StringP) {
+	f.Where(p.Field(refund.FieldReasonDetail))
+}
+
+// WhereStatus applies the entql string predicate on the status field.
+func (f *RefundFilter) WhereStatus(p entql.StringP) {
+	f.Where(p.Field(refund.FieldStatus))
+}
+
+// WhereRefundedBy applies the entql string predicate on the refunded_by field.
+func (f *RefundFilter) WhereRefundedBy(p entql.StringP) {
+	f.Where(p.Field(refund.FieldRefundedBy))
+}
+
+// WhereFailureReason applies the entql string predicate on the failure_reason field.
+func (f *RefundFilter) WhereFailureReason(p entql.StringP) {
+	f.Where(p.Field(refund.FieldFailureReason))
+}
+
+// WhereLastEventAt applies the entql time.Time predicate on the last_event_at field.
+func (f *RefundFilter) WhereLastEventAt(p entql.TimeP) {
+	f.Where(p.Field(refund.FieldLastEventAt))
+}
+
+// WhereHasWorkspace applies a predicate to check if query has an edge workspace.
+func (f *RefundFilter) WhereHasWorkspace() {
+	f.Where(entql.HasEdge("workspace"))
+}
+
+// WhereHasWorkspaceWith applies a predicate to check if query has an edge workspace with a given conditions (other predicates).
+func (f *RefundFilter) WhereHasWorkspaceWith(preds ...predicate.Workspace) {
+	f.Where(entql.HasEdgeWith("workspace", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasPayment applies a predicate to check if query has an edge payment.
+func (f *RefundFilter) WhereHasPayment() {
+	f.Where(entql.HasEdge("payment"))
+}
+
+// WhereHasPaymentWith applies a predicate to check if query has an edge payment with a given conditions (other predicates).
+func (f *RefundFilter) WhereHasPaymentWith(preds ...predicate.Payment) {
+	f.Where(entql.HasEdgeWith("payment", sqlgraph.WrapFunc(func(s *sql.Selector) {
 		for _, p := range preds {
 			p(s)
 		}
@@ -872,7 +1106,7 @@ type SubscriptionFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *SubscriptionFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[4].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1031,7 +1265,7 @@ type UserFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *UserFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[5].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1105,7 +1339,7 @@ type WebhookEventFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *WebhookEventFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[6].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1225,7 +1459,7 @@ type WorkspaceFilter struct {
 // Where applies the entql predicate on the query filter.
 func (f *WorkspaceFilter) Where(p entql.P) {
 	f.addPredicate(func(s *sql.Selector) {
-		if err := schemaGraph.EvalP(schemaGraph.Nodes[7].Type, p, s); err != nil {
+		if err := schemaGraph.EvalP(schemaGraph.Nodes[8].Type, p, s); err != nil {
 			s.AddError(err)
 		}
 	})
@@ -1325,6 +1559,20 @@ func (f *WorkspaceFilter) WhereHasInvoices() {
 // WhereHasInvoicesWith applies a predicate to check if query has an edge invoices with a given conditions (other predicates).
 func (f *WorkspaceFilter) WhereHasInvoicesWith(preds ...predicate.Invoice) {
 	f.Where(entql.HasEdgeWith("invoices", sqlgraph.WrapFunc(func(s *sql.Selector) {
+		for _, p := range preds {
+			p(s)
+		}
+	})))
+}
+
+// WhereHasRefunds applies a predicate to check if query has an edge refunds.
+func (f *WorkspaceFilter) WhereHasRefunds() {
+	f.Where(entql.HasEdge("refunds"))
+}
+
+// WhereHasRefundsWith applies a predicate to check if query has an edge refunds with a given conditions (other predicates).
+func (f *WorkspaceFilter) WhereHasRefundsWith(preds ...predicate.Refund) {
+	f.Where(entql.HasEdgeWith("refunds", sqlgraph.WrapFunc(func(s *sql.Selector) {
 		for _, p := range preds {
 			p(s)
 		}

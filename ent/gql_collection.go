@@ -7,6 +7,7 @@ import (
 	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
+	"billingapi/ent/refund"
 	"billingapi/ent/subscription"
 	"billingapi/ent/webhookevent"
 	"billingapi/ent/workspace"
@@ -498,6 +499,19 @@ func (_q *PaymentQuery) collectField(ctx context.Context, oneNode bool, opCtx *g
 				selectedFields = append(selectedFields, payment.FieldWorkspaceID)
 				fieldSeen[payment.FieldWorkspaceID] = struct{}{}
 			}
+
+		case "refunds":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&RefundClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, refundImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedRefunds(alias, func(wq *RefundQuery) {
+				*wq = *query
+			})
 		case "workspaceID":
 			if _, ok := fieldSeen[payment.FieldWorkspaceID]; !ok {
 				selectedFields = append(selectedFields, payment.FieldWorkspaceID)
@@ -542,6 +556,11 @@ func (_q *PaymentQuery) collectField(ctx context.Context, oneNode bool, opCtx *g
 			if _, ok := fieldSeen[payment.FieldStatus]; !ok {
 				selectedFields = append(selectedFields, payment.FieldStatus)
 				fieldSeen[payment.FieldStatus] = struct{}{}
+			}
+		case "amountRefunded":
+			if _, ok := fieldSeen[payment.FieldAmountRefunded]; !ok {
+				selectedFields = append(selectedFields, payment.FieldAmountRefunded)
+				fieldSeen[payment.FieldAmountRefunded] = struct{}{}
 			}
 		case "createdBy":
 			if _, ok := fieldSeen[payment.FieldCreatedBy]; !ok {
@@ -612,6 +631,187 @@ func newPaymentPaginateArgs(rv map[string]any) *paymentPaginateArgs {
 		case *PaymentOrder:
 			if v != nil {
 				args.opts = append(args.opts, WithPaymentOrder(v))
+			}
+		}
+	}
+	return args
+}
+
+// CollectFields tells the query-builder to eagerly load connected nodes by resolver context.
+func (_q *RefundQuery) CollectFields(ctx context.Context, satisfies ...string) (*RefundQuery, error) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return _q, nil
+	}
+	if err := _q.collectField(ctx, false, graphql.GetOperationContext(ctx), fc.Field, nil, satisfies...); err != nil {
+		return nil, err
+	}
+	return _q, nil
+}
+
+func (_q *RefundQuery) collectField(ctx context.Context, oneNode bool, opCtx *graphql.OperationContext, collected graphql.CollectedField, path []string, satisfies ...string) error {
+	path = append([]string(nil), path...)
+	var (
+		unknownSeen    bool
+		fieldSeen      = make(map[string]struct{}, len(refund.Columns))
+		selectedFields = []string{refund.FieldID}
+	)
+	for _, field := range graphql.CollectFields(opCtx, collected.Selections, satisfies) {
+		switch field.Name {
+
+		case "workspace":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&WorkspaceClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, workspaceImplementors)...); err != nil {
+				return err
+			}
+			_q.withWorkspace = query
+			if _, ok := fieldSeen[refund.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, refund.FieldWorkspaceID)
+				fieldSeen[refund.FieldWorkspaceID] = struct{}{}
+			}
+
+		case "payment":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&PaymentClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, oneNode, opCtx, field, path, mayAddCondition(satisfies, paymentImplementors)...); err != nil {
+				return err
+			}
+			_q.withPayment = query
+			if _, ok := fieldSeen[refund.FieldPaymentID]; !ok {
+				selectedFields = append(selectedFields, refund.FieldPaymentID)
+				fieldSeen[refund.FieldPaymentID] = struct{}{}
+			}
+		case "workspaceID":
+			if _, ok := fieldSeen[refund.FieldWorkspaceID]; !ok {
+				selectedFields = append(selectedFields, refund.FieldWorkspaceID)
+				fieldSeen[refund.FieldWorkspaceID] = struct{}{}
+			}
+		case "createTime":
+			if _, ok := fieldSeen[refund.FieldCreateTime]; !ok {
+				selectedFields = append(selectedFields, refund.FieldCreateTime)
+				fieldSeen[refund.FieldCreateTime] = struct{}{}
+			}
+		case "updateTime":
+			if _, ok := fieldSeen[refund.FieldUpdateTime]; !ok {
+				selectedFields = append(selectedFields, refund.FieldUpdateTime)
+				fieldSeen[refund.FieldUpdateTime] = struct{}{}
+			}
+		case "stripeRefundID":
+			if _, ok := fieldSeen[refund.FieldStripeRefundID]; !ok {
+				selectedFields = append(selectedFields, refund.FieldStripeRefundID)
+				fieldSeen[refund.FieldStripeRefundID] = struct{}{}
+			}
+		case "requestKey":
+			if _, ok := fieldSeen[refund.FieldRequestKey]; !ok {
+				selectedFields = append(selectedFields, refund.FieldRequestKey)
+				fieldSeen[refund.FieldRequestKey] = struct{}{}
+			}
+		case "paymentID":
+			if _, ok := fieldSeen[refund.FieldPaymentID]; !ok {
+				selectedFields = append(selectedFields, refund.FieldPaymentID)
+				fieldSeen[refund.FieldPaymentID] = struct{}{}
+			}
+		case "amount":
+			if _, ok := fieldSeen[refund.FieldAmount]; !ok {
+				selectedFields = append(selectedFields, refund.FieldAmount)
+				fieldSeen[refund.FieldAmount] = struct{}{}
+			}
+		case "currency":
+			if _, ok := fieldSeen[refund.FieldCurrency]; !ok {
+				selectedFields = append(selectedFields, refund.FieldCurrency)
+				fieldSeen[refund.FieldCurrency] = struct{}{}
+			}
+		case "reason":
+			if _, ok := fieldSeen[refund.FieldReason]; !ok {
+				selectedFields = append(selectedFields, refund.FieldReason)
+				fieldSeen[refund.FieldReason] = struct{}{}
+			}
+		case "reasonDetail":
+			if _, ok := fieldSeen[refund.FieldReasonDetail]; !ok {
+				selectedFields = append(selectedFields, refund.FieldReasonDetail)
+				fieldSeen[refund.FieldReasonDetail] = struct{}{}
+			}
+		case "status":
+			if _, ok := fieldSeen[refund.FieldStatus]; !ok {
+				selectedFields = append(selectedFields, refund.FieldStatus)
+				fieldSeen[refund.FieldStatus] = struct{}{}
+			}
+		case "refundedBy":
+			if _, ok := fieldSeen[refund.FieldRefundedBy]; !ok {
+				selectedFields = append(selectedFields, refund.FieldRefundedBy)
+				fieldSeen[refund.FieldRefundedBy] = struct{}{}
+			}
+		case "failureReason":
+			if _, ok := fieldSeen[refund.FieldFailureReason]; !ok {
+				selectedFields = append(selectedFields, refund.FieldFailureReason)
+				fieldSeen[refund.FieldFailureReason] = struct{}{}
+			}
+		case "lastEventAt":
+			if _, ok := fieldSeen[refund.FieldLastEventAt]; !ok {
+				selectedFields = append(selectedFields, refund.FieldLastEventAt)
+				fieldSeen[refund.FieldLastEventAt] = struct{}{}
+			}
+		case "id":
+		case "__typename":
+		default:
+			unknownSeen = true
+		}
+	}
+	if !unknownSeen {
+		_q.Select(selectedFields...)
+	}
+	return nil
+}
+
+type refundPaginateArgs struct {
+	first, last   *int
+	after, before *Cursor
+	opts          []RefundPaginateOption
+}
+
+func newRefundPaginateArgs(rv map[string]any) *refundPaginateArgs {
+	args := &refundPaginateArgs{}
+	if rv == nil {
+		return args
+	}
+	if v := rv[firstField]; v != nil {
+		args.first = v.(*int)
+	}
+	if v := rv[lastField]; v != nil {
+		args.last = v.(*int)
+	}
+	if v := rv[afterField]; v != nil {
+		args.after = v.(*Cursor)
+	}
+	if v := rv[beforeField]; v != nil {
+		args.before = v.(*Cursor)
+	}
+	if v, ok := rv[orderByField]; ok {
+		switch v := v.(type) {
+		case map[string]any:
+			var (
+				err1, err2 error
+				order      = &RefundOrder{Field: &RefundOrderField{}, Direction: entgql.OrderDirectionAsc}
+			)
+			if d, ok := v[directionField]; ok {
+				err1 = order.Direction.UnmarshalGQL(d)
+			}
+			if f, ok := v[fieldField]; ok {
+				err2 = order.Field.UnmarshalGQL(f)
+			}
+			if err1 == nil && err2 == nil {
+				args.opts = append(args.opts, WithRefundOrder(order))
+			}
+		case *RefundOrder:
+			if v != nil {
+				args.opts = append(args.opts, WithRefundOrder(v))
 			}
 		}
 	}
@@ -1064,6 +1264,19 @@ func (_q *WorkspaceQuery) collectField(ctx context.Context, oneNode bool, opCtx 
 				return err
 			}
 			_q.WithNamedInvoices(alias, func(wq *InvoiceQuery) {
+				*wq = *query
+			})
+
+		case "refunds":
+			var (
+				alias = field.Alias
+				path  = append(path, alias)
+				query = (&RefundClient{config: _q.config}).Query()
+			)
+			if err := query.collectField(ctx, false, opCtx, field, path, mayAddCondition(satisfies, refundImplementors)...); err != nil {
+				return err
+			}
+			_q.WithNamedRefunds(alias, func(wq *RefundQuery) {
 				*wq = *query
 			})
 		case "createTime":

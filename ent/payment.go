@@ -37,6 +37,8 @@ type Payment struct {
 	Purpose string `json:"purpose,omitempty"`
 	// Status holds the value of the "status" field.
 	Status payment.Status `json:"status,omitempty"`
+	// AmountRefunded holds the value of the "amount_refunded" field.
+	AmountRefunded int64 `json:"amount_refunded,omitempty"`
 	// CreatedBy holds the value of the "created_by" field.
 	CreatedBy string `json:"created_by,omitempty"`
 	// LastErrorCode holds the value of the "last_error_code" field.
@@ -53,11 +55,15 @@ type Payment struct {
 type PaymentEdges struct {
 	// Workspace holds the value of the workspace edge.
 	Workspace *Workspace `json:"workspace,omitempty"`
+	// Refunds holds the value of the refunds edge.
+	Refunds []*Refund `json:"refunds,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [1]bool
+	loadedTypes [2]bool
 	// totalCount holds the count of the edges above.
-	totalCount [1]map[string]int
+	totalCount [2]map[string]int
+
+	namedRefunds map[string][]*Refund
 }
 
 // WorkspaceOrErr returns the Workspace value or an error if the edge
@@ -71,12 +77,21 @@ func (e PaymentEdges) WorkspaceOrErr() (*Workspace, error) {
 	return nil, &NotLoadedError{edge: "workspace"}
 }
 
+// RefundsOrErr returns the Refunds value or an error if the edge
+// was not loaded in eager-loading.
+func (e PaymentEdges) RefundsOrErr() ([]*Refund, error) {
+	if e.loadedTypes[1] {
+		return e.Refunds, nil
+	}
+	return nil, &NotLoadedError{edge: "refunds"}
+}
+
 // scanValues returns the types for scanning values from sql.Rows.
 func (*Payment) scanValues(columns []string) ([]any, error) {
 	values := make([]any, len(columns))
 	for i := range columns {
 		switch columns[i] {
-		case payment.FieldAmount:
+		case payment.FieldAmount, payment.FieldAmountRefunded:
 			values[i] = new(sql.NullInt64)
 		case payment.FieldStripePaymentIntentID, payment.FieldRequestKey, payment.FieldCurrency, payment.FieldPurpose, payment.FieldStatus, payment.FieldCreatedBy, payment.FieldLastErrorCode:
 			values[i] = new(sql.NullString)
@@ -161,6 +176,12 @@ func (_m *Payment) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.Status = payment.Status(value.String)
 			}
+		case payment.FieldAmountRefunded:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field amount_refunded", values[i])
+			} else if value.Valid {
+				_m.AmountRefunded = value.Int64
+			}
 		case payment.FieldCreatedBy:
 			if value, ok := values[i].(*sql.NullString); !ok {
 				return fmt.Errorf("unexpected type %T for field created_by", values[i])
@@ -196,6 +217,11 @@ func (_m *Payment) Value(name string) (ent.Value, error) {
 // QueryWorkspace queries the "workspace" edge of the Payment entity.
 func (_m *Payment) QueryWorkspace() *WorkspaceQuery {
 	return NewPaymentClient(_m.config).QueryWorkspace(_m)
+}
+
+// QueryRefunds queries the "refunds" edge of the Payment entity.
+func (_m *Payment) QueryRefunds() *RefundQuery {
+	return NewPaymentClient(_m.config).QueryRefunds(_m)
 }
 
 // Update returns a builder for updating this Payment.
@@ -252,6 +278,9 @@ func (_m *Payment) String() string {
 	builder.WriteString("status=")
 	builder.WriteString(fmt.Sprintf("%v", _m.Status))
 	builder.WriteString(", ")
+	builder.WriteString("amount_refunded=")
+	builder.WriteString(fmt.Sprintf("%v", _m.AmountRefunded))
+	builder.WriteString(", ")
 	builder.WriteString("created_by=")
 	builder.WriteString(_m.CreatedBy)
 	builder.WriteString(", ")
@@ -264,6 +293,30 @@ func (_m *Payment) String() string {
 	}
 	builder.WriteByte(')')
 	return builder.String()
+}
+
+// NamedRefunds returns the Refunds named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Payment) NamedRefunds(name string) ([]*Refund, error) {
+	if _m.Edges.namedRefunds == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedRefunds[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Payment) appendNamedRefunds(name string, edges ...*Refund) {
+	if _m.Edges.namedRefunds == nil {
+		_m.Edges.namedRefunds = make(map[string][]*Refund)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedRefunds[name] = []*Refund{}
+	} else {
+		_m.Edges.namedRefunds[name] = append(_m.Edges.namedRefunds[name], edges...)
+	}
 }
 
 // Payments is a parsable slice of Payment.

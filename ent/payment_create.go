@@ -4,6 +4,7 @@ package ent
 
 import (
 	"billingapi/ent/payment"
+	"billingapi/ent/refund"
 	"billingapi/ent/workspace"
 	"context"
 	"errors"
@@ -119,6 +120,20 @@ func (_c *PaymentCreate) SetNillableStatus(v *payment.Status) *PaymentCreate {
 	return _c
 }
 
+// SetAmountRefunded sets the "amount_refunded" field.
+func (_c *PaymentCreate) SetAmountRefunded(v int64) *PaymentCreate {
+	_c.mutation.SetAmountRefunded(v)
+	return _c
+}
+
+// SetNillableAmountRefunded sets the "amount_refunded" field if the given value is not nil.
+func (_c *PaymentCreate) SetNillableAmountRefunded(v *int64) *PaymentCreate {
+	if v != nil {
+		_c.SetAmountRefunded(*v)
+	}
+	return _c
+}
+
 // SetCreatedBy sets the "created_by" field.
 func (_c *PaymentCreate) SetCreatedBy(v string) *PaymentCreate {
 	_c.mutation.SetCreatedBy(v)
@@ -170,6 +185,21 @@ func (_c *PaymentCreate) SetNillableID(v *uuid.UUID) *PaymentCreate {
 // SetWorkspace sets the "workspace" edge to the Workspace entity.
 func (_c *PaymentCreate) SetWorkspace(v *Workspace) *PaymentCreate {
 	return _c.SetWorkspaceID(v.ID)
+}
+
+// AddRefundIDs adds the "refunds" edge to the Refund entity by IDs.
+func (_c *PaymentCreate) AddRefundIDs(ids ...uuid.UUID) *PaymentCreate {
+	_c.mutation.AddRefundIDs(ids...)
+	return _c
+}
+
+// AddRefunds adds the "refunds" edges to the Refund entity.
+func (_c *PaymentCreate) AddRefunds(v ...*Refund) *PaymentCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddRefundIDs(ids...)
 }
 
 // Mutation returns the PaymentMutation object of the builder.
@@ -226,6 +256,10 @@ func (_c *PaymentCreate) defaults() error {
 	if _, ok := _c.mutation.Status(); !ok {
 		v := payment.DefaultStatus
 		_c.mutation.SetStatus(v)
+	}
+	if _, ok := _c.mutation.AmountRefunded(); !ok {
+		v := payment.DefaultAmountRefunded
+		_c.mutation.SetAmountRefunded(v)
 	}
 	if _, ok := _c.mutation.ID(); !ok {
 		if payment.DefaultID == nil {
@@ -288,6 +322,14 @@ func (_c *PaymentCreate) check() error {
 	if v, ok := _c.mutation.Status(); ok {
 		if err := payment.StatusValidator(v); err != nil {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Payment.status": %w`, err)}
+		}
+	}
+	if _, ok := _c.mutation.AmountRefunded(); !ok {
+		return &ValidationError{Name: "amount_refunded", err: errors.New(`ent: missing required field "Payment.amount_refunded"`)}
+	}
+	if v, ok := _c.mutation.AmountRefunded(); ok {
+		if err := payment.AmountRefundedValidator(v); err != nil {
+			return &ValidationError{Name: "amount_refunded", err: fmt.Errorf(`ent: validator failed for field "Payment.amount_refunded": %w`, err)}
 		}
 	}
 	if _, ok := _c.mutation.CreatedBy(); !ok {
@@ -374,6 +416,10 @@ func (_c *PaymentCreate) createSpec() (*Payment, *sqlgraph.CreateSpec) {
 		_spec.SetField(payment.FieldStatus, field.TypeEnum, value)
 		_node.Status = value
 	}
+	if value, ok := _c.mutation.AmountRefunded(); ok {
+		_spec.SetField(payment.FieldAmountRefunded, field.TypeInt64, value)
+		_node.AmountRefunded = value
+	}
 	if value, ok := _c.mutation.CreatedBy(); ok {
 		_spec.SetField(payment.FieldCreatedBy, field.TypeString, value)
 		_node.CreatedBy = value
@@ -401,6 +447,22 @@ func (_c *PaymentCreate) createSpec() (*Payment, *sqlgraph.CreateSpec) {
 			edge.Target.Nodes = append(edge.Target.Nodes, k)
 		}
 		_node.WorkspaceID = nodes[0]
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.RefundsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   payment.RefundsTable,
+			Columns: []string{payment.RefundsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(refund.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
 		_spec.Edges = append(_spec.Edges, edge)
 	}
 	return _node, _spec
@@ -494,6 +556,24 @@ func (u *PaymentUpsert) SetStatus(v payment.Status) *PaymentUpsert {
 // UpdateStatus sets the "status" field to the value that was provided on create.
 func (u *PaymentUpsert) UpdateStatus() *PaymentUpsert {
 	u.SetExcluded(payment.FieldStatus)
+	return u
+}
+
+// SetAmountRefunded sets the "amount_refunded" field.
+func (u *PaymentUpsert) SetAmountRefunded(v int64) *PaymentUpsert {
+	u.Set(payment.FieldAmountRefunded, v)
+	return u
+}
+
+// UpdateAmountRefunded sets the "amount_refunded" field to the value that was provided on create.
+func (u *PaymentUpsert) UpdateAmountRefunded() *PaymentUpsert {
+	u.SetExcluded(payment.FieldAmountRefunded)
+	return u
+}
+
+// AddAmountRefunded adds v to the "amount_refunded" field.
+func (u *PaymentUpsert) AddAmountRefunded(v int64) *PaymentUpsert {
+	u.Add(payment.FieldAmountRefunded, v)
 	return u
 }
 
@@ -648,6 +728,27 @@ func (u *PaymentUpsertOne) SetStatus(v payment.Status) *PaymentUpsertOne {
 func (u *PaymentUpsertOne) UpdateStatus() *PaymentUpsertOne {
 	return u.Update(func(s *PaymentUpsert) {
 		s.UpdateStatus()
+	})
+}
+
+// SetAmountRefunded sets the "amount_refunded" field.
+func (u *PaymentUpsertOne) SetAmountRefunded(v int64) *PaymentUpsertOne {
+	return u.Update(func(s *PaymentUpsert) {
+		s.SetAmountRefunded(v)
+	})
+}
+
+// AddAmountRefunded adds v to the "amount_refunded" field.
+func (u *PaymentUpsertOne) AddAmountRefunded(v int64) *PaymentUpsertOne {
+	return u.Update(func(s *PaymentUpsert) {
+		s.AddAmountRefunded(v)
+	})
+}
+
+// UpdateAmountRefunded sets the "amount_refunded" field to the value that was provided on create.
+func (u *PaymentUpsertOne) UpdateAmountRefunded() *PaymentUpsertOne {
+	return u.Update(func(s *PaymentUpsert) {
+		s.UpdateAmountRefunded()
 	})
 }
 
@@ -975,6 +1076,27 @@ func (u *PaymentUpsertBulk) SetStatus(v payment.Status) *PaymentUpsertBulk {
 func (u *PaymentUpsertBulk) UpdateStatus() *PaymentUpsertBulk {
 	return u.Update(func(s *PaymentUpsert) {
 		s.UpdateStatus()
+	})
+}
+
+// SetAmountRefunded sets the "amount_refunded" field.
+func (u *PaymentUpsertBulk) SetAmountRefunded(v int64) *PaymentUpsertBulk {
+	return u.Update(func(s *PaymentUpsert) {
+		s.SetAmountRefunded(v)
+	})
+}
+
+// AddAmountRefunded adds v to the "amount_refunded" field.
+func (u *PaymentUpsertBulk) AddAmountRefunded(v int64) *PaymentUpsertBulk {
+	return u.Update(func(s *PaymentUpsert) {
+		s.AddAmountRefunded(v)
+	})
+}
+
+// UpdateAmountRefunded sets the "amount_refunded" field to the value that was provided on create.
+func (u *PaymentUpsertBulk) UpdateAmountRefunded() *PaymentUpsertBulk {
+	return u.Update(func(s *PaymentUpsert) {
+		s.UpdateAmountRefunded()
 	})
 }
 

@@ -5,6 +5,7 @@ package ent
 import (
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
+	"billingapi/ent/refund"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
 	"entgo.io/ent/schema/field"
+	"github.com/google/uuid"
 )
 
 // PaymentUpdate is the builder for updating Payment entities.
@@ -68,6 +70,27 @@ func (_u *PaymentUpdate) SetNillableStatus(v *payment.Status) *PaymentUpdate {
 	return _u
 }
 
+// SetAmountRefunded sets the "amount_refunded" field.
+func (_u *PaymentUpdate) SetAmountRefunded(v int64) *PaymentUpdate {
+	_u.mutation.ResetAmountRefunded()
+	_u.mutation.SetAmountRefunded(v)
+	return _u
+}
+
+// SetNillableAmountRefunded sets the "amount_refunded" field if the given value is not nil.
+func (_u *PaymentUpdate) SetNillableAmountRefunded(v *int64) *PaymentUpdate {
+	if v != nil {
+		_u.SetAmountRefunded(*v)
+	}
+	return _u
+}
+
+// AddAmountRefunded adds value to the "amount_refunded" field.
+func (_u *PaymentUpdate) AddAmountRefunded(v int64) *PaymentUpdate {
+	_u.mutation.AddAmountRefunded(v)
+	return _u
+}
+
 // SetLastErrorCode sets the "last_error_code" field.
 func (_u *PaymentUpdate) SetLastErrorCode(v string) *PaymentUpdate {
 	_u.mutation.SetLastErrorCode(v)
@@ -108,9 +131,45 @@ func (_u *PaymentUpdate) ClearLastEventAt() *PaymentUpdate {
 	return _u
 }
 
+// AddRefundIDs adds the "refunds" edge to the Refund entity by IDs.
+func (_u *PaymentUpdate) AddRefundIDs(ids ...uuid.UUID) *PaymentUpdate {
+	_u.mutation.AddRefundIDs(ids...)
+	return _u
+}
+
+// AddRefunds adds the "refunds" edges to the Refund entity.
+func (_u *PaymentUpdate) AddRefunds(v ...*Refund) *PaymentUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddRefundIDs(ids...)
+}
+
 // Mutation returns the PaymentMutation object of the builder.
 func (_u *PaymentUpdate) Mutation() *PaymentMutation {
 	return _u.mutation
+}
+
+// ClearRefunds clears all "refunds" edges to the Refund entity.
+func (_u *PaymentUpdate) ClearRefunds() *PaymentUpdate {
+	_u.mutation.ClearRefunds()
+	return _u
+}
+
+// RemoveRefundIDs removes the "refunds" edge to Refund entities by IDs.
+func (_u *PaymentUpdate) RemoveRefundIDs(ids ...uuid.UUID) *PaymentUpdate {
+	_u.mutation.RemoveRefundIDs(ids...)
+	return _u
+}
+
+// RemoveRefunds removes "refunds" edges to Refund entities.
+func (_u *PaymentUpdate) RemoveRefunds(v ...*Refund) *PaymentUpdate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveRefundIDs(ids...)
 }
 
 // Save executes the query and returns the number of nodes affected by the update operation.
@@ -167,6 +226,11 @@ func (_u *PaymentUpdate) check() error {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Payment.status": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.AmountRefunded(); ok {
+		if err := payment.AmountRefundedValidator(v); err != nil {
+			return &ValidationError{Name: "amount_refunded", err: fmt.Errorf(`ent: validator failed for field "Payment.amount_refunded": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.LastErrorCode(); ok {
 		if err := payment.LastErrorCodeValidator(v); err != nil {
 			return &ValidationError{Name: "last_error_code", err: fmt.Errorf(`ent: validator failed for field "Payment.last_error_code": %w`, err)}
@@ -205,6 +269,12 @@ func (_u *PaymentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(payment.FieldStatus, field.TypeEnum, value)
 	}
+	if value, ok := _u.mutation.AmountRefunded(); ok {
+		_spec.SetField(payment.FieldAmountRefunded, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedAmountRefunded(); ok {
+		_spec.AddField(payment.FieldAmountRefunded, field.TypeInt64, value)
+	}
 	if value, ok := _u.mutation.LastErrorCode(); ok {
 		_spec.SetField(payment.FieldLastErrorCode, field.TypeString, value)
 	}
@@ -216,6 +286,51 @@ func (_u *PaymentUpdate) sqlSave(ctx context.Context) (_node int, err error) {
 	}
 	if _u.mutation.LastEventAtCleared() {
 		_spec.ClearField(payment.FieldLastEventAt, field.TypeTime)
+	}
+	if _u.mutation.RefundsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   payment.RefundsTable,
+			Columns: []string{payment.RefundsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(refund.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedRefundsIDs(); len(nodes) > 0 && !_u.mutation.RefundsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   payment.RefundsTable,
+			Columns: []string{payment.RefundsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(refund.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RefundsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   payment.RefundsTable,
+			Columns: []string{payment.RefundsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(refund.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
 	if _node, err = sqlgraph.UpdateNodes(ctx, _u.driver, _spec); err != nil {
 		if _, ok := err.(*sqlgraph.NotFoundError); ok {
@@ -277,6 +392,27 @@ func (_u *PaymentUpdateOne) SetNillableStatus(v *payment.Status) *PaymentUpdateO
 	return _u
 }
 
+// SetAmountRefunded sets the "amount_refunded" field.
+func (_u *PaymentUpdateOne) SetAmountRefunded(v int64) *PaymentUpdateOne {
+	_u.mutation.ResetAmountRefunded()
+	_u.mutation.SetAmountRefunded(v)
+	return _u
+}
+
+// SetNillableAmountRefunded sets the "amount_refunded" field if the given value is not nil.
+func (_u *PaymentUpdateOne) SetNillableAmountRefunded(v *int64) *PaymentUpdateOne {
+	if v != nil {
+		_u.SetAmountRefunded(*v)
+	}
+	return _u
+}
+
+// AddAmountRefunded adds value to the "amount_refunded" field.
+func (_u *PaymentUpdateOne) AddAmountRefunded(v int64) *PaymentUpdateOne {
+	_u.mutation.AddAmountRefunded(v)
+	return _u
+}
+
 // SetLastErrorCode sets the "last_error_code" field.
 func (_u *PaymentUpdateOne) SetLastErrorCode(v string) *PaymentUpdateOne {
 	_u.mutation.SetLastErrorCode(v)
@@ -317,9 +453,45 @@ func (_u *PaymentUpdateOne) ClearLastEventAt() *PaymentUpdateOne {
 	return _u
 }
 
+// AddRefundIDs adds the "refunds" edge to the Refund entity by IDs.
+func (_u *PaymentUpdateOne) AddRefundIDs(ids ...uuid.UUID) *PaymentUpdateOne {
+	_u.mutation.AddRefundIDs(ids...)
+	return _u
+}
+
+// AddRefunds adds the "refunds" edges to the Refund entity.
+func (_u *PaymentUpdateOne) AddRefunds(v ...*Refund) *PaymentUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.AddRefundIDs(ids...)
+}
+
 // Mutation returns the PaymentMutation object of the builder.
 func (_u *PaymentUpdateOne) Mutation() *PaymentMutation {
 	return _u.mutation
+}
+
+// ClearRefunds clears all "refunds" edges to the Refund entity.
+func (_u *PaymentUpdateOne) ClearRefunds() *PaymentUpdateOne {
+	_u.mutation.ClearRefunds()
+	return _u
+}
+
+// RemoveRefundIDs removes the "refunds" edge to Refund entities by IDs.
+func (_u *PaymentUpdateOne) RemoveRefundIDs(ids ...uuid.UUID) *PaymentUpdateOne {
+	_u.mutation.RemoveRefundIDs(ids...)
+	return _u
+}
+
+// RemoveRefunds removes "refunds" edges to Refund entities.
+func (_u *PaymentUpdateOne) RemoveRefunds(v ...*Refund) *PaymentUpdateOne {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _u.RemoveRefundIDs(ids...)
 }
 
 // Where appends a list predicates to the PaymentUpdate builder.
@@ -389,6 +561,11 @@ func (_u *PaymentUpdateOne) check() error {
 			return &ValidationError{Name: "status", err: fmt.Errorf(`ent: validator failed for field "Payment.status": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.AmountRefunded(); ok {
+		if err := payment.AmountRefundedValidator(v); err != nil {
+			return &ValidationError{Name: "amount_refunded", err: fmt.Errorf(`ent: validator failed for field "Payment.amount_refunded": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.LastErrorCode(); ok {
 		if err := payment.LastErrorCodeValidator(v); err != nil {
 			return &ValidationError{Name: "last_error_code", err: fmt.Errorf(`ent: validator failed for field "Payment.last_error_code": %w`, err)}
@@ -444,6 +621,12 @@ func (_u *PaymentUpdateOne) sqlSave(ctx context.Context) (_node *Payment, err er
 	if value, ok := _u.mutation.Status(); ok {
 		_spec.SetField(payment.FieldStatus, field.TypeEnum, value)
 	}
+	if value, ok := _u.mutation.AmountRefunded(); ok {
+		_spec.SetField(payment.FieldAmountRefunded, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedAmountRefunded(); ok {
+		_spec.AddField(payment.FieldAmountRefunded, field.TypeInt64, value)
+	}
 	if value, ok := _u.mutation.LastErrorCode(); ok {
 		_spec.SetField(payment.FieldLastErrorCode, field.TypeString, value)
 	}
@@ -455,6 +638,51 @@ func (_u *PaymentUpdateOne) sqlSave(ctx context.Context) (_node *Payment, err er
 	}
 	if _u.mutation.LastEventAtCleared() {
 		_spec.ClearField(payment.FieldLastEventAt, field.TypeTime)
+	}
+	if _u.mutation.RefundsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   payment.RefundsTable,
+			Columns: []string{payment.RefundsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(refund.FieldID, field.TypeUUID),
+			},
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RemovedRefundsIDs(); len(nodes) > 0 && !_u.mutation.RefundsCleared() {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   payment.RefundsTable,
+			Columns: []string{payment.RefundsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(refund.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Clear = append(_spec.Edges.Clear, edge)
+	}
+	if nodes := _u.mutation.RefundsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   payment.RefundsTable,
+			Columns: []string{payment.RefundsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(refund.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges.Add = append(_spec.Edges.Add, edge)
 	}
 	_node = &Payment{config: _u.config}
 	_spec.Assign = _node.assignValues

@@ -20,6 +20,8 @@ type Tx struct {
 	Membership *MembershipClient
 	// Payment is the client for interacting with the Payment builders.
 	Payment *PaymentClient
+	// Refund is the client for interacting with the Refund builders.
+	Refund *RefundClient
 	// Subscription is the client for interacting with the Subscription builders.
 	Subscription *SubscriptionClient
 	// User is the client for interacting with the User builders.
@@ -163,6 +165,7 @@ func (tx *Tx) init() {
 	tx.Invoice = NewInvoiceClient(tx.config)
 	tx.Membership = NewMembershipClient(tx.config)
 	tx.Payment = NewPaymentClient(tx.config)
+	tx.Refund = NewRefundClient(tx.config)
 	tx.Subscription = NewSubscriptionClient(tx.config)
 	tx.User = NewUserClient(tx.config)
 	tx.WebhookEvent = NewWebhookEventClient(tx.config)

@@ -46,17 +46,20 @@ type WorkspaceEdges struct {
 	Subscriptions []*Subscription `json:"subscriptions,omitempty"`
 	// Invoices holds the value of the invoices edge.
 	Invoices []*Invoice `json:"invoices,omitempty"`
+	// Refunds holds the value of the refunds edge.
+	Refunds []*Refund `json:"refunds,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [5]bool
+	loadedTypes [6]bool
 	// totalCount holds the count of the edges above.
-	totalCount [5]map[string]int
+	totalCount [6]map[string]int
 
 	namedMemberships      map[string][]*Membership
 	namedPayments         map[string][]*Payment
 	namedCheckoutSessions map[string][]*CheckoutSession
 	namedSubscriptions    map[string][]*Subscription
 	namedInvoices         map[string][]*Invoice
+	namedRefunds          map[string][]*Refund
 }
 
 // MembershipsOrErr returns the Memberships value or an error if the edge
@@ -102,6 +105,15 @@ func (e WorkspaceEdges) InvoicesOrErr() ([]*Invoice, error) {
 		return e.Invoices, nil
 	}
 	return nil, &NotLoadedError{edge: "invoices"}
+}
+
+// RefundsOrErr returns the Refunds value or an error if the edge
+// was not loaded in eager-loading.
+func (e WorkspaceEdges) RefundsOrErr() ([]*Refund, error) {
+	if e.loadedTypes[5] {
+		return e.Refunds, nil
+	}
+	return nil, &NotLoadedError{edge: "refunds"}
 }
 
 // scanValues returns the types for scanning values from sql.Rows.
@@ -205,6 +217,11 @@ func (_m *Workspace) QuerySubscriptions() *SubscriptionQuery {
 // QueryInvoices queries the "invoices" edge of the Workspace entity.
 func (_m *Workspace) QueryInvoices() *InvoiceQuery {
 	return NewWorkspaceClient(_m.config).QueryInvoices(_m)
+}
+
+// QueryRefunds queries the "refunds" edge of the Workspace entity.
+func (_m *Workspace) QueryRefunds() *RefundQuery {
+	return NewWorkspaceClient(_m.config).QueryRefunds(_m)
 }
 
 // Update returns a builder for updating this Workspace.
@@ -367,6 +384,30 @@ func (_m *Workspace) appendNamedInvoices(name string, edges ...*Invoice) {
 		_m.Edges.namedInvoices[name] = []*Invoice{}
 	} else {
 		_m.Edges.namedInvoices[name] = append(_m.Edges.namedInvoices[name], edges...)
+	}
+}
+
+// NamedRefunds returns the Refunds named value or an error if the edge was not
+// loaded in eager-loading with this name.
+func (_m *Workspace) NamedRefunds(name string) ([]*Refund, error) {
+	if _m.Edges.namedRefunds == nil {
+		return nil, &NotLoadedError{edge: name}
+	}
+	nodes, ok := _m.Edges.namedRefunds[name]
+	if !ok {
+		return nil, &NotLoadedError{edge: name}
+	}
+	return nodes, nil
+}
+
+func (_m *Workspace) appendNamedRefunds(name string, edges ...*Refund) {
+	if _m.Edges.namedRefunds == nil {
+		_m.Edges.namedRefunds = make(map[string][]*Refund)
+	}
+	if len(edges) == 0 {
+		_m.Edges.namedRefunds[name] = []*Refund{}
+	} else {
+		_m.Edges.namedRefunds[name] = append(_m.Edges.namedRefunds[name], edges...)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
+	"billingapi/ent/refund"
 	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
 	"context"
@@ -178,6 +179,21 @@ func (_c *WorkspaceCreate) AddInvoices(v ...*Invoice) *WorkspaceCreate {
 		ids[i] = v[i].ID
 	}
 	return _c.AddInvoiceIDs(ids...)
+}
+
+// AddRefundIDs adds the "refunds" edge to the Refund entity by IDs.
+func (_c *WorkspaceCreate) AddRefundIDs(ids ...uuid.UUID) *WorkspaceCreate {
+	_c.mutation.AddRefundIDs(ids...)
+	return _c
+}
+
+// AddRefunds adds the "refunds" edges to the Refund entity.
+func (_c *WorkspaceCreate) AddRefunds(v ...*Refund) *WorkspaceCreate {
+	ids := make([]uuid.UUID, len(v))
+	for i := range v {
+		ids[i] = v[i].ID
+	}
+	return _c.AddRefundIDs(ids...)
 }
 
 // Mutation returns the WorkspaceMutation object of the builder.
@@ -398,6 +414,22 @@ func (_c *WorkspaceCreate) createSpec() (*Workspace, *sqlgraph.CreateSpec) {
 			Bidi:    false,
 			Target: &sqlgraph.EdgeTarget{
 				IDSpec: sqlgraph.NewFieldSpec(invoice.FieldID, field.TypeUUID),
+			},
+		}
+		for _, k := range nodes {
+			edge.Target.Nodes = append(edge.Target.Nodes, k)
+		}
+		_spec.Edges = append(_spec.Edges, edge)
+	}
+	if nodes := _c.mutation.RefundsIDs(); len(nodes) > 0 {
+		edge := &sqlgraph.EdgeSpec{
+			Rel:     sqlgraph.O2M,
+			Inverse: false,
+			Table:   workspace.RefundsTable,
+			Columns: []string{workspace.RefundsColumn},
+			Bidi:    false,
+			Target: &sqlgraph.EdgeTarget{
+				IDSpec: sqlgraph.NewFieldSpec(refund.FieldID, field.TypeUUID),
 			},
 		}
 		for _, k := range nodes {

@@ -8,6 +8,7 @@ import (
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
+	"billingapi/ent/refund"
 	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
 	"context"
@@ -36,6 +37,7 @@ type WorkspaceQuery struct {
 	withCheckoutSessions      *CheckoutSessionQuery
 	withSubscriptions         *SubscriptionQuery
 	withInvoices              *InvoiceQuery
+	withRefunds               *RefundQuery
 	loadTotal                 []func(context.Context, []*Workspace) error
 	modifiers                 []func(*sql.Selector)
 	withNamedMemberships      map[string]*MembershipQuery
@@ -43,6 +45,7 @@ type WorkspaceQuery struct {
 	withNamedCheckoutSessions map[string]*CheckoutSessionQuery
 	withNamedSubscriptions    map[string]*SubscriptionQuery
 	withNamedInvoices         map[string]*InvoiceQuery
+	withNamedRefunds          map[string]*RefundQuery
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -182,6 +185,28 @@ func (_q *WorkspaceQuery) QueryInvoices() *InvoiceQuery {
 			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
 			sqlgraph.To(invoice.Table, invoice.FieldID),
 			sqlgraph.Edge(sqlgraph.O2M, false, workspace.InvoicesTable, workspace.InvoicesColumn),
+		)
+		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
+		return fromU, nil
+	}
+	return query
+}
+
+// QueryRefunds chains the current query on the "refunds" edge.
+func (_q *WorkspaceQuery) QueryRefunds() *RefundQuery {
+	query := (&RefundClient{config: _q.config}).Query()
+	query.path = func(ctx context.Context) (fromU *sql.Selector, err error) {
+		if err := _q.prepareQuery(ctx); err != nil {
+			return nil, err
+		}
+		selector := _q.sqlQuery(ctx)
+		if err := selector.Err(); err != nil {
+			return nil, err
+		}
+		step := sqlgraph.NewStep(
+			sqlgraph.From(workspace.Table, workspace.FieldID, selector),
+			sqlgraph.To(refund.Table, refund.FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, workspace.RefundsTable, workspace.RefundsColumn),
 		)
 		fromU = sqlgraph.SetNeighbors(_q.driver.Dialect(), step)
 		return fromU, nil
@@ -386,6 +411,7 @@ func (_q *WorkspaceQuery) Clone() *WorkspaceQuery {
 		withCheckoutSessions: _q.withCheckoutSessions.Clone(),
 		withSubscriptions:    _q.withSubscriptions.Clone(),
 		withInvoices:         _q.withInvoices.Clone(),
+		withRefunds:          _q.withRefunds.Clone(),
 		// clone intermediate query.
 		sql:  _q.sql.Clone(),
 		path: _q.path,
@@ -444,6 +470,17 @@ func (_q *WorkspaceQuery) WithInvoices(opts ...func(*InvoiceQuery)) *WorkspaceQu
 		opt(query)
 	}
 	_q.withInvoices = query
+	return _q
+}
+
+// WithRefunds tells the query-builder to eager-load the nodes that are connected to
+// the "refunds" edge. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithRefunds(opts ...func(*RefundQuery)) *WorkspaceQuery {
+	query := (&RefundClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	_q.withRefunds = query
 	return _q
 }
 
@@ -531,12 +568,13 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 	var (
 		nodes       = []*Workspace{}
 		_spec       = _q.querySpec()
-		loadedTypes = [5]bool{
+		loadedTypes = [6]bool{
 			_q.withMemberships != nil,
 			_q.withPayments != nil,
 			_q.withCheckoutSessions != nil,
 			_q.withSubscriptions != nil,
 			_q.withInvoices != nil,
+			_q.withRefunds != nil,
 		}
 	)
 	_spec.ScanValues = func(columns []string) ([]any, error) {
@@ -595,6 +633,13 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 			return nil, err
 		}
 	}
+	if query := _q.withRefunds; query != nil {
+		if err := _q.loadRefunds(ctx, query, nodes,
+			func(n *Workspace) { n.Edges.Refunds = []*Refund{} },
+			func(n *Workspace, e *Refund) { n.Edges.Refunds = append(n.Edges.Refunds, e) }); err != nil {
+			return nil, err
+		}
+	}
 	for name, query := range _q.withNamedMemberships {
 		if err := _q.loadMemberships(ctx, query, nodes,
 			func(n *Workspace) { n.appendNamedMemberships(name) },
@@ -627,6 +672,13 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 		if err := _q.loadInvoices(ctx, query, nodes,
 			func(n *Workspace) { n.appendNamedInvoices(name) },
 			func(n *Workspace, e *Invoice) { n.appendNamedInvoices(name, e) }); err != nil {
+			return nil, err
+		}
+	}
+	for name, query := range _q.withNamedRefunds {
+		if err := _q.loadRefunds(ctx, query, nodes,
+			func(n *Workspace) { n.appendNamedRefunds(name) },
+			func(n *Workspace, e *Refund) { n.appendNamedRefunds(name, e) }); err != nil {
 			return nil, err
 		}
 	}
@@ -773,6 +825,36 @@ func (_q *WorkspaceQuery) loadInvoices(ctx context.Context, query *InvoiceQuery,
 	}
 	query.Where(predicate.Invoice(func(s *sql.Selector) {
 		s.Where(sql.InValues(s.C(workspace.InvoicesColumn), fks...))
+	}))
+	neighbors, err := query.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, n := range neighbors {
+		fk := n.WorkspaceID
+		node, ok := nodeids[fk]
+		if !ok {
+			return fmt.Errorf(`unexpected referenced foreign-key "workspace_id" returned %v for node %v`, fk, n.ID)
+		}
+		assign(node, n)
+	}
+	return nil
+}
+func (_q *WorkspaceQuery) loadRefunds(ctx context.Context, query *RefundQuery, nodes []*Workspace, init func(*Workspace), assign func(*Workspace, *Refund)) error {
+	fks := make([]driver.Value, 0, len(nodes))
+	nodeids := make(map[uuid.UUID]*Workspace)
+	for i := range nodes {
+		fks = append(fks, nodes[i].ID)
+		nodeids[nodes[i].ID] = nodes[i]
+		if init != nil {
+			init(nodes[i])
+		}
+	}
+	if len(query.ctx.Fields) > 0 {
+		query.ctx.AppendFieldOnce(refund.FieldWorkspaceID)
+	}
+	query.Where(predicate.Refund(func(s *sql.Selector) {
+		s.Where(sql.InValues(s.C(workspace.RefundsColumn), fks...))
 	}))
 	neighbors, err := query.All(ctx)
 	if err != nil {
@@ -969,6 +1051,20 @@ func (_q *WorkspaceQuery) WithNamedInvoices(name string, opts ...func(*InvoiceQu
 		_q.withNamedInvoices = make(map[string]*InvoiceQuery)
 	}
 	_q.withNamedInvoices[name] = query
+	return _q
+}
+
+// WithNamedRefunds tells the query-builder to eager-load the nodes that are connected to the "refunds"
+// edge with the given name. The optional arguments are used to configure the query builder of the edge.
+func (_q *WorkspaceQuery) WithNamedRefunds(name string, opts ...func(*RefundQuery)) *WorkspaceQuery {
+	query := (&RefundClient{config: _q.config}).Query()
+	for _, opt := range opts {
+		opt(query)
+	}
+	if _q.withNamedRefunds == nil {
+		_q.withNamedRefunds = make(map[string]*RefundQuery)
+	}
+	_q.withNamedRefunds[name] = query
 	return _q
 }
 

@@ -150,7 +150,8 @@ var (
 		{Name: "amount", Type: field.TypeInt64},
 		{Name: "currency", Type: field.TypeString, Size: 3},
 		{Name: "purpose", Type: field.TypeString, Size: 255},
-		{Name: "status", Type: field.TypeEnum, Enums: []string{"creating", "requires_payment_method", "requires_confirmation", "requires_action", "processing", "requires_capture", "canceled", "succeeded", "failed"}, Default: "creating"},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"creating", "requires_payment_method", "requires_confirmation", "requires_action", "processing", "requires_capture", "canceled", "succeeded", "failed", "refund_pending", "partially_refunded", "refunded"}, Default: "creating"},
+		{Name: "amount_refunded", Type: field.TypeInt64, Default: 0},
 		{Name: "created_by", Type: field.TypeString, Size: 255},
 		{Name: "last_error_code", Type: field.TypeString, Nullable: true, Size: 100},
 		{Name: "last_event_at", Type: field.TypeTime, Nullable: true},
@@ -164,7 +165,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "payments_workspaces_payments",
-				Columns:    []*schema.Column{PaymentsColumns[12]},
+				Columns:    []*schema.Column{PaymentsColumns[13]},
 				RefColumns: []*schema.Column{WorkspacesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -173,12 +174,62 @@ var (
 			{
 				Name:    "payment_workspace_id",
 				Unique:  false,
-				Columns: []*schema.Column{PaymentsColumns[12]},
+				Columns: []*schema.Column{PaymentsColumns[13]},
 			},
 			{
 				Name:    "payment_workspace_id_create_time",
 				Unique:  false,
-				Columns: []*schema.Column{PaymentsColumns[12], PaymentsColumns[1]},
+				Columns: []*schema.Column{PaymentsColumns[13], PaymentsColumns[1]},
+			},
+		},
+	}
+	// RefundsColumns holds the columns for the "refunds" table.
+	RefundsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+		{Name: "stripe_refund_id", Type: field.TypeString, Unique: true, Nullable: true, Size: 255},
+		{Name: "request_key", Type: field.TypeString, Unique: true, Nullable: true, Size: 128},
+		{Name: "amount", Type: field.TypeInt64},
+		{Name: "currency", Type: field.TypeString, Size: 3},
+		{Name: "reason", Type: field.TypeEnum, Enums: []string{"requested_by_customer", "duplicate", "fraudulent"}},
+		{Name: "reason_detail", Type: field.TypeString, Nullable: true, Size: 500},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"creating", "pending", "requires_action", "succeeded", "failed", "canceled"}, Default: "creating"},
+		{Name: "refunded_by", Type: field.TypeString, Size: 255},
+		{Name: "failure_reason", Type: field.TypeString, Nullable: true, Size: 255},
+		{Name: "last_event_at", Type: field.TypeTime, Nullable: true},
+		{Name: "payment_id", Type: field.TypeUUID},
+		{Name: "workspace_id", Type: field.TypeUUID},
+	}
+	// RefundsTable holds the schema information for the "refunds" table.
+	RefundsTable = &schema.Table{
+		Name:       "refunds",
+		Columns:    RefundsColumns,
+		PrimaryKey: []*schema.Column{RefundsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "refunds_payments_refunds",
+				Columns:    []*schema.Column{RefundsColumns[13]},
+				RefColumns: []*schema.Column{PaymentsColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+			{
+				Symbol:     "refunds_workspaces_refunds",
+				Columns:    []*schema.Column{RefundsColumns[14]},
+				RefColumns: []*schema.Column{WorkspacesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "refund_workspace_id",
+				Unique:  false,
+				Columns: []*schema.Column{RefundsColumns[14]},
+			},
+			{
+				Name:    "refund_payment_id",
+				Unique:  false,
+				Columns: []*schema.Column{RefundsColumns[13]},
 			},
 		},
 	}
@@ -311,6 +362,7 @@ var (
 		InvoicesTable,
 		MembershipsTable,
 		PaymentsTable,
+		RefundsTable,
 		SubscriptionsTable,
 		UsersTable,
 		WebhookEventsTable,
@@ -324,5 +376,7 @@ func init() {
 	MembershipsTable.ForeignKeys[0].RefTable = UsersTable
 	MembershipsTable.ForeignKeys[1].RefTable = WorkspacesTable
 	PaymentsTable.ForeignKeys[0].RefTable = WorkspacesTable
+	RefundsTable.ForeignKeys[0].RefTable = PaymentsTable
+	RefundsTable.ForeignKeys[1].RefTable = WorkspacesTable
 	SubscriptionsTable.ForeignKeys[0].RefTable = WorkspacesTable
 }

@@ -37,6 +37,8 @@ const (
 	FieldPurpose = "purpose"
 	// FieldStatus holds the string denoting the status field in the database.
 	FieldStatus = "status"
+	// FieldAmountRefunded holds the string denoting the amount_refunded field in the database.
+	FieldAmountRefunded = "amount_refunded"
 	// FieldCreatedBy holds the string denoting the created_by field in the database.
 	FieldCreatedBy = "created_by"
 	// FieldLastErrorCode holds the string denoting the last_error_code field in the database.
@@ -45,6 +47,8 @@ const (
 	FieldLastEventAt = "last_event_at"
 	// EdgeWorkspace holds the string denoting the workspace edge name in mutations.
 	EdgeWorkspace = "workspace"
+	// EdgeRefunds holds the string denoting the refunds edge name in mutations.
+	EdgeRefunds = "refunds"
 	// Table holds the table name of the payment in the database.
 	Table = "payments"
 	// WorkspaceTable is the table that holds the workspace relation/edge.
@@ -54,6 +58,13 @@ const (
 	WorkspaceInverseTable = "workspaces"
 	// WorkspaceColumn is the table column denoting the workspace relation/edge.
 	WorkspaceColumn = "workspace_id"
+	// RefundsTable is the table that holds the refunds relation/edge.
+	RefundsTable = "refunds"
+	// RefundsInverseTable is the table name for the Refund entity.
+	// It exists in this package in order to avoid circular dependency with the "refund" package.
+	RefundsInverseTable = "refunds"
+	// RefundsColumn is the table column denoting the refunds relation/edge.
+	RefundsColumn = "payment_id"
 )
 
 // Columns holds all SQL columns for payment fields.
@@ -68,6 +79,7 @@ var Columns = []string{
 	FieldCurrency,
 	FieldPurpose,
 	FieldStatus,
+	FieldAmountRefunded,
 	FieldCreatedBy,
 	FieldLastErrorCode,
 	FieldLastEventAt,
@@ -107,6 +119,10 @@ var (
 	CurrencyValidator func(string) error
 	// PurposeValidator is a validator for the "purpose" field. It is called by the builders before save.
 	PurposeValidator func(string) error
+	// DefaultAmountRefunded holds the default value on creation for the "amount_refunded" field.
+	DefaultAmountRefunded int64
+	// AmountRefundedValidator is a validator for the "amount_refunded" field. It is called by the builders before save.
+	AmountRefundedValidator func(int64) error
 	// CreatedByValidator is a validator for the "created_by" field. It is called by the builders before save.
 	CreatedByValidator func(string) error
 	// LastErrorCodeValidator is a validator for the "last_error_code" field. It is called by the builders before save.
@@ -132,6 +148,9 @@ const (
 	StatusCanceled              Status = "canceled"
 	StatusSucceeded             Status = "succeeded"
 	StatusFailed                Status = "failed"
+	StatusRefundPending         Status = "refund_pending"
+	StatusPartiallyRefunded     Status = "partially_refunded"
+	StatusRefunded              Status = "refunded"
 )
 
 func (s Status) String() string {
@@ -141,7 +160,7 @@ func (s Status) String() string {
 // StatusValidator is a validator for the "status" field enum values. It is called by the builders before save.
 func StatusValidator(s Status) error {
 	switch s {
-	case StatusCreating, StatusRequiresPaymentMethod, StatusRequiresConfirmation, StatusRequiresAction, StatusProcessing, StatusRequiresCapture, StatusCanceled, StatusSucceeded, StatusFailed:
+	case StatusCreating, StatusRequiresPaymentMethod, StatusRequiresConfirmation, StatusRequiresAction, StatusProcessing, StatusRequiresCapture, StatusCanceled, StatusSucceeded, StatusFailed, StatusRefundPending, StatusPartiallyRefunded, StatusRefunded:
 		return nil
 	default:
 		return fmt.Errorf("payment: invalid enum value for status field: %q", s)
@@ -201,6 +220,11 @@ func ByStatus(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldStatus, opts...).ToFunc()
 }
 
+// ByAmountRefunded orders the results by the amount_refunded field.
+func ByAmountRefunded(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldAmountRefunded, opts...).ToFunc()
+}
+
 // ByCreatedBy orders the results by the created_by field.
 func ByCreatedBy(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldCreatedBy, opts...).ToFunc()
@@ -222,11 +246,32 @@ func ByWorkspaceField(field string, opts ...sql.OrderTermOption) OrderOption {
 		sqlgraph.OrderByNeighborTerms(s, newWorkspaceStep(), sql.OrderByField(field, opts...))
 	}
 }
+
+// ByRefundsCount orders the results by refunds count.
+func ByRefundsCount(opts ...sql.OrderTermOption) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborsCount(s, newRefundsStep(), opts...)
+	}
+}
+
+// ByRefunds orders the results by refunds terms.
+func ByRefunds(term sql.OrderTerm, terms ...sql.OrderTerm) OrderOption {
+	return func(s *sql.Selector) {
+		sqlgraph.OrderByNeighborTerms(s, newRefundsStep(), append([]sql.OrderTerm{term}, terms...)...)
+	}
+}
 func newWorkspaceStep() *sqlgraph.Step {
 	return sqlgraph.NewStep(
 		sqlgraph.From(Table, FieldID),
 		sqlgraph.To(WorkspaceInverseTable, FieldID),
 		sqlgraph.Edge(sqlgraph.M2O, true, WorkspaceTable, WorkspaceColumn),
+	)
+}
+func newRefundsStep() *sqlgraph.Step {
+	return sqlgraph.NewStep(
+		sqlgraph.From(Table, FieldID),
+		sqlgraph.To(RefundsInverseTable, FieldID),
+		sqlgraph.Edge(sqlgraph.O2M, false, RefundsTable, RefundsColumn),
 	)
 }
 

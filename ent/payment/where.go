@@ -96,6 +96,11 @@ func Purpose(v string) predicate.Payment {
 	return predicate.Payment(sql.FieldEQ(FieldPurpose, v))
 }
 
+// AmountRefunded applies equality check predicate on the "amount_refunded" field. It's identical to AmountRefundedEQ.
+func AmountRefunded(v int64) predicate.Payment {
+	return predicate.Payment(sql.FieldEQ(FieldAmountRefunded, v))
+}
+
 // CreatedBy applies equality check predicate on the "created_by" field. It's identical to CreatedByEQ.
 func CreatedBy(v string) predicate.Payment {
 	return predicate.Payment(sql.FieldEQ(FieldCreatedBy, v))
@@ -551,6 +556,46 @@ func StatusNotIn(vs ...Status) predicate.Payment {
 	return predicate.Payment(sql.FieldNotIn(FieldStatus, vs...))
 }
 
+// AmountRefundedEQ applies the EQ predicate on the "amount_refunded" field.
+func AmountRefundedEQ(v int64) predicate.Payment {
+	return predicate.Payment(sql.FieldEQ(FieldAmountRefunded, v))
+}
+
+// AmountRefundedNEQ applies the NEQ predicate on the "amount_refunded" field.
+func AmountRefundedNEQ(v int64) predicate.Payment {
+	return predicate.Payment(sql.FieldNEQ(FieldAmountRefunded, v))
+}
+
+// AmountRefundedIn applies the In predicate on the "amount_refunded" field.
+func AmountRefundedIn(vs ...int64) predicate.Payment {
+	return predicate.Payment(sql.FieldIn(FieldAmountRefunded, vs...))
+}
+
+// AmountRefundedNotIn applies the NotIn predicate on the "amount_refunded" field.
+func AmountRefundedNotIn(vs ...int64) predicate.Payment {
+	return predicate.Payment(sql.FieldNotIn(FieldAmountRefunded, vs...))
+}
+
+// AmountRefundedGT applies the GT predicate on the "amount_refunded" field.
+func AmountRefundedGT(v int64) predicate.Payment {
+	return predicate.Payment(sql.FieldGT(FieldAmountRefunded, v))
+}
+
+// AmountRefundedGTE applies the GTE predicate on the "amount_refunded" field.
+func AmountRefundedGTE(v int64) predicate.Payment {
+	return predicate.Payment(sql.FieldGTE(FieldAmountRefunded, v))
+}
+
+// AmountRefundedLT applies the LT predicate on the "amount_refunded" field.
+func AmountRefundedLT(v int64) predicate.Payment {
+	return predicate.Payment(sql.FieldLT(FieldAmountRefunded, v))
+}
+
+// AmountRefundedLTE applies the LTE predicate on the "amount_refunded" field.
+func AmountRefundedLTE(v int64) predicate.Payment {
+	return predicate.Payment(sql.FieldLTE(FieldAmountRefunded, v))
+}
+
 // CreatedByEQ applies the EQ predicate on the "created_by" field.
 func CreatedByEQ(v string) predicate.Payment {
 	return predicate.Payment(sql.FieldEQ(FieldCreatedBy, v))
@@ -756,6 +801,29 @@ func HasWorkspace() predicate.Payment {
 func HasWorkspaceWith(preds ...predicate.Workspace) predicate.Payment {
 	return predicate.Payment(func(s *sql.Selector) {
 		step := newWorkspaceStep()
+		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
+			for _, p := range preds {
+				p(s)
+			}
+		})
+	})
+}
+
+// HasRefunds applies the HasEdge predicate on the "refunds" edge.
+func HasRefunds() predicate.Payment {
+	return predicate.Payment(func(s *sql.Selector) {
+		step := sqlgraph.NewStep(
+			sqlgraph.From(Table, FieldID),
+			sqlgraph.Edge(sqlgraph.O2M, false, RefundsTable, RefundsColumn),
+		)
+		sqlgraph.HasNeighbors(s, step)
+	})
+}
+
+// HasRefundsWith applies the HasEdge predicate on the "refunds" edge with a given conditions (other predicates).
+func HasRefundsWith(preds ...predicate.Refund) predicate.Payment {
+	return predicate.Payment(func(s *sql.Selector) {
+		step := newRefundsStep()
 		sqlgraph.HasNeighborsWith(s, step, func(s *sql.Selector) {
 			for _, p := range preds {
 				p(s)

@@ -207,6 +207,30 @@ func (f PaymentMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutatio
 	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.PaymentMutation", m)
 }
 
+// The RefundQueryRuleFunc type is an adapter to allow the use of ordinary
+// functions as a query rule.
+type RefundQueryRuleFunc func(context.Context, *ent.RefundQuery) error
+
+// EvalQuery return f(ctx, q).
+func (f RefundQueryRuleFunc) EvalQuery(ctx context.Context, q ent.Query) error {
+	if q, ok := q.(*ent.RefundQuery); ok {
+		return f(ctx, q)
+	}
+	return Denyf("ent/privacy: unexpected query type %T, expect *ent.RefundQuery", q)
+}
+
+// The RefundMutationRuleFunc type is an adapter to allow the use of ordinary
+// functions as a mutation rule.
+type RefundMutationRuleFunc func(context.Context, *ent.RefundMutation) error
+
+// EvalMutation calls f(ctx, m).
+func (f RefundMutationRuleFunc) EvalMutation(ctx context.Context, m ent.Mutation) error {
+	if m, ok := m.(*ent.RefundMutation); ok {
+		return f(ctx, m)
+	}
+	return Denyf("ent/privacy: unexpected mutation type %T, expect *ent.RefundMutation", m)
+}
+
 // The SubscriptionQueryRuleFunc type is an adapter to allow the use of ordinary
 // functions as a query rule.
 type SubscriptionQueryRuleFunc func(context.Context, *ent.SubscriptionQuery) error
@@ -346,6 +370,8 @@ func queryFilter(q ent.Query) (Filter, error) {
 		return q.Filter(), nil
 	case *ent.PaymentQuery:
 		return q.Filter(), nil
+	case *ent.RefundQuery:
+		return q.Filter(), nil
 	case *ent.SubscriptionQuery:
 		return q.Filter(), nil
 	case *ent.UserQuery:
@@ -368,6 +394,8 @@ func mutationFilter(m ent.Mutation) (Filter, error) {
 	case *ent.MembershipMutation:
 		return m.Filter(), nil
 	case *ent.PaymentMutation:
+		return m.Filter(), nil
+	case *ent.RefundMutation:
 		return m.Filter(), nil
 	case *ent.SubscriptionMutation:
 		return m.Filter(), nil

@@ -7,6 +7,7 @@ import (
 	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
+	"billingapi/ent/refund"
 	"billingapi/ent/schema"
 	"billingapi/ent/subscription"
 	"billingapi/ent/user"
@@ -227,18 +228,80 @@ func init() {
 	paymentDescPurpose := paymentFields[5].Descriptor()
 	// payment.PurposeValidator is a validator for the "purpose" field. It is called by the builders before save.
 	payment.PurposeValidator = paymentDescPurpose.Validators[0].(func(string) error)
+	// paymentDescAmountRefunded is the schema descriptor for amount_refunded field.
+	paymentDescAmountRefunded := paymentFields[7].Descriptor()
+	// payment.DefaultAmountRefunded holds the default value on creation for the amount_refunded field.
+	payment.DefaultAmountRefunded = paymentDescAmountRefunded.Default.(int64)
+	// payment.AmountRefundedValidator is a validator for the "amount_refunded" field. It is called by the builders before save.
+	payment.AmountRefundedValidator = paymentDescAmountRefunded.Validators[0].(func(int64) error)
 	// paymentDescCreatedBy is the schema descriptor for created_by field.
-	paymentDescCreatedBy := paymentFields[7].Descriptor()
+	paymentDescCreatedBy := paymentFields[8].Descriptor()
 	// payment.CreatedByValidator is a validator for the "created_by" field. It is called by the builders before save.
 	payment.CreatedByValidator = paymentDescCreatedBy.Validators[0].(func(string) error)
 	// paymentDescLastErrorCode is the schema descriptor for last_error_code field.
-	paymentDescLastErrorCode := paymentFields[8].Descriptor()
+	paymentDescLastErrorCode := paymentFields[9].Descriptor()
 	// payment.LastErrorCodeValidator is a validator for the "last_error_code" field. It is called by the builders before save.
 	payment.LastErrorCodeValidator = paymentDescLastErrorCode.Validators[0].(func(string) error)
 	// paymentDescID is the schema descriptor for id field.
 	paymentDescID := paymentFields[0].Descriptor()
 	// payment.DefaultID holds the default value on creation for the id field.
 	payment.DefaultID = paymentDescID.Default.(func() uuid.UUID)
+	refundMixin := schema.Refund{}.Mixin()
+	refund.Policy = privacy.NewPolicies(refundMixin[0], schema.Refund{})
+	refund.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := refund.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	refundMixinFields1 := refundMixin[1].Fields()
+	_ = refundMixinFields1
+	refundFields := schema.Refund{}.Fields()
+	_ = refundFields
+	// refundDescCreateTime is the schema descriptor for create_time field.
+	refundDescCreateTime := refundMixinFields1[0].Descriptor()
+	// refund.DefaultCreateTime holds the default value on creation for the create_time field.
+	refund.DefaultCreateTime = refundDescCreateTime.Default.(func() time.Time)
+	// refundDescUpdateTime is the schema descriptor for update_time field.
+	refundDescUpdateTime := refundMixinFields1[1].Descriptor()
+	// refund.DefaultUpdateTime holds the default value on creation for the update_time field.
+	refund.DefaultUpdateTime = refundDescUpdateTime.Default.(func() time.Time)
+	// refund.UpdateDefaultUpdateTime holds the default value on update for the update_time field.
+	refund.UpdateDefaultUpdateTime = refundDescUpdateTime.UpdateDefault.(func() time.Time)
+	// refundDescStripeRefundID is the schema descriptor for stripe_refund_id field.
+	refundDescStripeRefundID := refundFields[1].Descriptor()
+	// refund.StripeRefundIDValidator is a validator for the "stripe_refund_id" field. It is called by the builders before save.
+	refund.StripeRefundIDValidator = refundDescStripeRefundID.Validators[0].(func(string) error)
+	// refundDescRequestKey is the schema descriptor for request_key field.
+	refundDescRequestKey := refundFields[2].Descriptor()
+	// refund.RequestKeyValidator is a validator for the "request_key" field. It is called by the builders before save.
+	refund.RequestKeyValidator = refundDescRequestKey.Validators[0].(func(string) error)
+	// refundDescAmount is the schema descriptor for amount field.
+	refundDescAmount := refundFields[4].Descriptor()
+	// refund.AmountValidator is a validator for the "amount" field. It is called by the builders before save.
+	refund.AmountValidator = refundDescAmount.Validators[0].(func(int64) error)
+	// refundDescCurrency is the schema descriptor for currency field.
+	refundDescCurrency := refundFields[5].Descriptor()
+	// refund.CurrencyValidator is a validator for the "currency" field. It is called by the builders before save.
+	refund.CurrencyValidator = refundDescCurrency.Validators[0].(func(string) error)
+	// refundDescReasonDetail is the schema descriptor for reason_detail field.
+	refundDescReasonDetail := refundFields[7].Descriptor()
+	// refund.ReasonDetailValidator is a validator for the "reason_detail" field. It is called by the builders before save.
+	refund.ReasonDetailValidator = refundDescReasonDetail.Validators[0].(func(string) error)
+	// refundDescRefundedBy is the schema descriptor for refunded_by field.
+	refundDescRefundedBy := refundFields[9].Descriptor()
+	// refund.RefundedByValidator is a validator for the "refunded_by" field. It is called by the builders before save.
+	refund.RefundedByValidator = refundDescRefundedBy.Validators[0].(func(string) error)
+	// refundDescFailureReason is the schema descriptor for failure_reason field.
+	refundDescFailureReason := refundFields[10].Descriptor()
+	// refund.FailureReasonValidator is a validator for the "failure_reason" field. It is called by the builders before save.
+	refund.FailureReasonValidator = refundDescFailureReason.Validators[0].(func(string) error)
+	// refundDescID is the schema descriptor for id field.
+	refundDescID := refundFields[0].Descriptor()
+	// refund.DefaultID holds the default value on creation for the id field.
+	refund.DefaultID = refundDescID.Default.(func() uuid.UUID)
 	subscriptionMixin := schema.Subscription{}.Mixin()
 	subscription.Policy = privacy.NewPolicies(subscriptionMixin[0], schema.Subscription{})
 	subscription.Hooks[0] = func(next ent.Mutator) ent.Mutator {

@@ -31,10 +31,16 @@ func (Payment) Fields() []ent.Field {
 		field.String("purpose").MaxLen(255).Immutable(),
 		// status is the PaymentIntent's status, or `creating` while the
 		// request that claimed the row is still talking to Stripe.
+		// After success, refunds move it to refund_pending (a refund not yet
+		// confirmed), partially_refunded, or refunded (only once Stripe's
+		// charge.refunded says the whole amount came back).
 		field.Enum("status").Values(
 			"creating", "requires_payment_method", "requires_confirmation", "requires_action",
 			"processing", "requires_capture", "canceled", "succeeded", "failed",
+			"refund_pending", "partially_refunded", "refunded",
 		).Default("creating"),
+		// amount_refunded is what Stripe's charge.refunded confirmed.
+		field.Int64("amount_refunded").NonNegative().Default(0),
 		field.String("created_by").MaxLen(255).Immutable(),
 		// last_error_code is the code of the last failed Stripe call or
 		// payment attempt, for support.
@@ -49,6 +55,7 @@ func (Payment) Fields() []ent.Field {
 func (Payment) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.From("workspace", Workspace.Type).Ref("payments").Field("workspace_id").Unique().Required().Immutable(),
+		edge.To("refunds", Refund.Type),
 	}
 }
 

@@ -34,6 +34,7 @@ func (Workspace) Edges() []ent.Edge {
 		edge.To("checkout_sessions", CheckoutSession.Type),
 		edge.To("subscriptions", Subscription.Type),
 		edge.To("invoices", Invoice.Type),
+		edge.To("refunds", Refund.Type),
 	}
 }
 

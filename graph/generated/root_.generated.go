@@ -36,6 +36,7 @@ type ResolverRoot interface {
 	Plan() PlanResolver
 	Product() ProductResolver
 	Query() QueryResolver
+	Refund() RefundResolver
 	StripeConfig() StripeConfigResolver
 	Subscription() SubscriptionResolver
 	User() UserResolver
@@ -60,6 +61,7 @@ type ComplexityRoot struct {
 		Invoice      func(childComplexity int) int
 		OccurredAt   func(childComplexity int) int
 		Payment      func(childComplexity int) int
+		Refund       func(childComplexity int) int
 		Subscription func(childComplexity int) int
 		Type         func(childComplexity int) int
 		WorkspaceID  func(childComplexity int) int
@@ -179,6 +181,7 @@ type ComplexityRoot struct {
 		CreateProduct          func(childComplexity int, input model.CreateProductInput) int
 		CreateSubscription     func(childComplexity int, input model.CreateSubscriptionInput) int
 		CreateWorkspace        func(childComplexity int, input model.CreateWorkspaceInput) int
+		RefundPayment          func(childComplexity int, input model.RefundPaymentInput) int
 		ReplayWebhookEvent     func(childComplexity int, id string) int
 		ResumeSubscription     func(childComplexity int, input model.ResumeSubscriptionInput) int
 		SyncCheckoutSession    func(childComplexity int, sessionID string) int
@@ -198,6 +201,9 @@ type ComplexityRoot struct {
 		Currency              func(childComplexity int) int
 		ID                    func(childComplexity int) int
 		Purpose               func(childComplexity int) int
+		RefundableAmount      func(childComplexity int) int
+		RefundedAmount        func(childComplexity int) int
+		Refunds               func(childComplexity int) int
 		Status                func(childComplexity int) int
 		StripePaymentIntentID func(childComplexity int) int
 		UpdateTime            func(childComplexity int) int
@@ -239,6 +245,20 @@ type ComplexityRoot struct {
 		StripeConfig  func(childComplexity int) int
 		WebhookEvents func(childComplexity int, status *model.WebhookEventStatus, typeArg *string, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		Workspace     func(childComplexity int, id string) int
+	}
+
+	Refund struct {
+		Amount         func(childComplexity int) int
+		CreateTime     func(childComplexity int) int
+		Currency       func(childComplexity int) int
+		FailureReason  func(childComplexity int) int
+		ID             func(childComplexity int) int
+		Reason         func(childComplexity int) int
+		ReasonDetail   func(childComplexity int) int
+		RefundedBy     func(childComplexity int) int
+		Status         func(childComplexity int) int
+		StripeRefundID func(childComplexity int) int
+		UpdateTime     func(childComplexity int) int
 	}
 
 	StripeConfig struct {
@@ -368,6 +388,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BillingEvent.Payment(childComplexity), true
+	case "BillingEvent.refund":
+		if e.ComplexityRoot.BillingEvent.Refund == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingEvent.Refund(childComplexity), true
 	case "BillingEvent.subscription":
 		if e.ComplexityRoot.BillingEvent.Subscription == nil {
 			break
@@ -889,6 +915,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWorkspace(childComplexity, args["input"].(model.CreateWorkspaceInput)), true
+	case "Mutation.refundPayment":
+		if e.ComplexityRoot.Mutation.RefundPayment == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_refundPayment_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RefundPayment(childComplexity, args["input"].(model.RefundPaymentInput)), true
 	case "Mutation.replayWebhookEvent":
 		if e.ComplexityRoot.Mutation.ReplayWebhookEvent == nil {
 			break
@@ -984,6 +1021,24 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Payment.Purpose(childComplexity), true
+	case "Payment.refundableAmount":
+		if e.ComplexityRoot.Payment.RefundableAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.RefundableAmount(childComplexity), true
+	case "Payment.refundedAmount":
+		if e.ComplexityRoot.Payment.RefundedAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.RefundedAmount(childComplexity), true
+	case "Payment.refunds":
+		if e.ComplexityRoot.Payment.Refunds == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Payment.Refunds(childComplexity), true
 	case "Payment.status":
 		if e.ComplexityRoot.Payment.Status == nil {
 			break
@@ -1160,6 +1215,73 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Workspace(childComplexity, args["id"].(string)), true
+
+	case "Refund.amount":
+		if e.ComplexityRoot.Refund.Amount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.Amount(childComplexity), true
+	case "Refund.createTime":
+		if e.ComplexityRoot.Refund.CreateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.CreateTime(childComplexity), true
+	case "Refund.currency":
+		if e.ComplexityRoot.Refund.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.Currency(childComplexity), true
+	case "Refund.failureReason":
+		if e.ComplexityRoot.Refund.FailureReason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.FailureReason(childComplexity), true
+	case "Refund.id":
+		if e.ComplexityRoot.Refund.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.ID(childComplexity), true
+	case "Refund.reason":
+		if e.ComplexityRoot.Refund.Reason == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.Reason(childComplexity), true
+	case "Refund.reasonDetail":
+		if e.ComplexityRoot.Refund.ReasonDetail == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.ReasonDetail(childComplexity), true
+	case "Refund.refundedBy":
+		if e.ComplexityRoot.Refund.RefundedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.RefundedBy(childComplexity), true
+	case "Refund.status":
+		if e.ComplexityRoot.Refund.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.Status(childComplexity), true
+	case "Refund.stripeRefundId":
+		if e.ComplexityRoot.Refund.StripeRefundID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.StripeRefundID(childComplexity), true
+	case "Refund.updateTime":
+		if e.ComplexityRoot.Refund.UpdateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Refund.UpdateTime(childComplexity), true
 
 	case "StripeConfig.mode":
 		if e.ComplexityRoot.StripeConfig.Mode == nil {
@@ -1471,6 +1593,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateSubscriptionInput", ec.unmarshalInputCreateSubscriptionInput),
 			graphql.NewInputUnmarshaler("CreateWorkspaceInput", ec.unmarshalInputCreateWorkspaceInput),
 			graphql.NewInputUnmarshaler("RecurringInput", ec.unmarshalInputRecurringInput),
+			graphql.NewInputUnmarshaler("RefundPaymentInput", ec.unmarshalInputRefundPaymentInput),
 			graphql.NewInputUnmarshaler("ResumeSubscriptionInput", ec.unmarshalInputResumeSubscriptionInput),
 		)
 	}
@@ -1665,6 +1788,12 @@ enum PaymentStatus {
   CANCELED
   SUCCEEDED
   FAILED
+  """A refund awaits Stripe's confirmation."""
+  REFUND_PENDING
+  """Part of the amount came back (confirmed by Stripe)."""
+  PARTIALLY_REFUNDED
+  """All of it came back (confirmed by Stripe's charge.refunded)."""
+  REFUNDED
 }
 
 """A one-time payment. Amounts are integers in the currency's smallest unit."""
@@ -1785,6 +1914,65 @@ extend type Mutation {
   createCheckoutSession(input: CreateCheckoutSessionInput!): CreateCheckoutSessionPayload! @authenticated
   """Asks Stripe for a session's state now (the success page's early update). Members of its workspace."""
   syncCheckoutSession(sessionId: String!): CheckoutSession! @authenticated
+}
+`, BuiltIn: false},
+	{Name: "../schema/refunds.graphqls", Input: `enum RefundReason {
+  REQUESTED_BY_CUSTOMER
+  DUPLICATE
+  FRAUDULENT
+}
+
+enum RefundStatus {
+  CREATING
+  PENDING
+  REQUIRES_ACTION
+  SUCCEEDED
+  FAILED
+  CANCELED
+}
+
+"""Money given back on a payment."""
+type Refund {
+  id: ID!
+  stripeRefundId: String
+  amount: Int!
+  currency: String!
+  reason: RefundReason!
+  reasonDetail: String
+  status: RefundStatus!
+  """The platform admin who asked for it."""
+  refundedBy: String!
+  failureReason: String
+  createTime: Time!
+  updateTime: Time!
+}
+
+extend type Payment {
+  refunds: [Refund!]!
+  """What Stripe confirmed as refunded."""
+  refundedAmount: Int!
+  """What may still be refunded: the amount less refunds pending or done."""
+  refundableAmount: Int!
+}
+
+input RefundPaymentInput {
+  paymentId: ID!
+  """Omit to refund everything still refundable."""
+  amount: Int
+  reason: RefundReason!
+  """Sent to Stripe as metadata; no card numbers or personal data."""
+  reasonDetail: String
+  """A retry with the same key returns the same refund and refunds nothing more."""
+  idempotencyKey: String!
+}
+
+extend type BillingEvent {
+  refund: Refund
+}
+
+extend type Mutation {
+  """Refunds a payment in full or in part (platform admins)."""
+  refundPayment(input: RefundPaymentInput!): Refund! @platformAdmin
 }
 `, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `# The root of the billing API. Fields marked @authenticated need a valid
@@ -2139,6 +2327,8 @@ func (ec *executionContext) childFields_BillingEvent(ctx context.Context, field 
 		return ec.fieldContext_BillingEvent_subscription(ctx, field)
 	case "invoice":
 		return ec.fieldContext_BillingEvent_invoice(ctx, field)
+	case "refund":
+		return ec.fieldContext_BillingEvent_refund(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BillingEvent", field.Name)
 }
@@ -2385,6 +2575,12 @@ func (ec *executionContext) childFields_Payment(ctx context.Context, field graph
 		return ec.fieldContext_Payment_createTime(ctx, field)
 	case "updateTime":
 		return ec.fieldContext_Payment_updateTime(ctx, field)
+	case "refunds":
+		return ec.fieldContext_Payment_refunds(ctx, field)
+	case "refundedAmount":
+		return ec.fieldContext_Payment_refundedAmount(ctx, field)
+	case "refundableAmount":
+		return ec.fieldContext_Payment_refundableAmount(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Payment", field.Name)
 }
@@ -2445,6 +2641,34 @@ func (ec *executionContext) childFields_Product(ctx context.Context, field graph
 		return ec.fieldContext_Product_features(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Product", field.Name)
+}
+
+func (ec *executionContext) childFields_Refund(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Refund_id(ctx, field)
+	case "stripeRefundId":
+		return ec.fieldContext_Refund_stripeRefundId(ctx, field)
+	case "amount":
+		return ec.fieldContext_Refund_amount(ctx, field)
+	case "currency":
+		return ec.fieldContext_Refund_currency(ctx, field)
+	case "reason":
+		return ec.fieldContext_Refund_reason(ctx, field)
+	case "reasonDetail":
+		return ec.fieldContext_Refund_reasonDetail(ctx, field)
+	case "status":
+		return ec.fieldContext_Refund_status(ctx, field)
+	case "refundedBy":
+		return ec.fieldContext_Refund_refundedBy(ctx, field)
+	case "failureReason":
+		return ec.fieldContext_Refund_failureReason(ctx, field)
+	case "createTime":
+		return ec.fieldContext_Refund_createTime(ctx, field)
+	case "updateTime":
+		return ec.fieldContext_Refund_updateTime(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Refund", field.Name)
 }
 
 func (ec *executionContext) childFields_StripeConfig(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -104,6 +104,17 @@ type RecurringInput struct {
 	IntervalCount *int          `json:"intervalCount,omitempty"`
 }
 
+type RefundPaymentInput struct {
+	PaymentID string `json:"paymentId"`
+	// Omit to refund everything still refundable.
+	Amount *int         `json:"amount,omitempty"`
+	Reason RefundReason `json:"reason"`
+	// Sent to Stripe as metadata; no card numbers or personal data.
+	ReasonDetail *string `json:"reasonDetail,omitempty"`
+	// A retry with the same key returns the same refund and refunds nothing more.
+	IdempotencyKey string `json:"idempotencyKey"`
+}
+
 type ResumeSubscriptionInput struct {
 	WorkspaceID string `json:"workspaceId"`
 }
@@ -302,6 +313,12 @@ const (
 	PaymentStatusCanceled              PaymentStatus = "CANCELED"
 	PaymentStatusSucceeded             PaymentStatus = "SUCCEEDED"
 	PaymentStatusFailed                PaymentStatus = "FAILED"
+	// A refund awaits Stripe's confirmation.
+	PaymentStatusRefundPending PaymentStatus = "REFUND_PENDING"
+	// Part of the amount came back (confirmed by Stripe).
+	PaymentStatusPartiallyRefunded PaymentStatus = "PARTIALLY_REFUNDED"
+	// All of it came back (confirmed by Stripe's charge.refunded).
+	PaymentStatusRefunded PaymentStatus = "REFUNDED"
 )
 
 var AllPaymentStatus = []PaymentStatus{
@@ -314,11 +331,14 @@ var AllPaymentStatus = []PaymentStatus{
 	PaymentStatusCanceled,
 	PaymentStatusSucceeded,
 	PaymentStatusFailed,
+	PaymentStatusRefundPending,
+	PaymentStatusPartiallyRefunded,
+	PaymentStatusRefunded,
 }
 
 func (e PaymentStatus) IsValid() bool {
 	switch e {
-	case PaymentStatusCreating, PaymentStatusRequiresPaymentMethod, PaymentStatusRequiresConfirmation, PaymentStatusRequiresAction, PaymentStatusProcessing, PaymentStatusRequiresCapture, PaymentStatusCanceled, PaymentStatusSucceeded, PaymentStatusFailed:
+	case PaymentStatusCreating, PaymentStatusRequiresPaymentMethod, PaymentStatusRequiresConfirmation, PaymentStatusRequiresAction, PaymentStatusProcessing, PaymentStatusRequiresCapture, PaymentStatusCanceled, PaymentStatusSucceeded, PaymentStatusFailed, PaymentStatusRefundPending, PaymentStatusPartiallyRefunded, PaymentStatusRefunded:
 		return true
 	}
 	return false
@@ -471,6 +491,126 @@ func (e *ProrationBehavior) UnmarshalJSON(b []byte) error {
 }
 
 func (e ProrationBehavior) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type RefundReason string
+
+const (
+	RefundReasonRequestedByCustomer RefundReason = "REQUESTED_BY_CUSTOMER"
+	RefundReasonDuplicate           RefundReason = "DUPLICATE"
+	RefundReasonFraudulent          RefundReason = "FRAUDULENT"
+)
+
+var AllRefundReason = []RefundReason{
+	RefundReasonRequestedByCustomer,
+	RefundReasonDuplicate,
+	RefundReasonFraudulent,
+}
+
+func (e RefundReason) IsValid() bool {
+	switch e {
+	case RefundReasonRequestedByCustomer, RefundReasonDuplicate, RefundReasonFraudulent:
+		return true
+	}
+	return false
+}
+
+func (e RefundReason) String() string {
+	return string(e)
+}
+
+func (e *RefundReason) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = RefundReason(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid RefundReason", str)
+	}
+	return nil
+}
+
+func (e RefundReason) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *RefundReason) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e RefundReason) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+type RefundStatus string
+
+const (
+	RefundStatusCreating       RefundStatus = "CREATING"
+	RefundStatusPending        RefundStatus = "PENDING"
+	RefundStatusRequiresAction RefundStatus = "REQUIRES_ACTION"
+	RefundStatusSucceeded      RefundStatus = "SUCCEEDED"
+	RefundStatusFailed         RefundStatus = "FAILED"
+	RefundStatusCanceled       RefundStatus = "CANCELED"
+)
+
+var AllRefundStatus = []RefundStatus{
+	RefundStatusCreating,
+	RefundStatusPending,
+	RefundStatusRequiresAction,
+	RefundStatusSucceeded,
+	RefundStatusFailed,
+	RefundStatusCanceled,
+}
+
+func (e RefundStatus) IsValid() bool {
+	switch e {
+	case RefundStatusCreating, RefundStatusPending, RefundStatusRequiresAction, RefundStatusSucceeded, RefundStatusFailed, RefundStatusCanceled:
+		return true
+	}
+	return false
+}
+
+func (e RefundStatus) String() string {
+	return string(e)
+}
+
+func (e *RefundStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = RefundStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid RefundStatus", str)
+	}
+	return nil
+}
+
+func (e RefundStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *RefundStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e RefundStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

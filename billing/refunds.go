@@ -1,0 +1,360 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"billingapi/ent"
+	"billingapi/ent/payment"
+	"billingapi/ent/refund"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// RefundInput asks to give money back on a payment.
+type RefundInput struct {
+	PaymentID uuid.UUID
+	// Amount is in the smallest currency unit; nil refunds everything
+	// still refundable.
+	Amount *int64
+	// Reason is requested_by_customer, duplicate or fraudulent.
+	Reason       string
+	ReasonDetail string
+	// IdempotencyKey makes a retried request return the same refund.
+	IdempotencyKey string
+}
+
+// activeRefundStatuses are refunds that hold money: pending or done.
+var activeRefundStatuses = []refund.Status{refund.StatusCreating, refund.StatusPending, refund.StatusRequiresAction, refund.StatusSucceeded}
+
+// paidStatuses are the payment statuses after the money arrived.
+var paidStatuses = []payment.Status{payment.StatusSucceeded, payment.StatusRefundPending, payment.StatusPartiallyRefunded, payment.StatusRefunded}
+
+func isPaid(s payment.Status) bool {
+	for _, p := range paidStatuses {
+		if s == p {
+			return true
+		}
+	}
+	return false
+}
+
+// RefundAmounts are a payment's refund figures.
+type RefundAmounts struct {
+	// Refunded is what Stripe confirmed as refunded (charge.refunded), or
+	// what our succeeded refunds add up to, whichever is larger.
+	Refunded int64
+	// Refundable is what may still be refunded: the amount paid less every
+	// refund that is pending or done.
+	Refundable int64
+}
+
+// RefundAmountsOf returns a payment's refunded and refundable amounts.
+func (s *Service) RefundAmountsOf(ctx context.Context, p *ent.Payment) (RefundAmounts, error) {
+	return refundAmounts(ctx, s.db, p)
+}
+
+func refundAmounts(ctx context.Context, db *ent.Client, p *ent.Payment) (RefundAmounts, error) {
+	refunds, err := db.Refund.Query().Where(refund.PaymentID(p.ID), refund.StatusIn(activeRefundStatuses...)).All(ctx)
+	if err != nil {
+		return RefundAmounts{}, err
+	}
+	var held, succeeded int64
+	for _, r := range refunds {
+		held += r.Amount
+		if r.Status == refund.StatusSucceeded {
+			succeeded += r.Amount
+		}
+	}
+	refunded := max(p.AmountRefunded, succeeded)
+	if !isPaid(p.Status) {
+		return RefundAmounts{Refunded: refunded}, nil
+	}
+	return RefundAmounts{Refunded: refunded, Refundable: max(p.Amount-max(held, p.AmountRefunded), 0)}, nil
+}
+
+// RefundPayment refunds a payment, in full (no amount) or in part
+// (platform admins). Refunds on one payment are serialized by a lock on
+// its row, so that however many arrive at once they never add up to more
+// than was paid; a retry with the same idempotency key returns the same
+// refund. The payment shows `refunded` only after charge.refunded confirms
+// it.
+func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refund, error) {
+	v, err := requireAdmin(ctx)
+	if err != nil {
+		return nil, err
+	}
+	reason := strings.ToLower(in.Reason)
+	if refund.ReasonValidator(refund.Reason(reason)) != nil {
+		return nil, InvalidInput("reason", "Reason must be REQUESTED_BY_CUSTOMER, DUPLICATE or FRAUDULENT.")
+	}
+	detail := strings.TrimSpace(in.ReasonDetail)
+	if utf8.RuneCountInString(detail) > 500 {
+		return nil, InvalidInput("reasonDetail", "Reason detail must be at most 500 characters.")
+	}
+	if !validIdempotencyKey(in.IdempotencyKey) {
+		return nil, InvalidInput("idempotencyKey", "Idempotency key must be 1 to 255 printable characters without spaces.")
+	}
+	if in.Amount != nil && *in.Amount <= 0 {
+		return nil, InvalidInput("amount", "Refund amount must be a positive whole number in the currency's smallest unit.")
+	}
+	meta, err := NewMetadata().Set(metaRefundedBy, v.UserID).SetOptional(metaReasonDetail, detail).Build()
+	if err != nil {
+		return nil, InvalidInput("reasonDetail", "Reason detail must not contain secrets, card numbers or personal data.")
+	}
+	p, err := s.db.Payment.Get(ctx, in.PaymentID)
+	if ent.IsNotFound(err) {
+		return nil, notFound("payment")
+	}
+	if err != nil {
+		return nil, err
+	}
+	if s.stripe == nil {
+		return nil, errStripeNotConfigured
+	}
+	// The refund is written as the system of the payment's workspace: the
+	// admin is not a member of it, and tenant rows are created only within
+	// a workspace's scope.
+	sys := systemCtx(ctx, p.WorkspaceID)
+	amountKey := "full"
+	if in.Amount != nil {
+		amountKey = fmt.Sprint(*in.Amount)
+	}
+	reqKey := idempotencyKey("re", p.ID.String(), v.UserID, amountKey, in.IdempotencyKey)
+	row, mine, err := claimRequest(sys, s.refundClaim(reqKey, p.ID, in.Amount, refund.Reason(reason), detail, v.UserID))
+	if err != nil {
+		return nil, err
+	}
+	if !mine {
+		return row, nil
+	}
+
+	params := &stripe.RefundParams{
+		PaymentIntent: p.StripePaymentIntentID,
+		Amount:        stripe.Int64(row.Amount),
+		Reason:        stripe.String(reason),
+		Metadata:      meta,
+	}
+	params.Context = ctx
+	params.SetIdempotencyKey(reqKey)
+	re, err := retryRateLimited(ctx, func() (*stripe.Refund, error) { return s.stripe.Refunds.New(params) })
+	if err != nil {
+		// Nothing was refunded: releasing the claim restores the amount.
+		if derr := s.db.Refund.DeleteOneID(row.ID).Exec(sys); derr != nil {
+			s.log.ErrorContext(ctx, "could not release refund claim", "refund_id", row.ID, "err", derr)
+		}
+		return nil, s.fromStripe(ctx, "refund.create", err)
+	}
+	status := refund.Status(re.Status)
+	if refund.StatusValidator(status) != nil || status == refund.StatusCreating {
+		status = refund.StatusPending
+	}
+	err = WithTx(sys, s.db, func(tx *ent.Tx) error {
+		if err := tx.Refund.UpdateOne(row).SetStripeRefundID(re.ID).SetStatus(status).Exec(sys); err != nil {
+			return err
+		}
+		return s.recomputePaymentStatus(sys, tx, p.ID)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("record refund %s: %w", re.ID, err)
+	}
+	return s.db.Refund.Get(sys, row.ID)
+}
+
+// refundClaim returns the claim steps of a refund: the row is inserted
+// under a lock on the payment, after checking the amount against what is
+// still refundable.
+func (s *Service) refundClaim(reqKey string, paymentID uuid.UUID, amount *int64, reason refund.Reason, detail, userID string) claimOps[*ent.Refund] {
+	return claimOps[*ent.Refund]{
+		insert: func(ctx context.Context) (*ent.Refund, error) {
+			var row *ent.Refund
+			err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
+				q := tx.Payment.Query().Where(payment.ID(paymentID))
+				if s.cfg.RowLocks {
+					q = q.ForUpdate()
+				}
+				p, err := q.Only(ctx)
+				if err != nil {
+					return err
+				}
+				if !isPaid(p.Status) || p.StripePaymentIntentID == nil {
+					return InvalidInput("paymentId", "Only a payment that succeeded can be refunded.")
+				}
+				amounts, err := refundAmounts(ctx, tx.Client(), p)
+				if err != nil {
+					return err
+				}
+				want := amounts.Refundable
+				if amount != nil {
+					want = *amount
+				}
+				switch {
+				case amounts.Refundable == 0:
+					return InvalidInput("amount", "This payment has been refunded in full.")
+				case want > amounts.Refundable:
+					return InvalidInput("amount", "Refund amount is more than the "+FormatAmount(amounts.Refundable, p.Currency)+" still refundable.")
+				}
+				row, err = tx.Refund.Create().
+					SetWorkspaceID(p.WorkspaceID).SetPaymentID(p.ID).SetRequestKey(reqKey).
+					SetAmount(want).SetCurrency(p.Currency).SetReason(reason).SetReasonDetail(detail).
+					SetRefundedBy(userID).SetStatus(refund.StatusCreating).
+					Save(ctx)
+				return err
+			})
+			return row, err
+		},
+		find: func(ctx context.Context) (*ent.Refund, error) {
+			return s.db.Refund.Query().Where(refund.RequestKey(reqKey)).Only(ctx)
+		},
+		pending: func(r *ent.Refund) (bool, time.Time) { return r.Status == refund.StatusCreating, r.UpdateTime },
+		removeStale: func(ctx context.Context, r *ent.Refund, touched time.Time) (bool, error) {
+			n, err := s.db.Refund.Delete().
+				Where(refund.ID(r.ID), refund.StatusEQ(refund.StatusCreating), refund.UpdateTime(touched)).
+				Exec(ctx)
+			return n == 1, err
+		},
+	}
+}
+
+// recomputePaymentStatus sets a paid payment's status from its refunds:
+// refunded once Stripe's charge.refunded confirmed the whole amount;
+// refund_pending while a refund awaits Stripe, or while refunds add up to
+// the whole amount that the charge has not confirmed yet;
+// partially_refunded when part of the amount came back; succeeded
+// otherwise.
+func (s *Service) recomputePaymentStatus(ctx context.Context, tx *ent.Tx, paymentID uuid.UUID) error {
+	p, err := tx.Payment.Get(ctx, paymentID)
+	if err != nil || !isPaid(p.Status) {
+		return err
+	}
+	amounts, err := refundAmounts(ctx, tx.Client(), p)
+	if err != nil {
+		return err
+	}
+	pending, err := tx.Refund.Query().
+		Where(refund.PaymentID(p.ID), refund.StatusIn(refund.StatusCreating, refund.StatusPending, refund.StatusRequiresAction)).
+		Exist(ctx)
+	if err != nil {
+		return err
+	}
+	status := payment.StatusSucceeded
+	switch {
+	case p.AmountRefunded >= p.Amount:
+		status = payment.StatusRefunded
+	case pending || amounts.Refunded >= p.Amount:
+		status = payment.StatusRefundPending
+	case amounts.Refunded > 0:
+		status = payment.StatusPartiallyRefunded
+	}
+	if status == p.Status {
+		return nil
+	}
+	return tx.Payment.UpdateOne(p).SetStatus(status).Exec(ctx)
+}
+
+// chargeRefundedChange records what a charge.refunded event confirms: the
+// charge's amount_refunded on its payment.
+func (s *Service) chargeRefundedChange(ch *stripe.Charge, created time.Time) eventChange {
+	return func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		if ch.PaymentIntent == nil {
+			return nil, false, nil
+		}
+		p, err := tx.Payment.Query().Where(payment.StripePaymentIntentID(ch.PaymentIntent.ID)).Only(ctx)
+		if ent.IsNotFound(err) {
+			return nil, false, nil
+		}
+		if err != nil {
+			return nil, false, err
+		}
+		if ch.AmountRefunded > p.AmountRefunded {
+			if err := tx.Payment.UpdateOne(p).SetAmountRefunded(min(ch.AmountRefunded, p.Amount)).Exec(ctx); err != nil {
+				return nil, false, err
+			}
+		}
+		if err := s.recomputePaymentStatus(ctx, tx, p.ID); err != nil {
+			return nil, false, err
+		}
+		p, err = tx.Payment.Get(ctx, p.ID)
+		if err != nil {
+			return nil, false, err
+		}
+		return &BillingEvent{Payment: p}, false, nil
+	}
+}
+
+// refundUpdatedChange records a refund's new status (refund.updated,
+// charge.refund.updated, refund.created): a failed or canceled refund
+// gives its amount back to the refundable. A refund made outside this API
+// is recorded too.
+func (s *Service) refundUpdatedChange(ws uuid.UUID, re *stripe.Refund, created time.Time) eventChange {
+	return func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		status := refund.Status(re.Status)
+		if refund.StatusValidator(status) != nil || status == refund.StatusCreating {
+			return nil, false, nil
+		}
+		row, err := tx.Refund.Query().Where(refund.StripeRefundID(re.ID)).Only(ctx)
+		if ent.IsNotFound(err) {
+			row, err = s.adoptRefund(ctx, tx, ws, re)
+		}
+		if err != nil || row == nil {
+			return nil, false, err
+		}
+		if row.LastEventAt != nil && created.Before(*row.LastEventAt) {
+			return nil, false, nil
+		}
+		upd := tx.Refund.UpdateOne(row).SetStatus(status).SetLastEventAt(created)
+		if re.FailureReason != "" {
+			upd.SetFailureReason(string(re.FailureReason))
+		}
+		if row, err = upd.Save(ctx); err != nil {
+			return nil, false, err
+		}
+		if err := s.recomputePaymentStatus(ctx, tx, row.PaymentID); err != nil {
+			return nil, false, err
+		}
+		return &BillingEvent{Refund: row}, false, nil
+	}
+}
+
+// adoptRefund returns the row an unknown Stripe refund belongs to: our
+// claim still waiting for Stripe's answer (same payment, same amount, not
+// yet linked), or a new row for a refund made elsewhere (the Dashboard).
+// It returns nil when the payment is not ours.
+func (s *Service) adoptRefund(ctx context.Context, tx *ent.Tx, ws uuid.UUID, re *stripe.Refund) (*ent.Refund, error) {
+	if re.PaymentIntent == nil {
+		return nil, nil
+	}
+	p, err := tx.Payment.Query().Where(payment.StripePaymentIntentID(re.PaymentIntent.ID)).Only(ctx)
+	if ent.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	claim, err := tx.Refund.Query().
+		Where(refund.PaymentID(p.ID), refund.StripeRefundIDIsNil(), refund.Amount(re.Amount)).
+		Order(ent.Asc(refund.FieldCreateTime)).First(ctx)
+	if err == nil {
+		return tx.Refund.UpdateOne(claim).SetStripeRefundID(re.ID).Save(ctx)
+	}
+	if !ent.IsNotFound(err) {
+		return nil, err
+	}
+	reason := refund.Reason(re.Reason)
+	if refund.ReasonValidator(reason) != nil {
+		reason = refund.ReasonRequestedByCustomer
+	}
+	refundedBy := re.Metadata[metaRefundedBy]
+	if refundedBy == "" {
+		refundedBy = "stripe"
+	}
+	return tx.Refund.Create().SetWorkspaceID(ws).SetPaymentID(p.ID).SetStripeRefundID(re.ID).
+		SetAmount(max(re.Amount, 1)).SetCurrency(strings.ToLower(string(re.Currency))).SetReason(reason).
+		SetRefundedBy(refundedBy).SetStatus(refund.StatusPending).
+		Save(ctx)
+}
+
