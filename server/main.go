@@ -3,6 +3,7 @@
 //	server [serve]                                  start the API
 //	server token --sub USER [--email E] [--admin]   mint a development JWT
 //	server healthcheck                              exit 0 when /readyz answers 200 (for containers)
+//	server trigger EVENT_TYPE --workspace ID        send the local server a signed test webhook (development)
 //
 // Configuration comes from the environment (see README.md); nothing below
 // this package reads it.
@@ -46,8 +47,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return mintToken(args, getenv, stdout, stderr)
 	case "healthcheck":
 		return healthcheck(ctx, getenv)
+	case "trigger":
+		return trigger(ctx, args, getenv, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, token or healthcheck)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token, healthcheck or trigger)", cmd)
 	}
 }
 
