@@ -13,6 +13,7 @@ import (
 	"billingapi/ent/invoice"
 	"billingapi/ent/payment"
 	"billingapi/ent/privacy"
+	"billingapi/ent/subscription"
 	"billingapi/ent/webhookevent"
 	"billingapi/ent/workspace"
 
@@ -164,6 +165,9 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
+		if err := s.refuseForeignObject(ctx, ws, "payment", pi.ID); err != nil {
+			return uuid.Nil, nil, err
+		}
 		return ws, s.paymentIntentChange(ws, &pi, t, created), nil
 
 	case t == "checkout.session.completed" || t == "checkout.session.expired" ||
@@ -196,6 +200,9 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
+		if err := s.refuseForeignObject(ctx, ws, "subscription", sub.ID); err != nil {
+			return uuid.Nil, nil, err
+		}
 		latest, err := s.resolveSubscriptionTie(ctx, ws, &sub, ev.ID, created)
 		if err != nil {
 			return uuid.Nil, nil, err
@@ -220,6 +227,9 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		}
 		ws, err := s.workspaceFor(ctx, meta, customerID(inv.Customer))
 		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		if err := s.refuseForeignObject(ctx, ws, "invoice", inv.ID); err != nil {
 			return uuid.Nil, nil, err
 		}
 		return ws, s.invoiceChange(ws, &inv, t, created), nil
@@ -317,6 +327,44 @@ func (s *Service) workspaceForPayment(ctx context.Context, meta map[string]strin
 		return uuid.Nil, perr
 	}
 	return uuid.Nil, err
+}
+
+// refuseForeignObject skips an event whose object is already recorded for
+// another workspace than the one its metadata or customer names: such an
+// event can never apply, and retrying it would not help. The check reads
+// across workspaces and learns only the owner's id.
+func (s *Service) refuseForeignObject(ctx context.Context, ws uuid.UUID, kind, stripeID string) error {
+	all := privacy.DecisionContext(ctx, privacy.Allow)
+	var (
+		owner uuid.UUID
+		err   error
+	)
+	switch kind {
+	case "payment":
+		var p *ent.Payment
+		if p, err = s.db.Payment.Query().Where(payment.StripePaymentIntentID(stripeID)).Only(all); err == nil {
+			owner = p.WorkspaceID
+		}
+	case "subscription":
+		var r *ent.Subscription
+		if r, err = s.db.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).Only(all); err == nil {
+			owner = r.WorkspaceID
+		}
+	case "invoice":
+		var r *ent.Invoice
+		if r, err = s.db.Invoice.Query().Where(invoice.StripeInvoiceID(stripeID)).Only(all); err == nil {
+			owner = r.WorkspaceID
+		}
+	}
+	switch {
+	case ent.IsNotFound(err):
+		return nil
+	case err != nil:
+		return err
+	case owner != ws:
+		return skip("%s %s is recorded for another workspace than the event names", kind, stripeID)
+	}
+	return nil
 }
 
 func customerID(c *stripe.Customer) string {

@@ -357,4 +357,3 @@ func (s *Service) adoptRefund(ctx context.Context, tx *ent.Tx, ws uuid.UUID, re 
 		SetRefundedBy(refundedBy).SetStatus(refund.StatusPending).
 		Save(ctx)
 }
-

@@ -17,7 +17,7 @@ import (
 	"strings"
 	"time"
 
-	"billingapi/internal/stripefake"
+	"billingapi/internal/stripeevent"
 
 	"github.com/google/uuid"
 )
@@ -116,7 +116,7 @@ func trigger(ctx context.Context, args []string, getenv func(string) string, std
 	if err != nil {
 		return err
 	}
-	payload := stripefake.Event("", opts.eventType, string(obj), time.Now())
+	payload := stripeevent.Event("", opts.eventType, string(obj), time.Now())
 	var env struct {
 		ID string `json:"id"`
 	}
@@ -124,7 +124,7 @@ func trigger(ctx context.Context, args []string, getenv func(string) string, std
 		return fmt.Errorf("trigger: %w", err)
 	}
 
-	status, body, err := postWebhook(ctx, opts.url, payload, stripefake.Sign(payload, cfg.Stripe.WebhookSecrets[0], time.Now()))
+	status, body, err := postWebhook(ctx, opts.url, payload, stripeevent.Sign(payload, cfg.Stripe.WebhookSecrets[0], time.Now()))
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"billingapi/auth"
 	"billingapi/ent"
@@ -104,7 +105,11 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 	if len(h.Secrets) == 0 {
 		return nil, errNoSecretsConf
 	}
-	if ts, ok := signatureTime(header); ok && time.Until(ts) > Tolerance {
+	ts, err := signatureTime(header)
+	if err != nil {
+		return nil, err
+	}
+	if time.Until(ts) > Tolerance {
 		return nil, errFutureStamp
 	}
 	for _, secret := range h.Secrets {
@@ -112,7 +117,7 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 			Tolerance: Tolerance, IgnoreAPIVersionMismatch: true,
 		})
 		if err == nil {
-			if ev.ID == "" || ev.Type == "" {
+			if !storable(ev.ID) || !storable(string(ev.Type)) {
 				return nil, errBadPayload
 			}
 			if ev.APIVersion != stripe.APIVersion {
@@ -135,18 +140,29 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 	return nil, errBadSignature
 }
 
-// signatureTime reads t= from a Stripe-Signature header.
-func signatureTime(header string) (time.Time, bool) {
+// signatureTime reads t= from a Stripe-Signature header. A header with
+// more than one t= is refused: stripe-go verifies against the last one,
+// and a first one could otherwise hide a timestamp from the future check.
+func signatureTime(header string) (time.Time, error) {
+	var (
+		ts    time.Time
+		found bool
+	)
 	for _, part := range strings.Split(header, ",") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(part), "t="); ok {
-			n, err := strconv.ParseInt(v, 10, 64)
-			if err != nil {
-				return time.Time{}, false
-			}
-			return time.Unix(n, 0), true
+		v, ok := strings.CutPrefix(strings.TrimSpace(part), "t=")
+		if !ok {
+			continue
 		}
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || found {
+			return time.Time{}, webhook.ErrInvalidHeader
+		}
+		ts, found = time.Unix(n, 0), true
 	}
-	return time.Time{}, false
+	if !found {
+		return time.Time{}, webhook.ErrInvalidHeader
+	}
+	return ts, nil
 }
 
 // store saves the raw event once; a duplicate delivery is not an error.
@@ -178,9 +194,20 @@ func (h *Handler) store(ctx context.Context, ev *stripe.Event, body []byte) erro
 	return err
 }
 
+// storable reports whether an event's id or type can be stored: 1 to 255
+// bytes of valid UTF-8 without NUL. A signed event that fails this can
+// never be stored, so it is refused (400) rather than answered 503 forever.
+func storable(s string) bool {
+	return s != "" && len(s) <= 255 && utf8.ValidString(s) && !strings.ContainsRune(s, 0)
+}
+
+// clip cuts s to at most n bytes without splitting a UTF-8 character.
 func clip(s string, n int) string {
 	if len(s) <= n {
 		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
 	}
 	return s[:n]
 }

@@ -2,41 +2,19 @@ package stripefake
 
 import (
 	"encoding/json"
-	"fmt"
-	"sync/atomic"
 	"time"
 
-	"github.com/stripe/stripe-go/v76"
-	"github.com/stripe/stripe-go/v76/webhook"
+	"billingapi/internal/stripeevent"
 )
 
-var eventSeq atomic.Int64
-
-// Event wraps an object (its JSON) in a Stripe event envelope of the given
-// type, created at created (whole seconds, as Stripe's are), with the API
-// version stripe-go v76 expects. id "" gets a fresh evt_ id.
+// Event wraps an object in a Stripe event envelope (stripeevent.Event).
 func Event(id, eventType string, object string, created time.Time) []byte {
-	if id == "" {
-		id = fmt.Sprintf("evt_test_%d_%d", time.Now().UnixNano(), eventSeq.Add(1))
-	}
-	b, err := json.Marshal(map[string]any{
-		"id": id, "object": "event", "type": eventType, "api_version": stripe.APIVersion,
-		"created": created.Unix(), "livemode": false, "pending_webhooks": 1,
-		"request": map[string]any{"id": nil, "idempotency_key": nil},
-		"data":    map[string]any{"object": json.RawMessage(object)},
-	})
-	if err != nil {
-		panic(err)
-	}
-	return b
+	return stripeevent.Event(id, eventType, object, created)
 }
 
-// Sign returns the Stripe-Signature header for payload, made with
-// stripe-go's own test helper as Stripe would sign it at time at.
+// Sign returns the Stripe-Signature header for payload (stripeevent.Sign).
 func Sign(payload []byte, secret string, at time.Time) string {
-	return webhook.GenerateTestSignedPayload(&webhook.UnsignedPayload{
-		Payload: payload, Secret: secret, Timestamp: at,
-	}).Header
+	return stripeevent.Sign(payload, secret, at)
 }
 
 // PaymentIntentJSON renders a PaymentIntent for an event.
