@@ -13,7 +13,7 @@ RUN_ENV := STRIPE_API_BASE=$${STRIPE_API_BASE:-http://$(STRIPE_MOCK_ADDR)} \
 	STRIPE_PUBLISHABLE_KEY=$${STRIPE_PUBLISHABLE_KEY:-pk_test_123} \
 	STRIPE_WEBHOOK_SECRET=$${STRIPE_WEBHOOK_SECRET:-whsec_development_only_secret}
 
-.PHONY: run test generate check-generate stripe-mock vet lint bench clean
+.PHONY: run test generate check-generate migrate-diff stripe-mock vet lint bench clean
 
 ## run: start the API on :8000 with embedded SQLite, embedded Redis and a local stripe-mock
 run: $(STRIPE_MOCK)
@@ -41,6 +41,11 @@ $(STRIPE_MOCK): go.mod go.sum
 generate:
 	$(GO) generate ./ent
 	$(GO) run github.com/99designs/gqlgen generate --config gqlgen.yml
+
+## migrate-diff: write the next PostgreSQL migration from the ent schema (NAME=snake_case)
+migrate-diff:
+	@test -n "$(NAME)" || (echo "usage: make migrate-diff NAME=add_something" >&2; exit 1)
+	$(GO) run ./internal/database/migratediff -name $(NAME)
 
 ## check-generate: fail if generated code is not what `make generate` produces
 check-generate: generate

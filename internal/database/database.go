@@ -40,7 +40,8 @@ func (s *Store) Close() error { return s.Client.Close() }
 
 // Open connects to url (postgres:// or postgresql://; anything else is a
 // SQLite path, optionally prefixed file:), checks that it answers, and
-// creates or updates the schema.
+// brings the schema up to date: versioned migrations on PostgreSQL, ent's
+// auto-migration on SQLite.
 func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	var (
 		db  *sql.DB
@@ -72,7 +73,15 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 		return nil, fmt.Errorf("database: not reachable: %s", redact(err, rawURL))
 	}
 	client := ent.NewClient(ent.Driver(entsql.OpenDB(drv, db)))
-	if err := client.Schema.Create(ctx); err != nil {
+	if drv == dialect.Postgres {
+		// PostgreSQL takes the versioned migrations, under a lock, so that
+		// replicas starting together apply each once.
+		if _, err := ApplyMigrations(ctx, db); err != nil {
+			_ = client.Close()
+			return nil, fmt.Errorf("database: migrate: %s", redact(err, rawURL))
+		}
+	} else if err := client.Schema.Create(ctx); err != nil {
+		// The embedded SQLite file keeps ent's auto-migration.
 		_ = client.Close()
 		return nil, fmt.Errorf("database: create schema: %s", redact(err, rawURL))
 	}

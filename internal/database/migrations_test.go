@@ -1,0 +1,89 @@
+package database_test
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"billingapi/internal/database"
+	"billingapi/internal/testenv"
+
+	_ "github.com/jackc/pgx/v5/stdlib"
+)
+
+func TestMigrationsMatchTheEntSchema(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	store, err := database.Open(ctx, testenv.Postgres(t), database.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer store.Close()
+	// What ent would still change after the migrations ran: nothing, or a
+	// schema change was made without `make migrate-diff`.
+	var pending bytes.Buffer
+	if err := store.Client.Schema.WriteTo(ctx, &pending); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(pending.String(), "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && line != "BEGIN;" && line != "COMMIT;" {
+			t.Fatalf("the ent schema differs from the migrations; run `make migrate-diff NAME=...`:\n%s", pending.String())
+		}
+	}
+}
+
+func TestTwoReplicasStartingTogetherMigrateOnce(t *testing.T) {
+	url := testenv.Postgres(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	var wg sync.WaitGroup
+	errs := make([]error, 2)
+	start := make(chan struct{})
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			store, err := database.Open(ctx, url, database.Options{})
+			if err == nil {
+				store.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	close(start)
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+	}
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	dir, err := database.Migrations()
+	if err != nil {
+		t.Fatal(err)
+	}
+	files, _ := dir.Files()
+	var rows, distinct int
+	if err := db.QueryRowContext(ctx, "SELECT count(*), count(DISTINCT version) FROM schema_migrations").Scan(&rows, &distinct); err != nil {
+		t.Fatal(err)
+	}
+	if rows != len(files) || distinct != len(files) {
+		t.Fatalf("schema_migrations has %d rows (%d versions), want each of %d migrations once", rows, distinct, len(files))
+	}
+}
+
+func TestMigrationsAreVerifiedAgainstTheirSum(t *testing.T) {
+	if _, err := database.Migrations(); err != nil {
+		t.Fatalf("embedded migrations: %v", err)
+	}
+}
