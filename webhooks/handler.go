@@ -44,6 +44,9 @@ type Handler struct {
 	Log     *slog.Logger
 	// Notify is called after an event is stored, to wake the worker.
 	Notify func()
+	// Received, when set, is called with the type of each verified event
+	// once it is stored (or found already stored), for metrics.
+	Received func(eventType string)
 
 	versionsLogged sync.Map
 }
@@ -73,10 +76,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	if err := h.store(r.Context(), ev, body); err != nil {
+	if _, err := Store(r.Context(), h.DB, ev, body); err != nil {
 		h.Log.ErrorContext(r.Context(), "webhook not stored; Stripe will retry", "event_id", ev.ID, "err", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
+	}
+	if h.Received != nil {
+		h.Received(string(ev.Type))
 	}
 	if h.Notify != nil {
 		h.Notify()
@@ -165,8 +171,10 @@ func signatureTime(header string) (time.Time, error) {
 	return ts, nil
 }
 
-// store saves the raw event once; a duplicate delivery is not an error.
-func (h *Handler) store(ctx context.Context, ev *stripe.Event, body []byte) error {
+// Store saves a verified event's raw JSON once and reports whether it was
+// new; a duplicate delivery is not an error. The webhook endpoint and the
+// reconciler both ingest through it.
+func Store(ctx context.Context, db *ent.Client, ev *stripe.Event, body []byte) (bool, error) {
 	objectID := ""
 	if ev.Data != nil {
 		var obj struct {
@@ -176,7 +184,7 @@ func (h *Handler) store(ctx context.Context, ev *stripe.Event, body []byte) erro
 		objectID = obj.ID
 	}
 	now := time.Now()
-	err := h.DB.WebhookEvent.Create().
+	err := db.WebhookEvent.Create().
 		SetStripeEventID(ev.ID).
 		SetType(clip(string(ev.Type), 255)).
 		SetAPIVersion(clip(ev.APIVersion, 64)).
@@ -189,9 +197,9 @@ func (h *Handler) store(ctx context.Context, ev *stripe.Event, body []byte) erro
 		OnConflictColumns(webhookevent.FieldStripeEventID).DoNothing().
 		Exec(auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService)))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil // already stored: Stripe delivered it again
+		return false, nil // already stored: Stripe delivered it again
 	}
-	return err
+	return err == nil, err
 }
 
 // storable reports whether an event's id or type can be stored: 1 to 255

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"billingapi/ent/webhookevent"
+	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
+	"billingapi/webhooks"
+)
+
+// eventList renders Stripe's answer to GET /v1/events: newest first.
+func eventList(events ...[]byte) string {
+	return `{"object":"list","url":"/v1/events","has_more":false,"data":[` + string(joinJSON(events)) + `]}`
+}
+
+func joinJSON(items [][]byte) []byte {
+	out := []byte{}
+	for i := len(items) - 1; i >= 0; i-- { // newest first
+		if len(out) > 0 {
+			out = append(out, ',')
+		}
+		out = append(out, items[i]...)
+	}
+	return out
+}
+
+func TestReconcilerIngestsEventsWeNeverReceived(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	meta := map[string]string{"workspace_id": w.wsA, "user_id": "alice", "purpose": "credits_pack"}
+	now := time.Now()
+	received := stripefake.Event("evt_got_it", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_got", "succeeded", 1000, "usd", meta), now.Add(-2*time.Minute))
+	if status, _ := whPost(t, w.testServer, "/webhooks/stripe/", received, whSign(received)); status != http.StatusOK {
+		t.Fatalf("webhook answered %d", status)
+	}
+	whWaitStatus(t, w.testServer, "evt_got_it", webhookevent.StatusProcessed)
+	// During an outage Stripe could not deliver these two.
+	missed1 := stripefake.Event("evt_missed_1", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_missed_1", "succeeded", 2000, "usd", meta), now.Add(-time.Minute))
+	missed2 := stripefake.Event("evt_missed_2", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_missed_2", "succeeded", 3000, "usd", meta), now)
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/events", Body: eventList(received, missed1, missed2)})
+	t.Cleanup(w.fake.ClearRules)
+
+	r := &webhooks.Reconciler{DB: w.DB, Billing: w.Billing, Log: w.Log, Wake: w.Worker.Wake}
+	n, err := r.ReconcileOnce(context.Background())
+	if err != nil || n != 2 {
+		t.Fatalf("reconcile stored %d (err %v), want the 2 missed events", n, err)
+	}
+	req, _ := w.fake.Last("GET", "/v1/events")
+	// From the newest stored event (the one received), less the overlap.
+	want := fmt.Sprint(now.Add(-2*time.Minute).Unix() - int64(webhooks.ReconcileOverlap.Seconds()))
+	if gte := req.Query.Get("created[gte]"); gte != want {
+		t.Errorf("listed from created[gte]=%q, want %s", gte, want)
+	}
+	whWaitStatus(t, w.testServer, "evt_missed_1", webhookevent.StatusProcessed)
+	whWaitStatus(t, w.testServer, "evt_missed_2", webhookevent.StatusProcessed)
+	for _, pi := range []string{"pi_got", "pi_missed_1", "pi_missed_2"} {
+		if c := whPaymentsIn(t, w.testServer, w.wsA, pi); c != 1 {
+			t.Fatalf("%s recorded %d times, want once", pi, c)
+		}
+	}
+	// A second run finds nothing new.
+	if n, err := r.ReconcileOnce(context.Background()); err != nil || n != 0 {
+		t.Fatalf("second run stored %d (err %v), want 0", n, err)
+	}
+}

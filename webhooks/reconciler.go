@@ -1,0 +1,84 @@
+package webhooks
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/billing"
+	"billingapi/ent"
+	"billingapi/ent/webhookevent"
+
+	"github.com/stripe/stripe-go/v76"
+)
+
+// ReconcileOverlap is how far before the newest stored event the
+// reconciler starts listing: events arrive out of order, and an event
+// created a little earlier may still be missing.
+const ReconcileOverlap = 10 * time.Minute
+
+// Reconciler heals webhook outages: it lists Stripe's events since the
+// last one we stored and ingests any we never received, through the same
+// durable path as the endpoint (Store, then the worker).
+type Reconciler struct {
+	DB      *ent.Client
+	Billing *billing.Service
+	Log     *slog.Logger
+	// Interval between runs; default 10 minutes.
+	Interval time.Duration
+	// Wake is called when events were ingested (the worker's Wake).
+	Wake func()
+}
+
+// Run reconciles every Interval until ctx ends.
+func (r *Reconciler) Run(ctx context.Context) {
+	if r.Interval == 0 {
+		r.Interval = 10 * time.Minute
+	}
+	t := time.NewTicker(r.Interval)
+	defer t.Stop()
+	for {
+		if _, err := r.ReconcileOnce(ctx); err != nil && ctx.Err() == nil {
+			r.Log.WarnContext(ctx, "webhook reconciler: run failed; will retry", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ReconcileOnce ingests the events Stripe has that we do not, and returns
+// how many it stored.
+func (r *Reconciler) ReconcileOnce(ctx context.Context) (int, error) {
+	svc := auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))
+	since := time.Now().Add(-billing.StripeEventRetention)
+	latest, err := r.DB.WebhookEvent.Query().Order(ent.Desc(webhookevent.FieldCreated)).First(svc)
+	switch {
+	case err == nil:
+		since = latest.Created.Add(-ReconcileOverlap)
+	case !ent.IsNotFound(err):
+		return 0, err
+	}
+	stored := 0
+	err = r.Billing.EachEventSince(ctx, since, func(ev *stripe.Event, raw []byte) error {
+		known, err := r.DB.WebhookEvent.Query().Where(webhookevent.StripeEventID(ev.ID)).Exist(svc)
+		if err != nil || known {
+			return err
+		}
+		if _, err := Store(ctx, r.DB, ev, raw); err != nil {
+			return err
+		}
+		stored++
+		return nil
+	})
+	if stored > 0 {
+		r.Log.InfoContext(ctx, "webhook reconciler: ingested events we never received", "count", stored)
+		if r.Wake != nil {
+			r.Wake()
+		}
+	}
+	return stored, err
+}
