@@ -19,6 +19,8 @@ type paymentsWorld struct {
 	fake              *stripefake.Server
 	alice, bob, carol string
 	wsA, wsB          string
+	// sessionA is a checkout session of workspace A, when a test made one.
+	sessionA string
 }
 
 func newPaymentsWorld(t *testing.T, dbURL string, env map[string]string) *paymentsWorld {
