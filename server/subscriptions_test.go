@@ -13,7 +13,6 @@ const createSubscriptionMutation = `mutation($in: CreateSubscriptionInput!) {
 	createSubscription(input: $in) { clientSecret subscription { id stripeSubscriptionId status plan lookupKey quantity cancelAtPeriodEnd trialEnd } }
 }`
 
-
 const accessQuery = `query($id: ID!) { workspace(id: $id) { access { level warning features } subscription { status plan cancelAtPeriodEnd } } }`
 
 type accessJSON struct {
