@@ -31,6 +31,13 @@ vet:
 	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:" $$unformatted >&2; exit 1; fi
 	$(GO) vet ./...
 
+## playground: rebuild the embedded admin playground (server/playground) from
+## playground/ with npm and esbuild. Its output is committed, so run and test
+## never need Node; run this after changing playground/ and commit the result.
+.PHONY: playground
+playground:
+	cd playground && npm ci --no-audit --no-fund && npm run build
+
 ## stripe-mock: build the pinned Stripe API mock (tools.go pins its version)
 stripe-mock: $(STRIPE_MOCK)
 $(STRIPE_MOCK): go.mod go.sum
