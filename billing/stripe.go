@@ -27,6 +27,10 @@ type StripeOptions struct {
 	// 409, a lock timeout or a 503 (with the same idempotency key);
 	// default 2. Set it to -1 for none.
 	MaxNetworkRetries int64
+	// WrapTransport, when set, wraps the HTTP client's transport (nil:
+	// http.DefaultTransport), to count Stripe calls for metrics. The
+	// client passed in HTTPClient is not modified.
+	WrapTransport func(http.RoundTripper) http.RoundTripper
 }
 
 // DefaultStripeTimeout bounds one Stripe HTTP attempt.
@@ -44,6 +48,11 @@ func NewStripe(o StripeOptions, log *slog.Logger) *client.API {
 	}
 	if o.HTTPClient == nil {
 		o.HTTPClient = &http.Client{Timeout: o.Timeout}
+	}
+	if o.WrapTransport != nil {
+		wrapped := *o.HTTPClient
+		wrapped.Transport = o.WrapTransport(wrapped.Transport)
+		o.HTTPClient = &wrapped
 	}
 	retries := o.MaxNetworkRetries
 	switch {

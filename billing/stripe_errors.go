@@ -30,7 +30,7 @@ func (s *Service) fromStripe(ctx context.Context, op string, err error) error {
 		return &Error{Code: CodeProviderUnavailable, Message: "The payment provider is unavailable. Please try again shortly.", Err: err}
 	}
 	s.log.WarnContext(ctx, "stripe error", "op", op, "status", se.HTTPStatusCode,
-		"type", se.Type, "code", se.Code, "decline_code", se.DeclineCode, "request_id", se.RequestID)
+		"type", se.Type, "code", se.Code, "decline_code", se.DeclineCode, "stripe_request_id", se.RequestID)
 	cause := fmt.Errorf("stripe %s: %s/%s (request %s)", op, se.Type, se.Code, se.RequestID)
 	switch {
 	case se.Type == stripe.ErrorTypeCard:

@@ -46,6 +46,11 @@ type Prices struct {
 	log      *slog.Logger
 	flight   singleflight.Group
 	degraded atomic.Bool
+
+	// Observe, when set before the cache is used, is told how many of
+	// each Get's lookup keys were hits and misses (for metrics). A Redis
+	// failure counts every key as a miss.
+	Observe func(hits, misses int)
 }
 
 // NewPrices returns a price cache whose Redis keys start with prefix.
@@ -69,6 +74,9 @@ func (p *Prices) productIndex(productID string) string {
 func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader) (map[string]PriceEntry, error) {
 	out := make(map[string]PriceEntry, len(lookupKeys))
 	missing, redisOK := p.read(ctx, lookupKeys, out)
+	if p.Observe != nil {
+		p.Observe(len(lookupKeys)-len(missing), len(missing))
+	}
 	if len(missing) == 0 {
 		return out, nil
 	}

@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"billingapi/auth"
 	"billingapi/graph/generated"
 
 	"entgo.io/contrib/entgql"
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
@@ -33,6 +35,9 @@ type ServerOptions struct {
 	// Authenticate turns the Authorization value of a websocket's
 	// connection_init payload into a viewer; an error closes the socket.
 	Authenticate func(authorization string) (auth.Viewer, error)
+	// OnOperation, when set, is told about each operation once, at its
+	// first response (metrics and the request log).
+	OnOperation func(ctx context.Context, op OperationResult)
 }
 
 // WebsocketInitTimeout is how long a websocket may wait before sending
@@ -71,6 +76,9 @@ func NewServer(o ServerOptions) *handler.Server {
 	srv.Use(DepthLimit{Max: MaxDepth})
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
+	if o.OnOperation != nil {
+		srv.Use(operationObserver{o.OnOperation})
+	}
 
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(Recover(o.Log))
@@ -96,4 +104,86 @@ func wsInit(authenticate func(string) (auth.Viewer, error)) transport.WebsocketI
 		}
 		return auth.NewContext(ctx, v), nil, nil
 	}
+}
+
+// --- operation observer (metrics and request log) ---
+
+// OperationResult is what ServerOptions.OnOperation is told about one
+// operation.
+type OperationResult struct {
+	// Name is the operation's name; "" when it has none or none was found
+	// (a parse error, an unknown operationName): the client's claimed name
+	// is never used unless the document has that operation.
+	Name string
+	// Type is "query", "mutation" or "subscription"; "" when unknown.
+	Type string
+	// Code is the first error's extensions.code, or "OK".
+	Code string
+	// Duration runs from the request's start to the first response. For
+	// a subscription the first response waits for an event, so it is not
+	// a latency.
+	Duration time.Duration
+}
+
+// operationObserver reports each operation once: executed operations at
+// their first response (InterceptOperation, which also sees errors that
+// end a subscription before it starts), and requests refused before
+// execution (parse, validation, complexity) through InterceptResponse.
+type operationObserver struct {
+	report func(context.Context, OperationResult)
+}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationInterceptor
+	graphql.ResponseInterceptor
+} = operationObserver{}
+
+type observedKey struct{}
+
+func (operationObserver) ExtensionName() string                   { return "OperationObserver" }
+func (operationObserver) Validate(graphql.ExecutableSchema) error { return nil }
+
+func (o operationObserver) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	ctx = context.WithValue(ctx, observedKey{}, true)
+	start := graphql.GetStartTime(ctx)
+	if start.IsZero() {
+		start = time.Now()
+	}
+	handler := next(ctx)
+	var once sync.Once
+	return func(ctx context.Context) *graphql.Response {
+		resp := handler(ctx)
+		once.Do(func() { o.report(ctx, observed(ctx, resp, start)) })
+		return resp
+	}
+}
+
+func (o operationObserver) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+	resp := next(ctx)
+	if ctx.Value(observedKey{}) == nil {
+		// Not an executed operation: refused before execution.
+		start := graphql.GetStartTime(ctx)
+		if start.IsZero() {
+			start = time.Now()
+		}
+		o.report(ctx, observed(ctx, resp, start))
+	}
+	return resp
+}
+
+func observed(ctx context.Context, resp *graphql.Response, start time.Time) OperationResult {
+	r := OperationResult{Code: "OK", Duration: time.Since(start)}
+	if graphql.HasOperationContext(ctx) {
+		if op := graphql.GetOperationContext(ctx).Operation; op != nil {
+			r.Name, r.Type = op.Name, string(op.Operation)
+		}
+	}
+	if resp != nil && len(resp.Errors) > 0 {
+		r.Code = "UNKNOWN"
+		if c, ok := resp.Errors[0].Extensions["code"].(string); ok && c != "" {
+			r.Code = c
+		}
+	}
+	return r
 }

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"billingapi/auth"
@@ -16,6 +17,7 @@ import (
 	"billingapi/ent"
 	_ "billingapi/ent/runtime" // registers hooks, validators and privacy policies
 	"billingapi/internal/database"
+	"billingapi/internal/metrics"
 	"billingapi/webhooks"
 
 	"entgo.io/ent/dialect"
@@ -38,6 +40,9 @@ type Main struct {
 	Bus        *cache.Bus
 	Billing    *billing.Service
 	Worker     *webhooks.Worker
+	// Metrics is this server's own Prometheus registry, served on
+	// GET /metrics (observability.go).
+	Metrics *metrics.Metrics
 
 	stopWorker context.CancelFunc
 	workerDone chan struct{}
@@ -51,12 +56,17 @@ type Main struct {
 	served   chan error
 }
 
+// ReconcileInterval is how often the reconciler asks Stripe for events a
+// webhook outage kept from us; the first run is one interval after start.
+const ReconcileInterval = 10 * time.Minute
+
 // ShutdownTimeout bounds how long Close waits for in-flight requests.
 const ShutdownTimeout = 15 * time.Second
 
-// NewMain returns an unopened Main.
+// NewMain returns an unopened Main. Its logger adds request_id to the
+// lines logged with a request's context.
 func NewMain(cfg Config, log *slog.Logger) *Main {
-	return &Main{Config: cfg, Log: log}
+	return &Main{Config: cfg, Log: withRequestIDs(log), Metrics: metrics.New()}
 }
 
 // Open connects to the database and Redis, applies the schema, and starts
@@ -89,17 +99,20 @@ func (m *Main) Open(ctx context.Context) error {
 		return fmt.Errorf("redis: not reachable: %w", err)
 	}
 	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
+	m.Prices.Observe = m.Metrics.PriceCacheLookups
 	m.Bus = cache.NewBus(m.Redis, m.Config.RedisKeyPrefix, m.Log)
+	m.Metrics.ObserveSubscribers(m.Bus.Subscribers)
 	if err := m.Bus.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
 	m.Billing = billing.New(billing.Deps{
 		DB: m.DB,
 		Stripe: billing.NewStripe(billing.StripeOptions{
-			SecretKey:  m.Config.Stripe.SecretKey,
-			APIBase:    m.Config.Stripe.APIBase,
-			HTTPClient: m.StripeHTTPClient,
-			Timeout:    m.Config.Stripe.Timeout,
+			SecretKey:     m.Config.Stripe.SecretKey,
+			APIBase:       m.Config.Stripe.APIBase,
+			HTTPClient:    m.StripeHTTPClient,
+			Timeout:       m.Config.Stripe.Timeout,
+			WrapTransport: m.Metrics.StripeTransport,
 		}, m.Log),
 		Prices: m.Prices,
 		Status: cache.NewStatus(m.Redis, m.Config.RedisKeyPrefix, m.Log),
@@ -114,14 +127,21 @@ func (m *Main) Open(ctx context.Context) error {
 		Mode:           m.Config.StripeMode(),
 	})
 
-	m.Worker = &webhooks.Worker{DB: m.DB, Billing: m.Billing, Log: m.Log}
+	m.Worker = &webhooks.Worker{DB: m.DB, Billing: m.Billing, Log: m.Log, Observe: m.Metrics.WebhookAttempt}
 	m.Billing.SetWorkerWake(m.Worker.Wake)
 	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopWorker = stopWorker
 	m.workerDone = make(chan struct{})
+	reconciler := &webhooks.Reconciler{DB: m.DB, Billing: m.Billing, Log: m.Log, Wake: m.Worker.Wake, Interval: ReconcileInterval}
 	go func() {
 		defer close(m.workerDone)
+		var wg sync.WaitGroup
+		if m.Config.Stripe.SecretKey != "" {
+			wg.Add(1)
+			go func() { defer wg.Done(); reconciler.Run(workerCtx) }()
+		}
 		m.Worker.Run(workerCtx)
+		wg.Wait()
 	}()
 
 	m.listener, err = net.Listen("tcp", m.Config.HTTPAddr)

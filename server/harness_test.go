@@ -60,6 +60,7 @@ func startServer(t *testing.T, databaseURL string, env map[string]string) *testS
 		t.Fatalf("config: %v", err)
 	}
 	logs := &syncBuffer{}
+	collectLogs(logs, cfg) // logscan_test.go scans every server's logs after the run
 	m := NewMain(cfg, slog.New(slog.NewTextHandler(logs, nil)))
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"mime"
 	"net/http"
 	"net/url"
@@ -30,17 +31,20 @@ func (m *Main) routes() http.Handler {
 		OpenIntrospection: !m.Config.Production(),
 		OriginPatterns:    m.websocketOrigins(),
 		Authenticate:      m.Verifier.ViewerFromHeader,
+		OnOperation:       m.observeOperation, // observability.go
 	})
 
 	mux := http.NewServeMux()
 	mux.Handle("/graphql", m.cors(graphqlOnly(m.authenticate(gql))))
-	stripeHooks := &webhooks.Handler{DB: m.DB, Secrets: m.Config.Stripe.WebhookSecrets, Log: m.Log, Notify: m.Worker.Wake}
+	stripeHooks := &webhooks.Handler{DB: m.DB, Secrets: m.Config.Stripe.WebhookSecrets, Log: m.Log, Notify: m.Worker.Wake,
+		Received: m.Metrics.WebhookReceived}
 	mux.Handle("/webhooks/stripe/", stripeHooks)
 	mux.Handle("/webhooks/stripe", stripeHooks)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
 	mux.HandleFunc("GET /readyz", m.ready)
+	mux.Handle("GET /metrics", m.metricsAccess(m.Metrics.Handler())) // observability.go
 	mux.HandleFunc("GET /{$}", servePlayground)
 	mux.HandleFunc("GET /playground/", servePlaygroundAsset)
 	return m.logRequests(mux)
@@ -187,23 +191,32 @@ func isLoopbackHost(h string) bool {
 	return h == "localhost" || h == "127.0.0.1" || h == "::1"
 }
 
-// logRequests logs one line per request: method, path, status, duration.
+// logRequests logs one line per request: method, path, status, the
+// GraphQL code and operation, viewer, duration and request id (see
+// observability.go). The request id is the client's X-Request-Id when
+// valid, a new one otherwise; it is echoed in the response and carried in
+// the context, so every line logged for the request has it.
 func (m *Main) logRequests(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
+		id := requestID(r.Header.Get(RequestIDHeader))
+		w.Header().Set(RequestIDHeader, id)
+		ctx, info := withRequest(r.Context(), id)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		next.ServeHTTP(rec, r)
-		m.Log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start))
+		next.ServeHTTP(rec, r.WithContext(ctx))
+		m.Log.LogAttrs(ctx, slog.LevelInfo, "request", requestLogAttrs(r, rec, info, time.Since(start))...)
 	})
 }
 
 // statusRecorder remembers the status code sent (the first one: later
-// calls are ignored by net/http too); it passes through Flush and Unwrap so
-// that websocket upgrades (Hijack) keep working.
+// calls are ignored by net/http too) and the error code writeError sent;
+// it passes through Flush and Unwrap so that websocket upgrades (Hijack)
+// keep working.
 type statusRecorder struct {
 	http.ResponseWriter
 	status      int
 	wroteHeader bool
+	code        string
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -228,6 +241,9 @@ func (s *statusRecorder) Flush() {
 
 // writeError writes a GraphQL-shaped error response.
 func writeError(w http.ResponseWriter, status int, code, message string) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.code = code // for the request log
+	}
 	writeJSON(w, status, map[string]any{
 		"errors": []map[string]any{{"message": message, "extensions": map[string]string{"code": code}}},
 	})

@@ -31,6 +31,10 @@ type Worker struct {
 	// Poll is how often the worker looks for due events when not woken;
 	// default 1 second.
 	Poll time.Duration
+	// Observe, when set, is told the outcome of each attempt: "processed",
+	// "skipped", "duplicate" (already applied) or "failed", and the time
+	// since Stripe created the event. For metrics.
+	Observe func(eventType, outcome string, lag time.Duration)
 
 	wake chan struct{}
 }
@@ -148,6 +152,13 @@ func (w *Worker) apply(ctx context.Context, row *ent.WebhookEvent) {
 		w.fail(ctx, row, err, false)
 		return
 	}
+	if w.Observe != nil {
+		outcome := string(out.Status)
+		if out.Duplicate {
+			outcome = "duplicate"
+		}
+		w.Observe(row.Type, outcome, time.Since(row.Created))
+	}
 	w.Log.InfoContext(ctx, "webhook applied", "event_id", ev.ID, "type", ev.Type,
 		"status", out.Status, "duplicate", out.Duplicate, "reason", out.Reason)
 }
@@ -156,6 +167,9 @@ func (w *Worker) apply(ctx context.Context, row *ent.WebhookEvent) {
 // has used its attempts (or can never succeed) and stays failed.
 func (w *Worker) fail(ctx context.Context, row *ent.WebhookEvent, cause error, permanent bool) {
 	attempts := row.Attempts + 1
+	if w.Observe != nil {
+		w.Observe(row.Type, "failed", 0)
+	}
 	w.Log.WarnContext(ctx, "webhook event failed", "event_id", row.StripeEventID, "type", row.Type,
 		"attempt", attempts, "err", cause)
 	upd := w.DB.WebhookEvent.UpdateOneID(row.ID).
