@@ -31,7 +31,9 @@ type Reconciler struct {
 	Wake func()
 }
 
-// Run reconciles every Interval until ctx ends.
+// Run reconciles every Interval, the first time one Interval after it
+// starts (webhooks deliver almost everything; the reconciler heals what
+// an outage lost), until ctx ends.
 func (r *Reconciler) Run(ctx context.Context) {
 	if r.Interval == 0 {
 		r.Interval = 10 * time.Minute
@@ -39,13 +41,13 @@ func (r *Reconciler) Run(ctx context.Context) {
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
 	for {
-		if _, err := r.ReconcileOnce(ctx); err != nil && ctx.Err() == nil {
-			r.Log.WarnContext(ctx, "webhook reconciler: run failed; will retry", "err", err)
-		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
+		}
+		if _, err := r.ReconcileOnce(ctx); err != nil && ctx.Err() == nil {
+			r.Log.WarnContext(ctx, "webhook reconciler: run failed; will retry", "err", err)
 		}
 	}
 }
