@@ -45,8 +45,10 @@ func (m *Main) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", m.ready)
 	mux.Handle("GET /metrics", m.metricsAccess(m.Metrics.Handler())) // observability.go
-	mux.HandleFunc("GET /{$}", servePlayground)
-	mux.HandleFunc("GET /playground/", servePlaygroundAsset)
+	mux.HandleFunc("GET /{$}", m.playgroundGate(servePlayground))
+	mux.HandleFunc("GET /playground/", m.playgroundGate(servePlaygroundAsset))
+	mux.HandleFunc("GET /playground-signin/signin.js", servePlaygroundSignin)
+	mux.HandleFunc("POST /playground-signin/session", m.playgroundSession)
 	return m.logRequests(mux)
 }
 

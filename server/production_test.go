@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"context"
+	"io"
 	"net/http"
+	"strings"
 	"testing"
 
 	"billingapi/internal/testenv"
@@ -116,5 +118,60 @@ func TestProductionRefusesDevelopmentShortcuts(t *testing.T) {
 	var out bytes.Buffer
 	if err := run(context.Background(), []string{"trigger", "payment_intent.succeeded", "--workspace", "6f1f5f0e-1111-4a4a-9999-0123456789ab"}, env(nil), &out, &out); err == nil {
 		t.Fatal("trigger ran in production")
+	}
+}
+
+func TestProductionPlaygroundIsForPlatformAdmins(t *testing.T) {
+	s := startServer(t, testenv.Postgres(t), productionEnv(t, testenv.StripeMock(t)))
+	get := func(path, cookie string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
+		if cookie != "" {
+			req.AddCookie(&http.Cookie{Name: playgroundCookie, Value: cookie})
+		}
+		res, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	session := func(token string) *http.Response {
+		res, err := http.Post(s.URL+"/playground-signin/session", "application/json", strings.NewReader(`{"token":"`+token+`"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		res.Body.Close()
+		return res
+	}
+	if code, body := get("/", ""); code != 200 || !strings.Contains(body, "platform admins") || strings.Contains(body, "playground.js") {
+		t.Fatalf("GET / without a session: %d %.200s", code, body)
+	}
+	if code, _ := get("/playground/playground.js", ""); code != http.StatusForbidden {
+		t.Fatalf("asset without a session: %d", code)
+	}
+	user, admin := s.token(t, "alice", false), s.token(t, "root", true)
+	if res := session(user); res.StatusCode != http.StatusForbidden || len(res.Cookies()) != 0 {
+		t.Fatalf("session for a non-admin: %d %v", res.StatusCode, res.Cookies())
+	}
+	if res := session("not-a-token"); res.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("session for garbage: %d", res.StatusCode)
+	}
+	res := session(admin)
+	if res.StatusCode != http.StatusNoContent || len(res.Cookies()) != 1 {
+		t.Fatalf("session for an admin: %d %v", res.StatusCode, res.Cookies())
+	}
+	c := res.Cookies()[0]
+	if !c.HttpOnly || !c.Secure || c.SameSite != http.SameSiteStrictMode {
+		t.Fatalf("cookie flags: %+v", c)
+	}
+	if code, body := get("/", c.Value); code != 200 || !strings.Contains(body, "playground.js") {
+		t.Fatalf("GET / as an admin: %d", code)
+	}
+	if code, _ := get("/playground/playground.js", c.Value); code != 200 {
+		t.Fatalf("asset as an admin: %d", code)
+	}
+	if code, body := get("/", user); code != 200 || strings.Contains(body, "playground.js") {
+		t.Fatalf("a non-admin token in the cookie opened the playground")
 	}
 }
