@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -17,6 +18,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/internal/database"
 	"billingapi/internal/testenv"
 )
 
@@ -184,5 +186,59 @@ func TestHealthcheckCommand(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"healthcheck"}, closed, io.Discard, io.Discard); err == nil {
 		t.Fatal("healthcheck of a closed port succeeded")
+	}
+}
+
+// TestTwoProcessesStartTogetherOnAnEmptyDatabase starts two server
+// processes at the same moment against an empty PostgreSQL database: both
+// come up, and each migration is applied once.
+func TestTwoProcessesStartTogetherOnAnEmptyDatabase(t *testing.T) {
+	bin := buildServer(t)
+	dbURL := testenv.Postgres(t)
+	redisURL, prefix := testenv.Redis(t)
+	type proc struct {
+		cmd    *exec.Cmd
+		stdout io.Reader
+		stderr *bytes.Buffer
+	}
+	procs := make([]proc, 2)
+	for i := range procs {
+		cmd := exec.Command(bin)
+		cmd.Env = []string{"HTTP_ADDR=127.0.0.1:0", "DATABASE_URL=" + dbURL, "REDIS_URL=" + redisURL, "REDIS_KEY_PREFIX=" + prefix}
+		cmd.Dir = t.TempDir()
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		procs[i] = proc{cmd: cmd, stdout: out, stderr: &bytes.Buffer{}}
+		cmd.Stderr = procs[i].stderr
+	}
+	for _, p := range procs {
+		if err := p.cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = p.cmd.Process.Kill(); _ = p.cmd.Wait() })
+	}
+	for _, p := range procs {
+		base := waitForURL(t, p.stdout, p.stderr)
+		res, err := http.Get(base + "/readyz")
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("%s/readyz: %v %v", base, err, res)
+		}
+		res.Body.Close()
+	}
+	db, err := sql.Open("pgx", dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rows, versions int
+	if err := db.QueryRow("SELECT count(*), count(DISTINCT version) FROM schema_migrations").Scan(&rows, &versions); err != nil {
+		t.Fatal(err)
+	}
+	dir, _ := database.Migrations()
+	files, _ := dir.Files()
+	if rows != len(files) || versions != len(files) {
+		t.Fatalf("schema_migrations: %d rows, %d versions; want each of %d migrations once", rows, versions, len(files))
 	}
 }
