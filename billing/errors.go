@@ -7,6 +7,7 @@ package billing
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	"billingapi/ent"
 	"billingapi/ent/privacy"
@@ -40,7 +41,9 @@ type Error struct {
 	Field string
 	// DeclineCode is Stripe's decline code for CARD_DECLINED.
 	DeclineCode string
-	Err         error
+	// RetryAfter tells a RATE_LIMITED client when to try again.
+	RetryAfter time.Duration
+	Err        error
 }
 
 func (e *Error) Error() string {

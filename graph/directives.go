@@ -2,9 +2,12 @@ package graph
 
 import (
 	"context"
+	"log/slog"
+	"time"
 
 	"billingapi/auth"
 	"billingapi/billing"
+	"billingapi/cache"
 
 	"github.com/99designs/gqlgen/graphql"
 )
@@ -29,4 +32,42 @@ func PlatformAdmin(ctx context.Context, _ any, next graphql.Resolver) (any, erro
 		return nil, billing.Errorf(billing.CodeForbidden, "Only a platform admin can do this.")
 	}
 	return next(ctx)
+}
+
+// rateLimitedWorkspace is implemented by mutation inputs that name the
+// workspace whose budget they spend.
+type rateLimitedWorkspace interface{ RateLimitWorkspace() string }
+
+// RateLimited returns the @rateLimited directive: each call spends one of
+// the viewer's and (when the input names one) the workspace's per-minute
+// budget, shared by every replica through Redis. A spent budget answers
+// RATE_LIMITED with extensions.retryAfter in seconds. When Redis cannot
+// count, the directive fails closed: these mutations move money, and an
+// uncounted burst is what the limit exists to stop; queries are not
+// rate-limited and stay up.
+func RateLimited(limiter *cache.RateLimiter, log *slog.Logger) func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
+	return func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
+		v, ok := auth.FromContext(ctx)
+		if !ok || v.UserID == "" {
+			return nil, billing.Errorf(billing.CodeUnauthenticated, "Sign in to continue.")
+		}
+		if limiter == nil {
+			return next(ctx)
+		}
+		keys := []string{"user:" + v.UserID}
+		if fc := graphql.GetFieldContext(ctx); fc != nil {
+			if in, ok := fc.Args["input"].(rateLimitedWorkspace); ok && in.RateLimitWorkspace() != "" {
+				keys = append(keys, "workspace:"+in.RateLimitWorkspace())
+			}
+		}
+		allowed, retry, err := limiter.Allow(ctx, keys...)
+		if err != nil {
+			log.WarnContext(ctx, "rate limiter unavailable; refusing a Stripe mutation", "err", err)
+			return nil, &billing.Error{Code: billing.CodeRateLimited, Message: "This action is briefly unavailable. Please try again in a moment.", RetryAfter: 5 * time.Second}
+		}
+		if !allowed {
+			return nil, &billing.Error{Code: billing.CodeRateLimited, Message: "Too many requests. Please wait a moment and try again.", RetryAfter: retry}
+		}
+		return next(ctx)
+	}
 }

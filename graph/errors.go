@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"runtime/debug"
 	"strings"
 
@@ -46,6 +47,9 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 			}
 			if be.DeclineCode != "" {
 				gqlErr.Extensions["declineCode"] = be.DeclineCode
+			}
+			if be.RetryAfter > 0 {
+				gqlErr.Extensions["retryAfter"] = int(math.Ceil(be.RetryAfter.Seconds()))
 			}
 			if be.Code == billing.CodeInternal && be.Err != nil {
 				log.ErrorContext(ctx, "internal error", "path", gqlErr.Path.String(), "err", be.Err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/cache"
 	"billingapi/graph/generated"
 
 	"entgo.io/contrib/entgql"
@@ -32,6 +33,9 @@ type ServerOptions struct {
 	// coder/websocket) allowed to open a websocket. A request without an
 	// Origin header (a non-browser client) is always allowed.
 	OriginPatterns []string
+	// Limiter counts the Stripe mutations of @rateLimited fields; nil
+	// means no limit.
+	Limiter *cache.RateLimiter
 	// Authenticate turns the Authorization value of a websocket's
 	// connection_init payload into a viewer; an error closes the socket.
 	Authenticate func(authorization string) (auth.Viewer, error)
@@ -51,6 +55,7 @@ func NewServer(o ServerOptions) *handler.Server {
 	cfg := generated.Config{Resolvers: o.Resolver}
 	cfg.Directives.Authenticated = Authenticated
 	cfg.Directives.PlatformAdmin = PlatformAdmin
+	cfg.Directives.RateLimited = RateLimited(o.Limiter, o.Log)
 	cfg.Complexity.Workspace.Members = func(child int, _ *entgql.Cursor[uuid.UUID], first *int, _ *entgql.Cursor[uuid.UUID], last *int) int {
 		return pageCost(child, first, last)
 	}
@@ -73,7 +78,10 @@ func NewServer(o ServerOptions) *handler.Server {
 
 	srv.SetQueryCache(lru.New[*ast.QueryDocument](1000))
 	srv.Use(IntrospectionPolicy{Open: o.OpenIntrospection})
-	srv.Use(DepthLimit{Max: MaxDepth})
+	srv.Use(DepthLimit{Max: MaxDepth, MaxFields: MaxFields})
+	// Suggestions ("Did you mean ...?") describe the schema; outside
+	// development they are as private as introspection.
+	srv.SetDisableSuggestion(!o.OpenIntrospection)
 	srv.Use(extension.FixedComplexityLimit(MaxComplexity))
 	srv.Use(extension.AutomaticPersistedQuery{Cache: lru.New[string](100)})
 	if o.OnOperation != nil {

@@ -19,10 +19,15 @@ const (
 	// MaxComplexity bounds the work of one operation; a connection field
 	// costs its page size times its selection.
 	MaxComplexity = 5000
+	// MaxFields bounds the fields one operation selects, aliases and
+	// fragment spreads counted out (introspection aside): a thousand
+	// aliases of one cheap field is an attack, not a query.
+	MaxFields = 300
 )
 
-// DepthLimit refuses operations nested deeper than Max.
-type DepthLimit struct{ Max int }
+// DepthLimit refuses operations nested deeper than Max or selecting more
+// than MaxFields fields.
+type DepthLimit struct{ Max, MaxFields int }
 
 var _ interface {
 	graphql.HandlerExtension
@@ -45,6 +50,13 @@ func (d DepthLimit) MutateOperationContext(_ context.Context, oc *graphql.Operat
 		err := gqlerror.Errorf("operation is %d levels deep, which exceeds the limit of %d", depth, d.Max)
 		err.Extensions = map[string]any{"code": "GRAPHQL_VALIDATION_FAILED"}
 		return err
+	}
+	if d.MaxFields > 0 {
+		if n := countFields(oc.Operation.SelectionSet, oc.Doc.Fragments, map[string]bool{}, d.MaxFields+1); n > d.MaxFields {
+			err := gqlerror.Errorf("operation selects more than %d fields", d.MaxFields)
+			err.Extensions = map[string]any{"code": "GRAPHQL_VALIDATION_FAILED"}
+			return err
+		}
 	}
 	return nil
 }
@@ -78,6 +90,35 @@ func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, dept
 		deepest = max(deepest, d)
 	}
 	return deepest
+}
+
+// countFields counts the fields of set, following fragments once per path
+// and skipping introspection; it stops counting past limit.
+func countFields(set ast.SelectionSet, frags ast.FragmentDefinitionList, seen map[string]bool, limit int) int {
+	n := 0
+	for _, sel := range set {
+		if n > limit {
+			return n
+		}
+		switch s := sel.(type) {
+		case *ast.Field:
+			if strings.HasPrefix(s.Name, "__") && s.Name != "__typename" {
+				continue
+			}
+			n += 1 + countFields(s.SelectionSet, frags, seen, limit-n)
+		case *ast.InlineFragment:
+			n += countFields(s.SelectionSet, frags, seen, limit-n)
+		case *ast.FragmentSpread:
+			f := frags.ForName(s.Name)
+			if f == nil || seen[s.Name] {
+				continue
+			}
+			seen[s.Name] = true
+			n += countFields(f.SelectionSet, frags, seen, limit-n)
+			delete(seen, s.Name)
+		}
+	}
+	return n
 }
 
 // IntrospectionPolicy enables introspection for everyone when Open is

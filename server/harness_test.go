@@ -52,6 +52,9 @@ func startServer(t *testing.T, databaseURL string, env map[string]string) *testS
 		vars["REDIS_URL"] = redisURL
 		vars["REDIS_KEY_PREFIX"] = prefix
 	}
+	// Tests make many Stripe mutations in a minute; the rate limit has
+	// tests of its own that set it low.
+	vars["RATE_LIMIT_PER_MINUTE"] = "100000"
 	for k, v := range env {
 		vars[k] = v
 	}

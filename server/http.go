@@ -32,6 +32,7 @@ func (m *Main) routes() http.Handler {
 		OriginPatterns:    m.websocketOrigins(),
 		Authenticate:      m.Verifier.ViewerFromHeader,
 		OnOperation:       m.observeOperation, // observability.go
+		Limiter:           cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute),
 	})
 
 	mux := http.NewServeMux()

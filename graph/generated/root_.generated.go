@@ -47,6 +47,7 @@ type ResolverRoot interface {
 type DirectiveRoot struct {
 	Authenticated func(ctx context.Context, obj any, next graphql.Resolver) (res any, err error)
 	PlatformAdmin func(ctx context.Context, obj any, next graphql.Resolver) (res any, err error)
+	RateLimited   func(ctx context.Context, obj any, next graphql.Resolver) (res any, err error)
 }
 
 type ComplexityRoot struct {
@@ -1772,9 +1773,9 @@ extend type Query {
 
 extend type Mutation {
   """Creates a catalog product (platform admins)."""
-  createProduct(input: CreateProductInput!): Product! @platformAdmin
+  createProduct(input: CreateProductInput!): Product! @platformAdmin @rateLimited
   """Creates a catalog price (platform admins)."""
-  createPrice(input: CreatePriceInput!): Plan! @platformAdmin
+  createPrice(input: CreatePriceInput!): Plan! @platformAdmin @rateLimited
 }
 `, BuiltIn: false},
 	{Name: "../schema/payments.graphqls", Input: `"""A PaymentIntent's status (CREATING while we are still asking Stripe)."""
@@ -1909,11 +1910,11 @@ extend type Workspace {
 
 extend type Mutation {
   """Creates a PaymentIntent (owners and admins)."""
-  createPaymentIntent(input: CreatePaymentIntentInput!): CreatePaymentIntentPayload! @authenticated
+  createPaymentIntent(input: CreatePaymentIntentInput!): CreatePaymentIntentPayload! @authenticated @rateLimited
   """Creates a hosted Checkout Session for a plan (owners and admins). Grants nothing by itself."""
-  createCheckoutSession(input: CreateCheckoutSessionInput!): CreateCheckoutSessionPayload! @authenticated
+  createCheckoutSession(input: CreateCheckoutSessionInput!): CreateCheckoutSessionPayload! @authenticated @rateLimited
   """Asks Stripe for a session's state now (the success page's early update). Members of its workspace."""
-  syncCheckoutSession(sessionId: String!): CheckoutSession! @authenticated
+  syncCheckoutSession(sessionId: String!): CheckoutSession! @authenticated @rateLimited
 }
 `, BuiltIn: false},
 	{Name: "../schema/refunds.graphqls", Input: `enum RefundReason {
@@ -1972,7 +1973,7 @@ extend type BillingEvent {
 
 extend type Mutation {
   """Refunds a payment in full or in part (platform admins)."""
-  refundPayment(input: RefundPaymentInput!): Refund! @platformAdmin
+  refundPayment(input: RefundPaymentInput!): Refund! @platformAdmin @rateLimited
 }
 `, BuiltIn: false},
 	{Name: "../schema/schema.graphqls", Input: `# The root of the billing API. Fields marked @authenticated need a valid
@@ -1983,6 +1984,9 @@ directive @authenticated on FIELD_DEFINITION
 
 """Requires a platform admin (JWT claim role "admin"); otherwise FORBIDDEN."""
 directive @platformAdmin on FIELD_DEFINITION
+
+"""Spends the caller's (and the workspace's) per-minute budget of calls to Stripe; RATE_LIMITED when spent."""
+directive @rateLimited on FIELD_DEFINITION
 
 scalar Time
 scalar Cursor
@@ -2110,13 +2114,13 @@ extend type Workspace {
 
 extend type Mutation {
   """Subscribes a workspace to a recurring plan (owners and admins). Refuses a second live subscription."""
-  createSubscription(input: CreateSubscriptionInput!): CreateSubscriptionPayload! @authenticated
+  createSubscription(input: CreateSubscriptionInput!): CreateSubscriptionPayload! @authenticated @rateLimited
   """Moves the subscription to another price, with proration (owners and admins)."""
-  changeSubscriptionPlan(input: ChangeSubscriptionPlanInput!): BillingSubscription! @authenticated
+  changeSubscriptionPlan(input: ChangeSubscriptionPlanInput!): BillingSubscription! @authenticated @rateLimited
   """Cancels at period end (default) or now (owners and admins)."""
-  cancelSubscription(input: CancelSubscriptionInput!): BillingSubscription! @authenticated
+  cancelSubscription(input: CancelSubscriptionInput!): BillingSubscription! @authenticated @rateLimited
   """Undoes a pending cancel at period end (owners and admins)."""
-  resumeSubscription(input: ResumeSubscriptionInput!): BillingSubscription! @authenticated
+  resumeSubscription(input: ResumeSubscriptionInput!): BillingSubscription! @authenticated @rateLimited
 }
 `, BuiltIn: false},
 	{Name: "../schema/webhooks.graphqls", Input: `enum WebhookEventStatus {

@@ -468,8 +468,15 @@ func (ec *executionContext) _Mutation_createProduct(ctx context.Context, field g
 				}
 				return ec.Directives.PlatformAdmin(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *billing.Product
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *billing.Product) graphql.Marshaler {
@@ -525,8 +532,15 @@ func (ec *executionContext) _Mutation_createPrice(ctx context.Context, field gra
 				}
 				return ec.Directives.PlatformAdmin(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *billing.Plan
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *billing.Plan) graphql.Marshaler {
@@ -582,8 +596,15 @@ func (ec *executionContext) _Mutation_createPaymentIntent(ctx context.Context, f
 				}
 				return ec.Directives.Authenticated(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *billing.PaymentResult
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *billing.PaymentResult) graphql.Marshaler {
@@ -639,8 +660,15 @@ func (ec *executionContext) _Mutation_createCheckoutSession(ctx context.Context,
 				}
 				return ec.Directives.Authenticated(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *model.CreateCheckoutSessionPayload
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *model.CreateCheckoutSessionPayload) graphql.Marshaler {
@@ -696,8 +724,15 @@ func (ec *executionContext) _Mutation_syncCheckoutSession(ctx context.Context, f
 				}
 				return ec.Directives.Authenticated(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *ent.CheckoutSession
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.CheckoutSession) graphql.Marshaler {
@@ -753,8 +788,15 @@ func (ec *executionContext) _Mutation_refundPayment(ctx context.Context, field g
 				}
 				return ec.Directives.PlatformAdmin(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *ent.Refund
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.Refund) graphql.Marshaler {
@@ -810,8 +852,15 @@ func (ec *executionContext) _Mutation_createSubscription(ctx context.Context, fi
 				}
 				return ec.Directives.Authenticated(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *billing.SubscriptionResult
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *billing.SubscriptionResult) graphql.Marshaler {
@@ -867,8 +916,15 @@ func (ec *executionContext) _Mutation_changeSubscriptionPlan(ctx context.Context
 				}
 				return ec.Directives.Authenticated(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *billing.SubscriptionView
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *billing.SubscriptionView) graphql.Marshaler {
@@ -924,8 +980,15 @@ func (ec *executionContext) _Mutation_cancelSubscription(ctx context.Context, fi
 				}
 				return ec.Directives.Authenticated(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *billing.SubscriptionView
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *billing.SubscriptionView) graphql.Marshaler {
@@ -981,8 +1044,15 @@ func (ec *executionContext) _Mutation_resumeSubscription(ctx context.Context, fi
 				}
 				return ec.Directives.Authenticated(ctx, nil, directive0)
 			}
+			directive2 := func(ctx context.Context) (any, error) {
+				if ec.Directives.RateLimited == nil {
+					var zeroVal *billing.SubscriptionView
+					return zeroVal, errors.New("directive rateLimited is not implemented")
+				}
+				return ec.Directives.RateLimited(ctx, nil, directive1)
+			}
 
-			next = directive1
+			next = directive2
 			return next
 		},
 		func(ctx context.Context, selections ast.SelectionSet, v *billing.SubscriptionView) graphql.Marshaler {

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"billingapi/internal/testenv"
+
+	"github.com/alicebob/miniredis/v2"
+)
+
+func TestGraphQLAbuseIsRefusedFast(t *testing.T) {
+	s := startServer(t, testenv.SQLite(t), nil)
+	tok := s.token(t, "alice", false)
+	aliases := func(n int) string {
+		var b strings.Builder
+		b.WriteString("{ ")
+		for i := range n {
+			fmt.Fprintf(&b, "a%d: me { id } ", i)
+		}
+		b.WriteString("}")
+		return b.String()
+	}
+	cases := []struct {
+		name, query, code string
+		vars              map[string]any
+	}{
+		{"ThousandAliases", aliases(1000), "GRAPHQL_VALIDATION_FAILED", nil},
+		{"FragmentCycle", `{ me { ...A } } fragment A on User { workspaces { edges { node { members { edges { node { user { ...A } } } } } } } }`, "GRAPHQL_VALIDATION_FAILED", nil},
+		{"DepthBomb", `{ me { workspaces { edges { node { members { edges { node { user { workspaces { edges { node { members { edges { node { user { id } } } } } } } } } } } } } } } }`, "GRAPHQL_VALIDATION_FAILED", nil},
+		{"HugePage", `{ me { workspaces(first: 1000000) { totalCount } } }`, "COMPLEXITY_LIMIT_EXCEEDED", nil},
+		{"PageAboveTheMaximum", `{ me { workspaces(first: 101) { totalCount } } }`, "BAD_USER_INPUT", nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			start := time.Now()
+			r := s.gql(t, tok, tc.query, tc.vars)
+			if r.Code() != tc.code {
+				t.Fatalf("code = %q, want %q: %.300s", r.Code(), tc.code, r.Raw)
+			}
+			if d := time.Since(start); d > 2*time.Second {
+				t.Fatalf("refused after %s", d)
+			}
+		})
+	}
+	t.Run("FiftyAliasesAreFine", func(t *testing.T) {
+		if r := s.gql(t, tok, aliases(50), nil); r.Code() != "" {
+			t.Fatalf("50 aliases refused: %.300s", r.Raw)
+		}
+	})
+	t.Run("HugeVariablesAreTooLarge", func(t *testing.T) {
+		body := []byte(`{"query":"query($x: String) { me { id } }","variables":{"x":"` + strings.Repeat("x", 2<<20) + `"}}`)
+		req, _ := http.NewRequest(http.MethodPost, s.URL+"/graphql", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		if r := s.do(t, req); r.Status != http.StatusRequestEntityTooLarge {
+			t.Fatalf("status = %d", r.Status)
+		}
+	})
+}
+
+func TestProductionHidesFieldSuggestions(t *testing.T) {
+	dev := startServer(t, testenv.SQLite(t), nil)
+	prod := startServer(t, testenv.Postgres(t), productionEnv(t, testenv.StripeMock(t)))
+	const typo = `{ mee { id } }`
+	if r := dev.gql(t, "", typo, nil); !strings.Contains(r.Raw, "Did you mean") {
+		t.Fatalf("development gives no suggestion: %s", r.Raw)
+	}
+	if r := prod.gql(t, "", typo, nil); r.Code() != "GRAPHQL_VALIDATION_FAILED" || strings.Contains(r.Raw, "Did you mean") {
+		t.Fatalf("production: %s", r.Raw)
+	}
+}
+
+func TestStripeMutationsAreRateLimited(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), map[string]string{"RATE_LIMIT_PER_MINUTE": "3"})
+	dave := w.token(t, "dave", false)
+	if r := w.addMember(t, w.alice, w.wsA, "dave", "ADMIN"); r.Code() != "" {
+		t.Fatal(r.Raw)
+	}
+	pay := func(token, key string) gqlResponse {
+		return w.gql(t, token, createPaymentMutation, paymentIn(w.wsA, map[string]any{"idempotencyKey": key}))
+	}
+	if time.Now().Second() > 55 {
+		time.Sleep(6 * time.Second) // stay inside one minute window
+	}
+	for i := range 2 {
+		if r := pay(w.alice, fmt.Sprint("rl-a-", i)); r.Code() != "" {
+			t.Fatalf("alice's call %d: %s", i, r.Raw)
+		}
+	}
+	if r := pay(dave, "rl-d-0"); r.Code() != "" {
+		t.Fatalf("dave's first call: %s", r.Raw)
+	}
+	// The workspace has spent its 3; dave's own budget has room, but the
+	// workspace's does not.
+	r := pay(dave, "rl-d-1")
+	if r.Code() != "RATE_LIMITED" {
+		t.Fatalf("fourth call on the workspace: %s", r.Raw)
+	}
+	if ra, _ := r.Errors[0].Extensions["retryAfter"].(float64); ra < 1 || ra > 60 {
+		t.Fatalf("retryAfter = %v", r.Errors[0].Extensions["retryAfter"])
+	}
+	// Queries are not limited.
+	if r := w.gql(t, w.alice, `{ me { id } }`, nil); r.Code() != "" {
+		t.Fatalf("a query after the limit: %s", r.Raw)
+	}
+}
+
+func TestRateLimiterFailsClosedWhenRedisIsDown(t *testing.T) {
+	mr := miniredis.RunT(t)
+	w := newPaymentsWorld(t, testenv.SQLite(t), map[string]string{"REDIS_URL": "redis://" + mr.Addr()})
+	mr.Close()
+	if r := w.gql(t, w.alice, createPaymentMutation, paymentIn(w.wsA, nil)); r.Code() != "RATE_LIMITED" {
+		t.Fatalf("a Stripe mutation without Redis: %s", r.Raw)
+	}
+	if r := w.gql(t, w.alice, `{ me { id workspaces { totalCount } } }`, nil); r.Code() != "" {
+		t.Fatalf("a query without Redis: %s", r.Raw)
+	}
+	if r := w.gql(t, "", `{ plans { lookupKey } }`, nil); r.Code() != "" {
+		t.Fatalf("plans without Redis: %s", r.Raw)
+	}
+}
