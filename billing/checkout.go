@@ -122,12 +122,10 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 	}
 	params.Context = ctx
 	params.SetIdempotencyKey(reqKey)
-	sess, err := retryRateLimited(ctx, func() (*stripe.CheckoutSession, error) { return s.stripe.CheckoutSessions.New(params) })
+	sess, err := createForClaim(ctx, s, "checkout_session.create", s.db.CheckoutSession.DeleteOneID(row.ID).Exec,
+		func() (*stripe.CheckoutSession, error) { return s.stripe.CheckoutSessions.New(params) })
 	if err != nil {
-		if derr := s.db.CheckoutSession.DeleteOneID(row.ID).Exec(ctx); derr != nil {
-			s.log.ErrorContext(ctx, "could not release checkout claim", "checkout_session_id", row.ID, "err", derr)
-		}
-		return nil, s.fromStripe(ctx, "checkout_session.create", err)
+		return nil, err
 	}
 	status := checkoutsession.StatusOpen
 	if sess.Status != "" {

@@ -80,3 +80,21 @@ func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool
 		}
 	}
 }
+
+// createForClaim makes the Stripe create call of a claimed request, with
+// the bounded 429 retry. When it fails, nothing was created, so the claim
+// is released (a retry with the same key then asks Stripe again, which
+// replays its own answer for that key) and Stripe's error becomes ours.
+func createForClaim[R any](ctx context.Context, s *Service, op string, release func(context.Context) error, create func() (R, error)) (R, error) {
+	out, err := retryRateLimited(ctx, create)
+	if err != nil {
+		// The request may be cancelled (the client gave up); the release
+		// must happen anyway, or the key stays blocked until the claim is
+		// stale.
+		if rerr := release(context.WithoutCancel(ctx)); rerr != nil {
+			s.log.ErrorContext(ctx, "could not release a claim after a failed Stripe call", "op", op, "err", rerr)
+		}
+		return out, s.fromStripe(ctx, op, err)
+	}
+	return out, nil
+}

@@ -132,14 +132,10 @@ func (s *Service) CreatePaymentIntent(ctx context.Context, in PaymentInput) (*Pa
 	}
 	params.Context = ctx
 	params.SetIdempotencyKey(reqKey)
-	pi, err := retryRateLimited(ctx, func() (*stripe.PaymentIntent, error) { return s.stripe.PaymentIntents.New(params) })
+	pi, err := createForClaim(ctx, s, "payment_intent.create", s.db.Payment.DeleteOneID(row.ID).Exec,
+		func() (*stripe.PaymentIntent, error) { return s.stripe.PaymentIntents.New(params) })
 	if err != nil {
-		// Nothing was paid: drop the claim so that a retry with the same
-		// key asks Stripe again (which replays its answer for that key).
-		if derr := s.db.Payment.DeleteOneID(row.ID).Exec(ctx); derr != nil {
-			s.log.ErrorContext(ctx, "could not release payment claim", "payment_id", row.ID, "err", derr)
-		}
-		return nil, s.fromStripe(ctx, "payment_intent.create", err)
+		return nil, err
 	}
 	row, err = s.db.Payment.UpdateOneID(row.ID).
 		SetStripePaymentIntentID(pi.ID).

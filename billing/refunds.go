@@ -141,13 +141,12 @@ func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refun
 	}
 	params.Context = ctx
 	params.SetIdempotencyKey(reqKey)
-	re, err := retryRateLimited(ctx, func() (*stripe.Refund, error) { return s.stripe.Refunds.New(params) })
+	// Releasing the claim after a failure restores the refundable amount.
+	release := func(context.Context) error { return s.db.Refund.DeleteOneID(row.ID).Exec(sys) }
+	re, err := createForClaim(ctx, s, "refund.create", release,
+		func() (*stripe.Refund, error) { return s.stripe.Refunds.New(params) })
 	if err != nil {
-		// Nothing was refunded: releasing the claim restores the amount.
-		if derr := s.db.Refund.DeleteOneID(row.ID).Exec(sys); derr != nil {
-			s.log.ErrorContext(ctx, "could not release refund claim", "refund_id", row.ID, "err", derr)
-		}
-		return nil, s.fromStripe(ctx, "refund.create", err)
+		return nil, err
 	}
 	status := refund.Status(re.Status)
 	if refund.StatusValidator(status) != nil || status == refund.StatusCreating {

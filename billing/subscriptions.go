@@ -229,12 +229,10 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	params.AddExpand("pending_setup_intent")
 	params.Context = ctx
 	params.SetIdempotencyKey(reqKey)
-	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) { return s.stripe.Subscriptions.New(params) })
+	sub, err := createForClaim(ctx, s, "subscription.create", s.db.Subscription.DeleteOneID(row.ID).Exec,
+		func() (*stripe.Subscription, error) { return s.stripe.Subscriptions.New(params) })
 	if err != nil {
-		if derr := s.db.Subscription.DeleteOneID(row.ID).Exec(ctx); derr != nil {
-			s.log.ErrorContext(ctx, "could not release subscription claim", "subscription_id", row.ID, "err", derr)
-		}
-		return nil, s.fromStripe(ctx, "subscription.create", err)
+		return nil, err
 	}
 	view, err := s.applySubscription(ctx, in.WorkspaceID, row.ID, sub, nil)
 	if err != nil {
