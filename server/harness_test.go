@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -191,7 +192,13 @@ func assertNoSecrets(t *testing.T, body string) {
 			t.Errorf("response contains %q: %s", m, body)
 		}
 	}
+	if jwtInResponse.MatchString(body) {
+		t.Errorf("response contains a JWT: %s", body)
+	}
 }
+
+// jwtInResponse matches a JWT: no response of the API ever carries one.
+var jwtInResponse = regexp.MustCompile(`eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+`)
 
 // withStripe returns env plus a Stripe test key pointed at apiBase and the
 // publishable key and webhook secret that go with it.
