@@ -58,6 +58,8 @@ func RateLimited(limiter *cache.RateLimiter, log *slog.Logger) func(ctx context.
 		if fc := graphql.GetFieldContext(ctx); fc != nil {
 			if in, ok := fc.Args["input"].(rateLimitedWorkspace); ok && in.RateLimitWorkspace() != "" {
 				keys = append(keys, "workspace:"+in.RateLimitWorkspace())
+			} else if ws, ok := fc.Args["workspaceId"].(string); ok && ws != "" {
+				keys = append(keys, "workspace:"+ws)
 			}
 		}
 		allowed, retry, err := limiter.Allow(ctx, keys...)

@@ -56,6 +56,10 @@ var isolationCases = map[string]isolationCase{
 	"Mutation.refundPayment": {`mutation($p: ID!) { refundPayment(input: {paymentId: $p, reason: DUPLICATE, idempotencyKey: "iso"}) { id } }`,
 		func(_ *paymentsWorld, p string) map[string]any { return map[string]any{"p": p} }, "FORBIDDEN", "FORBIDDEN", "UNAUTHENTICATED"},
 	"Mutation.replayWebhookEvent": {`mutation { replayWebhookEvent(id: "6f1f5f0e-1111-4a4a-9999-0123456789ab") { id } }`, nil, "FORBIDDEN", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.createBillingPortalSession": {`mutation($w: ID!) { createBillingPortalSession(workspaceId: $w) }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.createSetupIntent": {`mutation($w: ID!) { createSetupIntent(workspaceId: $w, idempotencyKey: "iso") { clientSecret } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
 	// Subscriptions are tried over a websocket below.
 	"Subscription.billingEvents": {"", nil, "NOT_FOUND", "", "UNAUTHENTICATED"},
 }

@@ -173,19 +173,21 @@ type ComplexityRoot struct {
 	}
 
 	Mutation struct {
-		AddWorkspaceMember     func(childComplexity int, input model.AddWorkspaceMemberInput) int
-		CancelSubscription     func(childComplexity int, input model.CancelSubscriptionInput) int
-		ChangeSubscriptionPlan func(childComplexity int, input model.ChangeSubscriptionPlanInput) int
-		CreateCheckoutSession  func(childComplexity int, input model.CreateCheckoutSessionInput) int
-		CreatePaymentIntent    func(childComplexity int, input model.CreatePaymentIntentInput) int
-		CreatePrice            func(childComplexity int, input model.CreatePriceInput) int
-		CreateProduct          func(childComplexity int, input model.CreateProductInput) int
-		CreateSubscription     func(childComplexity int, input model.CreateSubscriptionInput) int
-		CreateWorkspace        func(childComplexity int, input model.CreateWorkspaceInput) int
-		RefundPayment          func(childComplexity int, input model.RefundPaymentInput) int
-		ReplayWebhookEvent     func(childComplexity int, id string) int
-		ResumeSubscription     func(childComplexity int, input model.ResumeSubscriptionInput) int
-		SyncCheckoutSession    func(childComplexity int, sessionID string) int
+		AddWorkspaceMember         func(childComplexity int, input model.AddWorkspaceMemberInput) int
+		CancelSubscription         func(childComplexity int, input model.CancelSubscriptionInput) int
+		ChangeSubscriptionPlan     func(childComplexity int, input model.ChangeSubscriptionPlanInput) int
+		CreateBillingPortalSession func(childComplexity int, workspaceID string, returnURL *string) int
+		CreateCheckoutSession      func(childComplexity int, input model.CreateCheckoutSessionInput) int
+		CreatePaymentIntent        func(childComplexity int, input model.CreatePaymentIntentInput) int
+		CreatePrice                func(childComplexity int, input model.CreatePriceInput) int
+		CreateProduct              func(childComplexity int, input model.CreateProductInput) int
+		CreateSetupIntent          func(childComplexity int, workspaceID string, idempotencyKey string) int
+		CreateSubscription         func(childComplexity int, input model.CreateSubscriptionInput) int
+		CreateWorkspace            func(childComplexity int, input model.CreateWorkspaceInput) int
+		RefundPayment              func(childComplexity int, input model.RefundPaymentInput) int
+		ReplayWebhookEvent         func(childComplexity int, id string) int
+		ResumeSubscription         func(childComplexity int, input model.ResumeSubscriptionInput) int
+		SyncCheckoutSession        func(childComplexity int, sessionID string) int
 	}
 
 	PageInfo struct {
@@ -260,6 +262,11 @@ type ComplexityRoot struct {
 		Status         func(childComplexity int) int
 		StripeRefundID func(childComplexity int) int
 		UpdateTime     func(childComplexity int) int
+	}
+
+	SetupIntentPayload struct {
+		ClientSecret  func(childComplexity int) int
+		SetupIntentID func(childComplexity int) int
 	}
 
 	StripeConfig struct {
@@ -850,6 +857,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ChangeSubscriptionPlan(childComplexity, args["input"].(model.ChangeSubscriptionPlanInput)), true
+	case "Mutation.createBillingPortalSession":
+		if e.ComplexityRoot.Mutation.CreateBillingPortalSession == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createBillingPortalSession_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateBillingPortalSession(childComplexity, args["workspaceId"].(string), args["returnUrl"].(*string)), true
 	case "Mutation.createCheckoutSession":
 		if e.ComplexityRoot.Mutation.CreateCheckoutSession == nil {
 			break
@@ -894,6 +912,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateProduct(childComplexity, args["input"].(model.CreateProductInput)), true
+	case "Mutation.createSetupIntent":
+		if e.ComplexityRoot.Mutation.CreateSetupIntent == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_createSetupIntent_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.CreateSetupIntent(childComplexity, args["workspaceId"].(string), args["idempotencyKey"].(string)), true
 	case "Mutation.createSubscription":
 		if e.ComplexityRoot.Mutation.CreateSubscription == nil {
 			break
@@ -1283,6 +1312,19 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Refund.UpdateTime(childComplexity), true
+
+	case "SetupIntentPayload.clientSecret":
+		if e.ComplexityRoot.SetupIntentPayload.ClientSecret == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetupIntentPayload.ClientSecret(childComplexity), true
+	case "SetupIntentPayload.setupIntentId":
+		if e.ComplexityRoot.SetupIntentPayload.SetupIntentID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.SetupIntentPayload.SetupIntentID(childComplexity), true
 
 	case "StripeConfig.mode":
 		if e.ComplexityRoot.StripeConfig.Mode == nil {
@@ -2013,6 +2055,20 @@ type PageInfo {
   endCursor: Cursor
 }
 `, BuiltIn: false},
+	{Name: "../schema/selfservice.graphqls", Input: `"""A SetupIntent for Stripe.js to save a card without charging it."""
+type SetupIntentPayload {
+  setupIntentId: String!
+  """For Stripe.js only; never log or store it."""
+  clientSecret: String!
+}
+
+extend type Mutation {
+  """The URL of Stripe's customer portal for the workspace (owners and admins); returnUrl must be on this site."""
+  createBillingPortalSession(workspaceId: ID!, returnUrl: String): String! @authenticated @rateLimited
+  """Starts saving a payment method for the workspace without charging it (owners and admins)."""
+  createSetupIntent(workspaceId: ID!, idempotencyKey: String!): SetupIntentPayload! @authenticated @rateLimited
+}
+`, BuiltIn: false},
 	{Name: "../schema/subscriptions.graphqls", Input: `"""A Stripe subscription status. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing)."""
 enum SubscriptionStatus {
   CREATING
@@ -2673,6 +2729,16 @@ func (ec *executionContext) childFields_Refund(ctx context.Context, field graphq
 		return ec.fieldContext_Refund_updateTime(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Refund", field.Name)
+}
+
+func (ec *executionContext) childFields_SetupIntentPayload(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "setupIntentId":
+		return ec.fieldContext_SetupIntentPayload_setupIntentId(ctx, field)
+	case "clientSecret":
+		return ec.fieldContext_SetupIntentPayload_clientSecret(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type SetupIntentPayload", field.Name)
 }
 
 func (ec *executionContext) childFields_StripeConfig(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
