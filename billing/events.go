@@ -262,6 +262,32 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		}
 		return ws, s.refundUpdatedChange(ws, &re, created), nil
 
+	case t == "setup_intent.succeeded":
+		var si stripe.SetupIntent
+		if err := json.Unmarshal(ev.Data.Raw, &si); err != nil {
+			return uuid.Nil, nil, skip("undecodable setup intent")
+		}
+		ws, err := s.workspaceFor(ctx, si.Metadata, customerID(si.Customer))
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		return ws, notifyOnly, nil
+
+	case t == "payment_method.attached" || t == "payment_method.detached":
+		var pm stripe.PaymentMethod
+		if err := json.Unmarshal(ev.Data.Raw, &pm); err != nil {
+			return uuid.Nil, nil, skip("undecodable payment method")
+		}
+		customer := customerID(pm.Customer)
+		if prev, ok := ev.Data.PreviousAttributes["customer"].(string); ok && customer == "" {
+			customer = prev // detached: the customer it left
+		}
+		ws, err := s.workspaceFor(ctx, nil, customer)
+		if err != nil {
+			return uuid.Nil, nil, err
+		}
+		return ws, notifyOnly, nil
+
 	case t == "customer.deleted":
 		var c stripe.Customer
 		if err := json.Unmarshal(ev.Data.Raw, &c); err != nil {
@@ -279,6 +305,13 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		}, nil
 	}
 	return uuid.Nil, nil, skip("unhandled event type %s", t)
+}
+
+// notifyOnly is the change of an event that changes nothing we store
+// (saved cards live at Stripe): its subscribers are told, so that a
+// billing page can refresh.
+func notifyOnly(context.Context, *ent.Tx) (*BillingEvent, bool, error) {
+	return &BillingEvent{}, false, nil
 }
 
 // workspaceFor finds the workspace an object belongs to: its

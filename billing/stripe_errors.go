@@ -97,3 +97,6 @@ func declined(se *stripe.Error, cause error) *Error {
 	}
 	return &Error{Code: CodeCardDeclined, Message: msg, DeclineCode: code, Err: cause}
 }
+
+// asStripe reports whether err is (or wraps) a Stripe API error.
+func asStripe(err error, target **stripe.Error) bool { return errors.As(err, target) }

@@ -57,3 +57,24 @@ func nilIfEmpty(s string) *string {
 // upperEnum converts a stored lowercase value (a Stripe status) to the
 // UPPER_SNAKE GraphQL enum value.
 func upperEnum[T ~string](s string) T { return T(strings.ToUpper(s)) }
+
+// nilIfZero returns nil for 0, so that an absent number reads as null.
+func nilIfZero(n int64) *int {
+	if n == 0 {
+		return nil
+	}
+	i := int(n)
+	return &i
+}
+
+// pointers turns a billing list into the pointer list gqlgen binds.
+func pointers[T any](items []T, err error) ([]*T, error) {
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*T, len(items))
+	for i := range items {
+		out[i] = &items[i]
+	}
+	return out, nil
+}

@@ -7,6 +7,8 @@ package graph
 
 import (
 	"billingapi/billing"
+	"billingapi/ent"
+	"billingapi/graph/generated"
 	"context"
 )
 
@@ -27,3 +29,51 @@ func (r *mutationResolver) CreateSetupIntent(ctx context.Context, workspaceID st
 	}
 	return r.Billing.CreateSetupIntent(ctx, wsID, idempotencyKey)
 }
+
+// SetDefaultPaymentMethod is the resolver for the setDefaultPaymentMethod field.
+func (r *mutationResolver) SetDefaultPaymentMethod(ctx context.Context, workspaceID string, paymentMethodID string) ([]*billing.PaymentMethod, error) {
+	wsID, err := parseID(workspaceID, "workspace")
+	if err != nil {
+		return nil, err
+	}
+	return pointers(r.Billing.SetDefaultPaymentMethod(ctx, wsID, paymentMethodID))
+}
+
+// DetachPaymentMethod is the resolver for the detachPaymentMethod field.
+func (r *mutationResolver) DetachPaymentMethod(ctx context.Context, workspaceID string, paymentMethodID string) ([]*billing.PaymentMethod, error) {
+	wsID, err := parseID(workspaceID, "workspace")
+	if err != nil {
+		return nil, err
+	}
+	return pointers(r.Billing.DetachPaymentMethod(ctx, wsID, paymentMethodID))
+}
+
+// Brand is the resolver for the brand field.
+func (r *paymentMethodResolver) Brand(ctx context.Context, obj *billing.PaymentMethod) (*string, error) {
+	return nilIfEmpty(obj.Brand), nil
+}
+
+// Last4 is the resolver for the last4 field.
+func (r *paymentMethodResolver) Last4(ctx context.Context, obj *billing.PaymentMethod) (*string, error) {
+	return nilIfEmpty(obj.Last4), nil
+}
+
+// ExpMonth is the resolver for the expMonth field.
+func (r *paymentMethodResolver) ExpMonth(ctx context.Context, obj *billing.PaymentMethod) (*int, error) {
+	return nilIfZero(obj.ExpMonth), nil
+}
+
+// ExpYear is the resolver for the expYear field.
+func (r *paymentMethodResolver) ExpYear(ctx context.Context, obj *billing.PaymentMethod) (*int, error) {
+	return nilIfZero(obj.ExpYear), nil
+}
+
+// PaymentMethods is the resolver for the paymentMethods field.
+func (r *workspaceResolver) PaymentMethods(ctx context.Context, obj *ent.Workspace) ([]*billing.PaymentMethod, error) {
+	return pointers(r.Billing.PaymentMethods(ctx, obj.ID))
+}
+
+// PaymentMethod returns generated.PaymentMethodResolver implementation.
+func (r *Resolver) PaymentMethod() generated.PaymentMethodResolver { return &paymentMethodResolver{r} }
+
+type paymentMethodResolver struct{ *Resolver }

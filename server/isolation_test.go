@@ -60,6 +60,10 @@ var isolationCases = map[string]isolationCase{
 		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
 	"Mutation.createSetupIntent": {`mutation($w: ID!) { createSetupIntent(workspaceId: $w, idempotencyKey: "iso") { clientSecret } }`,
 		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.setDefaultPaymentMethod": {`mutation($w: ID!) { setDefaultPaymentMethod(workspaceId: $w, paymentMethodId: "pm_x") { id } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.detachPaymentMethod": {`mutation($w: ID!) { detachPaymentMethod(workspaceId: $w, paymentMethodId: "pm_x") { id } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
 	// Subscriptions are tried over a websocket below.
 	"Subscription.billingEvents": {"", nil, "NOT_FOUND", "", "UNAUTHENTICATED"},
 }

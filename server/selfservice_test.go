@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"fmt"
 	"strings"
 	"testing"
+	"time"
 
+	"billingapi/auth"
+	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
+
+	"github.com/google/uuid"
 )
 
 func TestBillingPortalSession(t *testing.T) {
@@ -81,4 +88,103 @@ func TestCreateSetupIntent(t *testing.T) {
 	if r := w.gql(t, w.alice, q, map[string]any{"w": w.wsA, "k": "has space"}); r.Code() != "BAD_USER_INPUT" {
 		t.Errorf("bad idempotency key: %s", r.Raw)
 	}
+}
+
+func TestPaymentMethods(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	t.Cleanup(w.fake.ClearRules)
+	const list = `query($w: ID!) { workspace(id: $w) { paymentMethods { id brand last4 expMonth expYear isDefault } } }`
+	t.Run("NoCustomerNoCards", func(t *testing.T) {
+		r := w.gql(t, w.carol, list, map[string]any{"w": w.wsA})
+		if r.Code() != "" || !strings.Contains(r.Raw, `"paymentMethods":[]`) {
+			t.Fatalf("before any customer: %s", r.Raw)
+		}
+	})
+	// A customer with two saved cards, one of them the default.
+	w.gql(t, w.alice, `mutation($w: ID!) { createSetupIntent(workspaceId: $w, idempotencyKey: "c") { setupIntentId } }`, map[string]any{"w": w.wsA})
+	wsID := uuid.MustParse(w.wsA)
+	ws, err := w.DB.Workspace.Get(auth.NewContext(context.Background(), auth.SystemViewer(wsID)), wsID)
+	if err != nil || ws.StripeCustomerID == nil {
+		t.Fatalf("customer: %v", err)
+	}
+	cus := *ws.StripeCustomerID
+	card := func(id, brand, last4 string) string {
+		return fmt.Sprintf(`{"id":%q,"object":"payment_method","type":"card","customer":%q,"card":{"brand":%q,"last4":%q,"exp_month":12,"exp_year":2030}}`, id, cus, brand, last4)
+	}
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/customers/" + cus,
+		Body: fmt.Sprintf(`{"id":%q,"object":"customer","invoice_settings":{"default_payment_method":"pm_default"}}`, cus)})
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/payment_methods",
+		Body: `{"object":"list","has_more":false,"data":[` + card("pm_other", "mastercard", "4444") + `,` + card("pm_default", "visa", "4242") + `]}`})
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/payment_methods/pm_other", Body: card("pm_other", "mastercard", "4444")})
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/payment_methods/pm_foreign",
+		Body: `{"id":"pm_foreign","object":"payment_method","type":"card","customer":"cus_someone_else","card":{"brand":"visa","last4":"1111"}}`})
+
+	t.Run("MembersSeeDisplayFieldsDefaultFirst", func(t *testing.T) {
+		var out struct {
+			Workspace struct {
+				PaymentMethods []struct {
+					ID, Brand, Last4  string
+					ExpMonth, ExpYear int
+					IsDefault         bool
+				}
+			}
+		}
+		w.gql(t, w.carol, list, map[string]any{"w": w.wsA}).Decode(t, &out)
+		pms := out.Workspace.PaymentMethods
+		if len(pms) != 2 || pms[0].ID != "pm_default" || !pms[0].IsDefault || pms[0].Last4 != "4242" || pms[1].IsDefault || pms[1].ExpYear != 2030 {
+			t.Fatalf("payment methods = %+v", pms)
+		}
+		req, _ := w.fake.Last("GET", "/v1/payment_methods")
+		if req.Query.Get("customer") != cus || req.Query.Get("type") != "card" {
+			t.Fatalf("listed with %v", req.Query)
+		}
+	})
+	t.Run("SetDefaultUpdatesTheCustomer", func(t *testing.T) {
+		r := w.gql(t, w.alice, `mutation($w: ID!) { setDefaultPaymentMethod(workspaceId: $w, paymentMethodId: "pm_other") { id } }`, map[string]any{"w": w.wsA})
+		if r.Code() != "" {
+			t.Fatal(r.Raw)
+		}
+		req, _ := w.fake.Last("POST", "/v1/customers/"+cus)
+		if req.Form.Get("invoice_settings[default_payment_method]") != "pm_other" {
+			t.Fatalf("customer update = %v", req.Form)
+		}
+	})
+	t.Run("DetachRemovesTheCard", func(t *testing.T) {
+		w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/payment_methods/pm_other/detach", Times: 1, Body: `{"id":"pm_other","object":"payment_method","customer":null}`})
+		r := w.gql(t, w.alice, `mutation($w: ID!) { detachPaymentMethod(workspaceId: $w, paymentMethodId: "pm_other") { id } }`, map[string]any{"w": w.wsA})
+		if r.Code() != "" || w.fake.Count("POST", "/v1/payment_methods/pm_other/detach") != 1 {
+			t.Fatalf("detach: %s", r.Raw)
+		}
+	})
+	t.Run("AnotherCustomersCardIsNotFound", func(t *testing.T) {
+		for _, m := range []string{"setDefaultPaymentMethod", "detachPaymentMethod"} {
+			q := `mutation($w: ID!) { ` + m + `(workspaceId: $w, paymentMethodId: "pm_foreign") { id } }`
+			if r := w.gql(t, w.alice, q, map[string]any{"w": w.wsA}); r.Code() != "NOT_FOUND" {
+				t.Errorf("%s of a foreign card: %s", m, r.Raw)
+			}
+		}
+		if w.fake.Count("POST", "/v1/payment_methods/pm_foreign/detach") != 0 {
+			t.Fatal("a foreign card was detached")
+		}
+	})
+	t.Run("RoleChecks", func(t *testing.T) {
+		q := `mutation($w: ID!) { detachPaymentMethod(workspaceId: $w, paymentMethodId: "pm_default") { id } }`
+		for token, code := range map[string]string{w.carol: "FORBIDDEN", w.bob: "NOT_FOUND", "": "UNAUTHENTICATED"} {
+			if r := w.gql(t, token, q, map[string]any{"w": w.wsA}); r.Code() != code {
+				t.Errorf("code = %q, want %q", r.Code(), code)
+			}
+		}
+		if r := w.gql(t, w.bob, list, map[string]any{"w": w.wsA}); r.Code() != "NOT_FOUND" {
+			t.Errorf("outsider lists A's cards: %s", r.Raw)
+		}
+	})
+	t.Run("CardWebhooksReachSubscribers", func(t *testing.T) {
+		c := beDial(t, w.testServer, w.carol)
+		c.subscribe(t, "1", w.wsA)
+		beWaitSubscribers(t, w.testServer, 1, 3*time.Second)
+		sendStripeEvent(t, w.testServer, "payment_method.attached", card("pm_new", "visa", "0005"), time.Now())
+		if ev := c.nextEvent(t, "1"); ev.Type != "payment_method.attached" {
+			t.Fatalf("event = %+v", ev)
+		}
+	})
 }

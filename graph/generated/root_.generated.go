@@ -33,6 +33,7 @@ type ResolverRoot interface {
 	Membership() MembershipResolver
 	Mutation() MutationResolver
 	Payment() PaymentResolver
+	PaymentMethod() PaymentMethodResolver
 	Plan() PlanResolver
 	Product() ProductResolver
 	Query() QueryResolver
@@ -184,9 +185,11 @@ type ComplexityRoot struct {
 		CreateSetupIntent          func(childComplexity int, workspaceID string, idempotencyKey string) int
 		CreateSubscription         func(childComplexity int, input model.CreateSubscriptionInput) int
 		CreateWorkspace            func(childComplexity int, input model.CreateWorkspaceInput) int
+		DetachPaymentMethod        func(childComplexity int, workspaceID string, paymentMethodID string) int
 		RefundPayment              func(childComplexity int, input model.RefundPaymentInput) int
 		ReplayWebhookEvent         func(childComplexity int, id string) int
 		ResumeSubscription         func(childComplexity int, input model.ResumeSubscriptionInput) int
+		SetDefaultPaymentMethod    func(childComplexity int, workspaceID string, paymentMethodID string) int
 		SyncCheckoutSession        func(childComplexity int, sessionID string) int
 	}
 
@@ -221,6 +224,15 @@ type ComplexityRoot struct {
 	PaymentEdge struct {
 		Cursor func(childComplexity int) int
 		Node   func(childComplexity int) int
+	}
+
+	PaymentMethod struct {
+		Brand     func(childComplexity int) int
+		ExpMonth  func(childComplexity int) int
+		ExpYear   func(childComplexity int) int
+		ID        func(childComplexity int) int
+		IsDefault func(childComplexity int) int
+		Last4     func(childComplexity int) int
 	}
 
 	Plan struct {
@@ -322,6 +334,7 @@ type ComplexityRoot struct {
 		Invoices         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		Members          func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		Name             func(childComplexity int) int
+		PaymentMethods   func(childComplexity int) int
 		Payments         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		Subscription     func(childComplexity int) int
 		ViewerRole       func(childComplexity int) int
@@ -945,6 +958,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWorkspace(childComplexity, args["input"].(model.CreateWorkspaceInput)), true
+	case "Mutation.detachPaymentMethod":
+		if e.ComplexityRoot.Mutation.DetachPaymentMethod == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_detachPaymentMethod_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DetachPaymentMethod(childComplexity, args["workspaceId"].(string), args["paymentMethodId"].(string)), true
 	case "Mutation.refundPayment":
 		if e.ComplexityRoot.Mutation.RefundPayment == nil {
 			break
@@ -978,6 +1002,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ResumeSubscription(childComplexity, args["input"].(model.ResumeSubscriptionInput)), true
+	case "Mutation.setDefaultPaymentMethod":
+		if e.ComplexityRoot.Mutation.SetDefaultPaymentMethod == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_setDefaultPaymentMethod_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.SetDefaultPaymentMethod(childComplexity, args["workspaceId"].(string), args["paymentMethodId"].(string)), true
 	case "Mutation.syncCheckoutSession":
 		if e.ComplexityRoot.Mutation.SyncCheckoutSession == nil {
 			break
@@ -1119,6 +1154,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.PaymentEdge.Node(childComplexity), true
+
+	case "PaymentMethod.brand":
+		if e.ComplexityRoot.PaymentMethod.Brand == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentMethod.Brand(childComplexity), true
+	case "PaymentMethod.expMonth":
+		if e.ComplexityRoot.PaymentMethod.ExpMonth == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentMethod.ExpMonth(childComplexity), true
+	case "PaymentMethod.expYear":
+		if e.ComplexityRoot.PaymentMethod.ExpYear == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentMethod.ExpYear(childComplexity), true
+	case "PaymentMethod.id":
+		if e.ComplexityRoot.PaymentMethod.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentMethod.ID(childComplexity), true
+	case "PaymentMethod.isDefault":
+		if e.ComplexityRoot.PaymentMethod.IsDefault == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentMethod.IsDefault(childComplexity), true
+	case "PaymentMethod.last4":
+		if e.ComplexityRoot.PaymentMethod.Last4 == nil {
+			break
+		}
+
+		return e.ComplexityRoot.PaymentMethod.Last4(childComplexity), true
 
 	case "Plan.currency":
 		if e.ComplexityRoot.Plan.Currency == nil {
@@ -1561,6 +1633,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Workspace.Name(childComplexity), true
+	case "Workspace.paymentMethods":
+		if e.ComplexityRoot.Workspace.PaymentMethods == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workspace.PaymentMethods(childComplexity), true
 	case "Workspace.payments":
 		if e.ComplexityRoot.Workspace.Payments == nil {
 			break
@@ -2067,6 +2145,29 @@ extend type Mutation {
   createBillingPortalSession(workspaceId: ID!, returnUrl: String): String! @authenticated @rateLimited
   """Starts saving a payment method for the workspace without charging it (owners and admins)."""
   createSetupIntent(workspaceId: ID!, idempotencyKey: String!): SetupIntentPayload! @authenticated @rateLimited
+}
+
+"""A saved card: display fields only (nothing of a card is stored by this API)."""
+type PaymentMethod {
+  id: String!
+  brand: String
+  last4: String
+  expMonth: Int
+  expYear: Int
+  """True for the card invoices charge."""
+  isDefault: Boolean!
+}
+
+extend type Workspace {
+  """Cards saved on the workspace's Stripe customer, the default first (members may read)."""
+  paymentMethods: [PaymentMethod!]!
+}
+
+extend type Mutation {
+  """Makes a saved card the one invoices charge (owners and admins)."""
+  setDefaultPaymentMethod(workspaceId: ID!, paymentMethodId: String!): [PaymentMethod!]! @authenticated @rateLimited
+  """Removes a saved card (owners and admins)."""
+  detachPaymentMethod(workspaceId: ID!, paymentMethodId: String!): [PaymentMethod!]! @authenticated @rateLimited
 }
 `, BuiltIn: false},
 	{Name: "../schema/subscriptions.graphqls", Input: `"""A Stripe subscription status. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing)."""
@@ -2667,6 +2768,24 @@ func (ec *executionContext) childFields_PaymentEdge(ctx context.Context, field g
 	return nil, fmt.Errorf("no field named %q was found under type PaymentEdge", field.Name)
 }
 
+func (ec *executionContext) childFields_PaymentMethod(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_PaymentMethod_id(ctx, field)
+	case "brand":
+		return ec.fieldContext_PaymentMethod_brand(ctx, field)
+	case "last4":
+		return ec.fieldContext_PaymentMethod_last4(ctx, field)
+	case "expMonth":
+		return ec.fieldContext_PaymentMethod_expMonth(ctx, field)
+	case "expYear":
+		return ec.fieldContext_PaymentMethod_expYear(ctx, field)
+	case "isDefault":
+		return ec.fieldContext_PaymentMethod_isDefault(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type PaymentMethod", field.Name)
+}
+
 func (ec *executionContext) childFields_Plan(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "lookupKey":
@@ -2839,6 +2958,8 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_payments(ctx, field)
 	case "checkoutSessions":
 		return ec.fieldContext_Workspace_checkoutSessions(ctx, field)
+	case "paymentMethods":
+		return ec.fieldContext_Workspace_paymentMethods(ctx, field)
 	case "subscription":
 		return ec.fieldContext_Workspace_subscription(ctx, field)
 	case "access":

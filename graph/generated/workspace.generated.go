@@ -33,6 +33,7 @@ type WorkspaceResolver interface {
 	Members(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.MembershipConnection, error)
 	Payments(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.PaymentConnection, error)
 	CheckoutSessions(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.CheckoutSessionConnection, error)
+	PaymentMethods(ctx context.Context, obj *ent.Workspace) ([]*billing.PaymentMethod, error)
 	Subscription(ctx context.Context, obj *ent.Workspace) (*billing.SubscriptionView, error)
 	Access(ctx context.Context, obj *ent.Workspace) (*billing.Access, error)
 	Invoices(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.InvoiceConnection, error)
@@ -871,6 +872,38 @@ func (ec *executionContext) fieldContext_Workspace_checkoutSessions(ctx context.
 	return fc, nil
 }
 
+func (ec *executionContext) _Workspace_paymentMethods(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workspace_paymentMethods(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Workspace().PaymentMethods(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []*billing.PaymentMethod) graphql.Marshaler {
+			return ec.marshalNPaymentMethod2ᚕᚖbillingapiᚋbillingᚐPaymentMethodᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workspace_paymentMethods(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Workspace",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PaymentMethod(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Workspace_subscription(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1475,6 +1508,12 @@ func (ec *executionContext) _Workspace(ctx context.Context, sel ast.SelectionSet
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Workspace_checkoutSessions(ctx, field, obj)
+				})
+		case "paymentMethods":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Workspace_paymentMethods(ctx, field, obj)
 				})
 		case "subscription":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
