@@ -68,9 +68,23 @@ func (r *paymentMethodResolver) ExpYear(ctx context.Context, obj *billing.Paymen
 	return nilIfZero(obj.ExpYear), nil
 }
 
+// PreviewPlanChange is the resolver for the previewPlanChange field.
+func (r *queryResolver) PreviewPlanChange(ctx context.Context, workspaceID string, lookupKey string, quantity *int) (*billing.UpcomingInvoice, error) {
+	wsID, err := parseID(workspaceID, "workspace")
+	if err != nil {
+		return nil, err
+	}
+	return r.Billing.PreviewPlanChange(ctx, wsID, lookupKey, int64(deref(quantity)))
+}
+
 // PaymentMethods is the resolver for the paymentMethods field.
 func (r *workspaceResolver) PaymentMethods(ctx context.Context, obj *ent.Workspace) ([]*billing.PaymentMethod, error) {
 	return pointers(r.Billing.PaymentMethods(ctx, obj.ID))
+}
+
+// UpcomingInvoice is the resolver for the upcomingInvoice field.
+func (r *workspaceResolver) UpcomingInvoice(ctx context.Context, obj *ent.Workspace) (*billing.UpcomingInvoice, error) {
+	return r.Billing.UpcomingInvoice(ctx, obj.ID)
 }
 
 // PaymentMethod returns generated.PaymentMethodResolver implementation.

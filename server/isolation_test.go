@@ -26,11 +26,13 @@ type isolationCase struct {
 // matrix cannot go stale as fields are added.
 var isolationCases = map[string]isolationCase{
 	// Queries
-	"Query.me":            {`{ me { id workspaces { edges { node { id name } } } } }`, nil, "", "", "UNAUTHENTICATED"},
-	"Query.workspace":     {`query($w: ID!) { workspace(id: $w) { id name members { edges { node { user { email } } } } payments { edges { node { id } } } } }`, wsVar, "NOT_FOUND", "", "UNAUTHENTICATED"},
-	"Query.plans":         {`{ plans { lookupKey } }`, nil, "PUBLIC", "PUBLIC", "PUBLIC"},
-	"Query.price":         {`{ price(lookupKey: "starter_monthly") { priceId } }`, nil, "PUBLIC", "PUBLIC", "PUBLIC"},
-	"Query.stripeConfig":  {`{ stripeConfig { publishableKey } }`, nil, "PUBLIC", "PUBLIC", "PUBLIC"},
+	"Query.me":           {`{ me { id workspaces { edges { node { id name } } } } }`, nil, "", "", "UNAUTHENTICATED"},
+	"Query.workspace":    {`query($w: ID!) { workspace(id: $w) { id name members { edges { node { user { email } } } } payments { edges { node { id } } } } }`, wsVar, "NOT_FOUND", "", "UNAUTHENTICATED"},
+	"Query.plans":        {`{ plans { lookupKey } }`, nil, "PUBLIC", "PUBLIC", "PUBLIC"},
+	"Query.price":        {`{ price(lookupKey: "starter_monthly") { priceId } }`, nil, "PUBLIC", "PUBLIC", "PUBLIC"},
+	"Query.stripeConfig": {`{ stripeConfig { publishableKey } }`, nil, "PUBLIC", "PUBLIC", "PUBLIC"},
+	"Query.previewPlanChange": {`query($w: ID!) { previewPlanChange(workspaceId: $w, lookupKey: "pro_yearly") { amountDue } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
 	"Query.webhookEvents": {`{ webhookEvents { totalCount } }`, nil, "FORBIDDEN", "FORBIDDEN", "UNAUTHENTICATED"},
 	// Mutations
 	"Mutation.createWorkspace": {`mutation { createWorkspace(input: {name: "mine"}) { id } }`, nil, "", "", "UNAUTHENTICATED"},

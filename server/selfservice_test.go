@@ -188,3 +188,59 @@ func TestPaymentMethods(t *testing.T) {
 		}
 	})
 }
+
+func TestUpcomingInvoiceAndPlanChangePreview(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	t.Cleanup(w.fake.ClearRules)
+	const upcoming = `query($w: ID!) { workspace(id: $w) { upcomingInvoice { amountDue currency nextPaymentAttempt prorationAmount } } }`
+	if r := w.gql(t, w.carol, upcoming, map[string]any{"w": w.wsA}); r.Code() != "" || !strings.Contains(r.Raw, `"upcomingInvoice":null`) {
+		t.Fatalf("without a subscription: %s", r.Raw)
+	}
+	activeSubscription(w, "POST", "/v1/subscriptions", "active", false, "starter_monthly", "price_starter_monthly")
+	if r := w.gql(t, w.alice, createSubscriptionMutation, map[string]any{"in": map[string]any{"workspaceId": w.wsA, "lookupKey": "starter_monthly"}}); r.Code() != "" {
+		t.Fatal(r.Raw)
+	}
+	next := time.Now().Add(20 * 24 * time.Hour).Unix()
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/invoices/upcoming", Body: fmt.Sprintf(`{"object":"invoice","amount_due":4200,"currency":"usd",
+		"next_payment_attempt":%d,"lines":{"object":"list","data":[{"id":"il_1","amount":-1500,"proration":true},{"id":"il_2","amount":12000,"proration":true},{"id":"il_3","amount":1500,"proration":false}]}}`, next)})
+
+	var out struct {
+		Workspace struct {
+			UpcomingInvoice struct {
+				AmountDue, ProrationAmount int
+				Currency                   string
+				NextPaymentAttempt         *string
+			}
+		}
+	}
+	w.gql(t, w.carol, upcoming, map[string]any{"w": w.wsA}).Decode(t, &out)
+	u := out.Workspace.UpcomingInvoice
+	if u.AmountDue != 4200 || u.Currency != "usd" || u.NextPaymentAttempt == nil || u.ProrationAmount != 10500 {
+		t.Fatalf("upcoming = %+v", u)
+	}
+	req, _ := w.fake.Last("GET", "/v1/invoices/upcoming")
+	if req.Query.Get("subscription") != "sub_test" || !strings.HasPrefix(req.Query.Get("customer"), "cus_") {
+		t.Fatalf("upcoming asked with %v", req.Query)
+	}
+
+	const preview = `query($w: ID!) { previewPlanChange(workspaceId: $w, lookupKey: "pro_yearly", quantity: 3) { amountDue prorationAmount } }`
+	if r := w.gql(t, w.alice, preview, map[string]any{"w": w.wsA}); r.Code() != "" || !strings.Contains(r.Raw, `"prorationAmount":10500`) {
+		t.Fatalf("preview: %s", r.Raw)
+	}
+	req, _ = w.fake.Last("GET", "/v1/invoices/upcoming")
+	if req.Query.Get("subscription_items[0][id]") != "si_test" || req.Query.Get("subscription_items[0][price]") != "price_pro_yearly" ||
+		req.Query.Get("subscription_items[0][quantity]") != "3" || req.Query.Get("subscription_proration_behavior") != "create_prorations" {
+		t.Fatalf("preview asked with %v", req.Query)
+	}
+	if w.fake.Count("POST", "/v1/subscriptions/sub_test") != 0 {
+		t.Fatal("a preview changed the subscription")
+	}
+	for token, code := range map[string]string{w.carol: "FORBIDDEN", w.bob: "NOT_FOUND", "": "UNAUTHENTICATED"} {
+		if r := w.gql(t, token, preview, map[string]any{"w": w.wsA}); r.Code() != code {
+			t.Errorf("preview as %q: code = %q, want %q", token, r.Code(), code)
+		}
+	}
+	if r := w.gql(t, w.bob, upcoming, map[string]any{"w": w.wsA}); r.Code() != "NOT_FOUND" {
+		t.Errorf("outsider reads A's upcoming invoice: %s", r.Raw)
+	}
+}

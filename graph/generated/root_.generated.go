@@ -254,12 +254,13 @@ type ComplexityRoot struct {
 	}
 
 	Query struct {
-		Me            func(childComplexity int) int
-		Plans         func(childComplexity int) int
-		Price         func(childComplexity int, lookupKey string) int
-		StripeConfig  func(childComplexity int) int
-		WebhookEvents func(childComplexity int, status *model.WebhookEventStatus, typeArg *string, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
-		Workspace     func(childComplexity int, id string) int
+		Me                func(childComplexity int) int
+		Plans             func(childComplexity int) int
+		PreviewPlanChange func(childComplexity int, workspaceID string, lookupKey string, quantity *int) int
+		Price             func(childComplexity int, lookupKey string) int
+		StripeConfig      func(childComplexity int) int
+		WebhookEvents     func(childComplexity int, status *model.WebhookEventStatus, typeArg *string, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		Workspace         func(childComplexity int, id string) int
 	}
 
 	Refund struct {
@@ -288,6 +289,15 @@ type ComplexityRoot struct {
 
 	Subscription struct {
 		BillingEvents func(childComplexity int, workspaceID string) int
+	}
+
+	UpcomingInvoice struct {
+		AmountDue          func(childComplexity int) int
+		Currency           func(childComplexity int) int
+		NextPaymentAttempt func(childComplexity int) int
+		PeriodEnd          func(childComplexity int) int
+		PeriodStart        func(childComplexity int) int
+		ProrationAmount    func(childComplexity int) int
 	}
 
 	User struct {
@@ -337,6 +347,7 @@ type ComplexityRoot struct {
 		PaymentMethods   func(childComplexity int) int
 		Payments         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		Subscription     func(childComplexity int) int
+		UpcomingInvoice  func(childComplexity int) int
 		ViewerRole       func(childComplexity int) int
 	}
 
@@ -1278,6 +1289,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Query.Plans(childComplexity), true
+	case "Query.previewPlanChange":
+		if e.ComplexityRoot.Query.PreviewPlanChange == nil {
+			break
+		}
+
+		args, err := ec.field_Query_previewPlanChange_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Query.PreviewPlanChange(childComplexity, args["workspaceId"].(string), args["lookupKey"].(string), args["quantity"].(*int)), true
 	case "Query.price":
 		if e.ComplexityRoot.Query.Price == nil {
 			break
@@ -1422,6 +1444,43 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Subscription.BillingEvents(childComplexity, args["workspaceId"].(string)), true
+
+	case "UpcomingInvoice.amountDue":
+		if e.ComplexityRoot.UpcomingInvoice.AmountDue == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.AmountDue(childComplexity), true
+	case "UpcomingInvoice.currency":
+		if e.ComplexityRoot.UpcomingInvoice.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.Currency(childComplexity), true
+	case "UpcomingInvoice.nextPaymentAttempt":
+		if e.ComplexityRoot.UpcomingInvoice.NextPaymentAttempt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.NextPaymentAttempt(childComplexity), true
+	case "UpcomingInvoice.periodEnd":
+		if e.ComplexityRoot.UpcomingInvoice.PeriodEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.PeriodEnd(childComplexity), true
+	case "UpcomingInvoice.periodStart":
+		if e.ComplexityRoot.UpcomingInvoice.PeriodStart == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.PeriodStart(childComplexity), true
+	case "UpcomingInvoice.prorationAmount":
+		if e.ComplexityRoot.UpcomingInvoice.ProrationAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.UpcomingInvoice.ProrationAmount(childComplexity), true
 
 	case "User.email":
 		if e.ComplexityRoot.User.Email == nil {
@@ -1656,6 +1715,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Workspace.Subscription(childComplexity), true
+	case "Workspace.upcomingInvoice":
+		if e.ComplexityRoot.Workspace.UpcomingInvoice == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workspace.UpcomingInvoice(childComplexity), true
 	case "Workspace.viewerRole":
 		if e.ComplexityRoot.Workspace.ViewerRole == nil {
 			break
@@ -2168,6 +2233,27 @@ extend type Mutation {
   setDefaultPaymentMethod(workspaceId: ID!, paymentMethodId: String!): [PaymentMethod!]! @authenticated @rateLimited
   """Removes a saved card (owners and admins)."""
   detachPaymentMethod(workspaceId: ID!, paymentMethodId: String!): [PaymentMethod!]! @authenticated @rateLimited
+}
+
+"""Stripe's preview of the next invoice. Amounts are integers in the currency's smallest unit."""
+type UpcomingInvoice {
+  amountDue: Int!
+  currency: String!
+  nextPaymentAttempt: Time
+  periodStart: Time
+  periodEnd: Time
+  """The part of amountDue that prorations make up (a plan change's credit and charge)."""
+  prorationAmount: Int!
+}
+
+extend type Workspace {
+  """The next invoice, as Stripe previews it; null without a subscription (members may read)."""
+  upcomingInvoice: UpcomingInvoice
+}
+
+extend type Query {
+  """The invoice a plan change would produce, prorations included; changes nothing (owners and admins)."""
+  previewPlanChange(workspaceId: ID!, lookupKey: String!, quantity: Int = 1): UpcomingInvoice! @authenticated
 }
 `, BuiltIn: false},
 	{Name: "../schema/subscriptions.graphqls", Input: `"""A Stripe subscription status. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing)."""
@@ -2870,6 +2956,24 @@ func (ec *executionContext) childFields_StripeConfig(ctx context.Context, field 
 	return nil, fmt.Errorf("no field named %q was found under type StripeConfig", field.Name)
 }
 
+func (ec *executionContext) childFields_UpcomingInvoice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "amountDue":
+		return ec.fieldContext_UpcomingInvoice_amountDue(ctx, field)
+	case "currency":
+		return ec.fieldContext_UpcomingInvoice_currency(ctx, field)
+	case "nextPaymentAttempt":
+		return ec.fieldContext_UpcomingInvoice_nextPaymentAttempt(ctx, field)
+	case "periodStart":
+		return ec.fieldContext_UpcomingInvoice_periodStart(ctx, field)
+	case "periodEnd":
+		return ec.fieldContext_UpcomingInvoice_periodEnd(ctx, field)
+	case "prorationAmount":
+		return ec.fieldContext_UpcomingInvoice_prorationAmount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type UpcomingInvoice", field.Name)
+}
+
 func (ec *executionContext) childFields_User(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2960,6 +3064,8 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_checkoutSessions(ctx, field)
 	case "paymentMethods":
 		return ec.fieldContext_Workspace_paymentMethods(ctx, field)
+	case "upcomingInvoice":
+		return ec.fieldContext_Workspace_upcomingInvoice(ctx, field)
 	case "subscription":
 		return ec.fieldContext_Workspace_subscription(ctx, field)
 	case "access":

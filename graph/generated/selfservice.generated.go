@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -214,6 +215,144 @@ func (ec *executionContext) fieldContext_SetupIntentPayload_clientSecret(_ conte
 	return graphql.NewScalarFieldContext("SetupIntentPayload", field, false, false, "String")
 }
 
+func (ec *executionContext) _UpcomingInvoice_amountDue(ctx context.Context, field graphql.CollectedField, obj *billing.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_amountDue(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.AmountDue, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_amountDue(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, "Int")
+}
+
+func (ec *executionContext) _UpcomingInvoice_currency(ctx context.Context, field graphql.CollectedField, obj *billing.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Currency, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
+			return ec.marshalNString2string(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, "String")
+}
+
+func (ec *executionContext) _UpcomingInvoice_nextPaymentAttempt(ctx context.Context, field graphql.CollectedField, obj *billing.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_nextPaymentAttempt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.NextPaymentAttempt, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_nextPaymentAttempt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UpcomingInvoice_periodStart(ctx context.Context, field graphql.CollectedField, obj *billing.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_periodStart(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PeriodStart, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_periodStart(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UpcomingInvoice_periodEnd(ctx context.Context, field graphql.CollectedField, obj *billing.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_periodEnd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.PeriodEnd, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_periodEnd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, "Time")
+}
+
+func (ec *executionContext) _UpcomingInvoice_prorationAmount(ctx context.Context, field graphql.CollectedField, obj *billing.UpcomingInvoice) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_UpcomingInvoice_prorationAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.ProrationAmount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v int64) graphql.Marshaler {
+			return ec.marshalNInt2int64(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_UpcomingInvoice_prorationAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, "Int")
+}
+
 // endregion **************************** field.gotpl *****************************
 
 // region    **************************** input.gotpl *****************************
@@ -326,6 +465,64 @@ func (ec *executionContext) _SetupIntentPayload(ctx context.Context, sel ast.Sel
 	return out
 }
 
+var upcomingInvoiceImplementors = []string{"UpcomingInvoice"}
+
+func (ec *executionContext) _UpcomingInvoice(ctx context.Context, sel ast.SelectionSet, obj *billing.UpcomingInvoice) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, upcomingInvoiceImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("UpcomingInvoice")
+		case "amountDue":
+			out.Values[i] = ec._UpcomingInvoice_amountDue(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "currency":
+			out.Values[i] = ec._UpcomingInvoice_currency(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		case "nextPaymentAttempt":
+			out.Values[i] = ec._UpcomingInvoice_nextPaymentAttempt(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "periodStart":
+			out.Values[i] = ec._UpcomingInvoice_periodStart(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "periodEnd":
+			out.Values[i] = ec._UpcomingInvoice_periodEnd(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				out.Invalids++
+			}
+		case "prorationAmount":
+			out.Values[i] = ec._UpcomingInvoice_prorationAmount(ctx, field, obj)
+			if out.Values[i] == graphql.Null {
+				out.Invalids++
+			}
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 // endregion **************************** object.gotpl ****************************
 
 // region    ***************************** type.gotpl *****************************
@@ -360,6 +557,21 @@ func (ec *executionContext) marshalNSetupIntentPayload2ᚖbillingapiᚋbilling�
 		return graphql.Null
 	}
 	return ec._SetupIntentPayload(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNUpcomingInvoice2ᚖbillingapiᚋbillingᚐUpcomingInvoice(ctx context.Context, sel ast.SelectionSet, v *billing.UpcomingInvoice) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "UpcomingInvoice!")
+		return graphql.Null
+	}
+	return ec._UpcomingInvoice(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOUpcomingInvoice2ᚖbillingapiᚋbillingᚐUpcomingInvoice(ctx context.Context, sel ast.SelectionSet, v *billing.UpcomingInvoice) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._UpcomingInvoice(ctx, sel, v)
 }
 
 // endregion ***************************** type.gotpl *****************************

@@ -34,6 +34,7 @@ type WorkspaceResolver interface {
 	Payments(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.PaymentConnection, error)
 	CheckoutSessions(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.CheckoutSessionConnection, error)
 	PaymentMethods(ctx context.Context, obj *ent.Workspace) ([]*billing.PaymentMethod, error)
+	UpcomingInvoice(ctx context.Context, obj *ent.Workspace) (*billing.UpcomingInvoice, error)
 	Subscription(ctx context.Context, obj *ent.Workspace) (*billing.SubscriptionView, error)
 	Access(ctx context.Context, obj *ent.Workspace) (*billing.Access, error)
 	Invoices(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.InvoiceConnection, error)
@@ -904,6 +905,38 @@ func (ec *executionContext) fieldContext_Workspace_paymentMethods(_ context.Cont
 	return fc, nil
 }
 
+func (ec *executionContext) _Workspace_upcomingInvoice(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workspace_upcomingInvoice(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Workspace().UpcomingInvoice(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.UpcomingInvoice) graphql.Marshaler {
+			return ec.marshalOUpcomingInvoice2ᚖbillingapiᚋbillingᚐUpcomingInvoice(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Workspace_upcomingInvoice(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Workspace",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_UpcomingInvoice(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Workspace_subscription(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1514,6 +1547,12 @@ func (ec *executionContext) _Workspace(ctx context.Context, sel ast.SelectionSet
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Workspace_paymentMethods(ctx, field, obj)
+				})
+		case "upcomingInvoice":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Workspace_upcomingInvoice(ctx, field, obj)
 				})
 		case "subscription":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,

@@ -1,0 +1,100 @@
+package billing
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// UpcomingInvoice is Stripe's preview of the next charge.
+type UpcomingInvoice struct {
+	AmountDue int64
+	Currency  string
+	// NextPaymentAttempt is when Stripe will charge it; nil if unknown.
+	NextPaymentAttempt *time.Time
+	PeriodStart        *time.Time
+	PeriodEnd          *time.Time
+	// ProrationAmount is the part of AmountDue that prorations make up
+	// (a plan change's credit and charge); 0 without a change.
+	ProrationAmount int64
+}
+
+// UpcomingInvoice previews the workspace's next invoice (members may
+// read); nil when it has no subscription.
+func (s *Service) UpcomingInvoice(ctx context.Context, workspaceID uuid.UUID) (*UpcomingInvoice, error) {
+	ws, err := s.Workspace(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	row, err := s.currentSubscription(ctx, s.db, workspaceID)
+	if err != nil || row == nil || ws.StripeCustomerID == nil || row.Status == "canceled" || row.Status == "incomplete_expired" {
+		return nil, err
+	}
+	if s.stripe == nil {
+		return nil, errStripeNotConfigured
+	}
+	params := &stripe.InvoiceUpcomingParams{Customer: ws.StripeCustomerID, Subscription: row.StripeSubscriptionID}
+	return s.upcoming(ctx, params)
+}
+
+// PreviewPlanChange previews the invoice a plan change would produce,
+// prorations included, without changing anything (owners and admins).
+func (s *Service) PreviewPlanChange(ctx context.Context, workspaceID uuid.UUID, lookupKey string, quantity int64) (*UpcomingInvoice, error) {
+	if err := ValidateLookupKey("lookupKey", lookupKey); err != nil {
+		return nil, err
+	}
+	if quantity < 1 || quantity > MaxCheckoutQuantity {
+		return nil, InvalidInput("quantity", fmt.Sprintf("Quantity must be between 1 and %d.", MaxCheckoutQuantity))
+	}
+	ws, row, err := s.liveSubscription(ctx, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	plan, err := s.recurringPlan(ctx, lookupKey)
+	if err != nil {
+		return nil, err
+	}
+	if ws.StripeCustomerID == nil || row.StripeItemID == "" {
+		return nil, Errorf(CodeInternal, "%s", genericInternal)
+	}
+	params := &stripe.InvoiceUpcomingParams{
+		Customer:     ws.StripeCustomerID,
+		Subscription: row.StripeSubscriptionID,
+		SubscriptionItems: []*stripe.SubscriptionItemsParams{{
+			ID: stripe.String(row.StripeItemID), Price: stripe.String(plan.PriceID), Quantity: stripe.Int64(quantity),
+		}},
+		SubscriptionProrationBehavior: stripe.String("create_prorations"),
+	}
+	return s.upcoming(ctx, params)
+}
+
+func (s *Service) upcoming(ctx context.Context, params *stripe.InvoiceUpcomingParams) (*UpcomingInvoice, error) {
+	params.Context = ctx
+	inv, err := retryRateLimited(ctx, func() (*stripe.Invoice, error) { return s.stripe.Invoices.Upcoming(params) })
+	if err != nil {
+		return nil, s.fromStripe(ctx, "invoice.upcoming", err)
+	}
+	out := &UpcomingInvoice{AmountDue: inv.AmountDue, Currency: strings.ToLower(string(inv.Currency))}
+	out.NextPaymentAttempt = unixTime(inv.NextPaymentAttempt)
+	out.PeriodStart, out.PeriodEnd = unixTime(inv.PeriodStart), unixTime(inv.PeriodEnd)
+	if inv.Lines != nil {
+		for _, l := range inv.Lines.Data {
+			if l.Proration {
+				out.ProrationAmount += l.Amount
+			}
+		}
+	}
+	return out, nil
+}
+
+func unixTime(sec int64) *time.Time {
+	if sec == 0 {
+		return nil
+	}
+	t := time.Unix(sec, 0).UTC()
+	return &t
+}
