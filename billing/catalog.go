@@ -38,6 +38,9 @@ type Product struct {
 	// CriticalFeatures are kept while a subscription is past due (the
 	// product's `critical_features` metadata).
 	CriticalFeatures []string `json:"critical_features,omitempty"`
+	// PerSeat is true when the product's `seats` metadata is
+	// "per_member": the subscription's quantity follows the member count.
+	PerSeat bool `json:"per_seat,omitempty"`
 }
 
 // maxLookupKeysPerList is how many lookup keys Stripe accepts in one
@@ -155,6 +158,7 @@ func productFromStripe(sp *stripe.Product) Product {
 		Features:    splitFeatures(sp.Metadata["feature_set"]),
 
 		CriticalFeatures: splitFeatures(sp.Metadata["critical_features"]),
+		PerSeat:          sp.Metadata["seats"] == "per_member",
 	}
 }
 

@@ -2,6 +2,7 @@ package billing
 
 import (
 	"log/slog"
+	"time"
 
 	"billingapi/cache"
 	"billingapi/ent"
@@ -19,6 +20,9 @@ type Config struct {
 	// RowLocks is true when the database supports SELECT ... FOR UPDATE
 	// (PostgreSQL). SQLite serializes writers instead.
 	RowLocks bool
+	// SeatDebounce is how long after the last member change a per-seat
+	// quantity is sent to Stripe; DefaultSeatDebounce when zero.
+	SeatDebounce time.Duration
 	// BaseURL is APP_BASE_URL: where Checkout and 3D Secure send the
 	// customer back to.
 	BaseURL string
@@ -52,6 +56,7 @@ type Service struct {
 	cfg    Config
 
 	wakeWorker func()
+	seats      seatSync
 	log        *slog.Logger
 }
 

@@ -9,6 +9,8 @@ import (
 	"billingapi/billing"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
+
+	"github.com/google/uuid"
 )
 
 func TestTwoConcurrentSubscriptionsOnlyOneWins(t *testing.T) {
@@ -87,5 +89,62 @@ func TestStatusCacheFallsBackToTheDatabase(t *testing.T) {
 				t.Fatalf("status without Redis = %+v, %v", st, err)
 			}
 		})
+	}
+}
+
+func TestPerSeatQuantityFollowsMembersDebounced(t *testing.T) {
+	f := newFixture(t, testenv.Postgres(t), billing.Config{SeatDebounce: 300 * time.Millisecond})
+	f.stripe.SetPrices(
+		stripefake.Price{LookupKey: "team_seat", UnitAmount: 800, Interval: "month", Active: true, ProductID: "prod_seat",
+			ProductMetadata: map[string]string{"plan": "team", "seats": "per_member"}},
+		stripefake.Price{LookupKey: "flat_monthly", UnitAmount: 5000, Interval: "month", Active: true, ProductID: "prod_flat",
+			ProductMetadata: map[string]string{"plan": "flat"}})
+	subscribe := func(ws uuid.UUID, id, lookupKey string) {
+		t.Helper()
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Times: 1, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+			ID: id, Status: "active", ItemID: "si_" + id, PriceID: "price_" + lookupKey, LookupKey: lookupKey, Quantity: 1,
+			Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"},
+		})})
+		if _, err := f.svc.CreateSubscription(f.as("owner-"+id), billing.SubscriptionInput{WorkspaceID: ws, LookupKey: lookupKey, Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	seatWS := f.workspace(t, "owner-sub_seat")
+	flatWS := f.workspace(t, "owner-sub_flat")
+	subscribe(seatWS, "sub_seat", "team_seat")
+	subscribe(flatWS, "sub_flat", "flat_monthly")
+	// Stripe answers the quantity update with the new quantity.
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions/sub_seat", Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: "sub_seat", Status: "active", ItemID: "si_sub_seat", PriceID: "price_team_seat", LookupKey: "team_seat", Quantity: 11,
+		Metadata: map[string]string{"workspace_id": seatWS.String(), "plan": "team"},
+	})})
+
+	// Ten members invited at once.
+	for _, ws := range []uuid.UUID{seatWS, flatWS} {
+		owner := "owner-sub_seat"
+		if ws == flatWS {
+			owner = "owner-sub_flat"
+		}
+		for i := range 10 {
+			if _, err := f.svc.AddMember(f.as(owner), ws, fmt.Sprintf("member-%s-%d", ws, i), "member"); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	time.Sleep(time.Second)
+	if n := f.stripe.Count("POST", "/v1/subscriptions/sub_seat"); n != 1 {
+		t.Fatalf("per-seat updates = %d, want 1 for ten members added at once", n)
+	}
+	req, _ := f.stripe.Last("POST", "/v1/subscriptions/sub_seat")
+	if req.Form.Get("items[0][quantity]") != "11" || req.Form.Get("items[0][id]") != "si_sub_seat" ||
+		req.Form.Get("proration_behavior") != "create_prorations" || req.Header.Get("Idempotency-Key") == "" {
+		t.Fatalf("update params = %v", req.Form)
+	}
+	if n := f.stripe.Count("POST", "/v1/subscriptions/sub_flat"); n != 0 {
+		t.Fatalf("a flat plan's quantity was changed %d times", n)
+	}
+	row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_seat")).Only(f.sys(seatWS))
+	if err != nil || row.Quantity != 11 {
+		t.Fatalf("stored quantity = %v, %v", row, err)
 	}
 }

@@ -210,6 +210,10 @@ func (s *Service) AddMember(ctx context.Context, workspaceID uuid.UUID, userID s
 	if err != nil {
 		return nil, err
 	}
+	// A per-seat plan's quantity follows the member count.
+	if live, err := hasLiveSubscription(ctx, s.db, workspaceID, ""); err == nil && live {
+		s.scheduleSeatSync(workspaceID)
+	}
 	return m.Unwrap(), nil
 }
 
