@@ -16,7 +16,7 @@ import (
 
 // CreateProduct is the resolver for the createProduct field.
 func (r *mutationResolver) CreateProduct(ctx context.Context, input model.CreateProductInput) (*billing.Product, error) {
-	return r.Billing.CreateProduct(ctx, billing.ProductInput{
+	return r.Service.CreateProduct(ctx, billing.ProductInput{
 		Name:           input.Name,
 		Description:    deref(input.Description),
 		Plan:           input.Plan,
@@ -42,7 +42,7 @@ func (r *mutationResolver) CreatePrice(ctx context.Context, input model.CreatePr
 			in.IntervalCount = int64(*input.Recurring.IntervalCount)
 		}
 	}
-	return r.Billing.CreatePrice(ctx, in)
+	return r.Service.CreatePrice(ctx, in)
 }
 
 // Interval is the resolver for the interval field.
@@ -69,7 +69,7 @@ func (r *productResolver) Plan(ctx context.Context, obj *billing.Product) (*stri
 
 // Plans is the resolver for the plans field.
 func (r *queryResolver) Plans(ctx context.Context) ([]*billing.Plan, error) {
-	plans, err := r.Billing.Plans(ctx)
+	plans, err := r.Service.Plans(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -82,12 +82,12 @@ func (r *queryResolver) Plans(ctx context.Context) ([]*billing.Plan, error) {
 
 // Price is the resolver for the price field.
 func (r *queryResolver) Price(ctx context.Context, lookupKey string) (*billing.Plan, error) {
-	return r.Billing.Price(ctx, lookupKey)
+	return r.Service.Price(ctx, lookupKey)
 }
 
 // StripeConfig is the resolver for the stripeConfig field.
 func (r *queryResolver) StripeConfig(ctx context.Context) (*billing.StripeConfig, error) {
-	c := r.Billing.StripeConfig()
+	c := r.Service.StripeConfig()
 	return &c, nil
 }
 

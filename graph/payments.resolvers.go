@@ -64,7 +64,7 @@ func (r *mutationResolver) CreatePaymentIntent(ctx context.Context, input model.
 	if err != nil {
 		return nil, err
 	}
-	res, err := r.Billing.CreatePaymentIntent(ctx, billing.PaymentInput{
+	res, err := r.Service.CreatePaymentIntent(ctx, billing.PaymentInput{
 		WorkspaceID:     wsID,
 		Amount:          int64(input.Amount),
 		Currency:        input.Currency,
@@ -89,7 +89,7 @@ func (r *mutationResolver) CreateCheckoutSession(ctx context.Context, input mode
 	if err != nil {
 		return nil, err
 	}
-	cs, err := r.Billing.CreateCheckoutSession(ctx, billing.CheckoutInput{
+	cs, err := r.Service.CreateCheckoutSession(ctx, billing.CheckoutInput{
 		WorkspaceID:    wsID,
 		LookupKey:      input.LookupKey,
 		Mode:           strings.ToLower(string(input.Mode)),
@@ -104,7 +104,7 @@ func (r *mutationResolver) CreateCheckoutSession(ctx context.Context, input mode
 
 // SyncCheckoutSession is the resolver for the syncCheckoutSession field.
 func (r *mutationResolver) SyncCheckoutSession(ctx context.Context, sessionID string) (*ent.CheckoutSession, error) {
-	return r.Billing.SyncCheckoutSession(ctx, sessionID)
+	return r.Service.SyncCheckoutSession(ctx, sessionID)
 }
 
 // Status is the resolver for the status field.
@@ -118,7 +118,7 @@ func (r *workspaceResolver) Payments(ctx context.Context, obj *ent.Workspace, af
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.DB().Payment.Query().
+	return r.Service.DB().Payment.Query().
 		Where(payment.WorkspaceID(obj.ID)).
 		Paginate(ctx, after, first, before, last,
 			ent.WithPaymentOrder(&ent.PaymentOrder{Direction: entgql.OrderDirectionDesc, Field: ent.PaymentOrderFieldCreateTime}))
@@ -130,7 +130,7 @@ func (r *workspaceResolver) CheckoutSessions(ctx context.Context, obj *ent.Works
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.DB().CheckoutSession.Query().
+	return r.Service.DB().CheckoutSession.Query().
 		Where(checkoutsession.WorkspaceID(obj.ID)).
 		Paginate(ctx, after, first, before, last,
 			ent.WithCheckoutSessionOrder(&ent.CheckoutSessionOrder{Direction: entgql.OrderDirectionDesc, Field: ent.CheckoutSessionOrderFieldCreateTime}))

@@ -29,18 +29,18 @@ func (r *mutationResolver) RefundPayment(ctx context.Context, input model.Refund
 		amount := int64(*input.Amount)
 		in.Amount = &amount
 	}
-	return r.Billing.RefundPayment(ctx, in)
+	return r.Service.RefundPayment(ctx, in)
 }
 
 // RefundedAmount is the resolver for the refundedAmount field.
 func (r *paymentResolver) RefundedAmount(ctx context.Context, obj *ent.Payment) (int, error) {
-	a, err := r.Billing.RefundAmountsOf(ctx, obj)
+	a, err := r.Service.RefundAmountsOf(ctx, obj)
 	return int(a.Refunded), err
 }
 
 // RefundableAmount is the resolver for the refundableAmount field.
 func (r *paymentResolver) RefundableAmount(ctx context.Context, obj *ent.Payment) (int, error) {
-	a, err := r.Billing.RefundAmountsOf(ctx, obj)
+	a, err := r.Service.RefundAmountsOf(ctx, obj)
 	return int(a.Refundable), err
 }
 

@@ -14,7 +14,9 @@ import (
 
 // Resolver holds what every resolver needs; it is built once in server/.
 type Resolver struct {
-	Billing *billing.Service
+	// Service is the billing domain (named so that it does not clash with
+	// the Workspace.billing resolver).
+	Service *billing.Service
 	// Bus carries applied webhook events to billingEvents subscribers.
 	Bus *cache.Bus
 	Log *slog.Logger

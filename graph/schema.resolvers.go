@@ -14,7 +14,7 @@ import (
 
 // CreateWorkspace is the resolver for the createWorkspace field.
 func (r *mutationResolver) CreateWorkspace(ctx context.Context, input model.CreateWorkspaceInput) (*ent.Workspace, error) {
-	return r.Billing.CreateWorkspace(ctx, input.Name)
+	return r.Service.CreateWorkspace(ctx, input.Name)
 }
 
 // AddWorkspaceMember is the resolver for the addWorkspaceMember field.
@@ -23,12 +23,12 @@ func (r *mutationResolver) AddWorkspaceMember(ctx context.Context, input model.A
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.AddMember(ctx, wsID, input.UserID, input.Role)
+	return r.Service.AddMember(ctx, wsID, input.UserID, input.Role)
 }
 
 // Me is the resolver for the me field.
 func (r *queryResolver) Me(ctx context.Context) (*ent.User, error) {
-	return r.Billing.Me(ctx)
+	return r.Service.Me(ctx)
 }
 
 // Workspace is the resolver for the workspace field.
@@ -37,7 +37,7 @@ func (r *queryResolver) Workspace(ctx context.Context, id string) (*ent.Workspac
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.Workspace(ctx, wsID)
+	return r.Service.Workspace(ctx, wsID)
 }
 
 // Mutation returns generated.MutationResolver implementation.

@@ -9,7 +9,9 @@ import (
 	"billingapi/billing"
 	"billingapi/ent"
 	"billingapi/graph/generated"
+	"billingapi/graph/model"
 	"context"
+	"time"
 )
 
 // CreateBillingPortalSession is the resolver for the createBillingPortalSession field.
@@ -18,7 +20,7 @@ func (r *mutationResolver) CreateBillingPortalSession(ctx context.Context, works
 	if err != nil {
 		return "", err
 	}
-	return r.Billing.BillingPortalSession(ctx, wsID, deref(returnURL))
+	return r.Service.BillingPortalSession(ctx, wsID, deref(returnURL))
 }
 
 // CreateSetupIntent is the resolver for the createSetupIntent field.
@@ -27,7 +29,7 @@ func (r *mutationResolver) CreateSetupIntent(ctx context.Context, workspaceID st
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.CreateSetupIntent(ctx, wsID, idempotencyKey)
+	return r.Service.CreateSetupIntent(ctx, wsID, idempotencyKey)
 }
 
 // SetDefaultPaymentMethod is the resolver for the setDefaultPaymentMethod field.
@@ -36,7 +38,7 @@ func (r *mutationResolver) SetDefaultPaymentMethod(ctx context.Context, workspac
 	if err != nil {
 		return nil, err
 	}
-	return pointers(r.Billing.SetDefaultPaymentMethod(ctx, wsID, paymentMethodID))
+	return pointers(r.Service.SetDefaultPaymentMethod(ctx, wsID, paymentMethodID))
 }
 
 // DetachPaymentMethod is the resolver for the detachPaymentMethod field.
@@ -45,7 +47,7 @@ func (r *mutationResolver) DetachPaymentMethod(ctx context.Context, workspaceID 
 	if err != nil {
 		return nil, err
 	}
-	return pointers(r.Billing.DetachPaymentMethod(ctx, wsID, paymentMethodID))
+	return pointers(r.Service.DetachPaymentMethod(ctx, wsID, paymentMethodID))
 }
 
 // Brand is the resolver for the brand field.
@@ -74,20 +76,105 @@ func (r *queryResolver) PreviewPlanChange(ctx context.Context, workspaceID strin
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.PreviewPlanChange(ctx, wsID, lookupKey, int64(deref(quantity)))
+	return r.Service.PreviewPlanChange(ctx, wsID, lookupKey, int64(deref(quantity)))
 }
 
 // PaymentMethods is the resolver for the paymentMethods field.
 func (r *workspaceResolver) PaymentMethods(ctx context.Context, obj *ent.Workspace) ([]*billing.PaymentMethod, error) {
-	return pointers(r.Billing.PaymentMethods(ctx, obj.ID))
+	return pointers(r.Service.PaymentMethods(ctx, obj.ID))
 }
 
 // UpcomingInvoice is the resolver for the upcomingInvoice field.
 func (r *workspaceResolver) UpcomingInvoice(ctx context.Context, obj *ent.Workspace) (*billing.UpcomingInvoice, error) {
-	return r.Billing.UpcomingInvoice(ctx, obj.ID)
+	return r.Service.UpcomingInvoice(ctx, obj.ID)
+}
+
+// Billing is the resolver for the billing field.
+func (r *workspaceResolver) Billing(ctx context.Context, obj *ent.Workspace) (*billing.WorkspaceBilling, error) {
+	return r.Service.BillingOf(ctx, obj, time.Now())
+}
+
+// Plan is the resolver for the plan field.
+func (r *workspaceBillingResolver) Plan(ctx context.Context, obj *billing.WorkspaceBilling) (*string, error) {
+	if obj.Status.Subscription == nil {
+		return nil, nil
+	}
+	return nilIfEmpty(obj.Status.Subscription.Plan), nil
+}
+
+// Status is the resolver for the status field.
+func (r *workspaceBillingResolver) Status(ctx context.Context, obj *billing.WorkspaceBilling) (*model.SubscriptionStatus, error) {
+	if obj.Status.Subscription == nil {
+		return nil, nil
+	}
+	st := upperEnum[model.SubscriptionStatus](obj.Status.Subscription.Status)
+	if !st.IsValid() {
+		st = model.SubscriptionStatusUnknown
+	}
+	return &st, nil
+}
+
+// Access is the resolver for the access field.
+func (r *workspaceBillingResolver) Access(ctx context.Context, obj *billing.WorkspaceBilling) (*billing.Access, error) {
+	return &obj.Status.Access, nil
+}
+
+// TrialEnd is the resolver for the trialEnd field.
+func (r *workspaceBillingResolver) TrialEnd(ctx context.Context, obj *billing.WorkspaceBilling) (*time.Time, error) {
+	if obj.Status.Subscription == nil {
+		return nil, nil
+	}
+	return obj.Status.Subscription.TrialEnd, nil
+}
+
+// CancelAtPeriodEnd is the resolver for the cancelAtPeriodEnd field.
+func (r *workspaceBillingResolver) CancelAtPeriodEnd(ctx context.Context, obj *billing.WorkspaceBilling) (bool, error) {
+	return obj.Status.Subscription != nil && obj.Status.Subscription.CancelAtPeriodEnd, nil
+}
+
+// NextInvoiceAt is the resolver for the nextInvoiceAt field.
+func (r *workspaceBillingResolver) NextInvoiceAt(ctx context.Context, obj *billing.WorkspaceBilling) (*time.Time, error) {
+	if obj.Upcoming == nil {
+		return nil, nil
+	}
+	return obj.Upcoming.NextPaymentAttempt, nil
+}
+
+// NextInvoiceAmount is the resolver for the nextInvoiceAmount field.
+func (r *workspaceBillingResolver) NextInvoiceAmount(ctx context.Context, obj *billing.WorkspaceBilling) (*int, error) {
+	if obj.Upcoming == nil {
+		return nil, nil
+	}
+	amount := int(obj.Upcoming.AmountDue)
+	return &amount, nil
+}
+
+// Currency is the resolver for the currency field.
+func (r *workspaceBillingResolver) Currency(ctx context.Context, obj *billing.WorkspaceBilling) (*string, error) {
+	if obj.Upcoming == nil {
+		return nil, nil
+	}
+	return nilIfEmpty(obj.Upcoming.Currency), nil
+}
+
+// ActionsNeeded is the resolver for the actionsNeeded field.
+func (r *workspaceBillingResolver) ActionsNeeded(ctx context.Context, obj *billing.WorkspaceBilling) ([]model.BillingAction, error) {
+	out := make([]model.BillingAction, len(obj.ActionsNeeded))
+	for i, a := range obj.ActionsNeeded {
+		out[i] = model.BillingAction(a)
+	}
+	return out, nil
 }
 
 // PaymentMethod returns generated.PaymentMethodResolver implementation.
 func (r *Resolver) PaymentMethod() generated.PaymentMethodResolver { return &paymentMethodResolver{r} }
 
-type paymentMethodResolver struct{ *Resolver }
+// WorkspaceBilling returns generated.WorkspaceBillingResolver implementation.
+func (r *Resolver) WorkspaceBilling() generated.WorkspaceBillingResolver {
+	return &workspaceBillingResolver{r}
+}
+
+type (
+	paymentMethodResolver    struct{ *Resolver }
+	workspaceBillingResolver struct{ *Resolver }
+)

@@ -54,7 +54,7 @@ func (r *mutationResolver) CreateSubscription(ctx context.Context, input model.C
 		days := int64(*input.TrialPeriodDays)
 		in.TrialPeriodDays = &days
 	}
-	return r.Billing.CreateSubscription(ctx, in)
+	return r.Service.CreateSubscription(ctx, in)
 }
 
 // ChangeSubscriptionPlan is the resolver for the changeSubscriptionPlan field.
@@ -67,7 +67,7 @@ func (r *mutationResolver) ChangeSubscriptionPlan(ctx context.Context, input mod
 	if input.ProrationBehavior != nil {
 		in.ProrationBehavior = strings.ToLower(string(*input.ProrationBehavior))
 	}
-	return r.Billing.ChangeSubscriptionPlan(ctx, in)
+	return r.Service.ChangeSubscriptionPlan(ctx, in)
 }
 
 // CancelSubscription is the resolver for the cancelSubscription field.
@@ -77,7 +77,7 @@ func (r *mutationResolver) CancelSubscription(ctx context.Context, input model.C
 		return nil, err
 	}
 	atPeriodEnd := input.AtPeriodEnd == nil || *input.AtPeriodEnd
-	return r.Billing.CancelSubscription(ctx, wsID, atPeriodEnd)
+	return r.Service.CancelSubscription(ctx, wsID, atPeriodEnd)
 }
 
 // ResumeSubscription is the resolver for the resumeSubscription field.
@@ -86,12 +86,12 @@ func (r *mutationResolver) ResumeSubscription(ctx context.Context, input model.R
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.ResumeSubscription(ctx, wsID)
+	return r.Service.ResumeSubscription(ctx, wsID)
 }
 
 // Subscription is the resolver for the subscription field.
 func (r *workspaceResolver) Subscription(ctx context.Context, obj *ent.Workspace) (*billing.SubscriptionView, error) {
-	st, err := r.Billing.StatusOf(ctx, obj)
+	st, err := r.Service.StatusOf(ctx, obj)
 	if err != nil {
 		return nil, err
 	}
@@ -100,7 +100,7 @@ func (r *workspaceResolver) Subscription(ctx context.Context, obj *ent.Workspace
 
 // Access is the resolver for the access field.
 func (r *workspaceResolver) Access(ctx context.Context, obj *ent.Workspace) (*billing.Access, error) {
-	st, err := r.Billing.StatusOf(ctx, obj)
+	st, err := r.Service.StatusOf(ctx, obj)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func (r *mutationResolver) ReplayWebhookEvent(ctx context.Context, id string) (*
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.ReplayWebhookEvent(ctx, eventID)
+	return r.Service.ReplayWebhookEvent(ctx, eventID)
 }
 
 // WebhookEvents is the resolver for the webhookEvents field.
@@ -49,7 +49,7 @@ func (r *queryResolver) WebhookEvents(ctx context.Context, status *model.Webhook
 	if err != nil {
 		return nil, err
 	}
-	q := r.Billing.DB().WebhookEvent.Query()
+	q := r.Service.DB().WebhookEvent.Query()
 	if status != nil {
 		q = q.Where(webhookevent.StatusEQ(webhookevent.Status(strings.ToLower(string(*status)))))
 	}
@@ -66,7 +66,7 @@ func (r *subscriptionResolver) BillingEvents(ctx context.Context, workspaceID st
 	if err != nil {
 		return nil, err
 	}
-	if err := r.Billing.RequireMember(ctx, wsID); err != nil {
+	if err := r.Service.RequireMember(ctx, wsID); err != nil {
 		return nil, err
 	}
 	return billingEventStream(ctx, r.Bus.Subscribe(ctx, wsID.String()), r.Log), nil
@@ -88,7 +88,7 @@ func (r *workspaceResolver) Invoices(ctx context.Context, obj *ent.Workspace, af
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.DB().Invoice.Query().
+	return r.Service.DB().Invoice.Query().
 		Where(invoice.WorkspaceID(obj.ID)).
 		Paginate(ctx, after, first, before, last,
 			ent.WithInvoiceOrder(&ent.InvoiceOrder{Direction: entgql.OrderDirectionDesc, Field: ent.InvoiceOrderFieldCreateTime}))

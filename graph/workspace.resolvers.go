@@ -37,14 +37,14 @@ func (r *userResolver) Workspaces(ctx context.Context, obj *ent.User, after *ent
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.DB().Workspace.Query().
+	return r.Service.DB().Workspace.Query().
 		Where(workspace.HasMembershipsWith(membership.UserID(obj.ID))).
 		Paginate(ctx, after, first, before, last)
 }
 
 // ViewerRole is the resolver for the viewerRole field.
 func (r *workspaceResolver) ViewerRole(ctx context.Context, obj *ent.Workspace) (*auth.Role, error) {
-	role, err := r.Billing.RoleIn(ctx, obj.ID)
+	role, err := r.Service.RoleIn(ctx, obj.ID)
 	if err != nil || role == "" {
 		return nil, err
 	}
@@ -57,7 +57,7 @@ func (r *workspaceResolver) Members(ctx context.Context, obj *ent.Workspace, aft
 	if err != nil {
 		return nil, err
 	}
-	return r.Billing.DB().Membership.Query().
+	return r.Service.DB().Membership.Query().
 		Where(membership.WorkspaceID(obj.ID)).
 		WithUser().
 		Paginate(ctx, after, first, before, last)

@@ -26,7 +26,7 @@ const MaxGraphQLBody = 1 << 20
 // routes returns the service's HTTP handler.
 func (m *Main) routes() http.Handler {
 	gql := graph.NewServer(graph.ServerOptions{
-		Resolver:          &graph.Resolver{Billing: m.Billing, Bus: m.Bus, Log: m.Log},
+		Resolver:          &graph.Resolver{Service: m.Billing, Bus: m.Bus, Log: m.Log},
 		Log:               m.Log,
 		OpenIntrospection: !m.Config.Production(),
 		OriginPatterns:    m.websocketOrigins(),

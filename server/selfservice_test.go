@@ -244,3 +244,52 @@ func TestUpcomingInvoiceAndPlanChangePreview(t *testing.T) {
 		t.Errorf("outsider reads A's upcoming invoice: %s", r.Raw)
 	}
 }
+
+func TestWorkspaceBillingInOneField(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	t.Cleanup(w.fake.ClearRules)
+	const q = `query($w: ID!) { workspace(id: $w) { billing { plan status access { level warning } trialEnd cancelAtPeriodEnd
+		defaultPaymentMethod { last4 } nextInvoiceAt nextInvoiceAmount currency actionsNeeded } } }`
+	t.Run("NoSubscription", func(t *testing.T) {
+		r := w.gql(t, w.carol, q, map[string]any{"w": w.wsA})
+		if r.Code() != "" || !strings.Contains(r.Raw, `"level":"FREE"`) || !strings.Contains(r.Raw, `"actionsNeeded":[]`) || !strings.Contains(r.Raw, `"plan":null`) {
+			t.Fatalf("free workspace: %s", r.Raw)
+		}
+	})
+	// A past-due subscription, a default card expiring this month, and the
+	// next invoice in ten days.
+	w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Times: 1, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: "sub_bill", Status: "past_due", PriceID: "price_starter_monthly", LookupKey: "starter_monthly", CancelAtPeriodEnd: true,
+		Metadata: map[string]string{"workspace_id": w.wsA, "plan": "starter"},
+	})})
+	if r := w.gql(t, w.alice, createSubscriptionMutation, map[string]any{"in": map[string]any{"workspaceId": w.wsA, "lookupKey": "starter_monthly"}}); r.Code() != "" {
+		t.Fatal(r.Raw)
+	}
+	now := time.Now()
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/payment_methods", Body: fmt.Sprintf(`{"object":"list","data":[{"id":"pm_1","object":"payment_method","type":"card","card":{"brand":"visa","last4":"4242","exp_month":%d,"exp_year":%d}}]}`, int(now.Month()), now.Year())})
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/customers/", PathPrefix: true, Body: `{"id":"cus_x","object":"customer","invoice_settings":{"default_payment_method":"pm_1"}}`})
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/invoices/upcoming", Body: fmt.Sprintf(`{"object":"invoice","amount_due":1500,"currency":"usd","next_payment_attempt":%d}`, now.Add(240*time.Hour).Unix())})
+	var out struct {
+		Workspace struct {
+			Billing struct {
+				Plan, Status, Currency string
+				Access                 struct{ Level string }
+				CancelAtPeriodEnd      bool
+				DefaultPaymentMethod   *struct{ Last4 string }
+				NextInvoiceAt          *string
+				NextInvoiceAmount      int
+				ActionsNeeded          []string
+			}
+		}
+	}
+	w.gql(t, w.carol, q, map[string]any{"w": w.wsA}).Decode(t, &out)
+	b := out.Workspace.Billing
+	if b.Plan != "starter" || b.Status != "PAST_DUE" || b.Access.Level != "LIMITED" || !b.CancelAtPeriodEnd ||
+		b.DefaultPaymentMethod == nil || b.DefaultPaymentMethod.Last4 != "4242" || b.NextInvoiceAt == nil ||
+		b.NextInvoiceAmount != 1500 || b.Currency != "usd" || strings.Join(b.ActionsNeeded, ",") != "UPDATE_PAYMENT_METHOD" {
+		t.Fatalf("billing = %+v", b)
+	}
+	if r := w.gql(t, w.bob, q, map[string]any{"w": w.wsA}); r.Code() != "NOT_FOUND" {
+		t.Fatalf("outsider reads A's billing: %s", r.Raw)
+	}
+}

@@ -43,6 +43,7 @@ type ResolverRoot interface {
 	User() UserResolver
 	WebhookEvent() WebhookEventResolver
 	Workspace() WorkspaceResolver
+	WorkspaceBilling() WorkspaceBillingResolver
 }
 
 type DirectiveRoot struct {
@@ -338,6 +339,7 @@ type ComplexityRoot struct {
 
 	Workspace struct {
 		Access           func(childComplexity int) int
+		Billing          func(childComplexity int) int
 		CheckoutSessions func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
 		CreateTime       func(childComplexity int) int
 		ID               func(childComplexity int) int
@@ -349,6 +351,19 @@ type ComplexityRoot struct {
 		Subscription     func(childComplexity int) int
 		UpcomingInvoice  func(childComplexity int) int
 		ViewerRole       func(childComplexity int) int
+	}
+
+	WorkspaceBilling struct {
+		Access               func(childComplexity int) int
+		ActionsNeeded        func(childComplexity int) int
+		CancelAtPeriodEnd    func(childComplexity int) int
+		Currency             func(childComplexity int) int
+		DefaultPaymentMethod func(childComplexity int) int
+		NextInvoiceAmount    func(childComplexity int) int
+		NextInvoiceAt        func(childComplexity int) int
+		Plan                 func(childComplexity int) int
+		Status               func(childComplexity int) int
+		TrialEnd             func(childComplexity int) int
 	}
 
 	WorkspaceConnection struct {
@@ -1641,6 +1656,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Workspace.Access(childComplexity), true
+	case "Workspace.billing":
+		if e.ComplexityRoot.Workspace.Billing == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workspace.Billing(childComplexity), true
 	case "Workspace.checkoutSessions":
 		if e.ComplexityRoot.Workspace.CheckoutSessions == nil {
 			break
@@ -1727,6 +1748,67 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Workspace.ViewerRole(childComplexity), true
+
+	case "WorkspaceBilling.access":
+		if e.ComplexityRoot.WorkspaceBilling.Access == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.Access(childComplexity), true
+	case "WorkspaceBilling.actionsNeeded":
+		if e.ComplexityRoot.WorkspaceBilling.ActionsNeeded == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.ActionsNeeded(childComplexity), true
+	case "WorkspaceBilling.cancelAtPeriodEnd":
+		if e.ComplexityRoot.WorkspaceBilling.CancelAtPeriodEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.CancelAtPeriodEnd(childComplexity), true
+	case "WorkspaceBilling.currency":
+		if e.ComplexityRoot.WorkspaceBilling.Currency == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.Currency(childComplexity), true
+	case "WorkspaceBilling.defaultPaymentMethod":
+		if e.ComplexityRoot.WorkspaceBilling.DefaultPaymentMethod == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.DefaultPaymentMethod(childComplexity), true
+	case "WorkspaceBilling.nextInvoiceAmount":
+		if e.ComplexityRoot.WorkspaceBilling.NextInvoiceAmount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.NextInvoiceAmount(childComplexity), true
+	case "WorkspaceBilling.nextInvoiceAt":
+		if e.ComplexityRoot.WorkspaceBilling.NextInvoiceAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.NextInvoiceAt(childComplexity), true
+	case "WorkspaceBilling.plan":
+		if e.ComplexityRoot.WorkspaceBilling.Plan == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.Plan(childComplexity), true
+	case "WorkspaceBilling.status":
+		if e.ComplexityRoot.WorkspaceBilling.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.Status(childComplexity), true
+	case "WorkspaceBilling.trialEnd":
+		if e.ComplexityRoot.WorkspaceBilling.TrialEnd == nil {
+			break
+		}
+
+		return e.ComplexityRoot.WorkspaceBilling.TrialEnd(childComplexity), true
 
 	case "WorkspaceConnection.edges":
 		if e.ComplexityRoot.WorkspaceConnection.Edges == nil {
@@ -2254,6 +2336,32 @@ extend type Workspace {
 extend type Query {
   """The invoice a plan change would produce, prorations included; changes nothing (owners and admins)."""
   previewPlanChange(workspaceId: ID!, lookupKey: String!, quantity: Int = 1): UpcomingInvoice! @authenticated
+}
+
+enum BillingAction {
+  """A payment waits for 3D Secure or another card."""
+  CONFIRM_PAYMENT
+  """The default card expires this month, or payments are past due."""
+  UPDATE_PAYMENT_METHOD
+}
+
+"""Everything a billing page shows, in one field."""
+type WorkspaceBilling {
+  plan: String
+  status: SubscriptionStatus
+  access: Access!
+  trialEnd: Time
+  cancelAtPeriodEnd: Boolean!
+  defaultPaymentMethod: PaymentMethod
+  nextInvoiceAt: Time
+  nextInvoiceAmount: Int
+  currency: String
+  actionsNeeded: [BillingAction!]!
+}
+
+extend type Workspace {
+  """The billing page in one field (members may read)."""
+  billing: WorkspaceBilling!
 }
 `, BuiltIn: false},
 	{Name: "../schema/subscriptions.graphqls", Input: `"""A Stripe subscription status. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing)."""
@@ -3066,6 +3174,8 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_paymentMethods(ctx, field)
 	case "upcomingInvoice":
 		return ec.fieldContext_Workspace_upcomingInvoice(ctx, field)
+	case "billing":
+		return ec.fieldContext_Workspace_billing(ctx, field)
 	case "subscription":
 		return ec.fieldContext_Workspace_subscription(ctx, field)
 	case "access":
@@ -3074,6 +3184,32 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_invoices(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Workspace", field.Name)
+}
+
+func (ec *executionContext) childFields_WorkspaceBilling(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "plan":
+		return ec.fieldContext_WorkspaceBilling_plan(ctx, field)
+	case "status":
+		return ec.fieldContext_WorkspaceBilling_status(ctx, field)
+	case "access":
+		return ec.fieldContext_WorkspaceBilling_access(ctx, field)
+	case "trialEnd":
+		return ec.fieldContext_WorkspaceBilling_trialEnd(ctx, field)
+	case "cancelAtPeriodEnd":
+		return ec.fieldContext_WorkspaceBilling_cancelAtPeriodEnd(ctx, field)
+	case "defaultPaymentMethod":
+		return ec.fieldContext_WorkspaceBilling_defaultPaymentMethod(ctx, field)
+	case "nextInvoiceAt":
+		return ec.fieldContext_WorkspaceBilling_nextInvoiceAt(ctx, field)
+	case "nextInvoiceAmount":
+		return ec.fieldContext_WorkspaceBilling_nextInvoiceAmount(ctx, field)
+	case "currency":
+		return ec.fieldContext_WorkspaceBilling_currency(ctx, field)
+	case "actionsNeeded":
+		return ec.fieldContext_WorkspaceBilling_actionsNeeded(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type WorkspaceBilling", field.Name)
 }
 
 func (ec *executionContext) childFields_WorkspaceConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -4,6 +4,7 @@ package generated
 
 import (
 	"billingapi/billing"
+	"billingapi/graph/model"
 	"context"
 	"math"
 	"strconv"
@@ -21,6 +22,18 @@ type PaymentMethodResolver interface {
 	Last4(ctx context.Context, obj *billing.PaymentMethod) (*string, error)
 	ExpMonth(ctx context.Context, obj *billing.PaymentMethod) (*int, error)
 	ExpYear(ctx context.Context, obj *billing.PaymentMethod) (*int, error)
+}
+type WorkspaceBillingResolver interface {
+	Plan(ctx context.Context, obj *billing.WorkspaceBilling) (*string, error)
+	Status(ctx context.Context, obj *billing.WorkspaceBilling) (*model.SubscriptionStatus, error)
+	Access(ctx context.Context, obj *billing.WorkspaceBilling) (*billing.Access, error)
+	TrialEnd(ctx context.Context, obj *billing.WorkspaceBilling) (*time.Time, error)
+	CancelAtPeriodEnd(ctx context.Context, obj *billing.WorkspaceBilling) (bool, error)
+
+	NextInvoiceAt(ctx context.Context, obj *billing.WorkspaceBilling) (*time.Time, error)
+	NextInvoiceAmount(ctx context.Context, obj *billing.WorkspaceBilling) (*int, error)
+	Currency(ctx context.Context, obj *billing.WorkspaceBilling) (*string, error)
+	ActionsNeeded(ctx context.Context, obj *billing.WorkspaceBilling) ([]model.BillingAction, error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -353,6 +366,254 @@ func (ec *executionContext) fieldContext_UpcomingInvoice_prorationAmount(_ conte
 	return graphql.NewScalarFieldContext("UpcomingInvoice", field, false, false, "Int")
 }
 
+func (ec *executionContext) _WorkspaceBilling_plan(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_plan(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().Plan(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_plan(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkspaceBilling", field, true, true, "String")
+}
+
+func (ec *executionContext) _WorkspaceBilling_status(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_status(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().Status(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *model.SubscriptionStatus) graphql.Marshaler {
+			return ec.marshalOSubscriptionStatus2ᚖbillingapiᚋgraphᚋmodelᚐSubscriptionStatus(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkspaceBilling", field, true, true, "SubscriptionStatus")
+}
+
+func (ec *executionContext) _WorkspaceBilling_access(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_access(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().Access(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Access) graphql.Marshaler {
+			return ec.marshalNAccess2ᚖbillingapiᚋbillingᚐAccess(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_access(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WorkspaceBilling",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Access(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WorkspaceBilling_trialEnd(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_trialEnd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().TrialEnd(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_trialEnd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkspaceBilling", field, true, true, "Time")
+}
+
+func (ec *executionContext) _WorkspaceBilling_cancelAtPeriodEnd(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_cancelAtPeriodEnd(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().CancelAtPeriodEnd(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v bool) graphql.Marshaler {
+			return ec.marshalNBoolean2bool(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_cancelAtPeriodEnd(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkspaceBilling", field, true, true, "Boolean")
+}
+
+func (ec *executionContext) _WorkspaceBilling_defaultPaymentMethod(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_defaultPaymentMethod(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.DefaultPaymentMethod, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.PaymentMethod) graphql.Marshaler {
+			return ec.marshalOPaymentMethod2ᚖbillingapiᚋbillingᚐPaymentMethod(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_defaultPaymentMethod(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "WorkspaceBilling",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_PaymentMethod(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
+func (ec *executionContext) _WorkspaceBilling_nextInvoiceAt(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_nextInvoiceAt(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().NextInvoiceAt(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *time.Time) graphql.Marshaler {
+			return ec.marshalOTime2ᚖtimeᚐTime(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_nextInvoiceAt(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkspaceBilling", field, true, true, "Time")
+}
+
+func (ec *executionContext) _WorkspaceBilling_nextInvoiceAmount(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_nextInvoiceAmount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().NextInvoiceAmount(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_nextInvoiceAmount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkspaceBilling", field, true, true, "Int")
+}
+
+func (ec *executionContext) _WorkspaceBilling_currency(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_currency(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().Currency(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_currency(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkspaceBilling", field, true, true, "String")
+}
+
+func (ec *executionContext) _WorkspaceBilling_actionsNeeded(ctx context.Context, field graphql.CollectedField, obj *billing.WorkspaceBilling) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_WorkspaceBilling_actionsNeeded(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.WorkspaceBilling().ActionsNeeded(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v []model.BillingAction) graphql.Marshaler {
+			return ec.marshalNBillingAction2ᚕbillingapiᚋgraphᚋmodelᚐBillingActionᚄ(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_WorkspaceBilling_actionsNeeded(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("WorkspaceBilling", field, true, true, "BillingAction")
+}
+
 // endregion **************************** field.gotpl *****************************
 
 // region    **************************** input.gotpl *****************************
@@ -523,9 +784,136 @@ func (ec *executionContext) _UpcomingInvoice(ctx context.Context, sel ast.Select
 	return out
 }
 
+var workspaceBillingImplementors = []string{"WorkspaceBilling"}
+
+func (ec *executionContext) _WorkspaceBilling(ctx context.Context, sel ast.SelectionSet, obj *billing.WorkspaceBilling) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, workspaceBillingImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("WorkspaceBilling")
+		case "plan":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_plan(ctx, field, obj)
+				})
+		case "status":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_status(ctx, field, obj)
+				})
+		case "access":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_access(ctx, field, obj)
+				})
+		case "trialEnd":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_trialEnd(ctx, field, obj)
+				})
+		case "cancelAtPeriodEnd":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_cancelAtPeriodEnd(ctx, field, obj)
+				})
+		case "defaultPaymentMethod":
+			out.Values[i] = ec._WorkspaceBilling_defaultPaymentMethod(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
+		case "nextInvoiceAt":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_nextInvoiceAt(ctx, field, obj)
+				})
+		case "nextInvoiceAmount":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_nextInvoiceAmount(ctx, field, obj)
+				})
+		case "currency":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_currency(ctx, field, obj)
+				})
+		case "actionsNeeded":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._WorkspaceBilling_actionsNeeded(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
 // endregion **************************** object.gotpl ****************************
 
 // region    ***************************** type.gotpl *****************************
+
+func (ec *executionContext) unmarshalNBillingAction2billingapiᚋgraphᚋmodelᚐBillingAction(ctx context.Context, v any) (model.BillingAction, error) {
+	var res model.BillingAction
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNBillingAction2billingapiᚋgraphᚋmodelᚐBillingAction(ctx context.Context, sel ast.SelectionSet, v model.BillingAction) graphql.Marshaler {
+	return v
+}
+
+func (ec *executionContext) unmarshalNBillingAction2ᚕbillingapiᚋgraphᚋmodelᚐBillingActionᚄ(ctx context.Context, v any) ([]model.BillingAction, error) {
+	vSlice := graphql.CoerceList(v)
+	var err error
+	res := make([]model.BillingAction, len(vSlice))
+	for i := range vSlice {
+		ctx := graphql.WithPathContext(ctx, graphql.NewPathWithIndex(i))
+		res[i], err = ec.unmarshalNBillingAction2billingapiᚋgraphᚋmodelᚐBillingAction(ctx, vSlice[i])
+		if err != nil {
+			return nil, err
+		}
+	}
+	return res, nil
+}
+
+func (ec *executionContext) marshalNBillingAction2ᚕbillingapiᚋgraphᚋmodelᚐBillingActionᚄ(ctx context.Context, sel ast.SelectionSet, v []model.BillingAction) graphql.Marshaler {
+	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
+		fc := graphql.GetFieldContext(ctx)
+		fc.Result = &v[i]
+		return ec.marshalNBillingAction2billingapiᚋgraphᚋmodelᚐBillingAction(ctx, sel, v[i])
+	})
+
+	for _, e := range ret {
+		if e == graphql.Null {
+			return graphql.Null
+		}
+	}
+
+	return ret
+}
 
 func (ec *executionContext) marshalNPaymentMethod2ᚕᚖbillingapiᚋbillingᚐPaymentMethodᚄ(ctx context.Context, sel ast.SelectionSet, v []*billing.PaymentMethod) graphql.Marshaler {
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
@@ -565,6 +953,21 @@ func (ec *executionContext) marshalNUpcomingInvoice2ᚖbillingapiᚋbillingᚐUp
 		return graphql.Null
 	}
 	return ec._UpcomingInvoice(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalNWorkspaceBilling2ᚖbillingapiᚋbillingᚐWorkspaceBilling(ctx context.Context, sel ast.SelectionSet, v *billing.WorkspaceBilling) graphql.Marshaler {
+	if v == nil {
+		graphql.AddInvalidNullError(ctx, "WorkspaceBilling!")
+		return graphql.Null
+	}
+	return ec._WorkspaceBilling(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalOPaymentMethod2ᚖbillingapiᚋbillingᚐPaymentMethod(ctx context.Context, sel ast.SelectionSet, v *billing.PaymentMethod) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._PaymentMethod(ctx, sel, v)
 }
 
 func (ec *executionContext) marshalOUpcomingInvoice2ᚖbillingapiᚋbillingᚐUpcomingInvoice(ctx context.Context, sel ast.SelectionSet, v *billing.UpcomingInvoice) graphql.Marshaler {

@@ -924,4 +924,20 @@ func (ec *executionContext) marshalOProrationBehavior2ᚖbillingapiᚋgraphᚋmo
 	return v
 }
 
+func (ec *executionContext) unmarshalOSubscriptionStatus2ᚖbillingapiᚋgraphᚋmodelᚐSubscriptionStatus(ctx context.Context, v any) (*model.SubscriptionStatus, error) {
+	if v == nil {
+		return nil, nil
+	}
+	var res = new(model.SubscriptionStatus)
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalOSubscriptionStatus2ᚖbillingapiᚋgraphᚋmodelᚐSubscriptionStatus(ctx context.Context, sel ast.SelectionSet, v *model.SubscriptionStatus) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return v
+}
+
 // endregion ***************************** type.gotpl *****************************

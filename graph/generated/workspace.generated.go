@@ -35,6 +35,7 @@ type WorkspaceResolver interface {
 	CheckoutSessions(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.CheckoutSessionConnection, error)
 	PaymentMethods(ctx context.Context, obj *ent.Workspace) ([]*billing.PaymentMethod, error)
 	UpcomingInvoice(ctx context.Context, obj *ent.Workspace) (*billing.UpcomingInvoice, error)
+	Billing(ctx context.Context, obj *ent.Workspace) (*billing.WorkspaceBilling, error)
 	Subscription(ctx context.Context, obj *ent.Workspace) (*billing.SubscriptionView, error)
 	Access(ctx context.Context, obj *ent.Workspace) (*billing.Access, error)
 	Invoices(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.InvoiceConnection, error)
@@ -937,6 +938,38 @@ func (ec *executionContext) fieldContext_Workspace_upcomingInvoice(_ context.Con
 	return fc, nil
 }
 
+func (ec *executionContext) _Workspace_billing(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workspace_billing(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Workspace().Billing(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.WorkspaceBilling) graphql.Marshaler {
+			return ec.marshalNWorkspaceBilling2ᚖbillingapiᚋbillingᚐWorkspaceBilling(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workspace_billing(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Workspace",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_WorkspaceBilling(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Workspace_subscription(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1553,6 +1586,12 @@ func (ec *executionContext) _Workspace(ctx context.Context, sel ast.SelectionSet
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Workspace_upcomingInvoice(ctx, field, obj)
+				})
+		case "billing":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Workspace_billing(ctx, field, obj)
 				})
 		case "subscription":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,

@@ -186,6 +186,63 @@ func (e AccessLevel) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+type BillingAction string
+
+const (
+	// A payment waits for 3D Secure or another card.
+	BillingActionConfirmPayment BillingAction = "CONFIRM_PAYMENT"
+	// The default card expires this month, or payments are past due.
+	BillingActionUpdatePaymentMethod BillingAction = "UPDATE_PAYMENT_METHOD"
+)
+
+var AllBillingAction = []BillingAction{
+	BillingActionConfirmPayment,
+	BillingActionUpdatePaymentMethod,
+}
+
+func (e BillingAction) IsValid() bool {
+	switch e {
+	case BillingActionConfirmPayment, BillingActionUpdatePaymentMethod:
+		return true
+	}
+	return false
+}
+
+func (e BillingAction) String() string {
+	return string(e)
+}
+
+func (e *BillingAction) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = BillingAction(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid BillingAction", str)
+	}
+	return nil
+}
+
+func (e BillingAction) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *BillingAction) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e BillingAction) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 type CheckoutMode string
 
 const (
