@@ -26,6 +26,9 @@ type CheckoutInput struct {
 	// session; without it, identical requests within the same ten minutes
 	// share one session (a double click opens one page).
 	IdempotencyKey string
+	// AllowPromotionCodes lets the customer enter a promotion code on
+	// Stripe's page.
+	AllowPromotionCodes bool
 }
 
 // MaxCheckoutQuantity bounds a line item's quantity (seats, units).
@@ -89,7 +92,7 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 	if distinct == "" {
 		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
 	}
-	reqKey := idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), distinct)
+	reqKey := idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), fmt.Sprint(in.AllowPromotionCodes), distinct)
 	row, mine, err := claimRequest(ctx, s.checkoutClaim(reqKey, in.WorkspaceID, mode, plan, planName, in.Quantity, v.UserID))
 	if err != nil {
 		return nil, err
@@ -106,6 +109,9 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 		SuccessURL:        stripe.String(s.cfg.BaseURL + "/payment/success?session_id={CHECKOUT_SESSION_ID}"),
 		CancelURL:         stripe.String(s.cfg.BaseURL + "/payment/cancelled"),
 		Metadata:          meta,
+	}
+	if in.AllowPromotionCodes {
+		params.AllowPromotionCodes = stripe.Bool(true)
 	}
 	if mode == checkoutsession.ModeSubscription {
 		subMeta, err := SubscriptionMetadata(in.WorkspaceID, planName)

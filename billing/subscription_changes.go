@@ -20,6 +20,9 @@ type PlanChangeInput struct {
 	// ProrationBehavior is create_prorations (default), none or
 	// always_invoice.
 	ProrationBehavior string
+	// PromotionCode is an optional customer-facing code, checked with
+	// Stripe before use.
+	PromotionCode string
 }
 
 // liveSubscription returns the workspace's current subscription when it
@@ -77,6 +80,12 @@ func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput
 	if err != nil {
 		return nil, err
 	}
+	promoID := ""
+	if in.PromotionCode != "" {
+		if promoID, err = s.promotionCodeID(ctx, in.PromotionCode); err != nil {
+			return nil, err
+		}
+	}
 	planName := planNameOf(plan)
 	meta, err := SubscriptionMetadata(in.WorkspaceID, planName)
 	if err != nil {
@@ -89,8 +98,12 @@ func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput
 		ProrationBehavior: stripe.String(in.ProrationBehavior),
 		Metadata:          meta,
 	}
+	if promoID != "" {
+		params.PromotionCode = stripe.String(promoID)
+	}
+	params.AddExpand("discount.promotion_code")
 	params.Context = ctx
-	params.SetIdempotencyKey(changeKey("sub-change", ws, row, plan.PriceID, fmt.Sprint(in.Quantity), in.ProrationBehavior))
+	params.SetIdempotencyKey(changeKey("sub-change", ws, row, plan.PriceID, fmt.Sprint(in.Quantity), in.ProrationBehavior, promoID))
 	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {
 		return s.stripe.Subscriptions.Update(*row.StripeSubscriptionID, params)
 	})

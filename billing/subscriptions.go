@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"billingapi/auth"
@@ -40,6 +41,15 @@ type SubscriptionView struct {
 	CancelAtPeriodEnd    bool       `json:"cancel_at_period_end"`
 	CanceledAt           *time.Time `json:"canceled_at,omitempty"`
 	TrialEnd             *time.Time `json:"trial_end,omitempty"`
+	Discount             *Discount  `json:"discount,omitempty"`
+}
+
+// Discount is the discount a subscription carries: a percentage or an
+// amount off (in the smallest currency unit).
+type Discount struct {
+	Code       string  `json:"code,omitempty"`
+	PercentOff float64 `json:"percent_off,omitempty"`
+	AmountOff  int64   `json:"amount_off,omitempty"`
 }
 
 // BillingStatus is the snapshot the status cache keeps per workspace: the
@@ -58,6 +68,9 @@ func viewOf(row *ent.Subscription) *SubscriptionView {
 	}
 	if row.StripeSubscriptionID != nil {
 		v.StripeSubscriptionID = *row.StripeSubscriptionID
+	}
+	if row.DiscountCode != "" || row.DiscountPercentOff != 0 || row.DiscountAmountOff != 0 {
+		v.Discount = &Discount{Code: row.DiscountCode, PercentOff: row.DiscountPercentOff, AmountOff: row.DiscountAmountOff}
 	}
 	return v
 }
@@ -142,6 +155,9 @@ type SubscriptionInput struct {
 	// IdempotencyKey is optional; without it, identical requests within
 	// ten minutes share one subscription.
 	IdempotencyKey string
+	// PromotionCode is an optional customer-facing code, checked with
+	// Stripe before use.
+	PromotionCode string
 }
 
 // SubscriptionResult is a subscription and, when a first payment must be
@@ -186,7 +202,7 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	if distinct == "" {
 		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
 	}
-	reqKey := idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, in.LookupKey, fmt.Sprint(in.Quantity), fmt.Sprint(trialDays), distinct)
+	reqKey := idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, in.LookupKey, fmt.Sprint(in.Quantity), fmt.Sprint(trialDays), strings.ToUpper(in.PromotionCode), distinct)
 	// Refuse early, before any Stripe call; the claim repeats the check
 	// under a lock.
 	if live, err := hasLiveSubscription(ctx, s.db, in.WorkspaceID, reqKey); err != nil {
@@ -197,6 +213,12 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	plan, err := s.recurringPlan(ctx, in.LookupKey)
 	if err != nil {
 		return nil, err
+	}
+	promoID := ""
+	if in.PromotionCode != "" {
+		if promoID, err = s.promotionCodeID(ctx, in.PromotionCode); err != nil {
+			return nil, err
+		}
 	}
 	customerID, err := s.EnsureCustomer(ctx, in.WorkspaceID)
 	if err != nil {
@@ -225,6 +247,10 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	if trialDays > 0 {
 		params.TrialPeriodDays = stripe.Int64(trialDays)
 	}
+	if promoID != "" {
+		params.PromotionCode = stripe.String(promoID)
+	}
+	params.AddExpand("discount.promotion_code")
 	params.AddExpand("latest_invoice.payment_intent")
 	params.AddExpand("pending_setup_intent")
 	params.Context = ctx
@@ -497,6 +523,20 @@ func fillSubscription(m *ent.SubscriptionMutation, sub *stripe.Subscription, ite
 	if ev != nil {
 		m.SetLastEventAt(ev.Created)
 		m.SetLastEventID(ev.ID)
+	}
+	m.ClearDiscountCode()
+	m.ClearDiscountPercentOff()
+	m.ClearDiscountAmountOff()
+	if d := sub.Discount; d != nil {
+		if d.PromotionCode != nil && d.PromotionCode.Code != "" {
+			m.SetDiscountCode(d.PromotionCode.Code)
+		} else if d.Coupon != nil {
+			m.SetDiscountCode(d.Coupon.ID)
+		}
+		if d.Coupon != nil {
+			m.SetDiscountPercentOff(d.Coupon.PercentOff)
+			m.SetDiscountAmountOff(d.Coupon.AmountOff)
+		}
 	}
 }
 

@@ -180,6 +180,9 @@ var schemaGraph = func() *sqlgraph.Schema {
 			subscription.FieldCancelAtPeriodEnd:    {Type: field.TypeBool, Column: subscription.FieldCancelAtPeriodEnd},
 			subscription.FieldCanceledAt:           {Type: field.TypeTime, Column: subscription.FieldCanceledAt},
 			subscription.FieldTrialEnd:             {Type: field.TypeTime, Column: subscription.FieldTrialEnd},
+			subscription.FieldDiscountCode:         {Type: field.TypeString, Column: subscription.FieldDiscountCode},
+			subscription.FieldDiscountPercentOff:   {Type: field.TypeFloat64, Column: subscription.FieldDiscountPercentOff},
+			subscription.FieldDiscountAmountOff:    {Type: field.TypeInt64, Column: subscription.FieldDiscountAmountOff},
 			subscription.FieldLastEventAt:          {Type: field.TypeTime, Column: subscription.FieldLastEventAt},
 			subscription.FieldLastEventID:          {Type: field.TypeString, Column: subscription.FieldLastEventID},
 			subscription.FieldCreatedBy:            {Type: field.TypeString, Column: subscription.FieldCreatedBy},
@@ -1205,6 +1208,21 @@ func (f *SubscriptionFilter) WhereCanceledAt(p entql.TimeP) {
 // WhereTrialEnd applies the entql time.Time predicate on the trial_end field.
 func (f *SubscriptionFilter) WhereTrialEnd(p entql.TimeP) {
 	f.Where(p.Field(subscription.FieldTrialEnd))
+}
+
+// WhereDiscountCode applies the entql string predicate on the discount_code field.
+func (f *SubscriptionFilter) WhereDiscountCode(p entql.StringP) {
+	f.Where(p.Field(subscription.FieldDiscountCode))
+}
+
+// WhereDiscountPercentOff applies the entql float64 predicate on the discount_percent_off field.
+func (f *SubscriptionFilter) WhereDiscountPercentOff(p entql.Float64P) {
+	f.Where(p.Field(subscription.FieldDiscountPercentOff))
+}
+
+// WhereDiscountAmountOff applies the entql int64 predicate on the discount_amount_off field.
+func (f *SubscriptionFilter) WhereDiscountAmountOff(p entql.Int64P) {
+	f.Where(p.Field(subscription.FieldDiscountAmountOff))
 }
 
 // WhereLastEventAt applies the entql time.Time predicate on the last_event_at field.

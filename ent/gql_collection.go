@@ -944,6 +944,21 @@ func (_q *SubscriptionQuery) collectField(ctx context.Context, oneNode bool, opC
 				selectedFields = append(selectedFields, subscription.FieldTrialEnd)
 				fieldSeen[subscription.FieldTrialEnd] = struct{}{}
 			}
+		case "discountCode":
+			if _, ok := fieldSeen[subscription.FieldDiscountCode]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldDiscountCode)
+				fieldSeen[subscription.FieldDiscountCode] = struct{}{}
+			}
+		case "discountPercentOff":
+			if _, ok := fieldSeen[subscription.FieldDiscountPercentOff]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldDiscountPercentOff)
+				fieldSeen[subscription.FieldDiscountPercentOff] = struct{}{}
+			}
+		case "discountAmountOff":
+			if _, ok := fieldSeen[subscription.FieldDiscountAmountOff]; !ok {
+				selectedFields = append(selectedFields, subscription.FieldDiscountAmountOff)
+				fieldSeen[subscription.FieldDiscountAmountOff] = struct{}{}
+			}
 		case "lastEventAt":
 			if _, ok := fieldSeen[subscription.FieldLastEventAt]; !ok {
 				selectedFields = append(selectedFields, subscription.FieldLastEventAt)

@@ -5950,6 +5950,11 @@ type SubscriptionMutation struct {
 	cancel_at_period_end    *bool
 	canceled_at             *time.Time
 	trial_end               *time.Time
+	discount_code           *string
+	discount_percent_off    *float64
+	adddiscount_percent_off *float64
+	discount_amount_off     *int64
+	adddiscount_amount_off  *int64
 	last_event_at           *time.Time
 	last_event_id           *string
 	created_by              *string
@@ -6882,6 +6887,195 @@ func (m *SubscriptionMutation) ResetTrialEnd() {
 	delete(m.clearedFields, subscription.FieldTrialEnd)
 }
 
+// SetDiscountCode sets the "discount_code" field.
+func (m *SubscriptionMutation) SetDiscountCode(s string) {
+	m.discount_code = &s
+}
+
+// DiscountCode returns the value of the "discount_code" field in the mutation.
+func (m *SubscriptionMutation) DiscountCode() (r string, exists bool) {
+	v := m.discount_code
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDiscountCode returns the old "discount_code" field's value of the Subscription entity.
+// If the Subscription object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SubscriptionMutation) OldDiscountCode(ctx context.Context) (v string, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDiscountCode is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDiscountCode requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDiscountCode: %w", err)
+	}
+	return oldValue.DiscountCode, nil
+}
+
+// ClearDiscountCode clears the value of the "discount_code" field.
+func (m *SubscriptionMutation) ClearDiscountCode() {
+	m.discount_code = nil
+	m.clearedFields[subscription.FieldDiscountCode] = struct{}{}
+}
+
+// DiscountCodeCleared returns if the "discount_code" field was cleared in this mutation.
+func (m *SubscriptionMutation) DiscountCodeCleared() bool {
+	_, ok := m.clearedFields[subscription.FieldDiscountCode]
+	return ok
+}
+
+// ResetDiscountCode resets all changes to the "discount_code" field.
+func (m *SubscriptionMutation) ResetDiscountCode() {
+	m.discount_code = nil
+	delete(m.clearedFields, subscription.FieldDiscountCode)
+}
+
+// SetDiscountPercentOff sets the "discount_percent_off" field.
+func (m *SubscriptionMutation) SetDiscountPercentOff(f float64) {
+	m.discount_percent_off = &f
+	m.adddiscount_percent_off = nil
+}
+
+// DiscountPercentOff returns the value of the "discount_percent_off" field in the mutation.
+func (m *SubscriptionMutation) DiscountPercentOff() (r float64, exists bool) {
+	v := m.discount_percent_off
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDiscountPercentOff returns the old "discount_percent_off" field's value of the Subscription entity.
+// If the Subscription object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SubscriptionMutation) OldDiscountPercentOff(ctx context.Context) (v float64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDiscountPercentOff is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDiscountPercentOff requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDiscountPercentOff: %w", err)
+	}
+	return oldValue.DiscountPercentOff, nil
+}
+
+// AddDiscountPercentOff adds f to the "discount_percent_off" field.
+func (m *SubscriptionMutation) AddDiscountPercentOff(f float64) {
+	if m.adddiscount_percent_off != nil {
+		*m.adddiscount_percent_off += f
+	} else {
+		m.adddiscount_percent_off = &f
+	}
+}
+
+// AddedDiscountPercentOff returns the value that was added to the "discount_percent_off" field in this mutation.
+func (m *SubscriptionMutation) AddedDiscountPercentOff() (r float64, exists bool) {
+	v := m.adddiscount_percent_off
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearDiscountPercentOff clears the value of the "discount_percent_off" field.
+func (m *SubscriptionMutation) ClearDiscountPercentOff() {
+	m.discount_percent_off = nil
+	m.adddiscount_percent_off = nil
+	m.clearedFields[subscription.FieldDiscountPercentOff] = struct{}{}
+}
+
+// DiscountPercentOffCleared returns if the "discount_percent_off" field was cleared in this mutation.
+func (m *SubscriptionMutation) DiscountPercentOffCleared() bool {
+	_, ok := m.clearedFields[subscription.FieldDiscountPercentOff]
+	return ok
+}
+
+// ResetDiscountPercentOff resets all changes to the "discount_percent_off" field.
+func (m *SubscriptionMutation) ResetDiscountPercentOff() {
+	m.discount_percent_off = nil
+	m.adddiscount_percent_off = nil
+	delete(m.clearedFields, subscription.FieldDiscountPercentOff)
+}
+
+// SetDiscountAmountOff sets the "discount_amount_off" field.
+func (m *SubscriptionMutation) SetDiscountAmountOff(i int64) {
+	m.discount_amount_off = &i
+	m.adddiscount_amount_off = nil
+}
+
+// DiscountAmountOff returns the value of the "discount_amount_off" field in the mutation.
+func (m *SubscriptionMutation) DiscountAmountOff() (r int64, exists bool) {
+	v := m.discount_amount_off
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// OldDiscountAmountOff returns the old "discount_amount_off" field's value of the Subscription entity.
+// If the Subscription object wasn't provided to the builder, the object is fetched from the database.
+// An error is returned if the mutation operation is not UpdateOne, or the database query fails.
+func (m *SubscriptionMutation) OldDiscountAmountOff(ctx context.Context) (v int64, err error) {
+	if !m.op.Is(OpUpdateOne) {
+		return v, errors.New("OldDiscountAmountOff is only allowed on UpdateOne operations")
+	}
+	if m.id == nil || m.oldValue == nil {
+		return v, errors.New("OldDiscountAmountOff requires an ID field in the mutation")
+	}
+	oldValue, err := m.oldValue(ctx)
+	if err != nil {
+		return v, fmt.Errorf("querying old value for OldDiscountAmountOff: %w", err)
+	}
+	return oldValue.DiscountAmountOff, nil
+}
+
+// AddDiscountAmountOff adds i to the "discount_amount_off" field.
+func (m *SubscriptionMutation) AddDiscountAmountOff(i int64) {
+	if m.adddiscount_amount_off != nil {
+		*m.adddiscount_amount_off += i
+	} else {
+		m.adddiscount_amount_off = &i
+	}
+}
+
+// AddedDiscountAmountOff returns the value that was added to the "discount_amount_off" field in this mutation.
+func (m *SubscriptionMutation) AddedDiscountAmountOff() (r int64, exists bool) {
+	v := m.adddiscount_amount_off
+	if v == nil {
+		return
+	}
+	return *v, true
+}
+
+// ClearDiscountAmountOff clears the value of the "discount_amount_off" field.
+func (m *SubscriptionMutation) ClearDiscountAmountOff() {
+	m.discount_amount_off = nil
+	m.adddiscount_amount_off = nil
+	m.clearedFields[subscription.FieldDiscountAmountOff] = struct{}{}
+}
+
+// DiscountAmountOffCleared returns if the "discount_amount_off" field was cleared in this mutation.
+func (m *SubscriptionMutation) DiscountAmountOffCleared() bool {
+	_, ok := m.clearedFields[subscription.FieldDiscountAmountOff]
+	return ok
+}
+
+// ResetDiscountAmountOff resets all changes to the "discount_amount_off" field.
+func (m *SubscriptionMutation) ResetDiscountAmountOff() {
+	m.discount_amount_off = nil
+	m.adddiscount_amount_off = nil
+	delete(m.clearedFields, subscription.FieldDiscountAmountOff)
+}
+
 // SetLastEventAt sets the "last_event_at" field.
 func (m *SubscriptionMutation) SetLastEventAt(t time.Time) {
 	m.last_event_at = &t
@@ -7077,7 +7271,7 @@ func (m *SubscriptionMutation) Type() string {
 // order to get all numeric fields that were incremented/decremented, call
 // AddedFields().
 func (m *SubscriptionMutation) Fields() []string {
-	fields := make([]string, 0, 21)
+	fields := make([]string, 0, 24)
 	if m.workspace != nil {
 		fields = append(fields, subscription.FieldWorkspaceID)
 	}
@@ -7132,6 +7326,15 @@ func (m *SubscriptionMutation) Fields() []string {
 	if m.trial_end != nil {
 		fields = append(fields, subscription.FieldTrialEnd)
 	}
+	if m.discount_code != nil {
+		fields = append(fields, subscription.FieldDiscountCode)
+	}
+	if m.discount_percent_off != nil {
+		fields = append(fields, subscription.FieldDiscountPercentOff)
+	}
+	if m.discount_amount_off != nil {
+		fields = append(fields, subscription.FieldDiscountAmountOff)
+	}
 	if m.last_event_at != nil {
 		fields = append(fields, subscription.FieldLastEventAt)
 	}
@@ -7185,6 +7388,12 @@ func (m *SubscriptionMutation) Field(name string) (ent.Value, bool) {
 		return m.CanceledAt()
 	case subscription.FieldTrialEnd:
 		return m.TrialEnd()
+	case subscription.FieldDiscountCode:
+		return m.DiscountCode()
+	case subscription.FieldDiscountPercentOff:
+		return m.DiscountPercentOff()
+	case subscription.FieldDiscountAmountOff:
+		return m.DiscountAmountOff()
 	case subscription.FieldLastEventAt:
 		return m.LastEventAt()
 	case subscription.FieldLastEventID:
@@ -7236,6 +7445,12 @@ func (m *SubscriptionMutation) OldField(ctx context.Context, name string) (ent.V
 		return m.OldCanceledAt(ctx)
 	case subscription.FieldTrialEnd:
 		return m.OldTrialEnd(ctx)
+	case subscription.FieldDiscountCode:
+		return m.OldDiscountCode(ctx)
+	case subscription.FieldDiscountPercentOff:
+		return m.OldDiscountPercentOff(ctx)
+	case subscription.FieldDiscountAmountOff:
+		return m.OldDiscountAmountOff(ctx)
 	case subscription.FieldLastEventAt:
 		return m.OldLastEventAt(ctx)
 	case subscription.FieldLastEventID:
@@ -7377,6 +7592,27 @@ func (m *SubscriptionMutation) SetField(name string, value ent.Value) error {
 		}
 		m.SetTrialEnd(v)
 		return nil
+	case subscription.FieldDiscountCode:
+		v, ok := value.(string)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDiscountCode(v)
+		return nil
+	case subscription.FieldDiscountPercentOff:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDiscountPercentOff(v)
+		return nil
+	case subscription.FieldDiscountAmountOff:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.SetDiscountAmountOff(v)
+		return nil
 	case subscription.FieldLastEventAt:
 		v, ok := value.(time.Time)
 		if !ok {
@@ -7409,6 +7645,12 @@ func (m *SubscriptionMutation) AddedFields() []string {
 	if m.addquantity != nil {
 		fields = append(fields, subscription.FieldQuantity)
 	}
+	if m.adddiscount_percent_off != nil {
+		fields = append(fields, subscription.FieldDiscountPercentOff)
+	}
+	if m.adddiscount_amount_off != nil {
+		fields = append(fields, subscription.FieldDiscountAmountOff)
+	}
 	return fields
 }
 
@@ -7419,6 +7661,10 @@ func (m *SubscriptionMutation) AddedField(name string) (ent.Value, bool) {
 	switch name {
 	case subscription.FieldQuantity:
 		return m.AddedQuantity()
+	case subscription.FieldDiscountPercentOff:
+		return m.AddedDiscountPercentOff()
+	case subscription.FieldDiscountAmountOff:
+		return m.AddedDiscountAmountOff()
 	}
 	return nil, false
 }
@@ -7434,6 +7680,20 @@ func (m *SubscriptionMutation) AddField(name string, value ent.Value) error {
 			return fmt.Errorf("unexpected type %T for field %s", value, name)
 		}
 		m.AddQuantity(v)
+		return nil
+	case subscription.FieldDiscountPercentOff:
+		v, ok := value.(float64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDiscountPercentOff(v)
+		return nil
+	case subscription.FieldDiscountAmountOff:
+		v, ok := value.(int64)
+		if !ok {
+			return fmt.Errorf("unexpected type %T for field %s", value, name)
+		}
+		m.AddDiscountAmountOff(v)
 		return nil
 	}
 	return fmt.Errorf("unknown Subscription numeric field %s", name)
@@ -7469,6 +7729,15 @@ func (m *SubscriptionMutation) ClearedFields() []string {
 	}
 	if m.FieldCleared(subscription.FieldTrialEnd) {
 		fields = append(fields, subscription.FieldTrialEnd)
+	}
+	if m.FieldCleared(subscription.FieldDiscountCode) {
+		fields = append(fields, subscription.FieldDiscountCode)
+	}
+	if m.FieldCleared(subscription.FieldDiscountPercentOff) {
+		fields = append(fields, subscription.FieldDiscountPercentOff)
+	}
+	if m.FieldCleared(subscription.FieldDiscountAmountOff) {
+		fields = append(fields, subscription.FieldDiscountAmountOff)
 	}
 	if m.FieldCleared(subscription.FieldLastEventAt) {
 		fields = append(fields, subscription.FieldLastEventAt)
@@ -7516,6 +7785,15 @@ func (m *SubscriptionMutation) ClearField(name string) error {
 		return nil
 	case subscription.FieldTrialEnd:
 		m.ClearTrialEnd()
+		return nil
+	case subscription.FieldDiscountCode:
+		m.ClearDiscountCode()
+		return nil
+	case subscription.FieldDiscountPercentOff:
+		m.ClearDiscountPercentOff()
+		return nil
+	case subscription.FieldDiscountAmountOff:
+		m.ClearDiscountAmountOff()
 		return nil
 	case subscription.FieldLastEventAt:
 		m.ClearLastEventAt()
@@ -7584,6 +7862,15 @@ func (m *SubscriptionMutation) ResetField(name string) error {
 		return nil
 	case subscription.FieldTrialEnd:
 		m.ResetTrialEnd()
+		return nil
+	case subscription.FieldDiscountCode:
+		m.ResetDiscountCode()
+		return nil
+	case subscription.FieldDiscountPercentOff:
+		m.ResetDiscountPercentOff()
+		return nil
+	case subscription.FieldDiscountAmountOff:
+		m.ResetDiscountAmountOff()
 		return nil
 	case subscription.FieldLastEventAt:
 		m.ResetLastEventAt()

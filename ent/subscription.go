@@ -56,6 +56,12 @@ type Subscription struct {
 	CanceledAt *time.Time `json:"canceled_at,omitempty"`
 	// TrialEnd holds the value of the "trial_end" field.
 	TrialEnd *time.Time `json:"trial_end,omitempty"`
+	// DiscountCode holds the value of the "discount_code" field.
+	DiscountCode string `json:"discount_code,omitempty"`
+	// DiscountPercentOff holds the value of the "discount_percent_off" field.
+	DiscountPercentOff float64 `json:"discount_percent_off,omitempty"`
+	// DiscountAmountOff holds the value of the "discount_amount_off" field.
+	DiscountAmountOff int64 `json:"discount_amount_off,omitempty"`
 	// LastEventAt holds the value of the "last_event_at" field.
 	LastEventAt *time.Time `json:"last_event_at,omitempty"`
 	// LastEventID holds the value of the "last_event_id" field.
@@ -99,9 +105,11 @@ func (*Subscription) scanValues(columns []string) ([]any, error) {
 			values[i] = new([]byte)
 		case subscription.FieldCancelAtPeriodEnd:
 			values[i] = new(sql.NullBool)
-		case subscription.FieldQuantity:
+		case subscription.FieldDiscountPercentOff:
+			values[i] = new(sql.NullFloat64)
+		case subscription.FieldQuantity, subscription.FieldDiscountAmountOff:
 			values[i] = new(sql.NullInt64)
-		case subscription.FieldStripeSubscriptionID, subscription.FieldRequestKey, subscription.FieldStatus, subscription.FieldPlan, subscription.FieldLookupKey, subscription.FieldPriceID, subscription.FieldStripeItemID, subscription.FieldLastEventID, subscription.FieldCreatedBy:
+		case subscription.FieldStripeSubscriptionID, subscription.FieldRequestKey, subscription.FieldStatus, subscription.FieldPlan, subscription.FieldLookupKey, subscription.FieldPriceID, subscription.FieldStripeItemID, subscription.FieldDiscountCode, subscription.FieldLastEventID, subscription.FieldCreatedBy:
 			values[i] = new(sql.NullString)
 		case subscription.FieldCreateTime, subscription.FieldUpdateTime, subscription.FieldCurrentPeriodStart, subscription.FieldCurrentPeriodEnd, subscription.FieldCanceledAt, subscription.FieldTrialEnd, subscription.FieldLastEventAt:
 			values[i] = new(sql.NullTime)
@@ -246,6 +254,24 @@ func (_m *Subscription) assignValues(columns []string, values []any) error {
 				_m.TrialEnd = new(time.Time)
 				*_m.TrialEnd = value.Time
 			}
+		case subscription.FieldDiscountCode:
+			if value, ok := values[i].(*sql.NullString); !ok {
+				return fmt.Errorf("unexpected type %T for field discount_code", values[i])
+			} else if value.Valid {
+				_m.DiscountCode = value.String
+			}
+		case subscription.FieldDiscountPercentOff:
+			if value, ok := values[i].(*sql.NullFloat64); !ok {
+				return fmt.Errorf("unexpected type %T for field discount_percent_off", values[i])
+			} else if value.Valid {
+				_m.DiscountPercentOff = value.Float64
+			}
+		case subscription.FieldDiscountAmountOff:
+			if value, ok := values[i].(*sql.NullInt64); !ok {
+				return fmt.Errorf("unexpected type %T for field discount_amount_off", values[i])
+			} else if value.Valid {
+				_m.DiscountAmountOff = value.Int64
+			}
 		case subscription.FieldLastEventAt:
 			if value, ok := values[i].(*sql.NullTime); !ok {
 				return fmt.Errorf("unexpected type %T for field last_event_at", values[i])
@@ -371,6 +397,15 @@ func (_m *Subscription) String() string {
 		builder.WriteString("trial_end=")
 		builder.WriteString(v.Format(time.ANSIC))
 	}
+	builder.WriteString(", ")
+	builder.WriteString("discount_code=")
+	builder.WriteString(_m.DiscountCode)
+	builder.WriteString(", ")
+	builder.WriteString("discount_percent_off=")
+	builder.WriteString(fmt.Sprintf("%v", _m.DiscountPercentOff))
+	builder.WriteString(", ")
+	builder.WriteString("discount_amount_off=")
+	builder.WriteString(fmt.Sprintf("%v", _m.DiscountAmountOff))
 	builder.WriteString(", ")
 	if v := _m.LastEventAt; v != nil {
 		builder.WriteString("last_event_at=")

@@ -229,6 +229,48 @@ func (_c *SubscriptionCreate) SetNillableTrialEnd(v *time.Time) *SubscriptionCre
 	return _c
 }
 
+// SetDiscountCode sets the "discount_code" field.
+func (_c *SubscriptionCreate) SetDiscountCode(v string) *SubscriptionCreate {
+	_c.mutation.SetDiscountCode(v)
+	return _c
+}
+
+// SetNillableDiscountCode sets the "discount_code" field if the given value is not nil.
+func (_c *SubscriptionCreate) SetNillableDiscountCode(v *string) *SubscriptionCreate {
+	if v != nil {
+		_c.SetDiscountCode(*v)
+	}
+	return _c
+}
+
+// SetDiscountPercentOff sets the "discount_percent_off" field.
+func (_c *SubscriptionCreate) SetDiscountPercentOff(v float64) *SubscriptionCreate {
+	_c.mutation.SetDiscountPercentOff(v)
+	return _c
+}
+
+// SetNillableDiscountPercentOff sets the "discount_percent_off" field if the given value is not nil.
+func (_c *SubscriptionCreate) SetNillableDiscountPercentOff(v *float64) *SubscriptionCreate {
+	if v != nil {
+		_c.SetDiscountPercentOff(*v)
+	}
+	return _c
+}
+
+// SetDiscountAmountOff sets the "discount_amount_off" field.
+func (_c *SubscriptionCreate) SetDiscountAmountOff(v int64) *SubscriptionCreate {
+	_c.mutation.SetDiscountAmountOff(v)
+	return _c
+}
+
+// SetNillableDiscountAmountOff sets the "discount_amount_off" field if the given value is not nil.
+func (_c *SubscriptionCreate) SetNillableDiscountAmountOff(v *int64) *SubscriptionCreate {
+	if v != nil {
+		_c.SetDiscountAmountOff(*v)
+	}
+	return _c
+}
+
 // SetLastEventAt sets the "last_event_at" field.
 func (_c *SubscriptionCreate) SetLastEventAt(v time.Time) *SubscriptionCreate {
 	_c.mutation.SetLastEventAt(v)
@@ -424,6 +466,11 @@ func (_c *SubscriptionCreate) check() error {
 	if _, ok := _c.mutation.CancelAtPeriodEnd(); !ok {
 		return &ValidationError{Name: "cancel_at_period_end", err: errors.New(`ent: missing required field "Subscription.cancel_at_period_end"`)}
 	}
+	if v, ok := _c.mutation.DiscountCode(); ok {
+		if err := subscription.DiscountCodeValidator(v); err != nil {
+			return &ValidationError{Name: "discount_code", err: fmt.Errorf(`ent: validator failed for field "Subscription.discount_code": %w`, err)}
+		}
+	}
 	if v, ok := _c.mutation.LastEventID(); ok {
 		if err := subscription.LastEventIDValidator(v); err != nil {
 			return &ValidationError{Name: "last_event_id", err: fmt.Errorf(`ent: validator failed for field "Subscription.last_event_id": %w`, err)}
@@ -543,6 +590,18 @@ func (_c *SubscriptionCreate) createSpec() (*Subscription, *sqlgraph.CreateSpec)
 	if value, ok := _c.mutation.TrialEnd(); ok {
 		_spec.SetField(subscription.FieldTrialEnd, field.TypeTime, value)
 		_node.TrialEnd = &value
+	}
+	if value, ok := _c.mutation.DiscountCode(); ok {
+		_spec.SetField(subscription.FieldDiscountCode, field.TypeString, value)
+		_node.DiscountCode = value
+	}
+	if value, ok := _c.mutation.DiscountPercentOff(); ok {
+		_spec.SetField(subscription.FieldDiscountPercentOff, field.TypeFloat64, value)
+		_node.DiscountPercentOff = value
+	}
+	if value, ok := _c.mutation.DiscountAmountOff(); ok {
+		_spec.SetField(subscription.FieldDiscountAmountOff, field.TypeInt64, value)
+		_node.DiscountAmountOff = value
 	}
 	if value, ok := _c.mutation.LastEventAt(); ok {
 		_spec.SetField(subscription.FieldLastEventAt, field.TypeTime, value)
@@ -856,6 +915,72 @@ func (u *SubscriptionUpsert) UpdateTrialEnd() *SubscriptionUpsert {
 // ClearTrialEnd clears the value of the "trial_end" field.
 func (u *SubscriptionUpsert) ClearTrialEnd() *SubscriptionUpsert {
 	u.SetNull(subscription.FieldTrialEnd)
+	return u
+}
+
+// SetDiscountCode sets the "discount_code" field.
+func (u *SubscriptionUpsert) SetDiscountCode(v string) *SubscriptionUpsert {
+	u.Set(subscription.FieldDiscountCode, v)
+	return u
+}
+
+// UpdateDiscountCode sets the "discount_code" field to the value that was provided on create.
+func (u *SubscriptionUpsert) UpdateDiscountCode() *SubscriptionUpsert {
+	u.SetExcluded(subscription.FieldDiscountCode)
+	return u
+}
+
+// ClearDiscountCode clears the value of the "discount_code" field.
+func (u *SubscriptionUpsert) ClearDiscountCode() *SubscriptionUpsert {
+	u.SetNull(subscription.FieldDiscountCode)
+	return u
+}
+
+// SetDiscountPercentOff sets the "discount_percent_off" field.
+func (u *SubscriptionUpsert) SetDiscountPercentOff(v float64) *SubscriptionUpsert {
+	u.Set(subscription.FieldDiscountPercentOff, v)
+	return u
+}
+
+// UpdateDiscountPercentOff sets the "discount_percent_off" field to the value that was provided on create.
+func (u *SubscriptionUpsert) UpdateDiscountPercentOff() *SubscriptionUpsert {
+	u.SetExcluded(subscription.FieldDiscountPercentOff)
+	return u
+}
+
+// AddDiscountPercentOff adds v to the "discount_percent_off" field.
+func (u *SubscriptionUpsert) AddDiscountPercentOff(v float64) *SubscriptionUpsert {
+	u.Add(subscription.FieldDiscountPercentOff, v)
+	return u
+}
+
+// ClearDiscountPercentOff clears the value of the "discount_percent_off" field.
+func (u *SubscriptionUpsert) ClearDiscountPercentOff() *SubscriptionUpsert {
+	u.SetNull(subscription.FieldDiscountPercentOff)
+	return u
+}
+
+// SetDiscountAmountOff sets the "discount_amount_off" field.
+func (u *SubscriptionUpsert) SetDiscountAmountOff(v int64) *SubscriptionUpsert {
+	u.Set(subscription.FieldDiscountAmountOff, v)
+	return u
+}
+
+// UpdateDiscountAmountOff sets the "discount_amount_off" field to the value that was provided on create.
+func (u *SubscriptionUpsert) UpdateDiscountAmountOff() *SubscriptionUpsert {
+	u.SetExcluded(subscription.FieldDiscountAmountOff)
+	return u
+}
+
+// AddDiscountAmountOff adds v to the "discount_amount_off" field.
+func (u *SubscriptionUpsert) AddDiscountAmountOff(v int64) *SubscriptionUpsert {
+	u.Add(subscription.FieldDiscountAmountOff, v)
+	return u
+}
+
+// ClearDiscountAmountOff clears the value of the "discount_amount_off" field.
+func (u *SubscriptionUpsert) ClearDiscountAmountOff() *SubscriptionUpsert {
+	u.SetNull(subscription.FieldDiscountAmountOff)
 	return u
 }
 
@@ -1225,6 +1350,83 @@ func (u *SubscriptionUpsertOne) UpdateTrialEnd() *SubscriptionUpsertOne {
 func (u *SubscriptionUpsertOne) ClearTrialEnd() *SubscriptionUpsertOne {
 	return u.Update(func(s *SubscriptionUpsert) {
 		s.ClearTrialEnd()
+	})
+}
+
+// SetDiscountCode sets the "discount_code" field.
+func (u *SubscriptionUpsertOne) SetDiscountCode(v string) *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.SetDiscountCode(v)
+	})
+}
+
+// UpdateDiscountCode sets the "discount_code" field to the value that was provided on create.
+func (u *SubscriptionUpsertOne) UpdateDiscountCode() *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.UpdateDiscountCode()
+	})
+}
+
+// ClearDiscountCode clears the value of the "discount_code" field.
+func (u *SubscriptionUpsertOne) ClearDiscountCode() *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.ClearDiscountCode()
+	})
+}
+
+// SetDiscountPercentOff sets the "discount_percent_off" field.
+func (u *SubscriptionUpsertOne) SetDiscountPercentOff(v float64) *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.SetDiscountPercentOff(v)
+	})
+}
+
+// AddDiscountPercentOff adds v to the "discount_percent_off" field.
+func (u *SubscriptionUpsertOne) AddDiscountPercentOff(v float64) *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.AddDiscountPercentOff(v)
+	})
+}
+
+// UpdateDiscountPercentOff sets the "discount_percent_off" field to the value that was provided on create.
+func (u *SubscriptionUpsertOne) UpdateDiscountPercentOff() *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.UpdateDiscountPercentOff()
+	})
+}
+
+// ClearDiscountPercentOff clears the value of the "discount_percent_off" field.
+func (u *SubscriptionUpsertOne) ClearDiscountPercentOff() *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.ClearDiscountPercentOff()
+	})
+}
+
+// SetDiscountAmountOff sets the "discount_amount_off" field.
+func (u *SubscriptionUpsertOne) SetDiscountAmountOff(v int64) *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.SetDiscountAmountOff(v)
+	})
+}
+
+// AddDiscountAmountOff adds v to the "discount_amount_off" field.
+func (u *SubscriptionUpsertOne) AddDiscountAmountOff(v int64) *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.AddDiscountAmountOff(v)
+	})
+}
+
+// UpdateDiscountAmountOff sets the "discount_amount_off" field to the value that was provided on create.
+func (u *SubscriptionUpsertOne) UpdateDiscountAmountOff() *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.UpdateDiscountAmountOff()
+	})
+}
+
+// ClearDiscountAmountOff clears the value of the "discount_amount_off" field.
+func (u *SubscriptionUpsertOne) ClearDiscountAmountOff() *SubscriptionUpsertOne {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.ClearDiscountAmountOff()
 	})
 }
 
@@ -1767,6 +1969,83 @@ func (u *SubscriptionUpsertBulk) UpdateTrialEnd() *SubscriptionUpsertBulk {
 func (u *SubscriptionUpsertBulk) ClearTrialEnd() *SubscriptionUpsertBulk {
 	return u.Update(func(s *SubscriptionUpsert) {
 		s.ClearTrialEnd()
+	})
+}
+
+// SetDiscountCode sets the "discount_code" field.
+func (u *SubscriptionUpsertBulk) SetDiscountCode(v string) *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.SetDiscountCode(v)
+	})
+}
+
+// UpdateDiscountCode sets the "discount_code" field to the value that was provided on create.
+func (u *SubscriptionUpsertBulk) UpdateDiscountCode() *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.UpdateDiscountCode()
+	})
+}
+
+// ClearDiscountCode clears the value of the "discount_code" field.
+func (u *SubscriptionUpsertBulk) ClearDiscountCode() *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.ClearDiscountCode()
+	})
+}
+
+// SetDiscountPercentOff sets the "discount_percent_off" field.
+func (u *SubscriptionUpsertBulk) SetDiscountPercentOff(v float64) *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.SetDiscountPercentOff(v)
+	})
+}
+
+// AddDiscountPercentOff adds v to the "discount_percent_off" field.
+func (u *SubscriptionUpsertBulk) AddDiscountPercentOff(v float64) *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.AddDiscountPercentOff(v)
+	})
+}
+
+// UpdateDiscountPercentOff sets the "discount_percent_off" field to the value that was provided on create.
+func (u *SubscriptionUpsertBulk) UpdateDiscountPercentOff() *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.UpdateDiscountPercentOff()
+	})
+}
+
+// ClearDiscountPercentOff clears the value of the "discount_percent_off" field.
+func (u *SubscriptionUpsertBulk) ClearDiscountPercentOff() *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.ClearDiscountPercentOff()
+	})
+}
+
+// SetDiscountAmountOff sets the "discount_amount_off" field.
+func (u *SubscriptionUpsertBulk) SetDiscountAmountOff(v int64) *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.SetDiscountAmountOff(v)
+	})
+}
+
+// AddDiscountAmountOff adds v to the "discount_amount_off" field.
+func (u *SubscriptionUpsertBulk) AddDiscountAmountOff(v int64) *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.AddDiscountAmountOff(v)
+	})
+}
+
+// UpdateDiscountAmountOff sets the "discount_amount_off" field to the value that was provided on create.
+func (u *SubscriptionUpsertBulk) UpdateDiscountAmountOff() *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.UpdateDiscountAmountOff()
+	})
+}
+
+// ClearDiscountAmountOff clears the value of the "discount_amount_off" field.
+func (u *SubscriptionUpsertBulk) ClearDiscountAmountOff() *SubscriptionUpsertBulk {
+	return u.Update(func(s *SubscriptionUpsert) {
+		s.ClearDiscountAmountOff()
 	})
 }
 

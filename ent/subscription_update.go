@@ -282,6 +282,80 @@ func (_u *SubscriptionUpdate) ClearTrialEnd() *SubscriptionUpdate {
 	return _u
 }
 
+// SetDiscountCode sets the "discount_code" field.
+func (_u *SubscriptionUpdate) SetDiscountCode(v string) *SubscriptionUpdate {
+	_u.mutation.SetDiscountCode(v)
+	return _u
+}
+
+// SetNillableDiscountCode sets the "discount_code" field if the given value is not nil.
+func (_u *SubscriptionUpdate) SetNillableDiscountCode(v *string) *SubscriptionUpdate {
+	if v != nil {
+		_u.SetDiscountCode(*v)
+	}
+	return _u
+}
+
+// ClearDiscountCode clears the value of the "discount_code" field.
+func (_u *SubscriptionUpdate) ClearDiscountCode() *SubscriptionUpdate {
+	_u.mutation.ClearDiscountCode()
+	return _u
+}
+
+// SetDiscountPercentOff sets the "discount_percent_off" field.
+func (_u *SubscriptionUpdate) SetDiscountPercentOff(v float64) *SubscriptionUpdate {
+	_u.mutation.ResetDiscountPercentOff()
+	_u.mutation.SetDiscountPercentOff(v)
+	return _u
+}
+
+// SetNillableDiscountPercentOff sets the "discount_percent_off" field if the given value is not nil.
+func (_u *SubscriptionUpdate) SetNillableDiscountPercentOff(v *float64) *SubscriptionUpdate {
+	if v != nil {
+		_u.SetDiscountPercentOff(*v)
+	}
+	return _u
+}
+
+// AddDiscountPercentOff adds value to the "discount_percent_off" field.
+func (_u *SubscriptionUpdate) AddDiscountPercentOff(v float64) *SubscriptionUpdate {
+	_u.mutation.AddDiscountPercentOff(v)
+	return _u
+}
+
+// ClearDiscountPercentOff clears the value of the "discount_percent_off" field.
+func (_u *SubscriptionUpdate) ClearDiscountPercentOff() *SubscriptionUpdate {
+	_u.mutation.ClearDiscountPercentOff()
+	return _u
+}
+
+// SetDiscountAmountOff sets the "discount_amount_off" field.
+func (_u *SubscriptionUpdate) SetDiscountAmountOff(v int64) *SubscriptionUpdate {
+	_u.mutation.ResetDiscountAmountOff()
+	_u.mutation.SetDiscountAmountOff(v)
+	return _u
+}
+
+// SetNillableDiscountAmountOff sets the "discount_amount_off" field if the given value is not nil.
+func (_u *SubscriptionUpdate) SetNillableDiscountAmountOff(v *int64) *SubscriptionUpdate {
+	if v != nil {
+		_u.SetDiscountAmountOff(*v)
+	}
+	return _u
+}
+
+// AddDiscountAmountOff adds value to the "discount_amount_off" field.
+func (_u *SubscriptionUpdate) AddDiscountAmountOff(v int64) *SubscriptionUpdate {
+	_u.mutation.AddDiscountAmountOff(v)
+	return _u
+}
+
+// ClearDiscountAmountOff clears the value of the "discount_amount_off" field.
+func (_u *SubscriptionUpdate) ClearDiscountAmountOff() *SubscriptionUpdate {
+	_u.mutation.ClearDiscountAmountOff()
+	return _u
+}
+
 // SetLastEventAt sets the "last_event_at" field.
 func (_u *SubscriptionUpdate) SetLastEventAt(v time.Time) *SubscriptionUpdate {
 	_u.mutation.SetLastEventAt(v)
@@ -406,6 +480,11 @@ func (_u *SubscriptionUpdate) check() error {
 			return &ValidationError{Name: "quantity", err: fmt.Errorf(`ent: validator failed for field "Subscription.quantity": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.DiscountCode(); ok {
+		if err := subscription.DiscountCodeValidator(v); err != nil {
+			return &ValidationError{Name: "discount_code", err: fmt.Errorf(`ent: validator failed for field "Subscription.discount_code": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.LastEventID(); ok {
 		if err := subscription.LastEventIDValidator(v); err != nil {
 			return &ValidationError{Name: "last_event_id", err: fmt.Errorf(`ent: validator failed for field "Subscription.last_event_id": %w`, err)}
@@ -513,6 +592,30 @@ func (_u *SubscriptionUpdate) sqlSave(ctx context.Context) (_node int, err error
 	}
 	if _u.mutation.TrialEndCleared() {
 		_spec.ClearField(subscription.FieldTrialEnd, field.TypeTime)
+	}
+	if value, ok := _u.mutation.DiscountCode(); ok {
+		_spec.SetField(subscription.FieldDiscountCode, field.TypeString, value)
+	}
+	if _u.mutation.DiscountCodeCleared() {
+		_spec.ClearField(subscription.FieldDiscountCode, field.TypeString)
+	}
+	if value, ok := _u.mutation.DiscountPercentOff(); ok {
+		_spec.SetField(subscription.FieldDiscountPercentOff, field.TypeFloat64, value)
+	}
+	if value, ok := _u.mutation.AddedDiscountPercentOff(); ok {
+		_spec.AddField(subscription.FieldDiscountPercentOff, field.TypeFloat64, value)
+	}
+	if _u.mutation.DiscountPercentOffCleared() {
+		_spec.ClearField(subscription.FieldDiscountPercentOff, field.TypeFloat64)
+	}
+	if value, ok := _u.mutation.DiscountAmountOff(); ok {
+		_spec.SetField(subscription.FieldDiscountAmountOff, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedDiscountAmountOff(); ok {
+		_spec.AddField(subscription.FieldDiscountAmountOff, field.TypeInt64, value)
+	}
+	if _u.mutation.DiscountAmountOffCleared() {
+		_spec.ClearField(subscription.FieldDiscountAmountOff, field.TypeInt64)
 	}
 	if value, ok := _u.mutation.LastEventAt(); ok {
 		_spec.SetField(subscription.FieldLastEventAt, field.TypeTime, value)
@@ -799,6 +902,80 @@ func (_u *SubscriptionUpdateOne) ClearTrialEnd() *SubscriptionUpdateOne {
 	return _u
 }
 
+// SetDiscountCode sets the "discount_code" field.
+func (_u *SubscriptionUpdateOne) SetDiscountCode(v string) *SubscriptionUpdateOne {
+	_u.mutation.SetDiscountCode(v)
+	return _u
+}
+
+// SetNillableDiscountCode sets the "discount_code" field if the given value is not nil.
+func (_u *SubscriptionUpdateOne) SetNillableDiscountCode(v *string) *SubscriptionUpdateOne {
+	if v != nil {
+		_u.SetDiscountCode(*v)
+	}
+	return _u
+}
+
+// ClearDiscountCode clears the value of the "discount_code" field.
+func (_u *SubscriptionUpdateOne) ClearDiscountCode() *SubscriptionUpdateOne {
+	_u.mutation.ClearDiscountCode()
+	return _u
+}
+
+// SetDiscountPercentOff sets the "discount_percent_off" field.
+func (_u *SubscriptionUpdateOne) SetDiscountPercentOff(v float64) *SubscriptionUpdateOne {
+	_u.mutation.ResetDiscountPercentOff()
+	_u.mutation.SetDiscountPercentOff(v)
+	return _u
+}
+
+// SetNillableDiscountPercentOff sets the "discount_percent_off" field if the given value is not nil.
+func (_u *SubscriptionUpdateOne) SetNillableDiscountPercentOff(v *float64) *SubscriptionUpdateOne {
+	if v != nil {
+		_u.SetDiscountPercentOff(*v)
+	}
+	return _u
+}
+
+// AddDiscountPercentOff adds value to the "discount_percent_off" field.
+func (_u *SubscriptionUpdateOne) AddDiscountPercentOff(v float64) *SubscriptionUpdateOne {
+	_u.mutation.AddDiscountPercentOff(v)
+	return _u
+}
+
+// ClearDiscountPercentOff clears the value of the "discount_percent_off" field.
+func (_u *SubscriptionUpdateOne) ClearDiscountPercentOff() *SubscriptionUpdateOne {
+	_u.mutation.ClearDiscountPercentOff()
+	return _u
+}
+
+// SetDiscountAmountOff sets the "discount_amount_off" field.
+func (_u *SubscriptionUpdateOne) SetDiscountAmountOff(v int64) *SubscriptionUpdateOne {
+	_u.mutation.ResetDiscountAmountOff()
+	_u.mutation.SetDiscountAmountOff(v)
+	return _u
+}
+
+// SetNillableDiscountAmountOff sets the "discount_amount_off" field if the given value is not nil.
+func (_u *SubscriptionUpdateOne) SetNillableDiscountAmountOff(v *int64) *SubscriptionUpdateOne {
+	if v != nil {
+		_u.SetDiscountAmountOff(*v)
+	}
+	return _u
+}
+
+// AddDiscountAmountOff adds value to the "discount_amount_off" field.
+func (_u *SubscriptionUpdateOne) AddDiscountAmountOff(v int64) *SubscriptionUpdateOne {
+	_u.mutation.AddDiscountAmountOff(v)
+	return _u
+}
+
+// ClearDiscountAmountOff clears the value of the "discount_amount_off" field.
+func (_u *SubscriptionUpdateOne) ClearDiscountAmountOff() *SubscriptionUpdateOne {
+	_u.mutation.ClearDiscountAmountOff()
+	return _u
+}
+
 // SetLastEventAt sets the "last_event_at" field.
 func (_u *SubscriptionUpdateOne) SetLastEventAt(v time.Time) *SubscriptionUpdateOne {
 	_u.mutation.SetLastEventAt(v)
@@ -936,6 +1113,11 @@ func (_u *SubscriptionUpdateOne) check() error {
 			return &ValidationError{Name: "quantity", err: fmt.Errorf(`ent: validator failed for field "Subscription.quantity": %w`, err)}
 		}
 	}
+	if v, ok := _u.mutation.DiscountCode(); ok {
+		if err := subscription.DiscountCodeValidator(v); err != nil {
+			return &ValidationError{Name: "discount_code", err: fmt.Errorf(`ent: validator failed for field "Subscription.discount_code": %w`, err)}
+		}
+	}
 	if v, ok := _u.mutation.LastEventID(); ok {
 		if err := subscription.LastEventIDValidator(v); err != nil {
 			return &ValidationError{Name: "last_event_id", err: fmt.Errorf(`ent: validator failed for field "Subscription.last_event_id": %w`, err)}
@@ -1060,6 +1242,30 @@ func (_u *SubscriptionUpdateOne) sqlSave(ctx context.Context) (_node *Subscripti
 	}
 	if _u.mutation.TrialEndCleared() {
 		_spec.ClearField(subscription.FieldTrialEnd, field.TypeTime)
+	}
+	if value, ok := _u.mutation.DiscountCode(); ok {
+		_spec.SetField(subscription.FieldDiscountCode, field.TypeString, value)
+	}
+	if _u.mutation.DiscountCodeCleared() {
+		_spec.ClearField(subscription.FieldDiscountCode, field.TypeString)
+	}
+	if value, ok := _u.mutation.DiscountPercentOff(); ok {
+		_spec.SetField(subscription.FieldDiscountPercentOff, field.TypeFloat64, value)
+	}
+	if value, ok := _u.mutation.AddedDiscountPercentOff(); ok {
+		_spec.AddField(subscription.FieldDiscountPercentOff, field.TypeFloat64, value)
+	}
+	if _u.mutation.DiscountPercentOffCleared() {
+		_spec.ClearField(subscription.FieldDiscountPercentOff, field.TypeFloat64)
+	}
+	if value, ok := _u.mutation.DiscountAmountOff(); ok {
+		_spec.SetField(subscription.FieldDiscountAmountOff, field.TypeInt64, value)
+	}
+	if value, ok := _u.mutation.AddedDiscountAmountOff(); ok {
+		_spec.AddField(subscription.FieldDiscountAmountOff, field.TypeInt64, value)
+	}
+	if _u.mutation.DiscountAmountOffCleared() {
+		_spec.ClearField(subscription.FieldDiscountAmountOff, field.TypeInt64)
 	}
 	if value, ok := _u.mutation.LastEventAt(); ok {
 		_spec.SetField(subscription.FieldLastEventAt, field.TypeTime, value)

@@ -90,11 +90,12 @@ func (r *mutationResolver) CreateCheckoutSession(ctx context.Context, input mode
 		return nil, err
 	}
 	cs, err := r.Service.CreateCheckoutSession(ctx, billing.CheckoutInput{
-		WorkspaceID:    wsID,
-		LookupKey:      input.LookupKey,
-		Mode:           strings.ToLower(string(input.Mode)),
-		Quantity:       int64(deref(input.Quantity)),
-		IdempotencyKey: deref(input.IdempotencyKey),
+		WorkspaceID:         wsID,
+		LookupKey:           input.LookupKey,
+		Mode:                strings.ToLower(string(input.Mode)),
+		Quantity:            int64(deref(input.Quantity)),
+		IdempotencyKey:      deref(input.IdempotencyKey),
+		AllowPromotionCodes: deref(input.AllowPromotionCodes),
 	})
 	if err != nil {
 		return nil, err

@@ -38,6 +38,24 @@ func (r *createSubscriptionPayloadResolver) ClientSecret(ctx context.Context, ob
 	return nilIfEmpty(obj.ClientSecret), nil
 }
 
+// Code is the resolver for the code field.
+func (r *discountResolver) Code(ctx context.Context, obj *billing.Discount) (*string, error) {
+	return nilIfEmpty(obj.Code), nil
+}
+
+// PercentOff is the resolver for the percentOff field.
+func (r *discountResolver) PercentOff(ctx context.Context, obj *billing.Discount) (*float64, error) {
+	if obj.PercentOff == 0 {
+		return nil, nil
+	}
+	return &obj.PercentOff, nil
+}
+
+// AmountOff is the resolver for the amountOff field.
+func (r *discountResolver) AmountOff(ctx context.Context, obj *billing.Discount) (*int, error) {
+	return nilIfZero(obj.AmountOff), nil
+}
+
 // CreateSubscription is the resolver for the createSubscription field.
 func (r *mutationResolver) CreateSubscription(ctx context.Context, input model.CreateSubscriptionInput) (*billing.SubscriptionResult, error) {
 	wsID, err := parseID(input.WorkspaceID, "workspace")
@@ -49,6 +67,7 @@ func (r *mutationResolver) CreateSubscription(ctx context.Context, input model.C
 		LookupKey:      input.LookupKey,
 		Quantity:       int64(deref(input.Quantity)),
 		IdempotencyKey: deref(input.IdempotencyKey),
+		PromotionCode:  deref(input.PromotionCode),
 	}
 	if input.TrialPeriodDays != nil {
 		days := int64(*input.TrialPeriodDays)
@@ -63,7 +82,7 @@ func (r *mutationResolver) ChangeSubscriptionPlan(ctx context.Context, input mod
 	if err != nil {
 		return nil, err
 	}
-	in := billing.PlanChangeInput{WorkspaceID: wsID, LookupKey: input.LookupKey, Quantity: int64(deref(input.Quantity))}
+	in := billing.PlanChangeInput{WorkspaceID: wsID, LookupKey: input.LookupKey, Quantity: int64(deref(input.Quantity)), PromotionCode: deref(input.PromotionCode)}
 	if input.ProrationBehavior != nil {
 		in.ProrationBehavior = strings.ToLower(string(*input.ProrationBehavior))
 	}
@@ -120,8 +139,12 @@ func (r *Resolver) CreateSubscriptionPayload() generated.CreateSubscriptionPaylo
 	return &createSubscriptionPayloadResolver{r}
 }
 
+// Discount returns generated.DiscountResolver implementation.
+func (r *Resolver) Discount() generated.DiscountResolver { return &discountResolver{r} }
+
 type (
 	accessResolver                    struct{ *Resolver }
 	billingSubscriptionResolver       struct{ *Resolver }
 	createSubscriptionPayloadResolver struct{ *Resolver }
+	discountResolver                  struct{ *Resolver }
 )

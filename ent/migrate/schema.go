@@ -253,6 +253,9 @@ var (
 		{Name: "cancel_at_period_end", Type: field.TypeBool, Default: false},
 		{Name: "canceled_at", Type: field.TypeTime, Nullable: true},
 		{Name: "trial_end", Type: field.TypeTime, Nullable: true},
+		{Name: "discount_code", Type: field.TypeString, Nullable: true, Size: 255},
+		{Name: "discount_percent_off", Type: field.TypeFloat64, Nullable: true},
+		{Name: "discount_amount_off", Type: field.TypeInt64, Nullable: true},
 		{Name: "last_event_at", Type: field.TypeTime, Nullable: true},
 		{Name: "last_event_id", Type: field.TypeString, Nullable: true, Size: 255},
 		{Name: "created_by", Type: field.TypeString, Size: 255},
@@ -266,7 +269,7 @@ var (
 		ForeignKeys: []*schema.ForeignKey{
 			{
 				Symbol:     "subscriptions_workspaces_subscriptions",
-				Columns:    []*schema.Column{SubscriptionsColumns[21]},
+				Columns:    []*schema.Column{SubscriptionsColumns[24]},
 				RefColumns: []*schema.Column{WorkspacesColumns[0]},
 				OnDelete:   schema.NoAction,
 			},
@@ -275,12 +278,12 @@ var (
 			{
 				Name:    "subscription_workspace_id",
 				Unique:  false,
-				Columns: []*schema.Column{SubscriptionsColumns[21]},
+				Columns: []*schema.Column{SubscriptionsColumns[24]},
 			},
 			{
 				Name:    "subscription_workspace_id_create_time",
 				Unique:  false,
-				Columns: []*schema.Column{SubscriptionsColumns[21], SubscriptionsColumns[1]},
+				Columns: []*schema.Column{SubscriptionsColumns[24], SubscriptionsColumns[1]},
 			},
 		},
 	}

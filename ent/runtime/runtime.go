@@ -366,12 +366,16 @@ func init() {
 	subscriptionDescCancelAtPeriodEnd := subscriptionFields[13].Descriptor()
 	// subscription.DefaultCancelAtPeriodEnd holds the default value on creation for the cancel_at_period_end field.
 	subscription.DefaultCancelAtPeriodEnd = subscriptionDescCancelAtPeriodEnd.Default.(bool)
+	// subscriptionDescDiscountCode is the schema descriptor for discount_code field.
+	subscriptionDescDiscountCode := subscriptionFields[16].Descriptor()
+	// subscription.DiscountCodeValidator is a validator for the "discount_code" field. It is called by the builders before save.
+	subscription.DiscountCodeValidator = subscriptionDescDiscountCode.Validators[0].(func(string) error)
 	// subscriptionDescLastEventID is the schema descriptor for last_event_id field.
-	subscriptionDescLastEventID := subscriptionFields[17].Descriptor()
+	subscriptionDescLastEventID := subscriptionFields[20].Descriptor()
 	// subscription.LastEventIDValidator is a validator for the "last_event_id" field. It is called by the builders before save.
 	subscription.LastEventIDValidator = subscriptionDescLastEventID.Validators[0].(func(string) error)
 	// subscriptionDescCreatedBy is the schema descriptor for created_by field.
-	subscriptionDescCreatedBy := subscriptionFields[18].Descriptor()
+	subscriptionDescCreatedBy := subscriptionFields[21].Descriptor()
 	// subscription.CreatedByValidator is a validator for the "created_by" field. It is called by the builders before save.
 	subscription.CreatedByValidator = subscriptionDescCreatedBy.Validators[0].(func(string) error)
 	// subscriptionDescID is the schema descriptor for id field.

@@ -41,6 +41,11 @@ func (Subscription) Fields() []ent.Field {
 		field.Bool("cancel_at_period_end").Default(false),
 		field.Time("canceled_at").Optional().Nillable(),
 		field.Time("trial_end").Optional().Nillable(),
+		// The discount applied (a promotion code's coupon): a percentage
+		// or an amount in the smallest currency unit, never both.
+		field.String("discount_code").Optional().MaxLen(255),
+		field.Float("discount_percent_off").Optional(),
+		field.Int64("discount_amount_off").Optional(),
 		// last_event_at and last_event_id are the Stripe event last applied
 		// to this row: an older event never rolls the state back.
 		field.Time("last_event_at").Optional().Nillable(),

@@ -52,6 +52,12 @@ const (
 	FieldCanceledAt = "canceled_at"
 	// FieldTrialEnd holds the string denoting the trial_end field in the database.
 	FieldTrialEnd = "trial_end"
+	// FieldDiscountCode holds the string denoting the discount_code field in the database.
+	FieldDiscountCode = "discount_code"
+	// FieldDiscountPercentOff holds the string denoting the discount_percent_off field in the database.
+	FieldDiscountPercentOff = "discount_percent_off"
+	// FieldDiscountAmountOff holds the string denoting the discount_amount_off field in the database.
+	FieldDiscountAmountOff = "discount_amount_off"
 	// FieldLastEventAt holds the string denoting the last_event_at field in the database.
 	FieldLastEventAt = "last_event_at"
 	// FieldLastEventID holds the string denoting the last_event_id field in the database.
@@ -92,6 +98,9 @@ var Columns = []string{
 	FieldCancelAtPeriodEnd,
 	FieldCanceledAt,
 	FieldTrialEnd,
+	FieldDiscountCode,
+	FieldDiscountPercentOff,
+	FieldDiscountAmountOff,
 	FieldLastEventAt,
 	FieldLastEventID,
 	FieldCreatedBy,
@@ -143,6 +152,8 @@ var (
 	QuantityValidator func(int64) error
 	// DefaultCancelAtPeriodEnd holds the default value on creation for the "cancel_at_period_end" field.
 	DefaultCancelAtPeriodEnd bool
+	// DiscountCodeValidator is a validator for the "discount_code" field. It is called by the builders before save.
+	DiscountCodeValidator func(string) error
 	// LastEventIDValidator is a validator for the "last_event_id" field. It is called by the builders before save.
 	LastEventIDValidator func(string) error
 	// CreatedByValidator is a validator for the "created_by" field. It is called by the builders before save.
@@ -237,6 +248,21 @@ func ByCanceledAt(opts ...sql.OrderTermOption) OrderOption {
 // ByTrialEnd orders the results by the trial_end field.
 func ByTrialEnd(opts ...sql.OrderTermOption) OrderOption {
 	return sql.OrderByField(FieldTrialEnd, opts...).ToFunc()
+}
+
+// ByDiscountCode orders the results by the discount_code field.
+func ByDiscountCode(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDiscountCode, opts...).ToFunc()
+}
+
+// ByDiscountPercentOff orders the results by the discount_percent_off field.
+func ByDiscountPercentOff(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDiscountPercentOff, opts...).ToFunc()
+}
+
+// ByDiscountAmountOff orders the results by the discount_amount_off field.
+func ByDiscountAmountOff(opts ...sql.OrderTermOption) OrderOption {
+	return sql.OrderByField(FieldDiscountAmountOff, opts...).ToFunc()
 }
 
 // ByLastEventAt orders the results by the last_event_at field.

@@ -136,6 +136,21 @@ func TrialEnd(v time.Time) predicate.Subscription {
 	return predicate.Subscription(sql.FieldEQ(FieldTrialEnd, v))
 }
 
+// DiscountCode applies equality check predicate on the "discount_code" field. It's identical to DiscountCodeEQ.
+func DiscountCode(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldEQ(FieldDiscountCode, v))
+}
+
+// DiscountPercentOff applies equality check predicate on the "discount_percent_off" field. It's identical to DiscountPercentOffEQ.
+func DiscountPercentOff(v float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldEQ(FieldDiscountPercentOff, v))
+}
+
+// DiscountAmountOff applies equality check predicate on the "discount_amount_off" field. It's identical to DiscountAmountOffEQ.
+func DiscountAmountOff(v int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldEQ(FieldDiscountAmountOff, v))
+}
+
 // LastEventAt applies equality check predicate on the "last_event_at" field. It's identical to LastEventAtEQ.
 func LastEventAt(v time.Time) predicate.Subscription {
 	return predicate.Subscription(sql.FieldEQ(FieldLastEventAt, v))
@@ -1004,6 +1019,181 @@ func TrialEndIsNil() predicate.Subscription {
 // TrialEndNotNil applies the NotNil predicate on the "trial_end" field.
 func TrialEndNotNil() predicate.Subscription {
 	return predicate.Subscription(sql.FieldNotNull(FieldTrialEnd))
+}
+
+// DiscountCodeEQ applies the EQ predicate on the "discount_code" field.
+func DiscountCodeEQ(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldEQ(FieldDiscountCode, v))
+}
+
+// DiscountCodeNEQ applies the NEQ predicate on the "discount_code" field.
+func DiscountCodeNEQ(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldNEQ(FieldDiscountCode, v))
+}
+
+// DiscountCodeIn applies the In predicate on the "discount_code" field.
+func DiscountCodeIn(vs ...string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldIn(FieldDiscountCode, vs...))
+}
+
+// DiscountCodeNotIn applies the NotIn predicate on the "discount_code" field.
+func DiscountCodeNotIn(vs ...string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldNotIn(FieldDiscountCode, vs...))
+}
+
+// DiscountCodeGT applies the GT predicate on the "discount_code" field.
+func DiscountCodeGT(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldGT(FieldDiscountCode, v))
+}
+
+// DiscountCodeGTE applies the GTE predicate on the "discount_code" field.
+func DiscountCodeGTE(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldGTE(FieldDiscountCode, v))
+}
+
+// DiscountCodeLT applies the LT predicate on the "discount_code" field.
+func DiscountCodeLT(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldLT(FieldDiscountCode, v))
+}
+
+// DiscountCodeLTE applies the LTE predicate on the "discount_code" field.
+func DiscountCodeLTE(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldLTE(FieldDiscountCode, v))
+}
+
+// DiscountCodeContains applies the Contains predicate on the "discount_code" field.
+func DiscountCodeContains(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldContains(FieldDiscountCode, v))
+}
+
+// DiscountCodeHasPrefix applies the HasPrefix predicate on the "discount_code" field.
+func DiscountCodeHasPrefix(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldHasPrefix(FieldDiscountCode, v))
+}
+
+// DiscountCodeHasSuffix applies the HasSuffix predicate on the "discount_code" field.
+func DiscountCodeHasSuffix(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldHasSuffix(FieldDiscountCode, v))
+}
+
+// DiscountCodeIsNil applies the IsNil predicate on the "discount_code" field.
+func DiscountCodeIsNil() predicate.Subscription {
+	return predicate.Subscription(sql.FieldIsNull(FieldDiscountCode))
+}
+
+// DiscountCodeNotNil applies the NotNil predicate on the "discount_code" field.
+func DiscountCodeNotNil() predicate.Subscription {
+	return predicate.Subscription(sql.FieldNotNull(FieldDiscountCode))
+}
+
+// DiscountCodeEqualFold applies the EqualFold predicate on the "discount_code" field.
+func DiscountCodeEqualFold(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldEqualFold(FieldDiscountCode, v))
+}
+
+// DiscountCodeContainsFold applies the ContainsFold predicate on the "discount_code" field.
+func DiscountCodeContainsFold(v string) predicate.Subscription {
+	return predicate.Subscription(sql.FieldContainsFold(FieldDiscountCode, v))
+}
+
+// DiscountPercentOffEQ applies the EQ predicate on the "discount_percent_off" field.
+func DiscountPercentOffEQ(v float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldEQ(FieldDiscountPercentOff, v))
+}
+
+// DiscountPercentOffNEQ applies the NEQ predicate on the "discount_percent_off" field.
+func DiscountPercentOffNEQ(v float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldNEQ(FieldDiscountPercentOff, v))
+}
+
+// DiscountPercentOffIn applies the In predicate on the "discount_percent_off" field.
+func DiscountPercentOffIn(vs ...float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldIn(FieldDiscountPercentOff, vs...))
+}
+
+// DiscountPercentOffNotIn applies the NotIn predicate on the "discount_percent_off" field.
+func DiscountPercentOffNotIn(vs ...float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldNotIn(FieldDiscountPercentOff, vs...))
+}
+
+// DiscountPercentOffGT applies the GT predicate on the "discount_percent_off" field.
+func DiscountPercentOffGT(v float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldGT(FieldDiscountPercentOff, v))
+}
+
+// DiscountPercentOffGTE applies the GTE predicate on the "discount_percent_off" field.
+func DiscountPercentOffGTE(v float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldGTE(FieldDiscountPercentOff, v))
+}
+
+// DiscountPercentOffLT applies the LT predicate on the "discount_percent_off" field.
+func DiscountPercentOffLT(v float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldLT(FieldDiscountPercentOff, v))
+}
+
+// DiscountPercentOffLTE applies the LTE predicate on the "discount_percent_off" field.
+func DiscountPercentOffLTE(v float64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldLTE(FieldDiscountPercentOff, v))
+}
+
+// DiscountPercentOffIsNil applies the IsNil predicate on the "discount_percent_off" field.
+func DiscountPercentOffIsNil() predicate.Subscription {
+	return predicate.Subscription(sql.FieldIsNull(FieldDiscountPercentOff))
+}
+
+// DiscountPercentOffNotNil applies the NotNil predicate on the "discount_percent_off" field.
+func DiscountPercentOffNotNil() predicate.Subscription {
+	return predicate.Subscription(sql.FieldNotNull(FieldDiscountPercentOff))
+}
+
+// DiscountAmountOffEQ applies the EQ predicate on the "discount_amount_off" field.
+func DiscountAmountOffEQ(v int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldEQ(FieldDiscountAmountOff, v))
+}
+
+// DiscountAmountOffNEQ applies the NEQ predicate on the "discount_amount_off" field.
+func DiscountAmountOffNEQ(v int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldNEQ(FieldDiscountAmountOff, v))
+}
+
+// DiscountAmountOffIn applies the In predicate on the "discount_amount_off" field.
+func DiscountAmountOffIn(vs ...int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldIn(FieldDiscountAmountOff, vs...))
+}
+
+// DiscountAmountOffNotIn applies the NotIn predicate on the "discount_amount_off" field.
+func DiscountAmountOffNotIn(vs ...int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldNotIn(FieldDiscountAmountOff, vs...))
+}
+
+// DiscountAmountOffGT applies the GT predicate on the "discount_amount_off" field.
+func DiscountAmountOffGT(v int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldGT(FieldDiscountAmountOff, v))
+}
+
+// DiscountAmountOffGTE applies the GTE predicate on the "discount_amount_off" field.
+func DiscountAmountOffGTE(v int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldGTE(FieldDiscountAmountOff, v))
+}
+
+// DiscountAmountOffLT applies the LT predicate on the "discount_amount_off" field.
+func DiscountAmountOffLT(v int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldLT(FieldDiscountAmountOff, v))
+}
+
+// DiscountAmountOffLTE applies the LTE predicate on the "discount_amount_off" field.
+func DiscountAmountOffLTE(v int64) predicate.Subscription {
+	return predicate.Subscription(sql.FieldLTE(FieldDiscountAmountOff, v))
+}
+
+// DiscountAmountOffIsNil applies the IsNil predicate on the "discount_amount_off" field.
+func DiscountAmountOffIsNil() predicate.Subscription {
+	return predicate.Subscription(sql.FieldIsNull(FieldDiscountAmountOff))
+}
+
+// DiscountAmountOffNotNil applies the NotNil predicate on the "discount_amount_off" field.
+func DiscountAmountOffNotNil() predicate.Subscription {
+	return predicate.Subscription(sql.FieldNotNull(FieldDiscountAmountOff))
 }
 
 // LastEventAtEQ applies the EQ predicate on the "last_event_at" field.

@@ -1089,8 +1089,11 @@ func (ec *executionContext) unmarshalInputCreateCheckoutSessionInput(ctx context
 	if _, present := asMap["quantity"]; !present {
 		asMap["quantity"] = 1
 	}
+	if _, present := asMap["allowPromotionCodes"]; !present {
+		asMap["allowPromotionCodes"] = false
+	}
 
-	fieldsInOrder := [...]string{"workspaceId", "lookupKey", "mode", "quantity", "idempotencyKey"}
+	fieldsInOrder := [...]string{"workspaceId", "lookupKey", "mode", "quantity", "idempotencyKey", "allowPromotionCodes"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -1132,6 +1135,13 @@ func (ec *executionContext) unmarshalInputCreateCheckoutSessionInput(ctx context
 				return it, err
 			}
 			it.IdempotencyKey = data
+		case "allowPromotionCodes":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("allowPromotionCodes"))
+			data, err := ec.unmarshalOBoolean2ᚖbool(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.AllowPromotionCodes = data
 		}
 	}
 	return it, nil

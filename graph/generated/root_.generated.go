@@ -29,6 +29,7 @@ type ResolverRoot interface {
 	CheckoutSession() CheckoutSessionResolver
 	CreatePaymentIntentPayload() CreatePaymentIntentPayloadResolver
 	CreateSubscriptionPayload() CreateSubscriptionPayloadResolver
+	Discount() DiscountResolver
 	Invoice() InvoiceResolver
 	Membership() MembershipResolver
 	Mutation() MutationResolver
@@ -75,6 +76,7 @@ type ComplexityRoot struct {
 		CanceledAt           func(childComplexity int) int
 		CurrentPeriodEnd     func(childComplexity int) int
 		CurrentPeriodStart   func(childComplexity int) int
+		Discount             func(childComplexity int) int
 		ID                   func(childComplexity int) int
 		LookupKey            func(childComplexity int) int
 		Plan                 func(childComplexity int) int
@@ -126,6 +128,12 @@ type ComplexityRoot struct {
 	CreateSubscriptionPayload struct {
 		ClientSecret func(childComplexity int) int
 		Subscription func(childComplexity int) int
+	}
+
+	Discount struct {
+		AmountOff  func(childComplexity int) int
+		Code       func(childComplexity int) int
+		PercentOff func(childComplexity int) int
 	}
 
 	Invoice struct {
@@ -484,6 +492,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.BillingSubscription.CurrentPeriodStart(childComplexity), true
+	case "BillingSubscription.discount":
+		if e.ComplexityRoot.BillingSubscription.Discount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.BillingSubscription.Discount(childComplexity), true
 	case "BillingSubscription.id":
 		if e.ComplexityRoot.BillingSubscription.ID == nil {
 			break
@@ -688,6 +702,25 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.CreateSubscriptionPayload.Subscription(childComplexity), true
+
+	case "Discount.amountOff":
+		if e.ComplexityRoot.Discount.AmountOff == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Discount.AmountOff(childComplexity), true
+	case "Discount.code":
+		if e.ComplexityRoot.Discount.Code == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Discount.Code(childComplexity), true
+	case "Discount.percentOff":
+		if e.ComplexityRoot.Discount.PercentOff == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Discount.PercentOff(childComplexity), true
 
 	case "Invoice.amountDue":
 		if e.ComplexityRoot.Invoice.AmountDue == nil {
@@ -2160,6 +2193,8 @@ input CreateCheckoutSessionInput {
   quantity: Int = 1
   """Optional: retrying with the same key returns the same session."""
   idempotencyKey: String
+  """Let the customer enter a promotion code on Stripe's page."""
+  allowPromotionCodes: Boolean = false
 }
 
 type CreateCheckoutSessionPayload {
@@ -2393,6 +2428,16 @@ type BillingSubscription {
   cancelAtPeriodEnd: Boolean!
   canceledAt: Time
   trialEnd: Time
+  """The discount applied (a promotion code's coupon); null without one."""
+  discount: Discount
+}
+
+"""A discount: a percentage or an amount off (in the currency's smallest unit)."""
+type Discount {
+  """The promotion code (or coupon) that gave it."""
+  code: String
+  percentOff: Float
+  amountOff: Int
 }
 
 """What a subscription status grants."""
@@ -2431,6 +2476,8 @@ input CreateSubscriptionInput {
   trialPeriodDays: Int
   """Optional: a retry with the same key returns the same subscription."""
   idempotencyKey: String
+  """Optional customer-facing promotion code; checked with Stripe first."""
+  promotionCode: String
 }
 
 type CreateSubscriptionPayload {
@@ -2444,6 +2491,8 @@ input ChangeSubscriptionPlanInput {
   lookupKey: String!
   quantity: Int = 1
   prorationBehavior: ProrationBehavior = CREATE_PRORATIONS
+  """Optional customer-facing promotion code; checked with Stripe first."""
+  promotionCode: String
 }
 
 input CancelSubscriptionInput {
@@ -2712,6 +2761,8 @@ func (ec *executionContext) childFields_BillingSubscription(ctx context.Context,
 		return ec.fieldContext_BillingSubscription_canceledAt(ctx, field)
 	case "trialEnd":
 		return ec.fieldContext_BillingSubscription_trialEnd(ctx, field)
+	case "discount":
+		return ec.fieldContext_BillingSubscription_discount(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type BillingSubscription", field.Name)
 }
@@ -2802,6 +2853,18 @@ func (ec *executionContext) childFields_CreateSubscriptionPayload(ctx context.Co
 		return ec.fieldContext_CreateSubscriptionPayload_clientSecret(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type CreateSubscriptionPayload", field.Name)
+}
+
+func (ec *executionContext) childFields_Discount(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "code":
+		return ec.fieldContext_Discount_code(ctx, field)
+	case "percentOff":
+		return ec.fieldContext_Discount_percentOff(ctx, field)
+	case "amountOff":
+		return ec.fieldContext_Discount_amountOff(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Discount", field.Name)
 }
 
 func (ec *executionContext) childFields_Invoice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {

@@ -28,6 +28,11 @@ type BillingSubscriptionResolver interface {
 type CreateSubscriptionPayloadResolver interface {
 	ClientSecret(ctx context.Context, obj *billing.SubscriptionResult) (*string, error)
 }
+type DiscountResolver interface {
+	Code(ctx context.Context, obj *billing.Discount) (*string, error)
+	PercentOff(ctx context.Context, obj *billing.Discount) (*float64, error)
+	AmountOff(ctx context.Context, obj *billing.Discount) (*int, error)
+}
 
 // endregion ************************** generated!.gotpl **************************
 
@@ -359,6 +364,38 @@ func (ec *executionContext) fieldContext_BillingSubscription_trialEnd(_ context.
 	return graphql.NewScalarFieldContext("BillingSubscription", field, false, false, "Time")
 }
 
+func (ec *executionContext) _BillingSubscription_discount(ctx context.Context, field graphql.CollectedField, obj *billing.SubscriptionView) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_BillingSubscription_discount(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return obj.Discount, nil
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *billing.Discount) graphql.Marshaler {
+			return ec.marshalODiscount2ᚖbillingapiᚋbillingᚐDiscount(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_BillingSubscription_discount(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "BillingSubscription",
+		Field:      field,
+		IsMethod:   false,
+		IsResolver: false,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_Discount(ctx, field)
+		},
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _CreateSubscriptionPayload_subscription(ctx context.Context, field graphql.CollectedField, obj *billing.SubscriptionResult) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -412,6 +449,75 @@ func (ec *executionContext) _CreateSubscriptionPayload_clientSecret(ctx context.
 }
 func (ec *executionContext) fieldContext_CreateSubscriptionPayload_clientSecret(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
 	return graphql.NewScalarFieldContext("CreateSubscriptionPayload", field, true, true, "String")
+}
+
+func (ec *executionContext) _Discount_code(ctx context.Context, field graphql.CollectedField, obj *billing.Discount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Discount_code(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Discount().Code(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *string) graphql.Marshaler {
+			return ec.marshalOString2ᚖstring(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Discount_code(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Discount", field, true, true, "String")
+}
+
+func (ec *executionContext) _Discount_percentOff(ctx context.Context, field graphql.CollectedField, obj *billing.Discount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Discount_percentOff(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Discount().PercentOff(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *float64) graphql.Marshaler {
+			return ec.marshalOFloat2ᚖfloat64(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Discount_percentOff(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Discount", field, true, true, "Float")
+}
+
+func (ec *executionContext) _Discount_amountOff(ctx context.Context, field graphql.CollectedField, obj *billing.Discount) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Discount_amountOff(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			return ec.Resolvers.Discount().AmountOff(ctx, obj)
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *int) graphql.Marshaler {
+			return ec.marshalOInt2ᚖint(ctx, selections, v)
+		},
+		true,
+		false,
+	)
+}
+func (ec *executionContext) fieldContext_Discount_amountOff(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	return graphql.NewScalarFieldContext("Discount", field, true, true, "Int")
 }
 
 // endregion **************************** field.gotpl *****************************
@@ -489,7 +595,7 @@ func (ec *executionContext) unmarshalInputChangeSubscriptionPlanInput(ctx contex
 		asMap["prorationBehavior"] = "CREATE_PRORATIONS"
 	}
 
-	fieldsInOrder := [...]string{"workspaceId", "lookupKey", "quantity", "prorationBehavior"}
+	fieldsInOrder := [...]string{"workspaceId", "lookupKey", "quantity", "prorationBehavior", "promotionCode"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -524,6 +630,13 @@ func (ec *executionContext) unmarshalInputChangeSubscriptionPlanInput(ctx contex
 				return it, err
 			}
 			it.ProrationBehavior = data
+		case "promotionCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("promotionCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PromotionCode = data
 		}
 	}
 	return it, nil
@@ -556,7 +669,7 @@ func (ec *executionContext) unmarshalInputCreateSubscriptionInput(ctx context.Co
 		asMap["quantity"] = 1
 	}
 
-	fieldsInOrder := [...]string{"workspaceId", "lookupKey", "quantity", "trialPeriodDays", "idempotencyKey"}
+	fieldsInOrder := [...]string{"workspaceId", "lookupKey", "quantity", "trialPeriodDays", "idempotencyKey", "promotionCode"}
 	for _, k := range fieldsInOrder {
 		v, ok := asMap[k]
 		if !ok {
@@ -598,6 +711,13 @@ func (ec *executionContext) unmarshalInputCreateSubscriptionInput(ctx context.Co
 				return it, err
 			}
 			it.IdempotencyKey = data
+		case "promotionCode":
+			ctx := graphql.WithPathContext(ctx, graphql.NewPathWithField("promotionCode"))
+			data, err := ec.unmarshalOString2ᚖstring(ctx, v)
+			if err != nil {
+				return it, err
+			}
+			it.PromotionCode = data
 		}
 	}
 	return it, nil
@@ -777,6 +897,11 @@ func (ec *executionContext) _BillingSubscription(ctx context.Context, sel ast.Se
 			if out.Values[i] == graphql.RequiredNull {
 				atomic.AddUint32(&out.Invalids, 1)
 			}
+		case "discount":
+			out.Values[i] = ec._BillingSubscription_discount(ctx, field, obj)
+			if out.Values[i] == graphql.RequiredNull {
+				atomic.AddUint32(&out.Invalids, 1)
+			}
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
 		}
@@ -815,6 +940,52 @@ func (ec *executionContext) _CreateSubscriptionPayload(ctx context.Context, sel 
 				true, false,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._CreateSubscriptionPayload_clientSecret(ctx, field, obj)
+				})
+		default:
+			panic("unknown field " + strconv.Quote(field.Name))
+		}
+	}
+	out.Dispatch(ctx)
+	if out.Invalids > 0 {
+		return graphql.Null
+	}
+
+	if n := len(deferred.Defers); n > 0 {
+		atomic.AddInt32(&ec.Deferred, int32(min(n, math.MaxInt32)))
+		ec.ProcessDeferredGroup(deferred)
+	}
+
+	return out
+}
+
+var discountImplementors = []string{"Discount"}
+
+func (ec *executionContext) _Discount(ctx context.Context, sel ast.SelectionSet, obj *billing.Discount) graphql.Marshaler {
+	fields := graphql.CollectFields(ec.OperationContext, sel, discountImplementors)
+
+	out := graphql.NewFieldSet(fields)
+	deferred := graphql.NewDeferredGroup(ctx)
+	for i, field := range fields {
+		switch field.Name {
+		case "__typename":
+			out.Values[i] = graphql.MarshalString("Discount")
+		case "code":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Discount_code(ctx, field, obj)
+				})
+		case "percentOff":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Discount_percentOff(ctx, field, obj)
+				})
+		case "amountOff":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, false,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Discount_amountOff(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))
@@ -906,6 +1077,13 @@ func (ec *executionContext) marshalOBillingSubscription2ᚖbillingapiᚋbilling�
 		return graphql.Null
 	}
 	return ec._BillingSubscription(ctx, sel, v)
+}
+
+func (ec *executionContext) marshalODiscount2ᚖbillingapiᚋbillingᚐDiscount(ctx context.Context, sel ast.SelectionSet, v *billing.Discount) graphql.Marshaler {
+	if v == nil {
+		return graphql.Null
+	}
+	return ec._Discount(ctx, sel, v)
 }
 
 func (ec *executionContext) unmarshalOProrationBehavior2ᚖbillingapiᚋgraphᚋmodelᚐProrationBehavior(ctx context.Context, v any) (*model.ProrationBehavior, error) {

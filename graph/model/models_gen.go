@@ -29,6 +29,8 @@ type ChangeSubscriptionPlanInput struct {
 	LookupKey         string             `json:"lookupKey"`
 	Quantity          *int               `json:"quantity,omitempty"`
 	ProrationBehavior *ProrationBehavior `json:"prorationBehavior,omitempty"`
+	// Optional customer-facing promotion code; checked with Stripe first.
+	PromotionCode *string `json:"promotionCode,omitempty"`
 }
 
 type CreateCheckoutSessionInput struct {
@@ -38,6 +40,8 @@ type CreateCheckoutSessionInput struct {
 	Quantity    *int         `json:"quantity,omitempty"`
 	// Optional: retrying with the same key returns the same session.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+	// Let the customer enter a promotion code on Stripe's page.
+	AllowPromotionCodes *bool `json:"allowPromotionCodes,omitempty"`
 }
 
 type CreateCheckoutSessionPayload struct {
@@ -92,6 +96,8 @@ type CreateSubscriptionInput struct {
 	TrialPeriodDays *int `json:"trialPeriodDays,omitempty"`
 	// Optional: a retry with the same key returns the same subscription.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
+	// Optional customer-facing promotion code; checked with Stripe first.
+	PromotionCode *string `json:"promotionCode,omitempty"`
 }
 
 type CreateWorkspaceInput struct {
