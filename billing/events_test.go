@@ -214,3 +214,34 @@ func TestApplyEvent(t *testing.T) {
 func subscriptionStripeID(id string) predicate.Subscription {
 	return subscription.StripeSubscriptionID(id)
 }
+
+func TestInvoiceLifecycleEvents(t *testing.T) {
+	f := newFixture(t, testenv.SQLite(t), billing.Config{})
+	ws := f.workspace(t, "alice")
+	meta := map[string]string{"workspace_id": ws.String()}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	steps := []struct {
+		eventType, status string
+		paid              int64
+		wantStatus        string
+		wantFailed        bool
+	}{
+		{"invoice.created", "draft", 0, "draft", false},
+		{"invoice.finalized", "open", 0, "open", false},
+		{"invoice.payment_failed", "open", 0, "open", true},
+		{"invoice.paid", "paid", 1200, "paid", false},
+		{"invoice.voided", "void", 0, "void", false},
+	}
+	for i, st := range steps {
+		f.deliver(t, "", st.eventType, stripefake.InvoiceJSON("in_life", "cus_x", "", st.status, 1200, st.paid, meta), t0.Add(time.Duration(i)*time.Minute))
+		inv, err := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_life")).Only(f.sys(ws))
+		if err != nil || inv.Status != st.wantStatus || inv.PaymentFailed != st.wantFailed {
+			t.Fatalf("after %s: %+v, %v", st.eventType, inv, err)
+		}
+	}
+	// A late created event does not roll the voided invoice back.
+	f.deliver(t, "", "invoice.created", stripefake.InvoiceJSON("in_life", "cus_x", "", "draft", 1200, 0, meta), t0)
+	if inv, _ := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_life")).Only(f.sys(ws)); inv.Status != "void" {
+		t.Fatalf("a late event rolled the invoice back to %s", inv.Status)
+	}
+}
