@@ -2,11 +2,16 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"billingapi/auth"
 	"billingapi/ent"
 	"billingapi/ent/workspace"
+	"billingapi/internal/database"
+
+	"entgo.io/ent/dialect/sql"
 
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
@@ -48,13 +53,58 @@ func (s *Service) EnsureCustomer(ctx context.Context, workspaceID uuid.UUID) (st
 		return "", fmt.Errorf("customer metadata: %w", err)
 	}
 
+	for {
+		customerID, err := s.createCustomerLocked(ctx, workspaceID, v, createdBy, meta)
+		switch {
+		case err == nil:
+			return customerID, nil
+		case !errors.Is(err, errCustomerBeingCreated):
+			return "", err
+		}
+		// Another request holds the workspace row and is asking Stripe:
+		// wait for its answer rather than queue behind its timeouts.
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(customerPoll):
+		}
+		ws, err := s.Workspace(ctx, workspaceID)
+		if err != nil {
+			return "", err
+		}
+		if ws.StripeCustomerID != nil {
+			return *ws.StripeCustomerID, nil
+		}
+		if !s.customerLockHeld(ctx, workspaceID) {
+			// The other request finished without a customer: Stripe
+			// failed it, and would most likely fail this one too.
+			return "", &Error{Code: CodeProviderUnavailable, Message: "The payment provider is unavailable. Please try again shortly."}
+		}
+	}
+}
+
+// customerPoll is how often a request waiting for another's customer
+// creation looks again.
+const customerPoll = 100 * time.Millisecond
+
+// errCustomerBeingCreated means another request holds the workspace row.
+var errCustomerBeingCreated = errors.New("another request is creating the customer")
+
+// createCustomerLocked creates the workspace's customer while holding its
+// row (PostgreSQL: FOR UPDATE NOWAIT, so that a second request learns at
+// once that a first is at it; SQLite serializes writers). It returns
+// errCustomerBeingCreated when the row is held.
+func (s *Service) createCustomerLocked(ctx context.Context, workspaceID uuid.UUID, v auth.Viewer, createdBy string, meta map[string]string) (string, error) {
 	var customerID string
-	err = WithTx(ctx, s.db, func(tx *ent.Tx) error {
+	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
 		q := tx.Workspace.Query().Where(workspace.ID(workspaceID))
 		if s.cfg.RowLocks {
-			q = q.ForUpdate()
+			q = q.ForUpdate(sql.WithLockAction(sql.NoWait))
 		}
 		locked, err := q.Only(ctx)
+		if database.IsLockNotAvailable(err) {
+			return errCustomerBeingCreated
+		}
 		if err != nil {
 			return err
 		}
@@ -83,10 +133,20 @@ func (s *Service) EnsureCustomer(ctx context.Context, workspaceID uuid.UUID) (st
 		customerID = c.ID
 		return tx.Workspace.UpdateOneID(workspaceID).SetStripeCustomerID(c.ID).Exec(ctx)
 	})
-	if err != nil {
-		return "", err
+	return customerID, err
+}
+
+// customerLockHeld reports whether another transaction holds the
+// workspace row (always false without row locks).
+func (s *Service) customerLockHeld(ctx context.Context, workspaceID uuid.UUID) bool {
+	if !s.cfg.RowLocks {
+		return false
 	}
-	return customerID, nil
+	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		_, err := tx.Workspace.Query().Where(workspace.ID(workspaceID)).ForUpdate(sql.WithLockAction(sql.NoWait)).Only(ctx)
+		return err
+	})
+	return database.IsLockNotAvailable(err)
 }
 
 // requireAdmin returns the viewer when they are a platform admin:

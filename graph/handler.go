@@ -33,6 +33,10 @@ type ServerOptions struct {
 	// coder/websocket) allowed to open a websocket. A request without an
 	// Origin header (a non-browser client) is always allowed.
 	OriginPatterns []string
+	// QueryTimeout bounds a query (and MutationTimeout a mutation), so
+	// that a hung database answers an error instead of holding the
+	// request; zero means no bound. Subscriptions are not bounded.
+	QueryTimeout, MutationTimeout time.Duration
 	// Limiter counts the Stripe mutations of @rateLimited fields; nil
 	// means no limit.
 	Limiter *cache.RateLimiter
@@ -88,6 +92,7 @@ func NewServer(o ServerOptions) *handler.Server {
 		srv.Use(operationObserver{o.OnOperation})
 	}
 
+	srv.AroundOperations(operationDeadline(o.QueryTimeout, o.MutationTimeout))
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(Recover(o.Log))
 	return srv
@@ -194,4 +199,31 @@ func observed(ctx context.Context, resp *graphql.Response, start time.Time) Oper
 		}
 	}
 	return r
+}
+
+// operationDeadline gives queries and mutations a deadline; the operation's
+// resolvers (and the database and Stripe calls below them) see it.
+func operationDeadline(query, mutation time.Duration) graphql.OperationMiddleware {
+	return func(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+		oc := graphql.GetOperationContext(ctx)
+		d := query
+		if oc.Operation != nil && oc.Operation.Operation == ast.Mutation {
+			d = mutation
+		}
+		if oc.Operation == nil || oc.Operation.Operation == ast.Subscription || d <= 0 {
+			return next(ctx)
+		}
+		ctx, cancel := context.WithTimeout(ctx, d)
+		handler := next(ctx)
+		done := false
+		return func(rctx context.Context) *graphql.Response {
+			if done {
+				return nil
+			}
+			resp := handler(rctx)
+			done = true
+			cancel()
+			return resp
+		}
+	}
 }

@@ -23,6 +23,10 @@ import (
 // MaxGraphQLBody is the largest GraphQL request body accepted.
 const MaxGraphQLBody = 1 << 20
 
+// QueryTimeout bounds a GraphQL query: with the database hung, a query
+// answers an error within it rather than hang.
+const QueryTimeout = 4 * time.Second
+
 // routes returns the service's HTTP handler.
 func (m *Main) routes() http.Handler {
 	gql := graph.NewServer(graph.ServerOptions{
@@ -33,6 +37,9 @@ func (m *Main) routes() http.Handler {
 		Authenticate:      m.Verifier.ViewerFromHeader,
 		OnOperation:       m.observeOperation, // observability.go
 		Limiter:           cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute),
+		QueryTimeout:      QueryTimeout,
+		// A mutation may make a few Stripe calls, each with retries.
+		MutationTimeout: 3*m.Config.Stripe.Timeout + 10*time.Second,
 	})
 
 	mux := http.NewServeMux()

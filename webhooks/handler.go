@@ -30,6 +30,10 @@ import (
 // smaller).
 const MaxBody = 1 << 20
 
+// StoreTimeout bounds storing an event: a database that does not answer
+// in time is answered 503, and Stripe retries.
+const StoreTimeout = 3 * time.Second
+
 // Tolerance is how far a signature's timestamp may be from now, either way.
 const Tolerance = 5 * time.Minute
 
@@ -76,7 +80,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "bad request", http.StatusBadRequest)
 		return
 	}
-	if _, err := Store(r.Context(), h.DB, ev, body); err != nil {
+	storeCtx, cancel := context.WithTimeout(r.Context(), StoreTimeout)
+	defer cancel()
+	if _, err := Store(storeCtx, h.DB, ev, body); err != nil {
 		h.Log.ErrorContext(r.Context(), "webhook not stored; Stripe will retry", "event_id", ev.ID, "err", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return

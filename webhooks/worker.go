@@ -26,7 +26,9 @@ type Worker struct {
 	// MaxAttempts bounds the retries of a failing event; it then stays
 	// failed until replayed. Default 8.
 	MaxAttempts int
-	// Lease is how long one worker holds an event; default 1 minute.
+	// Lease is how long one worker holds an event; default 15 seconds.
+	// An event whose worker died is taken up again after it. A lease that
+	// runs out mid-apply is harmless: ApplyEvent applies an event once.
 	Lease time.Duration
 	// Poll is how often the worker looks for due events when not woken;
 	// default 1 second.
@@ -70,9 +72,6 @@ func (w *Worker) wakeChan() chan struct{} {
 func (w *Worker) Run(ctx context.Context) {
 	if w.MaxAttempts == 0 {
 		w.MaxAttempts = 8
-	}
-	if w.Lease == 0 {
-		w.Lease = time.Minute
 	}
 	if w.Poll == 0 {
 		w.Poll = time.Second
@@ -134,7 +133,7 @@ func (w *Worker) claim(ctx context.Context, id uuid.UUID, now time.Time) bool {
 			webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed),
 			webhookevent.Or(webhookevent.LockedUntilIsNil(), webhookevent.LockedUntilLT(now)),
 		).
-		SetLockedUntil(now.Add(w.Lease)).
+		SetLockedUntil(now.Add(w.lease())).
 		AddAttempts(1).
 		Save(ctx)
 	return err == nil && n == 1
@@ -185,4 +184,12 @@ func (w *Worker) fail(ctx context.Context, row *ent.WebhookEvent, cause error, p
 	if err := upd.Exec(auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))); err != nil && !ent.IsNotFound(err) {
 		w.Log.ErrorContext(ctx, "webhook worker: recording a failure failed", "event_id", row.StripeEventID, "err", err)
 	}
+}
+
+// lease returns Lease, or its default.
+func (w *Worker) lease() time.Duration {
+	if w.Lease == 0 {
+		return 15 * time.Second
+	}
+	return w.Lease
 }
