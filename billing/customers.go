@@ -76,8 +76,17 @@ func (s *Service) EnsureCustomer(ctx context.Context, workspaceID uuid.UUID) (st
 			return *ws.StripeCustomerID, nil
 		}
 		if !s.customerLockHeld(ctx, workspaceID) {
-			// The other request finished without a customer: Stripe
-			// failed it, and would most likely fail this one too.
+			// The other request has finished: read its result, which may
+			// have been committed just after the read above.
+			ws, err := s.Workspace(ctx, workspaceID)
+			if err != nil {
+				return "", err
+			}
+			if ws.StripeCustomerID != nil {
+				return *ws.StripeCustomerID, nil
+			}
+			// It finished without a customer: Stripe failed it, and
+			// would most likely fail this one too.
 			return "", &Error{Code: CodeProviderUnavailable, Message: "The payment provider is unavailable. Please try again shortly."}
 		}
 	}
