@@ -33,6 +33,10 @@ run: $(STRIPE_MOCK)
 test: vet $(STRIPE_MOCK)
 	STRIPE_MOCK_BIN=$(abspath $(STRIPE_MOCK)) $(GO) test -race -count=1 -timeout 20m ./...
 
+## bench: the load benchmark (bench/, about 15 minutes; BENCH_FLAGS=-quick for a short run) against PostgreSQL, Redis and stripe-mock; writes bench/results/latest.md and .json
+bench: $(STRIPE_MOCK)
+	BENCH_COMMAND="make bench $(BENCH_FLAGS)" $(GO) run ./bench $(BENCH_FLAGS)
+
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:" $$unformatted >&2; exit 1; fi
