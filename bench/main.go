@@ -58,7 +58,14 @@ type options struct {
 	redisURL     string
 	keepLogs     bool
 	b3Latency    time.Duration
+	serverEnv    listFlag
 }
+
+// listFlag is a repeatable string flag.
+type listFlag []string
+
+func (l *listFlag) String() string     { return strings.Join(*l, " ") }
+func (l *listFlag) Set(v string) error { *l = append(*l, v); return nil }
 
 func main() {
 	log.SetFlags(log.Ltime)
@@ -80,6 +87,7 @@ func main() {
 	flag.StringVar(&o.redisURL, "redis", envOr("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis server")
 	flag.BoolVar(&o.keepLogs, "keep-logs", false, "keep the servers' logs (their folder is printed)")
 	flag.DurationVar(&o.b3Latency, "b3-stripe-latency", 200*time.Millisecond, "B3: latency added to Stripe's price list, so that the 1,000 requests overlap the load")
+	flag.Var(&o.serverEnv, "server-env", "KEY=VALUE added to the servers' environment, e.g. DB_MAX_IDLE_CONNS=20 (repeatable); recorded in the results")
 	flag.Parse()
 	if o.quick { // scale down what was not set explicitly
 		set := map[string]bool{}
@@ -154,6 +162,7 @@ type runner struct {
 	// figures later scenarios compare with
 	b0, b2        latencyStats
 	b0runs        []latencyStats
+	b2Sessions    int64
 	b4c1, b4c16   ingestStats
 	idleRSSKiB    int64
 	idleStatus    map[string]int64
@@ -188,7 +197,8 @@ func (r *runner) run(ctx context.Context) error {
 		Settings: Settings{Quick: r.opt.quick, WarmupSeconds: r.opt.warm.Seconds(), MeasureSeconds: r.opt.dur.Seconds(),
 			Connections: r.opt.conns, Subscribers: r.opt.subscribers, FanoutEvents: r.opt.fanoutEvents,
 			MemoryEvents: r.opt.memEvents, SeedEvents: r.opt.seedEvents, SeedWorkspaces: r.opt.seedWS,
-			SeedSubscripts: r.opt.seedSubs, PlanLookupKeys: lookupKeys, StripeLatencyMs: int(r.opt.b3Latency.Milliseconds())},
+			SeedSubscripts: r.opt.seedSubs, PlanLookupKeys: lookupKeys, StripeLatencyMs: int(r.opt.b3Latency.Milliseconds()),
+			ServerEnv: r.opt.serverEnv},
 	}
 
 	if r.logDir, err = os.MkdirTemp("", "billing-bench-"); err != nil {
@@ -307,13 +317,13 @@ type world struct {
 }
 
 // dbStats are PostgreSQL's counters for the world's database.
-type dbStats struct{ commits, inserted, updated, returned, fetched int64 }
+type dbStats struct{ commits, inserted, updated, returned, fetched, sessions int64 }
 
 func (w *world) dbStats(ctx context.Context) (dbStats, error) {
 	var s dbStats
 	w.polls.Add(1)
-	err := w.db.DB.QueryRowContext(ctx, `SELECT xact_commit, tup_inserted, tup_updated, tup_returned, tup_fetched
-		FROM pg_stat_database WHERE datname = current_database()`).Scan(&s.commits, &s.inserted, &s.updated, &s.returned, &s.fetched)
+	err := w.db.DB.QueryRowContext(ctx, `SELECT xact_commit, tup_inserted, tup_updated, tup_returned, tup_fetched, sessions
+		FROM pg_stat_database WHERE datname = current_database()`).Scan(&s.commits, &s.inserted, &s.updated, &s.returned, &s.fetched, &s.sessions)
 	return s, err
 }
 
@@ -329,7 +339,7 @@ func (r *runner) newWorld(ctx context.Context, name string) (*world, error) {
 }
 
 func (w *world) env() []string {
-	return []string{
+	return append([]string{
 		"HTTP_ADDR=127.0.0.1:0",
 		"DATABASE_URL=" + w.db.URL,
 		"REDIS_URL=" + w.r.opt.redisURL,
@@ -341,7 +351,7 @@ func (w *world) env() []string {
 		"PLAN_LOOKUP_KEYS=" + lookupKeys,
 		"JWT_HS256_SECRET=" + w.r.jwtKey,
 		"RATE_LIMIT_PER_MINUTE=100000",
-	}
+	}, w.r.opt.serverEnv...)
 }
 
 func (w *world) start(ctx context.Context, name string) (*serverProc, error) {

@@ -23,18 +23,19 @@ type Results struct {
 
 // Settings are the run's parameters.
 type Settings struct {
-	Quick           bool    `json:"quick"`
-	WarmupSeconds   float64 `json:"warmup_seconds"`
-	MeasureSeconds  float64 `json:"measure_seconds"`
-	Connections     int     `json:"connections"`
-	Subscribers     int     `json:"subscribers"`
-	FanoutEvents    int     `json:"fanout_events"`
-	MemoryEvents    int     `json:"memory_events"`
-	SeedEvents      int     `json:"seed_events"`
-	SeedWorkspaces  int     `json:"seed_workspaces"`
-	SeedSubscripts  int     `json:"seed_subscriptions"`
-	PlanLookupKeys  string  `json:"plan_lookup_keys"`
-	StripeLatencyMs int     `json:"b3_stripe_latency_ms"`
+	Quick           bool     `json:"quick"`
+	WarmupSeconds   float64  `json:"warmup_seconds"`
+	MeasureSeconds  float64  `json:"measure_seconds"`
+	Connections     int      `json:"connections"`
+	Subscribers     int      `json:"subscribers"`
+	FanoutEvents    int      `json:"fanout_events"`
+	MemoryEvents    int      `json:"memory_events"`
+	SeedEvents      int      `json:"seed_events"`
+	SeedWorkspaces  int      `json:"seed_workspaces"`
+	SeedSubscripts  int      `json:"seed_subscriptions"`
+	PlanLookupKeys  string   `json:"plan_lookup_keys"`
+	StripeLatencyMs int      `json:"b3_stripe_latency_ms"`
+	ServerEnv       []string `json:"server_env,omitempty"`
 }
 
 // Scenario is one line of the issue's table.
@@ -96,8 +97,11 @@ func (r *Results) markdown() string {
 	if r.Settings.Quick {
 		b.WriteString(" (quick run: short phases, scaled-down counts; not for comparison)")
 	}
-	fmt.Fprintf(&b, ". Phases: %.0f s warm-up, %.0f s measured, %d connections.\n\n",
-		r.Settings.WarmupSeconds, r.Settings.MeasureSeconds, r.Settings.Connections)
+	fmt.Fprintf(&b, ". Phases: %.0f s warm-up, %.0f s measured, %d connections", r.Settings.WarmupSeconds, r.Settings.MeasureSeconds, r.Settings.Connections)
+	if len(r.Settings.ServerEnv) > 0 {
+		fmt.Fprintf(&b, "; servers run with %s", strings.Join(r.Settings.ServerEnv, " "))
+	}
+	b.WriteString(".\n\n")
 	b.WriteString("| # | scenario | target | measured | result |\n|---|---|---|---|---|\n")
 	pass, fail := 0, 0
 	for _, s := range r.Scenarios {

@@ -135,7 +135,9 @@ func (r *runner) runB2(ctx context.Context, w *world, srv *serverProc) error {
 	runs := len(r.b0runs)
 	b0 := around(r.b0runs[runs-1], r.baseline(ctx, w, srv))
 	s := r.add(&Scenario{ID: "B2", Name: "`workspace(id) { access { level } subscription { status } }`, warm status cache",
-		Figures: map[string]any{"http": st}, Summary: rpsText(st), Notes: errNote(st)})
+		Figures: map[string]any{"http": st, "new_postgres_sessions": r.b2Sessions},
+		Summary: rpsText(st) + fmt.Sprintf("; %d new PostgreSQL sessions opened by the server during the phase (warm-up included)", r.b2Sessions),
+		Notes:   errNote(st)})
 	s.Targets = []Target{check("throughput >= 0.75 x B0", ">=", st.PerSecond/b0.PerSecond, 0.75,
 		fmt.Sprintf("%.2f x B0 (%.0f vs %.0f req/s)", st.PerSecond/b0.PerSecond, st.PerSecond, b0.PerSecond))}
 	s.Notes = append(s.Notes, fmt.Sprintf("B0 here is the mean of the B0 runs just before and just after this phase (runs %d and %d)", runs, runs+1))
@@ -144,6 +146,13 @@ func (r *runner) runB2(ctx context.Context, w *world, srv *serverProc) error {
 
 func (r *runner) b2Phase(ctx context.Context, w *world, srv *serverProc) latencyStats {
 	log.Printf("B2: workspace status, %d workspaces", len(w.ws))
+	db0, _ := w.dbStats(ctx)
+	defer func() {
+		time.Sleep(1100 * time.Millisecond) // PostgreSQL publishes its counters every second
+		db1, _ := w.dbStats(ctx)
+		log.Printf("B2: %d new PostgreSQL sessions during the phase", db1.sessions-db0.sessions)
+		r.b2Sessions = db1.sessions - db0.sessions
+	}()
 	c := newClient(r.opt.conns)
 	bodies := make([][]byte, len(w.ws))
 	for i, ws := range w.ws {

@@ -36,7 +36,7 @@ type Config struct {
 	MetricsToken       string        // METRICS_TOKEN, optional bearer token for /metrics, at least 16 characters
 	CustomerCreation   string        // STRIPE_CUSTOMER_CREATION: "payment" (default) or "workspace"
 	DBMaxOpenConns     int           // DB_MAX_OPEN_CONNS, default 20, 1..1000
-	DBMaxIdleConns     int           // DB_MAX_IDLE_CONNS, default 10 (capped at DBMaxOpenConns), 0..1000
+	DBMaxIdleConns     int           // DB_MAX_IDLE_CONNS, default DBMaxOpenConns (fewer makes a busy pool close and reopen connections: a PostgreSQL backend forked per request), 0..1000
 }
 
 // StripeConfig holds the Stripe keys and endpoint; its String, GoString, Format and LogValue never reveal the secrets.
@@ -117,7 +117,7 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	}
 
 	c.DBMaxOpenConns = l.integer("DB_MAX_OPEN_CONNS", 20, 1, 1000)
-	c.DBMaxIdleConns = l.integer("DB_MAX_IDLE_CONNS", 10, 0, 1000)
+	c.DBMaxIdleConns = l.integer("DB_MAX_IDLE_CONNS", c.DBMaxOpenConns, 0, 1000)
 	if c.DBMaxIdleConns > c.DBMaxOpenConns {
 		if l.get("DB_MAX_IDLE_CONNS") == "" {
 			// Only the default is too big: database/sql would cap it anyway, so say so in the Config.

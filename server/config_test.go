@@ -168,7 +168,7 @@ func TestLoadConfig(t *testing.T) {
 					RateLimitPerMinute: 60,
 					CustomerCreation:   "payment",
 					DBMaxOpenConns:     20,
-					DBMaxIdleConns:     10,
+					DBMaxIdleConns:     20,
 				}
 				if !reflect.DeepEqual(c, want) {
 					t.Errorf("got  %#v\nwant %#v", c, want)
