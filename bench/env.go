@@ -412,3 +412,47 @@ func smapsOf(pid int, path string) map[string]int64 {
 	}
 	return out
 }
+
+// profileCPU, with -profile set, records a CPU profile of srv from after
+// the warm-up until shortly before the end of the measured part, as
+// <profile folder>/<name>.pprof. It returns at once; the profile is
+// written in the background (wait for the returned channel).
+func (r *runner) profileCPU(srv *serverProc, name string, warm, dur time.Duration) <-chan struct{} {
+	done := make(chan struct{})
+	if r.opt.profileDir == "" || dur < 2*time.Second {
+		close(done)
+		return done
+	}
+	go func() {
+		defer close(done)
+		time.Sleep(warm)
+		secs := int((dur - time.Second) / time.Second)
+		res, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", srv.URL, secs))
+		if err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		defer res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			log.Printf("profile %s: %s", name, res.Status)
+			return
+		}
+		if err := os.MkdirAll(r.opt.profileDir, 0o755); err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		path := filepath.Join(r.opt.profileDir, name+".pprof")
+		f, err := os.Create(path)
+		if err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		defer f.Close()
+		if _, err := io.Copy(f, res.Body); err != nil {
+			log.Printf("profile %s: %v", name, err)
+			return
+		}
+		log.Printf("profile %s written to %s", name, path)
+	}()
+	return done
+}

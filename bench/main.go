@@ -10,6 +10,7 @@
 //	go run ./bench            # the full run (what `make bench` does)
 //	go run ./bench -quick     # short phases and small counts, for iterating
 //	go run ./bench -only B0,B1,B2
+//	go run ./bench -only B2 -profile /tmp/prof   # and go tool pprof /tmp/prof/B2.pprof
 package main
 
 import (
@@ -59,6 +60,7 @@ type options struct {
 	keepLogs     bool
 	b3Latency    time.Duration
 	serverEnv    listFlag
+	profileDir   string
 }
 
 // listFlag is a repeatable string flag.
@@ -87,6 +89,7 @@ func main() {
 	flag.StringVar(&o.redisURL, "redis", envOr("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis server")
 	flag.BoolVar(&o.keepLogs, "keep-logs", false, "keep the servers' logs (their folder is printed)")
 	flag.DurationVar(&o.b3Latency, "b3-stripe-latency", 200*time.Millisecond, "B3: latency added to Stripe's price list, so that the 1,000 requests overlap the load")
+	flag.StringVar(&o.profileDir, "profile", "", "write a CPU profile of the server during the measured part of B1, B2, B4 (c=16) and B5 to this folder (go tool pprof reads them)")
 	flag.Var(&o.serverEnv, "server-env", "KEY=VALUE added to the servers' environment, e.g. DB_MAX_IDLE_CONNS=20 (repeatable); recorded in the results")
 	flag.Parse()
 	if o.quick { // scale down what was not set explicitly

@@ -109,9 +109,11 @@ func (r *runner) runB1(ctx context.Context, w *world, srv *serverProc) error {
 		return fmt.Errorf("plans answered %d plans, want 3: %s", n, raw)
 	}
 	before := len(r.fake.Requests())
+	prof := r.profileCPU(srv, "B1", r.opt.warm, r.opt.dur)
 	st := closedLoop(ctx, r.opt.conns, r.opt.warm, r.opt.dur, func(ctx context.Context, i int) error {
 		return gqlCall(ctx, c, srv.URL, w.ws[i%len(w.ws)].Token, b1Body)
 	})
+	<-prof
 	calls := len(r.fake.Requests()) - before
 	log.Printf("B1: %s; %d Stripe calls", rpsText(st), calls)
 	b0 := around(r.b0runs[len(r.b0runs)-1], r.baseline(ctx, w, srv))
@@ -158,6 +160,7 @@ func (r *runner) b2Phase(ctx context.Context, w *world, srv *serverProc) latency
 	for i, ws := range w.ws {
 		bodies[i] = b2Body(ws.ID)
 	}
+	defer func(prof <-chan struct{}) { <-prof }(r.profileCPU(srv, "B2"+w.name, r.opt.warm, r.opt.dur))
 	return closedLoop(ctx, r.opt.conns, r.opt.warm, r.opt.dur, func(ctx context.Context, i int) error {
 		k := i % len(w.ws)
 		return gqlCall(ctx, c, srv.URL, w.ws[k].Token, bodies[k])
@@ -319,7 +322,14 @@ func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur
 	polls0 := w.polls.Load()
 	cpu0 := sampleCPU()
 	t0 := time.Now()
+	var prof <-chan struct{}
+	if conc > 1 {
+		prof = w.r.profileCPU(srv, "B4"+w.name, 0, dur)
+	}
 	ack := closedLoop(ctx, conc, 0, dur, post)
+	if prof != nil {
+		<-prof
+	}
 	tPosted := time.Now()
 	tDone, _, err := w.waitDrain(ctx, 10*time.Minute)
 	if err != nil {

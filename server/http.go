@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"mime"
 	"net/http"
+	"net/http/pprof"
 	"net/url"
 	"slices"
 
@@ -53,6 +54,11 @@ func (m *Main) routes() http.Handler {
 	})
 	mux.HandleFunc("GET /readyz", m.ready)
 	mux.Handle("GET /metrics", m.metricsAccess(m.Metrics.Handler())) // observability.go
+	// Profiles (CPU, heap, goroutines, ...) for performance work, under
+	// the same rule as the metrics: they show the code's hot paths.
+	mux.Handle("GET /debug/pprof/", m.metricsAccess(http.HandlerFunc(pprof.Index)))
+	mux.Handle("GET /debug/pprof/profile", m.metricsAccess(http.HandlerFunc(pprof.Profile)))
+	mux.Handle("GET /debug/pprof/trace", m.metricsAccess(http.HandlerFunc(pprof.Trace)))
 	mux.HandleFunc("GET /{$}", m.playgroundGate(servePlayground))
 	mux.HandleFunc("GET /playground/", m.playgroundGate(servePlaygroundAsset))
 	mux.HandleFunc("GET /playground-signin/signin.js", servePlaygroundSignin)

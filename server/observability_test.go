@@ -336,20 +336,26 @@ func TestMetricsWebsocketSubscribers(t *testing.T) {
 	}
 }
 
+// getPath GETs path from s with an optional Authorization header.
+func getPath(t *testing.T, s *testServer, path, authorization string) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodGet, s.URL+path, nil)
+	if authorization != "" {
+		req.Header.Set("Authorization", authorization)
+	}
+	res, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode, string(body)
+}
+
 func TestMetricsAccess(t *testing.T) {
 	get := func(t *testing.T, s *testServer, authorization string) (int, string) {
 		t.Helper()
-		req, _ := http.NewRequest(http.MethodGet, s.URL+"/metrics", nil)
-		if authorization != "" {
-			req.Header.Set("Authorization", authorization)
-		}
-		res, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		body, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(body)
+		return getPath(t, s, "/metrics", authorization)
 	}
 
 	t.Run("TokenSet", func(t *testing.T) {
@@ -368,6 +374,20 @@ func TestMetricsAccess(t *testing.T) {
 			if !strings.Contains(body, want) {
 				t.Errorf("/metrics lacks %s", want)
 			}
+		}
+		// The profiles follow the same rule.
+		for _, path := range []string{"/debug/pprof/", "/debug/pprof/heap?debug=1", "/debug/pprof/goroutine?debug=1", "/debug/pprof/profile?seconds=1"} {
+			if status, _ := getPath(t, s, path, ""); status != http.StatusUnauthorized {
+				t.Errorf("%s without the token: %d, want 401", path, status)
+			}
+		}
+		status, body = getPath(t, s, "/debug/pprof/goroutine?debug=1", "Bearer "+token)
+		if status != http.StatusOK || !strings.Contains(body, "goroutine profile:") {
+			t.Errorf("goroutine profile with the token: %d %.80q", status, body)
+		}
+		status, body = getPath(t, s, "/debug/pprof/profile?seconds=1", "Bearer "+token)
+		if status != http.StatusOK || len(body) == 0 {
+			t.Errorf("CPU profile with the token: %d, %d bytes", status, len(body))
 		}
 	})
 	t.Run("TokenUnsetLoopbackAllowed", func(t *testing.T) {
