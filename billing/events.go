@@ -467,7 +467,16 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 				errorCode = string(pi.LastPaymentError.Code)
 			}
 		}
-		row, err := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID)).Only(ctx)
+		// The row is locked, so that another transaction applying an event
+		// of the same PaymentIntent (another replica) waits rather than
+		// deciding from a stale row and overwriting it. Two first events
+		// racing to insert the row cannot lock it: one fails on the unique
+		// index, and the worker retries its event.
+		q := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID))
+		if s.cfg.RowLocks {
+			q = q.ForUpdate()
+		}
+		row, err := q.Only(ctx)
 		switch {
 		case ent.IsNotFound(err):
 			purpose := pi.Metadata[metaPurpose]
@@ -524,7 +533,12 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 // invoiceChange records an invoice in the workspace's billing history.
 func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType string, created time.Time) eventChange {
 	return func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
-		row, err := tx.Invoice.Query().Where(invoice.StripeInvoiceID(inv.ID)).Only(ctx)
+		// Locked for the same reason as a payment's row.
+		q := tx.Invoice.Query().Where(invoice.StripeInvoiceID(inv.ID))
+		if s.cfg.RowLocks {
+			q = q.ForUpdate()
+		}
+		row, err := q.Only(ctx)
 		if err != nil && !ent.IsNotFound(err) {
 			return nil, false, err
 		}

@@ -295,7 +295,13 @@ func (s *Service) refundUpdatedChange(ws uuid.UUID, re *stripe.Refund, created t
 		if refund.StatusValidator(status) != nil || status == refund.StatusCreating {
 			return nil, false, nil
 		}
-		row, err := tx.Refund.Query().Where(refund.StripeRefundID(re.ID)).Only(ctx)
+		// Locked, so that concurrent events of the same refund apply one
+		// after the other and the older one cannot overwrite the newer.
+		q := tx.Refund.Query().Where(refund.StripeRefundID(re.ID))
+		if s.cfg.RowLocks {
+			q = q.ForUpdate()
+		}
+		row, err := q.Only(ctx)
 		if ent.IsNotFound(err) {
 			row, err = s.adoptRefund(ctx, tx, ws, re)
 		}

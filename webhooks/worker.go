@@ -4,21 +4,33 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"log/slog"
+	"sync"
 	"time"
 
 	"billingapi/auth"
 	"billingapi/billing"
 	"billingapi/ent"
+	"billingapi/ent/predicate"
 	"billingapi/ent/webhookevent"
 
+	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
 )
 
+// batchSize is how many due events one claim takes.
+const batchSize = 100
+
 // Worker applies stored events in the order Stripe created them. Any
 // number of workers (one per replica) may run: an event is leased to one
 // of them at a time, and billing.ApplyEvent applies it at most once anyway.
+//
+// A worker claims a batch of due events in one transaction, then applies
+// it in Concurrency lanes: the events of one Stripe object always go to
+// the same lane, in order, while different objects are applied in
+// parallel. The next batch is claimed once the whole batch is done.
 type Worker struct {
 	DB      *ent.Client
 	Billing *billing.Service
@@ -33,9 +45,18 @@ type Worker struct {
 	// Poll is how often the worker looks for due events when not woken;
 	// default 1 second.
 	Poll time.Duration
+	// Concurrency is how many lanes apply a batch at once; default 8. With
+	// 1, events are applied one at a time in the order they were claimed.
+	Concurrency int
+	// RowLocks claims batches with SELECT ... FOR UPDATE SKIP LOCKED
+	// (PostgreSQL), so that workers of several replicas take disjoint
+	// batches rather than colliding. SQLite, which has one writer, claims
+	// with a conditional update instead.
+	RowLocks bool
 	// Observe, when set, is told the outcome of each attempt: "processed",
 	// "skipped", "duplicate" (already applied) or "failed", and the time
-	// since Stripe created the event. For metrics.
+	// since Stripe created the event. For metrics. Lanes call it
+	// concurrently.
 	Observe func(eventType, outcome string, lag time.Duration)
 
 	wake chan struct{}
@@ -70,14 +91,12 @@ func (w *Worker) wakeChan() chan struct{} {
 // crash (received, failed, or leased past their lease) are picked up
 // again, so a restart resumes where the last run stopped.
 func (w *Worker) Run(ctx context.Context) {
-	if w.MaxAttempts == 0 {
-		w.MaxAttempts = 8
-	}
-	if w.Poll == 0 {
-		w.Poll = time.Second
+	poll := w.Poll
+	if poll == 0 {
+		poll = time.Second
 	}
 	wake := w.wakeChan()
-	ticker := time.NewTicker(w.Poll)
+	ticker := time.NewTicker(poll)
 	defer ticker.Stop()
 	for {
 		for w.ProcessDue(ctx) > 0 && ctx.Err() == nil {
@@ -91,62 +110,208 @@ func (w *Worker) Run(ctx context.Context) {
 	}
 }
 
-// ProcessDue applies the events that are due now, oldest first, and
-// returns how many it handled.
+// ProcessDue claims a batch of the events that are due now, oldest first,
+// applies it, and returns how many events it claimed.
 func (w *Worker) ProcessDue(ctx context.Context) int {
 	svc := auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))
 	now := time.Now()
-	due, err := w.DB.WebhookEvent.Query().
-		Where(
-			webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed),
-			webhookevent.NextAttemptAtLTE(now),
-			webhookevent.Or(webhookevent.LockedUntilIsNil(), webhookevent.LockedUntilLT(now)),
-		).
-		Order(ent.Asc(webhookevent.FieldCreated), ent.Asc(webhookevent.FieldCreateTime)).
-		Limit(100).
-		All(svc)
+	batch, err := w.claimBatch(svc, now)
 	if err != nil {
 		if ctx.Err() == nil {
-			w.Log.ErrorContext(ctx, "webhook worker: listing due events failed", "err", err)
+			w.Log.ErrorContext(ctx, "webhook worker: claiming due events failed", "err", err)
 		}
 		return 0
 	}
-	handled := 0
-	for _, ev := range due {
-		if ctx.Err() != nil {
-			break
-		}
-		if w.claim(svc, ev.ID, now) {
-			w.apply(ctx, ev)
-			handled++
-		}
+	if len(batch) == 0 {
+		return 0
 	}
-	return handled
+	if left := w.applyBatch(ctx, batch); len(left) > 0 {
+		w.release(svc, left, now.Add(w.lease()))
+	}
+	return len(batch)
 }
 
-// claim leases an event to this worker; it reports false when another
+// claimable is the condition for leasing an event: not done, and not
+// leased to a worker whose lease still runs.
+func claimable(now time.Time) []predicate.WebhookEvent {
+	return []predicate.WebhookEvent{
+		webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed),
+		webhookevent.Or(webhookevent.LockedUntilIsNil(), webhookevent.LockedUntilLT(now)),
+	}
+}
+
+// claimBatch leases up to batchSize due events to this worker in one
+// transaction and returns them oldest first (by Stripe's created, then by
+// arrival). With RowLocks the rows are selected FOR UPDATE SKIP LOCKED, so
+// a concurrent claimer skips them instead of waiting. The update repeats
+// the claim conditions; if it leases fewer rows than were listed, another
+// worker got some of them first: the transaction is rolled back (so that
+// nothing is leased by halves) and the events are claimed one by one.
+func (w *Worker) claimBatch(ctx context.Context, now time.Time) ([]*ent.WebhookEvent, error) {
+	tx, err := w.DB.Tx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	q := tx.WebhookEvent.Query().
+		Where(webhookevent.NextAttemptAtLTE(now)).
+		Where(claimable(now)...).
+		Order(ent.Asc(webhookevent.FieldCreated), ent.Asc(webhookevent.FieldCreateTime)).
+		Limit(batchSize)
+	if w.RowLocks {
+		q = q.ForUpdate(entsql.WithLockAction(entsql.SkipLocked))
+	}
+	rows, err := q.All(ctx)
+	if err != nil || len(rows) == 0 {
+		return nil, err
+	}
+	ids := make([]uuid.UUID, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	n, err := tx.WebhookEvent.Update().
+		Where(webhookevent.IDIn(ids...)).
+		Where(claimable(now)...).
+		SetLockedUntil(now.Add(w.lease())).
+		AddAttempts(1).
+		Save(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if n == len(rows) {
+		if err := tx.Commit(); err != nil {
+			return nil, err
+		}
+		return rows, nil
+	}
+	if err := tx.Rollback(); err != nil {
+		return nil, err
+	}
+	w.Log.WarnContext(ctx, "webhook worker: batch claim raced another worker; claiming one by one",
+		"listed", len(rows), "claimed", n)
+	claimed := rows[:0]
+	for _, row := range rows {
+		if w.claim(ctx, row.ID, now) {
+			claimed = append(claimed, row)
+		}
+	}
+	return claimed, nil
+}
+
+// claim leases one event to this worker; it reports false when another
 // worker got it first.
 func (w *Worker) claim(ctx context.Context, id uuid.UUID, now time.Time) bool {
 	n, err := w.DB.WebhookEvent.Update().
-		Where(
-			webhookevent.ID(id),
-			webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed),
-			webhookevent.Or(webhookevent.LockedUntilIsNil(), webhookevent.LockedUntilLT(now)),
-		).
+		Where(webhookevent.ID(id)).
+		Where(claimable(now)...).
 		SetLockedUntil(now.Add(w.lease())).
 		AddAttempts(1).
 		Save(ctx)
 	return err == nil && n == 1
 }
 
+// job is one claimed event with its payload, decoded once.
+type job struct {
+	row       *ent.WebhookEvent
+	ev        stripe.Event
+	decodeErr error
+}
+
+// applyBatch applies claimed events in lanes and waits for all of them. It
+// returns the events it did not start because ctx ended.
+func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*ent.WebhookEvent {
+	lanes := make([][]*job, w.concurrency())
+	for _, row := range rows {
+		j := &job{row: row}
+		if err := json.Unmarshal(row.Payload, &j.ev); err != nil {
+			j.decodeErr = fmt.Errorf("stored payload does not decode: %w", err)
+		}
+		i := laneOf(objectID(&j.ev), len(lanes))
+		lanes[i] = append(lanes[i], j)
+	}
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		left []*ent.WebhookEvent
+	)
+	for _, lane := range lanes {
+		if len(lane) == 0 {
+			continue
+		}
+		wg.Go(func() {
+			for k, j := range lane {
+				if ctx.Err() != nil {
+					mu.Lock()
+					for _, rest := range lane[k:] {
+						left = append(left, rest.row)
+					}
+					mu.Unlock()
+					return
+				}
+				w.apply(ctx, j)
+			}
+		})
+	}
+	wg.Wait()
+	return left
+}
+
+// objectID is the id of the Stripe object an event is about, or "" (for
+// an event without one, or one that does not decode).
+func objectID(ev *stripe.Event) string {
+	if ev.Data == nil {
+		return ""
+	}
+	id, _ := ev.Data.Object["id"].(string)
+	return id
+}
+
+// laneOf picks the lane of a Stripe object: always the same one for the
+// same object, so that its events are applied one after another in order.
+// Events without an object go to lane 0.
+func laneOf(objectID string, lanes int) int {
+	if objectID == "" || lanes <= 1 {
+		return 0
+	}
+	h := fnv.New32a()
+	_, _ = h.Write([]byte(objectID))
+	return int(h.Sum32() % uint32(lanes))
+}
+
+// release hands back events this worker claimed but never started (it was
+// stopped mid-batch): their lease is cleared and the attempt it counted is
+// taken back, so that they are due again at once, as if never claimed.
+// Only events still under this worker's lease (leasedUntil) are touched.
+func (w *Worker) release(ctx context.Context, rows []*ent.WebhookEvent, leasedUntil time.Time) {
+	ids := make([]uuid.UUID, len(rows))
+	for i, row := range rows {
+		ids[i] = row.ID
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	err := w.DB.WebhookEvent.Update().
+		Where(
+			webhookevent.IDIn(ids...),
+			webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed),
+			webhookevent.LockedUntil(leasedUntil),
+		).
+		ClearLockedUntil().
+		AddAttempts(-1).
+		Exec(ctx)
+	if err != nil {
+		w.Log.WarnContext(ctx, "webhook worker: releasing unstarted events failed; they are due again when their lease ends",
+			"events", len(ids), "err", err)
+	}
+}
+
 // apply runs one leased event through billing and records a failure.
-func (w *Worker) apply(ctx context.Context, row *ent.WebhookEvent) {
-	var ev stripe.Event
-	if err := json.Unmarshal(row.Payload, &ev); err != nil {
-		w.fail(ctx, row, fmt.Errorf("stored payload does not decode: %w", err), true)
+func (w *Worker) apply(ctx context.Context, j *job) {
+	row := j.row
+	if j.decodeErr != nil {
+		w.fail(ctx, row, j.decodeErr, true)
 		return
 	}
-	out, err := w.Billing.ApplyEvent(ctx, row.ID, &ev)
+	out, err := w.Billing.ApplyEvent(ctx, row.ID, &j.ev)
 	if err != nil {
 		w.fail(ctx, row, err, false)
 		return
@@ -158,7 +323,7 @@ func (w *Worker) apply(ctx context.Context, row *ent.WebhookEvent) {
 		}
 		w.Observe(row.Type, outcome, time.Since(row.Created))
 	}
-	w.Log.InfoContext(ctx, "webhook applied", "event_id", ev.ID, "type", ev.Type,
+	w.Log.InfoContext(ctx, "webhook applied", "event_id", j.ev.ID, "type", j.ev.Type,
 		"status", out.Status, "duplicate", out.Duplicate, "reason", out.Reason)
 }
 
@@ -176,7 +341,7 @@ func (w *Worker) fail(ctx context.Context, row *ent.WebhookEvent, cause error, p
 		SetStatus(webhookevent.StatusFailed).
 		SetLastError(clip(cause.Error(), 2000)).
 		ClearLockedUntil()
-	if permanent || attempts >= w.MaxAttempts {
+	if permanent || attempts >= w.maxAttempts() {
 		upd.ClearNextAttemptAt()
 	} else {
 		upd.SetNextAttemptAt(time.Now().Add(backoff(attempts)))
@@ -192,4 +357,20 @@ func (w *Worker) lease() time.Duration {
 		return 15 * time.Second
 	}
 	return w.Lease
+}
+
+// maxAttempts returns MaxAttempts, or its default.
+func (w *Worker) maxAttempts() int {
+	if w.MaxAttempts <= 0 {
+		return 8
+	}
+	return w.MaxAttempts
+}
+
+// concurrency returns Concurrency, or its default.
+func (w *Worker) concurrency() int {
+	if w.Concurrency <= 0 {
+		return 8
+	}
+	return w.Concurrency
 }

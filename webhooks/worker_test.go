@@ -1,0 +1,694 @@
+package webhooks
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/billing"
+	"billingapi/ent"
+	"billingapi/ent/payment"
+	"billingapi/ent/webhookevent"
+	"billingapi/internal/database"
+	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
+
+	"entgo.io/ent/dialect"
+	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// recordingPublisher is a billing.Publisher that keeps every published
+// event, in the order they were published.
+type recordingPublisher struct {
+	mu     sync.Mutex
+	events []billing.BillingEvent
+}
+
+func (p *recordingPublisher) Publish(_ context.Context, _ string, payload []byte) error {
+	var ev billing.BillingEvent
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.events = append(p.events, ev)
+	return nil
+}
+
+func (p *recordingPublisher) all() []billing.BillingEvent {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.events)
+}
+
+// replica is what one server runs for webhooks: its own connections, a
+// billing Service publishing to a recorder, and a Worker; outcomes counts
+// what the worker reported per outcome.
+type replica struct {
+	store    *database.Store
+	billing  *billing.Service
+	pub      *recordingPublisher
+	worker   *Worker
+	mu       sync.Mutex
+	outcomes map[string]int
+}
+
+// openStoreAt opens the database at url as the server does.
+func openStoreAt(tb testing.TB, url string) *database.Store {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	store, err := database.Open(ctx, url, database.Options{})
+	if err != nil {
+		tb.Fatalf("open database: %v", err)
+	}
+	tb.Cleanup(func() { _ = store.Close() })
+	return store
+}
+
+// newReplica builds a replica over the database at url, with row locks on
+// PostgreSQL as server/app.go sets them.
+func newReplica(tb testing.TB, url string, concurrency int) *replica {
+	tb.Helper()
+	store := openStoreAt(tb, url)
+	rowLocks := store.Dialect == dialect.Postgres
+	log := slog.New(slog.DiscardHandler)
+	r := &replica{store: store, pub: &recordingPublisher{}, outcomes: map[string]int{}}
+	r.billing = billing.New(billing.Deps{DB: store.Client, Bus: r.pub, Log: log}, billing.Config{RowLocks: rowLocks})
+	r.worker = &Worker{DB: store.Client, Billing: r.billing, Log: log, Concurrency: concurrency, RowLocks: rowLocks,
+		Observe: func(_, outcome string, _ time.Duration) {
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			r.outcomes[outcome]++
+		}}
+	return r
+}
+
+func (r *replica) outcome(name string) int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.outcomes[name]
+}
+
+// workspace creates a workspace for the events' metadata.
+func (r *replica) workspace(tb testing.TB, owner string) uuid.UUID {
+	tb.Helper()
+	ctx := auth.NewContext(context.Background(), auth.Viewer{UserID: owner, Email: owner + "@example.com", Name: owner})
+	ws, err := r.billing.CreateWorkspace(ctx, owner+"'s workspace")
+	if err != nil {
+		tb.Fatalf("create workspace: %v", err)
+	}
+	return ws.ID
+}
+
+// piEvent is one PaymentIntent event of a test.
+type piEvent struct {
+	id      string
+	typ     string
+	object  string // the PaymentIntent's id
+	status  string // the PaymentIntent's status in the event
+	amount  int64
+	created time.Time
+	ws      uuid.UUID
+}
+
+func (e piEvent) payload() []byte {
+	meta := map[string]string{"workspace_id": e.ws.String(), "purpose": "credits_pack"}
+	return stripefake.Event(e.id, e.typ, stripefake.PaymentIntentJSON(e.object, e.status, e.amount, "usd", meta), e.created)
+}
+
+// piStep is a kind of PaymentIntent event and the Payment status it sets.
+type piStep struct {
+	typ, piStatus string
+	want          payment.Status
+}
+
+// piSteps are PaymentIntent events that each move an unpaid payment to a
+// new status (and so each publish).
+var piSteps = []piStep{
+	{"payment_intent.processing", "processing", payment.StatusProcessing},
+	{"payment_intent.requires_action", "requires_action", payment.StatusRequiresAction},
+	{"payment_intent.payment_failed", "requires_payment_method", payment.StatusFailed},
+	{"payment_intent.canceled", "canceled", payment.StatusCanceled},
+	{"payment_intent.succeeded", "succeeded", payment.StatusSucceeded}, // only ever last: a paid payment never moves back
+}
+
+// objectHistory returns n events of one PaymentIntent, oldest first, whose
+// created times are start, start+step, ...; the last one is piSteps[final].
+func objectHistory(object string, ws uuid.UUID, n int, start time.Time, step time.Duration, final int) []piEvent {
+	events := make([]piEvent, n)
+	for k := range events {
+		s := piSteps[k%4]
+		if k == n-1 {
+			s = piSteps[final]
+		}
+		events[k] = piEvent{id: fmt.Sprintf("evt_%s_%02d", object, k), typ: s.typ, object: object, status: s.piStatus,
+			amount: 1999, created: start.Add(time.Duration(k) * step), ws: ws}
+	}
+	return events
+}
+
+// postAll delivers the events through the webhook endpoint, signed as
+// Stripe signs them, in the order given.
+func postAll(tb testing.TB, db *ent.Client, events []piEvent) {
+	tb.Helper()
+	h := &Handler{DB: db, Secrets: []string{firstSecret}, Log: slog.New(slog.DiscardHandler)}
+	for _, e := range events {
+		body := e.payload()
+		header := stripefake.Sign(body, firstSecret, time.Now())
+		if rec := post(h, http.MethodPost, body, &header); rec.Code != http.StatusOK {
+			tb.Fatalf("posting %s: %d %s", e.id, rec.Code, rec.Body.String())
+		}
+	}
+}
+
+// interleave merges the objects' posting orders at random (but
+// reproducibly), keeping each object's own order.
+func interleave(perObject [][]piEvent, seed uint64) []piEvent {
+	rng := rand.New(rand.NewPCG(seed, seed))
+	queues := slices.Clone(perObject)
+	var out []piEvent
+	for len(queues) > 0 {
+		i := rng.IntN(len(queues))
+		out = append(out, queues[i][0])
+		if queues[i] = queues[i][1:]; len(queues[i]) == 0 {
+			queues = slices.Delete(queues, i, i+1)
+		}
+	}
+	return out
+}
+
+// runUntil runs the replicas' workers until n events are processed, then
+// stops them and waits for them to return.
+func runUntil(tb testing.TB, db *ent.Client, n int, replicas ...*replica) {
+	tb.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for _, r := range replicas {
+		wg.Go(func() { r.worker.Run(ctx) })
+	}
+	defer func() { cancel(); wg.Wait() }()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		done, err := db.WebhookEvent.Query().Where(webhookevent.StatusEQ(webhookevent.StatusProcessed)).Count(svc())
+		if err != nil {
+			tb.Fatalf("count processed events: %v", err)
+		}
+		if done == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d of %d events processed after 60 s", done, n)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// assertFinalStates checks that each object's payment shows its newest
+// event (histories are oldest first).
+func assertFinalStates(tb testing.TB, db *ent.Client, ws uuid.UUID, histories [][]piEvent) {
+	tb.Helper()
+	sys := auth.NewContext(context.Background(), auth.SystemViewer(ws))
+	for _, h := range histories {
+		newest := h[len(h)-1]
+		p, err := db.Payment.Query().Where(payment.StripePaymentIntentID(newest.object)).Only(sys)
+		if err != nil {
+			tb.Fatalf("payment %s: %v", newest.object, err)
+		}
+		want := piStepOf(newest.typ).want
+		if p.Status != want || p.LastEventAt == nil || !p.LastEventAt.Equal(newest.created) {
+			tb.Errorf("payment %s is %s as of %v; want %s as of its newest event %s (%v)",
+				newest.object, p.Status, p.LastEventAt, want, newest.id, newest.created)
+		}
+	}
+}
+
+func piStepOf(typ string) piStep {
+	for _, s := range piSteps {
+		if s.typ == typ {
+			return s
+		}
+	}
+	panic("unknown step " + typ)
+}
+
+// TestWorkerLanesApplyEachObjectInOrder stores 300 events of 20
+// PaymentIntents, several per object with increasing created times,
+// posted out of order (half the objects newest first), and lets one worker
+// with 8 lanes apply them on PostgreSQL. Since every event of an object is
+// newer than the one before, applied in order each one changes the payment
+// and is published: an object whose events were split across lanes (or
+// applied by arrival rather than by created) shows up as an event that
+// changed nothing, failed on the unique index, or was published out of
+// order.
+func TestWorkerLanesApplyEachObjectInOrder(t *testing.T) {
+	r := newReplica(t, testenv.Postgres(t), 8)
+	ws := r.workspace(t, "alice")
+	const objects, perObject = 20, 15
+	base := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	var histories, posting [][]piEvent
+	for o := range objects {
+		// Objects' events interleave in created order, so that every
+		// batch of 100 holds several events of each object.
+		h := objectHistory(fmt.Sprintf("pi_lane_%02d", o), ws, perObject, base.Add(time.Duration(o)*time.Second),
+			objects*time.Second, o%len(piSteps))
+		histories = append(histories, h)
+		order := slices.Clone(h)
+		if o%2 == 0 {
+			slices.Reverse(order) // newest first
+		}
+		posting = append(posting, order)
+	}
+	postAll(t, r.store.Client, interleave(posting, 1))
+
+	runUntil(t, r.store.Client, objects*perObject, r)
+
+	rows, err := r.store.Client.WebhookEvent.Query().All(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		if row.Status != webhookevent.StatusProcessed || row.Attempts != 1 || row.LastError != "" {
+			t.Errorf("event %s: status %s after %d attempts (%q); want processed at the first attempt",
+				row.StripeEventID, row.Status, row.Attempts, row.LastError)
+		}
+	}
+	if got := r.outcome("processed"); got != objects*perObject {
+		t.Errorf("worker reported %d events processed, want %d (outcomes %v)", got, objects*perObject, r.outcomes)
+	}
+	// Each event published once, and each object's in created order.
+	published := map[string][]string{}
+	for _, ev := range r.pub.all() {
+		if ev.Payment == nil || ev.Payment.StripePaymentIntentID == nil {
+			t.Fatalf("published %s without its payment", ev.EventID)
+		}
+		object := *ev.Payment.StripePaymentIntentID
+		published[object] = append(published[object], ev.EventID)
+	}
+	for _, h := range histories {
+		var want []string
+		for _, e := range h {
+			want = append(want, e.id)
+		}
+		if got := published[h[0].object]; !slices.Equal(got, want) {
+			t.Errorf("%s: published %v\nwant each event once, oldest first: %v", h[0].object, got, want)
+		}
+	}
+	assertFinalStates(t, r.store.Client, ws, histories)
+}
+
+// TestTwoWorkersOnOnePostgresApplyEachEventOnce runs two replicas' workers
+// at once over the same events: 300 that each record a new payment (so
+// each must be published exactly once, by one replica) and 10 objects of
+// 10 events each, which both replicas may apply parts of at the same time
+// (the row locks and the ordering check must keep their newest state).
+func TestTwoWorkersOnOnePostgresApplyEachEventOnce(t *testing.T) {
+	url := testenv.Postgres(t)
+	a, b := newReplica(t, url, 8), newReplica(t, url, 8)
+	ws := a.workspace(t, "alice")
+	base := time.Now().Add(-2 * time.Hour).Truncate(time.Second)
+	var (
+		single    []piEvent
+		histories [][]piEvent
+	)
+	for i := range 300 {
+		single = append(single, piEvent{id: fmt.Sprintf("evt_single_%03d", i), typ: "payment_intent.succeeded",
+			object: fmt.Sprintf("pi_single_%03d", i), status: "succeeded", amount: 500, created: base.Add(time.Duration(i) * time.Second), ws: ws})
+	}
+	posting := [][]piEvent{single}
+	for o := range 10 {
+		h := objectHistory(fmt.Sprintf("pi_shared_%02d", o), ws, 10, base.Add(time.Duration(o)*time.Second), 30*time.Second, o%len(piSteps))
+		histories = append(histories, h)
+		posting = append(posting, h)
+	}
+	total := 300 + 10*10
+	postAll(t, a.store.Client, interleave(posting, 2))
+
+	runUntil(t, a.store.Client, total, a, b)
+
+	if n, err := a.store.Client.WebhookEvent.Query().Where(webhookevent.StatusNEQ(webhookevent.StatusProcessed)).Count(svc()); err != nil || n != 0 {
+		t.Errorf("%d events not processed (%v)", n, err)
+	}
+	for _, r := range []*replica{a, b} {
+		if r.outcome("processed") == 0 {
+			t.Errorf("a replica applied nothing (outcomes a %v, b %v): the test did not run two workers at once", a.outcomes, b.outcomes)
+		}
+		if n := r.outcome("duplicate"); n != 0 {
+			t.Errorf("%d events were handed to ApplyEvent after another worker had applied them", n)
+		}
+	}
+	if got := a.outcome("processed") + b.outcome("processed"); got != total {
+		t.Errorf("processed %d + %d = %d times, want %d", a.outcome("processed"), b.outcome("processed"), got, total)
+	}
+	times := map[string]int{}
+	for _, ev := range append(a.pub.all(), b.pub.all()...) {
+		times[ev.EventID]++
+	}
+	for _, e := range single {
+		if times[e.id] != 1 {
+			t.Errorf("%s published %d times, want once", e.id, times[e.id])
+		}
+	}
+	for _, h := range histories {
+		for _, e := range h {
+			if times[e.id] > 1 {
+				t.Errorf("%s published %d times", e.id, times[e.id])
+			}
+		}
+	}
+	sys := auth.NewContext(context.Background(), auth.SystemViewer(ws))
+	if n, err := a.store.Client.Payment.Query().Count(sys); err != nil || n != 300+10 {
+		t.Errorf("%d payments (%v), want %d", n, err, 300+10)
+	}
+	assertFinalStates(t, a.store.Client, ws, histories)
+}
+
+// claimBackends are the ways claims run: PostgreSQL with row locks (as in
+// production), PostgreSQL without them (the conditional update collides
+// with concurrent claims, so the one-by-one fallback runs), and SQLite.
+var claimBackends = []struct {
+	name     string
+	url      func(testing.TB) string
+	rowLocks bool
+}{
+	{"Postgres", testenv.Postgres, true},
+	{"PostgresWithoutRowLocks", testenv.Postgres, false},
+	{"SQLite", testenv.SQLite, false},
+}
+
+// storeEvents stores n events whose created times run backwards from now
+// (so arrival order is the opposite of Stripe's order) and returns their
+// row ids, oldest created first.
+func storeEvents(tb testing.TB, db *ent.Client, n int) []uuid.UUID {
+	tb.Helper()
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	ids := make([]uuid.UUID, n)
+	for i := n - 1; i >= 0; i-- {
+		body := stripefake.Event(fmt.Sprintf("evt_claim_%04d", i), "payment_intent.processing",
+			stripefake.PaymentIntentJSON(fmt.Sprintf("pi_claim_%04d", i), "processing", 100, "usd", nil), base.Add(time.Duration(i)*time.Second))
+		var ev stripe.Event
+		if err := json.Unmarshal(body, &ev); err != nil {
+			tb.Fatal(err)
+		}
+		if _, err := Store(svc(), db, &ev, body); err != nil {
+			tb.Fatalf("store event: %v", err)
+		}
+		row, err := db.WebhookEvent.Query().Where(webhookevent.StripeEventID(ev.ID)).Only(svc())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		ids[i] = row.ID
+	}
+	return ids
+}
+
+func rowIDs(rows []*ent.WebhookEvent) []uuid.UUID {
+	ids := make([]uuid.UUID, len(rows))
+	for i, r := range rows {
+		ids[i] = r.ID
+	}
+	return ids
+}
+
+// TestClaimBatchTakesTheOldestAndKeepsLeaseSemantics checks one worker's
+// batch claim: the 100 oldest due events by Stripe's created, each leased
+// for Lease with one more attempt; leased events are not due, and are due
+// again once the lease ran out.
+func TestClaimBatchTakesTheOldestAndKeepsLeaseSemantics(t *testing.T) {
+	for _, backend := range claimBackends {
+		t.Run(backend.name, func(t *testing.T) {
+			store := openStoreAt(t, backend.url(t))
+			ids := storeEvents(t, store.Client, 150)
+			w := &Worker{DB: store.Client, Log: slog.New(slog.DiscardHandler), RowLocks: backend.rowLocks, Lease: time.Minute}
+			now := time.Now()
+
+			first, err := w.claimBatch(svc(), now)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := rowIDs(first); !slices.Equal(got, ids[:100]) {
+				t.Fatalf("first batch is not the 100 oldest in created order (%d events)", len(got))
+			}
+			rest, err := w.claimBatch(svc(), now)
+			if err != nil || !slices.Equal(rowIDs(rest), ids[100:]) {
+				t.Fatalf("second batch: %d events, %v; want the 50 others", len(rest), err)
+			}
+			if none, err := w.claimBatch(svc(), now.Add(time.Second)); err != nil || len(none) != 0 {
+				t.Fatalf("leased events claimed again within their lease: %d, %v", len(none), err)
+			}
+			rows, err := store.Client.WebhookEvent.Query().All(svc())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, row := range rows {
+				if row.Attempts != 1 || row.LockedUntil == nil || row.LockedUntil.Sub(now.Add(time.Minute)).Abs() > time.Millisecond {
+					t.Fatalf("claimed event %s: attempts %d, locked until %v; want 1 and %v", row.StripeEventID, row.Attempts, row.LockedUntil, now.Add(time.Minute))
+				}
+			}
+			again, err := w.claimBatch(svc(), now.Add(time.Minute+time.Second))
+			if err != nil || !slices.Equal(rowIDs(again), ids[:100]) {
+				t.Fatalf("after the lease: %d events, %v; want the 100 oldest again", len(again), err)
+			}
+			if n, err := store.Client.WebhookEvent.Query().Where(webhookevent.Attempts(2)).Count(svc()); err != nil || n != 100 {
+				t.Fatalf("%d events at attempt 2 (%v), want 100", n, err)
+			}
+		})
+	}
+}
+
+// TestConcurrentBatchClaimsNeverShareAnEvent runs four claimers, each with
+// its own connections (as four replicas), against the same 450 events:
+// every event is claimed by exactly one of them.
+func TestConcurrentBatchClaimsNeverShareAnEvent(t *testing.T) {
+	for _, backend := range claimBackends {
+		t.Run(backend.name, func(t *testing.T) {
+			url := backend.url(t)
+			const claimers, events = 4, 450
+			workers := make([]*Worker, claimers)
+			for i := range workers {
+				store := openStoreAt(t, url)
+				workers[i] = &Worker{DB: store.Client, Log: slog.New(slog.DiscardHandler), RowLocks: backend.rowLocks}
+			}
+			storeEvents(t, workers[0].DB, events)
+
+			var (
+				mu      sync.Mutex
+				claimed = map[uuid.UUID]int{}
+				start   = make(chan struct{})
+				wg      sync.WaitGroup
+				batches atomic.Int64
+			)
+			for _, w := range workers {
+				wg.Go(func() {
+					<-start
+					for {
+						rows, err := w.claimBatch(svc(), time.Now())
+						if err != nil {
+							t.Errorf("claim: %v", err)
+							return
+						}
+						if len(rows) == 0 {
+							return
+						}
+						batches.Add(1)
+						mu.Lock()
+						for _, r := range rows {
+							claimed[r.ID]++
+						}
+						mu.Unlock()
+					}
+				})
+			}
+			close(start)
+			wg.Wait()
+			for id, n := range claimed {
+				if n != 1 {
+					t.Errorf("event %s claimed %d times", id, n)
+				}
+			}
+			if len(claimed) != events {
+				t.Errorf("%d of %d events claimed", len(claimed), events)
+			}
+			if n, err := workers[0].DB.WebhookEvent.Query().Where(webhookevent.Attempts(1), webhookevent.LockedUntilNotNil()).Count(svc()); err != nil || n != events {
+				t.Errorf("%d events leased at attempt 1 (%v), want %d", n, err, events)
+			}
+			t.Logf("%d batches", batches.Load())
+		})
+	}
+}
+
+// TestFailingEventDoesNotStopTheOthers gives one lane an event that
+// billing refuses with an error (a negative amount fails validation): it
+// is scheduled for a retry, while every other event, including those of
+// the same lane, is applied.
+func TestFailingEventDoesNotStopTheOthers(t *testing.T) {
+	r := newReplica(t, testenv.Postgres(t), 8)
+	ws := r.workspace(t, "alice")
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	bad := piEvent{id: "evt_bad", typ: "payment_intent.processing", object: "pi_bad", status: "processing", amount: -5, created: base, ws: ws}
+	events := []piEvent{bad}
+	sameLane := 0
+	for i := range 40 {
+		object := fmt.Sprintf("pi_ok_%02d", i)
+		if laneOf(object, 8) == laneOf(bad.object, 8) {
+			sameLane++
+		}
+		events = append(events, piEvent{id: "evt_" + object, typ: "payment_intent.succeeded", object: object, status: "succeeded",
+			amount: 100, created: base.Add(time.Duration(i+1) * time.Second), ws: ws})
+	}
+	if sameLane == 0 {
+		t.Fatal("no good event shares the failing event's lane; pick other ids")
+	}
+	postAll(t, r.store.Client, events)
+
+	before := time.Now()
+	if n := r.worker.ProcessDue(context.Background()); n != len(events) {
+		t.Fatalf("claimed %d events, want %d", n, len(events))
+	}
+	rows, err := r.store.Client.WebhookEvent.Query().All(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		if row.StripeEventID == bad.id {
+			if row.Status != webhookevent.StatusFailed || row.Attempts != 1 || row.LastError == "" || row.LockedUntil != nil ||
+				row.NextAttemptAt == nil || row.NextAttemptAt.Before(before) || row.NextAttemptAt.After(time.Now().Add(2*time.Second)) {
+				t.Errorf("failing event: %+v; want failed at attempt 1, unleased, retried about a second later", row)
+			}
+			continue
+		}
+		if row.Status != webhookevent.StatusProcessed {
+			t.Errorf("event %s is %s (%s) next to a failing one; want processed", row.StripeEventID, row.Status, row.LastError)
+		}
+	}
+	if got := r.outcome("failed"); got != 1 {
+		t.Errorf("%d failures reported, want 1", got)
+	}
+}
+
+// TestConcurrentFirstInsertLeavesTheEventRetryable makes the first event
+// of a PaymentIntent race another transaction inserting the same payment
+// (as another replica would): the event fails on the unique index, and
+// must be left failed with a next attempt, not lost; the retry applies it.
+func TestConcurrentFirstInsertLeavesTheEventRetryable(t *testing.T) {
+	r := newReplica(t, testenv.Postgres(t), 8)
+	ws := r.workspace(t, "alice")
+	ev := piEvent{id: "evt_race", typ: "payment_intent.payment_failed", object: "pi_race", status: "requires_payment_method",
+		amount: 700, created: time.Now().Add(-time.Minute).Truncate(time.Second), ws: ws}
+	postAll(t, r.store.Client, []piEvent{ev})
+
+	ctx := context.Background()
+	sys := auth.NewContext(ctx, auth.SystemViewer(ws))
+	other, err := r.store.Client.Tx(sys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Rollback() }()
+	if err := other.Payment.Create().SetWorkspaceID(ws).SetStripePaymentIntentID(ev.object).SetAmount(ev.amount).
+		SetCurrency("usd").SetPurpose("credits_pack").SetCreatedBy("stripe").SetStatus(payment.StatusProcessing).Exec(sys); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan int)
+	go func() { done <- r.worker.ProcessDue(ctx) }()
+	// Commit the other insert once the worker waits on it.
+	waitForLockWait(t, r.store)
+	if err := other.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if n := <-done; n != 1 {
+		t.Fatalf("claimed %d events, want 1", n)
+	}
+	row, err := r.store.Client.WebhookEvent.Query().Where(webhookevent.StripeEventID(ev.id)).Only(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Status != webhookevent.StatusFailed || row.NextAttemptAt == nil || row.LockedUntil != nil || row.Attempts != 1 {
+		t.Fatalf("after losing the insert race the event is %+v; want failed with a next attempt", row)
+	}
+
+	// The retry, once due, applies it over the row the other side made.
+	if err := r.store.Client.WebhookEvent.UpdateOne(row).SetNextAttemptAt(time.Now()).Exec(svc()); err != nil {
+		t.Fatal(err)
+	}
+	if n := r.worker.ProcessDue(ctx); n != 1 {
+		t.Fatalf("retry claimed %d events, want 1", n)
+	}
+	p, err := r.store.Client.Payment.Query().Where(payment.StripePaymentIntentID(ev.object)).Only(sys)
+	if err != nil || p.Status != payment.StatusFailed {
+		t.Fatalf("payment after the retry: %+v, %v; want failed", p, err)
+	}
+}
+
+// waitForLockWait waits until a session of the test's database waits on a
+// lock.
+func waitForLockWait(tb testing.TB, store *database.Store) {
+	tb.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		var n int
+		err := store.SQL.QueryRow(`SELECT count(*) FROM pg_stat_activity
+			WHERE datname = current_database() AND wait_event_type = 'Lock'`).Scan(&n)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if n > 0 {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	tb.Fatal("the worker never waited on the other transaction's insert")
+}
+
+// TestStoppedWorkerHandsBackUnstartedEvents stops a worker after the
+// first event of its batch: the events it never started are due again at
+// once, their attempt not counted, rather than waiting out the lease.
+func TestStoppedWorkerHandsBackUnstartedEvents(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			r := newReplica(t, backend.URL(t), 1)
+			ws := r.workspace(t, "alice")
+			base := time.Now().Add(-time.Hour).Truncate(time.Second)
+			var events []piEvent
+			for i := range 10 {
+				events = append(events, piEvent{id: fmt.Sprintf("evt_stop_%d", i), typ: "payment_intent.succeeded",
+					object: fmt.Sprintf("pi_stop_%d", i), status: "succeeded", amount: 100, created: base.Add(time.Duration(i) * time.Second), ws: ws})
+			}
+			postAll(t, r.store.Client, events)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			r.worker.Observe = func(string, string, time.Duration) { cancel() }
+
+			if n := r.worker.ProcessDue(ctx); n != len(events) {
+				t.Fatalf("claimed %d events, want %d", n, len(events))
+			}
+			rows, err := r.store.Client.WebhookEvent.Query().Order(ent.Asc(webhookevent.FieldCreated)).All(svc())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rows[0].Status != webhookevent.StatusProcessed {
+				t.Errorf("first event: %s, want processed", rows[0].Status)
+			}
+			for _, row := range rows[1:] {
+				if row.Status != webhookevent.StatusReceived || row.Attempts != 0 || row.LockedUntil != nil {
+					t.Errorf("unstarted event %s: %s, attempts %d, locked until %v; want received, 0, not leased",
+						row.StripeEventID, row.Status, row.Attempts, row.LockedUntil)
+				}
+			}
+			// And the next run takes them straight away.
+			r.worker.Observe = nil
+			if n := r.worker.ProcessDue(context.Background()); n != len(events)-1 {
+				t.Errorf("next run claimed %d events, want %d", n, len(events)-1)
+			}
+		})
+	}
+}
