@@ -54,9 +54,15 @@ func (s *Service) Plans(ctx context.Context) ([]Plan, error) {
 	if len(keys) == 0 {
 		return []Plan{}, nil
 	}
-	entries, err := s.prices.Get(ctx, keys, s.loadPrices)
+	return s.cachedPlans("plans", len(keys), func() ([]Plan, bool, error) { return s.plans(ctx, keys) })
+}
+
+// plans reads plans from the price cache (or Stripe), and whether Redis
+// holds them.
+func (s *Service) plans(ctx context.Context, keys []string) ([]Plan, bool, error) {
+	entries, stored, err := s.prices.GetStored(ctx, keys, s.loadPrices)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	plans := make([]Plan, 0, len(keys))
 	for _, k := range keys {
@@ -67,11 +73,11 @@ func (s *Service) Plans(ctx context.Context) ([]Plan, error) {
 		}
 		var p Plan
 		if err := json.Unmarshal(e.Data, &p); err != nil {
-			return nil, fmt.Errorf("decode cached plan %s: %w", k, err)
+			return nil, false, fmt.Errorf("decode cached plan %s: %w", k, err)
 		}
 		plans = append(plans, p)
 	}
-	return plans, nil
+	return plans, stored, nil
 }
 
 // Price returns the plan with a lookup key: BAD_USER_INPUT for a malformed
@@ -80,19 +86,16 @@ func (s *Service) Price(ctx context.Context, lookupKey string) (*Plan, error) {
 	if err := ValidateLookupKey("lookupKey", lookupKey); err != nil {
 		return nil, err
 	}
-	entries, err := s.prices.Get(ctx, []string{lookupKey}, s.loadPrices)
+	plans, err := s.cachedPlans("lk:"+lookupKey, 1, func() ([]Plan, bool, error) {
+		return s.plans(ctx, []string{lookupKey})
+	})
 	if err != nil {
 		return nil, err
 	}
-	e := entries[lookupKey]
-	if !e.Found {
+	if len(plans) == 0 {
 		return nil, notFound("price")
 	}
-	var p Plan
-	if err := json.Unmarshal(e.Data, &p); err != nil {
-		return nil, fmt.Errorf("decode cached plan %s: %w", lookupKey, err)
-	}
-	return &p, nil
+	return &plans[0], nil
 }
 
 // loadPrices fetches active prices by lookup key from Stripe with their

@@ -42,7 +42,10 @@ type Deps struct {
 	Status *cache.Status
 	// Bus publishes applied events to subscribers; nil publishes nothing.
 	Bus Publisher
-	Log *slog.Logger
+	// Near is the in-process cache of hot reads (near.go); nil caches
+	// nothing in memory.
+	Near *cache.Near
+	Log  *slog.Logger
 }
 
 // Service is the billing domain. Build it with New; its methods take the
@@ -52,6 +55,7 @@ type Service struct {
 	stripe *client.API
 	prices *cache.Prices
 	status *cache.Status
+	near   *cache.Near
 	bus    Publisher
 	cfg    Config
 
@@ -65,7 +69,11 @@ func New(d Deps, cfg Config) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	return &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, bus: d.Bus, cfg: cfg, log: d.Log}
+	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, bus: d.Bus, cfg: cfg, log: d.Log}
+	if d.Near != nil {
+		s.invalidateOnWrite()
+	}
+	return s
 }
 
 // DB returns the ent client, for read paths (GraphQL pagination) that go

@@ -17,6 +17,7 @@ import (
 	"entgo.io/ent/dialect"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
 )
 
 // fixture is a Service on a real database and Redis, whose Stripe is a
@@ -49,6 +50,14 @@ func newFixtureWithEmbeddedRedis(t *testing.T, dbURL string, cfg billing.Config)
 
 func newFixtureOn(t *testing.T, dbURL, redisURL, prefix string, cfg billing.Config) *fixture {
 	t.Helper()
+	return newReplica(t, dbURL, redisURL, prefix, cfg, nil, nil)
+}
+
+// newReplica builds a Service like one server replica: with near, its own
+// in-process cache (nil for none), and fake as its Stripe (nil for a new
+// one).
+func newReplica(t *testing.T, dbURL, redisURL, prefix string, cfg billing.Config, near func(redis.UniversalClient) *cache.Near, fake *stripefake.Server) *fixture {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	store, err := database.Open(ctx, dbURL, database.Options{})
@@ -61,14 +70,23 @@ func newFixtureOn(t *testing.T, dbURL, redisURL, prefix string, cfg billing.Conf
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = closeRedis() })
-	fake := stripefake.New(t, testenv.StripeMock(t))
+	if fake == nil {
+		fake = stripefake.New(t, testenv.StripeMock(t))
+	}
 	log := slog.New(slog.DiscardHandler)
 	cfg.RowLocks = store.Dialect == dialect.Postgres
+	prices := cache.NewPrices(rdb, prefix, time.Minute, log)
+	var n *cache.Near
+	if near != nil {
+		n = near(rdb)
+		prices.Near = n
+	}
 	svc := billing.New(billing.Deps{
 		DB:     store.Client,
 		Stripe: billing.NewStripe(billing.StripeOptions{SecretKey: testenv.StripeMockKey, APIBase: fake.URL}, log),
-		Prices: cache.NewPrices(rdb, prefix, time.Minute, log),
+		Prices: prices,
 		Status: cache.NewStatus(rdb, prefix, log),
+		Near:   n,
 		Log:    log,
 	}, cfg)
 	return &fixture{svc: svc, stripe: fake, store: store, ctx: ctx}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/cache"
 	"billingapi/ent"
 	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
@@ -79,7 +80,27 @@ func viewOf(row *ent.Subscription) *SubscriptionView {
 // already loaded through the privacy rules, from the status cache (or the
 // database on a miss).
 func (s *Service) StatusOf(ctx context.Context, ws *ent.Workspace) (*BillingStatus, error) {
-	data, err := s.status.Load(ctx, ws.ID.String(), func(ctx context.Context) (int64, []byte, error) {
+	group := cache.WorkspaceGroup(ws.ID.String())
+	val, ok, ticket := s.near.Get(group, "status")
+	if ok {
+		st := *val.(*BillingStatus)
+		return &st, nil
+	}
+	st, stored, err := s.cachedStatus(ctx, ws)
+	if err != nil {
+		return nil, err
+	}
+	if stored { // as for plans (near.go): Redis first
+		shared := *st
+		s.near.Fill(group, "status", &shared, ticket)
+	}
+	return st, nil
+}
+
+// cachedStatus reads a workspace's status from the status cache in Redis,
+// which loads it from the database on a miss, and whether Redis holds it.
+func (s *Service) cachedStatus(ctx context.Context, ws *ent.Workspace) (*BillingStatus, bool, error) {
+	data, stored, err := s.status.LoadStored(ctx, ws.ID.String(), func(ctx context.Context) (int64, []byte, error) {
 		st, err := s.loadStatus(ctx, ws.ID)
 		if err != nil {
 			return 0, nil, err
@@ -88,13 +109,13 @@ func (s *Service) StatusOf(ctx context.Context, ws *ent.Workspace) (*BillingStat
 		return st.Version, b, err
 	})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	var st BillingStatus
 	if err := json.Unmarshal(data, &st); err != nil {
-		return nil, fmt.Errorf("decode billing status: %w", err)
+		return nil, false, fmt.Errorf("decode billing status: %w", err)
 	}
-	return &st, nil
+	return &st, stored, nil
 }
 
 // loadStatus reads a workspace's billing status from the database.
@@ -143,6 +164,9 @@ func (s *Service) refreshStatus(ctx context.Context, workspaceID uuid.UUID) {
 		return
 	}
 	s.status.Store(ctx, workspaceID.String(), st.Version, b)
+	// After the snapshot is in Redis: a replica that refilled its near
+	// cache from the old snapshot in between drops it now.
+	s.invalidate(ctx, cache.WorkspaceGroup(workspaceID.String()))
 }
 
 // SubscriptionInput asks for a new subscription.

@@ -51,6 +51,10 @@ type Prices struct {
 	// each Get's lookup keys were hits and misses (for metrics). A Redis
 	// failure counts every key as a miss.
 	Observe func(hits, misses int)
+	// Near, when set before the cache is used, is the in-process cache
+	// whose PricesGroup (decoded plans, kept by the billing service) every
+	// invalidation below drops on every replica.
+	Near *Near
 }
 
 // NewPrices returns a price cache whose Redis keys start with prefix.
@@ -72,13 +76,21 @@ func (p *Prices) productIndex(productID string) string {
 // load. When Redis fails, Get still answers through load and logs the
 // degradation once (and the recovery once).
 func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader) (map[string]PriceEntry, error) {
+	out, _, err := p.GetStored(ctx, lookupKeys, load)
+	return out, err
+}
+
+// GetStored is Get, and reports whether every entry returned is in Redis
+// (read from it, or written to it by the load), which is what a cache in
+// front of this one must know before keeping them.
+func (p *Prices) GetStored(ctx context.Context, lookupKeys []string, load PriceLoader) (map[string]PriceEntry, bool, error) {
 	out := make(map[string]PriceEntry, len(lookupKeys))
 	missing, redisOK := p.read(ctx, lookupKeys, out)
 	if p.Observe != nil {
 		p.Observe(len(lookupKeys)-len(missing), len(missing))
 	}
 	if len(missing) == 0 {
-		return out, nil
+		return out, redisOK, nil
 	}
 	slices.Sort(missing)
 	missing = slices.Compact(missing)
@@ -90,23 +102,29 @@ func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader)
 		if err != nil {
 			return nil, err
 		}
-		if redisOK {
-			p.write(lctx, loaded)
-		}
-		return loaded, nil
+		stored := redisOK && p.write(lctx, loaded) == nil
+		return loadResult{loaded, stored}, nil
 	})
 	select {
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		return nil, false, ctx.Err()
 	case res := <-ch:
 		if res.Err != nil {
-			return nil, res.Err
+			return nil, false, res.Err
 		}
-		for k, e := range res.Val.(map[string]PriceEntry) {
+		r := res.Val.(loadResult)
+		for k, e := range r.entries {
 			out[k] = e
 		}
-		return out, nil
+		return out, redisOK && r.stored, nil
 	}
+}
+
+// loadResult is what one shared load returns to every caller waiting on
+// it.
+type loadResult struct {
+	entries map[string]PriceEntry
+	stored  bool // written to Redis
 }
 
 // read fills out with cached entries and returns the keys it lacks and
@@ -140,7 +158,7 @@ func (p *Prices) read(ctx context.Context, lookupKeys []string, out map[string]P
 
 // write stores loaded entries with their TTLs and the indexes used for
 // invalidation by price id and product id. A failure only costs a reload.
-func (p *Prices) write(ctx context.Context, entries map[string]PriceEntry) {
+func (p *Prices) write(ctx context.Context, entries map[string]PriceEntry) error {
 	_, err := p.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
 		for k, e := range entries {
 			b, _ := json.Marshal(e)
@@ -162,6 +180,7 @@ func (p *Prices) write(ctx context.Context, entries map[string]PriceEntry) {
 	if err != nil {
 		p.markDegraded(err)
 	}
+	return err
 }
 
 // InvalidateLookupKeys drops the cached entries of lookup keys.
@@ -173,7 +192,14 @@ func (p *Prices) InvalidateLookupKeys(ctx context.Context, lookupKeys ...string)
 	for i, k := range lookupKeys {
 		keys[i] = p.keyFor(k)
 	}
-	return p.rdb.Del(ctx, keys...).Err()
+	return p.dropNear(ctx, p.rdb.Del(ctx, keys...).Err())
+}
+
+// dropNear invalidates the near cache's plans after a Redis invalidation
+// (err is that invalidation's result): they were decoded from what Redis
+// held.
+func (p *Prices) dropNear(ctx context.Context, err error) error {
+	return errors.Join(err, p.Near.Invalidate(ctx, PricesGroup))
 }
 
 // InvalidatePrice drops the cached entry of the lookup key a price id was
@@ -181,12 +207,12 @@ func (p *Prices) InvalidateLookupKeys(ctx context.Context, lookupKeys ...string)
 func (p *Prices) InvalidatePrice(ctx context.Context, priceID string) error {
 	lk, err := p.rdb.Get(ctx, p.priceIndex(priceID)).Result()
 	if errors.Is(err, redis.Nil) {
-		return nil
+		return p.dropNear(ctx, nil)
 	}
 	if err != nil {
-		return err
+		return p.dropNear(ctx, err)
 	}
-	return p.rdb.Del(ctx, p.keyFor(lk), p.priceIndex(priceID)).Err()
+	return p.dropNear(ctx, p.rdb.Del(ctx, p.keyFor(lk), p.priceIndex(priceID)).Err())
 }
 
 // InvalidateProduct drops the cached entries of every lookup key whose
@@ -194,13 +220,20 @@ func (p *Prices) InvalidatePrice(ctx context.Context, priceID string) error {
 func (p *Prices) InvalidateProduct(ctx context.Context, productID string) error {
 	lks, err := p.rdb.SMembers(ctx, p.productIndex(productID)).Result()
 	if err != nil {
-		return err
+		return p.dropNear(ctx, err)
 	}
 	keys := []string{p.productIndex(productID)}
 	for _, lk := range lks {
 		keys = append(keys, p.keyFor(lk))
 	}
-	return p.rdb.Del(ctx, keys...).Err()
+	return p.dropNear(ctx, p.rdb.Del(ctx, keys...).Err())
+}
+
+// CountHits reports n lookups answered from the near cache as hits.
+func (p *Prices) CountHits(n int) {
+	if p.Observe != nil {
+		p.Observe(n, 0)
+	}
 }
 
 func (p *Prices) markDegraded(err error) {

@@ -51,36 +51,49 @@ return 1`)
 // (the database), which it then stores. When Redis fails it answers from
 // load alone and logs the degradation once.
 func (s *Status) Load(ctx context.Context, workspaceID string, load func(context.Context) (version int64, data []byte, err error)) ([]byte, error) {
+	data, _, err := s.LoadStored(ctx, workspaceID, load)
+	return data, err
+}
+
+// LoadStored is Load, and reports whether Redis holds the snapshot
+// returned (or a newer one), which is what a cache in front of this one
+// must know before keeping it.
+func (s *Status) LoadStored(ctx context.Context, workspaceID string, load func(context.Context) (version int64, data []byte, err error)) ([]byte, bool, error) {
 	data, err := s.rdb.HGet(ctx, s.key(workspaceID), "d").Bytes()
 	switch {
 	case err == nil:
 		s.markHealthy()
-		return data, nil
+		return data, true, nil
 	case !errors.Is(err, redis.Nil):
 		s.markDegraded(err)
 		_, data, err := load(ctx)
-		return data, err
+		return data, false, err
 	}
 	version, data, err := load(ctx)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	s.Store(ctx, workspaceID, version, data)
-	return data, nil
+	return data, s.store(ctx, workspaceID, version, data), nil
 }
 
 // Store writes a snapshot through, unless Redis holds a newer one. A
 // failure is logged once; the snapshot's TTL bounds any staleness.
 func (s *Status) Store(ctx context.Context, workspaceID string, version int64, data []byte) {
+	s.store(ctx, workspaceID, version, data)
+}
+
+// store is Store; it reports whether Redis answered.
+func (s *Status) store(ctx context.Context, workspaceID string, version int64, data []byte) bool {
 	err := setIfNewer.Run(ctx, s.rdb, []string{s.key(workspaceID)},
 		strconv.FormatInt(version, 10), data, StatusTTL.Milliseconds()).Err()
 	if err != nil {
 		s.markDegraded(err)
 		// A stale snapshot must not outlive a change it missed.
 		_ = s.rdb.Del(ctx, s.key(workspaceID)).Err()
-		return
+		return false
 	}
 	s.markHealthy()
+	return true
 }
 
 func (s *Status) markDegraded(err error) {

@@ -37,7 +37,7 @@ func (r *queryResolver) Workspace(ctx context.Context, id string) (*ent.Workspac
 	if err != nil {
 		return nil, err
 	}
-	return r.Service.Workspace(ctx, wsID)
+	return r.Service.VisibleWorkspace(ctx, wsID)
 }
 
 // Mutation returns generated.MutationResolver implementation.

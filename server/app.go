@@ -38,8 +38,10 @@ type Main struct {
 	Verifier   *auth.Verifier
 	Prices     *cache.Prices
 	Bus        *cache.Bus
-	Billing    *billing.Service
-	Worker     *webhooks.Worker
+	// Near is the in-process cache of hot reads, invalidated over Redis.
+	Near    *cache.Near
+	Billing *billing.Service
+	Worker  *webhooks.Worker
 	// Metrics is this server's own Prometheus registry, served on
 	// GET /metrics (observability.go).
 	Metrics *metrics.Metrics
@@ -98,8 +100,12 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := cache.Ping(ctx, m.Redis); err != nil {
 		return fmt.Errorf("redis: not reachable: %w", err)
 	}
+	// A near entry must not outlive the price cache's TTL by much.
+	m.Near = cache.NewNear(m.Redis, m.Config.RedisKeyPrefix, min(cache.DefaultNearTTL, m.Config.PriceCacheTTL), m.Log)
+	m.Near.Start(context.WithoutCancel(ctx))
 	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
 	m.Prices.Observe = m.Metrics.PriceCacheLookups
+	m.Prices.Near = m.Near
 	m.Bus = cache.NewBus(m.Redis, m.Config.RedisKeyPrefix, m.Log)
 	m.Metrics.ObserveSubscribers(m.Bus.Subscribers)
 	if err := m.Bus.Start(context.WithoutCancel(ctx)); err != nil {
@@ -117,6 +123,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Prices: m.Prices,
 		Status: cache.NewStatus(m.Redis, m.Config.RedisKeyPrefix, m.Log),
 		Bus:    m.Bus,
+		Near:   m.Near,
 		Log:    m.Log,
 	}, billing.Config{
 		PlanLookupKeys: m.Config.PlanLookupKeys,
@@ -127,7 +134,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Mode:           m.Config.StripeMode(),
 	})
 
-	m.Worker = &webhooks.Worker{DB: m.DB, Billing: m.Billing, Log: m.Log, Observe: m.Metrics.WebhookAttempt}
+	m.Worker = &webhooks.Worker{DB: m.DB, Billing: m.Billing, Log: m.Log, Observe: m.Metrics.WebhookAttempt, RowLocks: m.store.Dialect == dialect.Postgres}
 	m.Billing.SetWorkerWake(m.Worker.Wake)
 	workerCtx, stopWorker := context.WithCancel(context.WithoutCancel(ctx))
 	m.stopWorker = stopWorker
@@ -196,6 +203,7 @@ func (m *Main) Close() error {
 	if m.Bus != nil {
 		errs = append(errs, m.Bus.Close())
 	}
+	m.Near.Close()
 	if m.closeRedis != nil {
 		errs = append(errs, m.closeRedis())
 	}
