@@ -456,3 +456,32 @@ func (r *runner) profileCPU(srv *serverProc, name string, warm, dur time.Duratio
 	}()
 	return done
 }
+
+// saveProfile, with -profile set, saves the server's named profile (heap,
+// goroutine, ...) as <profile folder>/<name>.pprof.
+func (r *runner) saveProfile(srv *serverProc, profile, name string) {
+	if r.opt.profileDir == "" {
+		return
+	}
+	res, err := http.Get(srv.URL + "/debug/pprof/" + profile)
+	if err != nil {
+		log.Printf("profile %s: %v", name, err)
+		return
+	}
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	if err != nil || res.StatusCode != http.StatusOK {
+		log.Printf("profile %s: %s %v", name, res.Status, err)
+		return
+	}
+	if err := os.MkdirAll(r.opt.profileDir, 0o755); err != nil {
+		log.Printf("profile %s: %v", name, err)
+		return
+	}
+	path := filepath.Join(r.opt.profileDir, name+".pprof")
+	if err := os.WriteFile(path, body, 0o644); err != nil {
+		log.Printf("profile %s: %v", name, err)
+		return
+	}
+	log.Printf("profile %s written to %s", name, path)
+}

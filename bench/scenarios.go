@@ -503,6 +503,8 @@ func (r *runner) runB5(ctx context.Context, w *world, srv *serverProc) error {
 	s.Figures["per_subscriber_heap_inuse_bytes"] = per("go_memstats_heap_inuse_bytes")
 	log.Printf("B5: %.1f KiB RSS per idle subscriber; %s", r.perSubKiB, r.perSubDetail)
 	s.Figures["rss_before_kib"], s.Figures["rss_with_subscribers_kib"] = rssBefore, rssAfter
+	r.saveProfile(srv, "heap", "B5-idle-subscribers-heap")
+	r.saveProfile(srv, "goroutine", "B5-idle-subscribers-goroutines")
 	one, err := f.run(ctx, r.opt.fanoutEvents, 10*time.Second, next, post)
 	f.close()
 	if err != nil {

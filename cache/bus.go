@@ -24,7 +24,7 @@ type Bus struct {
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	subs   map[string]map[chan []byte]struct{}
+	subs   map[string]map[chan *Message]struct{}
 	pubsub *redis.PubSub
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -36,7 +36,7 @@ func NewBus(rdb redis.UniversalClient, prefix string, log *slog.Logger) *Bus {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Bus{rdb: rdb, prefix: prefix, log: log, subs: map[string]map[chan []byte]struct{}{}}
+	return &Bus{rdb: rdb, prefix: prefix, log: log, subs: map[string]map[chan *Message]struct{}{}}
 }
 
 func (b *Bus) channel(workspaceID string) string { return b.prefix + "events:" + workspaceID }
@@ -61,20 +61,40 @@ func (b *Bus) dispatch(msgs <-chan *redis.Message) {
 	defer close(b.done)
 	for msg := range msgs {
 		ws := strings.TrimPrefix(msg.Channel, b.prefix+"events:")
+		// One Message for every local subscriber: it is decoded once, by
+		// whichever subscriber needs it first.
+		m := &Message{Payload: []byte(msg.Payload)}
 		b.mu.Lock()
 		for ch := range b.subs[ws] {
-			deliver(ch, []byte(msg.Payload))
+			deliver(ch, m)
 		}
 		b.mu.Unlock()
 	}
 }
 
+// Message is one event from the bus, shared by all of a replica's
+// subscribers to its workspace.
+type Message struct {
+	Payload []byte
+
+	once sync.Once
+	val  any
+	err  error
+}
+
+// Decode returns decode(Payload), computed once for all subscribers; the
+// value is shared, so callers must not change it.
+func (m *Message) Decode(decode func([]byte) (any, error)) (any, error) {
+	m.once.Do(func() { m.val, m.err = decode(m.Payload) })
+	return m.val, m.err
+}
+
 // deliver sends without blocking; a full buffer drops its oldest event, so
 // one stuck websocket never stalls the others.
-func deliver(ch chan []byte, payload []byte) {
+func deliver(ch chan *Message, m *Message) {
 	for {
 		select {
-		case ch <- payload:
+		case ch <- m:
 			return
 		default:
 			select {
@@ -93,39 +113,26 @@ func (b *Bus) Publish(ctx context.Context, workspaceID string, payload []byte) e
 
 // Subscribe returns a channel of the workspace's events, closed when ctx
 // ends. The caller must have checked that the viewer may see them.
-func (b *Bus) Subscribe(ctx context.Context, workspaceID string) <-chan []byte {
-	in := make(chan []byte, subscriberBuffer)
-	out := make(chan []byte)
+func (b *Bus) Subscribe(ctx context.Context, workspaceID string) <-chan *Message {
+	ch := make(chan *Message, subscriberBuffer)
 	b.mu.Lock()
 	if b.subs[workspaceID] == nil {
-		b.subs[workspaceID] = map[chan []byte]struct{}{}
+		b.subs[workspaceID] = map[chan *Message]struct{}{}
 	}
-	b.subs[workspaceID][in] = struct{}{}
+	b.subs[workspaceID][ch] = struct{}{}
 	b.mu.Unlock()
-	go func() {
-		defer close(out)
-		defer func() {
-			b.mu.Lock()
-			delete(b.subs[workspaceID], in)
-			if len(b.subs[workspaceID]) == 0 {
-				delete(b.subs, workspaceID)
-			}
-			b.mu.Unlock()
-		}()
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case p := <-in:
-				select {
-				case out <- p:
-				case <-ctx.Done():
-					return
-				}
-			}
+	// No goroutine per subscriber: the channel is removed and closed under
+	// the lock dispatch delivers under, so nothing is sent on it after.
+	context.AfterFunc(ctx, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.subs[workspaceID], ch)
+		if len(b.subs[workspaceID]) == 0 {
+			delete(b.subs, workspaceID)
 		}
-	}()
-	return out
+		close(ch)
+	})
+	return ch
 }
 
 // Subscribers returns how many local subscribers are attached.

@@ -6,12 +6,22 @@ import (
 	"log/slog"
 
 	"billingapi/billing"
+	"billingapi/cache"
 )
 
-// billingEventStream decodes a workspace's bus messages into billing
-// events for a GraphQL subscription; the channel closes when ctx ends (the
-// client unsubscribed or disconnected).
-func billingEventStream(ctx context.Context, in <-chan []byte, log *slog.Logger) <-chan *billing.BillingEvent {
+func decodeBillingEvent(b []byte) (any, error) {
+	var ev billing.BillingEvent
+	if err := json.Unmarshal(b, &ev); err != nil {
+		return nil, err
+	}
+	return &ev, nil
+}
+
+// billingEventStream turns a workspace's bus messages into billing events
+// for a GraphQL subscription; the channel closes when ctx ends (the client
+// unsubscribed or disconnected). Each message is decoded once for all the
+// replica's subscribers.
+func billingEventStream(ctx context.Context, in <-chan *cache.Message, log *slog.Logger) <-chan *billing.BillingEvent {
 	out := make(chan *billing.BillingEvent)
 	go func() {
 		defer close(out)
@@ -23,13 +33,13 @@ func billingEventStream(ctx context.Context, in <-chan []byte, log *slog.Logger)
 				if !ok {
 					return
 				}
-				var ev billing.BillingEvent
-				if err := json.Unmarshal(msg, &ev); err != nil {
+				ev, err := msg.Decode(decodeBillingEvent)
+				if err != nil {
 					log.WarnContext(ctx, "event bus: undecodable event dropped", "err", err)
 					continue
 				}
 				select {
-				case out <- &ev:
+				case out <- ev.(*billing.BillingEvent):
 				case <-ctx.Done():
 					return
 				}

@@ -161,7 +161,7 @@ func TestSameEventFiftyTimesConcurrentlyIsAppliedOnce(t *testing.T) {
 		defer close(subDone)
 		for m := range sub {
 			mu.Lock()
-			messages = append(messages, m)
+			messages = append(messages, m.Payload)
 			mu.Unlock()
 		}
 	}()
