@@ -505,7 +505,9 @@ func (r *runner) runB5(ctx context.Context, w *world, srv *serverProc) error {
 	s.Figures["rss_before_kib"], s.Figures["rss_with_subscribers_kib"] = rssBefore, rssAfter
 	r.saveProfile(srv, "heap", "B5-idle-subscribers-heap")
 	r.saveProfile(srv, "goroutine", "B5-idle-subscribers-goroutines")
+	prof := r.profileCPU(srv, "B5", 0, 4*time.Second)
 	one, err := f.run(ctx, r.opt.fanoutEvents, 10*time.Second, next, post)
+	<-prof
 	f.close()
 	if err != nil {
 		return err

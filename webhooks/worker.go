@@ -226,7 +226,7 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 		if err := json.Unmarshal(row.Payload, &j.ev); err != nil {
 			j.decodeErr = fmt.Errorf("stored payload does not decode: %w", err)
 		}
-		i := laneOf(objectID(&j.ev), len(lanes))
+		i := laneOf(laneKey(&j.ev), len(lanes))
 		lanes[i] = append(lanes[i], j)
 	}
 	var (
@@ -256,11 +256,24 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 	return left
 }
 
-// objectID is the id of the Stripe object an event is about, or "" (for
-// an event without one, or one that does not decode).
-func objectID(ev *stripe.Event) string {
+// laneKey is what decides an event's lane: the PaymentIntent for charges
+// and refunds (their events change the same payment row as the
+// PaymentIntent's own, so they must not run beside them), else the id of
+// the Stripe object the event is about; "" for an event without one, or
+// one that does not decode.
+func laneKey(ev *stripe.Event) string {
 	if ev.Data == nil {
 		return ""
+	}
+	switch pi := ev.Data.Object["payment_intent"].(type) {
+	case string:
+		if pi != "" {
+			return pi
+		}
+	case map[string]any:
+		if id, _ := pi["id"].(string); id != "" {
+			return id
+		}
 	}
 	id, _ := ev.Data.Object["id"].(string)
 	return id

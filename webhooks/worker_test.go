@@ -692,3 +692,31 @@ func TestStoppedWorkerHandsBackUnstartedEvents(t *testing.T) {
 		})
 	}
 }
+
+// TestLaneKeyKeepsAPaymentsEventsTogether: charge and refund events change
+// the payment row of their PaymentIntent, so they share its lane rather
+// than run beside its events.
+func TestLaneKeyKeepsAPaymentsEventsTogether(t *testing.T) {
+	event := func(object string) *stripe.Event {
+		var ev stripe.Event
+		if err := json.Unmarshal([]byte(`{"id":"evt_1","type":"x","data":{"object":`+object+`}}`), &ev); err != nil {
+			t.Fatal(err)
+		}
+		return &ev
+	}
+	for _, c := range []struct{ object, want string }{
+		{`{"id":"pi_1","object":"payment_intent"}`, "pi_1"},
+		{`{"id":"ch_1","object":"charge","payment_intent":"pi_1"}`, "pi_1"},
+		{`{"id":"re_1","object":"refund","payment_intent":{"id":"pi_1","object":"payment_intent"}}`, "pi_1"},
+		{`{"id":"ch_2","object":"charge","payment_intent":null}`, "ch_2"},
+		{`{"id":"sub_1","object":"subscription"}`, "sub_1"},
+		{`{"object":"balance"}`, ""},
+	} {
+		if got := laneKey(event(c.object)); got != c.want {
+			t.Errorf("laneKey(%s) = %q, want %q", c.object, got, c.want)
+		}
+	}
+	if laneKey(&stripe.Event{}) != "" {
+		t.Error("an event without data has a lane key")
+	}
+}
