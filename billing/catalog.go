@@ -54,7 +54,7 @@ func (s *Service) Plans(ctx context.Context) ([]Plan, error) {
 	if len(keys) == 0 {
 		return []Plan{}, nil
 	}
-	return s.cachedPlans("plans", len(keys), func() ([]Plan, bool, error) { return s.plans(ctx, keys) })
+	return s.cachedPlans(ctx, "plans", len(keys), func() ([]Plan, bool, error) { return s.plans(ctx, keys) })
 }
 
 // plans reads plans from the price cache (or Stripe), and whether Redis
@@ -86,7 +86,7 @@ func (s *Service) Price(ctx context.Context, lookupKey string) (*Plan, error) {
 	if err := ValidateLookupKey("lookupKey", lookupKey); err != nil {
 		return nil, err
 	}
-	plans, err := s.cachedPlans("lk:"+lookupKey, 1, func() ([]Plan, bool, error) {
+	plans, err := s.cachedPlans(ctx, "lk:"+lookupKey, 1, func() ([]Plan, bool, error) {
 		return s.plans(ctx, []string{lookupKey})
 	})
 	if err != nil {

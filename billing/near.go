@@ -111,7 +111,7 @@ func (s *Service) VisibleWorkspace(ctx context.Context, id uuid.UUID) (*ent.Work
 // (under key), or loads them with load and keeps them. Plans that Redis
 // does not hold (read while it failed) are not kept: Redis must be
 // refilled first, or replicas would disagree once its entries expire.
-func (s *Service) cachedPlans(key string, lookupKeys int, load func() ([]Plan, bool, error)) ([]Plan, error) {
+func (s *Service) cachedPlans(ctx context.Context, key string, lookupKeys int, load func() ([]Plan, bool, error)) ([]Plan, error) {
 	val, ok, ticket := s.near.Get(cache.PricesGroup, key)
 	if ok {
 		s.prices.CountHits(lookupKeys)
@@ -121,8 +121,10 @@ func (s *Service) cachedPlans(key string, lookupKeys int, load func() ([]Plan, b
 	if err != nil {
 		return nil, err
 	}
-	if stored {
-		s.near.Fill(cache.PricesGroup, key, slices.Clone(plans), ticket)
+	if !stored {
+		cache.SkipFill(ctx) // nor a response built from them
+		return plans, nil
 	}
+	s.near.Fill(cache.PricesGroup, key, slices.Clone(plans), ticket)
 	return plans, nil
 }

@@ -246,3 +246,23 @@ func (n *Near) Close() {
 	<-n.done
 	n.clear(false)
 }
+
+// fillHintKey carries a fill hint in a context.
+type fillHintKey struct{}
+
+// WithFillHint returns a context in which SkipFill can mark that some value
+// read was not one to keep (Redis did not hold it), and a function that
+// reports whether nothing was marked: whether what was built from those
+// reads may be kept in the near cache.
+func WithFillHint(ctx context.Context) (context.Context, func() bool) {
+	var skip atomic.Bool
+	return context.WithValue(ctx, fillHintKey{}, &skip), func() bool { return !skip.Load() }
+}
+
+// SkipFill marks, for a WithFillHint caller up the stack, that a value read
+// in ctx must not be kept.
+func SkipFill(ctx context.Context) {
+	if skip, ok := ctx.Value(fillHintKey{}).(*atomic.Bool); ok {
+		skip.Store(true)
+	}
+}

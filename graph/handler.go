@@ -43,6 +43,12 @@ type ServerOptions struct {
 	// Authenticate turns the Authorization value of a websocket's
 	// connection_init payload into a viewer; an error closes the socket.
 	Authenticate func(authorization string) (auth.Viewer, error)
+	// Near is the in-process cache that PublicResponseCache keeps public
+	// catalog answers in; nil keeps none.
+	Near *cache.Near
+	// ObservePublicCache, when set, is told whether each public catalog
+	// query was answered from PublicResponseCache (metrics).
+	ObservePublicCache func(hit bool)
 	// OnOperation, when set, is told about each operation once, at its
 	// first response (metrics and the request log).
 	OnOperation func(ctx context.Context, op OperationResult)
@@ -91,6 +97,9 @@ func NewServer(o ServerOptions) *handler.Server {
 	if o.OnOperation != nil {
 		srv.Use(operationObserver{o.OnOperation})
 	}
+	// After the observer, so that a cached answer is still an operation
+	// in the metrics and the request log.
+	srv.Use(PublicResponseCache{Near: o.Near, Observe: o.ObservePublicCache})
 
 	srv.AroundOperations(operationDeadline(o.QueryTimeout, o.MutationTimeout))
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"billingapi/ent/webhookevent"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 
@@ -213,6 +214,15 @@ func TestPlansAnswerWhenRedisIsDown(t *testing.T) {
 	var out struct{ Plans []planJSON }
 	s.gql(t, "", plansQuery, nil).Decode(t, &out)
 	mr.Close() // Redis stops mid-test
+	// The near cache notices through its invalidation subscription, and
+	// from then on holds nothing: every read goes through to Stripe.
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(s.logs.String(), "near cache: invalidation subscription lost") {
+		if time.Now().After(deadline) {
+			t.Fatal("the near cache did not notice that Redis stopped")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 	for range 3 {
 		var out struct{ Plans []planJSON }
 		s.gql(t, "", plansQuery, nil).Decode(t, &out)
@@ -396,5 +406,63 @@ func TestStripeOutageOnPlansIsProviderUnavailable(t *testing.T) {
 	}
 	if strings.Contains(r.Raw, "SENTINEL") {
 		t.Fatalf("Stripe's text reached the client: %s", r.Raw)
+	}
+}
+
+// TestPublicResponseCache: a repeated catalog query is answered from the
+// public response cache, so a change in Stripe shows only once Stripe's
+// event about it arrives (price.updated), and then at once; queries that
+// differ (variables, fields) are answered apart.
+func TestPublicResponseCache(t *testing.T) {
+	s, fake := startCatalogServer(t, nil)
+	amount := func(t *testing.T) int {
+		t.Helper()
+		var out struct{ Plans []planJSON }
+		s.gql(t, "", plansQuery, nil).Decode(t, &out)
+		if len(out.Plans) == 0 || out.Plans[0].LookupKey != "starter_monthly" {
+			t.Fatalf("plans = %+v", out.Plans)
+		}
+		return out.Plans[0].UnitAmount
+	}
+	if got := amount(t); got != 1500 {
+		t.Fatalf("first answer: %d", got)
+	}
+	changed := catalogPrices()
+	changed[0].UnitAmount = 1700
+	fake.SetPrices(changed...)
+	if got := amount(t); got != 1500 {
+		t.Fatalf("without an event the cached answer should stand, got %d", got)
+	}
+	event := stripefake.Event("evt_price_changed", "price.updated",
+		`{"id":"price_starter_monthly","object":"price","lookup_key":"starter_monthly"}`, time.Now())
+	if status, body := whPost(t, s, "/webhooks/stripe", event, whSign(event)); status != http.StatusOK {
+		t.Fatalf("webhook: %d %s", status, body)
+	}
+	whWaitStatus(t, s, "evt_price_changed", webhookevent.StatusSkipped)
+	if got := amount(t); got != 1700 {
+		t.Fatalf("after price.updated: %d, want 1700", got)
+	}
+
+	const byKey = `query($k: String!) { price(lookupKey: $k) { lookupKey unitAmount } }`
+	for _, c := range []struct {
+		key    string
+		amount int
+	}{{"starter_monthly", 1700}, {"pro_yearly", 120000}, {"starter_monthly", 1700}} {
+		var out struct {
+			Price struct {
+				LookupKey  string
+				UnitAmount int
+			}
+		}
+		s.gql(t, "", byKey, map[string]any{"k": c.key}).Decode(t, &out)
+		if out.Price.LookupKey != c.key || out.Price.UnitAmount != c.amount {
+			t.Errorf("price(%s) = %+v, want %d", c.key, out.Price, c.amount)
+		}
+	}
+	// An error is not kept: an unknown key is NOT_FOUND each time.
+	for range 2 {
+		if code := s.gql(t, "", byKey, map[string]any{"k": "no_such_plan"}).Code(); code != "NOT_FOUND" {
+			t.Errorf("unknown lookup key: %s", code)
+		}
 	}
 }

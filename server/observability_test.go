@@ -215,7 +215,9 @@ func TestMetricsStripeCallsAndPriceCache(t *testing.T) {
 		t.Errorf("price cache hits grew by %v on a cold cache, want 0", d)
 	}
 
-	s.gql(t, "", plansQuery, nil).Decode(t, &out)
+	// Another selection of the plans: not the cached response, but the
+	// warm price cache.
+	s.gql(t, "", `{ plans { lookupKey } }`, nil).Decode(t, &out)
 	warm := scrapeMetrics(t, s)
 	if d := warm.value(cache, labels{"result": "hit"}) - cold.value(cache, labels{"result": "hit"}); d != 3 {
 		t.Errorf("price cache hits grew by %v on a warm cache, want 3", d)
@@ -225,6 +227,21 @@ func TestMetricsStripeCallsAndPriceCache(t *testing.T) {
 	}
 	if d := warm.value(calls, nil) - cold.value(calls, nil); d != 0 {
 		t.Errorf("a warm cache made %v Stripe requests", d)
+	}
+
+	// The first query again: answered from the public response cache,
+	// without a price cache lookup.
+	public := "billingapi_public_response_cache_lookups_total"
+	s.gql(t, "", plansQuery, nil).Decode(t, &out)
+	again := scrapeMetrics(t, s)
+	if d := again.value(public, labels{"result": "hit"}) - warm.value(public, labels{"result": "hit"}); d != 1 {
+		t.Errorf("public response cache hits grew by %v on a repeated query, want 1", d)
+	}
+	if d := again.value(cache, nil) - warm.value(cache, nil); d != 0 {
+		t.Errorf("a response cache hit made %v price cache lookups", d)
+	}
+	if d := warm.value(public, labels{"result": "miss"}) - before.value(public, labels{"result": "miss"}); d != 2 {
+		t.Errorf("public response cache misses grew by %v over two different queries, want 2", d)
 	}
 }
 

@@ -50,6 +50,7 @@ type Metrics struct {
 	stripeCalls     *prometheus.CounterVec
 	stripeDuration  *prometheus.HistogramVec
 	priceCache      *prometheus.CounterVec
+	publicCache     *prometheus.CounterVec
 	webhookReceived *prometheus.CounterVec
 	webhookAttempts *prometheus.CounterVec
 	webhookLag      prometheus.Histogram
@@ -84,6 +85,10 @@ func New() *Metrics {
 			Name: "billingapi_price_cache_lookups_total",
 			Help: "Price cache lookups by lookup key, by result (hit or miss).",
 		}, []string{"result"}),
+		publicCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingapi_public_response_cache_lookups_total",
+			Help: "Queries of public catalog fields only, by result: hit (answered from the response cache) or miss (executed).",
+		}, []string{"result"}),
 		webhookReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billingapi_webhook_events_received_total",
 			Help: "Verified Stripe webhook deliveries stored (or already stored), by event type.",
@@ -106,7 +111,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.graphqlOps, m.graphqlDuration,
 		m.stripeCalls, m.stripeDuration,
-		m.priceCache,
+		m.priceCache, m.publicCache,
 		m.webhookReceived, m.webhookAttempts, m.webhookLag,
 	)
 	return m
@@ -153,6 +158,19 @@ func (m *Metrics) GraphQLOperation(operation, code string, d time.Duration, obse
 	if observeLatency {
 		m.graphqlDuration.WithLabelValues(operation).Observe(d.Seconds())
 	}
+}
+
+// PublicResponseCacheLookup counts one public catalog query, answered
+// from the response cache (hit) or executed.
+func (m *Metrics) PublicResponseCacheLookup(hit bool) {
+	if m == nil {
+		return
+	}
+	result := "miss"
+	if hit {
+		result = "hit"
+	}
+	m.publicCache.WithLabelValues(result).Inc()
 }
 
 // PriceCacheLookups counts price cache hits and misses (per lookup key).
