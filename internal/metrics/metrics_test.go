@@ -109,6 +109,9 @@ func TestHandlerServesTheRegistry(t *testing.T) {
 	m.ObserveSubscribers(func() int { return 3 })
 	m.GraphQLOperation("Me", "OK", 20*time.Millisecond, true)
 	m.PriceCacheLookups(2, 1)
+	m.PublicResponseCacheLookup(true)
+	m.PublicResponseCacheLookup(true)
+	m.PublicResponseCacheLookup(false)
 	m.WebhookReceived("invoice.paid")
 	m.WebhookAttempt("invoice.paid", OutcomeProcessed, 90*time.Second)
 	m.WebhookAttempt("invoice.paid", "weird", 0)
@@ -121,6 +124,8 @@ func TestHandlerServesTheRegistry(t *testing.T) {
 		`billingapi_graphql_operation_duration_seconds_count{operation="Me"} 1`,
 		`billingapi_price_cache_lookups_total{result="hit"} 2`,
 		`billingapi_price_cache_lookups_total{result="miss"} 1`,
+		`billingapi_public_response_cache_lookups_total{result="hit"} 2`,
+		`billingapi_public_response_cache_lookups_total{result="miss"} 1`,
 		`billingapi_webhook_events_received_total{type="invoice.paid"} 1`,
 		`billingapi_webhook_event_attempts_total{outcome="processed",type="invoice.paid"} 1`,
 		`billingapi_webhook_event_attempts_total{outcome="other",type="invoice.paid"} 1`,
