@@ -24,7 +24,7 @@ type Bus struct {
 	log    *slog.Logger
 
 	mu     sync.Mutex
-	subs   map[string]map[chan *Message]struct{}
+	subs   map[string]map[*subscriber]struct{}
 	pubsub *redis.PubSub
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -36,7 +36,7 @@ func NewBus(rdb redis.UniversalClient, prefix string, log *slog.Logger) *Bus {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Bus{rdb: rdb, prefix: prefix, log: log, subs: map[string]map[chan *Message]struct{}{}}
+	return &Bus{rdb: rdb, prefix: prefix, log: log, subs: map[string]map[*subscriber]struct{}{}}
 }
 
 func (b *Bus) channel(workspaceID string) string { return b.prefix + "events:" + workspaceID }
@@ -65,8 +65,8 @@ func (b *Bus) dispatch(msgs <-chan *redis.Message) {
 		// whichever subscriber needs it first.
 		m := &Message{Payload: []byte(msg.Payload)}
 		b.mu.Lock()
-		for ch := range b.subs[ws] {
-			deliver(ch, m)
+		for sub := range b.subs[ws] {
+			sub.receive(m)
 		}
 		b.mu.Unlock()
 	}
@@ -91,10 +91,10 @@ func (m *Message) Decode(decode func([]byte) (any, error)) (any, error) {
 
 // deliver sends without blocking; a full buffer drops its oldest event, so
 // one stuck websocket never stalls the others.
-func deliver(ch chan *Message, m *Message) {
+func deliver[T any](ch chan T, v T) {
 	for {
 		select {
-		case ch <- m:
+		case ch <- v:
 			return
 		default:
 			select {
@@ -104,6 +104,13 @@ func deliver(ch chan *Message, m *Message) {
 		}
 	}
 }
+
+// Deliver is deliver for subscribers outside this package: a send that
+// never blocks, dropping the oldest buffered value when ch is full.
+func Deliver[T any](ch chan T, v T) { deliver(ch, v) }
+
+// SubscriberBuffer is how many events a subscriber's channel should hold.
+const SubscriberBuffer = subscriberBuffer
 
 // Publish sends an event to every subscriber of the workspace on every
 // replica.
@@ -115,25 +122,40 @@ func (b *Bus) Publish(ctx context.Context, workspaceID string, payload []byte) e
 // ends. The caller must have checked that the viewer may see them.
 func (b *Bus) Subscribe(ctx context.Context, workspaceID string) <-chan *Message {
 	ch := make(chan *Message, subscriberBuffer)
+	b.SubscribeFunc(ctx, workspaceID, func(m *Message) { deliver(ch, m) }, func() { close(ch) })
+	return ch
+}
+
+// SubscribeFunc calls receive with each of the workspace's events until
+// ctx ends, then calls done; receive is never called after done. Both run
+// on the bus's dispatch goroutine (or ctx's), so they must not block:
+// receive should hand the event on without waiting (a buffered channel
+// that drops its oldest, as deliver does). There is no goroutine per
+// subscriber. The caller must have checked that the viewer may see the
+// events.
+func (b *Bus) SubscribeFunc(ctx context.Context, workspaceID string, receive func(*Message), done func()) {
+	sub := &subscriber{receive: receive}
 	b.mu.Lock()
 	if b.subs[workspaceID] == nil {
-		b.subs[workspaceID] = map[chan *Message]struct{}{}
+		b.subs[workspaceID] = map[*subscriber]struct{}{}
 	}
-	b.subs[workspaceID][ch] = struct{}{}
+	b.subs[workspaceID][sub] = struct{}{}
 	b.mu.Unlock()
-	// No goroutine per subscriber: the channel is removed and closed under
-	// the lock dispatch delivers under, so nothing is sent on it after.
+	// Removed under the lock dispatch delivers under, so nothing is
+	// received after done.
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		delete(b.subs[workspaceID], ch)
+		delete(b.subs[workspaceID], sub)
 		if len(b.subs[workspaceID]) == 0 {
 			delete(b.subs, workspaceID)
 		}
-		close(ch)
+		done()
 	})
-	return ch
 }
+
+// subscriber is one local subscription.
+type subscriber struct{ receive func(*Message) }
 
 // Subscribers returns how many local subscribers are attached.
 func (b *Bus) Subscribers() int {

@@ -17,34 +17,20 @@ func decodeBillingEvent(b []byte) (any, error) {
 	return &ev, nil
 }
 
-// billingEventStream turns a workspace's bus messages into billing events
-// for a GraphQL subscription; the channel closes when ctx ends (the client
-// unsubscribed or disconnected). Each message is decoded once for all the
-// replica's subscribers.
-func billingEventStream(ctx context.Context, in <-chan *cache.Message, log *slog.Logger) <-chan *billing.BillingEvent {
-	out := make(chan *billing.BillingEvent)
-	go func() {
-		defer close(out)
-		for {
-			select {
-			case <-ctx.Done():
-				return
-			case msg, ok := <-in:
-				if !ok {
-					return
-				}
-				ev, err := msg.Decode(decodeBillingEvent)
-				if err != nil {
-					log.WarnContext(ctx, "event bus: undecodable event dropped", "err", err)
-					continue
-				}
-				select {
-				case out <- ev.(*billing.BillingEvent):
-				case <-ctx.Done():
-					return
-				}
-			}
+// billingEventStream returns a workspace's billing events for a GraphQL
+// subscription; the channel closes when ctx ends (the client unsubscribed
+// or disconnected). The bus hands each message over on its own goroutine,
+// decoded once for all the replica's subscribers: no goroutine per
+// subscriber. A subscriber that falls behind loses its oldest events.
+func billingEventStream(ctx context.Context, bus *cache.Bus, workspaceID string, log *slog.Logger) <-chan *billing.BillingEvent {
+	out := make(chan *billing.BillingEvent, cache.SubscriberBuffer)
+	bus.SubscribeFunc(ctx, workspaceID, func(m *cache.Message) {
+		ev, err := m.Decode(decodeBillingEvent)
+		if err != nil {
+			log.WarnContext(ctx, "event bus: undecodable event dropped", "err", err)
+			return
 		}
-	}()
+		cache.Deliver(out, ev.(*billing.BillingEvent))
+	}, func() { close(out) })
 	return out
 }

@@ -69,7 +69,7 @@ func (r *subscriptionResolver) BillingEvents(ctx context.Context, workspaceID st
 	if err := r.Service.RequireMember(ctx, wsID); err != nil {
 		return nil, err
 	}
-	return billingEventStream(ctx, r.Bus.Subscribe(ctx, wsID.String()), r.Log), nil
+	return billingEventStream(ctx, r.Bus, wsID.String(), r.Log), nil
 }
 
 // Status is the resolver for the status field.

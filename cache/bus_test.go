@@ -1,0 +1,90 @@
+package cache_test
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"billingapi/cache"
+)
+
+// TestBus: local subscribers of a workspace share each message, decoded
+// once; a subscriber that does not read loses its oldest events rather
+// than stall the others; nothing is received after a subscription ends.
+func TestBus(t *testing.T) {
+	for name, open := range redises(t) {
+		t.Run(name, func(t *testing.T) {
+			rdb, prefix := open(t)
+			bus := cache.NewBus(rdb, prefix, nil)
+			if err := bus.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = bus.Close() })
+			ctx := context.Background()
+
+			var decodes atomic.Int64
+			decode := func(b []byte) (any, error) { decodes.Add(1); return string(b), nil }
+			readers := make([]<-chan *cache.Message, 3)
+			for i := range readers {
+				readers[i] = bus.Subscribe(ctx, "ws1")
+			}
+			stuck := bus.Subscribe(ctx, "ws1") // never read
+			other := bus.Subscribe(ctx, "ws2")
+
+			const n = 100 // more than a subscriber's buffer
+			for i := range n {
+				if err := bus.Publish(ctx, "ws1", fmt.Appendf(nil, "e%d", i)); err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range readers {
+					select {
+					case m := <-r:
+						v, _ := m.Decode(decode)
+						if v != fmt.Sprintf("e%d", i) {
+							t.Fatalf("event %d: got %v", i, v)
+						}
+					case <-time.After(2 * time.Second):
+						t.Fatalf("event %d not delivered", i)
+					}
+				}
+			}
+			if d := decodes.Load(); d != n {
+				t.Errorf("%d messages decoded %d times for 3 subscribers, want once each", n, d)
+			}
+			if got := len(stuck); got != cache.SubscriberBuffer {
+				t.Errorf("a subscriber that does not read holds %d events, want its buffer of %d", got, cache.SubscriberBuffer)
+			}
+			if m := <-stuck; string(m.Payload) != fmt.Sprintf("e%d", n-cache.SubscriberBuffer) {
+				t.Errorf("the stuck subscriber's oldest event is %s, want the oldest ones dropped", m.Payload)
+			}
+			if len(other) != 0 {
+				t.Errorf("a subscriber of another workspace got %d events", len(other))
+			}
+
+			// A subscription that ends is closed and receives nothing more.
+			sctx, cancel := context.WithCancel(ctx)
+			var after atomic.Bool
+			done := make(chan struct{})
+			bus.SubscribeFunc(sctx, "ws1", func(*cache.Message) {
+				select {
+				case <-done:
+					after.Store(true)
+				default:
+				}
+			}, func() { close(done) })
+			before := bus.Subscribers()
+			cancel()
+			<-done
+			if bus.Subscribers() != before-1 {
+				t.Errorf("subscribers %d after one ended, want %d", bus.Subscribers(), before-1)
+			}
+			_ = bus.Publish(ctx, "ws1", []byte("late"))
+			<-readers[0]
+			if after.Load() {
+				t.Error("an ended subscription received an event")
+			}
+		})
+	}
+}
