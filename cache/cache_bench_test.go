@@ -103,3 +103,24 @@ func BenchmarkStatusCacheHit(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkNearCacheHit is what a warm plans or status read costs now: a
+// lookup in the replica's near cache, no Redis round trip.
+func BenchmarkNearCacheHit(b *testing.B) {
+	rdb, prefix := benchRedises()[1].open(b) // the subscription only needs to exist
+	n := cache.NewNear(rdb, prefix, time.Minute, nil)
+	n.Start(context.Background())
+	b.Cleanup(n.Close)
+	for !n.Enabled() {
+		time.Sleep(time.Millisecond)
+	}
+	group := cache.WorkspaceGroup("0b9e6a44-5a6e-4d4f-9d38-6f2f3c3f6a11")
+	_, _, ticket := n.Get(group, "status")
+	n.Fill(group, "status", struct{ level string }{"FULL"}, ticket)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, ok, _ := n.Get(group, "status"); !ok {
+			b.Fatal("miss")
+		}
+	}
+}
