@@ -59,7 +59,8 @@ type Worker struct {
 	// concurrently.
 	Observe func(eventType, outcome string, lag time.Duration)
 
-	wake chan struct{}
+	wakeOnce sync.Once
+	wake     chan struct{}
 }
 
 // backoff is the wait before retry n (1-based) of a failed event.
@@ -81,9 +82,8 @@ func (w *Worker) Wake() {
 }
 
 func (w *Worker) wakeChan() chan struct{} {
-	if w.wake == nil {
-		w.wake = make(chan struct{}, 1)
-	}
+	// Once: the webhook handler may call Wake before Run has started.
+	w.wakeOnce.Do(func() { w.wake = make(chan struct{}, 1) })
 	return w.wake
 }
 

@@ -720,3 +720,21 @@ func TestLaneKeyKeepsAPaymentsEventsTogether(t *testing.T) {
 		t.Error("an event without data has a lane key")
 	}
 }
+
+// TestWakeBeforeRun: the webhook handler may wake the worker while Run is
+// starting; under -race this fails if the wake channel is made lazily
+// without synchronization.
+func TestWakeBeforeRun(t *testing.T) {
+	w := &Worker{}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Go(w.Wake)
+	}
+	wg.Go(func() { _ = w.wakeChan() })
+	wg.Wait()
+	select {
+	case <-w.wakeChan():
+	default:
+		t.Fatal("a wake was lost")
+	}
+}
