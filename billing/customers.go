@@ -4,14 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"time"
 
 	"billingapi/auth"
 	"billingapi/ent"
 	"billingapi/ent/workspace"
-	"billingapi/internal/database"
-
-	"entgo.io/ent/dialect/sql"
 
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
@@ -53,16 +51,15 @@ func (s *Service) EnsureCustomer(ctx context.Context, workspaceID uuid.UUID) (st
 		return "", fmt.Errorf("customer metadata: %w", err)
 	}
 
+	customerID, err := s.createCustomerLocked(ctx, workspaceID, v, createdBy, meta)
+	if !errors.Is(err, errCustomerBeingCreated) {
+		return customerID, err
+	}
+	// Another request holds the workspace row and is asking Stripe: wait
+	// for its answer rather than queue behind its timeouts, and never
+	// become a creator after it (a waiter that did would ask a Stripe that
+	// just failed, and answer only after its own timeouts).
 	for {
-		customerID, err := s.createCustomerLocked(ctx, workspaceID, v, createdBy, meta)
-		switch {
-		case err == nil:
-			return customerID, nil
-		case !errors.Is(err, errCustomerBeingCreated):
-			return "", err
-		}
-		// Another request holds the workspace row and is asking Stripe:
-		// wait for its answer rather than queue behind its timeouts.
 		select {
 		case <-ctx.Done():
 			return "", ctx.Err()
@@ -99,21 +96,29 @@ const customerPoll = 100 * time.Millisecond
 // errCustomerBeingCreated means another request holds the workspace row.
 var errCustomerBeingCreated = errors.New("another request is creating the customer")
 
-// createCustomerLocked creates the workspace's customer while holding its
-// row (PostgreSQL: FOR UPDATE NOWAIT, so that a second request learns at
-// once that a first is at it; SQLite serializes writers). It returns
-// errCustomerBeingCreated when the row is held.
+// createCustomerLocked creates the workspace's customer while holding the
+// workspace's customer lock (PostgreSQL: a transaction-scoped advisory
+// lock taken without waiting, so that a second request learns at once that
+// a first is at it; SQLite serializes writers). It returns
+// errCustomerBeingCreated when the lock is held. The lock is the
+// customer's own, not the workspace row's, so that a transaction that
+// merely locks the row (a subscription being applied) is never mistaken
+// for a customer being created.
 func (s *Service) createCustomerLocked(ctx context.Context, workspaceID uuid.UUID, v auth.Viewer, createdBy string, meta map[string]string) (string, error) {
 	var customerID string
 	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		q := tx.Workspace.Query().Where(workspace.ID(workspaceID))
 		if s.cfg.RowLocks {
-			q = q.ForUpdate(sql.WithLockAction(sql.NoWait))
+			got, err := tryCustomerLock(ctx, tx, workspaceID)
+			if err != nil {
+				return err
+			}
+			if !got {
+				return errCustomerBeingCreated
+			}
 		}
-		locked, err := q.Only(ctx)
-		if database.IsLockNotAvailable(err) {
-			return errCustomerBeingCreated
-		}
+		// Read after taking the lock: a customer made by the previous
+		// holder is committed and seen.
+		locked, err := tx.Workspace.Query().Where(workspace.ID(workspaceID)).Only(ctx)
 		if err != nil {
 			return err
 		}
@@ -146,16 +151,40 @@ func (s *Service) createCustomerLocked(ctx context.Context, workspaceID uuid.UUI
 }
 
 // customerLockHeld reports whether another transaction holds the
-// workspace row (always false without row locks).
+// workspace's customer lock (always false without row locks). An error
+// counts as held: the caller then looks again.
 func (s *Service) customerLockHeld(ctx context.Context, workspaceID uuid.UUID) bool {
 	if !s.cfg.RowLocks {
 		return false
 	}
-	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		_, err := tx.Workspace.Query().Where(workspace.ID(workspaceID)).ForUpdate(sql.WithLockAction(sql.NoWait)).Only(ctx)
+	held := true
+	_ = WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		got, err := tryCustomerLock(ctx, tx, workspaceID)
+		held = err != nil || !got
 		return err
 	})
-	return database.IsLockNotAvailable(err)
+	return held
+}
+
+// tryCustomerLock takes the workspace's customer lock for the rest of tx
+// if no other transaction holds it, and reports whether it did.
+func tryCustomerLock(ctx context.Context, tx *ent.Tx, workspaceID uuid.UUID) (bool, error) {
+	h := fnv.New64a()
+	h.Write([]byte("billing.customer:"))
+	h.Write(workspaceID[:])
+	rows, err := tx.QueryContext(ctx, `SELECT pg_try_advisory_xact_lock($1)`, int64(h.Sum64()))
+	if err != nil {
+		return false, err
+	}
+	defer rows.Close()
+	var got bool
+	if rows.Next() {
+		err = rows.Scan(&got)
+	}
+	if err == nil {
+		err = rows.Err()
+	}
+	return got, err
 }
 
 // requireAdmin returns the viewer when they are a platform admin:

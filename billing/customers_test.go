@@ -3,6 +3,7 @@ package billing_test
 import (
 	"sync"
 	"testing"
+	"time"
 
 	"billingapi/auth"
 	"billingapi/billing"
@@ -158,4 +159,37 @@ func TestEagerCustomerCreation(t *testing.T) {
 			t.Fatal("a customer id was stored although Stripe failed")
 		}
 	})
+}
+
+// TestEnsureCustomerBesideARowLock: a transaction that only locks the
+// workspace row (as applying a subscription does) is not a customer being
+// created: a first payment meanwhile still gets its customer, after the
+// row is free, rather than PAYMENT_PROVIDER_UNAVAILABLE.
+func TestEnsureCustomerBesideARowLock(t *testing.T) {
+	f := newFixture(t, testenv.Postgres(t), billing.Config{})
+	ws := f.workspace(t, "alice")
+	tx, err := f.store.SQL.BeginTx(f.ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.ExecContext(f.ctx, `SELECT id FROM workspaces WHERE id = $1 FOR UPDATE`, ws); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	var id string
+	go func() {
+		var err error
+		id, err = f.svc.EnsureCustomer(f.as("alice"), ws)
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond) // the first payment meets the locked row
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil || id == "" {
+		t.Fatalf("EnsureCustomer beside a row lock: %q, %v", id, err)
+	}
+	if c := f.stripe.Count("POST", "/v1/customers"); c != 1 {
+		t.Fatalf("Stripe customers created = %d, want 1", c)
+	}
 }

@@ -26,6 +26,7 @@ func main() {
 			gen.FeatureLock,
 			gen.FeatureSnapshot,
 			gen.FeatureVersionedMigration,
+			gen.FeatureExecQuery,
 		},
 	}, entc.Extensions(ext))
 	if err != nil {

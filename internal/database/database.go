@@ -6,7 +6,6 @@ package database
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -18,7 +17,6 @@ import (
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
-	"github.com/jackc/pgx/v5/pgconn"
 	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
 	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
 )
@@ -130,11 +128,4 @@ func redact(err error, rawURL string) string {
 		}
 	}
 	return msg
-}
-
-// IsLockNotAvailable reports whether err is PostgreSQL's answer to a
-// SELECT ... FOR UPDATE NOWAIT on a row another transaction holds.
-func IsLockNotAvailable(err error) bool {
-	var pgErr *pgconn.PgError
-	return errors.As(err, &pgErr) && pgErr.Code == "55P03"
 }
