@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"slices"
+	"sync"
 
 	"billingapi/cache"
 
@@ -32,7 +33,7 @@ type PublicResponseCache struct {
 
 var _ interface {
 	graphql.HandlerExtension
-	graphql.ResponseInterceptor
+	graphql.OperationInterceptor
 } = PublicResponseCache{}
 
 // ExtensionName implements graphql.HandlerExtension.
@@ -41,8 +42,10 @@ func (PublicResponseCache) ExtensionName() string { return "PublicResponseCache"
 // Validate implements graphql.HandlerExtension.
 func (PublicResponseCache) Validate(graphql.ExecutableSchema) error { return nil }
 
-// InterceptResponse implements graphql.ResponseInterceptor.
-func (c PublicResponseCache) InterceptResponse(ctx context.Context, next graphql.ResponseHandler) *graphql.Response {
+// InterceptOperation implements graphql.OperationInterceptor. It works on
+// the operation, not on each response: a transport that asks for responses
+// until there are none (a websocket) gets the cached one once.
+func (c PublicResponseCache) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
 	if c.Near == nil || !graphql.HasOperationContext(ctx) {
 		return next(ctx)
 	}
@@ -57,15 +60,21 @@ func (c PublicResponseCache) InterceptResponse(ctx context.Context, next graphql
 	v, hit, ticket := c.Near.Get(cache.PricesGroup, key)
 	if hit {
 		c.observe(true)
-		return &graphql.Response{Data: v.(json.RawMessage)}
+		return graphql.OneShot(&graphql.Response{Data: v.(json.RawMessage)})
 	}
 	c.observe(false)
 	ctx, kept := cache.WithFillHint(ctx)
-	res := next(ctx)
-	if res != nil && len(res.Errors) == 0 && len(res.Data) > 0 && len(res.Extensions) == 0 && kept() {
-		c.Near.Fill(cache.PricesGroup, key, slices.Clone(res.Data), ticket)
+	handler := next(ctx)
+	var first sync.Once
+	return func(ctx context.Context) *graphql.Response {
+		res := handler(ctx)
+		first.Do(func() {
+			if res != nil && len(res.Errors) == 0 && len(res.Data) > 0 && len(res.Extensions) == 0 && kept() {
+				c.Near.Fill(cache.PricesGroup, key, slices.Clone(res.Data), ticket)
+			}
+		})
+		return res
 	}
-	return res
 }
 
 func (c PublicResponseCache) observe(hit bool) {

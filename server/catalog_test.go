@@ -466,3 +466,21 @@ func TestPublicResponseCache(t *testing.T) {
 		}
 	}
 }
+
+// TestPublicResponseCacheOverWebsocket: a catalog query sent over a
+// websocket gets one answer and completes, whether it ran or came from
+// the response cache (a transport that asks for responses until there are
+// none must not be fed the cached one forever).
+func TestPublicResponseCacheOverWebsocket(t *testing.T) {
+	s, _ := startCatalogServer(t, nil)
+	bc := beDial(t, s, "")
+	for _, id := range []string{"cold", "warm"} {
+		wsSend(t, bc.c, map[string]any{"id": id, "type": "subscribe",
+			"payload": map[string]any{"query": `{ stripeConfig { mode } }`}})
+		if m := bc.expect(t, "next", id); !strings.Contains(string(m.Payload), `"mode":"TEST"`) {
+			t.Fatalf("%s: %s", id, m.Payload)
+		}
+		bc.expect(t, "complete", id)
+	}
+	bc.expectNothing(t, "after two completed queries", 300*time.Millisecond)
+}
