@@ -71,6 +71,12 @@ func (p *Prices) productIndex(productID string) string {
 	return p.prefix + "price:product:" + productID
 }
 
+// versionKey counts the catalog's invalidations. A load writes its entries
+// only if the count has not moved since the read that missed: a load that
+// began before a price changed must not put the old price back after the
+// change's invalidation (for a whole TTL).
+func (p *Prices) versionKey() string { return p.prefix + "price:version" }
+
 // Get returns the entries for lookupKeys, loading the ones the cache does
 // not hold with load. Concurrent calls missing the same keys share one
 // load. When Redis fails, Get still answers through load and logs the
@@ -85,7 +91,7 @@ func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader)
 // front of this one must know before keeping them.
 func (p *Prices) GetStored(ctx context.Context, lookupKeys []string, load PriceLoader) (map[string]PriceEntry, bool, error) {
 	out := make(map[string]PriceEntry, len(lookupKeys))
-	missing, redisOK := p.read(ctx, lookupKeys, out)
+	missing, version, redisOK := p.read(ctx, lookupKeys, out)
 	if p.Observe != nil {
 		p.Observe(len(lookupKeys)-len(missing), len(missing))
 	}
@@ -94,7 +100,10 @@ func (p *Prices) GetStored(ctx context.Context, lookupKeys []string, load PriceL
 	}
 	slices.Sort(missing)
 	missing = slices.Compact(missing)
-	flightKey := strings.Join(missing, "\x00")
+	// Callers share a load only within one catalog version, so that a
+	// caller who read after an invalidation never waits on, nor keeps, a
+	// load begun before it.
+	flightKey := version + "\x00" + strings.Join(missing, "\x00")
 	ch := p.flight.DoChan(flightKey, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		defer cancel()
@@ -102,7 +111,7 @@ func (p *Prices) GetStored(ctx context.Context, lookupKeys []string, load PriceL
 		if err != nil {
 			return nil, err
 		}
-		stored := redisOK && p.write(lctx, loaded) == nil
+		stored := redisOK && p.write(lctx, loaded, version) == nil
 		return loadResult{loaded, stored}, nil
 	})
 	select {
@@ -124,27 +133,28 @@ func (p *Prices) GetStored(ctx context.Context, lookupKeys []string, load PriceL
 // it.
 type loadResult struct {
 	entries map[string]PriceEntry
-	stored  bool // written to Redis
+	stored  bool // written to Redis (not refused as stale)
 }
 
-// read fills out with cached entries and returns the keys it lacks and
-// whether Redis answered.
-func (p *Prices) read(ctx context.Context, lookupKeys []string, out map[string]PriceEntry) ([]string, bool) {
+// read fills out with cached entries and returns the keys it lacks, the
+// catalog version it read them at, and whether Redis answered.
+func (p *Prices) read(ctx context.Context, lookupKeys []string, out map[string]PriceEntry) ([]string, string, bool) {
 	if len(lookupKeys) == 0 {
-		return nil, true
+		return nil, "", true
 	}
-	keys := make([]string, len(lookupKeys))
+	keys := make([]string, len(lookupKeys), len(lookupKeys)+1)
 	for i, k := range lookupKeys {
 		keys[i] = p.keyFor(k)
 	}
-	vals, err := p.rdb.MGet(ctx, keys...).Result()
+	vals, err := p.rdb.MGet(ctx, append(keys, p.versionKey())...).Result()
 	if err != nil {
 		p.markDegraded(err)
-		return slices.Clone(lookupKeys), false
+		return slices.Clone(lookupKeys), "", false
 	}
 	p.markHealthy()
+	version, _ := vals[len(lookupKeys)].(string)
 	var missing []string
-	for i, v := range vals {
+	for i, v := range vals[:len(lookupKeys)] {
 		s, ok := v.(string)
 		var e PriceEntry
 		if !ok || json.Unmarshal([]byte(s), &e) != nil {
@@ -153,34 +163,58 @@ func (p *Prices) read(ctx context.Context, lookupKeys []string, out map[string]P
 		}
 		out[lookupKeys[i]] = e
 	}
-	return missing, true
+	return missing, version, true
 }
+
+// errStaleLoad refuses a load's write after an invalidation.
+var errStaleLoad = errors.New("price cache: the catalog changed during the load")
 
 // write stores loaded entries with their TTLs and the indexes used for
 // invalidation by price id and product id. A failure only costs a reload.
-func (p *Prices) write(ctx context.Context, entries map[string]PriceEntry) error {
-	_, err := p.rdb.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
-		for k, e := range entries {
-			b, _ := json.Marshal(e)
-			if !e.Found {
-				pipe.Set(ctx, p.keyFor(k), b, NegativeTTL)
-				continue
-			}
-			pipe.Set(ctx, p.keyFor(k), b, p.ttl)
-			if e.PriceID != "" {
-				pipe.Set(ctx, p.priceIndex(e.PriceID), k, p.ttl)
-			}
-			if e.ProductID != "" {
-				pipe.SAdd(ctx, p.productIndex(e.ProductID), k)
-				pipe.Expire(ctx, p.productIndex(e.ProductID), p.ttl)
-			}
+//
+// It writes only while the catalog version is still version (WATCH): an
+// invalidation since the read refuses it with errStaleLoad.
+func (p *Prices) write(ctx context.Context, entries map[string]PriceEntry, version string) error {
+	err := p.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		now, err := tx.Get(ctx, p.versionKey()).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			return err
 		}
-		return nil
-	})
-	if err != nil {
+		if now != version {
+			return errStaleLoad
+		}
+		_, err = tx.TxPipelined(ctx, func(pipe redis.Pipeliner) error {
+			p.queueWrite(ctx, pipe, entries)
+			return nil
+		})
+		if errors.Is(err, redis.TxFailedErr) {
+			return errStaleLoad // the version moved between GET and EXEC
+		}
+		return err
+	}, p.versionKey())
+	if err != nil && !errors.Is(err, errStaleLoad) {
 		p.markDegraded(err)
 	}
 	return err
+}
+
+// queueWrite queues the writes of loaded entries on pipe.
+func (p *Prices) queueWrite(ctx context.Context, pipe redis.Pipeliner, entries map[string]PriceEntry) {
+	for k, e := range entries {
+		b, _ := json.Marshal(e)
+		if !e.Found {
+			pipe.Set(ctx, p.keyFor(k), b, NegativeTTL)
+			continue
+		}
+		pipe.Set(ctx, p.keyFor(k), b, p.ttl)
+		if e.PriceID != "" {
+			pipe.Set(ctx, p.priceIndex(e.PriceID), k, p.ttl)
+		}
+		if e.ProductID != "" {
+			pipe.SAdd(ctx, p.productIndex(e.ProductID), k)
+			pipe.Expire(ctx, p.productIndex(e.ProductID), p.ttl)
+		}
+	}
 }
 
 // InvalidateLookupKeys drops the cached entries of lookup keys.
@@ -188,45 +222,55 @@ func (p *Prices) InvalidateLookupKeys(ctx context.Context, lookupKeys ...string)
 	if len(lookupKeys) == 0 {
 		return nil
 	}
-	keys := make([]string, len(lookupKeys))
-	for i, k := range lookupKeys {
-		keys[i] = p.keyFor(k)
-	}
-	return p.dropNear(ctx, p.rdb.Del(ctx, keys...).Err())
-}
-
-// dropNear invalidates the near cache's plans after a Redis invalidation
-// (err is that invalidation's result): they were decoded from what Redis
-// held.
-func (p *Prices) dropNear(ctx context.Context, err error) error {
-	return errors.Join(err, p.Near.Invalidate(ctx, PricesGroup))
+	return p.invalidate(ctx, func() ([]string, error) {
+		keys := make([]string, len(lookupKeys))
+		for i, k := range lookupKeys {
+			keys[i] = p.keyFor(k)
+		}
+		return keys, nil
+	})
 }
 
 // InvalidatePrice drops the cached entry of the lookup key a price id was
 // cached under, if any.
 func (p *Prices) InvalidatePrice(ctx context.Context, priceID string) error {
-	lk, err := p.rdb.Get(ctx, p.priceIndex(priceID)).Result()
-	if errors.Is(err, redis.Nil) {
-		return p.dropNear(ctx, nil)
-	}
-	if err != nil {
-		return p.dropNear(ctx, err)
-	}
-	return p.dropNear(ctx, p.rdb.Del(ctx, p.keyFor(lk), p.priceIndex(priceID)).Err())
+	return p.invalidate(ctx, func() ([]string, error) {
+		lk, err := p.rdb.Get(ctx, p.priceIndex(priceID)).Result()
+		if errors.Is(err, redis.Nil) {
+			return nil, nil
+		}
+		return []string{p.keyFor(lk), p.priceIndex(priceID)}, err
+	})
 }
 
 // InvalidateProduct drops the cached entries of every lookup key whose
 // price belongs to a product.
 func (p *Prices) InvalidateProduct(ctx context.Context, productID string) error {
-	lks, err := p.rdb.SMembers(ctx, p.productIndex(productID)).Result()
-	if err != nil {
-		return p.dropNear(ctx, err)
+	return p.invalidate(ctx, func() ([]string, error) {
+		lks, err := p.rdb.SMembers(ctx, p.productIndex(productID)).Result()
+		keys := []string{p.productIndex(productID)}
+		for _, lk := range lks {
+			keys = append(keys, p.keyFor(lk))
+		}
+		return keys, err
+	})
+}
+
+// invalidate drops the Redis keys that keys names, in this order: first
+// the catalog version moves, so that a load that read before cannot write
+// what it read after the deletes (write checks the version); then the
+// keys are deleted; then the near cache's plans, decoded from what Redis
+// held, are dropped on every replica. Every step is tried even when one
+// before it failed.
+func (p *Prices) invalidate(ctx context.Context, keys func() ([]string, error)) error {
+	errs := []error{p.rdb.Incr(ctx, p.versionKey()).Err()}
+	ks, err := keys()
+	errs = append(errs, err)
+	if len(ks) > 0 {
+		errs = append(errs, p.rdb.Del(ctx, ks...).Err())
 	}
-	keys := []string{p.productIndex(productID)}
-	for _, lk := range lks {
-		keys = append(keys, p.keyFor(lk))
-	}
-	return p.dropNear(ctx, p.rdb.Del(ctx, keys...).Err())
+	errs = append(errs, p.Near.Invalidate(ctx, PricesGroup))
+	return errors.Join(errs...)
 }
 
 // CountHits reports n lookups answered from the near cache as hits.

@@ -2,7 +2,9 @@ package cache_test
 
 import (
 	"context"
+	"errors"
 	"testing"
+	"time"
 
 	"billingapi/cache"
 
@@ -47,4 +49,62 @@ func TestStoredFlags(t *testing.T) {
 	check("Redis failing", false)
 	mr.SetError("")
 	check("Redis back", true)
+}
+
+// TestPriceLoadRacingAnInvalidation: a load that began before a price
+// changed must not write the old price back after the change's
+// invalidation (it would stand for a whole TTL), and a reader who came
+// after the invalidation does not share that load.
+func TestPriceLoadRacingAnInvalidation(t *testing.T) {
+	for name, open := range redises(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb, prefix := open(t)
+			prices := cache.NewPrices(rdb, prefix, time.Hour, nil)
+			entry := func(amount string) map[string]cache.PriceEntry {
+				return map[string]cache.PriceEntry{"pro": {Found: true, PriceID: "price_pro", Data: []byte(amount)}}
+			}
+			started, release := make(chan struct{}), make(chan struct{})
+			slowOld := func(context.Context, []string) (map[string]cache.PriceEntry, error) {
+				close(started)
+				<-release
+				return entry("900"), nil
+			}
+			type result struct {
+				got    map[string]cache.PriceEntry
+				stored bool
+				err    error
+			}
+			first := make(chan result, 1)
+			go func() {
+				got, stored, err := prices.GetStored(ctx, []string{"pro"}, slowOld)
+				first <- result{got, stored, err}
+			}()
+			<-started
+			if err := prices.InvalidateLookupKeys(ctx, "pro"); err != nil { // the price changed meanwhile
+				t.Fatal(err)
+			}
+			// A reader after the invalidation loads the new price itself.
+			newLoads := 0
+			got, stored, err := prices.GetStored(ctx, []string{"pro"}, func(context.Context, []string) (map[string]cache.PriceEntry, error) {
+				newLoads++
+				return entry("1200"), nil
+			})
+			if err != nil || newLoads != 1 || string(got["pro"].Data) != "1200" || !stored {
+				t.Fatalf("reader after the invalidation: %q stored %v, %d loads, %v", got["pro"].Data, stored, newLoads, err)
+			}
+			close(release)
+			r := <-first
+			if r.err != nil || string(r.got["pro"].Data) != "900" || r.stored {
+				t.Fatalf("the racing load: %q stored %v, %v; want its own answer, not stored", r.got["pro"].Data, r.stored, r.err)
+			}
+			// Redis holds the new price, not the racing load's old one.
+			got, stored, err = prices.GetStored(ctx, []string{"pro"}, func(context.Context, []string) (map[string]cache.PriceEntry, error) {
+				return nil, errors.New("must be a hit")
+			})
+			if err != nil || string(got["pro"].Data) != "1200" || !stored {
+				t.Fatalf("after both loads Redis holds %q (stored %v, %v), want 1200", got["pro"].Data, stored, err)
+			}
+		})
+	}
 }
