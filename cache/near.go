@@ -63,6 +63,12 @@ type Near struct {
 	gen    atomic.Uint64 // bumped by every invalidation and clear
 	on     atomic.Bool   // the invalidation subscription is confirmed
 
+	// PingEvery is how often an idle subscription is checked (default 2 s):
+	// a connection that died silently turns the cache off within about
+	// twice this long. Set it before Start.
+	PingEvery time.Duration
+
+	psMu   sync.Mutex
 	ps     *redis.PubSub
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -177,33 +183,49 @@ func (n *Near) clear(on bool) {
 // subscription is confirmed).
 func (n *Near) Enabled() bool { return n != nil && n.on.Load() }
 
-// nearPing is how often an idle subscription is checked, so that a dead
-// connection turns the near cache off within about this long.
-const nearPing = 2 * time.Second
+// defaultNearPing is PingEvery's default.
+const defaultNearPing = 2 * time.Second
 
 // Start subscribes to invalidations and keeps the subscription until
 // Close: the cache turns on at each confirmed (re)subscription, and off
-// (cleared) at each error, until go-redis has subscribed again.
+// (cleared) whenever the subscription may have missed something.
 func (n *Near) Start(ctx context.Context) {
 	ctx, n.cancel = context.WithCancel(ctx)
 	n.done = make(chan struct{})
+	n.psMu.Lock()
 	n.ps = n.rdb.Subscribe(ctx, n.channel)
+	n.psMu.Unlock()
 	go func() {
 		defer close(n.done)
-		n.listen(ctx, n.ps)
+		n.listen(ctx)
 	}()
 }
 
-func (n *Near) listen(ctx context.Context, ps *redis.PubSub) {
-	failing := false
+// listen receives invalidations. An idle subscription is pinged every
+// PingEvery, and a ping not answered by the next one counts as a lost
+// subscription, like a read error: go-redis does not notice a connection
+// that died silently (a dropped NAT entry), and a cache that stayed on
+// would miss every invalidation. A lost subscription turns the cache off
+// and is replaced by a new one, which turns it on once Redis confirms it.
+func (n *Near) listen(ctx context.Context) {
+	every := n.PingEvery
+	if every <= 0 {
+		every = defaultNearPing
+	}
+	failing, pinged := false, false
+	ps := n.pubsub()
 	for ctx.Err() == nil {
-		msg, err := ps.ReceiveTimeout(ctx, nearPing)
+		msg, err := ps.ReceiveTimeout(ctx, every)
 		if err != nil {
 			var ne net.Error
 			if errors.As(err, &ne) && ne.Timeout() {
-				// Idle: ask Redis to answer, so that a dead connection shows.
-				if err := ps.Ping(ctx); err == nil {
-					continue
+				if !pinged {
+					if err = ps.Ping(ctx); err == nil {
+						pinged = true
+						continue
+					}
+				} else {
+					err = errors.New("a ping went unanswered")
 				}
 			}
 			if ctx.Err() != nil {
@@ -214,13 +236,18 @@ func (n *Near) listen(ctx context.Context, ps *redis.PubSub) {
 				failing = true
 				n.log.Warn("near cache: invalidation subscription lost; reading from Redis and the database until it returns", "err", err)
 			}
+			pinged = false
 			select {
 			case <-ctx.Done():
 				return
 			case <-time.After(200 * time.Millisecond):
 			}
+			if ps = n.resubscribe(ctx); ps == nil {
+				return
+			}
 			continue
 		}
+		pinged = false // any message shows the connection is alive
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
@@ -236,13 +263,32 @@ func (n *Near) listen(ctx context.Context, ps *redis.PubSub) {
 	}
 }
 
+func (n *Near) pubsub() *redis.PubSub {
+	n.psMu.Lock()
+	defer n.psMu.Unlock()
+	return n.ps
+}
+
+// resubscribe replaces the subscription with one on a new connection; nil
+// once the cache is closing.
+func (n *Near) resubscribe(ctx context.Context) *redis.PubSub {
+	n.psMu.Lock()
+	defer n.psMu.Unlock()
+	_ = n.ps.Close()
+	if ctx.Err() != nil {
+		return nil
+	}
+	n.ps = n.rdb.Subscribe(ctx, n.channel)
+	return n.ps
+}
+
 // Close stops listening and turns the cache off.
 func (n *Near) Close() {
 	if n == nil || n.cancel == nil {
 		return
 	}
 	n.cancel()
-	_ = n.ps.Close() // ends a receive in progress
+	_ = n.pubsub().Close() // ends a receive in progress
 	<-n.done
 	n.clear(false)
 }

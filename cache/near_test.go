@@ -3,11 +3,16 @@ package cache_test
 import (
 	"context"
 	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"billingapi/cache"
 	"billingapi/internal/testenv"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // startNear starts a near cache and waits until its subscription is
@@ -189,4 +194,92 @@ func TestNearCacheRedisOutage(t *testing.T) {
 		t.Fatal(err)
 	}
 	waitFor(t, 2*time.Second, "an invalidation after the outage", func() bool { return held(n, "g", "k") == nil })
+}
+
+// stallProxy forwards TCP connections to a server and can stall them:
+// while stalled, nothing goes through either way, but no connection is
+// closed, as when a NAT entry on the path is dropped.
+type stallProxy struct {
+	addr    string
+	stalled atomic.Bool
+}
+
+func newStallProxy(t *testing.T, target string) *stallProxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &stallProxy{addr: ln.Addr().String()}
+	var conns sync.WaitGroup
+	t.Cleanup(func() { ln.Close(); conns.Wait() })
+	t.Cleanup(func() { p.stalled.Store(false) }) // runs first: let the pipes end
+	pipe := func(dst, src net.Conn) {
+		defer conns.Done()
+		defer dst.Close()
+		buf := make([]byte, 32<<10)
+		for {
+			n, err := src.Read(buf)
+			for p.stalled.Load() {
+				time.Sleep(5 * time.Millisecond)
+			}
+			if n > 0 {
+				if _, werr := dst.Write(buf[:n]); werr != nil {
+					return
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s, err := net.Dial("tcp", target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			conns.Add(2)
+			go pipe(s, c)
+			go pipe(c, s)
+			t.Cleanup(func() { c.Close(); s.Close() })
+		}
+	}()
+	return p
+}
+
+// TestNearCacheSilentConnection: a subscription whose connection stops
+// carrying anything without being closed (go-redis sees no error) turns
+// the cache off once a ping goes unanswered, and a new subscription turns
+// it back on when the path works again.
+func TestNearCacheSilentConnection(t *testing.T) {
+	url, prefix := testenv.Redis(t)
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := newStallProxy(t, opts.Addr)
+	rdb := redis.NewClient(&redis.Options{Addr: proxy.addr, DB: opts.DB, MaxRetries: -1,
+		DialTimeout: 200 * time.Millisecond, ReadTimeout: 200 * time.Millisecond, WriteTimeout: 200 * time.Millisecond})
+	t.Cleanup(func() { _ = rdb.Close() })
+	n := cache.NewNear(rdb, prefix, time.Minute, nil)
+	n.PingEvery = 100 * time.Millisecond
+	startNear(t, n)
+	fill(n, "g", "k", 1)
+	if v := held(n, "g", "k"); v != 1 {
+		t.Fatalf("before the stall: %v", v)
+	}
+
+	proxy.stalled.Store(true)
+	waitFor(t, 3*time.Second, "the near cache to turn off on a silent connection", func() bool { return !n.Enabled() })
+	if v := held(n, "g", "k"); v != nil {
+		t.Fatalf("with the subscription silent the cache still answers %v", v)
+	}
+	proxy.stalled.Store(false)
+	waitFor(t, 5*time.Second, "the near cache to turn back on", n.Enabled)
 }
