@@ -21,8 +21,10 @@ import (
 func TestNearCacheAcrossReplicas(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	redisURL, prefix := testenv.Redis(t)
+	var nears []*cache.Near // a's, then b's
 	newNear := func(rdb redis.UniversalClient) *cache.Near {
 		n := cache.NewNear(rdb, prefix, time.Minute, nil)
+		nears = append(nears, n)
 		n.Start(context.Background())
 		t.Cleanup(n.Close)
 		deadline := time.Now().Add(5 * time.Second)
@@ -64,6 +66,23 @@ func TestNearCacheAcrossReplicas(t *testing.T) {
 	t.Run("WarmReadsComeFromMemory", func(t *testing.T) {
 		if st := status(b); st.Access.Level != billing.AccessFree {
 			t.Fatalf("before any subscription: %s", st.Access.Level)
+		}
+		// A fill is refused while an invalidation (here: the workspace's
+		// creation, heard from a) may still be on its way, so read until
+		// replica b holds both entries.
+		group := cache.WorkspaceGroup(ws.String())
+		deadline := time.Now().Add(2 * time.Second)
+		for {
+			_, visible, _ := nears[1].Get(group, "visible:alice")
+			_, st, _ := nears[1].Get(group, "status")
+			if visible && st {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica b did not keep the workspace (%v) and its status (%v)", visible, st)
+			}
+			time.Sleep(10 * time.Millisecond)
+			status(b)
 		}
 		// Behind the cache's back (no hook, no invalidation): a raw
 		// change of the database and an emptied Redis. Replica b keeps
