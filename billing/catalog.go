@@ -60,7 +60,7 @@ func (s *Service) Plans(ctx context.Context) ([]Plan, error) {
 // plans reads plans from the price cache (or Stripe), and whether Redis
 // holds them.
 func (s *Service) plans(ctx context.Context, keys []string) ([]Plan, bool, error) {
-	entries, stored, err := s.prices.GetStored(ctx, keys, s.loadPrices)
+	entries, stored, err := s.prices.Get(ctx, keys, s.loadPrices)
 	if err != nil {
 		return nil, false, err
 	}

@@ -92,19 +92,12 @@ func (s *Service) VisibleWorkspace(ctx context.Context, id uuid.UUID) (*ent.Work
 	if !ok || v.UserID == "" || v.Admin || v.IsSystem() {
 		return s.Workspace(ctx, id)
 	}
-	group, key := cache.WorkspaceGroup(id.String()), "visible:"+v.UserID
-	val, ok, ticket := s.near.Get(group, key)
-	if ok {
-		ws := *val.(*ent.Workspace)
-		return &ws, nil
-	}
-	ws, err := s.Workspace(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	shared := *ws
-	s.near.Fill(group, key, &shared, ticket)
-	return ws, nil
+	ws, _, err := cache.GetOrLoad(s.near, cache.WorkspaceGroup(id.String()), "visible:"+v.UserID, shallowCopy,
+		func() (*ent.Workspace, bool, error) {
+			ws, err := s.Workspace(ctx, id)
+			return ws, true, err
+		})
+	return ws, err
 }
 
 // cachedPlans returns the decoded plans of lookupKeys from the near cache
@@ -112,19 +105,22 @@ func (s *Service) VisibleWorkspace(ctx context.Context, id uuid.UUID) (*ent.Work
 // does not hold (read while it failed) are not kept: Redis must be
 // refilled first, or replicas would disagree once its entries expire.
 func (s *Service) cachedPlans(ctx context.Context, key string, lookupKeys int, load func() ([]Plan, bool, error)) ([]Plan, error) {
-	val, ok, ticket := s.near.Get(cache.PricesGroup, key)
-	if ok {
+	plans, hit, err := cache.GetOrLoad(s.near, cache.PricesGroup, key, slices.Clone[[]Plan], func() ([]Plan, bool, error) {
+		plans, stored, err := load()
+		if err == nil && !stored {
+			cache.SkipFill(ctx) // nor a response built from them
+		}
+		return plans, stored, err
+	})
+	if hit {
 		s.prices.CountHits(lookupKeys)
-		return slices.Clone(val.([]Plan)), nil
 	}
-	plans, stored, err := load()
-	if err != nil {
-		return nil, err
-	}
-	if !stored {
-		cache.SkipFill(ctx) // nor a response built from them
-		return plans, nil
-	}
-	s.near.Fill(cache.PricesGroup, key, slices.Clone(plans), ticket)
-	return plans, nil
+	return plans, err
+}
+
+// shallowCopy returns a copy of *p: a near-cache value is shared, and a
+// caller must be free to change the struct it is handed.
+func shallowCopy[T any](p *T) *T {
+	c := *p
+	return &c
 }

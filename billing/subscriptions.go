@@ -80,27 +80,15 @@ func viewOf(row *ent.Subscription) *SubscriptionView {
 // already loaded through the privacy rules, from the status cache (or the
 // database on a miss).
 func (s *Service) StatusOf(ctx context.Context, ws *ent.Workspace) (*BillingStatus, error) {
-	group := cache.WorkspaceGroup(ws.ID.String())
-	val, ok, ticket := s.near.Get(group, "status")
-	if ok {
-		st := *val.(*BillingStatus)
-		return &st, nil
-	}
-	st, stored, err := s.cachedStatus(ctx, ws)
-	if err != nil {
-		return nil, err
-	}
-	if stored { // as for plans (near.go): Redis first
-		shared := *st
-		s.near.Fill(group, "status", &shared, ticket)
-	}
-	return st, nil
+	st, _, err := cache.GetOrLoad(s.near, cache.WorkspaceGroup(ws.ID.String()), "status", shallowCopy,
+		func() (*BillingStatus, bool, error) { return s.cachedStatus(ctx, ws) }) // kept only if Redis holds it, as for plans
+	return st, err
 }
 
 // cachedStatus reads a workspace's status from the status cache in Redis,
 // which loads it from the database on a miss, and whether Redis holds it.
 func (s *Service) cachedStatus(ctx context.Context, ws *ent.Workspace) (*BillingStatus, bool, error) {
-	data, stored, err := s.status.LoadStored(ctx, ws.ID.String(), func(ctx context.Context) (int64, []byte, error) {
+	data, stored, err := s.status.Load(ctx, ws.ID.String(), func(ctx context.Context) (int64, []byte, error) {
 		st, err := s.loadStatus(ctx, ws.ID)
 		if err != nil {
 			return 0, nil, err

@@ -58,7 +58,7 @@ func BenchmarkPriceCacheHit(b *testing.B) {
 		b.Run(r.name, func(b *testing.B) {
 			rdb, prefix := r.open(b)
 			p := cache.NewPrices(rdb, prefix, time.Hour, nil)
-			_, err := p.Get(ctx, keys, func(_ context.Context, missing []string) (map[string]cache.PriceEntry, error) {
+			_, _, err := p.Get(ctx, keys, func(_ context.Context, missing []string) (map[string]cache.PriceEntry, error) {
 				out := map[string]cache.PriceEntry{}
 				for _, k := range missing {
 					out[k] = cache.PriceEntry{Found: true, PriceID: "price_" + k, ProductID: "prod_pro", Data: plan}
@@ -71,7 +71,7 @@ func BenchmarkPriceCacheHit(b *testing.B) {
 			fail := func(context.Context, []string) (map[string]cache.PriceEntry, error) { return nil, errNoLoad }
 			b.ReportAllocs()
 			for b.Loop() {
-				got, err := p.Get(ctx, keys, fail)
+				got, _, err := p.Get(ctx, keys, fail)
 				if err != nil || len(got) != len(keys) {
 					b.Fatalf("%d entries, %v", len(got), err)
 				}
@@ -96,7 +96,7 @@ func BenchmarkStatusCacheHit(b *testing.B) {
 			fail := func(context.Context) (int64, []byte, error) { return 0, nil, errNoLoad }
 			b.ReportAllocs()
 			for b.Loop() {
-				if got, err := st.Load(ctx, "ws1", fail); err != nil || len(got) != len(snapshot) {
+				if got, _, err := st.Load(ctx, "ws1", fail); err != nil || len(got) != len(snapshot) {
 					b.Fatalf("%q, %v", got, err)
 				}
 			}

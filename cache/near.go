@@ -312,3 +312,21 @@ func SkipFill(ctx context.Context) {
 		skip.Store(true)
 	}
 }
+
+// GetOrLoad returns the value of key in group from n, or else calls load
+// and, when load says the value may be kept, keeps it for the next
+// callers. It takes the ticket before load, so a value read before an
+// invalidation is never kept after it. Values are shared: clone copies
+// one on the way in and on the way out, so that no caller can change what
+// another reads. hit reports whether the value came from n.
+func GetOrLoad[T any](n *Near, group, key string, clone func(T) T, load func() (v T, keep bool, err error)) (v T, hit bool, err error) {
+	val, ok, ticket := n.Get(group, key)
+	if ok {
+		return clone(val.(T)), true, nil
+	}
+	v, keep, err := load()
+	if err == nil && keep {
+		n.Fill(group, key, clone(v), ticket)
+	}
+	return v, false, err
+}

@@ -78,18 +78,12 @@ func (p *Prices) productIndex(productID string) string {
 func (p *Prices) versionKey() string { return p.prefix + "price:version" }
 
 // Get returns the entries for lookupKeys, loading the ones the cache does
-// not hold with load. Concurrent calls missing the same keys share one
-// load. When Redis fails, Get still answers through load and logs the
-// degradation once (and the recovery once).
-func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader) (map[string]PriceEntry, error) {
-	out, _, err := p.GetStored(ctx, lookupKeys, load)
-	return out, err
-}
-
-// GetStored is Get, and reports whether every entry returned is in Redis
-// (read from it, or written to it by the load), which is what a cache in
-// front of this one must know before keeping them.
-func (p *Prices) GetStored(ctx context.Context, lookupKeys []string, load PriceLoader) (map[string]PriceEntry, bool, error) {
+// not hold with load, and whether every entry returned is in Redis (read
+// from it, or written to it by the load), which is what a cache in front
+// of this one must know before keeping them. Concurrent calls missing the
+// same keys share one load. When Redis fails, Get still answers through
+// load and logs the degradation once (and the recovery once).
+func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader) (map[string]PriceEntry, bool, error) {
 	out := make(map[string]PriceEntry, len(lookupKeys))
 	missing, version, redisOK := p.read(ctx, lookupKeys, out)
 	if p.Observe != nil {

@@ -48,17 +48,11 @@ redis.call('PEXPIRE', KEYS[1], ARGV[3])
 return 1`)
 
 // Load returns the snapshot of a workspace: from Redis, or else from load
-// (the database), which it then stores. When Redis fails it answers from
+// (the database), which it then stores; and whether Redis holds the
+// snapshot returned (or a newer one), which is what a cache in front of
+// this one must know before keeping it. When Redis fails it answers from
 // load alone and logs the degradation once.
-func (s *Status) Load(ctx context.Context, workspaceID string, load func(context.Context) (version int64, data []byte, err error)) ([]byte, error) {
-	data, _, err := s.LoadStored(ctx, workspaceID, load)
-	return data, err
-}
-
-// LoadStored is Load, and reports whether Redis holds the snapshot
-// returned (or a newer one), which is what a cache in front of this one
-// must know before keeping it.
-func (s *Status) LoadStored(ctx context.Context, workspaceID string, load func(context.Context) (version int64, data []byte, err error)) ([]byte, bool, error) {
+func (s *Status) Load(ctx context.Context, workspaceID string, load func(context.Context) (version int64, data []byte, err error)) ([]byte, bool, error) {
 	data, err := s.rdb.HGet(ctx, s.key(workspaceID), "d").Bytes()
 	switch {
 	case err == nil:
@@ -73,17 +67,13 @@ func (s *Status) LoadStored(ctx context.Context, workspaceID string, load func(c
 	if err != nil {
 		return nil, false, err
 	}
-	return data, s.store(ctx, workspaceID, version, data), nil
+	return data, s.Store(ctx, workspaceID, version, data), nil
 }
 
-// Store writes a snapshot through, unless Redis holds a newer one. A
-// failure is logged once; the snapshot's TTL bounds any staleness.
-func (s *Status) Store(ctx context.Context, workspaceID string, version int64, data []byte) {
-	s.store(ctx, workspaceID, version, data)
-}
-
-// store is Store; it reports whether Redis answered.
-func (s *Status) store(ctx context.Context, workspaceID string, version int64, data []byte) bool {
+// Store writes a snapshot through, unless Redis holds a newer one, and
+// reports whether Redis answered. A failure is logged once; the
+// snapshot's TTL bounds any staleness.
+func (s *Status) Store(ctx context.Context, workspaceID string, version int64, data []byte) bool {
 	err := setIfNewer.Run(ctx, s.rdb, []string{s.key(workspaceID)},
 		strconv.FormatInt(version, 10), data, StatusTTL.Milliseconds()).Err()
 	if err != nil {

@@ -48,18 +48,18 @@ func TestStatusCache(t *testing.T) {
 			}
 
 			t.Run("MissLoadsFromTheDatabaseThenHits", func(t *testing.T) {
-				got, err := st.Load(ctx, "ws1", db(1, "v1"))
+				got, _, err := st.Load(ctx, "ws1", db(1, "v1"))
 				if err != nil || string(got) != "v1" || loads != 1 {
 					t.Fatalf("miss: %q, %v, loads %d", got, err, loads)
 				}
-				got, _ = st.Load(ctx, "ws1", db(1, "v1"))
+				got, _, _ = st.Load(ctx, "ws1", db(1, "v1"))
 				if string(got) != "v1" || loads != 1 {
 					t.Fatalf("hit: %q, loads %d", got, loads)
 				}
 			})
 			t.Run("WriteThroughIsVisibleAtOnce", func(t *testing.T) {
 				st.Store(ctx, "ws1", 2, []byte("v2"))
-				got, _ := st.Load(ctx, "ws1", db(99, "from db"))
+				got, _, _ := st.Load(ctx, "ws1", db(99, "from db"))
 				if string(got) != "v2" {
 					t.Fatalf("after write-through: %q", got)
 				}
@@ -70,14 +70,14 @@ func TestStatusCache(t *testing.T) {
 				st.Store(ctx, "ws1", 3, []byte("v3"))
 				st.Store(ctx, "ws1", 1, []byte("v1 stale"))
 				st.Store(ctx, "ws1", 2, []byte("v2 late"))
-				got, _ := st.Load(ctx, "ws1", db(99, "from db"))
+				got, _, _ := st.Load(ctx, "ws1", db(99, "from db"))
 				if string(got) != "v3" {
 					t.Fatalf("stale write won: %q", got)
 				}
 			})
 			t.Run("LoadErrorIsReturned", func(t *testing.T) {
 				boom := errors.New("db down")
-				_, err := st.Load(ctx, "ws-missing", func(context.Context) (int64, []byte, error) { return 0, nil, boom })
+				_, _, err := st.Load(ctx, "ws-missing", func(context.Context) (int64, []byte, error) { return 0, nil, boom })
 				if !errors.Is(err, boom) {
 					t.Fatalf("err = %v", err)
 				}
@@ -96,7 +96,7 @@ func TestStatusCacheAnswersWithoutRedis(t *testing.T) {
 	st := cache.NewStatus(rdb, "p:", nil)
 	st.Store(context.Background(), "ws", 1, []byte("cached"))
 	mr.Close()
-	got, err := st.Load(context.Background(), "ws", func(context.Context) (int64, []byte, error) { return 2, []byte("from db"), nil })
+	got, _, err := st.Load(context.Background(), "ws", func(context.Context) (int64, []byte, error) { return 2, []byte("from db"), nil })
 	if err != nil || string(got) != "from db" {
 		t.Fatalf("without Redis: %q, %v", got, err)
 	}

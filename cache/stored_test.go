@@ -35,10 +35,10 @@ func TestStoredFlags(t *testing.T) {
 
 	check := func(when string, wantStored bool) {
 		t.Helper()
-		if _, stored, err := prices.GetStored(ctx, []string{"a", "b"}, load); err != nil || stored != wantStored {
+		if _, stored, err := prices.Get(ctx, []string{"a", "b"}, load); err != nil || stored != wantStored {
 			t.Errorf("%s: prices stored %v (err %v), want %v", when, stored, err, wantStored)
 		}
-		if _, stored, err := status.LoadStored(ctx, "ws", loadStatus); err != nil || stored != wantStored {
+		if _, stored, err := status.Load(ctx, "ws", loadStatus); err != nil || stored != wantStored {
 			t.Errorf("%s: status stored %v (err %v), want %v", when, stored, err, wantStored)
 		}
 	}
@@ -77,7 +77,7 @@ func TestPriceLoadRacingAnInvalidation(t *testing.T) {
 			}
 			first := make(chan result, 1)
 			go func() {
-				got, stored, err := prices.GetStored(ctx, []string{"pro"}, slowOld)
+				got, stored, err := prices.Get(ctx, []string{"pro"}, slowOld)
 				first <- result{got, stored, err}
 			}()
 			<-started
@@ -86,7 +86,7 @@ func TestPriceLoadRacingAnInvalidation(t *testing.T) {
 			}
 			// A reader after the invalidation loads the new price itself.
 			newLoads := 0
-			got, stored, err := prices.GetStored(ctx, []string{"pro"}, func(context.Context, []string) (map[string]cache.PriceEntry, error) {
+			got, stored, err := prices.Get(ctx, []string{"pro"}, func(context.Context, []string) (map[string]cache.PriceEntry, error) {
 				newLoads++
 				return entry("1200"), nil
 			})
@@ -99,7 +99,7 @@ func TestPriceLoadRacingAnInvalidation(t *testing.T) {
 				t.Fatalf("the racing load: %q stored %v, %v; want its own answer, not stored", r.got["pro"].Data, r.stored, r.err)
 			}
 			// Redis holds the new price, not the racing load's old one.
-			got, stored, err = prices.GetStored(ctx, []string{"pro"}, func(context.Context, []string) (map[string]cache.PriceEntry, error) {
+			got, stored, err = prices.Get(ctx, []string{"pro"}, func(context.Context, []string) (map[string]cache.PriceEntry, error) {
 				return nil, errors.New("must be a hit")
 			})
 			if err != nil || string(got["pro"].Data) != "1200" || !stored {
