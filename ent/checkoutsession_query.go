@@ -27,7 +27,6 @@ type CheckoutSessionQuery struct {
 	inters        []Interceptor
 	predicates    []predicate.CheckoutSession
 	withWorkspace *WorkspaceQuery
-	loadTotal     []func(context.Context, []*CheckoutSession) error
 	modifiers     []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -409,11 +408,6 @@ func (_q *CheckoutSessionQuery) sqlAll(ctx context.Context, hooks ...queryHook) 
 	if query := _q.withWorkspace; query != nil {
 		if err := _q.loadWorkspace(ctx, query, nodes, nil,
 			func(n *CheckoutSession, e *Workspace) { n.Edges.Workspace = e }); err != nil {
-			return nil, err
-		}
-	}
-	for i := range _q.loadTotal {
-		if err := _q.loadTotal[i](ctx, nodes); err != nil {
 			return nil, err
 		}
 	}

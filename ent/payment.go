@@ -60,10 +60,6 @@ type PaymentEdges struct {
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
 	loadedTypes [2]bool
-	// totalCount holds the count of the edges above.
-	totalCount [2]map[string]int
-
-	namedRefunds map[string][]*Refund
 }
 
 // WorkspaceOrErr returns the Workspace value or an error if the edge
@@ -293,30 +289,6 @@ func (_m *Payment) String() string {
 	}
 	builder.WriteByte(')')
 	return builder.String()
-}
-
-// NamedRefunds returns the Refunds named value or an error if the edge was not
-// loaded in eager-loading with this name.
-func (_m *Payment) NamedRefunds(name string) ([]*Refund, error) {
-	if _m.Edges.namedRefunds == nil {
-		return nil, &NotLoadedError{edge: name}
-	}
-	nodes, ok := _m.Edges.namedRefunds[name]
-	if !ok {
-		return nil, &NotLoadedError{edge: name}
-	}
-	return nodes, nil
-}
-
-func (_m *Payment) appendNamedRefunds(name string, edges ...*Refund) {
-	if _m.Edges.namedRefunds == nil {
-		_m.Edges.namedRefunds = make(map[string][]*Refund)
-	}
-	if len(edges) == 0 {
-		_m.Edges.namedRefunds[name] = []*Refund{}
-	} else {
-		_m.Edges.namedRefunds[name] = append(_m.Edges.namedRefunds[name], edges...)
-	}
 }
 
 // Payments is a parsable slice of Payment.

@@ -24,15 +24,13 @@ import (
 // PaymentQuery is the builder for querying Payment entities.
 type PaymentQuery struct {
 	config
-	ctx              *QueryContext
-	order            []payment.OrderOption
-	inters           []Interceptor
-	predicates       []predicate.Payment
-	withWorkspace    *WorkspaceQuery
-	withRefunds      *RefundQuery
-	loadTotal        []func(context.Context, []*Payment) error
-	modifiers        []func(*sql.Selector)
-	withNamedRefunds map[string]*RefundQuery
+	ctx           *QueryContext
+	order         []payment.OrderOption
+	inters        []Interceptor
+	predicates    []predicate.Payment
+	withWorkspace *WorkspaceQuery
+	withRefunds   *RefundQuery
+	modifiers     []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -458,18 +456,6 @@ func (_q *PaymentQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Paym
 			return nil, err
 		}
 	}
-	for name, query := range _q.withNamedRefunds {
-		if err := _q.loadRefunds(ctx, query, nodes,
-			func(n *Payment) { n.appendNamedRefunds(name) },
-			func(n *Payment, e *Refund) { n.appendNamedRefunds(name, e) }); err != nil {
-			return nil, err
-		}
-	}
-	for i := range _q.loadTotal {
-		if err := _q.loadTotal[i](ctx, nodes); err != nil {
-			return nil, err
-		}
-	}
 	return nodes, nil
 }
 
@@ -646,20 +632,6 @@ func (_q *PaymentQuery) ForShare(opts ...sql.LockOption) *PaymentQuery {
 	_q.modifiers = append(_q.modifiers, func(s *sql.Selector) {
 		s.ForShare(opts...)
 	})
-	return _q
-}
-
-// WithNamedRefunds tells the query-builder to eager-load the nodes that are connected to the "refunds"
-// edge with the given name. The optional arguments are used to configure the query builder of the edge.
-func (_q *PaymentQuery) WithNamedRefunds(name string, opts ...func(*RefundQuery)) *PaymentQuery {
-	query := (&RefundClient{config: _q.config}).Query()
-	for _, opt := range opts {
-		opt(query)
-	}
-	if _q.withNamedRefunds == nil {
-		_q.withNamedRefunds = make(map[string]*RefundQuery)
-	}
-	_q.withNamedRefunds[name] = query
 	return _q
 }
 

@@ -29,7 +29,6 @@ type RefundQuery struct {
 	predicates    []predicate.Refund
 	withWorkspace *WorkspaceQuery
 	withPayment   *PaymentQuery
-	loadTotal     []func(context.Context, []*Refund) error
 	modifiers     []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -452,11 +451,6 @@ func (_q *RefundQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Refun
 	if query := _q.withPayment; query != nil {
 		if err := _q.loadPayment(ctx, query, nodes, nil,
 			func(n *Refund, e *Payment) { n.Edges.Payment = e }); err != nil {
-			return nil, err
-		}
-	}
-	for i := range _q.loadTotal {
-		if err := _q.loadTotal[i](ctx, nodes); err != nil {
 			return nil, err
 		}
 	}

@@ -25,7 +25,6 @@ type WebhookEventQuery struct {
 	order      []webhookevent.OrderOption
 	inters     []Interceptor
 	predicates []predicate.WebhookEvent
-	loadTotal  []func(context.Context, []*WebhookEvent) error
 	modifiers  []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
@@ -365,11 +364,6 @@ func (_q *WebhookEventQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]
 	}
 	if len(nodes) == 0 {
 		return nodes, nil
-	}
-	for i := range _q.loadTotal {
-		if err := _q.loadTotal[i](ctx, nodes); err != nil {
-			return nil, err
-		}
 	}
 	return nodes, nil
 }

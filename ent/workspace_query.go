@@ -28,24 +28,17 @@ import (
 // WorkspaceQuery is the builder for querying Workspace entities.
 type WorkspaceQuery struct {
 	config
-	ctx                       *QueryContext
-	order                     []workspace.OrderOption
-	inters                    []Interceptor
-	predicates                []predicate.Workspace
-	withMemberships           *MembershipQuery
-	withPayments              *PaymentQuery
-	withCheckoutSessions      *CheckoutSessionQuery
-	withSubscriptions         *SubscriptionQuery
-	withInvoices              *InvoiceQuery
-	withRefunds               *RefundQuery
-	loadTotal                 []func(context.Context, []*Workspace) error
-	modifiers                 []func(*sql.Selector)
-	withNamedMemberships      map[string]*MembershipQuery
-	withNamedPayments         map[string]*PaymentQuery
-	withNamedCheckoutSessions map[string]*CheckoutSessionQuery
-	withNamedSubscriptions    map[string]*SubscriptionQuery
-	withNamedInvoices         map[string]*InvoiceQuery
-	withNamedRefunds          map[string]*RefundQuery
+	ctx                  *QueryContext
+	order                []workspace.OrderOption
+	inters               []Interceptor
+	predicates           []predicate.Workspace
+	withMemberships      *MembershipQuery
+	withPayments         *PaymentQuery
+	withCheckoutSessions *CheckoutSessionQuery
+	withSubscriptions    *SubscriptionQuery
+	withInvoices         *InvoiceQuery
+	withRefunds          *RefundQuery
+	modifiers            []func(*sql.Selector)
 	// intermediate query (i.e. traversal path).
 	sql  *sql.Selector
 	path func(context.Context) (*sql.Selector, error)
@@ -640,53 +633,6 @@ func (_q *WorkspaceQuery) sqlAll(ctx context.Context, hooks ...queryHook) ([]*Wo
 			return nil, err
 		}
 	}
-	for name, query := range _q.withNamedMemberships {
-		if err := _q.loadMemberships(ctx, query, nodes,
-			func(n *Workspace) { n.appendNamedMemberships(name) },
-			func(n *Workspace, e *Membership) { n.appendNamedMemberships(name, e) }); err != nil {
-			return nil, err
-		}
-	}
-	for name, query := range _q.withNamedPayments {
-		if err := _q.loadPayments(ctx, query, nodes,
-			func(n *Workspace) { n.appendNamedPayments(name) },
-			func(n *Workspace, e *Payment) { n.appendNamedPayments(name, e) }); err != nil {
-			return nil, err
-		}
-	}
-	for name, query := range _q.withNamedCheckoutSessions {
-		if err := _q.loadCheckoutSessions(ctx, query, nodes,
-			func(n *Workspace) { n.appendNamedCheckoutSessions(name) },
-			func(n *Workspace, e *CheckoutSession) { n.appendNamedCheckoutSessions(name, e) }); err != nil {
-			return nil, err
-		}
-	}
-	for name, query := range _q.withNamedSubscriptions {
-		if err := _q.loadSubscriptions(ctx, query, nodes,
-			func(n *Workspace) { n.appendNamedSubscriptions(name) },
-			func(n *Workspace, e *Subscription) { n.appendNamedSubscriptions(name, e) }); err != nil {
-			return nil, err
-		}
-	}
-	for name, query := range _q.withNamedInvoices {
-		if err := _q.loadInvoices(ctx, query, nodes,
-			func(n *Workspace) { n.appendNamedInvoices(name) },
-			func(n *Workspace, e *Invoice) { n.appendNamedInvoices(name, e) }); err != nil {
-			return nil, err
-		}
-	}
-	for name, query := range _q.withNamedRefunds {
-		if err := _q.loadRefunds(ctx, query, nodes,
-			func(n *Workspace) { n.appendNamedRefunds(name) },
-			func(n *Workspace, e *Refund) { n.appendNamedRefunds(name, e) }); err != nil {
-			return nil, err
-		}
-	}
-	for i := range _q.loadTotal {
-		if err := _q.loadTotal[i](ctx, nodes); err != nil {
-			return nil, err
-		}
-	}
 	return nodes, nil
 }
 
@@ -981,90 +927,6 @@ func (_q *WorkspaceQuery) ForShare(opts ...sql.LockOption) *WorkspaceQuery {
 	_q.modifiers = append(_q.modifiers, func(s *sql.Selector) {
 		s.ForShare(opts...)
 	})
-	return _q
-}
-
-// WithNamedMemberships tells the query-builder to eager-load the nodes that are connected to the "memberships"
-// edge with the given name. The optional arguments are used to configure the query builder of the edge.
-func (_q *WorkspaceQuery) WithNamedMemberships(name string, opts ...func(*MembershipQuery)) *WorkspaceQuery {
-	query := (&MembershipClient{config: _q.config}).Query()
-	for _, opt := range opts {
-		opt(query)
-	}
-	if _q.withNamedMemberships == nil {
-		_q.withNamedMemberships = make(map[string]*MembershipQuery)
-	}
-	_q.withNamedMemberships[name] = query
-	return _q
-}
-
-// WithNamedPayments tells the query-builder to eager-load the nodes that are connected to the "payments"
-// edge with the given name. The optional arguments are used to configure the query builder of the edge.
-func (_q *WorkspaceQuery) WithNamedPayments(name string, opts ...func(*PaymentQuery)) *WorkspaceQuery {
-	query := (&PaymentClient{config: _q.config}).Query()
-	for _, opt := range opts {
-		opt(query)
-	}
-	if _q.withNamedPayments == nil {
-		_q.withNamedPayments = make(map[string]*PaymentQuery)
-	}
-	_q.withNamedPayments[name] = query
-	return _q
-}
-
-// WithNamedCheckoutSessions tells the query-builder to eager-load the nodes that are connected to the "checkout_sessions"
-// edge with the given name. The optional arguments are used to configure the query builder of the edge.
-func (_q *WorkspaceQuery) WithNamedCheckoutSessions(name string, opts ...func(*CheckoutSessionQuery)) *WorkspaceQuery {
-	query := (&CheckoutSessionClient{config: _q.config}).Query()
-	for _, opt := range opts {
-		opt(query)
-	}
-	if _q.withNamedCheckoutSessions == nil {
-		_q.withNamedCheckoutSessions = make(map[string]*CheckoutSessionQuery)
-	}
-	_q.withNamedCheckoutSessions[name] = query
-	return _q
-}
-
-// WithNamedSubscriptions tells the query-builder to eager-load the nodes that are connected to the "subscriptions"
-// edge with the given name. The optional arguments are used to configure the query builder of the edge.
-func (_q *WorkspaceQuery) WithNamedSubscriptions(name string, opts ...func(*SubscriptionQuery)) *WorkspaceQuery {
-	query := (&SubscriptionClient{config: _q.config}).Query()
-	for _, opt := range opts {
-		opt(query)
-	}
-	if _q.withNamedSubscriptions == nil {
-		_q.withNamedSubscriptions = make(map[string]*SubscriptionQuery)
-	}
-	_q.withNamedSubscriptions[name] = query
-	return _q
-}
-
-// WithNamedInvoices tells the query-builder to eager-load the nodes that are connected to the "invoices"
-// edge with the given name. The optional arguments are used to configure the query builder of the edge.
-func (_q *WorkspaceQuery) WithNamedInvoices(name string, opts ...func(*InvoiceQuery)) *WorkspaceQuery {
-	query := (&InvoiceClient{config: _q.config}).Query()
-	for _, opt := range opts {
-		opt(query)
-	}
-	if _q.withNamedInvoices == nil {
-		_q.withNamedInvoices = make(map[string]*InvoiceQuery)
-	}
-	_q.withNamedInvoices[name] = query
-	return _q
-}
-
-// WithNamedRefunds tells the query-builder to eager-load the nodes that are connected to the "refunds"
-// edge with the given name. The optional arguments are used to configure the query builder of the edge.
-func (_q *WorkspaceQuery) WithNamedRefunds(name string, opts ...func(*RefundQuery)) *WorkspaceQuery {
-	query := (&RefundClient{config: _q.config}).Query()
-	for _, opt := range opts {
-		opt(query)
-	}
-	if _q.withNamedRefunds == nil {
-		_q.withNamedRefunds = make(map[string]*RefundQuery)
-	}
-	_q.withNamedRefunds[name] = query
 	return _q
 }
 

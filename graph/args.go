@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"billingapi/billing"
+	"billingapi/graph/relay"
 
 	"github.com/google/uuid"
 )
@@ -21,21 +22,28 @@ func parseID(id, what string) (uuid.UUID, error) {
 	return u, nil
 }
 
-// pageSize refuses negative page sizes and sizes above MaxPageSize, and
-// returns the `first` to use: MaxPageSize when neither first nor last is
-// given, so that no connection is ever unbounded.
-func pageSize(first, last *int) (*int, error) {
+// pageArgs checks a connection's arguments: page sizes must be between 0
+// and MaxPageSize, and with neither first nor last a page holds
+// MaxPageSize rows, so that no connection is ever unbounded.
+func pageArgs(after *relay.Cursor, first *int, before *relay.Cursor, last *int) (relay.Args, error) {
 	for name, n := range map[string]*int{"first": first, "last": last} {
 		if n != nil && (*n < 0 || *n > MaxPageSize) {
-			return nil, billing.InvalidInput(name, "Page size must be between 0 and 100.")
+			return relay.Args{}, billing.InvalidInput(name, "Page size must be between 0 and 100.")
 		}
 	}
 	if first == nil && last == nil {
 		n := MaxPageSize
-		return &n, nil
+		first = &n
 	}
-	return first, nil
+	return relay.Args{After: after, First: first, Before: before, Last: last}, nil
 }
+
+// The orders of the connections: payments, sessions, invoices and webhook
+// events newest first; workspaces and members by id, which is stable.
+var (
+	newestFirst = relay.Order{TimeColumn: "create_time", IDColumn: "id", Desc: true}
+	byID        = relay.Order{IDColumn: "id"}
+)
 
 // deref returns *p, or the zero value for nil.
 func deref[T any](p *T) T {

@@ -10,15 +10,14 @@ import (
 	"billingapi/auth"
 	"billingapi/cache"
 	"billingapi/graph/generated"
+	"billingapi/graph/relay"
 
-	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
 	"github.com/99designs/gqlgen/graphql/handler/extension"
 	"github.com/99designs/gqlgen/graphql/handler/lru"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
 	"github.com/coder/websocket"
-	"github.com/google/uuid"
 	"github.com/vektah/gqlparser/v2/ast"
 )
 
@@ -66,10 +65,10 @@ func NewServer(o ServerOptions) *handler.Server {
 	cfg.Directives.Authenticated = Authenticated
 	cfg.Directives.PlatformAdmin = PlatformAdmin
 	cfg.Directives.RateLimited = RateLimited(o.Limiter, o.Log)
-	cfg.Complexity.Workspace.Members = func(child int, _ *entgql.Cursor[uuid.UUID], first *int, _ *entgql.Cursor[uuid.UUID], last *int) int {
+	cfg.Complexity.Workspace.Members = func(child int, _ *relay.Cursor, first *int, _ *relay.Cursor, last *int) int {
 		return pageCost(child, first, last)
 	}
-	cfg.Complexity.User.Workspaces = func(child int, _ *entgql.Cursor[uuid.UUID], first *int, _ *entgql.Cursor[uuid.UUID], last *int) int {
+	cfg.Complexity.User.Workspaces = func(child int, _ *relay.Cursor, first *int, _ *relay.Cursor, last *int) int {
 		return pageCost(child, first, last)
 	}
 

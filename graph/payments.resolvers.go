@@ -10,14 +10,14 @@ import (
 	"billingapi/ent"
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/payment"
+	"billingapi/ent/predicate"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
+	"billingapi/graph/relay"
 	"context"
 	"strings"
 
-	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/google/uuid"
 )
 
 // SessionID is the resolver for the sessionId field.
@@ -114,27 +114,35 @@ func (r *paymentResolver) Status(ctx context.Context, obj *ent.Payment) (model.P
 }
 
 // Payments is the resolver for the payments field.
-func (r *workspaceResolver) Payments(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.PaymentConnection, error) {
-	first, err := pageSize(first, last)
+func (r *workspaceResolver) Payments(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Payment], error) {
+	args, err := pageArgs(after, first, before, last)
 	if err != nil {
 		return nil, err
 	}
-	return r.Service.DB().Payment.Query().
-		Where(payment.WorkspaceID(obj.ID)).
-		Paginate(ctx, after, first, before, last,
-			ent.WithPaymentOrder(&ent.PaymentOrder{Direction: entgql.OrderDirectionDesc, Field: ent.PaymentOrderFieldCreateTime}))
+	q := r.Service.DB().Payment.Query().Where(payment.WorkspaceID(obj.ID))
+	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.Payment]{
+		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Payment, error) {
+			return q.Clone().Where(predicate.Payment(p.Where)).Order(payment.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
+		},
+		Count:    q.Clone().Count,
+		CursorOf: func(n *ent.Payment) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
+	})
 }
 
 // CheckoutSessions is the resolver for the checkoutSessions field.
-func (r *workspaceResolver) CheckoutSessions(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.CheckoutSessionConnection, error) {
-	first, err := pageSize(first, last)
+func (r *workspaceResolver) CheckoutSessions(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.CheckoutSession], error) {
+	args, err := pageArgs(after, first, before, last)
 	if err != nil {
 		return nil, err
 	}
-	return r.Service.DB().CheckoutSession.Query().
-		Where(checkoutsession.WorkspaceID(obj.ID)).
-		Paginate(ctx, after, first, before, last,
-			ent.WithCheckoutSessionOrder(&ent.CheckoutSessionOrder{Direction: entgql.OrderDirectionDesc, Field: ent.CheckoutSessionOrderFieldCreateTime}))
+	q := r.Service.DB().CheckoutSession.Query().Where(checkoutsession.WorkspaceID(obj.ID))
+	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.CheckoutSession]{
+		Load: func(ctx context.Context, p relay.Plan) ([]*ent.CheckoutSession, error) {
+			return q.Clone().Where(predicate.CheckoutSession(p.Where)).Order(checkoutsession.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
+		},
+		Count:    q.Clone().Count,
+		CursorOf: func(n *ent.CheckoutSession) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
+	})
 }
 
 // CheckoutSession returns generated.CheckoutSessionResolver implementation.

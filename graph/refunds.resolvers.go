@@ -8,6 +8,7 @@ package graph
 import (
 	"billingapi/billing"
 	"billingapi/ent"
+	"billingapi/ent/refund"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"context"
@@ -30,6 +31,11 @@ func (r *mutationResolver) RefundPayment(ctx context.Context, input model.Refund
 		in.Amount = &amount
 	}
 	return r.Service.RefundPayment(ctx, in)
+}
+
+// Refunds is the resolver for the refunds field.
+func (r *paymentResolver) Refunds(ctx context.Context, obj *ent.Payment) ([]*ent.Refund, error) {
+	return obj.QueryRefunds().Order(ent.Asc(refund.FieldCreateTime), ent.Asc(refund.FieldID)).All(ctx)
 }
 
 // RefundedAmount is the resolver for the refundedAmount field.

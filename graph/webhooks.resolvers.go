@@ -9,14 +9,13 @@ import (
 	"billingapi/billing"
 	"billingapi/ent"
 	"billingapi/ent/invoice"
+	"billingapi/ent/predicate"
 	"billingapi/ent/webhookevent"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
+	"billingapi/graph/relay"
 	"context"
 	"strings"
-
-	"entgo.io/contrib/entgql"
-	"github.com/google/uuid"
 )
 
 // Number is the resolver for the number field.
@@ -44,8 +43,8 @@ func (r *mutationResolver) ReplayWebhookEvent(ctx context.Context, id string) (*
 }
 
 // WebhookEvents is the resolver for the webhookEvents field.
-func (r *queryResolver) WebhookEvents(ctx context.Context, status *model.WebhookEventStatus, typeArg *string, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.WebhookEventConnection, error) {
-	first, err := pageSize(first, last)
+func (r *queryResolver) WebhookEvents(ctx context.Context, status *model.WebhookEventStatus, typeArg *string, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.WebhookEvent], error) {
+	args, err := pageArgs(after, first, before, last)
 	if err != nil {
 		return nil, err
 	}
@@ -56,8 +55,13 @@ func (r *queryResolver) WebhookEvents(ctx context.Context, status *model.Webhook
 	if typeArg != nil {
 		q = q.Where(webhookevent.Type(*typeArg))
 	}
-	return q.Paginate(ctx, after, first, before, last,
-		ent.WithWebhookEventOrder(&ent.WebhookEventOrder{Direction: entgql.OrderDirectionDesc, Field: ent.WebhookEventOrderFieldCreateTime}))
+	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.WebhookEvent]{
+		Load: func(ctx context.Context, p relay.Plan) ([]*ent.WebhookEvent, error) {
+			return q.Clone().Where(predicate.WebhookEvent(p.Where)).Order(webhookevent.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
+		},
+		Count:    q.Clone().Count,
+		CursorOf: func(n *ent.WebhookEvent) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
+	})
 }
 
 // BillingEvents is the resolver for the billingEvents field.
@@ -83,15 +87,19 @@ func (r *webhookEventResolver) LastError(ctx context.Context, obj *ent.WebhookEv
 }
 
 // Invoices is the resolver for the invoices field.
-func (r *workspaceResolver) Invoices(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.InvoiceConnection, error) {
-	first, err := pageSize(first, last)
+func (r *workspaceResolver) Invoices(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Invoice], error) {
+	args, err := pageArgs(after, first, before, last)
 	if err != nil {
 		return nil, err
 	}
-	return r.Service.DB().Invoice.Query().
-		Where(invoice.WorkspaceID(obj.ID)).
-		Paginate(ctx, after, first, before, last,
-			ent.WithInvoiceOrder(&ent.InvoiceOrder{Direction: entgql.OrderDirectionDesc, Field: ent.InvoiceOrderFieldCreateTime}))
+	q := r.Service.DB().Invoice.Query().Where(invoice.WorkspaceID(obj.ID))
+	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.Invoice]{
+		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Invoice, error) {
+			return q.Clone().Where(predicate.Invoice(p.Where)).Order(invoice.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
+		},
+		Count:    q.Clone().Count,
+		CursorOf: func(n *ent.Invoice) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
+	})
 }
 
 // Invoice returns generated.InvoiceResolver implementation.

@@ -9,12 +9,11 @@ import (
 	"billingapi/auth"
 	"billingapi/ent"
 	"billingapi/ent/membership"
+	"billingapi/ent/predicate"
 	"billingapi/ent/workspace"
 	"billingapi/graph/generated"
+	"billingapi/graph/relay"
 	"context"
-
-	"entgo.io/contrib/entgql"
-	"github.com/google/uuid"
 )
 
 // User is the resolver for the user field.
@@ -25,6 +24,14 @@ func (r *membershipResolver) User(ctx context.Context, obj *ent.Membership) (*en
 	return obj.QueryUser().Only(ctx)
 }
 
+// Workspace is the resolver for the workspace field.
+func (r *membershipResolver) Workspace(ctx context.Context, obj *ent.Membership) (*ent.Workspace, error) {
+	if w, err := obj.Edges.WorkspaceOrErr(); err == nil {
+		return w, nil
+	}
+	return obj.QueryWorkspace().Only(ctx)
+}
+
 // IsPlatformAdmin is the resolver for the isPlatformAdmin field.
 func (r *userResolver) IsPlatformAdmin(ctx context.Context, obj *ent.User) (bool, error) {
 	v, ok := auth.FromContext(ctx)
@@ -32,14 +39,19 @@ func (r *userResolver) IsPlatformAdmin(ctx context.Context, obj *ent.User) (bool
 }
 
 // Workspaces is the resolver for the workspaces field.
-func (r *userResolver) Workspaces(ctx context.Context, obj *ent.User, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.WorkspaceConnection, error) {
-	first, err := pageSize(first, last)
+func (r *userResolver) Workspaces(ctx context.Context, obj *ent.User, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Workspace], error) {
+	args, err := pageArgs(after, first, before, last)
 	if err != nil {
 		return nil, err
 	}
-	return r.Service.DB().Workspace.Query().
-		Where(workspace.HasMembershipsWith(membership.UserID(obj.ID))).
-		Paginate(ctx, after, first, before, last)
+	q := r.Service.DB().Workspace.Query().Where(workspace.HasMembershipsWith(membership.UserID(obj.ID)))
+	return relay.Paginate(ctx, args, byID, relay.Source[*ent.Workspace]{
+		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Workspace, error) {
+			return q.Clone().Where(predicate.Workspace(p.Where)).Order(workspace.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
+		},
+		Count:    q.Clone().Count,
+		CursorOf: func(n *ent.Workspace) relay.Cursor { return relay.Cursor{ID: n.ID} },
+	})
 }
 
 // ViewerRole is the resolver for the viewerRole field.
@@ -52,15 +64,19 @@ func (r *workspaceResolver) ViewerRole(ctx context.Context, obj *ent.Workspace) 
 }
 
 // Members is the resolver for the members field.
-func (r *workspaceResolver) Members(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.MembershipConnection, error) {
-	first, err := pageSize(first, last)
+func (r *workspaceResolver) Members(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Membership], error) {
+	args, err := pageArgs(after, first, before, last)
 	if err != nil {
 		return nil, err
 	}
-	return r.Service.DB().Membership.Query().
-		Where(membership.WorkspaceID(obj.ID)).
-		WithUser().
-		Paginate(ctx, after, first, before, last)
+	q := r.Service.DB().Membership.Query().Where(membership.WorkspaceID(obj.ID)).WithUser()
+	return relay.Paginate(ctx, args, byID, relay.Source[*ent.Membership]{
+		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Membership, error) {
+			return q.Clone().Where(predicate.Membership(p.Where)).Order(membership.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
+		},
+		Count:    q.Clone().Count,
+		CursorOf: func(n *ent.Membership) relay.Cursor { return relay.Cursor{ID: n.ID} },
+	})
 }
 
 // Membership returns generated.MembershipResolver implementation.

@@ -10,7 +10,6 @@ import (
 	"entgo.io/ent"
 	"entgo.io/ent/dialect/sql"
 	"entgo.io/ent/dialect/sql/sqlgraph"
-	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 )
 
@@ -147,10 +146,3 @@ func newWorkspaceStep() *sqlgraph.Step {
 		sqlgraph.Edge(sqlgraph.M2O, true, WorkspaceTable, WorkspaceColumn),
 	)
 }
-
-var (
-	// auth.Role must implement graphql.Marshaler.
-	_ graphql.Marshaler = (*auth.Role)(nil)
-	// auth.Role must implement graphql.Unmarshaler.
-	_ graphql.Unmarshaler = (*auth.Role)(nil)
-)

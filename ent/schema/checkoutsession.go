@@ -1,9 +1,7 @@
 package schema
 
 import (
-	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
-	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -55,9 +53,4 @@ func (CheckoutSession) Indexes() []ent.Index {
 // Mixin of the CheckoutSession.
 func (CheckoutSession) Mixin() []ent.Mixin {
 	return []ent.Mixin{TenantMixin{}, TimeMixin{}}
-}
-
-// Annotations of the CheckoutSession.
-func (CheckoutSession) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.RelayConnection()}
 }

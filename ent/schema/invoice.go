@@ -1,9 +1,7 @@
 package schema
 
 import (
-	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
-	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -53,9 +51,4 @@ func (Invoice) Indexes() []ent.Index {
 // Mixin of the Invoice.
 func (Invoice) Mixin() []ent.Mixin {
 	return []ent.Mixin{TenantMixin{}, TimeMixin{}}
-}
-
-// Annotations of the Invoice.
-func (Invoice) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.RelayConnection()}
 }

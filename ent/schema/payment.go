@@ -1,9 +1,7 @@
 package schema
 
 import (
-	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
-	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
@@ -67,9 +65,4 @@ func (Payment) Indexes() []ent.Index {
 // Mixin of the Payment.
 func (Payment) Mixin() []ent.Mixin {
 	return []ent.Mixin{TenantMixin{}, TimeMixin{}}
-}
-
-// Annotations of the Payment: a Relay connection, newest first by default.
-func (Payment) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.RelayConnection()}
 }

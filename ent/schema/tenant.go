@@ -9,7 +9,6 @@ import (
 	"billingapi/ent/membership"
 	"billingapi/ent/privacy"
 
-	"entgo.io/contrib/entgql"
 	entgo "entgo.io/ent"
 	"entgo.io/ent/entql"
 	"entgo.io/ent/schema/field"
@@ -110,8 +109,8 @@ func allowTenantCreate(ctx context.Context, m entgo.Mutation) error {
 	return privacy.Allow
 }
 
-// TimeMixin adds create_time and update_time, with create_time usable as
-// a GraphQL connection order (CREATE_TIME).
+// TimeMixin adds create_time and update_time; connections list rows
+// newest first by create_time.
 type TimeMixin struct {
 	mixin.Schema
 }
@@ -119,8 +118,7 @@ type TimeMixin struct {
 // Fields of the TimeMixin.
 func (TimeMixin) Fields() []entgo.Field {
 	return []entgo.Field{
-		field.Time("create_time").Default(time.Now).Immutable().
-			Annotations(entgql.OrderField("CREATE_TIME")),
+		field.Time("create_time").Default(time.Now).Immutable(),
 		field.Time("update_time").Default(time.Now).UpdateDefault(time.Now),
 	}
 }

@@ -1,9 +1,7 @@
 package schema
 
 import (
-	"entgo.io/contrib/entgql"
 	"entgo.io/ent"
-	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/edge"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/mixin"
@@ -28,12 +26,6 @@ func (User) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.To("memberships", Membership.Type),
 	}
-}
-
-// Annotations of the User: users are not Relay nodes, because their ids
-// are token subjects, not UUIDs like every other node.
-func (User) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.Skip(entgql.SkipType)}
 }
 
 // Mixin of the User.

@@ -7,9 +7,7 @@ import (
 	"billingapi/ent"
 	"billingapi/ent/privacy"
 
-	"entgo.io/contrib/entgql"
 	entgo "entgo.io/ent"
-	"entgo.io/ent/schema"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 	"github.com/google/uuid"
@@ -60,11 +58,6 @@ func (WebhookEvent) Indexes() []entgo.Index {
 // Mixin of the WebhookEvent.
 func (WebhookEvent) Mixin() []entgo.Mixin {
 	return []entgo.Mixin{TimeMixin{}}
-}
-
-// Annotations of the WebhookEvent.
-func (WebhookEvent) Annotations() []schema.Annotation {
-	return []schema.Annotation{entgql.RelayConnection()}
 }
 
 // Policy of the WebhookEvent: the webhook service reads and writes events;

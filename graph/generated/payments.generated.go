@@ -6,13 +6,13 @@ import (
 	"billingapi/billing"
 	"billingapi/ent"
 	"billingapi/graph/model"
+	"billingapi/graph/relay"
 	"context"
 	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
 
-	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -35,6 +35,7 @@ type CreatePaymentIntentPayloadResolver interface {
 type PaymentResolver interface {
 	Status(ctx context.Context, obj *ent.Payment) (model.PaymentStatus, error)
 
+	Refunds(ctx context.Context, obj *ent.Payment) ([]*ent.Refund, error)
 	RefundedAmount(ctx context.Context, obj *ent.Payment) (int, error)
 	RefundableAmount(ctx context.Context, obj *ent.Payment) (int, error)
 }
@@ -323,7 +324,7 @@ func (ec *executionContext) fieldContext_CheckoutSession_completedAt(_ context.C
 	return graphql.NewScalarFieldContext("CheckoutSession", field, false, false, "Time")
 }
 
-func (ec *executionContext) _CheckoutSessionConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.CheckoutSessionConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _CheckoutSessionConnection_edges(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.CheckoutSession]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -335,8 +336,8 @@ func (ec *executionContext) _CheckoutSessionConnection_edges(ctx context.Context
 			return obj.Edges, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*ent.CheckoutSessionEdge) graphql.Marshaler {
-			return ec.marshalOCheckoutSessionEdge2ᚕᚖbillingapiᚋentᚐCheckoutSessionEdge(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*relay.Edge[*ent.CheckoutSession]) graphql.Marshaler {
+			return ec.marshalOCheckoutSessionEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, selections, v)
 		},
 		true,
 		false,
@@ -355,7 +356,7 @@ func (ec *executionContext) fieldContext_CheckoutSessionConnection_edges(_ conte
 	return fc, nil
 }
 
-func (ec *executionContext) _CheckoutSessionConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.CheckoutSessionConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _CheckoutSessionConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.CheckoutSession]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -367,8 +368,8 @@ func (ec *executionContext) _CheckoutSessionConnection_pageInfo(ctx context.Cont
 			return obj.PageInfo, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2billingapiᚋgraphᚋrelayᚐPageInfo(ctx, selections, v)
 		},
 		true,
 		true,
@@ -387,7 +388,7 @@ func (ec *executionContext) fieldContext_CheckoutSessionConnection_pageInfo(_ co
 	return fc, nil
 }
 
-func (ec *executionContext) _CheckoutSessionConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.CheckoutSessionConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _CheckoutSessionConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.CheckoutSession]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -410,7 +411,7 @@ func (ec *executionContext) fieldContext_CheckoutSessionConnection_totalCount(_ 
 	return graphql.NewScalarFieldContext("CheckoutSessionConnection", field, false, false, "Int")
 }
 
-func (ec *executionContext) _CheckoutSessionEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.CheckoutSessionEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _CheckoutSessionEdge_node(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.CheckoutSession]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -442,7 +443,7 @@ func (ec *executionContext) fieldContext_CheckoutSessionEdge_node(_ context.Cont
 	return fc, nil
 }
 
-func (ec *executionContext) _CheckoutSessionEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.CheckoutSessionEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _CheckoutSessionEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.CheckoutSession]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -454,8 +455,8 @@ func (ec *executionContext) _CheckoutSessionEdge_cursor(ctx context.Context, fie
 			return obj.Cursor, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.Cursor) graphql.Marshaler {
+			return ec.marshalNCursor2billingapiᚋgraphᚋrelayᚐCursor(ctx, selections, v)
 		},
 		true,
 		true,
@@ -860,7 +861,7 @@ func (ec *executionContext) _Payment_refunds(ctx context.Context, field graphql.
 			return ec.fieldContext_Payment_refunds(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Refunds(ctx)
+			return ec.Resolvers.Payment().Refunds(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v []*ent.Refund) graphql.Marshaler {
@@ -875,7 +876,7 @@ func (ec *executionContext) fieldContext_Payment_refunds(_ context.Context, fiel
 		Object:     "Payment",
 		Field:      field,
 		IsMethod:   true,
-		IsResolver: false,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Refund(ctx, field)
 		},
@@ -929,7 +930,7 @@ func (ec *executionContext) fieldContext_Payment_refundableAmount(_ context.Cont
 	return graphql.NewScalarFieldContext("Payment", field, true, true, "Int")
 }
 
-func (ec *executionContext) _PaymentConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.PaymentConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _PaymentConnection_edges(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Payment]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -941,8 +942,8 @@ func (ec *executionContext) _PaymentConnection_edges(ctx context.Context, field 
 			return obj.Edges, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*ent.PaymentEdge) graphql.Marshaler {
-			return ec.marshalOPaymentEdge2ᚕᚖbillingapiᚋentᚐPaymentEdge(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*relay.Edge[*ent.Payment]) graphql.Marshaler {
+			return ec.marshalOPaymentEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, selections, v)
 		},
 		true,
 		false,
@@ -961,7 +962,7 @@ func (ec *executionContext) fieldContext_PaymentConnection_edges(_ context.Conte
 	return fc, nil
 }
 
-func (ec *executionContext) _PaymentConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.PaymentConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _PaymentConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Payment]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -973,8 +974,8 @@ func (ec *executionContext) _PaymentConnection_pageInfo(ctx context.Context, fie
 			return obj.PageInfo, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2billingapiᚋgraphᚋrelayᚐPageInfo(ctx, selections, v)
 		},
 		true,
 		true,
@@ -993,7 +994,7 @@ func (ec *executionContext) fieldContext_PaymentConnection_pageInfo(_ context.Co
 	return fc, nil
 }
 
-func (ec *executionContext) _PaymentConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.PaymentConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _PaymentConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Payment]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1016,7 +1017,7 @@ func (ec *executionContext) fieldContext_PaymentConnection_totalCount(_ context.
 	return graphql.NewScalarFieldContext("PaymentConnection", field, false, false, "Int")
 }
 
-func (ec *executionContext) _PaymentEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.PaymentEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _PaymentEdge_node(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.Payment]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1048,7 +1049,7 @@ func (ec *executionContext) fieldContext_PaymentEdge_node(_ context.Context, fie
 	return fc, nil
 }
 
-func (ec *executionContext) _PaymentEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.PaymentEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _PaymentEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.Payment]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1060,8 +1061,8 @@ func (ec *executionContext) _PaymentEdge_cursor(ctx context.Context, field graph
 			return obj.Cursor, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.Cursor) graphql.Marshaler {
+			return ec.marshalNCursor2billingapiᚋgraphᚋrelayᚐCursor(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1340,7 +1341,7 @@ func (ec *executionContext) _CheckoutSession(ctx context.Context, sel ast.Select
 
 var checkoutSessionConnectionImplementors = []string{"CheckoutSessionConnection"}
 
-func (ec *executionContext) _CheckoutSessionConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.CheckoutSessionConnection) graphql.Marshaler {
+func (ec *executionContext) _CheckoutSessionConnection(ctx context.Context, sel ast.SelectionSet, obj *relay.Connection[*ent.CheckoutSession]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, checkoutSessionConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1383,7 +1384,7 @@ func (ec *executionContext) _CheckoutSessionConnection(ctx context.Context, sel 
 
 var checkoutSessionEdgeImplementors = []string{"CheckoutSessionEdge"}
 
-func (ec *executionContext) _CheckoutSessionEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.CheckoutSessionEdge) graphql.Marshaler {
+func (ec *executionContext) _CheckoutSessionEdge(ctx context.Context, sel ast.SelectionSet, obj *relay.Edge[*ent.CheckoutSession]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, checkoutSessionEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1605,7 +1606,7 @@ func (ec *executionContext) _Payment(ctx context.Context, sel ast.SelectionSet, 
 
 var paymentConnectionImplementors = []string{"PaymentConnection"}
 
-func (ec *executionContext) _PaymentConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.PaymentConnection) graphql.Marshaler {
+func (ec *executionContext) _PaymentConnection(ctx context.Context, sel ast.SelectionSet, obj *relay.Connection[*ent.Payment]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, paymentConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1648,7 +1649,7 @@ func (ec *executionContext) _PaymentConnection(ctx context.Context, sel ast.Sele
 
 var paymentEdgeImplementors = []string{"PaymentEdge"}
 
-func (ec *executionContext) _PaymentEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.PaymentEdge) graphql.Marshaler {
+func (ec *executionContext) _PaymentEdge(ctx context.Context, sel ast.SelectionSet, obj *relay.Edge[*ent.Payment]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, paymentEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1706,7 +1707,7 @@ func (ec *executionContext) marshalNCheckoutSession2ᚖbillingapiᚋentᚐChecko
 	return ec._CheckoutSession(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNCheckoutSessionConnection2ᚖbillingapiᚋentᚐCheckoutSessionConnection(ctx context.Context, sel ast.SelectionSet, v *ent.CheckoutSessionConnection) graphql.Marshaler {
+func (ec *executionContext) marshalNCheckoutSessionConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx context.Context, sel ast.SelectionSet, v *relay.Connection[*ent.CheckoutSession]) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "CheckoutSessionConnection!")
 		return graphql.Null
@@ -1758,7 +1759,7 @@ func (ec *executionContext) marshalNPayment2ᚖbillingapiᚋentᚐPayment(ctx co
 	return ec._Payment(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNPaymentConnection2ᚖbillingapiᚋentᚐPaymentConnection(ctx context.Context, sel ast.SelectionSet, v *ent.PaymentConnection) graphql.Marshaler {
+func (ec *executionContext) marshalNPaymentConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx context.Context, sel ast.SelectionSet, v *relay.Connection[*ent.Payment]) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "PaymentConnection!")
 		return graphql.Null
@@ -1783,20 +1784,20 @@ func (ec *executionContext) marshalOCheckoutSession2ᚖbillingapiᚋentᚐChecko
 	return ec._CheckoutSession(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalOCheckoutSessionEdge2ᚕᚖbillingapiᚋentᚐCheckoutSessionEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.CheckoutSessionEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOCheckoutSessionEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v []*relay.Edge[*ent.CheckoutSession]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalOCheckoutSessionEdge2ᚖbillingapiᚋentᚐCheckoutSessionEdge(ctx, sel, v[i])
+		return ec.marshalOCheckoutSessionEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, sel, v[i])
 	})
 
 	return ret
 }
 
-func (ec *executionContext) marshalOCheckoutSessionEdge2ᚖbillingapiᚋentᚐCheckoutSessionEdge(ctx context.Context, sel ast.SelectionSet, v *ent.CheckoutSessionEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOCheckoutSessionEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v *relay.Edge[*ent.CheckoutSession]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
@@ -1810,20 +1811,20 @@ func (ec *executionContext) marshalOPayment2ᚖbillingapiᚋentᚐPayment(ctx co
 	return ec._Payment(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalOPaymentEdge2ᚕᚖbillingapiᚋentᚐPaymentEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.PaymentEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOPaymentEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v []*relay.Edge[*ent.Payment]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalOPaymentEdge2ᚖbillingapiᚋentᚐPaymentEdge(ctx, sel, v[i])
+		return ec.marshalOPaymentEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, sel, v[i])
 	})
 
 	return ret
 }
 
-func (ec *executionContext) marshalOPaymentEdge2ᚖbillingapiᚋentᚐPaymentEdge(ctx context.Context, sel ast.SelectionSet, v *ent.PaymentEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOPaymentEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v *relay.Edge[*ent.Payment]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

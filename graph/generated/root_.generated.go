@@ -4,14 +4,13 @@ package generated
 
 import (
 	"billingapi/graph/model"
+	"billingapi/graph/relay"
 	"bytes"
 	"context"
 	"fmt"
 	"sync/atomic"
 
-	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
-	"github.com/google/uuid"
 	gqlparser "github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
 )
@@ -268,7 +267,7 @@ type ComplexityRoot struct {
 		PreviewPlanChange func(childComplexity int, workspaceID string, lookupKey string, quantity *int) int
 		Price             func(childComplexity int, lookupKey string) int
 		StripeConfig      func(childComplexity int) int
-		WebhookEvents     func(childComplexity int, status *model.WebhookEventStatus, typeArg *string, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		WebhookEvents     func(childComplexity int, status *model.WebhookEventStatus, typeArg *string, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 		Workspace         func(childComplexity int, id string) int
 	}
 
@@ -314,7 +313,7 @@ type ComplexityRoot struct {
 		ID              func(childComplexity int) int
 		IsPlatformAdmin func(childComplexity int) int
 		Name            func(childComplexity int) int
-		Workspaces      func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		Workspaces      func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 	}
 
 	WebhookEvent struct {
@@ -348,14 +347,14 @@ type ComplexityRoot struct {
 	Workspace struct {
 		Access           func(childComplexity int) int
 		Billing          func(childComplexity int) int
-		CheckoutSessions func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		CheckoutSessions func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 		CreateTime       func(childComplexity int) int
 		ID               func(childComplexity int) int
-		Invoices         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
-		Members          func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		Invoices         func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
+		Members          func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 		Name             func(childComplexity int) int
 		PaymentMethods   func(childComplexity int) int
-		Payments         func(childComplexity int, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) int
+		Payments         func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 		Subscription     func(childComplexity int) int
 		UpcomingInvoice  func(childComplexity int) int
 		ViewerRole       func(childComplexity int) int
@@ -1375,7 +1374,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Query.WebhookEvents(childComplexity, args["status"].(*model.WebhookEventStatus), args["type"].(*string), args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
+		return e.ComplexityRoot.Query.WebhookEvents(childComplexity, args["status"].(*model.WebhookEventStatus), args["type"].(*string), args["after"].(*relay.Cursor), args["first"].(*int), args["before"].(*relay.Cursor), args["last"].(*int)), true
 	case "Query.workspace":
 		if e.ComplexityRoot.Query.Workspace == nil {
 			break
@@ -1564,7 +1563,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.User.Workspaces(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
+		return e.ComplexityRoot.User.Workspaces(childComplexity, args["after"].(*relay.Cursor), args["first"].(*int), args["before"].(*relay.Cursor), args["last"].(*int)), true
 
 	case "WebhookEvent.apiVersion":
 		if e.ComplexityRoot.WebhookEvent.APIVersion == nil {
@@ -1705,7 +1704,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Workspace.CheckoutSessions(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
+		return e.ComplexityRoot.Workspace.CheckoutSessions(childComplexity, args["after"].(*relay.Cursor), args["first"].(*int), args["before"].(*relay.Cursor), args["last"].(*int)), true
 	case "Workspace.createTime":
 		if e.ComplexityRoot.Workspace.CreateTime == nil {
 			break
@@ -1728,7 +1727,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Workspace.Invoices(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
+		return e.ComplexityRoot.Workspace.Invoices(childComplexity, args["after"].(*relay.Cursor), args["first"].(*int), args["before"].(*relay.Cursor), args["last"].(*int)), true
 	case "Workspace.members":
 		if e.ComplexityRoot.Workspace.Members == nil {
 			break
@@ -1739,7 +1738,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Workspace.Members(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
+		return e.ComplexityRoot.Workspace.Members(childComplexity, args["after"].(*relay.Cursor), args["first"].(*int), args["before"].(*relay.Cursor), args["last"].(*int)), true
 	case "Workspace.name":
 		if e.ComplexityRoot.Workspace.Name == nil {
 			break
@@ -1762,7 +1761,7 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 			return 0, false
 		}
 
-		return e.ComplexityRoot.Workspace.Payments(childComplexity, args["after"].(*entgql.Cursor[uuid.UUID]), args["first"].(*int), args["before"].(*entgql.Cursor[uuid.UUID]), args["last"].(*int)), true
+		return e.ComplexityRoot.Workspace.Payments(childComplexity, args["after"].(*relay.Cursor), args["first"].(*int), args["before"].(*relay.Cursor), args["last"].(*int)), true
 	case "Workspace.subscription":
 		if e.ComplexityRoot.Workspace.Subscription == nil {
 			break

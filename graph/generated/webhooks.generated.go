@@ -6,6 +6,7 @@ import (
 	"billingapi/billing"
 	"billingapi/ent"
 	"billingapi/graph/model"
+	"billingapi/graph/relay"
 	"context"
 	"errors"
 	"math"
@@ -13,7 +14,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -577,7 +577,7 @@ func (ec *executionContext) fieldContext_Invoice_createTime(_ context.Context, f
 	return graphql.NewScalarFieldContext("Invoice", field, false, false, "Time")
 }
 
-func (ec *executionContext) _InvoiceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.InvoiceConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _InvoiceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Invoice]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -589,8 +589,8 @@ func (ec *executionContext) _InvoiceConnection_edges(ctx context.Context, field 
 			return obj.Edges, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*ent.InvoiceEdge) graphql.Marshaler {
-			return ec.marshalOInvoiceEdge2ᚕᚖbillingapiᚋentᚐInvoiceEdge(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*relay.Edge[*ent.Invoice]) graphql.Marshaler {
+			return ec.marshalOInvoiceEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, selections, v)
 		},
 		true,
 		false,
@@ -609,7 +609,7 @@ func (ec *executionContext) fieldContext_InvoiceConnection_edges(_ context.Conte
 	return fc, nil
 }
 
-func (ec *executionContext) _InvoiceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.InvoiceConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _InvoiceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Invoice]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -621,8 +621,8 @@ func (ec *executionContext) _InvoiceConnection_pageInfo(ctx context.Context, fie
 			return obj.PageInfo, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2billingapiᚋgraphᚋrelayᚐPageInfo(ctx, selections, v)
 		},
 		true,
 		true,
@@ -641,7 +641,7 @@ func (ec *executionContext) fieldContext_InvoiceConnection_pageInfo(_ context.Co
 	return fc, nil
 }
 
-func (ec *executionContext) _InvoiceConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.InvoiceConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _InvoiceConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Invoice]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -664,7 +664,7 @@ func (ec *executionContext) fieldContext_InvoiceConnection_totalCount(_ context.
 	return graphql.NewScalarFieldContext("InvoiceConnection", field, false, false, "Int")
 }
 
-func (ec *executionContext) _InvoiceEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.InvoiceEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _InvoiceEdge_node(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.Invoice]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -696,7 +696,7 @@ func (ec *executionContext) fieldContext_InvoiceEdge_node(_ context.Context, fie
 	return fc, nil
 }
 
-func (ec *executionContext) _InvoiceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.InvoiceEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _InvoiceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.Invoice]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -708,8 +708,8 @@ func (ec *executionContext) _InvoiceEdge_cursor(ctx context.Context, field graph
 			return obj.Cursor, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.Cursor) graphql.Marshaler {
+			return ec.marshalNCursor2billingapiᚋgraphᚋrelayᚐCursor(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1098,7 +1098,7 @@ func (ec *executionContext) fieldContext_WebhookEvent_createTime(_ context.Conte
 	return graphql.NewScalarFieldContext("WebhookEvent", field, false, false, "Time")
 }
 
-func (ec *executionContext) _WebhookEventConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookEventConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _WebhookEventConnection_edges(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.WebhookEvent]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1110,8 +1110,8 @@ func (ec *executionContext) _WebhookEventConnection_edges(ctx context.Context, f
 			return obj.Edges, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*ent.WebhookEventEdge) graphql.Marshaler {
-			return ec.marshalOWebhookEventEdge2ᚕᚖbillingapiᚋentᚐWebhookEventEdge(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*relay.Edge[*ent.WebhookEvent]) graphql.Marshaler {
+			return ec.marshalOWebhookEventEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, selections, v)
 		},
 		true,
 		false,
@@ -1130,7 +1130,7 @@ func (ec *executionContext) fieldContext_WebhookEventConnection_edges(_ context.
 	return fc, nil
 }
 
-func (ec *executionContext) _WebhookEventConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookEventConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _WebhookEventConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.WebhookEvent]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1142,8 +1142,8 @@ func (ec *executionContext) _WebhookEventConnection_pageInfo(ctx context.Context
 			return obj.PageInfo, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2billingapiᚋgraphᚋrelayᚐPageInfo(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1162,7 +1162,7 @@ func (ec *executionContext) fieldContext_WebhookEventConnection_pageInfo(_ conte
 	return fc, nil
 }
 
-func (ec *executionContext) _WebhookEventConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookEventConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _WebhookEventConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.WebhookEvent]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1185,7 +1185,7 @@ func (ec *executionContext) fieldContext_WebhookEventConnection_totalCount(_ con
 	return graphql.NewScalarFieldContext("WebhookEventConnection", field, false, false, "Int")
 }
 
-func (ec *executionContext) _WebhookEventEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookEventEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _WebhookEventEdge_node(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.WebhookEvent]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1217,7 +1217,7 @@ func (ec *executionContext) fieldContext_WebhookEventEdge_node(_ context.Context
 	return fc, nil
 }
 
-func (ec *executionContext) _WebhookEventEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.WebhookEventEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _WebhookEventEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.WebhookEvent]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1229,8 +1229,8 @@ func (ec *executionContext) _WebhookEventEdge_cursor(ctx context.Context, field 
 			return obj.Cursor, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.Cursor) graphql.Marshaler {
+			return ec.marshalNCursor2billingapiᚋgraphᚋrelayᚐCursor(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1418,7 +1418,7 @@ func (ec *executionContext) _Invoice(ctx context.Context, sel ast.SelectionSet, 
 
 var invoiceConnectionImplementors = []string{"InvoiceConnection"}
 
-func (ec *executionContext) _InvoiceConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.InvoiceConnection) graphql.Marshaler {
+func (ec *executionContext) _InvoiceConnection(ctx context.Context, sel ast.SelectionSet, obj *relay.Connection[*ent.Invoice]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, invoiceConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1461,7 +1461,7 @@ func (ec *executionContext) _InvoiceConnection(ctx context.Context, sel ast.Sele
 
 var invoiceEdgeImplementors = []string{"InvoiceEdge"}
 
-func (ec *executionContext) _InvoiceEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.InvoiceEdge) graphql.Marshaler {
+func (ec *executionContext) _InvoiceEdge(ctx context.Context, sel ast.SelectionSet, obj *relay.Edge[*ent.Invoice]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, invoiceEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1619,7 +1619,7 @@ func (ec *executionContext) _WebhookEvent(ctx context.Context, sel ast.Selection
 
 var webhookEventConnectionImplementors = []string{"WebhookEventConnection"}
 
-func (ec *executionContext) _WebhookEventConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.WebhookEventConnection) graphql.Marshaler {
+func (ec *executionContext) _WebhookEventConnection(ctx context.Context, sel ast.SelectionSet, obj *relay.Connection[*ent.WebhookEvent]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, webhookEventConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1662,7 +1662,7 @@ func (ec *executionContext) _WebhookEventConnection(ctx context.Context, sel ast
 
 var webhookEventEdgeImplementors = []string{"WebhookEventEdge"}
 
-func (ec *executionContext) _WebhookEventEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.WebhookEventEdge) graphql.Marshaler {
+func (ec *executionContext) _WebhookEventEdge(ctx context.Context, sel ast.SelectionSet, obj *relay.Edge[*ent.WebhookEvent]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, webhookEventEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1710,7 +1710,7 @@ func (ec *executionContext) marshalNBillingEvent2ᚖbillingapiᚋbillingᚐBilli
 	return ec._BillingEvent(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNInvoiceConnection2ᚖbillingapiᚋentᚐInvoiceConnection(ctx context.Context, sel ast.SelectionSet, v *ent.InvoiceConnection) graphql.Marshaler {
+func (ec *executionContext) marshalNInvoiceConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx context.Context, sel ast.SelectionSet, v *relay.Connection[*ent.Invoice]) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "InvoiceConnection!")
 		return graphql.Null
@@ -1726,7 +1726,7 @@ func (ec *executionContext) marshalNWebhookEvent2ᚖbillingapiᚋentᚐWebhookEv
 	return ec._WebhookEvent(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNWebhookEventConnection2ᚖbillingapiᚋentᚐWebhookEventConnection(ctx context.Context, sel ast.SelectionSet, v *ent.WebhookEventConnection) graphql.Marshaler {
+func (ec *executionContext) marshalNWebhookEventConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx context.Context, sel ast.SelectionSet, v *relay.Connection[*ent.WebhookEvent]) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "WebhookEventConnection!")
 		return graphql.Null
@@ -1751,20 +1751,20 @@ func (ec *executionContext) marshalOInvoice2ᚖbillingapiᚋentᚐInvoice(ctx co
 	return ec._Invoice(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalOInvoiceEdge2ᚕᚖbillingapiᚋentᚐInvoiceEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.InvoiceEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOInvoiceEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v []*relay.Edge[*ent.Invoice]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalOInvoiceEdge2ᚖbillingapiᚋentᚐInvoiceEdge(ctx, sel, v[i])
+		return ec.marshalOInvoiceEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, sel, v[i])
 	})
 
 	return ret
 }
 
-func (ec *executionContext) marshalOInvoiceEdge2ᚖbillingapiᚋentᚐInvoiceEdge(ctx context.Context, sel ast.SelectionSet, v *ent.InvoiceEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOInvoiceEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v *relay.Edge[*ent.Invoice]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
@@ -1778,20 +1778,20 @@ func (ec *executionContext) marshalOWebhookEvent2ᚖbillingapiᚋentᚐWebhookEv
 	return ec._WebhookEvent(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalOWebhookEventEdge2ᚕᚖbillingapiᚋentᚐWebhookEventEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.WebhookEventEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOWebhookEventEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v []*relay.Edge[*ent.WebhookEvent]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalOWebhookEventEdge2ᚖbillingapiᚋentᚐWebhookEventEdge(ctx, sel, v[i])
+		return ec.marshalOWebhookEventEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, sel, v[i])
 	})
 
 	return ret
 }
 
-func (ec *executionContext) marshalOWebhookEventEdge2ᚖbillingapiᚋentᚐWebhookEventEdge(ctx context.Context, sel ast.SelectionSet, v *ent.WebhookEventEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOWebhookEventEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v *relay.Edge[*ent.WebhookEvent]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

@@ -7,13 +7,13 @@ import (
 	"billingapi/billing"
 	"billingapi/ent"
 	"billingapi/graph/model"
+	"billingapi/graph/relay"
 	"context"
 	"math"
 	"strconv"
 	"sync/atomic"
 	"time"
 
-	"entgo.io/contrib/entgql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -23,22 +23,23 @@ import (
 
 type MembershipResolver interface {
 	User(ctx context.Context, obj *ent.Membership) (*ent.User, error)
+	Workspace(ctx context.Context, obj *ent.Membership) (*ent.Workspace, error)
 }
 type UserResolver interface {
 	IsPlatformAdmin(ctx context.Context, obj *ent.User) (bool, error)
-	Workspaces(ctx context.Context, obj *ent.User, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.WorkspaceConnection, error)
+	Workspaces(ctx context.Context, obj *ent.User, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Workspace], error)
 }
 type WorkspaceResolver interface {
 	ViewerRole(ctx context.Context, obj *ent.Workspace) (*auth.Role, error)
-	Members(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.MembershipConnection, error)
-	Payments(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.PaymentConnection, error)
-	CheckoutSessions(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.CheckoutSessionConnection, error)
+	Members(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Membership], error)
+	Payments(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Payment], error)
+	CheckoutSessions(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.CheckoutSession], error)
 	PaymentMethods(ctx context.Context, obj *ent.Workspace) ([]*billing.PaymentMethod, error)
 	UpcomingInvoice(ctx context.Context, obj *ent.Workspace) (*billing.UpcomingInvoice, error)
 	Billing(ctx context.Context, obj *ent.Workspace) (*billing.WorkspaceBilling, error)
 	Subscription(ctx context.Context, obj *ent.Workspace) (*billing.SubscriptionView, error)
 	Access(ctx context.Context, obj *ent.Workspace) (*billing.Access, error)
-	Invoices(ctx context.Context, obj *ent.Workspace, after *entgql.Cursor[uuid.UUID], first *int, before *entgql.Cursor[uuid.UUID], last *int) (*ent.InvoiceConnection, error)
+	Invoices(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Invoice], error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -49,8 +50,8 @@ func (ec *executionContext) field_User_workspaces_args(ctx context.Context, rawA
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -65,8 +66,8 @@ func (ec *executionContext) field_User_workspaces_args(ctx context.Context, rawA
 	}
 	args["first"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -87,8 +88,8 @@ func (ec *executionContext) field_Workspace_checkoutSessions_args(ctx context.Co
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -103,8 +104,8 @@ func (ec *executionContext) field_Workspace_checkoutSessions_args(ctx context.Co
 	}
 	args["first"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -125,8 +126,8 @@ func (ec *executionContext) field_Workspace_invoices_args(ctx context.Context, r
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -141,8 +142,8 @@ func (ec *executionContext) field_Workspace_invoices_args(ctx context.Context, r
 	}
 	args["first"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -163,8 +164,8 @@ func (ec *executionContext) field_Workspace_members_args(ctx context.Context, ra
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -179,8 +180,8 @@ func (ec *executionContext) field_Workspace_members_args(ctx context.Context, ra
 	}
 	args["first"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -201,8 +202,8 @@ func (ec *executionContext) field_Workspace_payments_args(ctx context.Context, r
 	var err error
 	args := map[string]any{}
 	arg0, err := graphql.ProcessArgField(ctx, rawArgs, "after",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -217,8 +218,8 @@ func (ec *executionContext) field_Workspace_payments_args(ctx context.Context, r
 	}
 	args["first"] = arg1
 	arg2, err := graphql.ProcessArgField(ctx, rawArgs, "before",
-		func(ctx context.Context, v any) (*entgql.Cursor[uuid.UUID], error) {
-			return ec.unmarshalOCursor2ᚖentgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, v)
+		func(ctx context.Context, v any) (*relay.Cursor, error) {
+			return ec.unmarshalOCursor2ᚖbillingapiᚋgraphᚋrelayᚐCursor(ctx, v)
 		})
 	if err != nil {
 		return nil, err
@@ -349,7 +350,7 @@ func (ec *executionContext) _Membership_workspace(ctx context.Context, field gra
 			return ec.fieldContext_Membership_workspace(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Workspace(ctx)
+			return ec.Resolvers.Membership().Workspace(ctx, obj)
 		},
 		nil,
 		func(ctx context.Context, selections ast.SelectionSet, v *ent.Workspace) graphql.Marshaler {
@@ -364,7 +365,7 @@ func (ec *executionContext) fieldContext_Membership_workspace(_ context.Context,
 		Object:     "Membership",
 		Field:      field,
 		IsMethod:   true,
-		IsResolver: false,
+		IsResolver: true,
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Workspace(ctx, field)
 		},
@@ -372,7 +373,7 @@ func (ec *executionContext) fieldContext_Membership_workspace(_ context.Context,
 	return fc, nil
 }
 
-func (ec *executionContext) _MembershipConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.MembershipConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _MembershipConnection_edges(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Membership]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -384,8 +385,8 @@ func (ec *executionContext) _MembershipConnection_edges(ctx context.Context, fie
 			return obj.Edges, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*ent.MembershipEdge) graphql.Marshaler {
-			return ec.marshalOMembershipEdge2ᚕᚖbillingapiᚋentᚐMembershipEdge(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*relay.Edge[*ent.Membership]) graphql.Marshaler {
+			return ec.marshalOMembershipEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, selections, v)
 		},
 		true,
 		false,
@@ -404,7 +405,7 @@ func (ec *executionContext) fieldContext_MembershipConnection_edges(_ context.Co
 	return fc, nil
 }
 
-func (ec *executionContext) _MembershipConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.MembershipConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _MembershipConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Membership]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -416,8 +417,8 @@ func (ec *executionContext) _MembershipConnection_pageInfo(ctx context.Context, 
 			return obj.PageInfo, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2billingapiᚋgraphᚋrelayᚐPageInfo(ctx, selections, v)
 		},
 		true,
 		true,
@@ -436,7 +437,7 @@ func (ec *executionContext) fieldContext_MembershipConnection_pageInfo(_ context
 	return fc, nil
 }
 
-func (ec *executionContext) _MembershipConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.MembershipConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _MembershipConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Membership]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -459,7 +460,7 @@ func (ec *executionContext) fieldContext_MembershipConnection_totalCount(_ conte
 	return graphql.NewScalarFieldContext("MembershipConnection", field, false, false, "Int")
 }
 
-func (ec *executionContext) _MembershipEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.MembershipEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _MembershipEdge_node(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.Membership]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -491,7 +492,7 @@ func (ec *executionContext) fieldContext_MembershipEdge_node(_ context.Context, 
 	return fc, nil
 }
 
-func (ec *executionContext) _MembershipEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.MembershipEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _MembershipEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.Membership]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -503,8 +504,8 @@ func (ec *executionContext) _MembershipEdge_cursor(ctx context.Context, field gr
 			return obj.Cursor, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.Cursor) graphql.Marshaler {
+			return ec.marshalNCursor2billingapiᚋgraphᚋrelayᚐCursor(ctx, selections, v)
 		},
 		true,
 		true,
@@ -616,11 +617,11 @@ func (ec *executionContext) _User_workspaces(ctx context.Context, field graphql.
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.User().Workspaces(ctx, obj, fc.Args["after"].(*entgql.Cursor[uuid.UUID]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[uuid.UUID]), fc.Args["last"].(*int))
+			return ec.Resolvers.User().Workspaces(ctx, obj, fc.Args["after"].(*relay.Cursor), fc.Args["first"].(*int), fc.Args["before"].(*relay.Cursor), fc.Args["last"].(*int))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *ent.WorkspaceConnection) graphql.Marshaler {
-			return ec.marshalNWorkspaceConnection2ᚖbillingapiᚋentᚐWorkspaceConnection(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *relay.Connection[*ent.Workspace]) graphql.Marshaler {
+			return ec.marshalNWorkspaceConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx, selections, v)
 		},
 		true,
 		true,
@@ -752,11 +753,11 @@ func (ec *executionContext) _Workspace_members(ctx context.Context, field graphq
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Workspace().Members(ctx, obj, fc.Args["after"].(*entgql.Cursor[uuid.UUID]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[uuid.UUID]), fc.Args["last"].(*int))
+			return ec.Resolvers.Workspace().Members(ctx, obj, fc.Args["after"].(*relay.Cursor), fc.Args["first"].(*int), fc.Args["before"].(*relay.Cursor), fc.Args["last"].(*int))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *ent.MembershipConnection) graphql.Marshaler {
-			return ec.marshalNMembershipConnection2ᚖbillingapiᚋentᚐMembershipConnection(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *relay.Connection[*ent.Membership]) graphql.Marshaler {
+			return ec.marshalNMembershipConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx, selections, v)
 		},
 		true,
 		true,
@@ -796,11 +797,11 @@ func (ec *executionContext) _Workspace_payments(ctx context.Context, field graph
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Workspace().Payments(ctx, obj, fc.Args["after"].(*entgql.Cursor[uuid.UUID]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[uuid.UUID]), fc.Args["last"].(*int))
+			return ec.Resolvers.Workspace().Payments(ctx, obj, fc.Args["after"].(*relay.Cursor), fc.Args["first"].(*int), fc.Args["before"].(*relay.Cursor), fc.Args["last"].(*int))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *ent.PaymentConnection) graphql.Marshaler {
-			return ec.marshalNPaymentConnection2ᚖbillingapiᚋentᚐPaymentConnection(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *relay.Connection[*ent.Payment]) graphql.Marshaler {
+			return ec.marshalNPaymentConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx, selections, v)
 		},
 		true,
 		true,
@@ -840,11 +841,11 @@ func (ec *executionContext) _Workspace_checkoutSessions(ctx context.Context, fie
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Workspace().CheckoutSessions(ctx, obj, fc.Args["after"].(*entgql.Cursor[uuid.UUID]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[uuid.UUID]), fc.Args["last"].(*int))
+			return ec.Resolvers.Workspace().CheckoutSessions(ctx, obj, fc.Args["after"].(*relay.Cursor), fc.Args["first"].(*int), fc.Args["before"].(*relay.Cursor), fc.Args["last"].(*int))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *ent.CheckoutSessionConnection) graphql.Marshaler {
-			return ec.marshalNCheckoutSessionConnection2ᚖbillingapiᚋentᚐCheckoutSessionConnection(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *relay.Connection[*ent.CheckoutSession]) graphql.Marshaler {
+			return ec.marshalNCheckoutSessionConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1044,11 +1045,11 @@ func (ec *executionContext) _Workspace_invoices(ctx context.Context, field graph
 		},
 		func(ctx context.Context) (any, error) {
 			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Workspace().Invoices(ctx, obj, fc.Args["after"].(*entgql.Cursor[uuid.UUID]), fc.Args["first"].(*int), fc.Args["before"].(*entgql.Cursor[uuid.UUID]), fc.Args["last"].(*int))
+			return ec.Resolvers.Workspace().Invoices(ctx, obj, fc.Args["after"].(*relay.Cursor), fc.Args["first"].(*int), fc.Args["before"].(*relay.Cursor), fc.Args["last"].(*int))
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *ent.InvoiceConnection) graphql.Marshaler {
-			return ec.marshalNInvoiceConnection2ᚖbillingapiᚋentᚐInvoiceConnection(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v *relay.Connection[*ent.Invoice]) graphql.Marshaler {
+			return ec.marshalNInvoiceConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1078,7 +1079,7 @@ func (ec *executionContext) fieldContext_Workspace_invoices(ctx context.Context,
 	return fc, nil
 }
 
-func (ec *executionContext) _WorkspaceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *ent.WorkspaceConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _WorkspaceConnection_edges(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Workspace]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1090,8 +1091,8 @@ func (ec *executionContext) _WorkspaceConnection_edges(ctx context.Context, fiel
 			return obj.Edges, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v []*ent.WorkspaceEdge) graphql.Marshaler {
-			return ec.marshalOWorkspaceEdge2ᚕᚖbillingapiᚋentᚐWorkspaceEdge(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v []*relay.Edge[*ent.Workspace]) graphql.Marshaler {
+			return ec.marshalOWorkspaceEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, selections, v)
 		},
 		true,
 		false,
@@ -1110,7 +1111,7 @@ func (ec *executionContext) fieldContext_WorkspaceConnection_edges(_ context.Con
 	return fc, nil
 }
 
-func (ec *executionContext) _WorkspaceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *ent.WorkspaceConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _WorkspaceConnection_pageInfo(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Workspace]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1122,8 +1123,8 @@ func (ec *executionContext) _WorkspaceConnection_pageInfo(ctx context.Context, f
 			return obj.PageInfo, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.PageInfo[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNPageInfo2entgoᚗioᚋcontribᚋentgqlᚐPageInfo(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.PageInfo) graphql.Marshaler {
+			return ec.marshalNPageInfo2billingapiᚋgraphᚋrelayᚐPageInfo(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1142,7 +1143,7 @@ func (ec *executionContext) fieldContext_WorkspaceConnection_pageInfo(_ context.
 	return fc, nil
 }
 
-func (ec *executionContext) _WorkspaceConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *ent.WorkspaceConnection) (ret graphql.Marshaler) {
+func (ec *executionContext) _WorkspaceConnection_totalCount(ctx context.Context, field graphql.CollectedField, obj *relay.Connection[*ent.Workspace]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1165,7 +1166,7 @@ func (ec *executionContext) fieldContext_WorkspaceConnection_totalCount(_ contex
 	return graphql.NewScalarFieldContext("WorkspaceConnection", field, false, false, "Int")
 }
 
-func (ec *executionContext) _WorkspaceEdge_node(ctx context.Context, field graphql.CollectedField, obj *ent.WorkspaceEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _WorkspaceEdge_node(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.Workspace]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1197,7 +1198,7 @@ func (ec *executionContext) fieldContext_WorkspaceEdge_node(_ context.Context, f
 	return fc, nil
 }
 
-func (ec *executionContext) _WorkspaceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *ent.WorkspaceEdge) (ret graphql.Marshaler) {
+func (ec *executionContext) _WorkspaceEdge_cursor(ctx context.Context, field graphql.CollectedField, obj *relay.Edge[*ent.Workspace]) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
 		ec.OperationContext,
@@ -1209,8 +1210,8 @@ func (ec *executionContext) _WorkspaceEdge_cursor(ctx context.Context, field gra
 			return obj.Cursor, nil
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v entgql.Cursor[uuid.UUID]) graphql.Marshaler {
-			return ec.marshalNCursor2entgoᚗioᚋcontribᚋentgqlᚐCursor(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v relay.Cursor) graphql.Marshaler {
+			return ec.marshalNCursor2billingapiᚋgraphᚋrelayᚐCursor(ctx, selections, v)
 		},
 		true,
 		true,
@@ -1391,7 +1392,7 @@ func (ec *executionContext) _Membership(ctx context.Context, sel ast.SelectionSe
 
 var membershipConnectionImplementors = []string{"MembershipConnection"}
 
-func (ec *executionContext) _MembershipConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.MembershipConnection) graphql.Marshaler {
+func (ec *executionContext) _MembershipConnection(ctx context.Context, sel ast.SelectionSet, obj *relay.Connection[*ent.Membership]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, membershipConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1434,7 +1435,7 @@ func (ec *executionContext) _MembershipConnection(ctx context.Context, sel ast.S
 
 var membershipEdgeImplementors = []string{"MembershipEdge"}
 
-func (ec *executionContext) _MembershipEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.MembershipEdge) graphql.Marshaler {
+func (ec *executionContext) _MembershipEdge(ctx context.Context, sel ast.SelectionSet, obj *relay.Edge[*ent.Membership]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, membershipEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1630,7 +1631,7 @@ func (ec *executionContext) _Workspace(ctx context.Context, sel ast.SelectionSet
 
 var workspaceConnectionImplementors = []string{"WorkspaceConnection"}
 
-func (ec *executionContext) _WorkspaceConnection(ctx context.Context, sel ast.SelectionSet, obj *ent.WorkspaceConnection) graphql.Marshaler {
+func (ec *executionContext) _WorkspaceConnection(ctx context.Context, sel ast.SelectionSet, obj *relay.Connection[*ent.Workspace]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, workspaceConnectionImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1673,7 +1674,7 @@ func (ec *executionContext) _WorkspaceConnection(ctx context.Context, sel ast.Se
 
 var workspaceEdgeImplementors = []string{"WorkspaceEdge"}
 
-func (ec *executionContext) _WorkspaceEdge(ctx context.Context, sel ast.SelectionSet, obj *ent.WorkspaceEdge) graphql.Marshaler {
+func (ec *executionContext) _WorkspaceEdge(ctx context.Context, sel ast.SelectionSet, obj *relay.Edge[*ent.Workspace]) graphql.Marshaler {
 	fields := graphql.CollectFields(ec.OperationContext, sel, workspaceEdgeImplementors)
 
 	out := graphql.NewFieldSet(fields)
@@ -1731,7 +1732,7 @@ func (ec *executionContext) marshalNMembership2ᚖbillingapiᚋentᚐMembership(
 	return ec._Membership(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNMembershipConnection2ᚖbillingapiᚋentᚐMembershipConnection(ctx context.Context, sel ast.SelectionSet, v *ent.MembershipConnection) graphql.Marshaler {
+func (ec *executionContext) marshalNMembershipConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx context.Context, sel ast.SelectionSet, v *relay.Connection[*ent.Membership]) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "MembershipConnection!")
 		return graphql.Null
@@ -1765,7 +1766,7 @@ func (ec *executionContext) marshalNWorkspace2ᚖbillingapiᚋentᚐWorkspace(ct
 	return ec._Workspace(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalNWorkspaceConnection2ᚖbillingapiᚋentᚐWorkspaceConnection(ctx context.Context, sel ast.SelectionSet, v *ent.WorkspaceConnection) graphql.Marshaler {
+func (ec *executionContext) marshalNWorkspaceConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx context.Context, sel ast.SelectionSet, v *relay.Connection[*ent.Workspace]) graphql.Marshaler {
 	if v == nil {
 		graphql.AddInvalidNullError(ctx, "WorkspaceConnection!")
 		return graphql.Null
@@ -1780,20 +1781,20 @@ func (ec *executionContext) marshalOMembership2ᚖbillingapiᚋentᚐMembership(
 	return ec._Membership(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalOMembershipEdge2ᚕᚖbillingapiᚋentᚐMembershipEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.MembershipEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOMembershipEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v []*relay.Edge[*ent.Membership]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalOMembershipEdge2ᚖbillingapiᚋentᚐMembershipEdge(ctx, sel, v[i])
+		return ec.marshalOMembershipEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, sel, v[i])
 	})
 
 	return ret
 }
 
-func (ec *executionContext) marshalOMembershipEdge2ᚖbillingapiᚋentᚐMembershipEdge(ctx context.Context, sel ast.SelectionSet, v *ent.MembershipEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOMembershipEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v *relay.Edge[*ent.Membership]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
@@ -1823,20 +1824,20 @@ func (ec *executionContext) marshalOWorkspace2ᚖbillingapiᚋentᚐWorkspace(ct
 	return ec._Workspace(ctx, sel, v)
 }
 
-func (ec *executionContext) marshalOWorkspaceEdge2ᚕᚖbillingapiᚋentᚐWorkspaceEdge(ctx context.Context, sel ast.SelectionSet, v []*ent.WorkspaceEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOWorkspaceEdge2ᚕᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v []*relay.Edge[*ent.Workspace]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}
 	ret := graphql.MarshalSliceConcurrently(ctx, len(v), 0, false, func(ctx context.Context, i int) graphql.Marshaler {
 		fc := graphql.GetFieldContext(ctx)
 		fc.Result = &v[i]
-		return ec.marshalOWorkspaceEdge2ᚖbillingapiᚋentᚐWorkspaceEdge(ctx, sel, v[i])
+		return ec.marshalOWorkspaceEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx, sel, v[i])
 	})
 
 	return ret
 }
 
-func (ec *executionContext) marshalOWorkspaceEdge2ᚖbillingapiᚋentᚐWorkspaceEdge(ctx context.Context, sel ast.SelectionSet, v *ent.WorkspaceEdge) graphql.Marshaler {
+func (ec *executionContext) marshalOWorkspaceEdge2ᚖbillingapiᚋgraphᚋrelayᚐEdge(ctx context.Context, sel ast.SelectionSet, v *relay.Edge[*ent.Workspace]) graphql.Marshaler {
 	if v == nil {
 		return graphql.Null
 	}

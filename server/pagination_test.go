@@ -1,0 +1,217 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"billingapi/ent/privacy"
+	"billingapi/internal/testenv"
+
+	"github.com/google/uuid"
+)
+
+// paymentsPage is one page of workspace.payments as a client reads it.
+type paymentsPage struct {
+	Workspace struct {
+		Payments struct {
+			TotalCount int
+			Edges      []struct {
+				Cursor string
+				Node   struct{ ID, Purpose string }
+			}
+			PageInfo struct {
+				HasNextPage, HasPreviousPage bool
+				StartCursor, EndCursor       *string
+			}
+		}
+	}
+}
+
+const paymentsPageQuery = `query($id: ID!, $first: Int, $after: Cursor, $last: Int, $before: Cursor) {
+	workspace(id: $id) { payments(first: $first, after: $after, last: $last, before: $before) {
+		totalCount
+		edges { cursor node { id purpose } }
+		pageInfo { hasNextPage hasPreviousPage startCursor endCursor }
+	} }
+}`
+
+// TestConnectionPaging pages through workspace.payments forwards and
+// backwards on both databases. Three of the seven payments share one
+// create_time, so the id must break the tie for no row to be skipped or
+// shown twice; a payment of another workspace must never appear.
+func TestConnectionPaging(t *testing.T) {
+	for name, dbURL := range map[string]func(testing.TB) string{"PostgreSQL": testenv.Postgres, "SQLite": testenv.SQLite} {
+		t.Run(name, func(t *testing.T) {
+			s := startServer(t, dbURL(t), nil)
+			alice, bob := s.token(t, "alice", false), s.token(t, "bob", false)
+			wsA, wsB := s.createWorkspace(t, alice, "A"), s.createWorkspace(t, bob, "B")
+
+			// Newest first: p0 (newest) .. p6; p2, p3 and p4 share a time.
+			base := time.Now().Add(-time.Hour).Truncate(time.Millisecond)
+			offsets := []time.Duration{60, 50, 40, 40, 40, 30, 20}
+			ctx := privacy.DecisionContext(context.Background(), privacy.Allow)
+			type row struct {
+				id      uuid.UUID
+				purpose string
+				at      time.Time
+			}
+			var want []row
+			for i, off := range offsets {
+				r := row{purpose: fmt.Sprintf("p%d", i), at: base.Add(off * time.Second)}
+				p, err := s.DB.Payment.Create().SetWorkspaceID(uuid.MustParse(wsA)).SetAmount(100).SetCurrency("usd").
+					SetPurpose(r.purpose).SetCreatedBy("alice").SetCreateTime(r.at).Save(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				r.id = p.ID
+				want = append(want, r)
+			}
+			if _, err := s.DB.Payment.Create().SetWorkspaceID(uuid.MustParse(wsB)).SetAmount(100).SetCurrency("usd").
+				SetPurpose("other-workspace").SetCreatedBy("bob").SetCreateTime(base.Add(45 * time.Second)).Save(ctx); err != nil {
+				t.Fatal(err)
+			}
+			// Within one create_time the order is by id, descending.
+			slices.SortStableFunc(want, func(a, b row) int {
+				if c := b.at.Compare(a.at); c != 0 {
+					return c
+				}
+				return -slices.Compare(a.id[:], b.id[:])
+			})
+			var wantIDs []string
+			for _, r := range want {
+				wantIDs = append(wantIDs, r.id.String())
+			}
+
+			page := func(vars map[string]any) paymentsPage {
+				t.Helper()
+				vars["id"] = wsA
+				var out paymentsPage
+				s.gql(t, alice, paymentsPageQuery, vars).Decode(t, &out)
+				if got := out.Workspace.Payments.TotalCount; got != len(want) {
+					t.Fatalf("totalCount = %d on a page, want %d (every page counts the whole connection)", got, len(want))
+				}
+				return out
+			}
+			ids := func(p paymentsPage) []string {
+				var out []string
+				for _, e := range p.Workspace.Payments.Edges {
+					out = append(out, e.Node.ID)
+				}
+				return out
+			}
+
+			t.Run("ForwardsWithFirstAndAfter", func(t *testing.T) {
+				var got []string
+				vars := map[string]any{"first": 3}
+				for pages := 1; ; pages++ {
+					p := page(vars)
+					pi := p.Workspace.Payments.PageInfo
+					got = append(got, ids(p)...)
+					if pi.HasPreviousPage != (pages > 1) {
+						t.Errorf("page %d: hasPreviousPage = %v", pages, pi.HasPreviousPage)
+					}
+					edges := p.Workspace.Payments.Edges
+					if len(edges) > 0 && (*pi.StartCursor != edges[0].Cursor || *pi.EndCursor != edges[len(edges)-1].Cursor) {
+						t.Errorf("page %d: start/end cursors are not the first and last edges' cursors", pages)
+					}
+					if !pi.HasNextPage {
+						if pages != 3 {
+							t.Errorf("%d pages of 3 for 7 payments, want 3", pages)
+						}
+						break
+					}
+					if pages > 10 {
+						t.Fatal("hasNextPage never turned false")
+					}
+					vars = map[string]any{"first": 3, "after": *pi.EndCursor}
+				}
+				if !slices.Equal(got, wantIDs) {
+					t.Errorf("forward pages gave\n%v\nwant\n%v", got, wantIDs)
+				}
+			})
+
+			t.Run("BackwardsWithLastAndBefore", func(t *testing.T) {
+				var got []string
+				vars := map[string]any{"last": 3}
+				for pages := 1; ; pages++ {
+					p := page(vars)
+					pi := p.Workspace.Payments.PageInfo
+					got = append(ids(p), got...)
+					if pi.HasNextPage != (pages > 1) {
+						t.Errorf("page %d: hasNextPage = %v", pages, pi.HasNextPage)
+					}
+					if !pi.HasPreviousPage {
+						break
+					}
+					if pages > 10 {
+						t.Fatal("hasPreviousPage never turned false")
+					}
+					vars = map[string]any{"last": 3, "before": *pi.StartCursor}
+				}
+				if !slices.Equal(got, wantIDs) {
+					t.Errorf("backward pages gave\n%v\nwant\n%v", got, wantIDs)
+				}
+			})
+
+			t.Run("AfterAndBeforeTogether", func(t *testing.T) {
+				all := page(map[string]any{"first": 7}).Workspace.Payments.Edges
+				p := page(map[string]any{"after": all[1].Cursor, "before": all[5].Cursor})
+				if got := ids(p); !slices.Equal(got, wantIDs[2:5]) {
+					t.Errorf("between the 2nd and 6th: %v, want %v (the three that share a create_time)", got, wantIDs[2:5])
+				}
+			})
+
+			t.Run("FirstZeroSaysWhetherRowsExist", func(t *testing.T) {
+				p := page(map[string]any{"first": 0})
+				if len(p.Workspace.Payments.Edges) != 0 || !p.Workspace.Payments.PageInfo.HasNextPage {
+					t.Errorf("first: 0 gave %d edges, hasNextPage %v; want none and true", len(p.Workspace.Payments.Edges), p.Workspace.Payments.PageInfo.HasNextPage)
+				}
+			})
+
+			t.Run("BadArgumentsAreRefused", func(t *testing.T) {
+				var members struct {
+					Workspace struct {
+						Members struct{ Edges []struct{ Cursor string } }
+					}
+				}
+				s.gql(t, alice, `query($id: ID!) { workspace(id: $id) { members { edges { cursor } } } }`, map[string]any{"id": wsA}).Decode(t, &members)
+				memberCursor := members.Workspace.Members.Edges[0].Cursor
+				for name, vars := range map[string]map[string]any{
+					"FirstAndLast":               {"first": 1, "last": 1},
+					"NotBase64":                  {"after": "%%%"},
+					"Garbage":                    {"after": "Z2FyYmFnZQ"},
+					"UUIDInAnotherForm":          {"after": "aTp7MDAwMDAwMDAtMDAwMC0wMDAwLTAwMDAtMDAwMDAwMDAwMDAwfQ"},
+					"CursorOfAnotherConnection":  {"after": memberCursor},
+					"TimeCursorWithoutTheTime":   {"before": "dDowOjAwMDAwMDAwLTAwMDAtMDAwMC0wMDAwLTAwMDAwMDAwMDAwMA"},
+					"NegativeLast":               {"last": -1},
+					"LastAboveTheMaximum":        {"last": 101},
+					"CursorThatIsNotAString":     {"after": 12},
+					"EmptyCursor":                {"after": ""},
+					"TimeCursorWithAMissingPart": {"after": "dDoxMjM0"},
+				} {
+					vars["id"] = wsA
+					r := s.gql(t, alice, paymentsPageQuery, vars)
+					if code := r.Code(); code != "BAD_USER_INPUT" {
+						t.Errorf("%s: code %q, want BAD_USER_INPUT: %s", name, code, r.Raw)
+					}
+				}
+			})
+
+			t.Run("AnotherWorkspacesCursorShowsNothingOfIt", func(t *testing.T) {
+				// bob's cursor is a valid key; used on alice's workspace it
+				// only positions the page, it never reveals bob's rows.
+				var out paymentsPage
+				s.gql(t, bob, paymentsPageQuery, map[string]any{"id": wsB, "first": 1}).Decode(t, &out)
+				p := page(map[string]any{"after": out.Workspace.Payments.Edges[0].Cursor})
+				for _, e := range p.Workspace.Payments.Edges {
+					if e.Node.Purpose == "other-workspace" {
+						t.Fatal("workspace B's payment appeared on workspace A's page")
+					}
+				}
+			})
+		})
+	}
+}
