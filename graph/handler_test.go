@@ -1,0 +1,350 @@
+package graph
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"billingapi/auth"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/99designs/gqlgen/graphql/handler/transport"
+	"github.com/coder/websocket"
+	"github.com/google/uuid"
+	"github.com/vektah/gqlparser/v2/ast"
+)
+
+// fakeHijacker is a ResponseWriter whose Hijack returns a net.Pipe end
+// and the bufio.ReadWriter it was given, as net/http returns the reader
+// and writer its connection keeps pointers to.
+type fakeHijacker struct {
+	http.ResponseWriter
+	conn net.Conn
+	brw  *bufio.ReadWriter
+}
+
+func (f *fakeHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) { return f.conn, f.brw, nil }
+
+// unwrapper hides the Hijacker under Unwrap, as the server's
+// statusRecorder does.
+type unwrapper struct{ http.ResponseWriter }
+
+func (u unwrapper) Unwrap() http.ResponseWriter { return u.ResponseWriter }
+
+func TestSmallBufferHijackerShrinksBuffersInPlace(t *testing.T) {
+	server, client := net.Pipe()
+	defer server.Close()
+	defer client.Close()
+	r, w := bufio.NewReaderSize(server, 4096), bufio.NewWriterSize(server, 4096)
+	fake := &fakeHijacker{ResponseWriter: httptest.NewRecorder(), conn: server, brw: bufio.NewReadWriter(r, w)}
+
+	conn, brw, err := (&smallBufferHijacker{ResponseWriter: unwrapper{fake}}).Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if conn != server {
+		t.Errorf("Hijack returned another connection")
+	}
+	// The same reader and writer (net/http's connection points to them),
+	// with the small buffers: the 4 KiB arrays are no longer reachable.
+	if brw.Reader != r || brw.Writer != w {
+		t.Fatalf("Hijack returned a new reader or writer; net/http would keep the old ones and their 4 KiB buffers")
+	}
+	if got := r.Size(); got != websocketReadBufferSize {
+		t.Errorf("reader buffer %d bytes, want %d", got, websocketReadBufferSize)
+	}
+	if got := w.Size(); got != websocketWriteBufferSize {
+		t.Errorf("writer buffer %d bytes, want %d", got, websocketWriteBufferSize)
+	}
+
+	// Both still work, for data larger than their buffers.
+	big := bytes.Repeat([]byte("0123456789abcdef"), 1024) // 16 KiB
+	go func() {
+		_, _ = client.Write(big)
+		_, _ = io.ReadFull(client, make([]byte, len(big)))
+	}()
+	got := make([]byte, len(big))
+	if _, err := io.ReadFull(brw.Reader, got); err != nil || !bytes.Equal(got, big) {
+		t.Fatalf("read through the small reader: %v (equal %v)", err, bytes.Equal(got, big))
+	}
+	if _, err := brw.Writer.Write(big); err != nil {
+		t.Fatalf("write through the small writer: %v", err)
+	}
+	if err := brw.Writer.Flush(); err != nil {
+		t.Fatalf("flush: %v", err)
+	}
+}
+
+func TestSmallBufferHijackerKeepsBufferedBytes(t *testing.T) {
+	// A client may send its first frame right behind the upgrade request:
+	// those bytes are in the reader when Hijack returns, and must stay.
+	server, client := net.Pipe()
+	defer server.Close()
+	defer client.Close()
+	r := bufio.NewReaderSize(io.MultiReader(strings.NewReader("early bytes"), server), 4096)
+	if _, err := r.Peek(len("early bytes")); err != nil {
+		t.Fatal(err)
+	}
+	w := bufio.NewWriterSize(server, 4096)
+	_, _ = w.WriteString("unflushed")
+	fake := &fakeHijacker{ResponseWriter: httptest.NewRecorder(), conn: server, brw: bufio.NewReadWriter(r, w)}
+
+	_, brw, err := (&smallBufferHijacker{ResponseWriter: fake}).Hijack()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if brw.Reader.Size() != 4096 || brw.Writer.Size() != 4096 {
+		t.Errorf("buffers holding data were replaced (reader %d, writer %d bytes)", brw.Reader.Size(), brw.Writer.Size())
+	}
+	got := make([]byte, len("early bytes"))
+	if _, err := io.ReadFull(brw.Reader, got); err != nil || string(got) != "early bytes" {
+		t.Errorf("read %q, %v; want the early bytes", got, err)
+	}
+	if brw.Writer.Buffered() != len("unflushed") {
+		t.Errorf("writer holds %d bytes, want the %d unflushed ones", brw.Writer.Buffered(), len("unflushed"))
+	}
+}
+
+// TestSmallBufferWebsocket runs the adapter behind a real net/http server:
+// messages larger than both buffers go through in both directions, and
+// the socket's buffers are the small ones.
+func TestSmallBufferWebsocket(t *testing.T) {
+	sizes := make(chan [2]int, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &recordingHijacker{ResponseWriter: w}
+		ws, err := smallBufferWebsocket{}.Accept(unwrapper{rec}, r, transport.WebsocketAcceptOptions{
+			ResponseHeader: http.Header{},
+			Subprotocols:   []string{"graphql-transport-ws"},
+		})
+		if err != nil {
+			t.Errorf("accept: %v", err)
+			return
+		}
+		defer ws.Close()
+		ws.(transport.WebsocketReadLimiter).SetReadLimit(1 << 20) // as gqlgen's transport does
+		sizes <- [2]int{rec.brw.Reader.Size(), rec.brw.Writer.Size()}
+		for {
+			_, rd, err := ws.NextReader()
+			if err != nil {
+				return
+			}
+			b, _ := io.ReadAll(rd)
+			if err := ws.WriteJSON(string(b)); err != nil {
+				return
+			}
+		}
+	}))
+	defer srv.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	c.SetReadLimit(1 << 20)
+	if s := <-sizes; s != [2]int{websocketReadBufferSize, websocketWriteBufferSize} {
+		t.Errorf("socket buffers %v, want [%d %d]", s, websocketReadBufferSize, websocketWriteBufferSize)
+	}
+	for _, n := range []int{10, websocketReadBufferSize + 1, websocketWriteBufferSize + 1, 64 << 10} {
+		msg := strings.Repeat("x", n)
+		if err := c.Write(ctx, websocket.MessageText, []byte(msg)); err != nil {
+			t.Fatalf("write %d bytes: %v", n, err)
+		}
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read the echo of %d bytes: %v", n, err)
+		}
+		if want := `"` + msg + `"`; string(b) != want {
+			t.Fatalf("echo of %d bytes came back as %d bytes", n, len(b))
+		}
+	}
+}
+
+// recordingHijacker remembers what the ResponseWriter's Hijack returned.
+type recordingHijacker struct {
+	http.ResponseWriter
+	brw *bufio.ReadWriter
+}
+
+func (h *recordingHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	h.brw = brw
+	return conn, brw, err
+}
+
+// goroutineID is the id in runtime.Stack's first line.
+func goroutineID() string {
+	b := make([]byte, 64)
+	b = b[:runtime.Stack(b, false)]
+	return strings.Fields(string(b))[1]
+}
+
+func operationCtx(op ast.Operation) context.Context {
+	return graphql.WithOperationContext(context.Background(), &graphql.OperationContext{
+		Operation: &ast.OperationDefinition{Operation: op},
+	})
+}
+
+func TestStartSubscriptionsOnOwnStack(t *testing.T) {
+	t.Run("SubscriptionStartsOnAnotherGoroutine", func(t *testing.T) {
+		caller := goroutineID()
+		var ranOn string
+		resp := &graphql.Response{}
+		h := startSubscriptionsOnOwnStack(operationCtx(ast.Subscription), func(ctx context.Context) graphql.ResponseHandler {
+			ranOn = goroutineID()
+			return func(context.Context) *graphql.Response { return resp }
+		})
+		if ranOn == caller {
+			t.Errorf("the subscription started on the caller's goroutine %s, whose stack then keeps the growth for the subscription's life", caller)
+		}
+		if got := h(context.Background()); got != resp {
+			t.Errorf("the handler returned is not the operation's")
+		}
+	})
+
+	for _, op := range []ast.Operation{ast.Query, ast.Mutation} {
+		t.Run(string(op)+"RunsInline", func(t *testing.T) {
+			caller := goroutineID()
+			var ranOn string
+			startSubscriptionsOnOwnStack(operationCtx(op), func(ctx context.Context) graphql.ResponseHandler {
+				ranOn = goroutineID()
+				return graphql.OneShot(&graphql.Response{})
+			})
+			if ranOn != caller {
+				t.Errorf("%s ran on goroutine %s, want the caller's %s", op, ranOn, caller)
+			}
+		})
+	}
+
+	t.Run("PanicReachesTheCaller", func(t *testing.T) {
+		defer func() {
+			if r := recover(); r != "boom" {
+				t.Errorf("recovered %v, want the resolver's panic value", r)
+			}
+		}()
+		startSubscriptionsOnOwnStack(operationCtx(ast.Subscription), func(ctx context.Context) graphql.ResponseHandler {
+			panic("boom")
+		})
+		t.Error("no panic")
+	})
+}
+
+// syncBuffer is a log destination for concurrent writers.
+type syncBuffer struct {
+	mu  chan struct{}
+	buf bytes.Buffer
+}
+
+func newSyncBuffer() *syncBuffer { return &syncBuffer{mu: make(chan struct{}, 1)} }
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu <- struct{}{}
+	defer func() { <-b.mu }()
+	return b.buf.String()
+}
+
+// TestNewServerWebsocketSubscriber checks what NewServer wires for an idle
+// subscriber: the socket's small buffers, and a subscription started on
+// a goroutine of its own. The resolver panics (the Resolver has no
+// billing service), and the panic's logged stack shows where it ran.
+func TestNewServerWebsocketSubscriber(t *testing.T) {
+	logs := newSyncBuffer()
+	srv := NewServer(ServerOptions{
+		Resolver: &Resolver{Log: slog.New(slog.NewTextHandler(logs, nil))},
+		Log:      slog.New(slog.NewTextHandler(logs, nil)),
+		Authenticate: func(string) (auth.Viewer, error) {
+			return auth.Viewer{UserID: "u1"}, nil
+		},
+	})
+	hijacked := make(chan *bufio.ReadWriter, 1)
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &recordingHijacker{ResponseWriter: w}
+		srv.ServeHTTP(unwrapper{rec}, r)
+		if rec.brw != nil {
+			hijacked <- rec.brw
+		}
+	}))
+	defer ts.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	send := func(m map[string]any) {
+		b, _ := json.Marshal(m)
+		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	next := func() (typ, id, payload string) {
+		for {
+			_, b, err := c.Read(ctx)
+			if err != nil {
+				t.Fatalf("read: %v", err)
+			}
+			var m struct {
+				Type, ID string
+				Payload  json.RawMessage
+			}
+			if err := json.Unmarshal(b, &m); err != nil {
+				t.Fatal(err)
+			}
+			if m.Type != "ka" && m.Type != "ping" && m.Type != "pong" {
+				return m.Type, m.ID, string(m.Payload)
+			}
+		}
+	}
+	send(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
+	if typ, _, _ := next(); typ != "connection_ack" {
+		t.Fatalf("got %s, want connection_ack", typ)
+	}
+	send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+		"query":     `subscription($w: ID!) { billingEvents(workspaceId: $w) { eventId } }`,
+		"variables": map[string]any{"w": uuid.NewString()},
+	}})
+	typ, id, payload := next()
+	if (typ != "next" && typ != "error") || id != "1" || !strings.Contains(payload, "INTERNAL") {
+		t.Errorf("got %s id=%q %s, want the INTERNAL error of a panicking resolver", typ, id, payload)
+	}
+
+	log := logs.String()
+	if !strings.Contains(log, "panic in resolver") {
+		t.Fatalf("no panic logged:\n%s", log)
+	}
+	if !strings.Contains(log, "startSubscriptionsOnOwnStack") {
+		t.Errorf("the subscription's resolver did not run on a goroutine of its own:\n%s", log)
+	}
+
+	// The socket's buffers are the small ones (checked once the socket is
+	// closed and the handler has returned).
+	_ = c.Close(websocket.StatusNormalClosure, "")
+	select {
+	case brw := <-hijacked:
+		if brw.Reader.Size() != websocketReadBufferSize || brw.Writer.Size() != websocketWriteBufferSize {
+			t.Errorf("socket buffers %d and %d bytes, want %d and %d", brw.Reader.Size(), brw.Writer.Size(), websocketReadBufferSize, websocketWriteBufferSize)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the websocket handler did not return")
+	}
+}
