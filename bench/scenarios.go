@@ -629,6 +629,7 @@ func (r *runner) runB6(ctx context.Context, w *world, srv *serverProc) error {
 	if err != nil {
 		return err
 	}
+	r.saveProfile(srv, "heap", "B6-heap-before")
 	rss0, _ := rssKiB(srv.Pid)
 	gen := newEventGen(webhookSecret, "evt_bench_b6_", w.ws)
 	c := newClient(16)
@@ -669,6 +670,7 @@ func (r *runner) runB6(ctx context.Context, w *world, srv *serverProc) error {
 	if err != nil {
 		return err
 	}
+	r.saveProfile(srv, "heap", "B6-heap-after")
 	rss1, _ := rssKiB(srv.Pid)
 	growth := live1/live0 - 1
 	s.Figures["heap_goal_before_bytes"], s.Figures["heap_goal_after_bytes"] = goal0, goal1
