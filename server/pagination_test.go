@@ -200,6 +200,53 @@ func TestConnectionPaging(t *testing.T) {
 				}
 			})
 
+			t.Run("RowsWithDefaultCreateTimes", func(t *testing.T) {
+				// Rows as the API writes them: create_time from ent's
+				// time.Now default, monotonic clock reading and all. On
+				// SQLite that reading used to be stored, so a row sorted
+				// after its own cursor and backward pages repeated rows.
+				carol := s.token(t, "carol", false)
+				wsC := s.createWorkspace(t, carol, "C")
+				var want []string
+				for i := range 5 {
+					p, err := s.DB.Payment.Create().SetWorkspaceID(uuid.MustParse(wsC)).SetAmount(100).SetCurrency("usd").
+						SetPurpose(fmt.Sprintf("c%d", i)).SetCreatedBy("carol").Save(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					want = append([]string{p.ID.String()}, want...) // newest first
+				}
+				read := func(vars map[string]any) paymentsPage {
+					t.Helper()
+					vars["id"] = wsC
+					var out paymentsPage
+					s.gql(t, carol, paymentsPageQuery, vars).Decode(t, &out)
+					return out
+				}
+				var forward, backward []string
+				vars := map[string]any{"first": 2}
+				for i := 0; i < 10; i++ {
+					p := read(vars)
+					forward = append(forward, ids(p)...)
+					if !p.Workspace.Payments.PageInfo.HasNextPage {
+						break
+					}
+					vars = map[string]any{"first": 2, "after": *p.Workspace.Payments.PageInfo.EndCursor}
+				}
+				vars = map[string]any{"last": 2}
+				for i := 0; i < 10; i++ {
+					p := read(vars)
+					backward = append(ids(p), backward...)
+					if !p.Workspace.Payments.PageInfo.HasPreviousPage {
+						break
+					}
+					vars = map[string]any{"last": 2, "before": *p.Workspace.Payments.PageInfo.StartCursor}
+				}
+				if !slices.Equal(forward, want) || !slices.Equal(backward, want) {
+					t.Errorf("pages of 2 over 5 rows:\nforward  %v\nbackward %v\nwant     %v", forward, backward, want)
+				}
+			})
+
 			t.Run("AnotherWorkspacesCursorShowsNothingOfIt", func(t *testing.T) {
 				// bob's cursor is a valid key; used on alice's workspace it
 				// only positions the page, it never reveals bob's rows.

@@ -55,8 +55,8 @@ func ParseCursor(s string) (Cursor, error) {
 		if !ok || err != nil || n == 0 {
 			return Cursor{}, errInvalidCursor
 		}
-		// time.Unix gives the local zone, as ent's time.Now defaults do:
-		// SQLite compares times as text, so the zone must match.
+		// The zone does not matter: PostgreSQL compares instants, and the
+		// SQLite driver writes every time in UTC (internal/database).
 		c.Time, rest = time.Unix(0, n), id
 	default:
 		return Cursor{}, errInvalidCursor

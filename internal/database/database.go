@@ -109,7 +109,13 @@ func openSQLite(path string) (*sql.DB, error) {
 			return nil, fmt.Errorf("DATABASE_URL: create folder: %w", err)
 		}
 	}
-	dsn := "file:" + file + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate"
+	// SQLite compares times as text, so every time is written in one zone
+	// and one format: UTC, without the monotonic clock reading that
+	// time.Time.String (the driver's default) appends to a time.Now value
+	// ("... +0000 UTC m=+0.028"). With it, a row's create_time sorted after
+	// the same instant read back from a cursor, and pages repeated rows.
+	dsn := "file:" + file + "?_pragma=foreign_keys(1)&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_txlock=immediate" +
+		"&_timezone=UTC&_time_format=string_no_monotonic"
 	db, err := sql.Open("sqlite", dsn)
 	if err != nil {
 		return nil, fmt.Errorf("DATABASE_URL: %w", err)
