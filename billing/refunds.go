@@ -3,6 +3,7 @@ package billing
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -53,8 +54,13 @@ type RefundAmounts struct {
 	Refundable int64
 }
 
-// RefundAmountsOf returns a payment's refunded and refundable amounts.
+// RefundAmountsOf returns a payment's refunded and refundable amounts. A
+// payment loaded with its refunds edge (a page of payments loads them all
+// in one query) is answered from it; any other reads its refunds.
 func (s *Service) RefundAmountsOf(ctx context.Context, p *ent.Payment) (RefundAmounts, error) {
+	if loaded, err := p.Edges.RefundsOrErr(); err == nil {
+		return amountsFrom(p, loaded), nil
+	}
 	return refundAmounts(ctx, s.db, p)
 }
 
@@ -63,8 +69,17 @@ func refundAmounts(ctx context.Context, db *ent.Client, p *ent.Payment) (RefundA
 	if err != nil {
 		return RefundAmounts{}, err
 	}
+	return amountsFrom(p, refunds), nil
+}
+
+// amountsFrom computes a payment's amounts from its refunds; refunds that
+// failed or were canceled hold nothing.
+func amountsFrom(p *ent.Payment, refunds []*ent.Refund) RefundAmounts {
 	var held, succeeded int64
 	for _, r := range refunds {
+		if !slices.Contains(activeRefundStatuses, r.Status) {
+			continue
+		}
 		held += r.Amount
 		if r.Status == refund.StatusSucceeded {
 			succeeded += r.Amount
@@ -72,9 +87,9 @@ func refundAmounts(ctx context.Context, db *ent.Client, p *ent.Payment) (RefundA
 	}
 	refunded := max(p.AmountRefunded, succeeded)
 	if !isPaid(p.Status) {
-		return RefundAmounts{Refunded: refunded}, nil
+		return RefundAmounts{Refunded: refunded}
 	}
-	return RefundAmounts{Refunded: refunded, Refundable: max(p.Amount-max(held, p.AmountRefunded), 0)}, nil
+	return RefundAmounts{Refunded: refunded, Refundable: max(p.Amount-max(held, p.AmountRefunded), 0)}
 }
 
 // RefundPayment refunds a payment, in full (no amount) or in part

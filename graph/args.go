@@ -1,11 +1,14 @@
 package graph
 
 import (
+	"context"
+	"slices"
 	"strings"
 
 	"billingapi/billing"
 	"billingapi/graph/relay"
 
+	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 )
 
@@ -85,4 +88,30 @@ func pointers[T any](items []T, err error) ([]*T, error) {
 		out[i] = &items[i]
 	}
 	return out, nil
+}
+
+// nodeSelects reports whether the connection field being resolved selects
+// any of names on its edges' nodes (through aliases and fragments), so
+// that a page can load what every node will ask for in one query.
+func nodeSelects(ctx context.Context, names ...string) bool {
+	if graphql.GetFieldContext(ctx) == nil {
+		return false
+	}
+	oc := graphql.GetOperationContext(ctx)
+	for _, edges := range graphql.CollectFieldsCtx(ctx, nil) {
+		if edges.Name != "edges" {
+			continue
+		}
+		for _, node := range graphql.CollectFields(oc, edges.Selections, nil) {
+			if node.Name != "node" {
+				continue
+			}
+			for _, f := range graphql.CollectFields(oc, node.Selections, nil) {
+				if slices.Contains(names, f.Name) {
+					return true
+				}
+			}
+		}
+	}
+	return false
 }

@@ -35,6 +35,9 @@ func (r *mutationResolver) RefundPayment(ctx context.Context, input model.Refund
 
 // Refunds is the resolver for the refunds field.
 func (r *paymentResolver) Refunds(ctx context.Context, obj *ent.Payment) ([]*ent.Refund, error) {
+	if loaded, err := obj.Edges.RefundsOrErr(); err == nil {
+		return loaded, nil
+	}
 	return obj.QueryRefunds().Order(ent.Asc(refund.FieldCreateTime), ent.Asc(refund.FieldID)).All(ctx)
 }
 

@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"billingapi/ent"
+	"billingapi/ent/payment"
 	"billingapi/ent/privacy"
+	"billingapi/ent/refund"
 	"billingapi/internal/testenv"
 
 	"github.com/google/uuid"
@@ -259,6 +263,82 @@ func TestConnectionPaging(t *testing.T) {
 					}
 				}
 			})
+		})
+	}
+}
+
+// TestPaymentsPageLoadsRefundsOnce: a page of payments that asks for
+// refunds and refund amounts reads the page's refunds in one query, and
+// the amounts are those computed one payment at a time (a failed refund
+// holds nothing, a pending one holds its amount).
+func TestPaymentsPageLoadsRefundsOnce(t *testing.T) {
+	for name, dbURL := range map[string]func(testing.TB) string{"PostgreSQL": testenv.Postgres, "SQLite": testenv.SQLite} {
+		t.Run(name, func(t *testing.T) {
+			s := startServer(t, dbURL(t), nil)
+			alice := s.token(t, "alice", false)
+			ws := uuid.MustParse(s.createWorkspace(t, alice, "A"))
+			ctx := privacy.DecisionContext(context.Background(), privacy.Allow)
+			base := time.Now().Add(-time.Hour)
+			refunds := map[string][]struct {
+				amount int64
+				status refund.Status
+			}{
+				"p0": {{300, refund.StatusSucceeded}, {200, refund.StatusFailed}},
+				"p1": {{100, refund.StatusPending}},
+				"p2": nil,
+			}
+			for i, purpose := range []string{"p0", "p1", "p2"} {
+				p, err := s.DB.Payment.Create().SetWorkspaceID(ws).SetAmount(1000).SetCurrency("usd").SetPurpose(purpose).
+					SetCreatedBy("alice").SetStatus(payment.StatusSucceeded).SetCreateTime(base.Add(time.Duration(i) * time.Minute)).Save(ctx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, r := range refunds[purpose] {
+					if err := s.DB.Refund.Create().SetWorkspaceID(ws).SetPaymentID(p.ID).SetAmount(r.amount).SetCurrency("usd").
+						SetReason(refund.ReasonRequestedByCustomer).SetStatus(r.status).SetRefundedBy("alice").Exec(ctx); err != nil {
+						t.Fatal(err)
+					}
+				}
+			}
+			var queries atomic.Int32
+			s.DB.Refund.Intercept(ent.InterceptFunc(func(next ent.Querier) ent.Querier {
+				return ent.QuerierFunc(func(ctx context.Context, q ent.Query) (ent.Value, error) {
+					queries.Add(1)
+					return next.Query(ctx, q)
+				})
+			}))
+			var out struct {
+				Workspace struct {
+					Payments struct {
+						Edges []struct {
+							Node struct {
+								Purpose                          string
+								RefundedAmount, RefundableAmount int
+								Refunds                          []struct{ Amount int }
+							}
+						}
+					}
+				}
+			}
+			s.gql(t, alice, `query($id: ID!) { workspace(id: $id) { payments { edges { node {
+				purpose refundedAmount refundableAmount refunds { amount } } } } } }`, map[string]any{"id": ws.String()}).Decode(t, &out)
+			got := map[string]string{}
+			for _, e := range out.Workspace.Payments.Edges {
+				got[e.Node.Purpose] = fmt.Sprintf("refunded %d refundable %d refunds %d", e.Node.RefundedAmount, e.Node.RefundableAmount, len(e.Node.Refunds))
+			}
+			want := map[string]string{
+				"p0": "refunded 300 refundable 700 refunds 2",
+				"p1": "refunded 0 refundable 900 refunds 1",
+				"p2": "refunded 0 refundable 1000 refunds 0",
+			}
+			for k, w := range want {
+				if got[k] != w {
+					t.Errorf("%s: %s, want %s", k, got[k], w)
+				}
+			}
+			if n := queries.Load(); n != 1 {
+				t.Errorf("%d refund queries for a page of 3 payments, want 1", n)
+			}
 		})
 	}
 }
