@@ -35,8 +35,14 @@ func pageArgs(after *relay.Cursor, first *int, before *relay.Cursor, last *int) 
 		}
 	}
 	if first == nil && last == nil {
+		// The default page is the one next to the cursor given: after a
+		// cursor the rows that follow it, before one the rows just before.
 		n := MaxPageSize
-		first = &n
+		if before != nil && after == nil {
+			last = &n
+		} else {
+			first = &n
+		}
 	}
 	return relay.Args{After: after, First: first, Before: before, Last: last}, nil
 }

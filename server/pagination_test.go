@@ -168,6 +168,18 @@ func TestConnectionPaging(t *testing.T) {
 				}
 			})
 
+			t.Run("BeforeAloneGivesTheRowsJustBeforeIt", func(t *testing.T) {
+				all := page(map[string]any{"first": 7}).Workspace.Payments.Edges
+				p := page(map[string]any{"before": all[3].Cursor})
+				pi := p.Workspace.Payments.PageInfo
+				// Read backwards from the cursor: the page is the one just
+				// before it, so the cursor's own row is a next page.
+				if got := ids(p); !slices.Equal(got, wantIDs[:3]) || pi.HasPreviousPage || !pi.HasNextPage {
+					t.Errorf("before the 4th alone: %v (hasPreviousPage %v, hasNextPage %v), want %v, false, true",
+						got, pi.HasPreviousPage, pi.HasNextPage, wantIDs[:3])
+				}
+			})
+
 			t.Run("FirstZeroSaysWhetherRowsExist", func(t *testing.T) {
 				p := page(map[string]any{"first": 0})
 				if len(p.Workspace.Payments.Edges) != 0 || !p.Workspace.Payments.PageInfo.HasNextPage {
