@@ -1,14 +1,13 @@
 package graph
 
 import (
-	"context"
-	"slices"
 	"strings"
 
 	"billingapi/billing"
+	"billingapi/ent"
+	"billingapi/ent/refund"
 	"billingapi/graph/relay"
 
-	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
 )
 
@@ -54,6 +53,12 @@ var (
 	byID        = relay.Order{IDColumn: "id"}
 )
 
+// refundsInOrder orders a payment's refunds oldest first, the same whether
+// a page of payments loads them or one payment queries its own.
+func refundsInOrder(q *ent.RefundQuery) {
+	q.Order(ent.Asc(refund.FieldCreateTime), ent.Asc(refund.FieldID))
+}
+
 // deref returns *p, or the zero value for nil.
 func deref[T any](p *T) T {
 	var zero T
@@ -94,30 +99,4 @@ func pointers[T any](items []T, err error) ([]*T, error) {
 		out[i] = &items[i]
 	}
 	return out, nil
-}
-
-// nodeSelects reports whether the connection field being resolved selects
-// any of names on its edges' nodes (through aliases and fragments), so
-// that a page can load what every node will ask for in one query.
-func nodeSelects(ctx context.Context, names ...string) bool {
-	if graphql.GetFieldContext(ctx) == nil {
-		return false
-	}
-	oc := graphql.GetOperationContext(ctx)
-	for _, edges := range graphql.CollectFieldsCtx(ctx, nil) {
-		if edges.Name != "edges" {
-			continue
-		}
-		for _, node := range graphql.CollectFields(oc, edges.Selections, nil) {
-			if node.Name != "node" {
-				continue
-			}
-			for _, f := range graphql.CollectFields(oc, node.Selections, nil) {
-				if slices.Contains(names, f.Name) {
-					return true
-				}
-			}
-		}
-	}
-	return false
 }

@@ -11,7 +11,6 @@ import (
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
-	"billingapi/ent/refund"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"billingapi/graph/relay"
@@ -121,9 +120,9 @@ func (r *workspaceResolver) Payments(ctx context.Context, obj *ent.Workspace, af
 		return nil, err
 	}
 	q := r.Service.DB().Payment.Query().Where(payment.WorkspaceID(obj.ID))
-	if nodeSelects(ctx, "refunds", "refundedAmount", "refundableAmount") {
+	if relay.NodeSelects(ctx, "refunds", "refundedAmount", "refundableAmount") {
 		// One query for the page's refunds, not one or two per payment.
-		q = q.WithRefunds(func(rq *ent.RefundQuery) { rq.Order(ent.Asc(refund.FieldCreateTime), ent.Asc(refund.FieldID)) })
+		q = q.WithRefunds(refundsInOrder)
 	}
 	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.Payment]{
 		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Payment, error) {

@@ -8,7 +8,6 @@ package graph
 import (
 	"billingapi/billing"
 	"billingapi/ent"
-	"billingapi/ent/refund"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"context"
@@ -38,7 +37,9 @@ func (r *paymentResolver) Refunds(ctx context.Context, obj *ent.Payment) ([]*ent
 	if loaded, err := obj.Edges.RefundsOrErr(); err == nil {
 		return loaded, nil
 	}
-	return obj.QueryRefunds().Order(ent.Asc(refund.FieldCreateTime), ent.Asc(refund.FieldID)).All(ctx)
+	q := obj.QueryRefunds()
+	refundsInOrder(q)
+	return q.All(ctx)
 }
 
 // RefundedAmount is the resolver for the refundedAmount field.

@@ -261,3 +261,29 @@ func selected(ctx context.Context) (rows, count bool) {
 	}
 	return rows, count
 }
+
+// NodeSelects reports whether the connection field being resolved selects
+// any of names on its edges' nodes (through aliases and fragments), so
+// that a page can load what every node will ask for in one query.
+func NodeSelects(ctx context.Context, names ...string) bool {
+	if graphql.GetFieldContext(ctx) == nil {
+		return false
+	}
+	oc := graphql.GetOperationContext(ctx)
+	for _, edges := range graphql.CollectFieldsCtx(ctx, nil) {
+		if edges.Name != "edges" {
+			continue
+		}
+		for _, node := range graphql.CollectFields(oc, edges.Selections, nil) {
+			if node.Name != "node" {
+				continue
+			}
+			for _, f := range graphql.CollectFields(oc, node.Selections, nil) {
+				if slices.Contains(names, f.Name) {
+					return true
+				}
+			}
+		}
+	}
+	return false
+}
