@@ -34,6 +34,51 @@ type paymentsPage struct {
 	}
 }
 
+// ids returns the page's node ids in order.
+func (p paymentsPage) ids() []string {
+	var out []string
+	for _, e := range p.Workspace.Payments.Edges {
+		out = append(out, e.Node.ID)
+	}
+	return out
+}
+
+// walkPages reads a connection size rows at a time, forwards (first and
+// after) or backwards (last and before), until no page is left; it calls
+// check, when given, on each page (numbered from 1) and returns the node
+// ids in list order. It fails the test past 10 pages.
+func walkPages(t *testing.T, read func(vars map[string]any) paymentsPage, size int, backwards bool, check func(n int, p paymentsPage)) []string {
+	t.Helper()
+	var got []string
+	vars := map[string]any{"first": size}
+	if backwards {
+		vars = map[string]any{"last": size}
+	}
+	for n := 1; ; n++ {
+		p := read(vars)
+		pi := p.Workspace.Payments.PageInfo
+		if check != nil {
+			check(n, p)
+		}
+		if backwards {
+			got = append(p.ids(), got...)
+			if !pi.HasPreviousPage {
+				return got
+			}
+			vars = map[string]any{"last": size, "before": *pi.StartCursor}
+		} else {
+			got = append(got, p.ids()...)
+			if !pi.HasNextPage {
+				return got
+			}
+			vars = map[string]any{"first": size, "after": *pi.EndCursor}
+		}
+		if n > 10 {
+			t.Fatal("the connection never ran out of pages")
+		}
+	}
+}
+
 const paymentsPageQuery = `query($id: ID!, $first: Int, $after: Cursor, $last: Int, $before: Cursor) {
 	workspace(id: $id) { payments(first: $first, after: $after, last: $last, before: $before) {
 		totalCount
@@ -99,38 +144,21 @@ func TestConnectionPaging(t *testing.T) {
 				}
 				return out
 			}
-			ids := func(p paymentsPage) []string {
-				var out []string
-				for _, e := range p.Workspace.Payments.Edges {
-					out = append(out, e.Node.ID)
-				}
-				return out
-			}
-
 			t.Run("ForwardsWithFirstAndAfter", func(t *testing.T) {
-				var got []string
-				vars := map[string]any{"first": 3}
-				for pages := 1; ; pages++ {
-					p := page(vars)
+				pages := 0
+				got := walkPages(t, page, 3, false, func(n int, p paymentsPage) {
+					pages = n
 					pi := p.Workspace.Payments.PageInfo
-					got = append(got, ids(p)...)
-					if pi.HasPreviousPage != (pages > 1) {
-						t.Errorf("page %d: hasPreviousPage = %v", pages, pi.HasPreviousPage)
+					if pi.HasPreviousPage != (n > 1) {
+						t.Errorf("page %d: hasPreviousPage = %v", n, pi.HasPreviousPage)
 					}
 					edges := p.Workspace.Payments.Edges
 					if len(edges) > 0 && (*pi.StartCursor != edges[0].Cursor || *pi.EndCursor != edges[len(edges)-1].Cursor) {
-						t.Errorf("page %d: start/end cursors are not the first and last edges' cursors", pages)
+						t.Errorf("page %d: start/end cursors are not the first and last edges' cursors", n)
 					}
-					if !pi.HasNextPage {
-						if pages != 3 {
-							t.Errorf("%d pages of 3 for 7 payments, want 3", pages)
-						}
-						break
-					}
-					if pages > 10 {
-						t.Fatal("hasNextPage never turned false")
-					}
-					vars = map[string]any{"first": 3, "after": *pi.EndCursor}
+				})
+				if pages != 3 {
+					t.Errorf("%d pages of 3 for 7 payments, want 3", pages)
 				}
 				if !slices.Equal(got, wantIDs) {
 					t.Errorf("forward pages gave\n%v\nwant\n%v", got, wantIDs)
@@ -138,23 +166,11 @@ func TestConnectionPaging(t *testing.T) {
 			})
 
 			t.Run("BackwardsWithLastAndBefore", func(t *testing.T) {
-				var got []string
-				vars := map[string]any{"last": 3}
-				for pages := 1; ; pages++ {
-					p := page(vars)
-					pi := p.Workspace.Payments.PageInfo
-					got = append(ids(p), got...)
-					if pi.HasNextPage != (pages > 1) {
-						t.Errorf("page %d: hasNextPage = %v", pages, pi.HasNextPage)
+				got := walkPages(t, page, 3, true, func(n int, p paymentsPage) {
+					if hn := p.Workspace.Payments.PageInfo.HasNextPage; hn != (n > 1) {
+						t.Errorf("page %d: hasNextPage = %v", n, hn)
 					}
-					if !pi.HasPreviousPage {
-						break
-					}
-					if pages > 10 {
-						t.Fatal("hasPreviousPage never turned false")
-					}
-					vars = map[string]any{"last": 3, "before": *pi.StartCursor}
-				}
+				})
 				if !slices.Equal(got, wantIDs) {
 					t.Errorf("backward pages gave\n%v\nwant\n%v", got, wantIDs)
 				}
@@ -163,7 +179,7 @@ func TestConnectionPaging(t *testing.T) {
 			t.Run("AfterAndBeforeTogether", func(t *testing.T) {
 				all := page(map[string]any{"first": 7}).Workspace.Payments.Edges
 				p := page(map[string]any{"after": all[1].Cursor, "before": all[5].Cursor})
-				if got := ids(p); !slices.Equal(got, wantIDs[2:5]) {
+				if got := p.ids(); !slices.Equal(got, wantIDs[2:5]) {
 					t.Errorf("between the 2nd and 6th: %v, want %v (the three that share a create_time)", got, wantIDs[2:5])
 				}
 			})
@@ -174,7 +190,7 @@ func TestConnectionPaging(t *testing.T) {
 				pi := p.Workspace.Payments.PageInfo
 				// Read backwards from the cursor: the page is the one just
 				// before it, so the cursor's own row is a next page.
-				if got := ids(p); !slices.Equal(got, wantIDs[:3]) || pi.HasPreviousPage || !pi.HasNextPage {
+				if got := p.ids(); !slices.Equal(got, wantIDs[:3]) || pi.HasPreviousPage || !pi.HasNextPage {
 					t.Errorf("before the 4th alone: %v (hasPreviousPage %v, hasNextPage %v), want %v, false, true",
 						got, pi.HasPreviousPage, pi.HasNextPage, wantIDs[:3])
 				}
@@ -239,25 +255,7 @@ func TestConnectionPaging(t *testing.T) {
 					s.gql(t, carol, paymentsPageQuery, vars).Decode(t, &out)
 					return out
 				}
-				var forward, backward []string
-				vars := map[string]any{"first": 2}
-				for i := 0; i < 10; i++ {
-					p := read(vars)
-					forward = append(forward, ids(p)...)
-					if !p.Workspace.Payments.PageInfo.HasNextPage {
-						break
-					}
-					vars = map[string]any{"first": 2, "after": *p.Workspace.Payments.PageInfo.EndCursor}
-				}
-				vars = map[string]any{"last": 2}
-				for i := 0; i < 10; i++ {
-					p := read(vars)
-					backward = append(ids(p), backward...)
-					if !p.Workspace.Payments.PageInfo.HasPreviousPage {
-						break
-					}
-					vars = map[string]any{"last": 2, "before": *p.Workspace.Payments.PageInfo.StartCursor}
-				}
+				forward, backward := walkPages(t, read, 2, false, nil), walkPages(t, read, 2, true, nil)
 				if !slices.Equal(forward, want) || !slices.Equal(backward, want) {
 					t.Errorf("pages of 2 over 5 rows:\nforward  %v\nbackward %v\nwant     %v", forward, backward, want)
 				}
