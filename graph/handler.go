@@ -1,12 +1,8 @@
 package graph
 
 import (
-	"bufio"
 	"context"
-	"errors"
 	"log/slog"
-	"net"
-	"net/http"
 	"sync"
 	"time"
 
@@ -108,120 +104,6 @@ func NewServer(o ServerOptions) *handler.Server {
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(Recover(o.Log))
 	return srv
-}
-
-// Websocket buffers. net/http hands a hijacked connection over with the
-// 4 KiB reader and 4 KiB writer it read the upgrade request with, and
-// coder/websocket keeps both for the socket's life: 8 KiB of every idle
-// subscriber's heap. A socket needs far less. Clients send a few small
-// messages (connection_init, subscribe, pong), and a message larger than
-// a buffer still goes through, in more than one read or write (bufio
-// passes large reads and writes straight through). The write buffer holds
-// a typical event with its frame header whole, so that an event still
-// goes out in one write.
-const (
-	websocketReadBufferSize  = 512
-	websocketWriteBufferSize = 1024
-)
-
-// smallBufferWebsocket is gqlgen's coder/websocket adapter, with the
-// socket's read and write buffers of websocketReadBufferSize and
-// websocketWriteBufferSize instead of the ones net/http hijacks with.
-type smallBufferWebsocket struct {
-	transport.CoderWebsocketImplementation
-}
-
-func (s smallBufferWebsocket) Accept(w http.ResponseWriter, r *http.Request, o transport.WebsocketAcceptOptions) (transport.WebsocketConn, error) {
-	return s.CoderWebsocketImplementation.Accept(&smallBufferHijacker{ResponseWriter: w}, r, o)
-}
-
-// smallBufferHijacker hijacks like the ResponseWriter it wraps, then gives
-// the returned reader and writer smaller buffers.
-type smallBufferHijacker struct {
-	http.ResponseWriter
-}
-
-func (h *smallBufferHijacker) Unwrap() http.ResponseWriter { return h.ResponseWriter }
-
-// Hijack swaps the buffers in place: net/http's connection keeps pointers
-// to the same bufio.Reader and bufio.Writer for as long as the handler
-// runs (for a websocket, the socket's life), so returning new ones would
-// leave the 4 KiB arrays reachable. After Hijack net/http no longer uses
-// them (nor puts them back in its pools): the connection and its buffers
-// are the caller's. A buffer that holds data (bytes a client sent right
-// behind the upgrade request) is left as it is.
-func (h *smallBufferHijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
-	if err != nil {
-		return conn, brw, err
-	}
-	if brw.Reader.Buffered() == 0 && brw.Reader.Size() > websocketReadBufferSize {
-		*brw.Reader = *bufio.NewReaderSize(conn, websocketReadBufferSize)
-	}
-	if brw.Writer.Buffered() == 0 && brw.Writer.Size() > websocketWriteBufferSize {
-		*brw.Writer = *bufio.NewWriterSize(conn, websocketWriteBufferSize)
-	}
-	return conn, brw, nil
-}
-
-// startSubscriptionsOnOwnStack starts a subscription (runs its resolver,
-// with billingEvents' membership query, and the rest of what gqlgen does
-// before waiting for the first event) on a goroutine that ends once the
-// subscription has started. gqlgen's goroutine for the subscription then
-// only waits for events and sends them, for as long as the subscription
-// lasts, and a goroutine keeps the stack its deepest call grew: started
-// there, the query grew it from 4 KiB to 8 or 16 KiB, which garbage
-// collection brings back to 8 KiB at best (it halves a stack less than a
-// quarter used), while waiting needs 1.5 KiB. A panic reaches the caller
-// as it would have.
-func startSubscriptionsOnOwnStack(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
-	if oc := graphql.GetOperationContext(ctx); oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
-		return next(ctx)
-	}
-	type started struct {
-		handler  graphql.ResponseHandler
-		panicked bool
-		value    any
-	}
-	done := make(chan started, 1)
-	go func() {
-		var s started
-		returned := false
-		defer func() {
-			if !returned {
-				s.panicked, s.value = true, recover()
-			}
-			done <- s
-		}()
-		s.handler = next(ctx)
-		returned = true
-	}()
-	s := <-done
-	if s.panicked {
-		panic(s.value)
-	}
-	return s.handler
-}
-
-// wsInit authenticates a websocket from its connection_init payload. A
-// token in the payload replaces any viewer from the upgrade request; no
-// token keeps it (or leaves the socket anonymous, for public fields).
-func wsInit(authenticate func(string) (auth.Viewer, error)) transport.WebsocketInitFunc {
-	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-		header := p.Authorization()
-		if header == "" {
-			return ctx, nil, nil
-		}
-		v, err := authenticate(header)
-		if err != nil {
-			// 4403 Forbidden is graphql-transport-ws's close code for a
-			// refused connection_init.
-			ctx = transport.WithWebsocketCloseCode(ctx, 4403)
-			ctx = transport.AppendCloseReason(ctx, "Forbidden")
-			return ctx, nil, errors.New("invalid or expired token")
-		}
-		return auth.NewContext(ctx, v), nil, nil
-	}
 }
 
 // --- operation observer (metrics and request log) ---
