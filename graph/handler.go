@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
 	"sync"
@@ -47,6 +48,10 @@ type ServerOptions struct {
 	// ObservePublicCache, when set, is told whether each public catalog
 	// query was answered from PublicResponseCache (metrics).
 	ObservePublicCache func(hit bool)
+	// DetachRequest, when set, is told when a websocket's request ends
+	// while the socket lives on (its handler returns once the connection
+	// is upgraded), and returns what to call when the socket ends.
+	DetachRequest func(ctx context.Context) (ended func())
 	// OnOperation, when set, is told about each operation once, at its
 	// first response (metrics and the request log).
 	OnOperation func(ctx context.Context, op OperationResult)
@@ -72,14 +77,14 @@ func NewServer(o ServerOptions) *handler.Server {
 	}
 
 	srv := handler.New(generated.NewExecutableSchema(cfg))
-	srv.AddTransport(transport.Websocket{
+	srv.AddTransport(detachedWebsocket{Websocket: transport.Websocket{
 		Implementation: smallBufferWebsocket{transport.CoderWebsocketImplementation{
 			AcceptOptions: websocket.AcceptOptions{OriginPatterns: o.OriginPatterns},
 		}},
 		InitFunc:              wsInit(o.Authenticate),
 		InitTimeout:           WebsocketInitTimeout,
 		KeepAlivePingInterval: 15 * time.Second,
-	})
+	}, detach: o.DetachRequest, log: cmp.Or(o.Log, slog.Default())})
 	srv.AddTransport(transport.Options{})
 	srv.AddTransport(transport.GET{})
 	srv.AddTransport(transport.POST{})

@@ -348,3 +348,160 @@ func TestNewServerWebsocketSubscriber(t *testing.T) {
 		t.Fatal("the websocket handler did not return")
 	}
 }
+
+// TestDetachedWebsocket checks that a websocket outlives its request's
+// handler: the handler returns once the connection is upgraded, the socket
+// goes on working (its context is not cancelled with the request's), and
+// the request is told when the socket ends, not before.
+func TestDetachedWebsocket(t *testing.T) {
+	type detachRecord struct {
+		detached chan string // the request id found in the detaching context
+		ended    chan struct{}
+	}
+	newServer := func(t *testing.T, authenticate func(string) (auth.Viewer, error), origins []string) (*httptest.Server, *detachRecord, chan struct{}, *syncBuffer) {
+		logs := newSyncBuffer()
+		rec := &detachRecord{detached: make(chan string, 1), ended: make(chan struct{})}
+		srv := NewServer(ServerOptions{
+			Resolver:       &Resolver{Log: slog.New(slog.NewTextHandler(logs, nil))},
+			Log:            slog.New(slog.NewTextHandler(logs, nil)),
+			Authenticate:   authenticate,
+			OriginPatterns: origins,
+			DetachRequest: func(ctx context.Context) func() {
+				id, _ := ctx.Value(requestIDForTest{}).(string)
+				rec.detached <- id
+				return func() { close(rec.ended) }
+			},
+		})
+		returned := make(chan struct{}, 1)
+		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			srv.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDForTest{}, "req-7")))
+			returned <- struct{}{}
+		}))
+		t.Cleanup(ts.Close)
+		return ts, rec, returned, logs
+	}
+	dial := func(t *testing.T, ctx context.Context, ts *httptest.Server, h http.Header) (*websocket.Conn, *http.Response, error) {
+		return websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), &websocket.DialOptions{
+			Subprotocols: []string{"graphql-transport-ws"}, HTTPHeader: h,
+		})
+	}
+	viewer := func(string) (auth.Viewer, error) { return auth.Viewer{UserID: "u1"}, nil }
+
+	t.Run("SocketOutlivesItsHandler", func(t *testing.T) {
+		ts, rec, returned, _ := newServer(t, viewer, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, err := dial(t, ctx, ts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		select {
+		case <-returned:
+		case <-ctx.Done():
+			t.Fatal("the handler did not return after the upgrade")
+		}
+		select {
+		case id := <-rec.detached:
+			if id != "req-7" {
+				t.Errorf("detached with request id %q, want the request's context (req-7)", id)
+			}
+		default:
+			t.Fatal("the handler returned without detaching the request")
+		}
+
+		// The socket works after its handler returned.
+		wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
+		if m := wsRead(t, ctx, c); m.Type != "connection_ack" {
+			t.Fatalf("got %s, want connection_ack", m.Type)
+		}
+		wsWrite(t, ctx, c, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": `{ __typename }`}})
+		if m := wsRead(t, ctx, c); m.Type != "next" || m.ID != "1" || string(m.Payload) != `{"data":{"__typename":"Query"}}` {
+			t.Fatalf("got %s id=%q %s, want the query's answer", m.Type, m.ID, m.Payload)
+		}
+		select {
+		case <-rec.ended:
+			t.Fatal("the request was told the socket ended while it is open")
+		case <-time.After(100 * time.Millisecond):
+		}
+
+		_ = c.Close(websocket.StatusNormalClosure, "")
+		select {
+		case <-rec.ended:
+		case <-ctx.Done():
+			t.Fatal("the request was not told that the socket ended")
+		}
+	})
+
+	t.Run("RefusedUpgradeIsAnsweredByTheHandler", func(t *testing.T) {
+		ts, rec, returned, _ := newServer(t, viewer, []string{"app.example.com"})
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, res, err := dial(t, ctx, ts, http.Header{"Origin": {"https://evil.example.com"}})
+		if err == nil {
+			t.Fatal("a websocket from a refused origin was accepted")
+		}
+		if res == nil || res.StatusCode != http.StatusForbidden {
+			t.Fatalf("response %v, want 403", res)
+		}
+		<-returned
+		select {
+		case <-rec.detached:
+			t.Error("a refused upgrade detached its request")
+		default:
+		}
+	})
+
+	t.Run("PanicIsLoggedAndEndsTheSocket", func(t *testing.T) {
+		ts, rec, _, logs := newServer(t, func(string) (auth.Viewer, error) { panic("init boom") }, nil)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		c, _, err := dial(t, ctx, ts, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.CloseNow()
+		wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
+		select {
+		case <-rec.ended:
+		case <-ctx.Done():
+			t.Fatal("the request was not told that the panicking socket ended")
+		}
+		if log := logs.String(); !strings.Contains(log, "panic serving a websocket") || !strings.Contains(log, "init boom") {
+			t.Errorf("the panic was not logged:\n%s", log)
+		}
+	})
+}
+
+type requestIDForTest struct{}
+
+type wsTestMessage struct {
+	Type, ID string
+	Payload  json.RawMessage
+}
+
+func wsWrite(t *testing.T, ctx context.Context, c *websocket.Conn, m map[string]any) {
+	t.Helper()
+	b, _ := json.Marshal(m)
+	if err := c.Write(ctx, websocket.MessageText, b); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wsRead returns the next message that is not a keep-alive.
+func wsRead(t *testing.T, ctx context.Context, c *websocket.Conn) wsTestMessage {
+	t.Helper()
+	for {
+		_, b, err := c.Read(ctx)
+		if err != nil {
+			t.Fatalf("read: %v", err)
+		}
+		var m wsTestMessage
+		if err := json.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		if m.Type != "ka" && m.Type != "ping" && m.Type != "pong" {
+			return m
+		}
+	}
+}

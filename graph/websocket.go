@@ -4,8 +4,10 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
+	"runtime/debug"
 
 	"billingapi/auth"
 
@@ -132,4 +134,76 @@ func wsInit(authenticate func(string) (auth.Viewer, error)) transport.WebsocketI
 		}
 		return auth.NewContext(ctx, v), nil, nil
 	}
+}
+
+// detachedWebsocket serves each websocket on a goroutine of its own and
+// lets the request's handler return once the connection is upgraded.
+//
+// Why: net/http's goroutine for the upgrade request read the request and
+// ran every middleware before gqlgen's transport, and its stack grew to
+// 16 KiB on the way; with the socket's read loop on it, it kept those
+// 16 KiB for the socket's life. A goroutine that starts at the transport
+// grows to 8 KiB. With net/http's goroutine gone, so is its request and
+// response state.
+//
+// What it keeps: the socket's context has the request's values (viewer,
+// request id) but not its cancellation, which net/http fires when the
+// handler returns, hijacked or not; nothing else cancels a hijacked
+// request's context, so a socket ends as it did before, when its client
+// or gqlgen closes it. detach (optional) is told when a socket outlives
+// its handler, and returns what to call when the socket ends: the request
+// log writes its line then. A refused upgrade is answered before the
+// handler returns, as before. A panic is logged, as net/http would.
+type detachedWebsocket struct {
+	transport.Websocket
+	detach func(ctx context.Context) (ended func())
+	log    *slog.Logger
+}
+
+func (d detachedWebsocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
+	r = r.WithContext(context.WithoutCancel(r.Context()))
+	u := &upgradeSignal{ResponseWriter: w, ctx: r.Context(), detach: d.detach, upgraded: make(chan struct{})}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		defer func() {
+			if u.ended != nil {
+				u.ended()
+			}
+		}()
+		defer func() {
+			if v := recover(); v != nil {
+				d.log.ErrorContext(u.ctx, "panic serving a websocket", "panic", v, "stack", string(debug.Stack()))
+			}
+		}()
+		d.Websocket.Do(u, r, exec)
+	}()
+	select {
+	case <-u.upgraded:
+	case <-served:
+	}
+}
+
+// upgradeSignal is the ResponseWriter of a detachedWebsocket: a successful
+// Hijack detaches the request and then closes upgraded.
+type upgradeSignal struct {
+	http.ResponseWriter
+	ctx      context.Context
+	detach   func(context.Context) func()
+	ended    func() // set by Hijack, before upgraded is closed
+	upgraded chan struct{}
+}
+
+func (u *upgradeSignal) Unwrap() http.ResponseWriter { return u.ResponseWriter }
+
+func (u *upgradeSignal) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(u.ResponseWriter).Hijack()
+	if err != nil {
+		return conn, brw, err
+	}
+	if u.detach != nil {
+		u.ended = u.detach(u.ctx)
+	}
+	close(u.upgraded)
+	return conn, brw, nil
 }

@@ -36,6 +36,7 @@ func (m *Main) routes() http.Handler {
 		OpenIntrospection:  !m.Config.Production(),
 		OriginPatterns:     m.websocketOrigins(),
 		Authenticate:       m.Verifier.ViewerFromHeader,
+		DetachRequest:      detachRequest,      // observability.go
 		OnOperation:        m.observeOperation, // observability.go
 		Near:               m.Near,
 		ObservePublicCache: m.Metrics.PublicResponseCacheLookup,
@@ -221,8 +222,14 @@ func (m *Main) logRequests(next http.Handler) http.Handler {
 		w.Header().Set(RequestIDHeader, id)
 		ctx, info := withRequest(r.Context(), id)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+		logLine := func() {
+			m.Log.LogAttrs(ctx, slog.LevelInfo, "request", requestLogAttrs(r, rec, info, time.Since(start))...)
+		}
+		info.setEnd(logLine)
 		next.ServeHTTP(rec, r.WithContext(ctx))
-		m.Log.LogAttrs(ctx, slog.LevelInfo, "request", requestLogAttrs(r, rec, info, time.Since(start))...)
+		if !info.isDetached() {
+			logLine()
+		}
 	})
 }
 

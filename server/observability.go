@@ -67,6 +67,10 @@ type requestInfo struct {
 	viewer    string
 	operation string
 	code      string
+	// end writes the request's log line; detached means a websocket
+	// took the request over and calls end when the socket ends.
+	end      func()
+	detached bool
 }
 
 type requestInfoKey struct{}
@@ -92,6 +96,37 @@ func (i *requestInfo) setOperation(name, code string) {
 	if i.code == "" {
 		i.operation, i.code = name, code
 	}
+}
+
+func (i *requestInfo) setEnd(end func()) {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	i.end = end
+}
+
+func (i *requestInfo) isDetached() bool {
+	i.mu.Lock()
+	defer i.mu.Unlock()
+	return i.detached
+}
+
+// detachRequest is graph.ServerOptions.DetachRequest: a websocket has
+// taken over the request in ctx, whose handler returns while the socket
+// lives on, so the request's log line is written when the socket ends
+// (with the socket's first operation and its whole duration) rather than
+// when the handler returns.
+func detachRequest(ctx context.Context) (ended func()) {
+	info := requestInfoFrom(ctx)
+	if info == nil {
+		return func() {}
+	}
+	info.mu.Lock()
+	defer info.mu.Unlock()
+	info.detached = true
+	if info.end == nil {
+		return func() {}
+	}
+	return info.end
 }
 
 func (i *requestInfo) get() (viewer, operation, code string) {
