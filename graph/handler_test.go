@@ -505,3 +505,60 @@ func wsRead(t *testing.T, ctx context.Context, c *websocket.Conn) wsTestMessage 
 		}
 	}
 }
+
+// TestDetachedWebsocketDropsTheResponseWriter checks that an upgraded
+// socket keeps nothing of its request's ResponseWriter (net/http's
+// response and connection state behind it): a finalizer on the writer
+// the handler was given runs while the socket is still open.
+func TestDetachedWebsocketDropsTheResponseWriter(t *testing.T) {
+	srv := NewServer(ServerOptions{
+		Resolver:      &Resolver{},
+		Log:           slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Authenticate:  func(string) (auth.Viewer, error) { return auth.Viewer{UserID: "u1"}, nil },
+		DetachRequest: func(context.Context) func() { return func() {} },
+	})
+	collected := make(chan struct{})
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tracked := &trackedWriter{ResponseWriter: w}
+		runtime.SetFinalizer(tracked, func(*trackedWriter) { close(collected) })
+		srv.ServeHTTP(tracked, r)
+	}))
+	defer ts.Close()
+
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.CloseNow()
+	wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
+	if m := wsRead(t, ctx, c); m.Type != "connection_ack" {
+		t.Fatalf("got %s, want connection_ack", m.Type)
+	}
+	for i := 0; ; i++ {
+		runtime.GC()
+		select {
+		case <-collected:
+		case <-time.After(50 * time.Millisecond):
+			if i < 20 {
+				continue
+			}
+			t.Fatal("the socket still holds its request's ResponseWriter")
+		}
+		break
+	}
+	// The socket still answers.
+	wsWrite(t, ctx, c, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": `{ __typename }`}})
+	if m := wsRead(t, ctx, c); m.Type != "next" || m.ID != "1" {
+		t.Fatalf("got %s id=%q %s after the writer was collected", m.Type, m.ID, m.Payload)
+	}
+}
+
+// trackedWriter is a ResponseWriter with an identity of its own, for a
+// finalizer; Hijack passes through, as net/http's writer does.
+type trackedWriter struct{ http.ResponseWriter }
+
+func (t *trackedWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(t.ResponseWriter).Hijack()
+}

@@ -162,36 +162,49 @@ type detachedWebsocket struct {
 
 func (d detachedWebsocket) Do(w http.ResponseWriter, r *http.Request, exec graphql.GraphExecutor) {
 	r = r.WithContext(context.WithoutCancel(r.Context()))
-	u := &upgradeSignal{ResponseWriter: w, ctx: r.Context(), detach: d.detach, upgraded: make(chan struct{})}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		defer func() {
-			if u.ended != nil {
-				u.ended()
-			}
-		}()
-		defer func() {
-			if v := recover(); v != nil {
-				d.log.ErrorContext(u.ctx, "panic serving a websocket", "panic", v, "stack", string(debug.Stack()))
-			}
-		}()
-		d.Websocket.Do(u, r, exec)
-	}()
+	s := &socketState{upgraded: make(chan struct{}), served: make(chan struct{})}
+	go d.serve(&upgradeSignal{ResponseWriter: w, ctx: r.Context(), detach: d.detach, state: s}, r, exec, s)
 	select {
-	case <-u.upgraded:
-	case <-served:
+	case <-s.upgraded:
+	case <-s.served:
 	}
 }
 
+// serve runs on the socket's goroutine, for the socket's life. Once
+// gqlgen's transport has upgraded the connection, nothing refers to u
+// (the ResponseWriter) any more, so net/http's response and connection
+// state can be collected while the socket lives on.
+func (d detachedWebsocket) serve(u *upgradeSignal, r *http.Request, exec graphql.GraphExecutor, s *socketState) {
+	ctx := r.Context()
+	defer close(s.served)
+	defer func() {
+		if s.ended != nil {
+			s.ended()
+		}
+	}()
+	defer func() {
+		if v := recover(); v != nil {
+			d.log.ErrorContext(ctx, "panic serving a websocket", "panic", v, "stack", string(debug.Stack()))
+		}
+	}()
+	d.Websocket.Do(u, r, exec)
+}
+
+// socketState is what a detachedWebsocket's handler and socket goroutine
+// share.
+type socketState struct {
+	ended    func() // set before upgraded is closed
+	upgraded chan struct{}
+	served   chan struct{}
+}
+
 // upgradeSignal is the ResponseWriter of a detachedWebsocket: a successful
-// Hijack detaches the request and then closes upgraded.
+// Hijack detaches the request and then closes state.upgraded.
 type upgradeSignal struct {
 	http.ResponseWriter
-	ctx      context.Context
-	detach   func(context.Context) func()
-	ended    func() // set by Hijack, before upgraded is closed
-	upgraded chan struct{}
+	ctx    context.Context
+	detach func(context.Context) func()
+	state  *socketState
 }
 
 func (u *upgradeSignal) Unwrap() http.ResponseWriter { return u.ResponseWriter }
@@ -202,8 +215,8 @@ func (u *upgradeSignal) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 		return conn, brw, err
 	}
 	if u.detach != nil {
-		u.ended = u.detach(u.ctx)
+		u.state.ended = u.detach(u.ctx)
 	}
-	close(u.upgraded)
+	close(u.state.upgraded)
 	return conn, brw, nil
 }

@@ -222,13 +222,21 @@ func (m *Main) logRequests(next http.Handler) http.Handler {
 		w.Header().Set(RequestIDHeader, id)
 		ctx, info := withRequest(r.Context(), id)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		logLine := func() {
-			m.Log.LogAttrs(ctx, slog.LevelInfo, "request", requestLogAttrs(r, rec, info, time.Since(start))...)
+		// The line's fields are read when the request ends: when the
+		// handler returns or, for a websocket, when the socket does. The
+		// socket needs none of net/http's request or response state, so
+		// a detached line keeps only the fields.
+		line := func() (write func()) {
+			method, path, status, refused := r.Method, r.URL.Path, rec.status, rec.code
+			return func() {
+				m.Log.LogAttrs(ctx, slog.LevelInfo, "request",
+					requestLogAttrs(method, path, status, refused, info, time.Since(start))...)
+			}
 		}
-		info.setEnd(logLine)
+		info.setDetach(line)
 		next.ServeHTTP(rec, r.WithContext(ctx))
 		if !info.isDetached() {
-			logLine()
+			line()()
 		}
 	})
 }

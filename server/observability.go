@@ -67,9 +67,10 @@ type requestInfo struct {
 	viewer    string
 	operation string
 	code      string
-	// end writes the request's log line; detached means a websocket
-	// took the request over and calls end when the socket ends.
-	end      func()
+	// line returns what writes the request's log line, with the line's
+	// fields as they are now; detached means a websocket took the
+	// request over and writes the line when the socket ends.
+	line     func() (write func())
 	detached bool
 }
 
@@ -98,10 +99,10 @@ func (i *requestInfo) setOperation(name, code string) {
 	}
 }
 
-func (i *requestInfo) setEnd(end func()) {
+func (i *requestInfo) setDetach(line func() (write func())) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.end = end
+	i.line = line
 }
 
 func (i *requestInfo) isDetached() bool {
@@ -122,11 +123,12 @@ func detachRequest(ctx context.Context) (ended func()) {
 	}
 	info.mu.Lock()
 	defer info.mu.Unlock()
-	info.detached = true
-	if info.end == nil {
+	line := info.line
+	info.detached, info.line = true, nil // the socket's context holds info
+	if line == nil {
 		return func() {}
 	}
-	return info.end
+	return line()
 }
 
 func (i *requestInfo) get() (viewer, operation, code string) {
@@ -159,23 +161,24 @@ func withRequest(ctx context.Context, id string) (context.Context, *requestInfo)
 
 // requestLogAttrs are the fields of the request log line (request_id is
 // added by requestIDHandler). "path=... status=..." stay adjacent.
-func requestLogAttrs(r *http.Request, rec *statusRecorder, info *requestInfo, d time.Duration) []slog.Attr {
+// refusedCode is the code writeError sent, if any.
+func requestLogAttrs(method, path string, status int, refusedCode string, info *requestInfo, d time.Duration) []slog.Attr {
 	viewer, operation, code := info.get()
 	if viewer == "" {
 		viewer = "anonymous"
 	}
 	attrs := []slog.Attr{
-		slog.String("method", r.Method),
-		slog.String("path", metrics.Clip(r.URL.Path, 256)),
-		slog.Int("status", rec.status),
+		slog.String("method", method),
+		slog.String("path", metrics.Clip(path, 256)),
+		slog.Int("status", status),
 	}
 	if code == "" {
-		code = rec.code // refused before GraphQL ran (writeError)
+		code = refusedCode // refused before GraphQL ran (writeError)
 	}
 	if code != "" {
 		attrs = append(attrs, slog.String("code", code))
 	}
-	if r.URL.Path == "/graphql" {
+	if path == "/graphql" {
 		if operation == "" {
 			operation = metrics.Anonymous
 		}
