@@ -379,6 +379,7 @@ func (r *runner) token(sub string) string {
 // webhook; it then reads each status once (warming the status cache).
 func (w *world) makeWorkspaces(ctx context.Context, srv *serverProc, n int, tag string) error {
 	c := newClient(8)
+	defer c.CloseIdleConnections()
 	w.gen = newEventGen(webhookSecret, "evt_bench_"+tag+"_", nil)
 	for i := range n {
 		owner := fmt.Sprintf("bench-%s-%s-u%d", w.name, tag, i)

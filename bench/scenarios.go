@@ -60,6 +60,7 @@ func (r *runner) runB0(ctx context.Context, w *world, srv *serverProc) error {
 func (r *runner) baseline(ctx context.Context, w *world, srv *serverProc) latencyStats {
 	log.Printf("B0: { __typename }, %d connections (run %d)", r.opt.conns, len(r.b0runs)+1)
 	c := newClient(r.opt.conns)
+	defer c.CloseIdleConnections()
 	st := closedLoop(ctx, r.opt.conns, r.opt.warm, r.opt.dur, func(ctx context.Context, i int) error {
 		return gqlCall(ctx, c, srv.URL, w.ws[i%len(w.ws)].Token, b0Body)
 	})
@@ -101,6 +102,7 @@ func around(a, b latencyStats) latencyStats {
 func (r *runner) runB1(ctx context.Context, w *world, srv *serverProc) error {
 	log.Printf("B1: plans, warm cache")
 	c := newClient(r.opt.conns)
+	defer c.CloseIdleConnections()
 	raw, err := gqlData(ctx, c, srv.URL, w.ws[0].Token, b1Body)
 	if err != nil {
 		return err
@@ -156,6 +158,7 @@ func (r *runner) b2Phase(ctx context.Context, w *world, srv *serverProc) latency
 		r.b2Sessions = db1.sessions - db0.sessions
 	}()
 	c := newClient(r.opt.conns)
+	defer c.CloseIdleConnections()
 	bodies := make([][]byte, len(w.ws))
 	for i, ws := range w.ws {
 		bodies[i] = b2Body(ws.ID)
@@ -186,6 +189,7 @@ func (r *runner) runB3(ctx context.Context, w *world, srv *serverProc) error {
 	defer r.fake.ClearRules()
 	before := len(r.fake.Requests())
 	c := newClient(n)
+	defer c.CloseIdleConnections()
 	var (
 		wg    sync.WaitGroup
 		start = make(chan struct{})
@@ -284,6 +288,7 @@ func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur
 	warmGen := newEventGen(webhookSecret, "evt_bench_"+tag+"w_", w.ws)
 	gen := newEventGen(webhookSecret, "evt_bench_"+tag+"_", w.ws)
 	c := newClient(conc)
+	defer c.CloseIdleConnections()
 	var n atomic.Int64
 	var posted atomic.Int64
 	cur := warmGen
@@ -459,17 +464,55 @@ func (r *runner) waitSubscribers(ctx context.Context, servers []*serverProc, wan
 	}
 }
 
+// settleGoroutines waits until the server's goroutine count has not moved
+// for a second (connections of earlier phases closing), at most 10 s, so
+// that what is measured next is not their leaving.
+func settleGoroutines(ctx context.Context, srv *serverProc) error {
+	last, still := -1.0, 0
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); {
+		m, err := srv.metrics()
+		if err != nil {
+			return err
+		}
+		if g := m["go_goroutines"]; g == last {
+			if still++; still == 5 {
+				return nil
+			}
+		} else {
+			last, still = g, 0
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+	return nil
+}
+
 func (r *runner) runB5(ctx context.Context, w *world, srv *serverProc) error {
 	n := r.opt.subscribers
 	target := w.ws[0]
 	s := r.add(&Scenario{ID: "B5", Name: fmt.Sprintf("fan-out: %d graphql-transport-ws subscribers, webhooks one at a time", n),
 		Figures: map[string]any{}})
 	c := newClient(1)
+	defer c.CloseIdleConnections()
 	post := func(body []byte) error { return postEvent(ctx, c, srv.URL, webhookSecret, body) }
 	gen := newEventGen(webhookSecret, "evt_bench_b5_", w.ws)
 	var seq atomic.Int64
 	next := func(int) (string, []byte) { return gen.paymentEvent(seq.Add(1), target) }
 
+	log.Printf("B5: floor: %d subscribers on a websocket server in the load generator", n)
+	floor, err := measureFanoutFloor(ctx, n, r.opt.fanoutEvents)
+	if err != nil {
+		return fmt.Errorf("B5 floor: %w", err)
+	}
+	s.Figures["floor"] = floor
+	log.Printf("B5: floor: %+v", floor)
+
+	if err := settleGoroutines(ctx, srv); err != nil {
+		return err
+	}
 	rssBefore, _ := rssKiB(srv.Pid)
 	m0, err := srv.metrics()
 	if err != nil {
@@ -554,6 +597,8 @@ func (r *runner) runB5(ctx context.Context, w *world, srv *serverProc) error {
 		check("two servers: every subscriber gets every event", "==", float64(two.Missing), 0, fmt.Sprintf("%d missing", two.Missing)),
 		check("two servers: p99 webhook 200 -> delivery <= 100 ms", "<=", two.P99ms, 100, fmt.Sprintf("%.1f ms", two.P99ms)),
 	}
+	s.Notes = append(s.Notes, fmt.Sprintf("floor, measured first: the same %d subscribers and %d events on a websocket server inside the load generator that writes one pre-rendered message to each socket per event, from a goroutine per socket, and does nothing else: p50 %.1f ms, p99 %.1f ms, max %.1f ms, %d missing; this is what the machine's loopback sockets, websocket framing and the subscribers' reading cost before any of the billing server's work",
+		n, floor.Events, floor.P50ms, floor.P99ms, floor.MaxMs, floor.Missing))
 	s.Notes = append(s.Notes, "every subscriber is a member of one workspace and every event (payment_intent.succeeded, a new payment each) is for it; webhooks go to the first server; the load generator's own websocket readers (one goroutine each) share the 2 cores with the servers")
 	return nil
 }
@@ -571,6 +616,7 @@ func heapGoal(ctx context.Context, srv *serverProc, token string) (goal, live fl
 	}
 	gc0 := m["go_gc_duration_seconds_count"]
 	c := newClient(4)
+	defer c.CloseIdleConnections()
 	deadline := time.Now().Add(60 * time.Second)
 	for {
 		if m, err = srv.metrics(); err != nil {
@@ -633,6 +679,7 @@ func (r *runner) runB6(ctx context.Context, w *world, srv *serverProc) error {
 	rss0, _ := rssKiB(srv.Pid)
 	gen := newEventGen(webhookSecret, "evt_bench_b6_", w.ws)
 	c := newClient(16)
+	defer c.CloseIdleConnections()
 	var n atomic.Int64
 	total := int64(r.opt.memEvents)
 	var wg sync.WaitGroup
