@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"maps"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -101,12 +102,7 @@ func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader)
 	ch := p.flight.DoChan(flightKey, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		defer cancel()
-		loaded, err := load(lctx, missing)
-		if err != nil {
-			return nil, err
-		}
-		stored := redisOK && p.write(lctx, loaded, version) == nil
-		return loadResult{loaded, stored}, nil
+		return p.loadMissing(lctx, missing, version, redisOK, load)
 	})
 	select {
 	case <-ctx.Done():
@@ -121,6 +117,32 @@ func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader)
 		}
 		return out, redisOK && r.stored, nil
 	}
+}
+
+// loadMissing is one shared load: it reads Redis again, then loads what is
+// still missing and writes it at version. The read closes the gap between
+// a caller's own read and its joining the load: a caller that read before
+// the previous load of these keys wrote them, and asked for a load after
+// that load had finished (so there was none left to share), finds them in
+// Redis here instead of calling Stripe again. Entries in Redis are always
+// current (an invalidation deletes them), whatever the version now.
+func (p *Prices) loadMissing(ctx context.Context, missing []string, version string, redisOK bool, load PriceLoader) (loadResult, error) {
+	entries := make(map[string]PriceEntry, len(missing))
+	if redisOK {
+		if still, _, ok := p.read(ctx, missing, entries); ok {
+			missing = still
+		}
+	}
+	if len(missing) == 0 {
+		return loadResult{entries, true}, nil
+	}
+	loaded, err := load(ctx, missing)
+	if err != nil {
+		return loadResult{}, err
+	}
+	stored := redisOK && p.write(ctx, loaded, version) == nil
+	maps.Copy(entries, loaded)
+	return loadResult{entries, stored}, nil
 }
 
 // loadResult is what one shared load returns to every caller waiting on
