@@ -148,7 +148,7 @@ func TestSmallBufferWebsocket(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(srv.URL, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	c, _, err := dialWS(ctx, srv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -286,46 +286,21 @@ func TestNewServerWebsocketSubscriber(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	c, _, err := dialWS(ctx, ts.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer c.CloseNow()
-	send := func(m map[string]any) {
-		b, _ := json.Marshal(m)
-		if err := c.Write(ctx, websocket.MessageText, b); err != nil {
-			t.Fatal(err)
-		}
+	wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
+	if m := wsRead(t, ctx, c); m.Type != "connection_ack" {
+		t.Fatalf("got %s, want connection_ack", m.Type)
 	}
-	next := func() (typ, id, payload string) {
-		for {
-			_, b, err := c.Read(ctx)
-			if err != nil {
-				t.Fatalf("read: %v", err)
-			}
-			var m struct {
-				Type, ID string
-				Payload  json.RawMessage
-			}
-			if err := json.Unmarshal(b, &m); err != nil {
-				t.Fatal(err)
-			}
-			if m.Type != "ka" && m.Type != "ping" && m.Type != "pong" {
-				return m.Type, m.ID, string(m.Payload)
-			}
-		}
-	}
-	send(map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
-	if typ, _, _ := next(); typ != "connection_ack" {
-		t.Fatalf("got %s, want connection_ack", typ)
-	}
-	send(map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
+	wsWrite(t, ctx, c, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
 		"query":     `subscription($w: ID!) { billingEvents(workspaceId: $w) { eventId } }`,
 		"variables": map[string]any{"w": uuid.NewString()},
 	}})
-	typ, id, payload := next()
-	if (typ != "next" && typ != "error") || id != "1" || !strings.Contains(payload, "INTERNAL") {
-		t.Errorf("got %s id=%q %s, want the INTERNAL error of a panicking resolver", typ, id, payload)
+	if m := wsRead(t, ctx, c); (m.Type != "next" && m.Type != "error") || m.ID != "1" || !strings.Contains(string(m.Payload), "INTERNAL") {
+		t.Errorf("got %s id=%q %s, want the INTERNAL error of a panicking resolver", m.Type, m.ID, m.Payload)
 	}
 
 	log := logs.String()
@@ -380,18 +355,13 @@ func TestDetachedWebsocket(t *testing.T) {
 		t.Cleanup(ts.Close)
 		return ts, rec, returned, logs
 	}
-	dial := func(t *testing.T, ctx context.Context, ts *httptest.Server, h http.Header) (*websocket.Conn, *http.Response, error) {
-		return websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), &websocket.DialOptions{
-			Subprotocols: []string{"graphql-transport-ws"}, HTTPHeader: h,
-		})
-	}
 	viewer := func(string) (auth.Viewer, error) { return auth.Viewer{UserID: "u1"}, nil }
 
 	t.Run("SocketOutlivesItsHandler", func(t *testing.T) {
 		ts, rec, returned, _ := newServer(t, viewer, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, _, err := dial(t, ctx, ts, nil)
+		c, _, err := dialWS(ctx, ts.URL, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -437,7 +407,7 @@ func TestDetachedWebsocket(t *testing.T) {
 		ts, rec, returned, _ := newServer(t, viewer, []string{"app.example.com"})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		_, res, err := dial(t, ctx, ts, http.Header{"Origin": {"https://evil.example.com"}})
+		_, res, err := dialWS(ctx, ts.URL, http.Header{"Origin": {"https://evil.example.com"}})
 		if err == nil {
 			t.Fatal("a websocket from a refused origin was accepted")
 		}
@@ -456,7 +426,7 @@ func TestDetachedWebsocket(t *testing.T) {
 		ts, rec, _, logs := newServer(t, func(string) (auth.Viewer, error) { panic("init boom") }, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, _, err := dial(t, ctx, ts, nil)
+		c, _, err := dialWS(ctx, ts.URL, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -474,6 +444,13 @@ func TestDetachedWebsocket(t *testing.T) {
 }
 
 type requestIDForTest struct{}
+
+// dialWS opens a graphql-transport-ws socket to the test server at url.
+func dialWS(ctx context.Context, url string, h http.Header) (*websocket.Conn, *http.Response, error) {
+	return websocket.Dial(ctx, "ws"+strings.TrimPrefix(url, "http"), &websocket.DialOptions{
+		Subprotocols: []string{"graphql-transport-ws"}, HTTPHeader: h,
+	})
+}
 
 type wsTestMessage struct {
 	Type, ID string
@@ -527,7 +504,7 @@ func TestDetachedWebsocketDropsTheResponseWriter(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(ts.URL, "http"), &websocket.DialOptions{Subprotocols: []string{"graphql-transport-ws"}})
+	c, _, err := dialWS(ctx, ts.URL, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
