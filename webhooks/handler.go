@@ -5,6 +5,7 @@
 package webhooks
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -125,11 +126,10 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 		return nil, errFutureStamp
 	}
 	for _, secret := range h.Secrets {
-		ev, err := webhook.ConstructEventWithOptions(body, header, secret, webhook.ConstructEventOptions{
-			Tolerance: Tolerance, IgnoreAPIVersionMismatch: true,
-		})
+		err := webhook.ValidatePayloadWithTolerance(body, header, secret, Tolerance)
 		if err == nil {
-			if !storable(ev.ID) || !storable(string(ev.Type)) {
+			ev, ok := decodeEnvelope(body)
+			if !ok || !storable(ev.ID) || !storable(string(ev.Type)) {
 				return nil, errBadPayload
 			}
 			if ev.APIVersion != stripe.APIVersion {
@@ -138,7 +138,7 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 						"event_api_version", ev.APIVersion, "stripe_go_api_version", stripe.APIVersion)
 				}
 			}
-			return &ev, nil
+			return ev, nil
 		}
 		switch {
 		case errors.Is(err, webhook.ErrNoValidSignature):
@@ -150,6 +150,39 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 		}
 	}
 	return nil, errBadSignature
+}
+
+// decodeEnvelope decodes what the endpoint stores of a verified event: its
+// envelope, and its object as raw JSON. stripe-go's Event also decodes the
+// object into a map, which the endpoint never reads (a tenth of an
+// acknowledgement's CPU in bench B4's profile); the worker decodes the
+// stored payload in full. As with stripe-go's decoding, a body that is not
+// a JSON object, or with a data that has no object or one that is not a
+// JSON object, is not an event; the fields read here must have their
+// types, the others are not looked at.
+func decodeEnvelope(body []byte) (*stripe.Event, bool) {
+	var env struct {
+		ID         string           `json:"id"`
+		Type       stripe.EventType `json:"type"`
+		APIVersion string           `json:"api_version"`
+		Created    int64            `json:"created"`
+		Livemode   bool             `json:"livemode"`
+		Data       *struct {
+			Object json.RawMessage `json:"object"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(body, &env); err != nil {
+		return nil, false
+	}
+	ev := &stripe.Event{ID: env.ID, Type: env.Type, APIVersion: env.APIVersion, Created: env.Created, Livemode: env.Livemode}
+	if env.Data != nil {
+		obj := bytes.TrimSpace(env.Data.Object)
+		if len(obj) == 0 || (obj[0] != '{' && !bytes.Equal(obj, []byte("null"))) {
+			return nil, false
+		}
+		ev.Data = &stripe.EventData{Raw: env.Data.Object}
+	}
+	return ev, true
 }
 
 // signatureTime reads t= from a Stripe-Signature header. A header with

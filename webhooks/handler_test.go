@@ -277,6 +277,18 @@ func TestSignatureVerification(t *testing.T) {
 			b := []byte(`{"type":"payment_intent.succeeded"}`)
 			return request{http.MethodPost, b, sign(b, firstSecret, now)}
 		}, 400, ""},
+		{"DataWithoutObjectWithValidSignatureIsRefused", func() request {
+			b := []byte(`{"id":"evt_no_object","type":"payment_intent.succeeded","data":{}}`)
+			return request{http.MethodPost, b, sign(b, firstSecret, now)}
+		}, 400, ""},
+		{"DataObjectNotAnObjectWithValidSignatureIsRefused", func() request {
+			b := []byte(`{"id":"evt_string_object","type":"payment_intent.succeeded","data":{"object":"pi_1"}}`)
+			return request{http.MethodPost, b, sign(b, firstSecret, now)}
+		}, 400, ""},
+		{"CreatedNotANumberWithValidSignatureIsRefused", func() request {
+			b := []byte(`{"id":"evt_bad_created","type":"payment_intent.succeeded","created":"yesterday","data":{"object":{}}}`)
+			return request{http.MethodPost, b, sign(b, firstSecret, now)}
+		}, 400, ""},
 		{"EmptyBodyWithValidSignatureIsRefused", func() request {
 			return request{http.MethodPost, nil, sign(nil, firstSecret, now)}
 		}, 400, ""},
