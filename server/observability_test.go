@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -616,6 +617,50 @@ func TestRequestLog(t *testing.T) {
 		}
 	})
 }
+
+// TestDetachedRequestLineKeepsNoResponseWriter: a websocket's request log
+// line is written when the socket ends, long after its handler returned;
+// what writes it must not keep the handler's ResponseWriter (net/http's
+// response and connection state) for the socket's life.
+func TestDetachedRequestLineKeepsNoResponseWriter(t *testing.T) {
+	var logs bytes.Buffer
+	m := &Main{Log: slog.New(slog.NewJSONHandler(&logs, nil))}
+	var ended func()
+	h := m.logRequests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusSwitchingProtocols)
+		ended = detachRequest(r.Context()) // as graph's detachedWebsocket does on upgrade
+	}))
+	collected := make(chan struct{})
+	func() {
+		w := &finalizedWriter{ResponseWriter: httptest.NewRecorder()}
+		runtime.SetFinalizer(w, func(*finalizedWriter) { close(collected) })
+		h.ServeHTTP(w, httptest.NewRequest(http.MethodGet, "/graphql", nil))
+	}()
+	if logs.Len() != 0 {
+		t.Fatalf("a detached request was logged when its handler returned: %s", logs.String())
+	}
+	for i := 0; ; i++ {
+		runtime.GC()
+		select {
+		case <-collected:
+		case <-time.After(20 * time.Millisecond):
+			if i < 50 {
+				continue
+			}
+			t.Fatal("the detached request's log line keeps its ResponseWriter")
+		}
+		break
+	}
+	ended()
+	var line map[string]any
+	if err := json.Unmarshal(logs.Bytes(), &line); err != nil || line["msg"] != "request" || line["status"] != float64(101) || line["path"] != "/graphql" {
+		t.Errorf("the line written when the socket ended = %s (%v)", logs.String(), err)
+	}
+}
+
+// finalizedWriter gives a ResponseWriter an identity of its own, for a
+// finalizer.
+type finalizedWriter struct{ http.ResponseWriter }
 
 func TestRequestIDHandlerJSON(t *testing.T) {
 	var buf bytes.Buffer
