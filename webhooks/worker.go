@@ -219,6 +219,13 @@ type job struct {
 
 // applyBatch applies claimed events in lanes and waits for all of them. It
 // returns the events it did not start because ctx ended.
+//
+// An event it has started is finished even when ctx ends (the worker is
+// stopping): its commit, status cache refresh and publication run with ctx's
+// values but not its cancellation, within the event's lease. Cut in the
+// middle, an event could be committed as processed while its apply
+// reported a failure, leaving it unpublished and its workspace's cached
+// status stale.
 func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*ent.WebhookEvent {
 	lanes := make([][]*job, w.concurrency())
 	for _, row := range rows {
@@ -248,7 +255,7 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 					mu.Unlock()
 					return
 				}
-				w.apply(ctx, j)
+				w.applyInHand(ctx, j)
 			}
 		})
 	}
@@ -315,6 +322,13 @@ func (w *Worker) release(ctx context.Context, rows []*ent.WebhookEvent, leasedUn
 		w.Log.WarnContext(ctx, "webhook worker: releasing unstarted events failed; they are due again when their lease ends",
 			"events", len(ids), "err", err)
 	}
+}
+
+// applyInHand applies a started event to the end, whatever happens to ctx.
+func (w *Worker) applyInHand(ctx context.Context, j *job) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.lease())
+	defer cancel()
+	w.apply(ctx, j)
 }
 
 // apply runs one leased event through billing and records a failure.

@@ -738,3 +738,49 @@ func TestWakeBeforeRun(t *testing.T) {
 		t.Fatal("a wake was lost")
 	}
 }
+
+// TestStoppingWorkerFinishesTheEventInHand: a worker told to stop while an
+// event is being applied finishes that event (commit, status refresh,
+// publication) rather than cutting it off. In CI, a worker stopped right as
+// an event committed reported it failed, and it was never published.
+func TestStoppingWorkerFinishesTheEventInHand(t *testing.T) {
+	r := newReplica(t, testenv.SQLite(t), 1)
+	pub := &stallingPublisher{inPublish: make(chan struct{}), release: make(chan struct{})}
+	r.billing = billing.New(billing.Deps{DB: r.store.Client, Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{})
+	r.worker.Billing = r.billing
+	ws := r.workspace(t, "alice")
+	postAll(t, r.store.Client, objectHistory("pi_stop", ws, 1, time.Now().Add(-time.Minute).Truncate(time.Second), time.Second, 0))
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.worker.Run(ctx) }()
+	select {
+	case <-pub.inPublish: // committed; publishing
+	case <-time.After(30 * time.Second):
+		t.Fatal("the event was not applied")
+	}
+	stop()
+	close(pub.release)
+	<-done
+
+	if pub.err != nil {
+		t.Errorf("the event in hand was published with a context the stop cancelled: %v", pub.err)
+	}
+	if got := r.outcome("processed"); got != 1 || r.outcome("failed") != 0 {
+		t.Errorf("outcomes %v, want the event processed", r.outcomes)
+	}
+}
+
+// stallingPublisher holds the first publication until released and
+// records whether its context had ended by then.
+type stallingPublisher struct {
+	inPublish, release chan struct{}
+	err                error
+}
+
+func (p *stallingPublisher) Publish(ctx context.Context, _ string, _ []byte) error {
+	close(p.inPublish)
+	<-p.release
+	p.err = ctx.Err()
+	return p.err
+}
