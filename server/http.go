@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"log/slog"
 	"mime"
 	"net/http"
 	"net/http/pprof"
@@ -36,7 +35,7 @@ func (m *Main) routes() http.Handler {
 		OpenIntrospection:  !m.Config.Production(),
 		OriginPatterns:     m.websocketOrigins(),
 		Authenticate:       m.Verifier.ViewerFromHeader,
-		DetachRequest:      detachRequest,      // observability.go
+		DetachRequest:      m.detachRequest,    // observability.go
 		OnOperation:        m.observeOperation, // observability.go
 		Near:               m.Near,
 		ObservePublicCache: m.Metrics.PublicResponseCacheLookup,
@@ -222,21 +221,10 @@ func (m *Main) logRequests(next http.Handler) http.Handler {
 		w.Header().Set(RequestIDHeader, id)
 		ctx, info := withRequest(r.Context(), id)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-		// The line's fields are read when the request ends: when the
-		// handler returns or, for a websocket, when the socket does. The
-		// socket needs none of net/http's request or response state, so
-		// a detached line keeps only the fields.
-		line := func() (write func()) {
-			method, path, status, refused := r.Method, r.URL.Path, rec.status, rec.code
-			return func() {
-				m.Log.LogAttrs(ctx, slog.LevelInfo, "request",
-					requestLogAttrs(method, path, status, refused, info, time.Since(start))...)
-			}
-		}
-		info.setDetach(line)
+		info.line, info.rec = requestLine{method: r.Method, path: r.URL.Path, start: start}, rec
 		next.ServeHTTP(rec, r.WithContext(ctx))
-		if !info.isDetached() {
-			line()()
+		if line, ok := info.take(); ok { // else a websocket took it (detachRequest)
+			m.logRequest(ctx, info, line)
 		}
 	})
 }

@@ -67,11 +67,18 @@ type requestInfo struct {
 	viewer    string
 	operation string
 	code      string
-	// line returns what writes the request's log line, with the line's
-	// fields as they are now; detached means a websocket took the
-	// request over and writes the line when the socket ends.
-	line     func() (write func())
-	detached bool
+	// line holds the line's fields from net/http, and rec the request's
+	// status recorder until take copies its status out.
+	line requestLine
+	rec  *statusRecorder
+}
+
+// requestLine is what the request log line reports from net/http.
+type requestLine struct {
+	method, path string
+	status       int
+	refused      string // the code writeError sent, if any
+	start        time.Time
 }
 
 type requestInfoKey struct{}
@@ -99,16 +106,21 @@ func (i *requestInfo) setOperation(name, code string) {
 	}
 }
 
-func (i *requestInfo) setDetach(line func() (write func())) {
+// take returns the request's line once: when its handler returns or, for
+// a websocket, when the socket takes the request over (detachRequest),
+// whichever comes first. It lets go of the status recorder, so that a
+// line written when a socket ends keeps nothing of net/http's request or
+// response.
+func (i *requestInfo) take() (requestLine, bool) {
 	i.mu.Lock()
 	defer i.mu.Unlock()
-	i.line = line
-}
-
-func (i *requestInfo) isDetached() bool {
-	i.mu.Lock()
-	defer i.mu.Unlock()
-	return i.detached
+	if i.rec == nil {
+		return requestLine{}, false
+	}
+	l := i.line
+	l.status, l.refused = i.rec.status, i.rec.code
+	i.rec = nil
+	return l, true
 }
 
 // detachRequest is graph.ServerOptions.DetachRequest: a websocket has
@@ -116,19 +128,21 @@ func (i *requestInfo) isDetached() bool {
 // lives on, so the request's log line is written when the socket ends
 // (with the socket's first operation and its whole duration) rather than
 // when the handler returns.
-func detachRequest(ctx context.Context) (ended func()) {
+func (m *Main) detachRequest(ctx context.Context) (ended func()) {
 	info := requestInfoFrom(ctx)
 	if info == nil {
 		return func() {}
 	}
-	info.mu.Lock()
-	defer info.mu.Unlock()
-	line := info.line
-	info.detached, info.line = true, nil // the socket's context holds info
-	if line == nil {
+	line, ok := info.take()
+	if !ok {
 		return func() {}
 	}
-	return line()
+	return func() { m.logRequest(ctx, info, line) }
+}
+
+// logRequest writes the request log line.
+func (m *Main) logRequest(ctx context.Context, info *requestInfo, line requestLine) {
+	m.Log.LogAttrs(ctx, slog.LevelInfo, "request", requestLogAttrs(line, info, time.Since(line.start))...)
 }
 
 func (i *requestInfo) get() (viewer, operation, code string) {
@@ -161,24 +175,23 @@ func withRequest(ctx context.Context, id string) (context.Context, *requestInfo)
 
 // requestLogAttrs are the fields of the request log line (request_id is
 // added by requestIDHandler). "path=... status=..." stay adjacent.
-// refusedCode is the code writeError sent, if any.
-func requestLogAttrs(method, path string, status int, refusedCode string, info *requestInfo, d time.Duration) []slog.Attr {
+func requestLogAttrs(line requestLine, info *requestInfo, d time.Duration) []slog.Attr {
 	viewer, operation, code := info.get()
 	if viewer == "" {
 		viewer = "anonymous"
 	}
 	attrs := []slog.Attr{
-		slog.String("method", method),
-		slog.String("path", metrics.Clip(path, 256)),
-		slog.Int("status", status),
+		slog.String("method", line.method),
+		slog.String("path", metrics.Clip(line.path, 256)),
+		slog.Int("status", line.status),
 	}
 	if code == "" {
-		code = refusedCode // refused before GraphQL ran (writeError)
+		code = line.refused // refused before GraphQL ran (writeError)
 	}
 	if code != "" {
 		attrs = append(attrs, slog.String("code", code))
 	}
-	if path == "/graphql" {
+	if line.path == "/graphql" {
 		if operation == "" {
 			operation = metrics.Anonymous
 		}

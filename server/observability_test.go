@@ -628,7 +628,7 @@ func TestDetachedRequestLineKeepsNoResponseWriter(t *testing.T) {
 	var ended func()
 	h := m.logRequests(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusSwitchingProtocols)
-		ended = detachRequest(r.Context()) // as graph's detachedWebsocket does on upgrade
+		ended = m.detachRequest(r.Context()) // as graph's detachedWebsocket does on upgrade
 	}))
 	collected := make(chan struct{})
 	func() {
