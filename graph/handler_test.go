@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/internal/testenv"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler/transport"
@@ -148,11 +149,7 @@ func TestSmallBufferWebsocket(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := dialWS(ctx, srv.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
+	c := mustDialWS(t, ctx, srv.URL)
 	c.SetReadLimit(1 << 20)
 	if s := <-sizes; s != [2]int{websocketReadBufferSize, websocketWriteBufferSize} {
 		t.Errorf("socket buffers %v, want [%d %d]", s, websocketReadBufferSize, websocketWriteBufferSize)
@@ -286,15 +283,8 @@ func TestNewServerWebsocketSubscriber(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := dialWS(ctx, ts.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
-	if m := wsRead(t, ctx, c); m.Type != "connection_ack" {
-		t.Fatalf("got %s, want connection_ack", m.Type)
-	}
+	c := mustDialWS(t, ctx, ts.URL)
+	wsInitAcked(t, ctx, c)
 	wsWrite(t, ctx, c, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{
 		"query":     `subscription($w: ID!) { billingEvents(workspaceId: $w) { eventId } }`,
 		"variables": map[string]any{"w": uuid.NewString()},
@@ -361,11 +351,7 @@ func TestDetachedWebsocket(t *testing.T) {
 		ts, rec, returned, _ := newServer(t, viewer, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, _, err := dialWS(ctx, ts.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.CloseNow()
+		c := mustDialWS(t, ctx, ts.URL)
 		select {
 		case <-returned:
 		case <-ctx.Done():
@@ -381,10 +367,7 @@ func TestDetachedWebsocket(t *testing.T) {
 		}
 
 		// The socket works after its handler returned.
-		wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
-		if m := wsRead(t, ctx, c); m.Type != "connection_ack" {
-			t.Fatalf("got %s, want connection_ack", m.Type)
-		}
+		wsInitAcked(t, ctx, c)
 		wsWrite(t, ctx, c, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": `{ __typename }`}})
 		if m := wsRead(t, ctx, c); m.Type != "next" || m.ID != "1" || string(m.Payload) != `{"data":{"__typename":"Query"}}` {
 			t.Fatalf("got %s id=%q %s, want the query's answer", m.Type, m.ID, m.Payload)
@@ -426,11 +409,7 @@ func TestDetachedWebsocket(t *testing.T) {
 		ts, rec, _, logs := newServer(t, func(string) (auth.Viewer, error) { panic("init boom") }, nil)
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, _, err := dialWS(ctx, ts.URL, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer c.CloseNow()
+		c := mustDialWS(t, ctx, ts.URL)
 		wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
 		select {
 		case <-rec.ended:
@@ -444,6 +423,28 @@ func TestDetachedWebsocket(t *testing.T) {
 }
 
 type requestIDForTest struct{}
+
+// mustDialWS opens a graphql-transport-ws socket to the test server at
+// url, closed when the test ends.
+func mustDialWS(t *testing.T, ctx context.Context, url string) *websocket.Conn {
+	t.Helper()
+	c, _, err := dialWS(ctx, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.CloseNow() })
+	return c
+}
+
+// wsInitAcked sends connection_init with a token and expects
+// connection_ack.
+func wsInitAcked(t *testing.T, ctx context.Context, c *websocket.Conn) {
+	t.Helper()
+	wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
+	if m := wsRead(t, ctx, c); m.Type != "connection_ack" {
+		t.Fatalf("got %s, want connection_ack", m.Type)
+	}
+}
 
 // dialWS opens a graphql-transport-ws socket to the test server at url.
 func dialWS(ctx context.Context, url string, h http.Header) (*websocket.Conn, *http.Response, error) {
@@ -504,26 +505,10 @@ func TestDetachedWebsocketDropsTheResponseWriter(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, _, err := dialWS(ctx, ts.URL, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.CloseNow()
-	wsWrite(t, ctx, c, map[string]any{"type": "connection_init", "payload": map[string]any{"Authorization": "Bearer x"}})
-	if m := wsRead(t, ctx, c); m.Type != "connection_ack" {
-		t.Fatalf("got %s, want connection_ack", m.Type)
-	}
-	for i := 0; ; i++ {
-		runtime.GC()
-		select {
-		case <-collected:
-		case <-time.After(50 * time.Millisecond):
-			if i < 20 {
-				continue
-			}
-			t.Fatal("the socket still holds its request's ResponseWriter")
-		}
-		break
+	c := mustDialWS(t, ctx, ts.URL)
+	wsInitAcked(t, ctx, c)
+	if !testenv.Finalized(collected) {
+		t.Fatal("the socket still holds its request's ResponseWriter")
 	}
 	// The socket still answers.
 	wsWrite(t, ctx, c, map[string]any{"id": "1", "type": "subscribe", "payload": map[string]any{"query": `{ __typename }`}})

@@ -1,7 +1,8 @@
 // Package testenv gives tests their own slice of the real services: a
 // fresh PostgreSQL database, a SQLite file, a Redis key prefix. When a
 // service is missing, a test skips on a laptop and fails in CI (CI=true),
-// so that CI can never pass by skipping.
+// so that CI can never pass by skipping. It also holds the few helpers
+// that tests of more than one package share (Finalized).
 package testenv
 
 import (
