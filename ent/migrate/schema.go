@@ -3,6 +3,7 @@
 package migrate
 
 import (
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/dialect/sql/schema"
 	"entgo.io/ent/schema/field"
 )
@@ -331,6 +332,14 @@ var (
 				Name:    "webhookevent_status_next_attempt_at",
 				Unique:  false,
 				Columns: []*schema.Column{WebhookEventsColumns[10], WebhookEventsColumns[14]},
+			},
+			{
+				Name:    "webhookevent_due_by_created",
+				Unique:  false,
+				Columns: []*schema.Column{WebhookEventsColumns[6], WebhookEventsColumns[1]},
+				Annotation: &entsql.IndexAnnotation{
+					Where: "next_attempt_at IS NOT NULL",
+				},
 			},
 			{
 				Name:    "webhookevent_type",

@@ -8,6 +8,7 @@ import (
 	"billingapi/ent/privacy"
 
 	entgo "entgo.io/ent"
+	"entgo.io/ent/dialect/entsql"
 	"entgo.io/ent/schema/field"
 	"entgo.io/ent/schema/index"
 	"github.com/google/uuid"
@@ -50,6 +51,16 @@ func (WebhookEvent) Fields() []entgo.Field {
 func (WebhookEvent) Indexes() []entgo.Index {
 	return []entgo.Index{
 		index.Fields("status", "next_attempt_at"),
+		// The events still to apply, in the order the worker applies them:
+		// a claim walks this and stops at its batch, however long the
+		// backlog or the history (without it, every claim read and sorted
+		// the whole backlog). next_attempt_at is set exactly while an event
+		// is still to apply, and the claim's "next_attempt_at <= now"
+		// implies the condition, so both PostgreSQL (in generic plans too)
+		// and SQLite can use it.
+		index.Fields("created", "create_time").
+			Annotations(entsql.IndexWhere("next_attempt_at IS NOT NULL")).
+			StorageKey("webhookevent_due_by_created"),
 		index.Fields("type"),
 		index.Fields("create_time"),
 	}
