@@ -15,6 +15,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -410,7 +411,7 @@ func (w *world) makeWorkspaces(ctx context.Context, srv *serverProc, n int, tag 
 			return err
 		}
 	}
-	if _, _, err := w.waitDrain(ctx, 60*time.Second); err != nil {
+	if _, err := w.waitDrain(ctx, 60*time.Second); err != nil {
 		return err
 	}
 	for _, ws := range w.ws {
@@ -426,34 +427,43 @@ func (w *world) makeWorkspaces(ctx context.Context, srv *serverProc, n int, tag 
 	return nil
 }
 
-// backlog counts the stored events not applied yet (received) and those
-// whose last attempt failed. Both statuses are what the worker's index
-// (status, next_attempt_at) holds, so this stays cheap on a big table.
-func (w *world) backlog(ctx context.Context) (received, failed int, err error) {
+// unapplied reports whether a stored event is still waiting for the
+// worker (received). It reads one entry of the index (status,
+// next_attempt_at), so polling it while the worker drains a backlog costs
+// PostgreSQL the same however long the backlog: a count of the backlog,
+// every 20 ms, read all of it (4 ms with 20,000 events due), on the CPU
+// the measured server needs.
+func (w *world) unapplied(ctx context.Context) (bool, error) {
 	w.polls.Add(1)
-	err = w.db.DB.QueryRowContext(ctx, `SELECT count(*) FILTER (WHERE status = 'received'), count(*) FILTER (WHERE status = 'failed')
-		FROM webhook_events WHERE status IN ('received', 'failed')`).Scan(&received, &failed)
-	return
+	var due sql.NullTime
+	err := w.db.DB.QueryRowContext(ctx, `SELECT next_attempt_at FROM webhook_events WHERE status = 'received'
+		ORDER BY status, next_attempt_at LIMIT 1`).Scan(&due)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return err == nil, err
 }
 
-// waitDrain waits until no stored event is left unapplied.
-func (w *world) waitDrain(ctx context.Context, timeout time.Duration) (time.Time, int, error) {
+// waitDrain waits until no stored event is left unapplied and returns
+// when it saw that.
+func (w *world) waitDrain(ctx context.Context, timeout time.Duration) (time.Time, error) {
 	deadline := time.Now().Add(timeout)
 	for {
-		rec, failed, err := w.backlog(ctx)
+		left, err := w.unapplied(ctx)
 		now := time.Now()
-		if err != nil {
-			return now, 0, err
-		}
-		if rec == 0 {
-			return now, failed, nil
+		if err != nil || !left {
+			return now, err
 		}
 		if now.After(deadline) {
-			return now, failed, fmt.Errorf("%d events still unapplied after %s", rec, timeout)
+			var n int
+			if err := w.db.DB.QueryRowContext(ctx, `SELECT count(*) FROM webhook_events WHERE status = 'received'`).Scan(&n); err != nil {
+				return now, err
+			}
+			return now, fmt.Errorf("%d events still unapplied after %s", n, timeout)
 		}
 		select {
 		case <-ctx.Done():
-			return now, failed, ctx.Err()
+			return now, ctx.Err()
 		case <-time.After(20 * time.Millisecond):
 		}
 	}

@@ -302,7 +302,7 @@ func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur
 	}
 	if warm > 0 {
 		closedLoop(ctx, conc, 0, warm, post)
-		if _, _, err := w.waitDrain(ctx, 5*time.Minute); err != nil {
+		if _, err := w.waitDrain(ctx, 5*time.Minute); err != nil {
 			return ingestStats{}, err
 		}
 	}
@@ -336,7 +336,7 @@ func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur
 		<-prof
 	}
 	tPosted := time.Now()
-	tDone, _, err := w.waitDrain(ctx, 10*time.Minute)
+	tDone, err := w.waitDrain(ctx, 10*time.Minute)
 	if err != nil {
 		return ingestStats{}, err
 	}
@@ -709,7 +709,7 @@ func (r *runner) runB6(ctx context.Context, w *world, srv *serverProc) error {
 	if e := firstErr.Load(); e != nil {
 		return e.(error)
 	}
-	if _, _, err := w.waitDrain(ctx, 30*time.Minute); err != nil {
+	if _, err := w.waitDrain(ctx, 30*time.Minute); err != nil {
 		return err
 	}
 	log.Printf("B6: %d events posted and applied in %s", total, time.Since(t0).Round(time.Second))
