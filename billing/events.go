@@ -200,10 +200,11 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
-		if err := s.refuseForeignObject(ctx, ws, "subscription", sub.ID); err != nil {
+		row, err := s.recordedSubscription(ctx, ws, sub.ID)
+		if err != nil {
 			return uuid.Nil, nil, err
 		}
-		latest, err := s.resolveSubscriptionTie(ctx, ws, &sub, ev.ID, created)
+		latest, err := s.resolveSubscriptionTie(ctx, row, &sub, ev.ID, created)
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -378,11 +379,6 @@ func (s *Service) refuseForeignObject(ctx context.Context, ws uuid.UUID, kind, s
 		if p, err = s.db.Payment.Query().Where(payment.StripePaymentIntentID(stripeID)).Only(all); err == nil {
 			owner = p.WorkspaceID
 		}
-	case "subscription":
-		var r *ent.Subscription
-		if r, err = s.db.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).Only(all); err == nil {
-			owner = r.WorkspaceID
-		}
 	case "invoice":
 		var r *ent.Invoice
 		if r, err = s.db.Invoice.Query().Where(invoice.StripeInvoiceID(stripeID)).Only(all); err == nil {
@@ -400,6 +396,24 @@ func (s *Service) refuseForeignObject(ctx context.Context, ws uuid.UUID, kind, s
 	return nil
 }
 
+// recordedSubscription returns the row of a Stripe subscription, or nil
+// when none is recorded; like refuseForeignObject, it skips the event when
+// the row belongs to another workspace than ws. One read serves both the
+// check and resolveSubscriptionTie.
+func (s *Service) recordedSubscription(ctx context.Context, ws uuid.UUID, stripeID string) (*ent.Subscription, error) {
+	row, err := s.db.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).
+		Only(privacy.DecisionContext(ctx, privacy.Allow))
+	switch {
+	case ent.IsNotFound(err):
+		return nil, nil
+	case err != nil:
+		return nil, err
+	case row.WorkspaceID != ws:
+		return nil, skip("subscription %s is recorded for another workspace than the event names", stripeID)
+	}
+	return row, nil
+}
+
 func customerID(c *stripe.Customer) string {
 	if c == nil {
 		return ""
@@ -410,11 +424,11 @@ func customerID(c *stripe.Customer) string {
 // resolveSubscriptionTie returns the subscription to apply for an event:
 // the event's own object, or, when the row's last applied event has the
 // same (whole-second) timestamp, what Stripe says now, since the two
-// events' order cannot be told from their timestamps.
-func (s *Service) resolveSubscriptionTie(ctx context.Context, ws uuid.UUID, sub *stripe.Subscription, eventID string, created time.Time) (*stripe.Subscription, error) {
-	row, err := findSubscriptionRowByStripeID(systemCtx(ctx, ws), s.db, sub.ID)
-	if err != nil || row == nil || row.LastEventAt == nil || !row.LastEventAt.Equal(created) || row.LastEventID == eventID {
-		return sub, err
+// events' order cannot be told from their timestamps. row is the
+// subscription's recorded row, nil if none.
+func (s *Service) resolveSubscriptionTie(ctx context.Context, row *ent.Subscription, sub *stripe.Subscription, eventID string, created time.Time) (*stripe.Subscription, error) {
+	if row == nil || row.LastEventAt == nil || !row.LastEventAt.Equal(created) || row.LastEventID == eventID {
+		return sub, nil
 	}
 	if s.stripe == nil {
 		return sub, nil
@@ -426,15 +440,6 @@ func (s *Service) resolveSubscriptionTie(ctx context.Context, ws uuid.UUID, sub 
 		return nil, s.fromStripe(ctx, "subscription.retrieve", err)
 	}
 	return fresh, nil
-}
-
-func findSubscriptionRowByStripeID(ctx context.Context, db *ent.Client, stripeID string) (*ent.Subscription, error) {
-	tx, err := db.Tx(ctx)
-	if err != nil {
-		return nil, err
-	}
-	defer tx.Rollback()
-	return findSubscriptionRow(ctx, tx, uuid.Nil, stripeID)
 }
 
 // paymentStatusFor maps a PaymentIntent event to the Payment status it sets.

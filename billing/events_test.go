@@ -198,6 +198,28 @@ func TestApplyEvent(t *testing.T) {
 					t.Fatalf("customer still linked: %s", *wsRow.StripeCustomerID)
 				}
 			})
+			t.Run("ObjectOfAnotherWorkspaceIsSkippedAndLeftAlone", func(t *testing.T) {
+				other := f.workspace(t, "bob")
+				otherMeta := map[string]string{"workspace_id": other.String()}
+				// sub_2, pi_1 and in_1 are alice's; bob's metadata names
+				// them in newer events.
+				for _, ev := range []struct{ typ, obj, kind string }{
+					{"customer.subscription.updated", subJSON("sub_2", "canceled", other, false), "subscription sub_2"},
+					{"payment_intent.payment_failed", stripefake.PaymentIntentJSON("pi_1", "requires_payment_method", 1999, "usd", otherMeta), "payment pi_1"},
+					{"invoice.voided", stripefake.InvoiceJSON("in_1", "cus_x", "sub_2", "void", 900, 0, otherMeta), "invoice in_1"},
+				} {
+					out := f.deliver(t, "", ev.typ, ev.obj, time.Now())
+					if out.Status != webhookevent.StatusSkipped || !strings.Contains(out.Reason, ev.kind+" is recorded for another workspace") {
+						t.Errorf("%s naming bob: %+v", ev.typ, out)
+					}
+				}
+				sub, _ := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
+				p, _ := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_1")).Only(f.sys(ws))
+				inv, _ := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_1")).Only(f.sys(ws))
+				if sub.Status != "unpaid" || p.Status != payment.StatusSucceeded || inv.Status != "paid" {
+					t.Fatalf("alice's objects changed: subscription %s, payment %s, invoice %s", sub.Status, p.Status, inv.Status)
+				}
+			})
 			t.Run("UnknownTypeAndUnknownWorkspaceAreSkipped", func(t *testing.T) {
 				if out := f.deliver(t, "", "customer.tax_id.created", `{"id":"txi_1","object":"tax_id"}`, time.Now()); out.Status != webhookevent.StatusSkipped || !strings.Contains(out.Reason, "unhandled") {
 					t.Fatalf("unknown type: %+v", out)
