@@ -166,6 +166,7 @@ type runner struct {
 	// figures later scenarios compare with
 	b0, b2        latencyStats
 	b0runs        []latencyStats
+	b2B0          latencyStats // the B0 that B2 was judged against
 	b2Sessions    int64
 	b4c1, b4c16   ingestStats
 	idleRSSKiB    int64
