@@ -168,7 +168,7 @@ type runner struct {
 	b0runs        []latencyStats
 	b2B0          latencyStats // the B0 that B2 was judged against
 	b2Sessions    int64
-	b4c1, b4c16   ingestStats
+	b4            b4Run
 	idleRSSKiB    int64
 	idleStatus    map[string]int64
 	idleMetrics   map[string]float64
