@@ -213,9 +213,18 @@ func TestApplyEvent(t *testing.T) {
 						t.Errorf("%s naming bob: %+v", ev.typ, out)
 					}
 				}
-				sub, _ := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
-				p, _ := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_1")).Only(f.sys(ws))
-				inv, _ := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_1")).Only(f.sys(ws))
+				sub, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
+				if err != nil {
+					t.Fatalf("alice's subscription sub_2 (an earlier subtest's): %v", err)
+				}
+				p, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_1")).Only(f.sys(ws))
+				if err != nil {
+					t.Fatalf("alice's payment pi_1 (an earlier subtest's): %v", err)
+				}
+				inv, err := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_1")).Only(f.sys(ws))
+				if err != nil {
+					t.Fatalf("alice's invoice in_1 (an earlier subtest's): %v", err)
+				}
 				if sub.Status != "unpaid" || p.Status != payment.StatusSucceeded || inv.Status != "paid" {
 					t.Fatalf("alice's objects changed: subscription %s, payment %s, invoice %s", sub.Status, p.Status, inv.Status)
 				}

@@ -52,12 +52,13 @@ func (WebhookEvent) Indexes() []entgo.Index {
 	return []entgo.Index{
 		index.Fields("status", "next_attempt_at"),
 		// The events still to apply, in the order the worker applies them:
-		// a claim walks this and stops at its batch, however long the
+		// a claim walks this and stops at its batch, passing over only the
+		// failed events still waiting out a backoff, however long the
 		// backlog or the history (without it, every claim read and sorted
 		// the whole backlog). next_attempt_at is set exactly while an event
 		// is still to apply, and the claim's "next_attempt_at <= now"
-		// implies the condition, so both PostgreSQL (in generic plans too)
-		// and SQLite can use it.
+		// implies the condition, so PostgreSQL uses it in generic plans
+		// too. (SQLite's planner prefers the status index and sorts.)
 		index.Fields("created", "create_time").
 			Annotations(entsql.IndexWhere("next_attempt_at IS NOT NULL")).
 			StorageKey("webhookevent_due_by_created"),
