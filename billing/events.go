@@ -385,11 +385,19 @@ func (s *Service) refuseForeignObject(ctx context.Context, ws uuid.UUID, kind, s
 			owner = r.WorkspaceID
 		}
 	}
+	return foreignOwner(err, owner, ws, kind, stripeID)
+}
+
+// foreignOwner judges the read of an object's recorded owner for
+// refuseForeignObject and recordedSubscription: no row (not found) is
+// fine, a failed read is an error to retry, and another workspace's row
+// is errSkip.
+func foreignOwner(readErr error, owner, ws uuid.UUID, kind, stripeID string) error {
 	switch {
-	case ent.IsNotFound(err):
+	case ent.IsNotFound(readErr):
 		return nil
-	case err != nil:
-		return err
+	case readErr != nil:
+		return readErr
 	case owner != ws:
 		return skip("%s %s is recorded for another workspace than the event names", kind, stripeID)
 	}
@@ -403,15 +411,14 @@ func (s *Service) refuseForeignObject(ctx context.Context, ws uuid.UUID, kind, s
 func (s *Service) recordedSubscription(ctx context.Context, ws uuid.UUID, stripeID string) (*ent.Subscription, error) {
 	row, err := s.db.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).
 		Only(privacy.DecisionContext(ctx, privacy.Allow))
-	switch {
-	case ent.IsNotFound(err):
-		return nil, nil
-	case err != nil:
-		return nil, err
-	case row.WorkspaceID != ws:
-		return nil, skip("subscription %s is recorded for another workspace than the event names", stripeID)
+	var owner uuid.UUID
+	if err == nil {
+		owner = row.WorkspaceID
 	}
-	return row, nil
+	if err := foreignOwner(err, owner, ws, "subscription", stripeID); err != nil {
+		return nil, err
+	}
+	return row, nil // nil when none is recorded
 }
 
 func customerID(c *stripe.Customer) string {
