@@ -42,7 +42,8 @@ const Tolerance = 5 * time.Minute
 // event is stored (also for duplicates and types we do not handle), 400 for
 // a bad signature or payload (with no details), 413 for an oversized body,
 // and 503 when the event cannot be stored, so that Stripe retries and
-// nothing is lost.
+// nothing is lost. Concurrent requests' events are stored together, in
+// one INSERT (group.go).
 type Handler struct {
 	DB      *ent.Client
 	Secrets []string
@@ -54,6 +55,8 @@ type Handler struct {
 	Received func(eventType string)
 
 	versionsLogged sync.Map
+	groupOnce      sync.Once
+	group          *groupStore // group commit of concurrent requests' events
 }
 
 var _ http.Handler = (*Handler)(nil)
@@ -83,7 +86,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	storeCtx, cancel := context.WithTimeout(r.Context(), StoreTimeout)
 	defer cancel()
-	if _, err := Store(storeCtx, h.DB, ev, body); err != nil {
+	if err := h.stores().store(storeCtx, ev, body); err != nil {
 		h.Log.ErrorContext(r.Context(), "webhook not stored; Stripe will retry", "event_id", ev.ID, "err", err)
 		http.Error(w, "temporarily unavailable", http.StatusServiceUnavailable)
 		return
@@ -96,6 +99,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = io.WriteString(w, `{"received":true}`)
+}
+
+// stores returns the handler's group store, made on first use (a Handler
+// is built as a struct literal).
+func (h *Handler) stores() *groupStore {
+	h.groupOnce.Do(func() { h.group = &groupStore{db: h.DB} })
+	return h.group
 }
 
 // Refusal reasons, for logs only: the client is told nothing.
@@ -214,6 +224,18 @@ func signatureTime(header string) (time.Time, error) {
 // new; a duplicate delivery is not an error. The webhook endpoint and the
 // reconciler both ingest through it.
 func Store(ctx context.Context, db *ent.Client, ev *stripe.Event, body []byte) (bool, error) {
+	err := newEventRow(db, ev, body).
+		OnConflictColumns(webhookevent.FieldStripeEventID).DoNothing().
+		Exec(auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService)))
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil // already stored: Stripe delivered it again
+	}
+	return err == nil, err
+}
+
+// newEventRow is the row that stores a verified event: received, and due
+// for the worker now.
+func newEventRow(db *ent.Client, ev *stripe.Event, body []byte) *ent.WebhookEventCreate {
 	objectID := ""
 	if ev.Data != nil {
 		var obj struct {
@@ -222,8 +244,7 @@ func Store(ctx context.Context, db *ent.Client, ev *stripe.Event, body []byte) (
 		_ = json.Unmarshal(ev.Data.Raw, &obj)
 		objectID = obj.ID
 	}
-	now := time.Now()
-	err := db.WebhookEvent.Create().
+	return db.WebhookEvent.Create().
 		SetStripeEventID(ev.ID).
 		SetType(clip(string(ev.Type), 255)).
 		SetAPIVersion(clip(ev.APIVersion, 64)).
@@ -232,13 +253,7 @@ func Store(ctx context.Context, db *ent.Client, ev *stripe.Event, body []byte) (
 		SetObjectID(clip(objectID, 255)).
 		SetPayload(body).
 		SetStatus(webhookevent.StatusReceived).
-		SetNextAttemptAt(now).
-		OnConflictColumns(webhookevent.FieldStripeEventID).DoNothing().
-		Exec(auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService)))
-	if errors.Is(err, sql.ErrNoRows) {
-		return false, nil // already stored: Stripe delivered it again
-	}
-	return err == nil, err
+		SetNextAttemptAt(time.Now())
 }
 
 // storable reports whether an event's id or type can be stored: 1 to 255
