@@ -1,10 +1,12 @@
 package billing
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -85,48 +87,142 @@ type eventChange func(ctx context.Context, tx *ent.Tx) (publish *BillingEvent, s
 // event for an unknown workspace or of a type we do not handle is marked
 // skipped with the reason. A returned error leaves the event for a retry.
 func (s *Service) ApplyEvent(ctx context.Context, eventRowID uuid.UUID, ev *stripe.Event) (EventOutcome, error) {
-	ws, change, err := s.planEvent(ctx, ev)
-	var sk errSkip
-	if errors.As(err, &sk) {
-		done, merr := s.finishEvent(ctx, nil, eventRowID, webhookevent.StatusSkipped, sk.reason, uuid.Nil)
-		return EventOutcome{Status: webhookevent.StatusSkipped, Reason: sk.reason, Duplicate: !done}, merr
-	}
-	if err != nil {
-		return EventOutcome{}, err
-	}
-	var (
-		publish       *BillingEvent
-		statusChanged bool
-		done          bool
-	)
-	sys := systemCtx(ctx, ws)
-	err = WithTx(sys, s.db, func(tx *ent.Tx) error {
-		var err error
-		if done, err = s.finishEvent(ctx, tx, eventRowID, webhookevent.StatusProcessed, "", ws); err != nil || !done {
-			return err
+	r := s.ApplyEvents(ctx, []StoredEvent{{RowID: eventRowID, Event: ev}})[0]
+	return r.Outcome, r.Err
+}
+
+// StoredEvent is a stored event to apply: its row's id and its payload.
+type StoredEvent struct {
+	RowID uuid.UUID
+	Event *stripe.Event
+}
+
+// EventResult is what applying one of ApplyEvents' events gave: as
+// ApplyEvent's results.
+type EventResult struct {
+	Outcome EventOutcome
+	Err     error
+}
+
+// Batchable reports whether events of this type may be applied together
+// by ApplyEvents: those that change one payment, invoice or subscription
+// row, the bulk of a month-end burst.
+func Batchable(eventType string) bool {
+	return strings.HasPrefix(eventType, "payment_intent.") || strings.HasPrefix(eventType, "invoice.") ||
+		strings.HasPrefix(eventType, "customer.subscription.")
+}
+
+// ApplyEvents applies events as ApplyEvent applies each, in order, but
+// commits their changes in one transaction, and refreshes each changed
+// workspace's status once. The events must be about distinct Stripe
+// objects: each is planned (its workspace, the owner and tie checks)
+// before any of them is applied. Should the transaction fail, each event
+// is applied again in its own, so that only the failing one is left for a
+// retry.
+func (s *Service) ApplyEvents(ctx context.Context, events []StoredEvent) []EventResult {
+	results := make([]EventResult, len(events))
+	var planned []*plannedEvent
+	for i, e := range events {
+		ws, change, err := s.planEvent(ctx, e.Event)
+		var sk errSkip
+		switch {
+		case errors.As(err, &sk):
+			done, merr := s.finishEvent(ctx, nil, e.RowID, webhookevent.StatusSkipped, sk.reason, uuid.Nil)
+			results[i] = EventResult{EventOutcome{Status: webhookevent.StatusSkipped, Reason: sk.reason, Duplicate: !done}, merr}
+		case err != nil:
+			results[i].Err = err
+		default:
+			planned = append(planned, &plannedEvent{index: i, StoredEvent: e, ws: ws, change: change})
 		}
-		publish, statusChanged, err = change(sys, tx)
-		return err
+	}
+	committed := planned
+	if err := s.applyPlanned(ctx, planned); err != nil {
+		committed = nil
+		if len(planned) == 1 {
+			results[planned[0].index].Err = err
+		} else {
+			for _, p := range planned {
+				if err := s.applyPlanned(ctx, []*plannedEvent{p}); err != nil {
+					results[p.index].Err = err
+					continue
+				}
+				committed = append(committed, p)
+			}
+		}
+	}
+	s.announce(ctx, committed, results)
+	return results
+}
+
+// plannedEvent is an event that planEvent found a change for, and what
+// applying it did.
+type plannedEvent struct {
+	StoredEvent
+	index  int // in ApplyEvents' events
+	ws     uuid.UUID
+	change eventChange
+
+	done          bool // false: it had been applied already
+	publish       *BillingEvent
+	statusChanged bool
+}
+
+// applyPlanned marks the events done and applies their changes, in one
+// transaction. They are applied in the order of their workspaces' ids:
+// being about distinct objects, their order does not matter, and
+// concurrent transactions that take their workspaces' locks in one order
+// cannot deadlock on them.
+func (s *Service) applyPlanned(ctx context.Context, planned []*plannedEvent) error {
+	if len(planned) == 0 {
+		return nil
+	}
+	byWorkspace := slices.Clone(planned)
+	slices.SortStableFunc(byWorkspace, func(a, b *plannedEvent) int { return bytes.Compare(a.ws[:], b.ws[:]) })
+	return WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		for _, p := range byWorkspace {
+			p.done, p.publish, p.statusChanged = false, nil, false
+			done, err := s.finishEvent(ctx, tx, p.RowID, webhookevent.StatusProcessed, "", p.ws)
+			if err != nil {
+				return err
+			}
+			if !done {
+				continue
+			}
+			p.done = true
+			if p.publish, p.statusChanged, err = p.change(systemCtx(ctx, p.ws), tx); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
-	if err != nil {
-		return EventOutcome{}, err
+}
+
+// announce follows committed events: it writes each changed workspace's
+// status through to the cache once, then publishes the events in order,
+// and fills in their results.
+func (s *Service) announce(ctx context.Context, committed []*plannedEvent, results []EventResult) {
+	refreshed := map[uuid.UUID]bool{}
+	for _, p := range committed {
+		if p.done && p.statusChanged && !refreshed[p.ws] {
+			refreshed[p.ws] = true
+			s.refreshStatus(systemCtx(ctx, p.ws), p.ws)
+		}
 	}
-	if !done {
-		return EventOutcome{Status: webhookevent.StatusProcessed, Duplicate: true, Workspace: ws}, nil
-	}
-	if statusChanged {
-		s.refreshStatus(sys, ws)
-	}
-	if publish != nil && s.bus != nil {
-		publish.EventID, publish.Type, publish.WorkspaceID = ev.ID, string(ev.Type), ws
-		publish.OccurredAt = time.Unix(ev.Created, 0).UTC()
-		if b, err := json.Marshal(publish); err == nil {
-			if err := s.bus.Publish(ctx, ws.String(), b); err != nil {
+	for _, p := range committed {
+		results[p.index].Outcome = EventOutcome{Status: webhookevent.StatusProcessed, Workspace: p.ws, Duplicate: !p.done}
+		if !p.done || p.publish == nil || s.bus == nil {
+			continue
+		}
+		ev := p.Event
+		pub := p.publish
+		pub.EventID, pub.Type, pub.WorkspaceID = ev.ID, string(ev.Type), p.ws
+		pub.OccurredAt = time.Unix(ev.Created, 0).UTC()
+		if b, err := json.Marshal(pub); err == nil {
+			if err := s.bus.Publish(ctx, p.ws.String(), b); err != nil {
 				s.log.WarnContext(ctx, "event bus: publish failed", "event_id", ev.ID, "err", err)
 			}
 		}
 	}
-	return EventOutcome{Status: webhookevent.StatusProcessed, Workspace: ws}, nil
 }
 
 // finishEvent marks the event done (processed or skipped) unless it is

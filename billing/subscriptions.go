@@ -13,6 +13,7 @@ import (
 	"billingapi/ent/subscription"
 	"billingapi/ent/workspace"
 
+	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -339,7 +340,7 @@ func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, pla
 			err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
 				q := tx.Workspace.Query().Where(workspace.ID(ws))
 				if s.cfg.RowLocks {
-					q = q.ForUpdate()
+					q = q.ForUpdate(noKeyUpdate)
 				}
 				if _, err := q.Only(ctx); err != nil {
 					return err
@@ -444,7 +445,7 @@ func (s *Service) planOfSubscription(ctx context.Context, sub *stripe.Subscripti
 func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspaceID, rowID uuid.UUID, sub *stripe.Subscription, ev *stripeEvent, plan *Plan) (*SubscriptionView, bool, error) {
 	q := tx.Workspace.Query().Where(workspace.ID(workspaceID))
 	if s.cfg.RowLocks {
-		q = q.ForUpdate()
+		q = q.ForUpdate(noKeyUpdate)
 	}
 	if _, err := q.Only(ctx); err != nil {
 		return nil, false, err
@@ -478,6 +479,15 @@ func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspace
 	}
 	return viewOf(row), true, nil
 }
+
+// noKeyUpdate makes ForUpdate lock a workspace FOR NO KEY UPDATE, the
+// lock an UPDATE of its non-key columns takes, which is what the
+// subscription changes of one workspace serialize on. FOR UPDATE would
+// also wait for, and block, every transaction that inserts a row
+// referencing the workspace (a payment, an invoice): their foreign keys
+// take KEY SHARE locks on it. With several events applied in one
+// transaction, that made webhook lanes deadlock.
+func noKeyUpdate(o *entsql.LockOptions) { o.Strength = entsql.LockNoKeyUpdate }
 
 // findSubscriptionRow returns the row by id, else by Stripe id, else nil.
 func findSubscriptionRow(ctx context.Context, tx *ent.Tx, rowID uuid.UUID, stripeID string) (*ent.Subscription, error) {

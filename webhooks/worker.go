@@ -215,6 +215,7 @@ type job struct {
 	row       *ent.WebhookEvent
 	ev        stripe.Event
 	decodeErr error
+	key       string // laneKey
 }
 
 // applyBatch applies claimed events in lanes and waits for all of them. It
@@ -233,7 +234,8 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 		if err := json.Unmarshal(row.Payload, &j.ev); err != nil {
 			j.decodeErr = fmt.Errorf("stored payload does not decode: %w", err)
 		}
-		i := laneOf(laneKey(&j.ev), len(lanes))
+		j.key = laneKey(&j.ev)
+		i := laneOf(j.key, len(lanes))
 		lanes[i] = append(lanes[i], j)
 	}
 	var (
@@ -246,7 +248,7 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 			continue
 		}
 		wg.Go(func() {
-			for k, j := range lane {
+			for k := 0; k < len(lane); {
 				if ctx.Err() != nil {
 					mu.Lock()
 					for _, rest := range lane[k:] {
@@ -255,12 +257,31 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 					mu.Unlock()
 					return
 				}
-				w.applyInHand(ctx, j)
+				n := chunkLen(lane[k:])
+				w.applyInHand(ctx, lane[k:k+n])
+				k += n
 			}
 		})
 	}
 	wg.Wait()
 	return left
+}
+
+// chunkLen is how many of a lane's next jobs are applied together, in one
+// transaction: the longest run of events that billing.ApplyEvents takes
+// (batchable types, decoded), about distinct objects, so that each is
+// planned with its object's latest state; 1 for an event applied alone.
+func chunkLen(jobs []*job) int {
+	seen := map[string]bool{}
+	n := 0
+	for _, j := range jobs {
+		if j.decodeErr != nil || !billing.Batchable(string(j.ev.Type)) || j.key == "" || seen[j.key] {
+			break
+		}
+		seen[j.key] = true
+		n++
+	}
+	return max(n, 1)
 }
 
 // laneKey is what decides an event's lane: the PaymentIntent for charges
@@ -324,23 +345,39 @@ func (w *Worker) release(ctx context.Context, rows []*ent.WebhookEvent, leasedUn
 	}
 }
 
-// applyInHand applies a started event to the end, whatever happens to ctx.
-func (w *Worker) applyInHand(ctx context.Context, j *job) {
+// applyInHand applies started events to the end, whatever happens to ctx:
+// one alone, or several together (chunkLen).
+func (w *Worker) applyInHand(ctx context.Context, jobs []*job) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.lease())
 	defer cancel()
-	w.apply(ctx, j)
-}
-
-// apply runs one leased event through billing and records a failure.
-func (w *Worker) apply(ctx context.Context, j *job) {
-	row := j.row
-	if j.decodeErr != nil {
-		w.fail(ctx, row, j.decodeErr, true)
+	if len(jobs) == 1 {
+		w.apply(ctx, jobs[0])
 		return
 	}
-	out, err := w.Billing.ApplyEvent(ctx, row.ID, &j.ev)
+	events := make([]billing.StoredEvent, len(jobs))
+	for i, j := range jobs {
+		events[i] = billing.StoredEvent{RowID: j.row.ID, Event: &j.ev}
+	}
+	for i, r := range w.Billing.ApplyEvents(ctx, events) {
+		w.settle(ctx, jobs[i], r.Outcome, r.Err)
+	}
+}
+
+// apply runs one leased event through billing and records the outcome.
+func (w *Worker) apply(ctx context.Context, j *job) {
+	if j.decodeErr != nil {
+		w.fail(ctx, j.row, j.decodeErr, true)
+		return
+	}
+	out, err := w.Billing.ApplyEvent(ctx, j.row.ID, &j.ev)
+	w.settle(ctx, j, out, err)
+}
+
+// settle records what applying an event gave: a failure to retry, or the
+// outcome in the metrics and the log.
+func (w *Worker) settle(ctx context.Context, j *job, out billing.EventOutcome, err error) {
 	if err != nil {
-		w.fail(ctx, row, err, false)
+		w.fail(ctx, j.row, err, false)
 		return
 	}
 	if w.Observe != nil {
@@ -348,7 +385,7 @@ func (w *Worker) apply(ctx context.Context, j *job) {
 		if out.Duplicate {
 			outcome = "duplicate"
 		}
-		w.Observe(row.Type, outcome, time.Since(row.Created))
+		w.Observe(j.row.Type, outcome, time.Since(j.row.Created))
 	}
 	w.Log.InfoContext(ctx, "webhook applied", "event_id", j.ev.ID, "type", j.ev.Type,
 		"status", out.Status, "duplicate", out.Duplicate, "reason", out.Reason)

@@ -1,0 +1,259 @@
+package webhooks
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"billingapi/billing"
+	"billingapi/cache"
+	"billingapi/ent"
+	"billingapi/ent/webhookevent"
+	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
+
+	"entgo.io/ent/dialect"
+	entsql "entgo.io/ent/dialect/sql"
+	"github.com/alicebob/miniredis/v2"
+	"github.com/google/uuid"
+)
+
+// countingDriver counts the transactions billing opens and how many of
+// them end in a rollback (an event's failure, or a deadlock).
+type countingDriver struct {
+	dialect.Driver
+	begun, rolledBack atomic.Int64
+}
+
+func (d *countingDriver) Tx(ctx context.Context) (dialect.Tx, error) {
+	tx, err := d.Driver.Tx(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.begun.Add(1)
+	return &countingTx{Tx: tx, d: d}, nil
+}
+
+type countingTx struct {
+	dialect.Tx
+	d *countingDriver
+}
+
+func (t *countingTx) Rollback() error {
+	t.d.rolledBack.Add(1)
+	return t.Tx.Rollback()
+}
+
+// countedReplica is a replica whose billing service runs on a counting
+// driver, with a status cache (on an embedded Redis) for subscription
+// events.
+func countedReplica(t *testing.T, url string, concurrency int) (*replica, *countingDriver) {
+	t.Helper()
+	r := newReplica(t, url, concurrency)
+	d := &countingDriver{Driver: entsql.OpenDB(r.store.Dialect, r.store.SQL)}
+	rdb, closeRedis, err := cache.Open("redis://" + miniredis.RunT(t).Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = closeRedis() })
+	log := slog.New(slog.DiscardHandler)
+	r.billing = billing.New(billing.Deps{DB: ent.NewClient(ent.Driver(d)), Bus: r.pub, Log: log, Status: cache.NewStatus(rdb, "test:", log)},
+		billing.Config{RowLocks: r.store.Dialect == dialect.Postgres})
+	r.worker.Billing = r.billing
+	return r, d
+}
+
+// refusePayment makes the database refuse to record a payment for the
+// PaymentIntent pi, as a constraint or an outage would.
+func refusePayment(t *testing.T, r *replica, pi string) {
+	t.Helper()
+	var stmts []string
+	if r.store.Dialect == dialect.Postgres {
+		stmts = []string{
+			`CREATE FUNCTION refuse_payment() RETURNS trigger LANGUAGE plpgsql AS $$
+			BEGIN
+				IF NEW.stripe_payment_intent_id = '` + pi + `' THEN RAISE EXCEPTION 'payment refused by the test'; END IF;
+				RETURN NEW;
+			END $$`,
+			`CREATE TRIGGER refuse_payment BEFORE INSERT ON payments FOR EACH ROW EXECUTE FUNCTION refuse_payment()`,
+		}
+	} else {
+		stmts = []string{`CREATE TRIGGER refuse_payment BEFORE INSERT ON payments
+			WHEN NEW.stripe_payment_intent_id = '` + pi + `' BEGIN SELECT RAISE(ABORT, 'payment refused by the test'); END`}
+	}
+	for _, s := range stmts {
+		if _, err := r.store.SQL.ExecContext(context.Background(), s); err != nil {
+			t.Fatalf("install the refusal: %v", err)
+		}
+	}
+}
+
+// publishedIDs returns the ids of the events published so far.
+func publishedIDs(r *replica) []string {
+	var ids []string
+	for _, ev := range r.pub.all() {
+		ids = append(ids, ev.EventID)
+	}
+	return ids
+}
+
+// One lane's events about distinct objects are applied in one
+// transaction. When one of them fails, the transaction is rolled back and
+// each event is applied in its own: the others are applied and published
+// in order, and only the failing one is left for a retry.
+func TestOneLanesEventsAreAppliedTogether(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			r, d := countedReplica(t, backend.URL(t), 1)
+			ws := r.workspace(t, "alice")
+			base := time.Now().Add(-time.Hour).Truncate(time.Second)
+			pay := func(id, pi string, k int) piEvent {
+				return piEvent{id: id, typ: "payment_intent.succeeded", object: pi, status: "succeeded", amount: 500,
+					created: base.Add(time.Duration(k) * time.Second), ws: ws}
+			}
+			refusePayment(t, r, "pi_refused")
+
+			postAll(t, r.store.Client, []piEvent{pay("evt_together_1", "pi_t1", 1), pay("evt_together_2", "pi_t2", 2), pay("evt_together_3", "pi_t3", 3)})
+			begun, rolledBack := d.begun.Load(), d.rolledBack.Load()
+			if n := r.worker.ProcessDue(context.Background()); n != 3 {
+				t.Fatalf("claimed %d events, want 3", n)
+			}
+			if got := d.begun.Load() - begun; got != 1 || d.rolledBack.Load() != rolledBack {
+				t.Errorf("three payments took %d transactions (%d rolled back), want 1", got, d.rolledBack.Load()-rolledBack)
+			}
+			if got, want := publishedIDs(r), []string{"evt_together_1", "evt_together_2", "evt_together_3"}; !slices.Equal(got, want) {
+				t.Errorf("published %v, want %v", got, want)
+			}
+
+			postAll(t, r.store.Client, []piEvent{pay("evt_mixed_1", "pi_m1", 4), pay("evt_mixed_refused", "pi_refused", 5), pay("evt_mixed_3", "pi_m3", 6)})
+			begun, rolledBack = d.begun.Load(), d.rolledBack.Load()
+			if n := r.worker.ProcessDue(context.Background()); n != 3 {
+				t.Fatalf("claimed %d events, want 3", n)
+			}
+			if got, rb := d.begun.Load()-begun, d.rolledBack.Load()-rolledBack; got != 4 || rb != 2 {
+				t.Errorf("%d transactions, %d rolled back; want 4 and 2: the three together, then each alone", got, rb)
+			}
+			if got, want := publishedIDs(r)[3:], []string{"evt_mixed_1", "evt_mixed_3"}; !slices.Equal(got, want) {
+				t.Errorf("published %v, want %v", got, want)
+			}
+			for id, want := range map[string]webhookevent.Status{"evt_mixed_1": webhookevent.StatusProcessed,
+				"evt_mixed_refused": webhookevent.StatusFailed, "evt_mixed_3": webhookevent.StatusProcessed} {
+				row, err := r.store.Client.WebhookEvent.Query().Where(webhookevent.StripeEventID(id)).Only(svc())
+				if err != nil {
+					t.Fatal(err)
+				}
+				if row.Status != want {
+					t.Errorf("%s: %s (%q), want %s", id, row.Status, row.LastError, want)
+				}
+				if want == webhookevent.StatusFailed && (row.NextAttemptAt == nil || !strings.Contains(row.LastError, "refused by the test")) {
+					t.Errorf("%s: last error %q, next attempt %v; want the refusal, and a retry", id, row.LastError, row.NextAttemptAt)
+				}
+			}
+			if p, f := r.outcome("processed"), r.outcome("failed"); p != 5 || f != 1 {
+				t.Errorf("outcomes %v, want 5 processed and 1 failed", r.outcomes)
+			}
+		})
+	}
+}
+
+// subscriptionEvent is a customer.subscription.updated event.
+func subscriptionEvent(id, sub string, ws uuid.UUID, created time.Time) []byte {
+	obj := stripefake.SubscriptionJSON(stripefake.Subscription{ID: sub, Status: "active", PriceID: "price_team_monthly",
+		Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"}})
+	return stripefake.Event(id, "customer.subscription.updated", obj, created)
+}
+
+// subsSharingLanes returns four subscription ids: a1 and b1 share a lane
+// (of 8), and a2 and b2 share another.
+func subsSharingLanes() (a1, b1, a2, b2 string) {
+	var byLane [8][]string
+	for i := 0; ; i++ {
+		id := fmt.Sprintf("sub_lock_%d", i)
+		l := laneOf(id, len(byLane))
+		byLane[l] = append(byLane[l], id)
+		var full []int
+		for l, ids := range byLane {
+			if len(ids) >= 2 {
+				full = append(full, l)
+			}
+		}
+		if len(full) == 2 {
+			return byLane[full[0]][0], byLane[full[0]][1], byLane[full[1]][0], byLane[full[1]][1]
+		}
+	}
+}
+
+// Lanes that apply their events together must not deadlock on the
+// workspaces those events lock. Two such deadlocks were seen in bench B4
+// (hundreds of them): a subscription event locks its workspace, while a
+// payment or invoice inserted in another lane's transaction holds a
+// foreign-key lock on it; and two lanes each holding one workspace's lock
+// and waiting for the other's. Here workspace A's subscriptions a1 and a2
+// and B's b1 and b2 go to two lanes, which meet them in opposite
+// orders (a1 then b1; b2 then a2), beside payments of both workspaces.
+func TestLanesAppliedTogetherDoNotDeadlockOnWorkspaces(t *testing.T) {
+	r, d := countedReplica(t, testenv.Postgres(t), 8)
+	wsA, wsB := r.workspace(t, "alice"), r.workspace(t, "bob")
+	a1, b1, a2, b2 := subsSharingLanes()
+	h := &Handler{DB: r.store.Client, Secrets: []string{firstSecret}, Log: slog.New(slog.DiscardHandler)}
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	n := 0
+	postBody := func(body []byte) {
+		if code := postSigned(h, body); code != http.StatusOK {
+			t.Fatalf("post: %d", code)
+		}
+		n++
+	}
+	const rounds = 40
+	for k := range rounds {
+		at := func(i int) time.Time { return base.Add(time.Duration(k*10+i) * time.Second) }
+		postBody(piEvent{id: fmt.Sprintf("evt_lock_pa_%d", k), typ: "payment_intent.succeeded", object: fmt.Sprintf("pi_lock_a_%d", k),
+			status: "succeeded", amount: 100, created: at(0), ws: wsA}.payload())
+		postBody(piEvent{id: fmt.Sprintf("evt_lock_pb_%d", k), typ: "payment_intent.succeeded", object: fmt.Sprintf("pi_lock_b_%d", k),
+			status: "succeeded", amount: 100, created: at(1), ws: wsB}.payload())
+		postBody(subscriptionEvent(fmt.Sprintf("evt_lock_a1_%d", k), a1, wsA, at(2)))
+		postBody(subscriptionEvent(fmt.Sprintf("evt_lock_b2_%d", k), b2, wsB, at(3)))
+		postBody(subscriptionEvent(fmt.Sprintf("evt_lock_b1_%d", k), b1, wsB, at(4)))
+		postBody(subscriptionEvent(fmt.Sprintf("evt_lock_a2_%d", k), a2, wsA, at(5)))
+	}
+	runUntil(t, r.store.Client, n, r)
+	if rb := d.rolledBack.Load(); rb != 0 {
+		t.Errorf("%d of %d transactions rolled back (deadlocks), want none", rb, d.begun.Load())
+	}
+	if got := r.outcome("processed"); got != n {
+		t.Errorf("outcomes %v, want %d processed", r.outcomes, n)
+	}
+}
+
+// A subscription event serializes on its workspace with FOR NO KEY
+// UPDATE, so it does not wait for a transaction that is recording a row
+// that references the workspace (a payment being created, whose foreign
+// key holds a KEY SHARE lock on it until it commits), nor block it.
+func TestSubscriptionEventDoesNotWaitForRowsReferencingItsWorkspace(t *testing.T) {
+	r, _ := countedReplica(t, testenv.Postgres(t), 1)
+	ws := r.workspace(t, "alice")
+	ctx := context.Background()
+	other, err := r.store.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = other.Rollback() }()
+	if _, err := other.ExecContext(ctx, `SELECT 1 FROM workspaces WHERE id = $1 FOR KEY SHARE`, ws); err != nil {
+		t.Fatal(err)
+	}
+	h := &Handler{DB: r.store.Client, Secrets: []string{firstSecret}, Log: slog.New(slog.DiscardHandler)}
+	if code := postSigned(h, subscriptionEvent("evt_nokey", "sub_nokey", ws, time.Now().Add(-time.Minute))); code != http.StatusOK {
+		t.Fatalf("post: %d", code)
+	}
+	r.worker.Lease = 3 * time.Second // how long the event may wait
+	r.worker.ProcessDue(ctx)
+	if got := r.outcome("processed"); got != 1 {
+		t.Fatalf("outcomes %v with a KEY SHARE lock held on the workspace; want the event processed without waiting for it", r.outcomes)
+	}
+}
