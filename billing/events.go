@@ -122,8 +122,9 @@ func Batchable(eventType string) bool {
 func (s *Service) ApplyEvents(ctx context.Context, events []StoredEvent) []EventResult {
 	results := make([]EventResult, len(events))
 	var planned []*plannedEvent
+	ahead := s.readAheadFor(ctx, events)
 	for i, e := range events {
-		ws, change, err := s.planEvent(ctx, e.Event)
+		ws, change, err := s.planEvent(ctx, ahead, e.Event)
 		var sk errSkip
 		switch {
 		case errors.As(err, &sk):
@@ -245,7 +246,7 @@ func (s *Service) finishEvent(ctx context.Context, tx *ent.Tx, id uuid.UUID, sta
 // planEvent finds the workspace an event is about and returns the change
 // to apply, or errSkip. Anything that needs Stripe or the price cache is
 // done here, before the transaction.
-func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, eventChange, error) {
+func (s *Service) planEvent(ctx context.Context, ahead *readAhead, ev *stripe.Event) (uuid.UUID, eventChange, error) {
 	if ev.Data == nil || len(ev.Data.Raw) == 0 {
 		return uuid.Nil, nil, skip("event has no object")
 	}
@@ -257,11 +258,11 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err := json.Unmarshal(ev.Data.Raw, &pi); err != nil {
 			return uuid.Nil, nil, skip("undecodable payment intent")
 		}
-		ws, err := s.workspaceFor(ctx, pi.Metadata, customerID(pi.Customer))
+		ws, err := s.workspaceFor(ctx, ahead, pi.Metadata, customerID(pi.Customer))
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
-		if err := s.refuseForeignObject(ctx, ws, "payment", pi.ID); err != nil {
+		if err := s.refuseForeignObject(ctx, ahead, ws, "payment", pi.ID); err != nil {
 			return uuid.Nil, nil, err
 		}
 		return ws, s.paymentIntentChange(ws, &pi, t, created), nil
@@ -272,7 +273,7 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err := json.Unmarshal(ev.Data.Raw, &cs); err != nil {
 			return uuid.Nil, nil, skip("undecodable checkout session")
 		}
-		ws, err := s.workspaceFor(ctx, cs.Metadata, customerID(cs.Customer))
+		ws, err := s.workspaceFor(ctx, ahead, cs.Metadata, customerID(cs.Customer))
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -292,11 +293,11 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err := json.Unmarshal(ev.Data.Raw, &sub); err != nil {
 			return uuid.Nil, nil, skip("undecodable subscription")
 		}
-		ws, err := s.workspaceFor(ctx, sub.Metadata, customerID(sub.Customer))
+		ws, err := s.workspaceFor(ctx, ahead, sub.Metadata, customerID(sub.Customer))
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
-		row, err := s.recordedSubscription(ctx, ws, sub.ID)
+		row, err := s.recordedSubscription(ctx, ahead, ws, sub.ID)
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -322,11 +323,11 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if inv.SubscriptionDetails != nil {
 			meta = inv.SubscriptionDetails.Metadata
 		}
-		ws, err := s.workspaceFor(ctx, meta, customerID(inv.Customer))
+		ws, err := s.workspaceFor(ctx, ahead, meta, customerID(inv.Customer))
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
-		if err := s.refuseForeignObject(ctx, ws, "invoice", inv.ID); err != nil {
+		if err := s.refuseForeignObject(ctx, ahead, ws, "invoice", inv.ID); err != nil {
 			return uuid.Nil, nil, err
 		}
 		return ws, s.invoiceChange(ws, &inv, t, created), nil
@@ -342,7 +343,7 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err := json.Unmarshal(ev.Data.Raw, &ch); err != nil {
 			return uuid.Nil, nil, skip("undecodable charge")
 		}
-		ws, err := s.workspaceForPayment(ctx, ch.Metadata, customerID(ch.Customer), ch.PaymentIntent)
+		ws, err := s.workspaceForPayment(ctx, ahead, ch.Metadata, customerID(ch.Customer), ch.PaymentIntent)
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -353,7 +354,7 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err := json.Unmarshal(ev.Data.Raw, &re); err != nil {
 			return uuid.Nil, nil, skip("undecodable refund")
 		}
-		ws, err := s.workspaceForPayment(ctx, re.Metadata, "", re.PaymentIntent)
+		ws, err := s.workspaceForPayment(ctx, ahead, re.Metadata, "", re.PaymentIntent)
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -364,7 +365,7 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err := json.Unmarshal(ev.Data.Raw, &si); err != nil {
 			return uuid.Nil, nil, skip("undecodable setup intent")
 		}
-		ws, err := s.workspaceFor(ctx, si.Metadata, customerID(si.Customer))
+		ws, err := s.workspaceFor(ctx, ahead, si.Metadata, customerID(si.Customer))
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -379,7 +380,7 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if prev, ok := ev.Data.PreviousAttributes["customer"].(string); ok && customer == "" {
 			customer = prev // detached: the customer it left
 		}
-		ws, err := s.workspaceFor(ctx, nil, customer)
+		ws, err := s.workspaceFor(ctx, ahead, nil, customer)
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -390,7 +391,7 @@ func (s *Service) planEvent(ctx context.Context, ev *stripe.Event) (uuid.UUID, e
 		if err := json.Unmarshal(ev.Data.Raw, &c); err != nil {
 			return uuid.Nil, nil, skip("undecodable customer")
 		}
-		ws, err := s.workspaceFor(ctx, c.Metadata, c.ID)
+		ws, err := s.workspaceFor(ctx, ahead, c.Metadata, c.ID)
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -414,12 +415,16 @@ func notifyOnly(context.Context, *ent.Tx) (*BillingEvent, bool, error) {
 // workspaceFor finds the workspace an object belongs to: its
 // metadata.workspace_id, else its Stripe customer. An unknown workspace
 // is errSkip.
-func (s *Service) workspaceFor(ctx context.Context, meta map[string]string, customer string) (uuid.UUID, error) {
+func (s *Service) workspaceFor(ctx context.Context, ahead *readAhead, meta map[string]string, customer string) (uuid.UUID, error) {
 	if id, err := uuid.Parse(meta[metaWorkspaceID]); err == nil {
-		// The system viewer of that very workspace may check it exists.
-		if ok, err := s.db.Workspace.Query().Where(workspace.ID(id)).Exist(systemCtx(ctx, id)); err != nil {
-			return uuid.Nil, err
-		} else if ok {
+		ok, read := ahead.workspace(id)
+		if !read {
+			// The system viewer of that very workspace may check it exists.
+			if ok, err = s.db.Workspace.Query().Where(workspace.ID(id)).Exist(systemCtx(ctx, id)); err != nil {
+				return uuid.Nil, err
+			}
+		}
+		if ok {
 			return id, nil
 		}
 	}
@@ -440,8 +445,8 @@ func (s *Service) workspaceFor(ctx context.Context, meta map[string]string, cust
 
 // workspaceForPayment finds the workspace of a charge or refund: as
 // workspaceFor, else through the Payment recorded for its PaymentIntent.
-func (s *Service) workspaceForPayment(ctx context.Context, meta map[string]string, customer string, pi *stripe.PaymentIntent) (uuid.UUID, error) {
-	ws, err := s.workspaceFor(ctx, meta, customer)
+func (s *Service) workspaceForPayment(ctx context.Context, ahead *readAhead, meta map[string]string, customer string, pi *stripe.PaymentIntent) (uuid.UUID, error) {
+	ws, err := s.workspaceFor(ctx, ahead, meta, customer)
 	var sk errSkip
 	if !errors.As(err, &sk) || pi == nil {
 		return ws, err
@@ -463,7 +468,10 @@ func (s *Service) workspaceForPayment(ctx context.Context, meta map[string]strin
 // another workspace than the one its metadata or customer names: such an
 // event can never apply, and retrying it would not help. The check reads
 // across workspaces and learns only the owner's id.
-func (s *Service) refuseForeignObject(ctx context.Context, ws uuid.UUID, kind, stripeID string) error {
+func (s *Service) refuseForeignObject(ctx context.Context, ahead *readAhead, ws uuid.UUID, kind, stripeID string) error {
+	if owner, read := ahead.owner(kind, stripeID); read {
+		return foreignOwner(owner != uuid.Nil, owner, ws, kind, stripeID)
+	}
 	all := privacy.DecisionContext(ctx, privacy.Allow)
 	var (
 		owner uuid.UUID
@@ -481,20 +489,20 @@ func (s *Service) refuseForeignObject(ctx context.Context, ws uuid.UUID, kind, s
 			owner = r.WorkspaceID
 		}
 	}
-	return foreignOwner(err, owner, ws, kind, stripeID)
+	if ent.IsNotFound(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return foreignOwner(true, owner, ws, kind, stripeID)
 }
 
-// foreignOwner judges the read of an object's recorded owner for
-// refuseForeignObject and recordedSubscription: no row (not found) is
-// fine, a failed read is an error to retry, and another workspace's row
-// is errSkip.
-func foreignOwner(readErr error, owner, ws uuid.UUID, kind, stripeID string) error {
-	switch {
-	case ent.IsNotFound(readErr):
-		return nil
-	case readErr != nil:
-		return readErr
-	case owner != ws:
+// foreignOwner judges an object's recorded owner for
+// refuseForeignObject and recordedSubscription: no row is fine, and
+// another workspace's row is errSkip.
+func foreignOwner(recorded bool, owner, ws uuid.UUID, kind, stripeID string) error {
+	if recorded && owner != ws {
 		return skip("%s %s is recorded for another workspace than the event names", kind, stripeID)
 	}
 	return nil
@@ -504,17 +512,26 @@ func foreignOwner(readErr error, owner, ws uuid.UUID, kind, stripeID string) err
 // when none is recorded; like refuseForeignObject, it skips the event when
 // the row belongs to another workspace than ws. One read serves both the
 // check and resolveSubscriptionTie.
-func (s *Service) recordedSubscription(ctx context.Context, ws uuid.UUID, stripeID string) (*ent.Subscription, error) {
-	row, err := s.db.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).
-		Only(privacy.DecisionContext(ctx, privacy.Allow))
-	var owner uuid.UUID
-	if err == nil {
-		owner = row.WorkspaceID
+func (s *Service) recordedSubscription(ctx context.Context, ahead *readAhead, ws uuid.UUID, stripeID string) (*ent.Subscription, error) {
+	row, read := ahead.subscription(stripeID)
+	if !read {
+		var err error
+		row, err = s.db.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).
+			Only(privacy.DecisionContext(ctx, privacy.Allow))
+		switch {
+		case ent.IsNotFound(err):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
 	}
-	if err := foreignOwner(err, owner, ws, "subscription", stripeID); err != nil {
+	if row == nil {
+		return nil, nil
+	}
+	if err := foreignOwner(true, row.WorkspaceID, ws, "subscription", stripeID); err != nil {
 		return nil, err
 	}
-	return row, nil // nil when none is recorded
+	return row, nil
 }
 
 func customerID(c *stripe.Customer) string {

@@ -24,11 +24,17 @@ import (
 	"github.com/google/uuid"
 )
 
-// countingDriver counts the transactions billing opens and how many of
-// them end in a rollback (an event's failure, or a deadlock).
+// countingDriver counts the transactions billing opens, how many of them
+// end in a rollback (an event's failure, or a deadlock), and the queries
+// it runs outside transactions (planning's reads).
 type countingDriver struct {
 	dialect.Driver
-	begun, rolledBack atomic.Int64
+	begun, rolledBack, reads atomic.Int64
+}
+
+func (d *countingDriver) Query(ctx context.Context, query string, args, v any) error {
+	d.reads.Add(1)
+	return d.Driver.Query(ctx, query, args, v)
 }
 
 func (d *countingDriver) Tx(ctx context.Context) (dialect.Tx, error) {
@@ -104,7 +110,10 @@ func publishedIDs(r *replica) []string {
 }
 
 // One lane's events about distinct objects are applied in one
-// transaction. When one of them fails, the transaction is rolled back and
+// transaction, after reading what planning them needs in one query per
+// kind (the workspaces named, the payments recorded), and an event whose
+// object is recorded for another workspace is still skipped. When one of
+// them fails, the transaction is rolled back and
 // each event is applied in its own: the others are applied and published
 // in order, and only the failing one is left for a retry.
 func TestOneLanesEventsAreAppliedTogether(t *testing.T) {
@@ -118,17 +127,33 @@ func TestOneLanesEventsAreAppliedTogether(t *testing.T) {
 					created: base.Add(time.Duration(k) * time.Second), ws: ws}
 			}
 			refusePayment(t, r, "pi_refused")
+			bob := r.workspace(t, "bob")
+			bobs := pay("evt_bobs", "pi_bobs", 0)
+			bobs.ws = bob
+			postAll(t, r.store.Client, []piEvent{bobs})
+			r.worker.ProcessDue(context.Background())
+			r.pub.mu.Lock()
+			r.pub.events = nil
+			r.pub.mu.Unlock()
+			foreign := pay("evt_together_foreign", "pi_bobs", 4) // names alice's workspace
 
-			postAll(t, r.store.Client, []piEvent{pay("evt_together_1", "pi_t1", 1), pay("evt_together_2", "pi_t2", 2), pay("evt_together_3", "pi_t3", 3)})
-			begun, rolledBack := d.begun.Load(), d.rolledBack.Load()
-			if n := r.worker.ProcessDue(context.Background()); n != 3 {
-				t.Fatalf("claimed %d events, want 3", n)
+			postAll(t, r.store.Client, []piEvent{pay("evt_together_1", "pi_t1", 1), pay("evt_together_2", "pi_t2", 2), foreign, pay("evt_together_3", "pi_t3", 3)})
+			begun, rolledBack, reads := d.begun.Load(), d.rolledBack.Load(), d.reads.Load()
+			if n := r.worker.ProcessDue(context.Background()); n != 4 {
+				t.Fatalf("claimed %d events, want 4", n)
 			}
 			if got := d.begun.Load() - begun; got != 1 || d.rolledBack.Load() != rolledBack {
 				t.Errorf("three payments took %d transactions (%d rolled back), want 1", got, d.rolledBack.Load()-rolledBack)
 			}
+			if got := d.reads.Load() - reads; got != 2 {
+				t.Errorf("planning four payment events read %d times, want 2: the workspaces, the payments", got)
+			}
 			if got, want := publishedIDs(r), []string{"evt_together_1", "evt_together_2", "evt_together_3"}; !slices.Equal(got, want) {
 				t.Errorf("published %v, want %v", got, want)
+			}
+			if row, err := r.store.Client.WebhookEvent.Query().Where(webhookevent.StripeEventID("evt_together_foreign")).Only(svc()); err != nil ||
+				row.Status != webhookevent.StatusSkipped || !strings.Contains(row.LastError, "another workspace") {
+				t.Errorf("the event naming another workspace's payment: %+v, %v; want skipped", row, err)
 			}
 
 			postAll(t, r.store.Client, []piEvent{pay("evt_mixed_1", "pi_m1", 4), pay("evt_mixed_refused", "pi_refused", 5), pay("evt_mixed_3", "pi_m3", 6)})
@@ -155,8 +180,8 @@ func TestOneLanesEventsAreAppliedTogether(t *testing.T) {
 					t.Errorf("%s: last error %q, next attempt %v; want the refusal, and a retry", id, row.LastError, row.NextAttemptAt)
 				}
 			}
-			if p, f := r.outcome("processed"), r.outcome("failed"); p != 5 || f != 1 {
-				t.Errorf("outcomes %v, want 5 processed and 1 failed", r.outcomes)
+			if p, sk, f := r.outcome("processed"), r.outcome("skipped"), r.outcome("failed"); p != 6 || sk != 1 || f != 1 {
+				t.Errorf("outcomes %v, want 6 processed, 1 skipped and 1 failed", r.outcomes)
 			}
 		})
 	}
