@@ -151,9 +151,18 @@ func (s *Service) ApplyEvents(ctx context.Context, events []StoredEvent) []Event
 			}
 		}
 	}
-	s.announce(ctx, committed, results)
+	// Committed events are announced even if ctx has ended meanwhile:
+	// otherwise they would stay unpublished, and their workspaces' cached
+	// status stale.
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), announceTimeout)
+	defer cancel()
+	s.announce(actx, committed, results)
 	return results
 }
+
+// announceTimeout bounds the status refreshes and publications after a
+// commit.
+const announceTimeout = 10 * time.Second
 
 // plannedEvent is an event that planEvent found a change for, and what
 // applying it did.

@@ -2,11 +2,13 @@ package webhooks
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -22,6 +24,7 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
 )
 
 // countingDriver counts the transactions billing opens, how many of them
@@ -30,6 +33,8 @@ import (
 type countingDriver struct {
 	dialect.Driver
 	begun, rolledBack, reads atomic.Int64
+	// afterCommit, when set, runs after each commit.
+	afterCommit func()
 }
 
 func (d *countingDriver) Query(ctx context.Context, query string, args, v any) error {
@@ -49,6 +54,14 @@ func (d *countingDriver) Tx(ctx context.Context) (dialect.Tx, error) {
 type countingTx struct {
 	dialect.Tx
 	d *countingDriver
+}
+
+func (t *countingTx) Commit() error {
+	err := t.Tx.Commit()
+	if f := t.d.afterCommit; f != nil {
+		f()
+	}
+	return err
 }
 
 func (t *countingTx) Rollback() error {
@@ -280,5 +293,102 @@ func TestSubscriptionEventDoesNotWaitForRowsReferencingItsWorkspace(t *testing.T
 	r.worker.ProcessDue(ctx)
 	if got := r.outcome("processed"); got != 1 {
 		t.Fatalf("outcomes %v with a KEY SHARE lock held on the workspace; want the event processed without waiting for it", r.outcomes)
+	}
+}
+
+// A run holds each object once, however its lane key is made: an
+// invoice's events are keyed by its PaymentIntent when they name one, and
+// by the invoice otherwise. And a run holds at most maxRun events.
+func TestRunsHoldEachObjectOnceAndAreBounded(t *testing.T) {
+	invoiceJob := func(paymentIntent string) *job {
+		obj := `{"id":"in_1","object":"invoice"` + paymentIntent + `}`
+		j := &job{row: &ent.WebhookEvent{ObjectID: "in_1"}}
+		if err := json.Unmarshal(stripefake.Event("evt_x", "invoice.paid", obj, time.Now()), &j.ev); err != nil {
+			t.Fatal(err)
+		}
+		j.key = laneKey(&j.ev)
+		return j
+	}
+	withoutPI, withPI := invoiceJob(""), invoiceJob(`,"payment_intent":"pi_1"`)
+	if withoutPI.key == withPI.key {
+		t.Fatalf("both keyed %q: the case this test is about is gone", withPI.key)
+	}
+	if n := chunkLen([]*job{withoutPI, withPI}); n != 1 {
+		t.Errorf("a run took one invoice's two events (%d), keyed %q and %q", n, withoutPI.key, withPI.key)
+	}
+
+	var payments []*job
+	for i := range maxRun + 4 {
+		pi := fmt.Sprintf("pi_run_%d", i)
+		j := &job{row: &ent.WebhookEvent{ObjectID: pi}}
+		body := stripefake.Event("evt_"+pi, "payment_intent.succeeded", stripefake.PaymentIntentJSON(pi, "succeeded", 100, "usd", nil), time.Now())
+		if err := json.Unmarshal(body, &j.ev); err != nil {
+			t.Fatal(err)
+		}
+		j.key = laneKey(&j.ev)
+		payments = append(payments, j)
+	}
+	if n := chunkLen(payments); n != maxRun {
+		t.Errorf("a run of %d distinct payments took %d, want maxRun (%d)", len(payments), n, maxRun)
+	}
+}
+
+// livePublisher publishes only with a live context, as a Redis client
+// does.
+type livePublisher struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (p *livePublisher) Publish(ctx context.Context, _ string, payload []byte) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	var ev billing.BillingEvent
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ids = append(p.ids, ev.EventID)
+	return nil
+}
+
+// Events whose transaction committed are published even when the run's
+// context ends right after the commit (its lease ran out, or the worker
+// stopped): left unpublished, subscribers would miss them and the
+// workspace's cached status would stay stale.
+func TestCommittedRunIsAnnouncedAfterItsContextEnds(t *testing.T) {
+	r, d := countedReplica(t, testenv.SQLite(t), 1)
+	pub := &livePublisher{}
+	r.billing = billing.New(billing.Deps{DB: ent.NewClient(ent.Driver(d)), Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{})
+	ws := r.workspace(t, "alice")
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var events []billing.StoredEvent
+	for i, pi := range []string{"pi_late_1", "pi_late_2"} {
+		e := piEvent{id: "evt_" + pi, typ: "payment_intent.succeeded", object: pi, status: "succeeded", amount: 100,
+			created: base.Add(time.Duration(i) * time.Second), ws: ws}
+		postAll(t, r.store.Client, []piEvent{e})
+		row, err := r.store.Client.WebhookEvent.Query().Where(webhookevent.StripeEventID(e.id)).Only(svc())
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ev stripe.Event
+		if err := json.Unmarshal(row.Payload, &ev); err != nil {
+			t.Fatal(err)
+		}
+		events = append(events, billing.StoredEvent{RowID: row.ID, Event: &ev})
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	d.afterCommit = cancel
+	for i, res := range r.billing.ApplyEvents(ctx, events) {
+		if res.Err != nil || res.Outcome.Status != webhookevent.StatusProcessed {
+			t.Errorf("event %d: %+v, %v; want processed", i, res.Outcome, res.Err)
+		}
+	}
+	pub.mu.Lock()
+	defer pub.mu.Unlock()
+	if want := []string{"evt_pi_late_1", "evt_pi_late_2"}; !slices.Equal(pub.ids, want) {
+		t.Errorf("published %v after the context ended at the commit, want %v", pub.ids, want)
 	}
 }

@@ -84,8 +84,13 @@ func (g *groupStore) flush() {
 	g.queue = g.queue[n:]
 	g.mu.Unlock()
 
+	defer g.next() // also after a panic, which net/http recovers from
 	g.insert(group)
+}
 
+// next follows a flush: it hands the turn on while requests are queued,
+// else gives it back.
+func (g *groupStore) next() {
 	g.mu.Lock()
 	more := len(g.queue) > 0
 	if !more {

@@ -267,18 +267,27 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 	return left
 }
 
+// maxRun is the most events applied together in one transaction: a run
+// shares one lease, and its transaction holds its rows' locks until the
+// last event.
+const maxRun = 16
+
 // chunkLen is how many of a lane's next jobs are applied together, in one
-// transaction: the longest run of events that billing.ApplyEvents takes
-// (batchable types, decoded), about distinct objects, so that each is
-// planned with its object's latest state; 1 for an event applied alone.
+// transaction: the longest run (up to maxRun) of events that
+// billing.ApplyEvents takes (batchable types, decoded), about distinct
+// objects, so that each is planned with its object's latest state; 1 for
+// an event applied alone. Objects are told apart by their lane key and by
+// their own id, as an invoice's lane key is its PaymentIntent in some of
+// its events and its own id in others.
 func chunkLen(jobs []*job) int {
 	seen := map[string]bool{}
 	n := 0
-	for _, j := range jobs {
-		if j.decodeErr != nil || !billing.Batchable(string(j.ev.Type)) || j.key == "" || seen[j.key] {
+	for _, j := range jobs[:min(len(jobs), maxRun)] {
+		object := "object:" + j.row.ObjectID
+		if j.decodeErr != nil || !billing.Batchable(string(j.ev.Type)) || j.key == "" || seen[j.key] || seen[object] {
 			break
 		}
-		seen[j.key] = true
+		seen[j.key], seen[object] = true, true
 		n++
 	}
 	return max(n, 1)
@@ -358,7 +367,12 @@ func (w *Worker) applyInHand(ctx context.Context, jobs []*job) {
 	for i, j := range jobs {
 		events[i] = billing.StoredEvent{RowID: j.row.ID, Event: &j.ev}
 	}
-	for i, r := range w.Billing.ApplyEvents(ctx, events) {
+	results := w.Billing.ApplyEvents(ctx, events)
+	// Recording the outcomes gets time of its own, should the run have
+	// used up its lease.
+	ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	for i, r := range results {
 		w.settle(ctx, jobs[i], r.Outcome, r.Err)
 	}
 }
