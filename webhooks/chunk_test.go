@@ -392,3 +392,80 @@ func TestCommittedRunIsAnnouncedAfterItsContextEnds(t *testing.T) {
 		t.Errorf("published %v after the context ended at the commit, want %v", pub.ids, want)
 	}
 }
+
+// holdingPublisher holds its first publication until released, and
+// records every publication and whether its context had ended.
+type holdingPublisher struct {
+	first, release chan struct{}
+	once           sync.Once
+	mu             sync.Mutex
+	ids            []string
+	ended          int
+}
+
+func (p *holdingPublisher) Publish(ctx context.Context, _ string, payload []byte) error {
+	p.once.Do(func() {
+		close(p.first)
+		<-p.release
+	})
+	var ev billing.BillingEvent
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.ids = append(p.ids, ev.EventID)
+	if ctx.Err() != nil {
+		p.ended++
+	}
+	return ctx.Err()
+}
+
+// A worker stopped while it announces a run finishes that run: every
+// event of it is published with a live context, none is left leased, and
+// the worker returns.
+func TestStoppingWorkerFinishesTheRunInHand(t *testing.T) {
+	r := newReplica(t, testenv.SQLite(t), 1)
+	pub := &holdingPublisher{first: make(chan struct{}), release: make(chan struct{})}
+	r.billing = billing.New(billing.Deps{DB: r.store.Client, Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{})
+	r.worker.Billing = r.billing
+	ws := r.workspace(t, "alice")
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var events []piEvent
+	for i := range 3 {
+		events = append(events, piEvent{id: fmt.Sprintf("evt_run_stop_%d", i), typ: "payment_intent.succeeded",
+			object: fmt.Sprintf("pi_run_stop_%d", i), status: "succeeded", amount: 100, created: base.Add(time.Duration(i) * time.Second), ws: ws})
+	}
+	postAll(t, r.store.Client, events)
+
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); r.worker.Run(ctx) }()
+	select {
+	case <-pub.first: // the run is committed; its first event is being published
+	case <-time.After(30 * time.Second):
+		t.Fatal("the run was not applied")
+	}
+	stop()
+	close(pub.release)
+	<-done
+
+	pub.mu.Lock()
+	ids, ended := slices.Clone(pub.ids), pub.ended
+	pub.mu.Unlock()
+	if want := []string{"evt_run_stop_0", "evt_run_stop_1", "evt_run_stop_2"}; !slices.Equal(ids, want) || ended != 0 {
+		t.Errorf("published %v (%d with an ended context), want %v, all with a live one", ids, ended, want)
+	}
+	rows, err := r.store.Client.WebhookEvent.Query().All(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, row := range rows {
+		if row.Status != webhookevent.StatusProcessed || row.LockedUntil != nil {
+			t.Errorf("%s: %s, locked until %v; want processed and not leased", row.StripeEventID, row.Status, row.LockedUntil)
+		}
+	}
+	if got := r.outcome("processed"); got != 3 {
+		t.Errorf("outcomes %v, want 3 processed", r.outcomes)
+	}
+}
