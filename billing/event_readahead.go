@@ -2,7 +2,6 @@ package billing
 
 import (
 	"context"
-	"encoding/json"
 	"strings"
 
 	"billingapi/ent"
@@ -41,37 +40,35 @@ func (s *Service) readAheadFor(ctx context.Context, events []StoredEvent) *readA
 		pis, invs, subs []string
 	)
 	for _, e := range events {
+		// The object as decoded with the event (stripe-go decodes it into
+		// a map too): no second parse of the payload. An event without
+		// it is planned with reads of its own.
 		ev := e.Event
-		if ev.Data == nil || len(ev.Data.Raw) == 0 {
+		if ev.Data == nil {
 			continue
 		}
-		var obj struct {
-			ID                  string            `json:"id"`
-			Metadata            map[string]string `json:"metadata"`
-			SubscriptionDetails *struct {
-				Metadata map[string]string `json:"metadata"`
-			} `json:"subscription_details"`
-		}
-		if json.Unmarshal(ev.Data.Raw, &obj) != nil || obj.ID == "" {
+		id, _ := ev.Data.Object["id"].(string)
+		if id == "" {
 			continue
 		}
-		meta, t := obj.Metadata, string(ev.Type)
+		meta, t := ev.Data.Object["metadata"], string(ev.Type)
 		switch {
 		case strings.HasPrefix(t, "payment_intent."):
-			pis = append(pis, obj.ID)
+			pis = append(pis, id)
 		case strings.HasPrefix(t, "invoice."):
-			invs = append(invs, obj.ID)
-			meta = nil
-			if obj.SubscriptionDetails != nil {
-				meta = obj.SubscriptionDetails.Metadata
-			}
+			invs = append(invs, id)
+			details, _ := ev.Data.Object["subscription_details"].(map[string]any)
+			meta = details["metadata"]
 		case strings.HasPrefix(t, "customer.subscription."):
-			subs = append(subs, obj.ID)
+			subs = append(subs, id)
 		default:
 			continue
 		}
-		if id, err := uuid.Parse(meta[metaWorkspaceID]); err == nil {
-			wsIDs = append(wsIDs, id)
+		m, _ := meta.(map[string]any)
+		if ws, ok := m[metaWorkspaceID].(string); ok {
+			if id, err := uuid.Parse(ws); err == nil {
+				wsIDs = append(wsIDs, id)
+			}
 		}
 	}
 	// Reads across workspaces, as planning's own: of the objects the
@@ -91,7 +88,7 @@ func (s *Service) readAheadFor(ctx context.Context, events []StoredEvent) *readA
 	}
 	if len(pis) > 0 {
 		rows, err := s.db.Payment.Query().Where(payment.StripePaymentIntentIDIn(pis...)).All(all)
-		r.payments = byKey(pis, rows, err, func(p *ent.Payment) string { return deref(p.StripePaymentIntentID) })
+		r.payments = byKey(pis, rows, err, func(p *ent.Payment) string { return *p.StripePaymentIntentID })
 	}
 	if len(invs) > 0 {
 		rows, err := s.db.Invoice.Query().Where(invoice.StripeInvoiceIDIn(invs...)).All(all)
@@ -99,13 +96,14 @@ func (s *Service) readAheadFor(ctx context.Context, events []StoredEvent) *readA
 	}
 	if len(subs) > 0 {
 		rows, err := s.db.Subscription.Query().Where(subscription.StripeSubscriptionIDIn(subs...)).All(all)
-		r.subscriptions = byKey(subs, rows, err, func(s *ent.Subscription) string { return deref(s.StripeSubscriptionID) })
+		r.subscriptions = byKey(subs, rows, err, func(s *ent.Subscription) string { return *s.StripeSubscriptionID })
 	}
 	return r
 }
 
 // byKey maps each key read to its row, nil for none; nil after a failed
-// read, so that each event reads its own.
+// read, so that each event reads its own. (The rows were found by their
+// key, so key never meets a NULL.)
 func byKey[T any](keys []string, rows []*T, err error, key func(*T) string) map[string]*T {
 	if err != nil {
 		return nil
@@ -118,13 +116,6 @@ func byKey[T any](keys []string, rows []*T, err error, key func(*T) string) map[
 		m[key(row)] = row
 	}
 	return m
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
 }
 
 // workspace reports whether workspace id exists, and whether it was read

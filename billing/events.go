@@ -479,7 +479,7 @@ func (s *Service) workspaceForPayment(ctx context.Context, ahead *readAhead, met
 // across workspaces and learns only the owner's id.
 func (s *Service) refuseForeignObject(ctx context.Context, ahead *readAhead, ws uuid.UUID, kind, stripeID string) error {
 	if owner, read := ahead.owner(kind, stripeID); read {
-		return foreignOwner(owner != uuid.Nil, owner, ws, kind, stripeID)
+		return foreignOwner(owner, ws, kind, stripeID)
 	}
 	all := privacy.DecisionContext(ctx, privacy.Allow)
 	var (
@@ -498,20 +498,17 @@ func (s *Service) refuseForeignObject(ctx context.Context, ahead *readAhead, ws 
 			owner = r.WorkspaceID
 		}
 	}
-	if ent.IsNotFound(err) {
-		return nil
-	}
-	if err != nil {
+	if err != nil && !ent.IsNotFound(err) {
 		return err
 	}
-	return foreignOwner(true, owner, ws, kind, stripeID)
+	return foreignOwner(owner, ws, kind, stripeID)
 }
 
 // foreignOwner judges an object's recorded owner for
-// refuseForeignObject and recordedSubscription: no row is fine, and
-// another workspace's row is errSkip.
-func foreignOwner(recorded bool, owner, ws uuid.UUID, kind, stripeID string) error {
-	if recorded && owner != ws {
+// refuseForeignObject and recordedSubscription: none (uuid.Nil) is fine,
+// and another workspace is errSkip.
+func foreignOwner(owner, ws uuid.UUID, kind, stripeID string) error {
+	if owner != uuid.Nil && owner != ws {
 		return skip("%s %s is recorded for another workspace than the event names", kind, stripeID)
 	}
 	return nil
@@ -537,7 +534,7 @@ func (s *Service) recordedSubscription(ctx context.Context, ahead *readAhead, ws
 	if row == nil {
 		return nil, nil
 	}
-	if err := foreignOwner(true, row.WorkspaceID, ws, "subscription", stripeID); err != nil {
+	if err := foreignOwner(row.WorkspaceID, ws, "subscription", stripeID); err != nil {
 		return nil, err
 	}
 	return row, nil
