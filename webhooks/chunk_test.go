@@ -333,25 +333,44 @@ func TestRunsHoldEachObjectOnceAndAreBounded(t *testing.T) {
 	}
 }
 
-// livePublisher publishes only with a live context, as a Redis client
-// does.
+// livePublisher records the events it publishes and, as a Redis client
+// does, refuses a publication whose context has ended (counting it). With
+// first and release set, it holds its first publication until released.
 type livePublisher struct {
-	mu  sync.Mutex
-	ids []string
+	first, release chan struct{}
+	once           sync.Once
+	mu             sync.Mutex
+	ids            []string // published
+	ended          int      // refused: the context had ended
 }
 
 func (p *livePublisher) Publish(ctx context.Context, _ string, payload []byte) error {
+	if p.first != nil {
+		p.once.Do(func() {
+			close(p.first)
+			<-p.release
+		})
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	if err := ctx.Err(); err != nil {
+		p.ended++
 		return err
 	}
 	var ev billing.BillingEvent
 	if err := json.Unmarshal(payload, &ev); err != nil {
 		return err
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
 	p.ids = append(p.ids, ev.EventID)
 	return nil
+}
+
+// published returns the ids published, and how many publications were
+// refused.
+func (p *livePublisher) published() ([]string, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return slices.Clone(p.ids), p.ended
 }
 
 // Events whose transaction committed are published even when the run's
@@ -386,39 +405,9 @@ func TestCommittedRunIsAnnouncedAfterItsContextEnds(t *testing.T) {
 			t.Errorf("event %d: %+v, %v; want processed", i, res.Outcome, res.Err)
 		}
 	}
-	pub.mu.Lock()
-	defer pub.mu.Unlock()
-	if want := []string{"evt_pi_late_1", "evt_pi_late_2"}; !slices.Equal(pub.ids, want) {
-		t.Errorf("published %v after the context ended at the commit, want %v", pub.ids, want)
+	if ids, _ := pub.published(); !slices.Equal(ids, []string{"evt_pi_late_1", "evt_pi_late_2"}) {
+		t.Errorf("published %v after the context ended at the commit, want both events", ids)
 	}
-}
-
-// holdingPublisher holds its first publication until released, and
-// records every publication and whether its context had ended.
-type holdingPublisher struct {
-	first, release chan struct{}
-	once           sync.Once
-	mu             sync.Mutex
-	ids            []string
-	ended          int
-}
-
-func (p *holdingPublisher) Publish(ctx context.Context, _ string, payload []byte) error {
-	p.once.Do(func() {
-		close(p.first)
-		<-p.release
-	})
-	var ev billing.BillingEvent
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		return err
-	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.ids = append(p.ids, ev.EventID)
-	if ctx.Err() != nil {
-		p.ended++
-	}
-	return ctx.Err()
 }
 
 // A worker stopped while it announces a run finishes that run: every
@@ -426,7 +415,7 @@ func (p *holdingPublisher) Publish(ctx context.Context, _ string, payload []byte
 // the worker returns.
 func TestStoppingWorkerFinishesTheRunInHand(t *testing.T) {
 	r := newReplica(t, testenv.SQLite(t), 1)
-	pub := &holdingPublisher{first: make(chan struct{}), release: make(chan struct{})}
+	pub := &livePublisher{first: make(chan struct{}), release: make(chan struct{})}
 	r.billing = billing.New(billing.Deps{DB: r.store.Client, Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{})
 	r.worker.Billing = r.billing
 	ws := r.workspace(t, "alice")
@@ -450,11 +439,9 @@ func TestStoppingWorkerFinishesTheRunInHand(t *testing.T) {
 	close(pub.release)
 	<-done
 
-	pub.mu.Lock()
-	ids, ended := slices.Clone(pub.ids), pub.ended
-	pub.mu.Unlock()
+	ids, ended := pub.published()
 	if want := []string{"evt_run_stop_0", "evt_run_stop_1", "evt_run_stop_2"}; !slices.Equal(ids, want) || ended != 0 {
-		t.Errorf("published %v (%d with an ended context), want %v, all with a live one", ids, ended, want)
+		t.Errorf("published %v (%d refused for an ended context), want %v, all with a live one", ids, ended, want)
 	}
 	rows, err := r.store.Client.WebhookEvent.Query().All(svc())
 	if err != nil {
@@ -467,5 +454,38 @@ func TestStoppingWorkerFinishesTheRunInHand(t *testing.T) {
 	}
 	if got := r.outcome("processed"); got != 3 {
 		t.Errorf("outcomes %v, want 3 processed", r.outcomes)
+	}
+}
+
+// Read-ahead covers invoices, whose workspace is named in
+// subscription_details.metadata, and subscriptions: planning a run of
+// one of each, for two workspaces, reads three times (the workspaces, the invoices, the
+// subscriptions); the subscription's status refresh after the commit
+// reads twice more.
+func TestReadAheadCoversInvoicesAndSubscriptions(t *testing.T) {
+	r, d := countedReplica(t, testenv.Postgres(t), 1)
+	// Two workspaces, so that each event's must be read ahead from its own
+	// object.
+	ws, other := r.workspace(t, "alice"), r.workspace(t, "bob")
+	h := &Handler{DB: r.store.Client, Secrets: []string{firstSecret}, Log: slog.New(slog.DiscardHandler)}
+	at := time.Now().Add(-time.Hour).Truncate(time.Second)
+	inv := stripefake.InvoiceJSON("in_ahead", "", "sub_other", "paid", 900, 900, map[string]string{"workspace_id": other.String()})
+	for _, body := range [][]byte{
+		stripefake.Event("evt_ahead_invoice", "invoice.paid", inv, at),
+		subscriptionEvent("evt_ahead_sub", "sub_ahead", ws, at.Add(time.Second)),
+	} {
+		if code := postSigned(h, body); code != http.StatusOK {
+			t.Fatalf("post: %d", code)
+		}
+	}
+	reads := d.reads.Load()
+	if n := r.worker.ProcessDue(context.Background()); n != 2 {
+		t.Fatalf("claimed %d events, want 2", n)
+	}
+	if got := d.reads.Load() - reads; got != 5 {
+		t.Errorf("applying an invoice and a subscription event read %d times outside a transaction, want 5", got)
+	}
+	if got := r.outcome("processed"); got != 2 {
+		t.Errorf("outcomes %v, want 2 processed", r.outcomes)
 	}
 }
