@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 )
@@ -67,6 +68,10 @@ func serve(ctx context.Context, getenv func(string) string, stdout, stderr io.Wr
 		return err
 	}
 	printWelcome(stdout, m)
+	// Start-up (migrations, the schema, the first connections) leaves
+	// garbage that the runtime would hand back to the OS only minutes
+	// later; an idle server should not hold it.
+	debug.FreeOSMemory()
 	<-ctx.Done()
 	return m.Close()
 }
