@@ -80,6 +80,16 @@ type Message struct {
 	once sync.Once
 	val  any
 	err  error
+
+	mu     sync.Mutex
+	shared map[string]*sharedValue
+}
+
+// sharedValue is one of Share's values: mu is held while it is computed.
+type sharedValue struct {
+	mu  sync.Mutex
+	val any
+	ok  bool
 }
 
 // Decode returns decode(Payload), computed once for all subscribers; the
@@ -87,6 +97,36 @@ type Message struct {
 func (m *Message) Decode(decode func([]byte) (any, error)) (any, error) {
 	m.once.Do(func() { m.val, m.err = decode(m.Payload) })
 	return m.val, m.err
+}
+
+// Share returns what compute returned for key, computed once for all the
+// message's subscribers that share key: the first caller computes, and
+// callers that arrive meanwhile wait for it. When compute declines to
+// share its value (share false: it was cut short), its caller still gets
+// the value, and the next caller computes again. The value is shared, so
+// callers must not change it.
+func (m *Message) Share(key string, compute func() (v any, share bool)) any {
+	m.mu.Lock()
+	if m.shared == nil {
+		m.shared = map[string]*sharedValue{}
+	}
+	sv := m.shared[key]
+	if sv == nil {
+		sv = &sharedValue{}
+		m.shared[key] = sv
+	}
+	m.mu.Unlock()
+
+	sv.mu.Lock()
+	defer sv.mu.Unlock()
+	if sv.ok {
+		return sv.val
+	}
+	v, share := compute()
+	if share {
+		sv.val, sv.ok = v, true
+	}
+	return v
 }
 
 // deliver sends without blocking; a full buffer drops its oldest event, so

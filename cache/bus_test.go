@@ -88,3 +88,47 @@ func TestBus(t *testing.T) {
 		})
 	}
 }
+
+func TestMessageShare(t *testing.T) {
+	t.Run("one computation for every caller of a key", func(t *testing.T) {
+		m := &cache.Message{Payload: []byte(`{}`)}
+		var computed atomic.Int32
+		release := make(chan struct{})
+		const callers = 50
+		got := make(chan any, callers)
+		for range callers {
+			go func() {
+				got <- m.Share("k", func() (any, bool) {
+					computed.Add(1)
+					<-release // the others arrive while this one computes
+					return "rendered", true
+				})
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		close(release)
+		for range callers {
+			if v := <-got; v != "rendered" {
+				t.Fatalf("Share = %v, want the first caller's value", v)
+			}
+		}
+		if n := computed.Load(); n != 1 {
+			t.Errorf("computed %d times for %d callers, want once", n, callers)
+		}
+		if v := m.Share("other", func() (any, bool) { return "other key", true }); v != "other key" {
+			t.Errorf("another key got %v, want its own value", v)
+		}
+	})
+	t.Run("a declined value is the caller's only", func(t *testing.T) {
+		m := &cache.Message{Payload: []byte(`{}`)}
+		if v := m.Share("k", func() (any, bool) { return "cut short", false }); v != "cut short" {
+			t.Errorf("the declining caller got %v, want its own value", v)
+		}
+		if v := m.Share("k", func() (any, bool) { return "complete", true }); v != "complete" {
+			t.Errorf("the next caller got %v, want a fresh computation", v)
+		}
+		if v := m.Share("k", func() (any, bool) { t.Error("computed again after a shared value"); return nil, false }); v != "complete" {
+			t.Errorf("a later caller got %v, want the shared value", v)
+		}
+	})
+}

@@ -48,6 +48,10 @@ type ServerOptions struct {
 	// ObservePublicCache, when set, is told whether each public catalog
 	// query was answered from PublicResponseCache (metrics).
 	ObservePublicCache func(hit bool)
+	// ObserveSubscriptionResponse, when set, is told for each billing
+	// event sent to a subscriber whether its response was shared with
+	// another subscriber or rendered (SharedEventResponses).
+	ObserveSubscriptionResponse func(shared bool)
 	// DetachRequest, when set, is told when a websocket's request ends
 	// while the socket lives on (its handler returns once the connection
 	// is upgraded), and returns what to call when the socket ends.
@@ -106,6 +110,10 @@ func NewServer(o ServerOptions) *handler.Server {
 
 	srv.AroundOperations(operationDeadline(o.QueryTimeout, o.MutationTimeout))
 	srv.AroundOperations(startSubscriptionsOnOwnStack)
+	// Innermost, so that its feed reaches the resolver (which runs on
+	// startSubscriptionsOnOwnStack's goroutine) and every response it
+	// returns, shared or not, still passes the observer.
+	srv.Use(SharedEventResponses{Log: o.Log, Observe: o.ObserveSubscriptionResponse})
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(Recover(o.Log))
 	return srv

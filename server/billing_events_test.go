@@ -372,6 +372,48 @@ func TestBillingEventsReachMembersOnly(t *testing.T) {
 	}
 }
 
+// TestBillingEventsRenderedOncePerSubscription: members of a workspace who
+// sent the same subscription get one rendering of each event between them
+// (each still gets it, with its own subscription id); a different
+// selection is rendered on its own.
+func TestBillingEventsRenderedOncePerSubscription(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	const amounts = `subscription($w: ID!) { billingEvents(workspaceId: $w) { eventId payment { amount refundedAmount } } }`
+
+	alice := beDial(t, w.testServer, w.alice)
+	alice.subscribe(t, "a", w.wsA)
+	carol := beDial(t, w.testServer, w.carol)
+	carol.subscribe(t, "c", w.wsA)
+	other := beDial(t, w.testServer, w.alice)
+	wsSend(t, other.c, map[string]any{"id": "o", "type": "subscribe",
+		"payload": map[string]any{"query": amounts, "variables": map[string]any{"w": w.wsA}}})
+	beWaitSubscribers(t, w.testServer, 3, wsReadTimeout)
+
+	before := scrapeMetrics(t, w.testServer)
+	created := time.Now().Add(-time.Minute)
+	for i, amount := range []int64{700, 800} {
+		eventID, piID := bePostPaymentSucceeded(t, w.testServer, w.wsA, "alice", amount, created)
+		beCheckPaymentEvent(t, fmt.Sprint("alice, event ", i+1), alice.nextEvent(t, "a"), eventID, piID, w.wsA, amount, created)
+		beCheckPaymentEvent(t, fmt.Sprint("carol, event ", i+1), carol.nextEvent(t, "c"), eventID, piID, w.wsA, amount, created)
+		m := other.expect(t, "next", "o")
+		want := fmt.Sprintf(`{"data":{"billingEvents":{"eventId":%q,"payment":{"amount":%d,"refundedAmount":0}}}}`, eventID, amount)
+		if string(m.Payload) != want {
+			t.Errorf("the other selection, event %d: got %s, want %s", i+1, m.Payload, want)
+		}
+	}
+	after := scrapeMetrics(t, w.testServer)
+	const family = "billingapi_billing_event_responses_total"
+	for _, c := range []struct {
+		result string
+		want   float64
+	}{{"rendered", 4}, {"shared", 2}} {
+		got := after.value(family, map[string]string{"result": c.result}) - before.value(family, map[string]string{"result": c.result})
+		if got != c.want {
+			t.Errorf("%s{result=%q} grew by %v for 2 events to 3 subscribers (2 with one subscription), want %v", family, c.result, got, c.want)
+		}
+	}
+}
+
 func TestBillingEventsAcrossTwoServers(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	redisURL, prefix := testenv.Redis(t)

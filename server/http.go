@@ -30,17 +30,18 @@ const QueryTimeout = 4 * time.Second
 // routes returns the service's HTTP handler.
 func (m *Main) routes() http.Handler {
 	gql := graph.NewServer(graph.ServerOptions{
-		Resolver:           &graph.Resolver{Service: m.Billing, Bus: m.Bus, Log: m.Log},
-		Log:                m.Log,
-		OpenIntrospection:  !m.Config.Production(),
-		OriginPatterns:     m.websocketOrigins(),
-		Authenticate:       m.Verifier.ViewerFromHeader,
-		DetachRequest:      m.detachRequest,    // observability.go
-		OnOperation:        m.observeOperation, // observability.go
-		Near:               m.Near,
-		ObservePublicCache: m.Metrics.PublicResponseCacheLookup,
-		Limiter:            cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute),
-		QueryTimeout:       QueryTimeout,
+		Resolver:                    &graph.Resolver{Service: m.Billing, Bus: m.Bus, Log: m.Log},
+		Log:                         m.Log,
+		OpenIntrospection:           !m.Config.Production(),
+		OriginPatterns:              m.websocketOrigins(),
+		Authenticate:                m.Verifier.ViewerFromHeader,
+		DetachRequest:               m.detachRequest,    // observability.go
+		OnOperation:                 m.observeOperation, // observability.go
+		Near:                        m.Near,
+		ObservePublicCache:          m.Metrics.PublicResponseCacheLookup,
+		ObserveSubscriptionResponse: m.Metrics.BillingEventResponse,
+		Limiter:                     cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute),
+		QueryTimeout:                QueryTimeout,
 		// A mutation may make a few Stripe calls, each with retries.
 		MutationTimeout: 3*m.Config.Stripe.Timeout + 10*time.Second,
 	})

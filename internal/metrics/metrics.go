@@ -51,6 +51,7 @@ type Metrics struct {
 	stripeDuration  *prometheus.HistogramVec
 	priceCache      *prometheus.CounterVec
 	publicCache     *prometheus.CounterVec
+	eventResponses  *prometheus.CounterVec
 	webhookReceived *prometheus.CounterVec
 	webhookAttempts *prometheus.CounterVec
 	webhookLag      prometheus.Histogram
@@ -89,6 +90,10 @@ func New() *Metrics {
 			Name: "billingapi_public_response_cache_lookups_total",
 			Help: "Queries of public catalog fields only, by result: hit (answered from the response cache) or miss (executed).",
 		}, []string{"result"}),
+		eventResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingapi_billing_event_responses_total",
+			Help: "Billing events sent to websocket subscribers, by result: rendered (executed for this subscriber) or shared (rendered for another subscriber of the same workspace and subscription).",
+		}, []string{"result"}),
 		webhookReceived: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billingapi_webhook_events_received_total",
 			Help: "Verified Stripe webhook deliveries stored (or already stored), by event type.",
@@ -111,7 +116,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.graphqlOps, m.graphqlDuration,
 		m.stripeCalls, m.stripeDuration,
-		m.priceCache, m.publicCache,
+		m.priceCache, m.publicCache, m.eventResponses,
 		m.webhookReceived, m.webhookAttempts, m.webhookLag,
 	)
 	return m
@@ -171,6 +176,19 @@ func (m *Metrics) PublicResponseCacheLookup(hit bool) {
 		result = "hit"
 	}
 	m.publicCache.WithLabelValues(result).Inc()
+}
+
+// BillingEventResponse counts one billing event sent to a subscriber,
+// shared (rendered for another subscriber) or rendered.
+func (m *Metrics) BillingEventResponse(shared bool) {
+	if m == nil {
+		return
+	}
+	result := "rendered"
+	if shared {
+		result = "shared"
+	}
+	m.eventResponses.WithLabelValues(result).Inc()
 }
 
 // PriceCacheLookups counts price cache hits and misses (per lookup key).

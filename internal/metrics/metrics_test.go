@@ -112,6 +112,9 @@ func TestHandlerServesTheRegistry(t *testing.T) {
 	m.PublicResponseCacheLookup(true)
 	m.PublicResponseCacheLookup(true)
 	m.PublicResponseCacheLookup(false)
+	m.BillingEventResponse(true)
+	m.BillingEventResponse(true)
+	m.BillingEventResponse(false)
 	m.WebhookReceived("invoice.paid")
 	m.WebhookAttempt("invoice.paid", OutcomeProcessed, 90*time.Second)
 	m.WebhookAttempt("invoice.paid", "weird", 0)
@@ -123,6 +126,8 @@ func TestHandlerServesTheRegistry(t *testing.T) {
 		`billingapi_graphql_operations_total{code="OK",operation="Me"} 1`,
 		`billingapi_graphql_operation_duration_seconds_count{operation="Me"} 1`,
 		`billingapi_price_cache_lookups_total{result="hit"} 2`,
+		`billingapi_billing_event_responses_total{result="shared"} 2`,
+		`billingapi_billing_event_responses_total{result="rendered"} 1`,
 		`billingapi_price_cache_lookups_total{result="miss"} 1`,
 		`billingapi_public_response_cache_lookups_total{result="hit"} 2`,
 		`billingapi_public_response_cache_lookups_total{result="miss"} 1`,
