@@ -7,11 +7,13 @@ import (
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
+	"io"
 	"io/fs"
 	"net/http"
 	"path"
 	"regexp"
 	"strings"
+	"sync"
 )
 
 // The admin playground: GraphiQL bundled by `make playground` (sources in
@@ -33,12 +35,17 @@ func mustReadPlayground(name string) []byte {
 	return b
 }
 
-// playgroundHashes holds each embedded file's content hash as `make
+// playgroundHashes returns each embedded file's content hash as `make
 // playground` computes it (the first 10 hex digits of its SHA-256). The
 // page asks for playground.js and style.css with ?v=<hash>, and the other
 // assets carry the hash in their names: such a URL never changes content,
 // so browsers may keep it for good. Any other request revalidates by ETag.
-var playgroundHashes = hashPlayground()
+//
+// The hashes are computed at the first asset request, not at start-up:
+// hashing reads all 1.6 MB of assets, which a server whose playground is
+// never opened should not map in, and each file is streamed through the
+// hash rather than copied.
+var playgroundHashes = sync.OnceValue(hashPlayground)
 
 func hashPlayground() map[string]string {
 	hashes := map[string]string{}
@@ -46,12 +53,16 @@ func hashPlayground() map[string]string {
 		if err != nil || d.IsDir() {
 			return err
 		}
-		b, err := fs.ReadFile(playgroundFiles, name)
+		f, err := playgroundFiles.Open(name)
 		if err != nil {
 			return err
 		}
-		sum := sha256.Sum256(b)
-		hashes[name] = hex.EncodeToString(sum[:])[:10]
+		defer f.Close()
+		h := sha256.New()
+		if _, err := io.Copy(h, f); err != nil {
+			return err
+		}
+		hashes[name] = hex.EncodeToString(h.Sum(nil))[:10]
 		return nil
 	})
 	if err != nil {
@@ -140,7 +151,7 @@ func servePlaygroundAsset(w http.ResponseWriter, r *http.Request) {
 		http.NotFound(w, r)
 		return
 	}
-	sum := playgroundHashes[name]
+	sum := playgroundHashes()[name]
 	if r.URL.Query().Get("v") == sum || strings.HasSuffix(path.Base(name), "."+sum+path.Ext(name)) {
 		w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 	} else {

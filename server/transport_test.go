@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -591,6 +593,37 @@ func TestPlaygroundServedWithCSP(t *testing.T) {
 		}
 		if ct := r.Header.Get("Content-Type"); !strings.HasPrefix(ct, "text/css") {
 			t.Errorf("Content-Type = %q, want text/css", ct)
+		}
+	})
+	t.Run("Caching", func(t *testing.T) {
+		// A URL carrying the content's hash (?v= or in the name) may be
+		// kept for good; any other revalidates by ETag, the same hash.
+		hashOf := func(body string) string {
+			sum := sha256.Sum256([]byte(body))
+			return hex.EncodeToString(sum[:])[:10]
+		}
+		plain := getURL(t, s.URL+"/playground/style.css", nil)
+		sum := hashOf(plain.Raw)
+		if got := plain.Header.Get("ETag"); got != `"`+sum+`"` {
+			t.Errorf("style.css ETag = %s, want \"%s\" (its content's hash)", got, sum)
+		}
+		if got := plain.Header.Get("Cache-Control"); got != "no-cache" {
+			t.Errorf("style.css without ?v: Cache-Control = %q, want no-cache", got)
+		}
+		for _, u := range []string{"/playground/style.css?v=" + sum, "/playground/favicon.bb995bba2e.svg"} {
+			r := getURL(t, s.URL+u, nil)
+			if got := r.Header.Get("Cache-Control"); !strings.Contains(got, "immutable") {
+				t.Errorf("%s: Cache-Control = %q, want immutable", u, got)
+			}
+			if strings.HasSuffix(u, ".svg") && hashOf(r.Raw) != "bb995bba2e" {
+				t.Errorf("%s is not the content its name's hash says", u)
+			}
+		}
+		if r := getURL(t, s.URL+"/playground/style.css?v=0000000000", nil); r.Header.Get("Cache-Control") != "no-cache" {
+			t.Errorf("style.css with a wrong ?v: Cache-Control = %q, want no-cache", r.Header.Get("Cache-Control"))
+		}
+		if r := getURL(t, s.URL+"/playground/style.css", map[string]string{"If-None-Match": `"` + sum + `"`}); r.Status != http.StatusNotModified {
+			t.Errorf("style.css revalidated with its ETag: status %d, want 304", r.Status)
 		}
 	})
 	t.Run("UnknownPathIs404", func(t *testing.T) {
