@@ -8,6 +8,7 @@ package graph
 import (
 	"billingapi/billing"
 	"billingapi/ent"
+	"billingapi/ent/refund"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"context"
@@ -37,7 +38,9 @@ func (r *paymentResolver) Refunds(ctx context.Context, obj *ent.Payment) ([]*ent
 	if loaded, err := obj.Edges.RefundsOrErr(); err == nil {
 		return loaded, nil
 	}
-	q := obj.QueryRefunds()
+	// Through the service's client, not obj.QueryRefunds(): a payment
+	// decoded from a billing event has no client of its own.
+	q := r.Service.DB().Refund.Query().Where(refund.PaymentID(obj.ID))
 	refundsInOrder(q)
 	return q.All(ctx)
 }

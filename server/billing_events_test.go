@@ -378,7 +378,7 @@ func TestBillingEventsReachMembersOnly(t *testing.T) {
 // selection is rendered on its own.
 func TestBillingEventsRenderedOncePerSubscription(t *testing.T) {
 	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
-	const amounts = `subscription($w: ID!) { billingEvents(workspaceId: $w) { eventId payment { amount refundedAmount } } }`
+	const amounts = `subscription($w: ID!) { billingEvents(workspaceId: $w) { eventId payment { amount refundedAmount refunds { id } } } }`
 
 	alice := beDial(t, w.testServer, w.alice)
 	alice.subscribe(t, "a", w.wsA)
@@ -396,7 +396,7 @@ func TestBillingEventsRenderedOncePerSubscription(t *testing.T) {
 		beCheckPaymentEvent(t, fmt.Sprint("alice, event ", i+1), alice.nextEvent(t, "a"), eventID, piID, w.wsA, amount, created)
 		beCheckPaymentEvent(t, fmt.Sprint("carol, event ", i+1), carol.nextEvent(t, "c"), eventID, piID, w.wsA, amount, created)
 		m := other.expect(t, "next", "o")
-		want := fmt.Sprintf(`{"data":{"billingEvents":{"eventId":%q,"payment":{"amount":%d,"refundedAmount":0}}}}`, eventID, amount)
+		want := fmt.Sprintf(`{"data":{"billingEvents":{"eventId":%q,"payment":{"amount":%d,"refundedAmount":0,"refunds":[]}}}}`, eventID, amount)
 		if string(m.Payload) != want {
 			t.Errorf("the other selection, event %d: got %s, want %s", i+1, m.Payload, want)
 		}
