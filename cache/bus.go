@@ -85,11 +85,14 @@ type Message struct {
 	shared map[string]*sharedValue
 }
 
-// sharedValue is one of Share's values: mu is held while it is computed.
+// sharedValue is one of Share's values. turn holds a token while nobody
+// is computing it; a caller takes the token to read or compute the value,
+// so callers that arrive during a computation wait for it, each for no
+// longer than its own context.
 type sharedValue struct {
-	mu  sync.Mutex
-	val any
-	ok  bool
+	turn chan struct{}
+	val  any
+	ok   bool
 }
 
 // Decode returns decode(Payload), computed once for all subscribers; the
@@ -101,32 +104,38 @@ func (m *Message) Decode(decode func([]byte) (any, error)) (any, error) {
 
 // Share returns what compute returned for key, computed once for all the
 // message's subscribers that share key: the first caller computes, and
-// callers that arrive meanwhile wait for it. When compute declines to
-// share its value (share false: it was cut short), its caller still gets
-// the value, and the next caller computes again. The value is shared, so
-// callers must not change it.
-func (m *Message) Share(key string, compute func() (v any, share bool)) any {
+// callers that arrive meanwhile wait for it, or return ctx's error if
+// their ctx ends first. When compute declines to share its value (share
+// false: it was cut short), its caller still gets the value, and the next
+// caller computes again. The value is shared, so callers must not change
+// it.
+func (m *Message) Share(ctx context.Context, key string, compute func() (v any, share bool)) (any, error) {
 	m.mu.Lock()
 	if m.shared == nil {
 		m.shared = map[string]*sharedValue{}
 	}
 	sv := m.shared[key]
 	if sv == nil {
-		sv = &sharedValue{}
+		sv = &sharedValue{turn: make(chan struct{}, 1)}
+		sv.turn <- struct{}{}
 		m.shared[key] = sv
 	}
 	m.mu.Unlock()
 
-	sv.mu.Lock()
-	defer sv.mu.Unlock()
+	select {
+	case <-sv.turn:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { sv.turn <- struct{}{} }()
 	if sv.ok {
-		return sv.val
+		return sv.val, nil
 	}
 	v, share := compute()
 	if share {
 		sv.val, sv.ok = v, true
 	}
-	return v
+	return v, nil
 }
 
 // deliver sends without blocking; a full buffer drops its oldest event, so

@@ -98,11 +98,15 @@ func TestMessageShare(t *testing.T) {
 		got := make(chan any, callers)
 		for range callers {
 			go func() {
-				got <- m.Share("k", func() (any, bool) {
+				v, err := m.Share(context.Background(), "k", func() (any, bool) {
 					computed.Add(1)
 					<-release // the others arrive while this one computes
 					return "rendered", true
 				})
+				if err != nil {
+					t.Error(err)
+				}
+				got <- v
 			}()
 		}
 		time.Sleep(20 * time.Millisecond)
@@ -115,20 +119,50 @@ func TestMessageShare(t *testing.T) {
 		if n := computed.Load(); n != 1 {
 			t.Errorf("computed %d times for %d callers, want once", n, callers)
 		}
-		if v := m.Share("other", func() (any, bool) { return "other key", true }); v != "other key" {
+		if v, _ := m.Share(context.Background(), "other", func() (any, bool) { return "other key", true }); v != "other key" {
 			t.Errorf("another key got %v, want its own value", v)
 		}
 	})
 	t.Run("a declined value is the caller's only", func(t *testing.T) {
 		m := &cache.Message{Payload: []byte(`{}`)}
-		if v := m.Share("k", func() (any, bool) { return "cut short", false }); v != "cut short" {
+		ctx := context.Background()
+		if v, _ := m.Share(ctx, "k", func() (any, bool) { return "cut short", false }); v != "cut short" {
 			t.Errorf("the declining caller got %v, want its own value", v)
 		}
-		if v := m.Share("k", func() (any, bool) { return "complete", true }); v != "complete" {
+		if v, _ := m.Share(ctx, "k", func() (any, bool) { return "complete", true }); v != "complete" {
 			t.Errorf("the next caller got %v, want a fresh computation", v)
 		}
-		if v := m.Share("k", func() (any, bool) { t.Error("computed again after a shared value"); return nil, false }); v != "complete" {
+		if v, _ := m.Share(ctx, "k", func() (any, bool) { t.Error("computed again after a shared value"); return nil, false }); v != "complete" {
 			t.Errorf("a later caller got %v, want the shared value", v)
+		}
+	})
+	t.Run("a waiter leaves when its context ends", func(t *testing.T) {
+		m := &cache.Message{Payload: []byte(`{}`)}
+		computing, release := make(chan struct{}), make(chan struct{})
+		go m.Share(context.Background(), "k", func() (any, bool) {
+			close(computing)
+			<-release // stuck, like a render waiting on a hung database
+			return "late", true
+		})
+		<-computing
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		defer cancel()
+		done := make(chan error, 1)
+		go func() {
+			_, err := m.Share(ctx, "k", func() (any, bool) { t.Error("a waiter computed"); return nil, false })
+			done <- err
+		}()
+		select {
+		case err := <-done:
+			if err == nil {
+				t.Error("the waiter got no error when its context ended")
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("the waiter stayed blocked after its context ended")
+		}
+		close(release)
+		if v, err := m.Share(context.Background(), "k", func() (any, bool) { return "again", true }); err != nil || v != "late" {
+			t.Errorf("after the computation: got %v, %v; want its value", v, err)
 		}
 	})
 }

@@ -115,7 +115,7 @@ func (s SharedEventResponses) respond(feed *eventFeed, key string, handler graph
 				continue
 			}
 			rendered := false
-			resp, _ := m.Share(key, func() (any, bool) {
+			shared, err := m.Share(ctx, key, func() (any, bool) {
 				rendered = true
 				// out is empty here: each event sent is read by the
 				// handler call that follows, unless ctx ended first,
@@ -128,13 +128,19 @@ func (s SharedEventResponses) respond(feed *eventFeed, key string, handler graph
 				// gqlgen renders every response of a subscription into
 				// one buffer, so Data is overwritten by this
 				// subscriber's next event: the others get a copy.
-				shared := *r
-				shared.Data = slices.Clone(r.Data)
-				return &shared, true
-			}).(*graphql.Response)
+				c := *r
+				c.Data = slices.Clone(r.Data)
+				return &c, true
+			})
+			if err != nil || ctx.Err() != nil {
+				// The subscriber left while waiting for another's
+				// rendering, or while it was rendered: nothing to send.
+				return nil
+			}
 			if s.Observe != nil {
 				s.Observe(!rendered)
 			}
+			resp, _ := shared.(*graphql.Response)
 			return resp
 		}
 	}

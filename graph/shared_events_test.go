@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"reflect"
+	"os"
+	"path/filepath"
+	"regexp"
 	"slices"
 	"sort"
 	"strings"
@@ -141,6 +143,34 @@ func TestSharedEventResponses(t *testing.T) {
 		}
 	})
 
+	t.Run("a subscriber waiting for another's rendering can leave", func(t *testing.T) {
+		a, b := newFakeSubscriber(s, "k"), newFakeSubscriber(s, "k")
+		m := busMessage("evt_slow")
+		a.feed.src <- m
+		b.feed.src <- m
+		rendering, release := make(chan struct{}), make(chan struct{})
+		a.during = func() { close(rendering); <-release } // a render stuck on the database
+		go a.handle(ctx)
+		<-rendering
+		bctx, cancel := context.WithCancel(ctx)
+		got := make(chan *graphql.Response, 1)
+		go func() { got <- b.handle(bctx) }()
+		time.Sleep(20 * time.Millisecond) // b takes the message and waits for a's rendering
+		cancel()
+		select {
+		case r := <-got:
+			if r != nil {
+				t.Errorf("the leaving subscriber got %s, want nil (the end of its subscription)", dataOf(r))
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("a subscriber that left stayed blocked on another's rendering")
+		}
+		close(release)
+		if b.renders.Load() != 0 {
+			t.Errorf("the leaving subscriber rendered %d times", b.renders.Load())
+		}
+	})
+
 	t.Run("the end of the feed ends the subscription", func(t *testing.T) {
 		a := newFakeSubscriber(s, "k")
 		a.feed.src <- busMessage("evt_last")
@@ -161,13 +191,15 @@ func TestSharedEventResponses(t *testing.T) {
 	})
 }
 
-// reviewedEventResolvers are the fields under BillingEvent that run a
-// resolver rather than copy the published event. Each was read for
-// whether its answer depends on who asks, since SharedEventResponses
-// sends one member's rendering to every member of the workspace:
+// reviewedEventResolvers are the fields under BillingEvent that run code
+// of ours (a resolver, or a method of the model) rather than copy a value
+// of the published event. Each was read for whether its answer depends on
+// who asks, since SharedEventResponses sends one member's rendering to
+// every member of the workspace:
 //   - Payment.refunds, refundedAmount and refundableAmount read the
 //     payment's refunds: rows of the event's workspace, which the tenancy
-//     rules let every member read alike;
+//     rules let every member read alike (members are only ever added, so
+//     whoever renders is a member, as the others are);
 //   - the others turn the event's own values into their GraphQL form (an
 //     enum, or null for an empty string or zero).
 var reviewedEventResolvers = []string{
@@ -179,62 +211,116 @@ var reviewedEventResolvers = []string{
 }
 
 // TestBillingEventFieldsAreTheSameForEveryMember walks every type reachable
-// from BillingEvent and fails when a field there has a directive, or a
-// resolver that is not in reviewedEventResolvers: either could make a
-// member's answer differ from another's, which SharedEventResponses must
-// not share. A new resolver that reads only the workspace's rows goes on
-// the list, with its reason.
+// from BillingEvent (through lists, interfaces and unions) and fails when
+// a field, an argument or a type there has a directive other than
+// @deprecated, or when a field runs code of ours that is not in
+// reviewedEventResolvers: either could make a member's answer differ from
+// another's, which SharedEventResponses must not share. What runs code is
+// read from the generated field contexts (IsMethod, IsResolver), which
+// gqlgen writes for every field. A new resolver that reads only the
+// workspace's rows goes on the list, with its reason.
 func TestBillingEventFieldsAreTheSameForEveryMember(t *testing.T) {
 	schema := generated.NewExecutableSchema(generated.Config{}).Schema()
-	resolvers := resolverFields(t)
+	runsCode := generatedFieldContexts(t)
+	checkDirectives := func(where string, dirs ast.DirectiveList) {
+		for _, d := range dirs {
+			if d.Name != "deprecated" {
+				t.Errorf("%s has directive @%s: may its answer differ between members?", where, d.Name)
+			}
+		}
+	}
 	seen := map[string]bool{}
 	var found []string
 	var walk func(name string)
 	walk = func(name string) {
 		def := schema.Types[name]
-		if def == nil || seen[name] || def.Kind != ast.Object {
+		if def == nil || seen[name] {
 			return
 		}
 		seen[name] = true
+		checkDirectives(name, def.Directives)
+		if def.Kind == ast.Interface || def.Kind == ast.Union {
+			for _, impl := range schema.PossibleTypes[name] {
+				walk(impl.Name)
+			}
+		}
 		for _, f := range def.Fields {
 			field := name + "." + f.Name
-			if len(f.Directives) > 0 {
-				t.Errorf("%s has directive @%s: may its answer differ between members?", field, f.Directives[0].Name)
+			checkDirectives(field, f.Directives)
+			for _, a := range f.Arguments {
+				checkDirectives(field+"("+a.Name+")", a.Directives)
 			}
-			if resolvers[strings.ToLower(field)] {
-				found = append(found, field)
+			if def.Kind == ast.Object && !strings.HasPrefix(f.Name, "__") {
+				code, ok := runsCode[field]
+				if !ok {
+					t.Errorf("no generated field context for %s", field)
+				}
+				if code {
+					found = append(found, field)
+				}
 			}
 			walk(f.Type.Name())
 		}
 	}
 	walk("BillingEvent")
 	sort.Strings(found)
-	if !seen["Payment"] || !seen["Refund"] || !seen["Invoice"] {
+	if !seen["Payment"] || !seen["Refund"] || !seen["Invoice"] || !seen["Discount"] {
 		t.Fatalf("the walk missed types under BillingEvent: %v", seen)
 	}
 	if !slices.Equal(found, reviewedEventResolvers) {
-		t.Errorf("resolvers under BillingEvent:\n  %v\nreviewed:\n  %v\nread each new one for whether it depends on the viewer, then update reviewedEventResolvers", found, reviewedEventResolvers)
+		t.Errorf("fields under BillingEvent that run code:\n  %v\nreviewed:\n  %v\nread each new one for whether it depends on the viewer, then update reviewedEventResolvers", found, reviewedEventResolvers)
 	}
 }
 
-// resolverFields returns "type.field", lower-cased, for every field with a
-// resolver method in the generated ResolverRoot (Query, Mutation and
-// Subscription included). Lower case, because gqlgen spells initialisms
-// its own way: hostedInvoiceUrl's method is HostedInvoiceURL.
-func resolverFields(t *testing.T) map[string]bool {
+// fieldContextFunc matches a generated field context function's name.
+var fieldContextFunc = regexp.MustCompile(`(?m)^func \(ec \*executionContext\) fieldContext_(\w+)\(`)
+
+// fieldContextFlags match the two ways gqlgen writes a field context's
+// IsMethod and IsResolver.
+var fieldContextFlags = []*regexp.Regexp{
+	regexp.MustCompile(`graphql\.NewScalarFieldContext\("(\w+)", field, (true|false), (true|false),`),
+	regexp.MustCompile(`Object:\s+"(\w+)",\s+Field:\s+field,\s+IsMethod:\s+(true|false),\s+IsResolver:\s+(true|false),`),
+}
+
+// generatedFieldContexts reads graph/generated and returns, for every
+// "Type.field", whether gqlgen calls code of ours for it (a resolver or a
+// model method) rather than read a struct field.
+func generatedFieldContexts(t *testing.T) map[string]bool {
 	t.Helper()
+	files, err := filepath.Glob(filepath.Join("generated", "*.go"))
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no generated code found (%v)", err)
+	}
 	out := map[string]bool{}
-	root := reflect.TypeFor[generated.ResolverRoot]()
-	for i := range root.NumMethod() {
-		typeName := root.Method(i).Name
-		iface := root.Method(i).Type.Out(0)
-		for j := range iface.NumMethod() {
-			m := iface.Method(j).Name
-			out[strings.ToLower(typeName+"."+m)] = true
+	for _, name := range files {
+		src, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		locs := fieldContextFunc.FindAllSubmatchIndex(src, -1)
+		for i, loc := range locs {
+			end := len(src)
+			if i+1 < len(locs) {
+				end = locs[i+1][0]
+			}
+			body := src[loc[1]:end]
+			suffix := string(src[loc[2]:loc[3]]) // Type_field
+			// A field context of another shape is left out, and the walk
+			// then reports its field as having none.
+			for _, re := range fieldContextFlags {
+				m := re.FindSubmatch(body)
+				if m == nil || !strings.HasPrefix(suffix, string(m[1])+"_") {
+					continue
+				}
+				typ := string(m[1])
+				out[typ+"."+strings.TrimPrefix(suffix, typ+"_")] = string(m[2]) == "true" || string(m[3]) == "true"
+				break
+			}
 		}
 	}
-	if !out["payment.refunds"] || !out["invoice.hostedinvoiceurl"] {
-		t.Fatalf("Payment.refunds or Invoice.hostedInvoiceUrl missing from the resolvers %v: the generated code changed shape", out)
+	if !out["Payment.refunds"] || !out["Invoice.hostedInvoiceUrl"] || out["BillingEvent.eventId"] {
+		t.Fatalf("the generated field contexts did not read as expected (Payment.refunds %v, Invoice.hostedInvoiceUrl %v, BillingEvent.eventId %v): gqlgen changed how it writes them",
+			out["Payment.refunds"], out["Invoice.hostedInvoiceUrl"], out["BillingEvent.eventId"])
 	}
 	return out
 }
