@@ -42,9 +42,9 @@ func mustReadPlayground(name string) []byte {
 // so browsers may keep it for good. Any other request revalidates by ETag.
 //
 // The hashes are computed at the first asset request, not at start-up:
-// hashing reads all 1.6 MB of assets, which a server whose playground is
-// never opened should not map in, and each file is streamed through the
-// hash rather than copied.
+// hashing reads all 1.6 MB of assets, whose pages a server whose
+// playground is never opened should not fault in, and each file is
+// streamed through the hash rather than copied.
 var playgroundHashes = sync.OnceValue(hashPlayground)
 
 func hashPlayground() map[string]string {
