@@ -82,7 +82,13 @@ func viewOf(row *ent.Subscription) *SubscriptionView {
 // database on a miss).
 func (s *Service) StatusOf(ctx context.Context, ws *ent.Workspace) (*BillingStatus, error) {
 	st, _, err := cache.GetOrLoad(s.near, cache.WorkspaceGroup(ws.ID.String()), "status", shallowCopy,
-		func() (*BillingStatus, bool, error) { return s.cachedStatus(ctx, ws) }) // kept only if Redis holds it, as for plans
+		func() (*BillingStatus, bool, error) {
+			st, stored, err := s.cachedStatus(ctx, ws)
+			if err == nil && !stored {
+				cache.SkipFill(ctx) // kept only if Redis holds it, as for plans; nor an answer built from it
+			}
+			return st, stored, err
+		})
 	return st, err
 }
 

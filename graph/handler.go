@@ -42,12 +42,13 @@ type ServerOptions struct {
 	// Authenticate turns the Authorization value of a websocket's
 	// connection_init payload into a viewer; an error closes the socket.
 	Authenticate func(authorization string) (auth.Viewer, error)
-	// Near is the in-process cache that PublicResponseCache keeps public
-	// catalog answers in; nil keeps none.
+	// Near is the in-process cache that ResponseCache keeps answers in;
+	// nil keeps none.
 	Near *cache.Near
-	// ObservePublicCache, when set, is told whether each public catalog
-	// query was answered from PublicResponseCache (metrics).
-	ObservePublicCache func(hit bool)
+	// ObserveResponseCache, when set, is told whether each query that
+	// ResponseCache may answer was answered from it, and of which scope
+	// (metrics).
+	ObserveResponseCache func(scope string, hit bool)
 	// ObserveSubscriptionResponse, when set, is told for each billing
 	// event sent to a subscriber whether its response was shared with
 	// another subscriber or rendered (SharedEventResponses).
@@ -106,7 +107,7 @@ func NewServer(o ServerOptions) *handler.Server {
 	}
 	// After the observer, so that a cached answer is still an operation
 	// in the metrics and the request log.
-	srv.Use(PublicResponseCache{Near: o.Near, Observe: o.ObservePublicCache})
+	srv.Use(ResponseCache{Near: o.Near, Observe: o.ObserveResponseCache})
 
 	srv.AroundOperations(operationDeadline(o.QueryTimeout, o.MutationTimeout))
 	srv.AroundOperations(startSubscriptionsOnOwnStack)

@@ -38,7 +38,7 @@ func (m *Main) routes() http.Handler {
 		DetachRequest:               m.detachRequest,    // observability.go
 		OnOperation:                 m.observeOperation, // observability.go
 		Near:                        m.Near,
-		ObservePublicCache:          m.Metrics.PublicResponseCacheLookup,
+		ObserveResponseCache:        m.Metrics.ResponseCacheLookup,
 		ObserveSubscriptionResponse: m.Metrics.BillingEventResponse,
 		Limiter:                     cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute),
 		QueryTimeout:                QueryTimeout,

@@ -232,16 +232,17 @@ func TestMetricsStripeCallsAndPriceCache(t *testing.T) {
 
 	// The first query again: answered from the public response cache,
 	// without a price cache lookup.
-	public := "billingapi_public_response_cache_lookups_total"
+	const responses = "billingapi_response_cache_lookups_total"
+	hits, misses := labels{"scope": "public", "result": "hit"}, labels{"scope": "public", "result": "miss"}
 	s.gql(t, "", plansQuery, nil).Decode(t, &out)
 	again := scrapeMetrics(t, s)
-	if d := again.value(public, labels{"result": "hit"}) - warm.value(public, labels{"result": "hit"}); d != 1 {
+	if d := again.value(responses, hits) - warm.value(responses, hits); d != 1 {
 		t.Errorf("public response cache hits grew by %v on a repeated query, want 1", d)
 	}
 	if d := again.value(cache, nil) - warm.value(cache, nil); d != 0 {
 		t.Errorf("a response cache hit made %v price cache lookups", d)
 	}
-	if d := warm.value(public, labels{"result": "miss"}) - before.value(public, labels{"result": "miss"}); d != 2 {
+	if d := warm.value(responses, misses) - before.value(responses, misses); d != 2 {
 		t.Errorf("public response cache misses grew by %v over two different queries, want 2", d)
 	}
 }

@@ -1,10 +1,15 @@
 package main
 
 import (
+	"context"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"billingapi/ent/membership"
+	"billingapi/ent/privacy"
+	"billingapi/ent/webhookevent"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 )
@@ -275,4 +280,107 @@ func containsAll(have []string, want ...string) bool {
 		}
 	}
 	return true
+}
+
+// TestEntitlementAnswerIsKeptUntilItsWorkspaceChanges: a user's repeated
+// entitlement check is answered from the response cache, for that user
+// only, until something it was built from changes: the status (through
+// the webhook, the source of truth) or the user's membership.
+func TestEntitlementAnswerIsKeptUntilItsWorkspaceChanges(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			w := newPaymentsWorld(t, backend.URL(t), nil)
+			const responses = "billingapi_response_cache_lookups_total"
+			hits, misses := labels{"scope": "workspace", "result": "hit"}, labels{"scope": "workspace", "result": "miss"}
+			// lookups runs do and returns the workspace-scope hits and
+			// misses it made.
+			lookups := func(do func()) (hit, miss float64) {
+				t.Helper()
+				before := scrapeMetrics(t, w.testServer)
+				do()
+				after := scrapeMetrics(t, w.testServer)
+				return after.value(responses, hits) - before.value(responses, hits), after.value(responses, misses) - before.value(responses, misses)
+			}
+			level := func(token string) string {
+				t.Helper()
+				return w.access(t, token, w.wsA).Workspace.Access.Level
+			}
+
+			if hit, miss := lookups(func() {
+				for range 3 {
+					if got := level(w.carol); got != "FREE" {
+						t.Fatalf("carol's level = %q", got)
+					}
+				}
+			}); hit != 2 || miss != 1 {
+				t.Fatalf("three checks: %v hits, %v misses; want 2 and 1", hit, miss)
+			}
+
+			// Bob asks the very same query of a workspace he is not in:
+			// carol's answer is not his, and his error is never kept.
+			if hit, miss := lookups(func() {
+				for range 2 {
+					if r := w.gql(t, w.bob, accessQuery, map[string]any{"id": w.wsA}); r.Code() != "NOT_FOUND" {
+						t.Fatalf("bob: %s", r.Raw)
+					}
+				}
+			}); hit != 0 || miss != 2 {
+				t.Fatalf("bob's checks: %v hits, %v misses; want 0 and 2", hit, miss)
+			}
+
+			// The webhook makes the workspace pay: the next check shows it.
+			event := stripefake.Event("evt_cache_active", "customer.subscription.updated", stripefake.SubscriptionJSON(stripefake.Subscription{
+				ID: "sub_cache", Status: "active", PriceID: "price_pro_yearly", LookupKey: "pro_yearly",
+				Metadata: map[string]string{"workspace_id": w.wsA, "plan": "pro"},
+			}), time.Now())
+			if status, body := whPost(t, w.testServer, "/webhooks/stripe", event, whSign(event)); status != http.StatusOK {
+				t.Fatalf("webhook: %d %s", status, body)
+			}
+			whWaitStatus(t, w.testServer, "evt_cache_active", webhookevent.StatusProcessed)
+			if hit, miss := lookups(func() {
+				if got := level(w.carol); got != "FULL" {
+					t.Fatalf("carol's level after the webhook = %q, want FULL", got)
+				}
+			}); hit != 0 || miss != 1 {
+				t.Fatalf("first check after the webhook: %v hits, %v misses; want a miss", hit, miss)
+			}
+
+			// A member added now sees the workspace at once.
+			dave := w.token(t, "dave", false)
+			if r := w.gql(t, dave, accessQuery, map[string]any{"id": w.wsA}); r.Code() != "NOT_FOUND" {
+				t.Fatalf("dave before joining: %s", r.Raw)
+			}
+			if r := w.addMember(t, w.alice, w.wsA, "dave", "MEMBER"); r.Code() != "" {
+				t.Fatal(r.Raw)
+			}
+			if got := level(dave); got != "FULL" {
+				t.Fatalf("dave's level after joining = %q", got)
+			}
+
+			// Carol's membership ends: her kept answer goes with it.
+			if got := level(w.carol); got != "FULL" {
+				t.Fatalf("carol's level = %q", got)
+			}
+			ctx := privacy.DecisionContext(context.Background(), privacy.Allow)
+			if n, err := w.DB.Membership.Delete().Where(membership.UserID("carol")).Exec(ctx); err != nil || n != 1 {
+				t.Fatalf("removing carol: %d rows, %v", n, err)
+			}
+			if r := w.gql(t, w.carol, accessQuery, map[string]any{"id": w.wsA}); r.Code() != "NOT_FOUND" {
+				t.Fatalf("carol after leaving: %s", r.Raw)
+			}
+
+			// A query that reads more than the workspace's own fields is
+			// never looked up.
+			if hit, miss := lookups(func() {
+				q := `query($id: ID!) { workspace(id: $id) { access { level } payments { totalCount } } }`
+				for range 2 {
+					if r := w.gql(t, dave, q, map[string]any{"id": w.wsA}); r.Code() != "" {
+						t.Fatal(r.Raw)
+					}
+				}
+			}); hit != 0 || miss != 0 {
+				t.Fatalf("a query with payments: %v hits, %v misses; want no lookups", hit, miss)
+			}
+		})
+	}
 }

@@ -50,7 +50,7 @@ type Metrics struct {
 	stripeCalls     *prometheus.CounterVec
 	stripeDuration  *prometheus.HistogramVec
 	priceCache      *prometheus.CounterVec
-	publicCache     *prometheus.CounterVec
+	responseCache   *prometheus.CounterVec
 	eventResponses  *prometheus.CounterVec
 	webhookReceived *prometheus.CounterVec
 	webhookAttempts *prometheus.CounterVec
@@ -86,10 +86,10 @@ func New() *Metrics {
 			Name: "billingapi_price_cache_lookups_total",
 			Help: "Price cache lookups by lookup key, by result (hit or miss).",
 		}, []string{"result"}),
-		publicCache: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "billingapi_public_response_cache_lookups_total",
-			Help: "Queries of public catalog fields only, by result: hit (answered from the response cache) or miss (executed).",
-		}, []string{"result"}),
+		responseCache: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "billingapi_response_cache_lookups_total",
+			Help: "Queries the response cache may answer, by scope (public: the catalog; workspace: a user's entitlement check) and result: hit (answered from the cache) or miss (executed).",
+		}, []string{"scope", "result"}),
 		eventResponses: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "billingapi_billing_event_responses_total",
 			Help: "Billing events sent to websocket subscribers, by result: rendered (executed for this subscriber) or shared (rendered for another subscriber of the same workspace and subscription).",
@@ -116,7 +116,7 @@ func New() *Metrics {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		m.graphqlOps, m.graphqlDuration,
 		m.stripeCalls, m.stripeDuration,
-		m.priceCache, m.publicCache, m.eventResponses,
+		m.priceCache, m.responseCache, m.eventResponses,
 		m.webhookReceived, m.webhookAttempts, m.webhookLag,
 	)
 	return m
@@ -165,9 +165,9 @@ func (m *Metrics) GraphQLOperation(operation, code string, d time.Duration, obse
 	}
 }
 
-// PublicResponseCacheLookup counts one public catalog query, answered
-// from the response cache (hit) or executed.
-func (m *Metrics) PublicResponseCacheLookup(hit bool) {
+// ResponseCacheLookup counts one query of scope that the response cache
+// may answer: answered from it (hit) or executed.
+func (m *Metrics) ResponseCacheLookup(scope string, hit bool) {
 	if m == nil {
 		return
 	}
@@ -175,7 +175,7 @@ func (m *Metrics) PublicResponseCacheLookup(hit bool) {
 	if hit {
 		result = "hit"
 	}
-	m.publicCache.WithLabelValues(result).Inc()
+	m.responseCache.WithLabelValues(scope, result).Inc()
 }
 
 // BillingEventResponse counts one billing event sent to a subscriber,

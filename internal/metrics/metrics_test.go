@@ -109,9 +109,10 @@ func TestHandlerServesTheRegistry(t *testing.T) {
 	m.ObserveSubscribers(func() int { return 3 })
 	m.GraphQLOperation("Me", "OK", 20*time.Millisecond, true)
 	m.PriceCacheLookups(2, 1)
-	m.PublicResponseCacheLookup(true)
-	m.PublicResponseCacheLookup(true)
-	m.PublicResponseCacheLookup(false)
+	m.ResponseCacheLookup("public", true)
+	m.ResponseCacheLookup("public", true)
+	m.ResponseCacheLookup("public", false)
+	m.ResponseCacheLookup("workspace", true)
 	m.BillingEventResponse(true)
 	m.BillingEventResponse(true)
 	m.BillingEventResponse(false)
@@ -129,8 +130,9 @@ func TestHandlerServesTheRegistry(t *testing.T) {
 		`billingapi_billing_event_responses_total{result="shared"} 2`,
 		`billingapi_billing_event_responses_total{result="rendered"} 1`,
 		`billingapi_price_cache_lookups_total{result="miss"} 1`,
-		`billingapi_public_response_cache_lookups_total{result="hit"} 2`,
-		`billingapi_public_response_cache_lookups_total{result="miss"} 1`,
+		`billingapi_response_cache_lookups_total{result="hit",scope="public"} 2`,
+		`billingapi_response_cache_lookups_total{result="miss",scope="public"} 1`,
+		`billingapi_response_cache_lookups_total{result="hit",scope="workspace"} 1`,
 		`billingapi_webhook_events_received_total{type="invoice.paid"} 1`,
 		`billingapi_webhook_event_attempts_total{outcome="processed",type="invoice.paid"} 1`,
 		`billingapi_webhook_event_attempts_total{outcome="other",type="invoice.paid"} 1`,
