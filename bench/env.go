@@ -341,7 +341,8 @@ func procStatus(pid int) (map[string]int64, error) {
 }
 
 // metrics reads the server's /metrics (loopback clients need no token)
-// and returns the unlabelled samples by name.
+// and returns the samples by name, labels included as the server writes
+// them (`name{label="value",...}`).
 func (p *serverProc) metrics() (map[string]float64, error) {
 	req, err := http.NewRequest(http.MethodGet, p.URL+"/metrics", nil)
 	if err != nil {
@@ -368,8 +369,9 @@ func (p *serverProc) metrics() (map[string]float64, error) {
 		if line == "" || line[0] == '#' {
 			continue
 		}
-		name, val, ok := strings.Cut(line, " ")
-		if !ok || strings.Contains(name, "{") {
+		cut := strings.LastIndexByte(line, ' ') // label values may hold spaces
+		name, val, ok := line[:max(cut, 0)], line[cut+1:], cut > 0
+		if !ok {
 			continue
 		}
 		if f, err := strconv.ParseFloat(strings.TrimSpace(val), 64); err == nil {

@@ -416,12 +416,14 @@ func (w *world) makeWorkspaces(ctx context.Context, srv *serverProc, n int, tag 
 		return err
 	}
 	for _, ws := range w.ws {
-		raw, err := gqlData(ctx, c, srv.URL, ws.Token, b2Body(ws.ID))
-		if err != nil {
-			return err
-		}
-		if !strings.Contains(string(raw), `"level":"FULL"`) || !strings.Contains(string(raw), `"status":"ACTIVE"`) {
-			return fmt.Errorf("workspace %s has no active subscription after its webhook: %s", ws.ID, raw)
+		for _, q := range []string{b2Query, b2Executed} {
+			raw, err := gqlData(ctx, c, srv.URL, ws.Token, b2Body(q, ws.ID))
+			if err != nil {
+				return err
+			}
+			if !strings.Contains(string(raw), `"level":"FULL"`) || !strings.Contains(string(raw), `"status":"ACTIVE"`) {
+				return fmt.Errorf("workspace %s has no active subscription after its webhook: %s", ws.ID, raw)
+			}
 		}
 	}
 	log.Printf("world %s: %d workspaces with active subscriptions", w.name, n)
