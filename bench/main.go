@@ -90,7 +90,7 @@ func main() {
 	flag.StringVar(&o.redisURL, "redis", envOr("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"), "Redis server")
 	flag.BoolVar(&o.keepLogs, "keep-logs", false, "keep the servers' logs (their folder is printed)")
 	flag.DurationVar(&o.b3Latency, "b3-stripe-latency", 200*time.Millisecond, "B3: latency added to Stripe's price list, so that the 1,000 requests overlap the load")
-	flag.StringVar(&o.profileDir, "profile", "", "write profiles of the server to this folder (go tool pprof reads them): CPU during the measured part of B1, B2 and B4 (c=16) and during the first seconds of B5 on one server, heap and goroutines with the B5 subscribers idle, heap before and after B6's webhook events")
+	flag.StringVar(&o.profileDir, "profile", "", "write profiles of the server to this folder (go tool pprof reads them): CPU during the measured part of B1, B2 (cached and executed: B2x) and B4 (c=16) and during the first seconds of B5 on one server, heap and goroutines with the B5 subscribers idle, heap before and after B6's webhook events")
 	flag.Var(&o.serverEnv, "server-env", "KEY=VALUE added to the servers' environment, e.g. DB_MAX_IDLE_CONNS=20 (repeatable); recorded in the results")
 	flag.Parse()
 	if o.quick { // scale down what was not set explicitly
