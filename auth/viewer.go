@@ -30,6 +30,14 @@ type Viewer struct {
 // IsSystem reports whether v is a background viewer scoped to one workspace.
 func (v Viewer) IsSystem() bool { return v.UserID == "" && v.SystemWorkspace != uuid.Nil }
 
+// RegularUser reports whether v is a signed-in user with no more than a
+// user's rights: not an admin, a system viewer or a service. What such a
+// viewer may see depends on its memberships alone, so an answer read for
+// it may be kept for it.
+func (v Viewer) RegularUser() bool {
+	return v.UserID != "" && !v.Admin && v.SystemWorkspace == uuid.Nil && v.Service == ""
+}
+
 // SystemViewer returns a viewer for background work on one workspace.
 func SystemViewer(workspaceID uuid.UUID) Viewer { return Viewer{SystemWorkspace: workspaceID} }
 
