@@ -89,10 +89,10 @@ func (s *Service) invalidate(ctx context.Context, groups ...string) {
 // database.
 func (s *Service) VisibleWorkspace(ctx context.Context, id uuid.UUID) (*ent.Workspace, error) {
 	v, ok := auth.FromContext(ctx)
-	if !ok || v.UserID == "" || v.Admin || v.IsSystem() {
+	if !ok || !v.RegularUser() {
 		return s.Workspace(ctx, id)
 	}
-	ws, _, err := cache.GetOrLoad(s.near, cache.WorkspaceGroup(id.String()), "visible:"+v.UserID, shallowCopy,
+	ws, _, err := cache.GetOrLoad(ctx, s.near, cache.WorkspaceGroup(id.String()), "visible:"+v.UserID, shallowCopy,
 		func() (*ent.Workspace, bool, error) {
 			ws, err := s.Workspace(ctx, id)
 			return ws, true, err
@@ -105,13 +105,7 @@ func (s *Service) VisibleWorkspace(ctx context.Context, id uuid.UUID) (*ent.Work
 // does not hold (read while it failed) are not kept: Redis must be
 // refilled first, or replicas would disagree once its entries expire.
 func (s *Service) cachedPlans(ctx context.Context, key string, lookupKeys int, load func() ([]Plan, bool, error)) ([]Plan, error) {
-	plans, hit, err := cache.GetOrLoad(s.near, cache.PricesGroup, key, slices.Clone[[]Plan], func() ([]Plan, bool, error) {
-		plans, stored, err := load()
-		if err == nil && !stored {
-			cache.SkipFill(ctx) // nor a response built from them
-		}
-		return plans, stored, err
-	})
+	plans, hit, err := cache.GetOrLoad(ctx, s.near, cache.PricesGroup, key, slices.Clone[[]Plan], load)
 	if hit {
 		s.prices.CountHits(lookupKeys)
 	}

@@ -81,14 +81,9 @@ func viewOf(row *ent.Subscription) *SubscriptionView {
 // already loaded through the privacy rules, from the status cache (or the
 // database on a miss).
 func (s *Service) StatusOf(ctx context.Context, ws *ent.Workspace) (*BillingStatus, error) {
-	st, _, err := cache.GetOrLoad(s.near, cache.WorkspaceGroup(ws.ID.String()), "status", shallowCopy,
-		func() (*BillingStatus, bool, error) {
-			st, stored, err := s.cachedStatus(ctx, ws)
-			if err == nil && !stored {
-				cache.SkipFill(ctx) // kept only if Redis holds it, as for plans; nor an answer built from it
-			}
-			return st, stored, err
-		})
+	// Kept only if Redis holds it, as for plans.
+	st, _, err := cache.GetOrLoad(ctx, s.near, cache.WorkspaceGroup(ws.ID.String()), "status", shallowCopy,
+		func() (*BillingStatus, bool, error) { return s.cachedStatus(ctx, ws) })
 	return st, err
 }
 

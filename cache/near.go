@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
@@ -16,12 +17,23 @@ import (
 // invalidation reaches it (a replica that could not publish one).
 const DefaultNearTTL = 5 * time.Second
 
-// nearMaxGroups and nearMaxEntries bound the near cache's memory: past
-// them, an arbitrary group is dropped before a new one is added, and a
-// full group is emptied before a new entry is added to it.
+// DefaultNearBytes is the near cache's default memory budget (Near.MaxBytes).
+const DefaultNearBytes = 16 << 20
+
+// nearMaxEntries bounds one group, so that one workspace's entries (one
+// user's many distinct queries, say) cannot crowd out every other's: a
+// full group makes room by dropping its expired entries, or else one
+// arbitrary entry, never the whole group.
+const nearMaxEntries = 1024
+
+// The cost of an entry, as counted against MaxBytes: its value's bytes when
+// it is bytes or a string, else an estimate of a decoded struct (a billing
+// status, a workspace, a catalog of a few plans), plus the key and the
+// maps' own overhead.
 const (
-	nearMaxGroups  = 20_000
-	nearMaxEntries = 1024
+	nearEntryOverhead = 96
+	nearValueEstimate = 1024
+	nearGroupOverhead = 256
 )
 
 // AllGroups invalidates every group (a write whose workspace is not known,
@@ -58,8 +70,16 @@ type Near struct {
 	ttl     time.Duration
 	log     *slog.Logger
 
+	// MaxBytes bounds the memory the entries take, as estimated by their
+	// cost (default DefaultNearBytes). Past it, a fill first drops every
+	// expired entry, then arbitrary entries until the new one fits. Set it
+	// before Start.
+	MaxBytes int64
+
 	mu     sync.RWMutex
-	groups map[string]map[string]nearEntry
+	groups map[string]*nearGroup
+	bytes  int64         // the cost of every entry and group held
+	swept  time.Time     // when expired entries were last dropped
 	gen    atomic.Uint64 // bumped by every invalidation and clear
 	on     atomic.Bool   // the invalidation subscription is confirmed
 
@@ -74,9 +94,31 @@ type Near struct {
 	done   chan struct{}
 }
 
+type nearGroup struct {
+	entries map[string]nearEntry
+	bytes   int64
+}
+
 type nearEntry struct {
 	val     any
 	expires time.Time
+	cost    int64
+}
+
+// entryCost is what an entry counts against MaxBytes.
+func entryCost(key string, val any) int64 {
+	c := nearEntryOverhead + len(key)
+	switch v := val.(type) {
+	case []byte:
+		c += len(v)
+	case json.RawMessage:
+		c += len(v)
+	case string:
+		c += len(v)
+	default:
+		c += nearValueEstimate
+	}
+	return int64(c)
 }
 
 // NewNear returns a near cache whose invalidation channel starts with
@@ -88,35 +130,59 @@ func NewNear(rdb redis.UniversalClient, prefix string, ttl time.Duration, log *s
 	if ttl <= 0 {
 		ttl = DefaultNearTTL
 	}
-	return &Near{rdb: rdb, channel: prefix + "invalidate", ttl: ttl, log: log, groups: map[string]map[string]nearEntry{}}
+	return &Near{rdb: rdb, channel: prefix + "invalidate", ttl: ttl, log: log, groups: map[string]*nearGroup{}}
 }
 
 // Get returns the value of key in group, if held and fresh. The ticket is
 // what Fill needs after a miss.
 func (n *Near) Get(group, key string) (val any, ok bool, ticket uint64) {
+	e, ok, ticket := n.get(group, key)
+	return e.val, ok, ticket
+}
+
+func (n *Near) get(group, key string) (e nearEntry, ok bool, ticket uint64) {
 	if n == nil {
-		return nil, false, 0
+		return nearEntry{}, false, 0
 	}
 	ticket = n.gen.Load()
 	if !n.on.Load() {
-		return nil, false, ticket
+		return nearEntry{}, false, ticket
 	}
 	n.mu.RLock()
-	e, ok := n.groups[group][key]
-	n.mu.RUnlock()
-	if !ok || time.Now().After(e.expires) {
-		return nil, false, ticket
+	if g := n.groups[group]; g != nil {
+		e, ok = g.entries[key]
 	}
-	return e.val, true, ticket
+	n.mu.RUnlock()
+	if !ok || !time.Now().Before(e.expires) {
+		return nearEntry{}, false, ticket
+	}
+	return e, true, ticket
 }
 
 // Fill stores val under key in group, unless an invalidation happened
 // since ticket was taken or the near cache is off. Callers must treat val
 // as read-only from then on: other requests share it.
 func (n *Near) Fill(group, key string, val any, ticket uint64) {
+	n.FillUntil(group, key, val, ticket, time.Time{})
+}
+
+// FillUntil is Fill for a value that must expire by until at the latest
+// (when it is not zero) as well as after the TTL: a value built from other
+// entries lives no longer than the first of them to expire, so that the
+// TTL still bounds how stale it can be.
+func (n *Near) FillUntil(group, key string, val any, ticket uint64, until time.Time) {
 	if n == nil || !n.on.Load() {
 		return
 	}
+	now := time.Now()
+	expires := now.Add(n.ttl)
+	if !until.IsZero() && until.Before(expires) {
+		expires = until
+	}
+	if !now.Before(expires) {
+		return
+	}
+	cost := entryCost(key, val)
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	// Checked under the lock: invalidations bump gen under it too.
@@ -124,20 +190,121 @@ func (n *Near) Fill(group, key string, val any, ticket uint64) {
 		return
 	}
 	g := n.groups[group]
+	if old, ok := g.lookup(key); ok {
+		n.remove(group, g, key, old)
+	}
+	if g != nil && len(g.entries) >= nearMaxEntries {
+		n.makeRoom(group, g, now)
+	}
+	if budget := n.budget(); n.bytes+cost+nearGroupOverhead > budget {
+		n.sweep(now)
+		n.evict(budget - cost - nearGroupOverhead)
+	}
+	if g = n.groups[group]; g == nil { // makeRoom or evict may have dropped it
+		g = &nearGroup{entries: map[string]nearEntry{}}
+		n.groups[group] = g
+		n.bytes += nearGroupOverhead
+	}
+	g.entries[key] = nearEntry{val: val, expires: expires, cost: cost}
+	g.bytes += cost
+	n.bytes += cost
+}
+
+func (g *nearGroup) lookup(key string) (nearEntry, bool) {
 	if g == nil {
-		if len(n.groups) >= nearMaxGroups {
-			for k := range n.groups {
-				delete(n.groups, k)
-				break
+		return nearEntry{}, false
+	}
+	e, ok := g.entries[key]
+	return e, ok
+}
+
+func (n *Near) budget() int64 {
+	if n.MaxBytes > 0 {
+		return n.MaxBytes
+	}
+	return DefaultNearBytes
+}
+
+// remove drops one entry, and its group once empty. n.mu must be held.
+func (n *Near) remove(name string, g *nearGroup, key string, e nearEntry) {
+	delete(g.entries, key)
+	g.bytes -= e.cost
+	n.bytes -= e.cost
+	if len(g.entries) == 0 {
+		n.dropGroup(name, g)
+	}
+}
+
+// dropGroup drops a group and everything in it. n.mu must be held.
+func (n *Near) dropGroup(name string, g *nearGroup) {
+	delete(n.groups, name)
+	n.bytes -= g.bytes + nearGroupOverhead
+}
+
+// makeRoom frees a place in a full group: its expired entries, or else one
+// arbitrary entry. n.mu must be held.
+func (n *Near) makeRoom(name string, g *nearGroup, now time.Time) {
+	freed := false
+	for k, e := range g.entries {
+		if !now.Before(e.expires) {
+			n.remove(name, g, k, e)
+			freed = true
+		}
+	}
+	if freed {
+		return
+	}
+	for k, e := range g.entries { // Go's map order is randomised
+		n.remove(name, g, k, e)
+		return
+	}
+}
+
+// sweep drops every expired entry. n.mu must be held.
+func (n *Near) sweep(now time.Time) {
+	n.swept = now
+	for name, g := range n.groups {
+		for k, e := range g.entries {
+			if !now.Before(e.expires) {
+				n.remove(name, g, k, e)
 			}
 		}
-		g = map[string]nearEntry{}
-		n.groups[group] = g
 	}
-	if len(g) >= nearMaxEntries {
-		clear(g)
+}
+
+// evict drops arbitrary entries until what is held costs at most limit.
+// n.mu must be held.
+func (n *Near) evict(limit int64) {
+	for name, g := range n.groups { // Go's map order is randomised
+		for k, e := range g.entries {
+			if n.bytes <= limit {
+				return
+			}
+			n.remove(name, g, k, e)
+		}
 	}
-	g[key] = nearEntry{val: val, expires: time.Now().Add(n.ttl)}
+}
+
+// sweepIfDue drops expired entries once per TTL, so that entries nobody
+// reads again do not stay in memory until the budget is reached.
+func (n *Near) sweepIfDue() {
+	now := time.Now()
+	n.mu.RLock()
+	due := now.Sub(n.swept) >= n.ttl
+	n.mu.RUnlock()
+	if !due {
+		return
+	}
+	n.mu.Lock()
+	n.sweep(now)
+	n.mu.Unlock()
+}
+
+// Bytes reports the estimated cost of what the near cache holds.
+func (n *Near) Bytes() int64 {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	return n.bytes
 }
 
 // Invalidate drops groups here at once and on every other replica through
@@ -160,12 +327,15 @@ func (n *Near) Invalidate(ctx context.Context, groups ...string) error {
 func (n *Near) drop(groups ...string) {
 	n.mu.Lock()
 	n.gen.Add(1)
-	for _, g := range groups {
-		if g == AllGroups {
+	for _, name := range groups {
+		if name == AllGroups {
 			clear(n.groups)
+			n.bytes = 0
 			break
 		}
-		delete(n.groups, g)
+		if g := n.groups[name]; g != nil {
+			n.dropGroup(name, g)
+		}
 	}
 	n.mu.Unlock()
 }
@@ -176,6 +346,7 @@ func (n *Near) clear(on bool) {
 	n.gen.Add(1)
 	n.on.Store(on)
 	clear(n.groups)
+	n.bytes = 0
 	n.mu.Unlock()
 }
 
@@ -215,6 +386,7 @@ func (n *Near) listen(ctx context.Context) {
 	failing, pinged := false, false
 	ps := n.pubsub()
 	for ctx.Err() == nil {
+		n.sweepIfDue()
 		msg, err := ps.ReceiveTimeout(ctx, every)
 		if err != nil {
 			var ne net.Error
@@ -293,23 +465,50 @@ func (n *Near) Close() {
 	n.clear(false)
 }
 
-// fillHintKey carries a fill hint in a context.
+// fillHintKey carries a *fillHint in a context.
 type fillHintKey struct{}
 
-// WithFillHint returns a context in which SkipFill can mark that some value
-// read was not one to keep (Redis did not hold it), and a function that
-// reports whether nothing was marked: whether what was built from those
-// reads may be kept in the near cache.
-func WithFillHint(ctx context.Context) (context.Context, func() bool) {
-	var skip atomic.Bool
-	return context.WithValue(ctx, fillHintKey{}, &skip), func() bool { return !skip.Load() }
+// fillHint is what the reads under WithFillHint found: whether one was not
+// to be kept, and when the first near-cache entry they hit expires.
+type fillHint struct {
+	mu    sync.Mutex // resolvers read concurrently
+	skip  bool
+	until time.Time
+}
+
+// WithFillHint returns a context for reads that a value will be built from
+// (a response), and a function that says whether that value may be kept in
+// the near cache and until when at the latest (see FillUntil): not if any
+// read was marked with SkipFill, and no longer than the first near-cache
+// entry that GetOrLoad found.
+func WithFillHint(ctx context.Context) (context.Context, func() (keep bool, until time.Time)) {
+	h := &fillHint{}
+	return context.WithValue(ctx, fillHintKey{}, h), func() (bool, time.Time) {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		return !h.skip, h.until
+	}
 }
 
 // SkipFill marks, for a WithFillHint caller up the stack, that a value read
 // in ctx must not be kept.
 func SkipFill(ctx context.Context) {
-	if skip, ok := ctx.Value(fillHintKey{}).(*atomic.Bool); ok {
-		skip.Store(true)
+	if h, ok := ctx.Value(fillHintKey{}).(*fillHint); ok {
+		h.mu.Lock()
+		h.skip = true
+		h.mu.Unlock()
+	}
+}
+
+// readUntil tells a WithFillHint caller up the stack that a value read in
+// ctx came from a near-cache entry that expires at expires.
+func readUntil(ctx context.Context, expires time.Time) {
+	if h, ok := ctx.Value(fillHintKey{}).(*fillHint); ok {
+		h.mu.Lock()
+		if h.until.IsZero() || expires.Before(h.until) {
+			h.until = expires
+		}
+		h.mu.Unlock()
 	}
 }
 
@@ -319,14 +518,23 @@ func SkipFill(ctx context.Context) {
 // invalidation is never kept after it. Values are shared: clone copies
 // one on the way in and on the way out, so that no caller can change what
 // another reads. hit reports whether the value came from n.
-func GetOrLoad[T any](n *Near, group, key string, clone func(T) T, load func() (v T, keep bool, err error)) (v T, hit bool, err error) {
-	val, ok, ticket := n.Get(group, key)
+//
+// What it reads is told to a WithFillHint caller up ctx's stack: a value
+// load says not to keep (SkipFill), and a hit's expiry.
+func GetOrLoad[T any](ctx context.Context, n *Near, group, key string, clone func(T) T, load func() (v T, keep bool, err error)) (v T, hit bool, err error) {
+	e, ok, ticket := n.get(group, key)
 	if ok {
-		return clone(val.(T)), true, nil
+		readUntil(ctx, e.expires)
+		return clone(e.val.(T)), true, nil
 	}
 	v, keep, err := load()
-	if err == nil && keep {
-		n.Fill(group, key, clone(v), ticket)
+	if err != nil {
+		return v, false, err
 	}
-	return v, false, err
+	if !keep {
+		SkipFill(ctx)
+		return v, false, nil
+	}
+	n.Fill(group, key, clone(v), ticket)
+	return v, false, nil
 }

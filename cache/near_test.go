@@ -2,6 +2,7 @@ package cache_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -126,14 +127,27 @@ func TestNearCache(t *testing.T) {
 				}
 			})
 			t.Run("GroupsAreBounded", func(t *testing.T) {
+				fill(a, "neighbour", "status", "kept")
 				for i := range 1100 {
 					fill(a, "big", fmt.Sprint(i), i)
 				}
 				if v := held(a, "big", "1099"); v != 1099 {
 					t.Fatalf("the newest entry of a full group: %v", v)
 				}
-				if v := held(a, "big", "0"); v != nil {
-					t.Errorf("a group past its bound still holds its first entry: %v", v)
+				n := 0
+				for i := range 1100 {
+					if held(a, "big", fmt.Sprint(i)) != nil {
+						n++
+					}
+				}
+				// A full group makes room one entry at a time: it is never
+				// emptied, so its other entries (a workspace's status)
+				// survive one reader's many keys.
+				if n != 1024 {
+					t.Errorf("a group filled with 1,100 entries holds %d, want its bound, 1,024", n)
+				}
+				if v := held(a, "neighbour", "status"); v != "kept" {
+					t.Errorf("filling one group dropped another's entry: %v", v)
 				}
 			})
 		})
@@ -151,6 +165,146 @@ func TestNearCacheTTL(t *testing.T) {
 	time.Sleep(80 * time.Millisecond)
 	if v := held(n, "g", "k"); v != nil {
 		t.Fatalf("an entry past its TTL: %v", v)
+	}
+}
+
+// TestNearCacheMemoryBudget: what the entries cost stays within MaxBytes,
+// however many distinct keys are filled, and leaves with their groups.
+func TestNearCacheMemoryBudget(t *testing.T) {
+	rdb, prefix := redises(t)["Embedded"](t)
+	n := cache.NewNear(rdb, prefix, time.Minute, nil)
+	n.MaxBytes = 64 << 10
+	startNear(t, n)
+	if b := n.Bytes(); b != 0 {
+		t.Fatalf("an empty near cache costs %d bytes", b)
+	}
+	answer := make([]byte, 1000)
+	for i := range 1000 { // about 1 MiB of answers, in 100 groups
+		fill(n, fmt.Sprintf("ws:%d", i%100), fmt.Sprintf("response:%d", i), answer)
+		if b := n.Bytes(); b > n.MaxBytes {
+			t.Fatalf("after %d fills the near cache costs %d bytes, over its budget of %d", i+1, b, n.MaxBytes)
+		}
+	}
+	if held(n, "ws:99", "response:999") == nil {
+		t.Fatal("the newest entry was not kept")
+	}
+	kept := 0
+	for i := range 1000 {
+		if held(n, fmt.Sprintf("ws:%d", i%100), fmt.Sprintf("response:%d", i)) != nil {
+			kept++
+		}
+	}
+	// Each entry costs its 1,000 bytes, its key and some overhead; the
+	// budget holds about 55 of them, and evicting stops once the new one
+	// fits, so most of the budget stays in use.
+	if kept < 40 || kept > 64 {
+		t.Errorf("the budget of 64 KiB holds %d entries of 1,000 bytes, want 40..64", kept)
+	}
+	before := n.Bytes()
+	if err := n.Invalidate(context.Background(), "ws:99"); err != nil {
+		t.Fatal(err)
+	}
+	if after := n.Bytes(); after >= before {
+		t.Errorf("dropping a group left the cost at %d (was %d)", after, before)
+	}
+	if err := n.Invalidate(context.Background(), cache.AllGroups); err != nil {
+		t.Fatal(err)
+	}
+	if b := n.Bytes(); b != 0 {
+		t.Errorf("after dropping every group the near cache costs %d bytes", b)
+	}
+	// Refilling a key replaces its cost instead of adding to it.
+	fill(n, "g", "k", answer)
+	one := n.Bytes()
+	fill(n, "g", "k", answer)
+	if b := n.Bytes(); b != one {
+		t.Errorf("filling a key twice costs %d bytes, once %d", b, one)
+	}
+}
+
+// TestNearCacheSweepsExpiredEntries: entries nobody reads again leave
+// memory within about a TTL, without waiting for the budget to fill.
+func TestNearCacheSweepsExpiredEntries(t *testing.T) {
+	rdb, prefix := redises(t)["Embedded"](t)
+	n := cache.NewNear(rdb, prefix, 50*time.Millisecond, nil)
+	n.PingEvery = 20 * time.Millisecond
+	startNear(t, n)
+	for i := range 100 {
+		fill(n, fmt.Sprintf("ws:%d", i), "status", i)
+	}
+	if n.Bytes() == 0 {
+		t.Fatal("nothing was filled")
+	}
+	waitFor(t, 2*time.Second, "expired entries to be swept", func() bool { return n.Bytes() == 0 })
+}
+
+// TestNearCacheFillUntil: a value built from other entries expires with
+// the first of them, and GetOrLoad tells a WithFillHint caller both what
+// it must not keep and when what it read expires.
+func TestNearCacheFillUntil(t *testing.T) {
+	rdb, prefix := redises(t)["Embedded"](t)
+	n := cache.NewNear(rdb, prefix, time.Minute, nil)
+	startNear(t, n)
+	ctx := context.Background()
+
+	_, _, ticket := n.Get("g", "soon")
+	n.FillUntil("g", "soon", 1, ticket, time.Now().Add(50*time.Millisecond))
+	if v := held(n, "g", "soon"); v != 1 {
+		t.Fatalf("an entry with a near bound, just filled: %v", v)
+	}
+	time.Sleep(80 * time.Millisecond)
+	if v := held(n, "g", "soon"); v != nil {
+		t.Fatalf("an entry past its bound (the TTL is a minute): %v", v)
+	}
+	_, _, ticket = n.Get("g", "past")
+	n.FillUntil("g", "past", 1, ticket, time.Now().Add(-time.Millisecond))
+	if v := held(n, "g", "past"); v != nil {
+		t.Fatalf("an entry whose bound had passed was kept: %v", v)
+	}
+
+	id := func(v int) int { return v }
+	load := func(v int, keep bool) func() (int, bool, error) {
+		return func() (int, bool, error) { return v, keep, nil }
+	}
+	// A miss that loads a value to keep: no bound, nothing to skip.
+	hinted, kept := cache.WithFillHint(ctx)
+	if v, hit, err := cache.GetOrLoad(hinted, n, "g", "a", id, load(7, true)); err != nil || hit || v != 7 {
+		t.Fatalf("first read: %v, hit %v, %v", v, hit, err)
+	}
+	if keep, until := kept(); !keep || !until.IsZero() {
+		t.Fatalf("after a miss that loaded: keep %v, until %v; want true and no bound", keep, until)
+	}
+	// A hit: the reader's answer may live no longer than the entry.
+	hinted, kept = cache.WithFillHint(ctx)
+	start := time.Now()
+	if v, hit, err := cache.GetOrLoad(hinted, n, "g", "a", id, load(8, true)); err != nil || !hit || v != 7 {
+		t.Fatalf("second read: %v, hit %v, %v", v, hit, err)
+	}
+	if keep, until := kept(); !keep || until.IsZero() || until.After(start.Add(time.Minute)) || until.Before(start.Add(50*time.Second)) {
+		t.Fatalf("after a hit: keep %v, until %v; want true and the entry's expiry, a minute after its fill", keep, until)
+	}
+	// A value load says not to keep: nor may anything built from it.
+	hinted, kept = cache.WithFillHint(ctx)
+	if v, hit, err := cache.GetOrLoad(hinted, n, "g", "b", id, load(9, false)); err != nil || hit || v != 9 {
+		t.Fatalf("a read not to keep: %v, hit %v, %v", v, hit, err)
+	}
+	if keep, _ := kept(); keep {
+		t.Fatal("a value load would not keep did not stop what was built from it being kept")
+	}
+	if v := held(n, "g", "b"); v != nil {
+		t.Fatalf("a value load would not keep was kept: %v", v)
+	}
+	// An error is neither kept nor marked.
+	hinted, kept = cache.WithFillHint(ctx)
+	boom := errors.New("boom")
+	if _, _, err := cache.GetOrLoad(hinted, n, "g", "c", id, func() (int, bool, error) { return 0, true, boom }); !errors.Is(err, boom) {
+		t.Fatalf("a failed load: %v", err)
+	}
+	if v := held(n, "g", "c"); v != nil {
+		t.Fatalf("a failed load was kept: %v", v)
+	}
+	if keep, _ := kept(); !keep {
+		t.Error("a failed load marked the hint; the caller's own error handling decides")
 	}
 }
 

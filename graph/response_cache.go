@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
 	"slices"
@@ -32,15 +33,27 @@ import (
 //     workspace or of a membership and every status change drops
 //     (billing/near.go).
 //
-// Only complete answers are kept: none with errors, and none built from
-// values that the near cache itself would not keep (cache.SkipFill). An
-// answer also expires with the near cache's TTL.
+// Only complete answers are kept: none with errors, none larger than
+// MaxAnswerBytes, and none built from values that the near cache itself
+// would not keep (cache.SkipFill). An answer expires with the near cache's
+// TTL, and no later than the first near-cache entry it was built from
+// (cache.FillUntil), so that a lost invalidation leaves it stale for one
+// TTL at most. What answers take counts against the near cache's memory
+// budget (Near.MaxBytes).
 type ResponseCache struct {
 	Near *cache.Near
+	// MaxAnswerBytes is the largest answer kept (default
+	// DefaultMaxAnswerBytes): an entitlement check or the plan catalog is
+	// a few hundred bytes, and a query with hundreds of aliases should not
+	// take the room of a thousand of them.
+	MaxAnswerBytes int
 	// Observe, when set, is told whether each cacheable query was a hit,
 	// and of which scope ("public" or "workspace").
 	Observe func(scope string, hit bool)
 }
+
+// DefaultMaxAnswerBytes is ResponseCache.MaxAnswerBytes's default.
+const DefaultMaxAnswerBytes = 8 << 10
 
 // The scopes of ResponseCache, as Observe is told them.
 const (
@@ -86,12 +99,22 @@ func (c ResponseCache) InterceptOperation(ctx context.Context, next graphql.Oper
 	return func(ctx context.Context) *graphql.Response {
 		res := handler(ctx)
 		first.Do(func() {
-			if res != nil && len(res.Errors) == 0 && len(res.Data) > 0 && len(res.Extensions) == 0 && kept() {
-				c.Near.Fill(group, key, slices.Clone(res.Data), ticket)
+			if res == nil || len(res.Errors) > 0 || len(res.Data) == 0 || len(res.Extensions) > 0 || len(res.Data) > c.maxAnswer() {
+				return
+			}
+			if keep, until := kept(); keep {
+				c.Near.FillUntil(group, key, slices.Clone(res.Data), ticket, until)
 			}
 		})
 		return res
 	}
+}
+
+func (c ResponseCache) maxAnswer() int {
+	if c.MaxAnswerBytes > 0 {
+		return c.MaxAnswerBytes
+	}
+	return DefaultMaxAnswerBytes
 }
 
 func (c ResponseCache) observe(scope string, hit bool) {
@@ -110,7 +133,7 @@ func cacheScope(ctx context.Context, oc *graphql.OperationContext) (scope, group
 		v, signedIn := auth.FromContext(ctx)
 		// A regular user only: an admin's or a service's answer is not
 		// theirs alone to keep, and nothing else may skip @authenticated.
-		if !signedIn || v.UserID == "" || v.Admin || v.IsSystem() || v.Service != "" {
+		if !signedIn || !v.RegularUser() {
 			return "", "", "", false
 		}
 		return ScopeWorkspace, cache.WorkspaceGroup(ws.String()), v.UserID, true
@@ -205,7 +228,9 @@ func onlyWorkspaceFields(set ast.SelectionSet) bool {
 }
 
 // responseKey identifies a response by its owner ("" when it is everyone's),
-// the query's text, the operation chosen and the variables.
+// the query's text, the operation chosen and the variables. Each part is
+// hashed after its length, so that no two lists of parts hash the same
+// bytes.
 func responseKey(oc *graphql.OperationContext, owner string) (string, bool) {
 	vars, err := json.Marshal(oc.Variables) // map keys come out sorted
 	if err != nil {
@@ -213,8 +238,8 @@ func responseKey(oc *graphql.OperationContext, owner string) (string, bool) {
 	}
 	h := sha256.New()
 	for _, part := range []string{owner, oc.RawQuery, oc.OperationName, string(vars)} {
+		h.Write(binary.AppendUvarint(nil, uint64(len(part))))
 		h.Write([]byte(part))
-		h.Write([]byte{0})
 	}
 	return "response:" + hex.EncodeToString(h.Sum(nil)), true
 }

@@ -2,10 +2,13 @@ package graph
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"slices"
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"billingapi/auth"
 	"billingapi/cache"
@@ -14,6 +17,7 @@ import (
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2"
 	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 	"github.com/vektah/gqlparser/v2/parser"
 )
 
@@ -78,14 +82,25 @@ func TestWorkspaceQuery(t *testing.T) {
 		{`query($id: ID!) { workspace(id: $id) { ...F } } fragment F on Workspace { id }`, map[string]any{"id": id}, false},
 		{`query($id: ID!) { workspace(id: $id) { ... on Workspace { id } } }`, map[string]any{"id": id}, false},
 		{`query($id: ID!, $x: Boolean!) { workspace(id: $id) { id name @include(if: $x) } }`, map[string]any{"id": id, "x": true}, false},
+		{`{ __typename workspace(id: "` + id + `") { id } }`, nil, false},
 		// An id that names no workspace is answered (NOT_FOUND), never kept.
 		{`query($id: ID!) { workspace(id: $id) { id } }`, map[string]any{"id": "not-a-uuid"}, false},
+		{`{ workspace(id: 5) { id } }`, nil, false},
+		{`query($id: ID!) { workspace(id: $id) { id } }`, map[string]any{"id": nil}, false},
+		{`query($id: ID!) { workspace(id: $id) { id } }`, nil, false},
+		// The operation chosen by name is the one judged.
+		{`query A($id: ID!) { workspace(id: $id) { id } } query B { me { id } }`, map[string]any{"id": id, "op": "A"}, true},
+		{`query A($id: ID!) { workspace(id: $id) { id } } query B { me { id } }`, map[string]any{"id": id, "op": "B"}, false},
 	} {
 		doc, errs := gqlparser.LoadQueryWithRules(schema, c.query, nil) // nil: the default rules
 		if errs != nil {
 			t.Fatalf("%s: %v", c.query, errs)
 		}
-		got, ok := workspaceQuery(doc.Operations[0], c.vars)
+		op := doc.Operations[0]
+		if name, ok := c.vars["op"].(string); ok {
+			op = doc.Operations.ForName(name)
+		}
+		got, ok := workspaceQuery(op, c.vars)
 		if ok != c.want || (ok && got.String() != id) {
 			t.Errorf("workspaceQuery(%s) = %v, %v; want %v", c.query, got, ok, c.want)
 		}
@@ -134,6 +149,13 @@ func TestCacheScopeKeepsAUsersAnswerForThatUser(t *testing.T) {
 	dave, _ := responseKey(entitlement, "dave")
 	if carol == dave {
 		t.Error("two users' answers share a key")
+	}
+	// Parts are not run together: an owner ending where a query begins
+	// does not make the same key as another split of the same bytes.
+	a, _ := responseKey(&graphql.OperationContext{RawQuery: "b{x}"}, "a")
+	b, _ := responseKey(&graphql.OperationContext{RawQuery: "{x}"}, "ab")
+	if a == b {
+		t.Error(`owner "a" with query "b{x}" has the key of owner "ab" with query "{x}"`)
 	}
 	plans := opContext(`{ plans { lookupKey } }`)
 	scope, group, owner, ok := cacheScope(auth.NewContext(context.Background(), auth.Viewer{UserID: "carol"}), plans)
@@ -192,5 +214,99 @@ func TestWorkspaceFieldsAreDroppedWithTheirGroup(t *testing.T) {
 	sort.Strings(found)
 	if !slices.Equal(found, reviewedWorkspaceResolvers) {
 		t.Errorf("workspace fields that run code:\n  %v\nreviewed:\n  %v\nread each new one for whether every change to what it reads drops the workspace's group, then update reviewedWorkspaceResolvers", found, reviewedWorkspaceResolvers)
+	}
+}
+
+// TestResponseCacheKeeps: complete, small answers are kept, and nothing
+// else; a kept answer lives no longer than the near-cache entries it was
+// built from.
+func TestResponseCacheKeeps(t *testing.T) {
+	rdb, closeFn, err := cache.Open("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = closeFn() })
+	near := cache.NewNear(rdb, "rc:", time.Minute, nil)
+	near.Start(context.Background())
+	t.Cleanup(near.Close)
+	for deadline := time.Now().Add(5 * time.Second); !near.Enabled(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the near cache did not turn on")
+		}
+	}
+	rc := ResponseCache{Near: near, MaxAnswerBytes: 100}
+
+	query := 0 // each case its own query text, so its own key
+	// run sends the same public query twice through rc, answered by
+	// answer, and reports how many times it was executed.
+	run := func(t *testing.T, answer func(ctx context.Context) *graphql.Response) int {
+		t.Helper()
+		query++
+		text := fmt.Sprintf("{ plans { lookupKey } } # %d", query)
+		doc, err := parser.ParseQuery(&ast.Source{Input: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		executed := 0
+		next := func(ctx context.Context) graphql.ResponseHandler {
+			executed++
+			return graphql.OneShot(answer(ctx))
+		}
+		for range 2 {
+			oc := &graphql.OperationContext{RawQuery: text, Doc: doc, Operation: doc.Operations[0]}
+			ctx := graphql.WithOperationContext(context.Background(), oc)
+			if res := rc.InterceptOperation(ctx, next)(ctx); res == nil || len(res.Data) == 0 {
+				t.Fatalf("no answer: %+v", res)
+			}
+		}
+		return executed
+	}
+	data := func(n int) json.RawMessage { return json.RawMessage(`"` + strings.Repeat("x", n-2) + `"`) }
+
+	if n := run(t, func(context.Context) *graphql.Response { return &graphql.Response{Data: data(100)} }); n != 1 {
+		t.Errorf("an answer of 100 bytes (the limit) was executed %d times, want 1", n)
+	}
+	if n := run(t, func(context.Context) *graphql.Response { return &graphql.Response{Data: data(101)} }); n != 2 {
+		t.Errorf("an answer over the limit was executed %d times, want 2 (not kept)", n)
+	}
+	if n := run(t, func(context.Context) *graphql.Response {
+		return &graphql.Response{Data: data(10), Errors: gqlerror.List{{Message: "partial"}}}
+	}); n != 2 {
+		t.Errorf("an answer with errors was executed %d times, want 2 (not kept)", n)
+	}
+	if n := run(t, func(ctx context.Context) *graphql.Response {
+		cache.SkipFill(ctx) // read a value Redis did not hold
+		return &graphql.Response{Data: data(10)}
+	}); n != 2 {
+		t.Errorf("an answer built from a value not to keep was executed %d times, want 2", n)
+	}
+
+	// An answer built from an entry that expires in 50 ms expires with it,
+	// although the near cache's TTL is a minute.
+	_, _, ticket := near.Get(cache.PricesGroup, "catalog")
+	near.FillUntil(cache.PricesGroup, "catalog", 1, ticket, time.Now().Add(50*time.Millisecond))
+	executed := 0
+	query++
+	text := fmt.Sprintf("{ plans { lookupKey } } # %d", query)
+	doc, _ := parser.ParseQuery(&ast.Source{Input: text})
+	ask := func() {
+		oc := &graphql.OperationContext{RawQuery: text, Doc: doc, Operation: doc.Operations[0]}
+		ctx := graphql.WithOperationContext(context.Background(), oc)
+		rc.InterceptOperation(ctx, func(ctx context.Context) graphql.ResponseHandler {
+			executed++
+			_, _, _ = cache.GetOrLoad(ctx, near, cache.PricesGroup, "catalog", func(v int) int { return v },
+				func() (int, bool, error) { return 2, false, nil })
+			return graphql.OneShot(&graphql.Response{Data: data(10)})
+		})(ctx)
+	}
+	ask()
+	ask()
+	if executed != 1 {
+		t.Fatalf("an answer built from a fresh entry was executed %d times, want 1", executed)
+	}
+	time.Sleep(80 * time.Millisecond)
+	ask()
+	if executed != 2 {
+		t.Errorf("an answer outlived the entry it was built from: executed %d times, want 2", executed)
 	}
 }

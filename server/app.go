@@ -103,6 +103,7 @@ func (m *Main) Open(ctx context.Context) error {
 	// A near entry must not outlive the price cache's TTL by much.
 	m.Near = cache.NewNear(m.Redis, m.Config.RedisKeyPrefix, min(cache.DefaultNearTTL, m.Config.PriceCacheTTL), m.Log)
 	m.Near.Start(context.WithoutCancel(ctx))
+	m.Metrics.ObserveNearCache(m.Near.Bytes)
 	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
 	m.Prices.Observe = m.Metrics.PriceCacheLookups
 	m.Prices.Near = m.Near

@@ -140,6 +140,18 @@ func (m *Metrics) ObserveSubscribers(current func() int) {
 	}, func() float64 { return float64(current()) }))
 }
 
+// ObserveNearCache registers a gauge read from bytes at scrape time: what
+// the near cache's entries cost, as counted against its budget.
+func (m *Metrics) ObserveNearCache(bytes func() int64) {
+	if m == nil {
+		return
+	}
+	m.Registry.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "billingapi_near_cache_bytes",
+		Help: "Estimated memory held by the in-process near cache (its entries' cost against its budget).",
+	}, func() float64 { return float64(bytes()) }))
+}
+
 // OperationLabel returns the bounded label of an operation name: "" (an
 // unnamed or unknown operation) is Anonymous, long names are cut, and new
 // names past MaxDistinctValues are Other.
