@@ -315,6 +315,9 @@ func TestEntitlementAnswerIsKeptUntilItsWorkspaceChanges(t *testing.T) {
 			}); hit != 2 || miss != 1 {
 				t.Fatalf("three checks: %v hits, %v misses; want 2 and 1", hit, miss)
 			}
+			if b := scrapeMetrics(t, w.testServer).value("billingapi_near_cache_bytes", labels{}); b <= 0 {
+				t.Errorf("billingapi_near_cache_bytes = %v with an answer kept", b)
+			}
 
 			// Bob asks the very same query of a workspace he is not in:
 			// carol's answer is not his, and his error is never kept.
@@ -337,36 +340,76 @@ func TestEntitlementAnswerIsKeptUntilItsWorkspaceChanges(t *testing.T) {
 				t.Fatalf("webhook: %d %s", status, body)
 			}
 			whWaitStatus(t, w.testServer, "evt_cache_active", webhookevent.StatusProcessed)
-			if hit, miss := lookups(func() {
-				if got := level(w.carol); got != "FULL" {
-					t.Fatalf("carol's level after the webhook = %q, want FULL", got)
+			// The status is refreshed after the event is marked processed:
+			// wait for it through a query the response cache never keeps
+			// (an inline fragment). It reads the near-cache status entry,
+			// which goes with carol's answer when the group is dropped. The
+			// deadline is well within the near cache's TTL (5 s since carol's
+			// answer was kept), so only the invalidation can explain it.
+			uncached := `query($id: ID!) { workspace(id: $id) { ... on Workspace { access { level } } } }`
+			for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+				var out accessJSON
+				w.gql(t, w.alice, uncached, map[string]any{"id": w.wsA}).Decode(t, &out)
+				if out.Workspace.Access.Level == "FULL" {
+					break
 				}
-			}); hit != 0 || miss != 1 {
-				t.Fatalf("first check after the webhook: %v hits, %v misses; want a miss", hit, miss)
+				if time.Now().After(deadline) {
+					t.Fatalf("the workspace's level 2 s after the webhook: %q, want FULL", out.Workspace.Access.Level)
+				}
+			}
+			if hit, miss := lookups(func() {
+				for range 2 {
+					if got := level(w.carol); got != "FULL" {
+						t.Fatalf("carol's level after the webhook = %q, want FULL", got)
+					}
+				}
+			}); hit != 1 || miss != 1 {
+				t.Fatalf("two checks after the webhook: %v hits, %v misses; want a miss, then a hit", hit, miss)
 			}
 
-			// A member added now sees the workspace at once.
+			// A member added now sees the workspace at once, and the
+			// membership's write drops the answers kept for the others.
 			dave := w.token(t, "dave", false)
-			if r := w.gql(t, dave, accessQuery, map[string]any{"id": w.wsA}); r.Code() != "NOT_FOUND" {
-				t.Fatalf("dave before joining: %s", r.Raw)
+			if hit, miss := lookups(func() {
+				for range 2 {
+					if r := w.gql(t, dave, accessQuery, map[string]any{"id": w.wsA}); r.Code() != "NOT_FOUND" {
+						t.Fatalf("dave before joining: %s", r.Raw)
+					}
+				}
+			}); hit != 0 || miss != 2 {
+				t.Fatalf("dave's checks before joining: %v hits, %v misses; want 0 and 2 (an error is never kept)", hit, miss)
 			}
 			if r := w.addMember(t, w.alice, w.wsA, "dave", "MEMBER"); r.Code() != "" {
 				t.Fatal(r.Raw)
 			}
-			if got := level(dave); got != "FULL" {
-				t.Fatalf("dave's level after joining = %q", got)
+			if hit, miss := lookups(func() {
+				for _, who := range []string{dave, dave, w.carol} {
+					if got := level(who); got != "FULL" {
+						t.Fatalf("level after dave joined = %q", got)
+					}
+				}
+			}); hit != 1 || miss != 2 {
+				t.Fatalf("dave twice and carol once after dave joined: %v hits, %v misses; want 1 and 2 (carol's answer went with the membership write)", hit, miss)
 			}
 
 			// Carol's membership ends: her kept answer goes with it.
-			if got := level(w.carol); got != "FULL" {
-				t.Fatalf("carol's level = %q", got)
+			if hit, miss := lookups(func() {
+				if got := level(w.carol); got != "FULL" {
+					t.Fatalf("carol's level = %q", got)
+				}
+			}); hit != 1 || miss != 0 {
+				t.Fatalf("carol's check before she leaves: %v hits, %v misses; want her kept answer", hit, miss)
 			}
 			ctx := privacy.DecisionContext(context.Background(), privacy.Allow)
-			if n, err := w.DB.Membership.Delete().Where(membership.UserID("carol")).Exec(ctx); err != nil || n != 1 {
-				t.Fatalf("removing carol: %d rows, %v", n, err)
-			}
-			if r := w.gql(t, w.carol, accessQuery, map[string]any{"id": w.wsA}); r.Code() != "NOT_FOUND" {
-				t.Fatalf("carol after leaving: %s", r.Raw)
+			if hit, miss := lookups(func() {
+				if n, err := w.DB.Membership.Delete().Where(membership.UserID("carol")).Exec(ctx); err != nil || n != 1 {
+					t.Fatalf("removing carol: %d rows, %v", n, err)
+				}
+				if r := w.gql(t, w.carol, accessQuery, map[string]any{"id": w.wsA}); r.Code() != "NOT_FOUND" {
+					t.Fatalf("carol after leaving: %s", r.Raw)
+				}
+			}); hit != 0 || miss != 1 {
+				t.Fatalf("carol's check after she left: %v hits, %v misses; want a miss", hit, miss)
 			}
 
 			// A query that reads more than the workspace's own fields is
