@@ -167,7 +167,6 @@ type runner struct {
 	b0, b2        latencyStats
 	b0runs        []latencyStats
 	b2B0          latencyStats // the B0 that B2 was judged against
-	b2Sessions    int64
 	b4            b4Run
 	idleRSSKiB    int64
 	idleStatus    map[string]int64
