@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -122,5 +123,36 @@ func BenchmarkNearCacheHit(b *testing.B) {
 		if _, ok, _ := n.Get(group, "status"); !ok {
 			b.Fatal("miss")
 		}
+	}
+}
+
+// BenchmarkNearCacheFillOverBudget is a fill into a near cache held at its
+// memory budget (distinct keys, as many users' distinct queries would be):
+// eviction must stay amortised, not a scan of every entry per fill.
+func BenchmarkNearCacheFillOverBudget(b *testing.B) {
+	rdb, prefix := benchRedises()[1].open(b)
+	n := cache.NewNear(rdb, prefix, time.Minute, nil)
+	n.MaxBytes = 4 << 20
+	n.Start(context.Background())
+	b.Cleanup(n.Close)
+	for !n.Enabled() {
+		time.Sleep(time.Millisecond)
+	}
+	answer := make([]byte, 300)
+	keys := make([]string, 1<<16)
+	for i := range keys {
+		keys[i] = fmt.Sprintf("response:%d", i)
+	}
+	groups := make([]string, 512)
+	for i := range groups {
+		groups[i] = cache.WorkspaceGroup(fmt.Sprint(i))
+	}
+	i := 0
+	b.ReportAllocs()
+	for b.Loop() {
+		g, k := groups[i%len(groups)], keys[i%len(keys)]
+		_, _, ticket := n.Get(g, k)
+		n.Fill(g, k, answer, ticket)
+		i++
 	}
 }

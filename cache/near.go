@@ -22,9 +22,12 @@ const DefaultNearBytes = 16 << 20
 
 // nearMaxEntries bounds one group, so that one workspace's entries (one
 // user's many distinct queries, say) cannot crowd out every other's: a
-// full group makes room by dropping its expired entries, or else one
-// arbitrary entry, never the whole group.
+// full group makes room by dropping one entry, the oldest of a few
+// sampled (see makeRoom), never the whole group.
 const nearMaxEntries = 1024
+
+// nearRoomSamples is how many entries makeRoom looks at in a full group.
+const nearRoomSamples = 8
 
 // The cost of an entry, as counted against MaxBytes: its value's bytes when
 // it is bytes or a string, else an estimate of a decoded struct (a billing
@@ -71,8 +74,10 @@ type Near struct {
 	log     *slog.Logger
 
 	// MaxBytes bounds the memory the entries take, as estimated by their
-	// cost (default DefaultNearBytes). Past it, a fill first drops every
-	// expired entry, then arbitrary entries until the new one fits. Set it
+	// cost (default DefaultNearBytes). A fill that would pass it first
+	// drops every expired entry, then arbitrary entries until what is
+	// held is at most 90% of it, so that the fills after it do not each
+	// pay for a scan. An entry that alone costs more is not kept. Set it
 	// before Start.
 	MaxBytes int64
 
@@ -161,33 +166,36 @@ func (n *Near) get(group, key string) (e nearEntry, ok bool, ticket uint64) {
 
 // Fill stores val under key in group, unless an invalidation happened
 // since ticket was taken or the near cache is off. Callers must treat val
-// as read-only from then on: other requests share it.
-func (n *Near) Fill(group, key string, val any, ticket uint64) {
-	n.FillUntil(group, key, val, ticket, time.Time{})
+// as read-only from then on: other requests share it. It returns when the
+// entry expires: no later than that, a value built from val must expire
+// too (see FillUntil), whether or not this fill was kept.
+func (n *Near) Fill(group, key string, val any, ticket uint64) (expires time.Time) {
+	return n.FillUntil(group, key, val, ticket, time.Time{})
 }
 
 // FillUntil is Fill for a value that must expire by until at the latest
 // (when it is not zero) as well as after the TTL: a value built from other
 // entries lives no longer than the first of them to expire, so that the
 // TTL still bounds how stale it can be.
-func (n *Near) FillUntil(group, key string, val any, ticket uint64, until time.Time) {
-	if n == nil || !n.on.Load() {
-		return
+func (n *Near) FillUntil(group, key string, val any, ticket uint64, until time.Time) (expires time.Time) {
+	if n == nil {
+		return time.Time{}
 	}
 	now := time.Now()
-	expires := now.Add(n.ttl)
+	expires = now.Add(n.ttl)
 	if !until.IsZero() && until.Before(expires) {
 		expires = until
 	}
-	if !now.Before(expires) {
-		return
-	}
 	cost := entryCost(key, val)
+	budget := n.budget()
+	if !n.on.Load() || !now.Before(expires) || cost+nearGroupOverhead > budget {
+		return expires
+	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	// Checked under the lock: invalidations bump gen under it too.
 	if n.gen.Load() != ticket {
-		return
+		return expires
 	}
 	g := n.groups[group]
 	if old, ok := g.lookup(key); ok {
@@ -196,9 +204,9 @@ func (n *Near) FillUntil(group, key string, val any, ticket uint64, until time.T
 	if g != nil && len(g.entries) >= nearMaxEntries {
 		n.makeRoom(group, g, now)
 	}
-	if budget := n.budget(); n.bytes+cost+nearGroupOverhead > budget {
+	if n.bytes+cost+nearGroupOverhead > budget {
 		n.sweep(now)
-		n.evict(budget - cost - nearGroupOverhead)
+		n.evict(budget*9/10 - cost - nearGroupOverhead)
 	}
 	if g = n.groups[group]; g == nil { // makeRoom or evict may have dropped it
 		g = &nearGroup{entries: map[string]nearEntry{}}
@@ -208,6 +216,7 @@ func (n *Near) FillUntil(group, key string, val any, ticket uint64, until time.T
 	g.entries[key] = nearEntry{val: val, expires: expires, cost: cost}
 	g.bytes += cost
 	n.bytes += cost
+	return expires
 }
 
 func (g *nearGroup) lookup(key string) (nearEntry, bool) {
@@ -241,22 +250,26 @@ func (n *Near) dropGroup(name string, g *nearGroup) {
 	n.bytes -= g.bytes + nearGroupOverhead
 }
 
-// makeRoom frees a place in a full group: its expired entries, or else one
-// arbitrary entry. n.mu must be held.
+// makeRoom frees a place in a full group by dropping one entry: of a few
+// sampled (Go's map order is randomised), the first to expire, which is
+// one already expired if any was sampled. It costs the same however full
+// the group is. n.mu must be held.
 func (n *Near) makeRoom(name string, g *nearGroup, now time.Time) {
-	freed := false
+	var (
+		victim  string
+		oldest  nearEntry
+		sampled int
+	)
 	for k, e := range g.entries {
-		if !now.Before(e.expires) {
-			n.remove(name, g, k, e)
-			freed = true
+		if sampled == 0 || e.expires.Before(oldest.expires) {
+			victim, oldest = k, e
+		}
+		if sampled++; sampled == nearRoomSamples || !now.Before(e.expires) {
+			break
 		}
 	}
-	if freed {
-		return
-	}
-	for k, e := range g.entries { // Go's map order is randomised
-		n.remove(name, g, k, e)
-		return
+	if sampled > 0 {
+		n.remove(name, g, victim, oldest)
 	}
 }
 
@@ -480,7 +493,7 @@ type fillHint struct {
 // (a response), and a function that says whether that value may be kept in
 // the near cache and until when at the latest (see FillUntil): not if any
 // read was marked with SkipFill, and no longer than the first near-cache
-// entry that GetOrLoad found.
+// entry that GetOrLoad found or filled.
 func WithFillHint(ctx context.Context) (context.Context, func() (keep bool, until time.Time)) {
 	h := &fillHint{}
 	return context.WithValue(ctx, fillHintKey{}, h), func() (bool, time.Time) {
@@ -503,6 +516,9 @@ func SkipFill(ctx context.Context) {
 // readUntil tells a WithFillHint caller up the stack that a value read in
 // ctx came from a near-cache entry that expires at expires.
 func readUntil(ctx context.Context, expires time.Time) {
+	if expires.IsZero() {
+		return
+	}
 	if h, ok := ctx.Value(fillHintKey{}).(*fillHint); ok {
 		h.mu.Lock()
 		if h.until.IsZero() || expires.Before(h.until) {
@@ -520,7 +536,8 @@ func readUntil(ctx context.Context, expires time.Time) {
 // another reads. hit reports whether the value came from n.
 //
 // What it reads is told to a WithFillHint caller up ctx's stack: a value
-// load says not to keep (SkipFill), and a hit's expiry.
+// load says not to keep (SkipFill), and the expiry of the entry it hit or
+// filled.
 func GetOrLoad[T any](ctx context.Context, n *Near, group, key string, clone func(T) T, load func() (v T, keep bool, err error)) (v T, hit bool, err error) {
 	e, ok, ticket := n.get(group, key)
 	if ok {
@@ -535,6 +552,6 @@ func GetOrLoad[T any](ctx context.Context, n *Near, group, key string, clone fun
 		SkipFill(ctx)
 		return v, false, nil
 	}
-	n.Fill(group, key, clone(v), ticket)
+	readUntil(ctx, n.Fill(group, key, clone(v), ticket))
 	return v, false, nil
 }
