@@ -189,7 +189,8 @@ func (r *runner) b2Phase(ctx context.Context, w *world, srv *serverProc, query, 
 		bodies[i] = b2Body(query, ws.ID)
 	}
 	defer func(prof <-chan struct{}) { <-prof }(r.profileCPU(srv, profile, r.opt.warm, r.opt.dur))
-	// sessions is set by the first deferred call, once the phase is over.
+	// sessions is set by the deferred call registered first, which runs
+	// last, once the phase and its profile are over.
 	return closedLoop(ctx, r.opt.conns, r.opt.warm, r.opt.dur, func(ctx context.Context, i int) error {
 		k := i % len(w.ws)
 		return gqlCall(ctx, c, srv.URL, w.ws[k].Token, bodies[k])
