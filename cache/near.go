@@ -2,12 +2,10 @@ package cache
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -72,7 +70,6 @@ func WorkspaceGroup(workspaceID string) string { return "ws:" + workspaceID }
 type Near struct {
 	rdb     redis.UniversalClient
 	channel string
-	id      string // tags this replica's publications, so that it skips their echo
 	ttl     time.Duration
 	log     *slog.Logger
 
@@ -138,7 +135,7 @@ func NewNear(rdb redis.UniversalClient, prefix string, ttl time.Duration, log *s
 	if ttl <= 0 {
 		ttl = DefaultNearTTL
 	}
-	return &Near{rdb: rdb, channel: prefix + "invalidate", id: rand.Text(), ttl: ttl, log: log, groups: map[string]*nearGroup{}}
+	return &Near{rdb: rdb, channel: prefix + "invalidate", ttl: ttl, log: log, groups: map[string]*nearGroup{}}
 }
 
 // Get returns the value of key in group, if held and fresh. The ticket is
@@ -333,7 +330,7 @@ func (n *Near) Invalidate(ctx context.Context, groups ...string) error {
 	n.drop(groups...)
 	var errs []error
 	for _, g := range groups {
-		if err := n.rdb.Publish(ctx, n.channel, n.id+" "+g).Err(); err != nil {
+		if err := n.rdb.Publish(ctx, n.channel, g).Err(); err != nil {
 			errs = append(errs, err)
 		}
 	}
@@ -446,16 +443,7 @@ func (n *Near) listen(ctx context.Context) {
 				}
 			}
 		case *redis.Message:
-			// "<sender> <group>": this replica dropped its own groups
-			// before publishing, and dropping them again on the echo
-			// would only throw away what was read since.
-			sender, group, tagged := strings.Cut(m.Payload, " ")
-			if !tagged {
-				sender, group = "", m.Payload
-			}
-			if sender != n.id {
-				n.drop(group)
-			}
+			n.drop(m.Payload)
 		}
 	}
 }
