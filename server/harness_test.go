@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/cache"
 	"billingapi/internal/testenv"
 )
 
@@ -217,3 +218,31 @@ func withStripe(apiBase string, env map[string]string) map[string]string {
 
 // jsonUnmarshal decodes raw JSON into v.
 func jsonUnmarshal(raw []byte, v any) error { return json.Unmarshal(raw, v) }
+
+// settleNear waits until the server's near cache has handled every
+// invalidation published before the call, the echoes of its own included
+// (a writer drops its groups at once and drops them again when its own
+// message comes back from Redis). Redis delivers a channel's messages in
+// order, so once a probe group invalidated now has been dropped, every
+// earlier message has been too.
+func (s *testServer) settleNear(t *testing.T) {
+	t.Helper()
+	const probe = "test:settle"
+	_, _, ticket := s.Near.Get(probe, "k")
+	s.Near.Fill(probe, "k", true, ticket)
+	if _, ok, _ := s.Near.Get(probe, "k"); !ok {
+		t.Fatal("settleNear: the server's near cache is off")
+	}
+	other := cache.NewNear(s.Redis, s.Config.RedisKeyPrefix, 0, nil)
+	if err := other.Invalidate(context.Background(), probe); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(2 * time.Second); ; time.Sleep(2 * time.Millisecond) {
+		if _, ok, _ := s.Near.Get(probe, "k"); !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("settleNear: the probe invalidation did not arrive within 2 s")
+		}
+	}
+}

@@ -294,8 +294,11 @@ func TestEntitlementAnswerIsKeptUntilItsWorkspaceChanges(t *testing.T) {
 			hits, misses := labels{"scope": "workspace", "result": "hit"}, labels{"scope": "workspace", "result": "miss"}
 			// lookups runs do and returns the workspace-scope hits and
 			// misses it made.
+			// Every write's invalidation, and its echo, has been handled
+			// before do starts (settleNear), so that the counts are do's.
 			lookups := func(do func()) (hit, miss float64) {
 				t.Helper()
+				w.settleNear(t)
 				before := scrapeMetrics(t, w.testServer)
 				do()
 				after := scrapeMetrics(t, w.testServer)
