@@ -22,8 +22,8 @@ const DefaultNearBytes = 16 << 20
 
 // nearMaxEntries bounds one group, so that one workspace's entries (one
 // user's many distinct queries, say) cannot crowd out every other's: a
-// full group makes room by dropping one entry, the oldest of a few
-// sampled (see makeRoom), never the whole group.
+// full group makes room by dropping one entry, the first to expire of a
+// few sampled (see makeRoom), never the whole group.
 const nearMaxEntries = 1024
 
 // nearRoomSamples is how many entries makeRoom looks at in a full group.
@@ -77,8 +77,8 @@ type Near struct {
 	// cost (default DefaultNearBytes). A fill that would pass it first
 	// drops every expired entry, then arbitrary entries until what is
 	// held is at most 90% of it, so that the fills after it do not each
-	// pay for a scan. An entry that alone costs more is not kept. Set it
-	// before Start.
+	// pay for a scan. An entry that alone costs more than those 90% is not
+	// kept (it would empty the cache). Set it before Start.
 	MaxBytes int64
 
 	mu     sync.RWMutex
@@ -188,7 +188,8 @@ func (n *Near) FillUntil(group, key string, val any, ticket uint64, until time.T
 	}
 	cost := entryCost(key, val)
 	budget := n.budget()
-	if !n.on.Load() || !now.Before(expires) || cost+nearGroupOverhead > budget {
+	lowWater := budget * 9 / 10
+	if !n.on.Load() || !now.Before(expires) || cost+nearGroupOverhead > lowWater {
 		return expires
 	}
 	n.mu.Lock()
@@ -206,7 +207,7 @@ func (n *Near) FillUntil(group, key string, val any, ticket uint64, until time.T
 	}
 	if n.bytes+cost+nearGroupOverhead > budget {
 		n.sweep(now)
-		n.evict(budget*9/10 - cost - nearGroupOverhead)
+		n.evict(lowWater - cost - nearGroupOverhead)
 	}
 	if g = n.groups[group]; g == nil { // makeRoom or evict may have dropped it
 		g = &nearGroup{entries: map[string]nearEntry{}}

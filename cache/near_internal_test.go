@@ -84,10 +84,12 @@ func TestNearCacheAccounting(t *testing.T) {
 
 	// Expired entries are swept.
 	_, _, ticket := n.Get("ws:3", "soon")
-	n.FillUntil("ws:3", "soon", 1, ticket, time.Now().Add(time.Millisecond))
-	time.Sleep(5 * time.Millisecond)
+	n.FillUntil("ws:3", "soon", 1, ticket, time.Now().Add(time.Second))
+	if _, ok, _ := n.Get("ws:3", "soon"); !ok {
+		t.Fatal("an entry with a bound a second away was not kept")
+	}
 	n.mu.Lock()
-	n.sweep(time.Now())
+	n.sweep(time.Now().Add(2 * time.Second))
 	_, left := n.groups["ws:3"]
 	n.mu.Unlock()
 	if left {
@@ -105,33 +107,45 @@ func TestNearCacheAccounting(t *testing.T) {
 }
 
 // TestNearCacheMakeRoomDropsExpiredFirst: a full group whose entries have
-// mostly expired drops one of those, not a fresh one.
+// all expired but one drops an expired one each time it makes room, down
+// to the last few, never the fresh one.
 func TestNearCacheMakeRoomDropsExpiredFirst(t *testing.T) {
 	n := onNear(0)
-	soon := time.Now().Add(20 * time.Millisecond)
+	soon := time.Now().Add(time.Second)
 	for i := range nearMaxEntries - 1 {
 		_, _, ticket := n.Get("g", fmt.Sprint(i))
 		n.FillUntil("g", fmt.Sprint(i), i, ticket, soon)
 	}
 	n.fillNow("g", "fresh", "kept")
-	time.Sleep(time.Until(soon) + 5*time.Millisecond)
-	for i := range 50 {
-		n.fillNow("g", fmt.Sprintf("new:%d", i), i)
-		if v, ok, _ := n.Get("g", "fresh"); !ok || v != "kept" {
-			t.Fatalf("fill %d into a full group of expired entries dropped the fresh one", i)
+	if got := len(n.groups["g"].entries); got != nearMaxEntries {
+		t.Fatalf("the group holds %d entries, want %d", got, nearMaxEntries)
+	}
+	later := soon.Add(time.Second) // the bounded entries have expired by then; "fresh" has not
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	g := n.groups["g"]
+	for i := range nearMaxEntries - 24 {
+		n.makeRoom("g", g, later)
+		if _, ok := g.entries["fresh"]; !ok {
+			t.Fatalf("making room %d: the fresh entry was dropped while expired ones were held", i+1)
+		}
+		if got, want := len(g.entries), nearMaxEntries-1-i; got != want {
+			t.Fatalf("making room %d: %d entries held, want %d", i+1, got, want)
 		}
 	}
-	checkAccounting(t, n, "after makeRoom")
 }
 
 // TestNearCacheRefusesWhatCannotFit: an entry that alone costs more than
-// the whole budget is not kept, and does not empty the cache trying.
+// eviction leaves room for (90% of the budget) is not kept, and does not
+// empty the cache trying.
 func TestNearCacheRefusesWhatCannotFit(t *testing.T) {
 	n := onNear(16 << 10)
 	n.fillNow("g", "small", "x")
-	n.fillNow("g", "huge", make([]byte, 32<<10))
-	if _, ok, _ := n.Get("g", "huge"); ok {
-		t.Fatal("an entry larger than the budget was kept")
+	for _, size := range []int{15 << 10, 32 << 10} { // under and over the budget itself
+		n.fillNow("g", "huge", make([]byte, size))
+		if _, ok, _ := n.Get("g", "huge"); ok {
+			t.Fatalf("an entry of %d bytes was kept with a budget of %d", size, n.MaxBytes)
+		}
 	}
 	if _, ok, _ := n.Get("g", "small"); !ok {
 		t.Fatal("refusing an entry too large dropped another")
