@@ -10,6 +10,7 @@ import (
 	"billingapi/ent"
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/payment"
+	"billingapi/ent/workspace"
 
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
@@ -75,6 +76,15 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 	if recurring != (mode == checkoutsession.ModeSubscription) {
 		return nil, InvalidInput("mode", "SUBSCRIPTION needs a recurring price and PAYMENT a one-time price.")
 	}
+	// A workspace has one subscription: Checkout would start a second one,
+	// billed beside the first. The claim repeats the check under a lock.
+	if mode == checkoutsession.ModeSubscription {
+		if live, err := hasLiveSubscription(ctx, s.db, in.WorkspaceID, ""); err != nil {
+			return nil, err
+		} else if live {
+			return nil, errSecondSubscription
+		}
+	}
 	planName := plan.Product.Plan
 	if planName == "" {
 		planName = plan.LookupKey
@@ -137,20 +147,43 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 	if sess.Status != "" {
 		status = checkoutsession.Status(sess.Status)
 	}
+	// Stripe has the session now: it is recorded even if the client has gone.
 	return s.db.CheckoutSession.UpdateOneID(row.ID).
 		SetStripeSessionID(sess.ID).SetURL(sess.URL).SetStatus(status).
-		Save(ctx)
+		Save(context.WithoutCancel(ctx))
 }
 
 // checkoutClaim returns the claim steps for a checkout request.
 func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsession.Mode, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.CheckoutSession] {
 	return claimOps[*ent.CheckoutSession]{
 		insert: func(ctx context.Context) (*ent.CheckoutSession, error) {
-			return s.db.CheckoutSession.Create().
-				SetWorkspaceID(ws).SetRequestKey(reqKey).SetMode(mode).SetLookupKey(plan.LookupKey).
-				SetPriceID(plan.PriceID).SetPlan(planName).SetQuantity(qty).SetCreatedBy(userID).
-				SetStatus(checkoutsession.StatusCreating).
-				Save(ctx)
+			var row *ent.CheckoutSession
+			err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
+				if mode == checkoutsession.ModeSubscription {
+					// Under the lock subscriptionClaim takes, so that a
+					// subscription created meanwhile is seen.
+					q := tx.Workspace.Query().Where(workspace.ID(ws))
+					if s.cfg.RowLocks {
+						q = q.ForUpdate(noKeyUpdate)
+					}
+					if _, err := q.Only(ctx); err != nil {
+						return err
+					}
+					if live, err := hasLiveSubscription(ctx, tx.Client(), ws, ""); err != nil {
+						return err
+					} else if live {
+						return errSecondSubscription
+					}
+				}
+				var err error
+				row, err = tx.CheckoutSession.Create().
+					SetWorkspaceID(ws).SetRequestKey(reqKey).SetMode(mode).SetLookupKey(plan.LookupKey).
+					SetPriceID(plan.PriceID).SetPlan(planName).SetQuantity(qty).SetCreatedBy(userID).
+					SetStatus(checkoutsession.StatusCreating).
+					Save(ctx)
+				return err
+			})
+			return row, err
 		},
 		find: func(ctx context.Context) (*ent.CheckoutSession, error) {
 			return s.db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Only(ctx)

@@ -137,16 +137,51 @@ func (s *Service) CreatePaymentIntent(ctx context.Context, in PaymentInput) (*Pa
 	if err != nil {
 		return nil, err
 	}
-	row, err = s.db.Payment.UpdateOneID(row.ID).
-		SetStripePaymentIntentID(pi.ID).
-		SetStatus(payment.Status(pi.Status)).
-		Save(ctx)
+	// Stripe has the PaymentIntent now: it is recorded even if the
+	// client has gone, or a retry with this key would find only the claim.
+	row, err = s.recordPaymentIntent(context.WithoutCancel(ctx), row, pi)
 	if err != nil {
-		// Stripe has the PaymentIntent; the webhook for it will find no
-		// row by id but carries workspace_id in its metadata.
+		// The webhook for it carries workspace_id in its metadata and
+		// records it all the same.
 		return nil, fmt.Errorf("record payment intent %s: %w", pi.ID, err)
 	}
 	return &PaymentResult{Payment: row, PaymentIntentID: pi.ID, Status: string(pi.Status), ClientSecret: pi.ClientSecret}, nil
+}
+
+// recordPaymentIntent puts the PaymentIntent Stripe created for a claim
+// onto the claim's row. Its webhook may have been applied first, while
+// Stripe's answer was on its way, and recorded it on a row of its own: then
+// that row gives way to the claim's (which holds the request key a retry
+// looks for), and the claim's row takes the state the webhook gave it. A
+// webhook that inserts its row between our read and our write makes the
+// write fail on the unique index; the second attempt finds the row.
+func (s *Service) recordPaymentIntent(ctx context.Context, claim *ent.Payment, pi *stripe.PaymentIntent) (*ent.Payment, error) {
+	var row *ent.Payment
+	record := func(tx *ent.Tx) error {
+		upd := tx.Payment.UpdateOneID(claim.ID).SetStripePaymentIntentID(pi.ID)
+		webhooks, err := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID)).Only(ctx)
+		switch {
+		case ent.IsNotFound(err):
+			upd.SetStatus(payment.Status(pi.Status))
+		case err != nil:
+			return err
+		case webhooks.WorkspaceID != claim.WorkspaceID:
+			return fmt.Errorf("payment intent %s is recorded for another workspace", pi.ID)
+		default:
+			if err := tx.Payment.DeleteOne(webhooks).Exec(ctx); err != nil {
+				return err
+			}
+			upd.SetStatus(webhooks.Status).SetAmountRefunded(webhooks.AmountRefunded).
+				SetLastErrorCode(webhooks.LastErrorCode).SetNillableLastEventAt(webhooks.LastEventAt)
+		}
+		row, err = upd.Save(ctx)
+		return err
+	}
+	err := WithTx(ctx, s.db, record)
+	if ent.IsConstraintError(err) {
+		err = WithTx(ctx, s.db, record)
+	}
+	return row, err
 }
 
 // paymentClaim returns the claim steps for a payment request.

@@ -167,16 +167,18 @@ func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refun
 	if refund.StatusValidator(status) != nil || status == refund.StatusCreating {
 		status = refund.StatusPending
 	}
-	err = WithTx(sys, s.db, func(tx *ent.Tx) error {
-		if err := tx.Refund.UpdateOne(row).SetStripeRefundID(re.ID).SetStatus(status).Exec(sys); err != nil {
+	// Stripe has the refund now: it is recorded even if the client has gone.
+	rec := context.WithoutCancel(sys)
+	err = WithTx(rec, s.db, func(tx *ent.Tx) error {
+		if err := tx.Refund.UpdateOne(row).SetStripeRefundID(re.ID).SetStatus(status).Exec(rec); err != nil {
 			return err
 		}
-		return s.recomputePaymentStatus(sys, tx, p.ID)
+		return s.recomputePaymentStatus(rec, tx, p.ID)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("record refund %s: %w", re.ID, err)
 	}
-	return s.db.Refund.Get(sys, row.ID)
+	return s.db.Refund.Get(rec, row.ID)
 }
 
 // refundClaim returns the claim steps of a refund: the row is inserted

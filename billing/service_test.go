@@ -1,8 +1,12 @@
 package billing_test
 
 import (
+	"bytes"
 	"context"
+	"io"
 	"log/slog"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +32,7 @@ type fixture struct {
 	store  *database.Store
 	ctx    context.Context
 	redis  *miniredis.Miniredis // only with newFixtureWithEmbeddedRedis
+	hook   *stripeHook          // runs test code between Stripe's answer and the Service reading it
 }
 
 // newFixture builds a Service over the database at dbURL and the real
@@ -74,6 +79,7 @@ func newReplica(t *testing.T, dbURL, redisURL, prefix string, cfg billing.Config
 		fake = stripefake.New(t, testenv.StripeMock(t))
 	}
 	log := slog.New(slog.DiscardHandler)
+	hook := &stripeHook{}
 	cfg.RowLocks = store.Dialect == dialect.Postgres
 	prices := cache.NewPrices(rdb, prefix, time.Minute, log)
 	var n *cache.Near
@@ -83,13 +89,63 @@ func newReplica(t *testing.T, dbURL, redisURL, prefix string, cfg billing.Config
 	}
 	svc := billing.New(billing.Deps{
 		DB:     store.Client,
-		Stripe: billing.NewStripe(billing.StripeOptions{SecretKey: testenv.StripeMockKey, APIBase: fake.URL}, log),
+		Stripe: billing.NewStripe(billing.StripeOptions{SecretKey: testenv.StripeMockKey, APIBase: fake.URL, WrapTransport: hook.wrap}, log),
 		Prices: prices,
 		Status: cache.NewStatus(rdb, prefix, log),
 		Near:   n,
 		Log:    log,
 	}, cfg)
-	return &fixture{svc: svc, stripe: fake, store: store, ctx: ctx}
+	return &fixture{svc: svc, stripe: fake, store: store, ctx: ctx, hook: hook}
+}
+
+// stripeHook is the fixture's Stripe transport: after Stripe has answered
+// the request set with after, and before the Service reads the answer, it
+// runs the test's function once, e.g. to apply a webhook that overtook the
+// answer or to cancel the caller's context.
+type stripeHook struct {
+	base http.RoundTripper
+
+	mu           sync.Mutex
+	method, path string
+	fn           func()
+}
+
+func (h *stripeHook) wrap(rt http.RoundTripper) http.RoundTripper {
+	if rt == nil {
+		rt = http.DefaultTransport
+	}
+	h.base = rt
+	return h
+}
+
+// after makes fn run once Stripe has answered the next method request to
+// path.
+func (h *stripeHook) after(method, path string, fn func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.method, h.path, h.fn = method, path, fn
+}
+
+func (h *stripeHook) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.base.RoundTrip(r)
+	h.mu.Lock()
+	fn := h.fn
+	if fn == nil || r.Method != h.method || r.URL.Path != h.path {
+		fn = nil
+	} else {
+		h.fn = nil
+	}
+	h.mu.Unlock()
+	if err == nil && fn != nil {
+		body, rerr := io.ReadAll(resp.Body)
+		_ = resp.Body.Close()
+		if rerr != nil {
+			return nil, rerr
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		fn()
+	}
+	return resp, err
 }
 
 // flushRedis empties the fixture's Redis.

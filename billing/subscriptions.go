@@ -285,11 +285,16 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 var errSecondSubscription = InvalidInput("workspaceId", "This workspace already has a subscription. Change its plan instead.")
 
 // hasLiveSubscription reports whether the workspace has a live
-// subscription other than the one claimed with reqKey.
+// subscription other than the one claimed with reqKey. A claim still
+// `creating` after staleClaim belongs to a request that died (a crash
+// mid-call): it does not count, or it would refuse the workspace's every
+// later subscription; if Stripe did make that subscription, its webhook
+// records it as a row of its own.
 func hasLiveSubscription(ctx context.Context, db *ent.Client, ws uuid.UUID, reqKey string) (bool, error) {
 	return db.Subscription.Query().
 		Where(subscription.WorkspaceID(ws), subscription.StatusIn(liveStatuses...),
-			subscription.Or(subscription.RequestKeyIsNil(), subscription.RequestKeyNEQ(reqKey))).
+			subscription.Or(subscription.RequestKeyIsNil(), subscription.RequestKeyNEQ(reqKey)),
+			subscription.Or(subscription.StatusNEQ("creating"), subscription.UpdateTimeGT(time.Now().Add(-staleClaim)))).
 		Exist(ctx)
 }
 
@@ -403,8 +408,11 @@ type stripeEvent struct {
 
 // applySubscription writes what a Stripe API answer says of a
 // subscription onto its row, in its own transaction, and writes the new
-// status through to the cache.
+// status through to the cache. Stripe has made the change by then, so it
+// runs to the end even if the caller has gone: a new subscription's claim
+// left `creating` would count as live and refuse the workspace's next one.
 func (s *Service) applySubscription(ctx context.Context, workspaceID, rowID uuid.UUID, sub *stripe.Subscription, ev *stripeEvent) (*SubscriptionView, error) {
+	ctx = context.WithoutCancel(ctx)
 	plan := s.planOfSubscription(ctx, sub)
 	var (
 		view    *SubscriptionView
@@ -491,14 +499,35 @@ func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspace
 func noKeyUpdate(o *entsql.LockOptions) { o.Strength = entsql.LockNoKeyUpdate }
 
 // findSubscriptionRow returns the row by id, else by Stripe id, else nil.
+// A claim (rowID, not yet linked to Stripe) whose subscription's webhook
+// was applied while Stripe's answer was on its way finds the row the
+// webhook made: that row gives way to the claim, which holds the request
+// key a retry looks for, and leaves it the last event applied (time and
+// id), so that older events still change nothing.
 func findSubscriptionRow(ctx context.Context, tx *ent.Tx, rowID uuid.UUID, stripeID string) (*ent.Subscription, error) {
-	q := tx.Subscription.Query()
-	if rowID != uuid.Nil {
-		q = q.Where(subscription.ID(rowID))
-	} else {
-		q = q.Where(subscription.StripeSubscriptionID(stripeID))
+	if rowID == uuid.Nil {
+		return nilIfNotFound(tx.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).Only(ctx))
 	}
-	row, err := q.Only(ctx)
+	row, err := nilIfNotFound(tx.Subscription.Get(ctx, rowID))
+	if err != nil || row == nil || row.StripeSubscriptionID != nil {
+		return row, err
+	}
+	webhooks, err := nilIfNotFound(tx.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).Only(ctx))
+	if err != nil || webhooks == nil {
+		return row, err
+	}
+	if webhooks.WorkspaceID != row.WorkspaceID {
+		return nil, fmt.Errorf("subscription %s is recorded for another workspace", stripeID)
+	}
+	if err := tx.Subscription.DeleteOne(webhooks).Exec(ctx); err != nil {
+		return nil, err
+	}
+	return tx.Subscription.UpdateOne(row).
+		SetNillableLastEventAt(webhooks.LastEventAt).SetLastEventID(webhooks.LastEventID).Save(ctx)
+}
+
+// nilIfNotFound turns ent's not-found error into a nil row.
+func nilIfNotFound[T any](row *T, err error) (*T, error) {
 	if ent.IsNotFound(err) {
 		return nil, nil
 	}

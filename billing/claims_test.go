@@ -1,0 +1,322 @@
+package billing_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"billingapi/auth"
+	"billingapi/billing"
+	"billingapi/ent/checkoutsession"
+	"billingapi/ent/payment"
+	"billingapi/ent/refund"
+	"billingapi/ent/subscription"
+	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
+
+	"github.com/google/uuid"
+)
+
+// paymentRows returns the workspace's payments.
+func (f *fixture) paymentRows(t *testing.T, ws uuid.UUID) []string {
+	t.Helper()
+	rows, err := f.store.Client.Payment.Query().Where(payment.WorkspaceID(ws)).All(f.sys(ws))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rows {
+		pi := "<none>"
+		if r.StripePaymentIntentID != nil {
+			pi = *r.StripePaymentIntentID
+		}
+		out = append(out, pi+" "+string(r.Status))
+	}
+	return out
+}
+
+// A saved card can make Stripe confirm a payment, and its webhook be
+// applied, before Stripe's answer to our create call is read. The webhook
+// found no row with the PaymentIntent's id (the claim has none yet) and
+// recorded one of its own; the request must still succeed, leave one row
+// with the webhook's state, and a retry with the same key must find it.
+func TestPaymentWhoseWebhookCameFirst(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f := newFixture(t, backend.URL(t), billing.Config{})
+			ws := f.workspace(t, "alice")
+			meta := map[string]string{"workspace_id": ws.String(), "user_id": "alice", "purpose": "credits_pack"}
+			f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/payment_intents",
+				Body: stripefake.PaymentIntentJSON("pi_first", "processing", 1500, "usd", meta)})
+			applied := false
+			f.hook.after("POST", "/v1/payment_intents", func() {
+				f.deliver(t, "evt_first", "payment_intent.succeeded",
+					stripefake.PaymentIntentJSON("pi_first", "succeeded", 1500, "usd", meta), time.Now())
+				applied = true
+			})
+			in := billing.PaymentInput{WorkspaceID: ws, Amount: 1500, Currency: "usd", Purpose: "credits_pack",
+				IdempotencyKey: "k1", PaymentMethodID: "pm_card_visa"}
+			res, err := f.svc.CreatePaymentIntent(f.as("alice"), in)
+			if !applied {
+				t.Fatal("the webhook was not applied before the answer was read")
+			}
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if res.Payment.StripePaymentIntentID == nil || *res.Payment.StripePaymentIntentID != "pi_first" ||
+				res.Payment.Status != payment.StatusSucceeded {
+				t.Fatalf("payment = %+v; want pi_first, succeeded (the webhook's state)", res.Payment)
+			}
+			if rows := f.paymentRows(t, ws); len(rows) != 1 || rows[0] != "pi_first succeeded" {
+				t.Fatalf("payments = %q; want one", rows)
+			}
+			posts := f.stripe.Count("POST", "/v1/payment_intents")
+			again, err := f.svc.CreatePaymentIntent(f.as("alice"), in)
+			if err != nil || again.Payment.ID != res.Payment.ID {
+				t.Fatalf("retry with the same key = %+v, %v; want payment %s", again, err, res.Payment.ID)
+			}
+			if n := f.stripe.Count("POST", "/v1/payment_intents"); n != posts {
+				t.Fatalf("the retry created at Stripe again (%d creates, was %d)", n, posts)
+			}
+		})
+	}
+}
+
+// A client that leaves once Stripe has created the PaymentIntent must not
+// leave the claim without it: a retry with the same key would otherwise
+// wait on a claim nobody finishes, then ask Stripe again.
+func TestPaymentRecordedWhenTheClientLeavesAfterStripeAnswered(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f := newFixture(t, backend.URL(t), billing.Config{})
+			ws := f.workspace(t, "alice")
+			meta := map[string]string{"workspace_id": ws.String(), "user_id": "alice", "purpose": "credits_pack"}
+			f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/payment_intents",
+				Body: stripefake.PaymentIntentJSON("pi_left", "requires_action", 900, "usd", meta)})
+			ctx, cancel := context.WithCancel(f.as("alice"))
+			defer cancel()
+			f.hook.after("POST", "/v1/payment_intents", cancel)
+			in := billing.PaymentInput{WorkspaceID: ws, Amount: 900, Currency: "usd", Purpose: "credits_pack",
+				IdempotencyKey: "k1", PaymentMethodID: "pm_card_visa"}
+			if _, err := f.svc.CreatePaymentIntent(ctx, in); err != nil {
+				t.Logf("create with the client gone: %v", err)
+			}
+			if ctx.Err() == nil {
+				t.Fatal("the client's context was not cancelled")
+			}
+			if rows := f.paymentRows(t, ws); len(rows) != 1 || rows[0] != "pi_left requires_action" {
+				t.Fatalf("payments = %q; want pi_left recorded on the claim", rows)
+			}
+			posts := f.stripe.Count("POST", "/v1/payment_intents")
+			res, err := f.svc.CreatePaymentIntent(f.as("alice"), in)
+			if err != nil || res.PaymentIntentID != "pi_left" {
+				t.Fatalf("retry = %+v, %v", res, err)
+			}
+			if n := f.stripe.Count("POST", "/v1/payment_intents"); n != posts {
+				t.Fatalf("the retry created at Stripe again (%d creates, was %d)", n, posts)
+			}
+		})
+	}
+}
+
+// subscriptionRows returns the workspace's subscriptions as "stripe id
+// status".
+func (f *fixture) subscriptionRows(t *testing.T, ws uuid.UUID) []string {
+	t.Helper()
+	rows, err := f.store.Client.Subscription.Query().Where(subscription.WorkspaceID(ws)).All(f.sys(ws))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, r := range rows {
+		id := "<none>"
+		if r.StripeSubscriptionID != nil {
+			id = *r.StripeSubscriptionID
+		}
+		out = append(out, id+" "+r.Status)
+	}
+	return out
+}
+
+// newSubscriptionFixture is a fixture whose Stripe answers every create
+// of a subscription with sub_race, incomplete, for the workspace.
+func newSubscriptionFixture(t *testing.T, dbURL string) (*fixture, uuid.UUID, string) {
+	t.Helper()
+	f := newFixture(t, dbURL, billing.Config{})
+	f.stripe.SetPrices(stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true,
+		ProductMetadata: map[string]string{"plan": "team"}})
+	ws := f.workspace(t, "alice")
+	sub := subJSON("sub_race", "incomplete", ws, false)
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Body: sub})
+	return f, ws, sub
+}
+
+// The subscription's own webhook can be applied before Stripe's answer to
+// our create call is read; the request must still succeed with one row,
+// and a retry with the same key must find it.
+func TestSubscriptionWhoseWebhookCameFirst(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f, ws, sub := newSubscriptionFixture(t, backend.URL(t))
+			created := time.Now().Truncate(time.Second)
+			applied := false
+			f.hook.after("POST", "/v1/subscriptions", func() {
+				f.deliver(t, "evt_sub_created", "customer.subscription.created", sub, created)
+				applied = true
+			})
+			in := billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_monthly", Quantity: 1, IdempotencyKey: "k1"}
+			res, err := f.svc.CreateSubscription(f.as("alice"), in)
+			if !applied {
+				t.Fatal("the webhook was not applied before the answer was read")
+			}
+			if err != nil {
+				t.Fatalf("create: %v", err)
+			}
+			if rows := f.subscriptionRows(t, ws); len(rows) != 1 || rows[0] != "sub_race incomplete" {
+				t.Fatalf("subscriptions = %q; want one", rows)
+			}
+			posts := f.stripe.Count("POST", "/v1/subscriptions")
+			again, err := f.svc.CreateSubscription(f.as("alice"), in)
+			if err != nil || again.Subscription.ID != res.Subscription.ID {
+				t.Fatalf("retry with the same key = %+v, %v; want subscription %s", again, err, res.Subscription.ID)
+			}
+			if n := f.stripe.Count("POST", "/v1/subscriptions"); n != posts {
+				t.Fatalf("the retry created at Stripe again (%d creates, was %d)", n, posts)
+			}
+			// The webhook's event stays the last one applied: an older
+			// event changes nothing.
+			f.deliver(t, "evt_sub_older", "customer.subscription.updated", subJSON("sub_race", "canceled", ws, false), created.Add(-time.Minute))
+			if rows := f.subscriptionRows(t, ws); len(rows) != 1 || rows[0] != "sub_race incomplete" {
+				t.Fatalf("after an older event, subscriptions = %q", rows)
+			}
+		})
+	}
+}
+
+// A client that leaves once Stripe has created the subscription must not
+// leave its claim `creating`: counted as live, it would refuse every
+// later subscription of the workspace.
+func TestSubscriptionRecordedWhenTheClientLeavesAfterStripeAnswered(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f, ws, _ := newSubscriptionFixture(t, backend.URL(t))
+			ctx, cancel := context.WithCancel(f.as("alice"))
+			defer cancel()
+			f.hook.after("POST", "/v1/subscriptions", cancel)
+			in := billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_monthly", Quantity: 1, IdempotencyKey: "k1"}
+			if _, err := f.svc.CreateSubscription(ctx, in); err != nil {
+				t.Logf("create with the client gone: %v", err)
+			}
+			if ctx.Err() == nil {
+				t.Fatal("the client's context was not cancelled")
+			}
+			if rows := f.subscriptionRows(t, ws); len(rows) != 1 || rows[0] != "sub_race incomplete" {
+				t.Fatalf("subscriptions = %q; want sub_race recorded on the claim", rows)
+			}
+		})
+	}
+}
+
+// Refunds and Checkout Sessions are recorded too when the client leaves
+// once Stripe has made them.
+func TestRefundAndCheckoutRecordedWhenTheClientLeavesAfterStripeAnswered(t *testing.T) {
+	f := newFixture(t, testenv.Postgres(t), billing.Config{})
+	f.stripe.SetPrices(stripefake.Price{LookupKey: "credits_100", UnitAmount: 500, Active: true,
+		ProductMetadata: map[string]string{"plan": "credits"}})
+	ws := f.workspace(t, "alice")
+
+	t.Run("Refund", func(t *testing.T) {
+		f.deliver(t, "evt_paid", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_paid", "succeeded", 1000, "usd",
+			map[string]string{"workspace_id": ws.String(), "purpose": "credits_pack"}), time.Now())
+		p, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_paid")).Only(f.sys(ws))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/refunds", Times: 1,
+			Body: `{"id":"re_left","object":"refund","amount":300,"currency":"usd","status":"pending","payment_intent":"pi_paid"}`})
+		ctx, cancel := context.WithCancel(auth.NewContext(f.ctx, auth.Viewer{UserID: "root", Admin: true}))
+		defer cancel()
+		f.hook.after("POST", "/v1/refunds", cancel)
+		amount := int64(300)
+		if _, err := f.svc.RefundPayment(ctx, billing.RefundInput{PaymentID: p.ID, Amount: &amount, Reason: "requested_by_customer", IdempotencyKey: "r1"}); err != nil {
+			t.Logf("refund with the client gone: %v", err)
+		}
+		if ctx.Err() == nil {
+			t.Fatal("the client's context was not cancelled")
+		}
+		rows, err := f.store.Client.Refund.Query().Where(refund.PaymentID(p.ID)).All(f.sys(ws))
+		if err != nil || len(rows) != 1 || rows[0].StripeRefundID == nil || *rows[0].StripeRefundID != "re_left" {
+			t.Fatalf("refunds = %+v, %v; want re_left recorded on the claim", rows, err)
+		}
+	})
+	t.Run("CheckoutSession", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(f.as("alice"))
+		defer cancel()
+		f.hook.after("POST", "/v1/checkout/sessions", cancel)
+		if _, err := f.svc.CreateCheckoutSession(ctx, billing.CheckoutInput{WorkspaceID: ws, LookupKey: "credits_100", Mode: "payment", Quantity: 1}); err != nil {
+			t.Logf("checkout with the client gone: %v", err)
+		}
+		if ctx.Err() == nil {
+			t.Fatal("the client's context was not cancelled")
+		}
+		rows, err := f.store.Client.CheckoutSession.Query().Where(checkoutsession.WorkspaceID(ws)).All(f.sys(ws))
+		if err != nil || len(rows) != 1 || rows[0].StripeSessionID == nil || rows[0].Status == checkoutsession.StatusCreating {
+			t.Fatalf("checkout sessions = %+v, %v; want the session recorded on the claim", rows, err)
+		}
+	})
+}
+
+// A workspace with a subscription cannot start a second one through
+// Checkout, which would bill both; a one-time Checkout stays open to it.
+func TestCheckoutRefusesASecondSubscription(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f, ws, _ := newSubscriptionFixture(t, backend.URL(t))
+			f.stripe.SetPrices(
+				stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true, ProductMetadata: map[string]string{"plan": "team"}},
+				stripefake.Price{LookupKey: "credits_100", UnitAmount: 500, Active: true, ProductMetadata: map[string]string{"plan": "credits"}})
+			sub := billing.CheckoutInput{WorkspaceID: ws, LookupKey: "team_monthly", Mode: "subscription", Quantity: 1}
+			if _, err := f.svc.CreateCheckoutSession(f.as("alice"), sub); err != nil {
+				t.Fatalf("checkout for a first subscription: %v", err)
+			}
+			if _, err := f.svc.CreateSubscription(f.as("alice"), billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_monthly", Quantity: 1}); err != nil {
+				t.Fatal(err)
+			}
+			sessions := f.stripe.Count("POST", "/v1/checkout/sessions")
+			sub.IdempotencyKey = "second"
+			_, err := f.svc.CreateCheckoutSession(f.as("alice"), sub)
+			if billing.ErrorCode(err) != billing.CodeBadUserInput {
+				t.Fatalf("checkout for a second subscription: %v; want BAD_USER_INPUT", err)
+			}
+			if n := f.stripe.Count("POST", "/v1/checkout/sessions"); n != sessions {
+				t.Fatal("a refused checkout reached Stripe")
+			}
+			if _, err := f.svc.CreateCheckoutSession(f.as("alice"), billing.CheckoutInput{WorkspaceID: ws, LookupKey: "credits_100", Mode: "payment", Quantity: 1}); err != nil {
+				t.Fatalf("one-time checkout beside the subscription: %v", err)
+			}
+		})
+	}
+}
+
+// A subscription claim left `creating` by a request that died (a crash
+// mid-call) stops counting as the workspace's subscription once it is
+// stale; a fresh one still does.
+func TestStaleSubscriptionClaimDoesNotBlockTheWorkspace(t *testing.T) {
+	f, ws, _ := newSubscriptionFixture(t, testenv.Postgres(t))
+	claim, err := f.store.Client.Subscription.Create().SetWorkspaceID(ws).SetRequestKey("sub-dead").
+		SetPlan("team").SetLookupKey("team_monthly").SetPriceID("price_team_monthly").SetCreatedBy("alice").
+		Save(f.sys(ws))
+	if err != nil || claim.Status != "creating" {
+		t.Fatalf("claim = %+v, %v", claim, err)
+	}
+	in := billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_monthly", Quantity: 1, IdempotencyKey: "k2"}
+	if _, err := f.svc.CreateSubscription(f.as("alice"), in); billing.ErrorCode(err) != billing.CodeBadUserInput {
+		t.Fatalf("with a claim in flight: %v; want BAD_USER_INPUT", err)
+	}
+	if err := f.store.Client.Subscription.UpdateOne(claim).SetUpdateTime(time.Now().Add(-3 * time.Minute)).Exec(f.sys(ws)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.svc.CreateSubscription(f.as("alice"), in); err != nil {
+		t.Fatalf("with a stale claim: %v", err)
+	}
+}
