@@ -52,6 +52,7 @@ type Verifier struct {
 	alg    string
 	key    any
 	parser *jwt.Parser
+	leeway time.Duration
 }
 
 // tokenClaims is the JWT payload Verify reads and Mint writes.
@@ -123,6 +124,7 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 		opts = append(opts, jwt.WithAudience(cfg.Audience))
 	}
 	v.parser = jwt.NewParser(opts...)
+	v.leeway = leeway
 	return v, nil
 }
 
@@ -191,10 +193,11 @@ func (v *Verifier) Verify(token string) (Viewer, error) {
 	}
 	role, _ := c.Role.(string)
 	return Viewer{
-		UserID: c.Subject,
-		Email:  c.Email,
-		Name:   c.Name,
-		Admin:  role == roleAdmin,
+		UserID:  c.Subject,
+		Email:   c.Email,
+		Name:    c.Name,
+		Admin:   role == roleAdmin,
+		Expires: c.ExpiresAt.Add(v.leeway), // exp is required: the parser refused a token without it
 	}, nil
 }
 

@@ -302,11 +302,25 @@ func TestVerify(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
+			if want := expiryOf(t, tt.token).Add(tt.v.leeway); !got.Expires.Equal(want) {
+				t.Fatalf("Expires = %v; want exp plus the leeway, %v", got.Expires, want)
+			}
+			got.Expires = time.Time{}
 			if got != *tt.want {
 				t.Fatalf("Verify = %+v; want %+v", got, *tt.want)
 			}
 		})
 	}
+}
+
+// expiryOf returns a token's exp claim.
+func expiryOf(t *testing.T, token string) time.Time {
+	t.Helper()
+	var rc jwt.RegisteredClaims
+	if _, _, err := jwt.NewParser().ParseUnverified(token, &rc); err != nil || rc.ExpiresAt == nil {
+		t.Fatalf("token without exp: %v", err)
+	}
+	return rc.ExpiresAt.Time
 }
 
 func TestVerifyRole(t *testing.T) {
@@ -403,6 +417,10 @@ func TestMint(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Verify: %v", err)
 			}
+			if want := expiryOf(t, tok).Add(defaultLeeway); !got.Expires.Equal(want) {
+				t.Fatalf("Expires = %v; want %v", got.Expires, want)
+			}
+			got.Expires = time.Time{}
 			want := Viewer{UserID: c.Subject, Email: c.Email, Name: c.Name, Admin: c.Admin}
 			if got != want {
 				t.Fatalf("Verify = %+v; want %+v", got, want)

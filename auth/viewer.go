@@ -5,6 +5,7 @@ package auth
 
 import (
 	"context"
+	"time"
 
 	"github.com/google/uuid"
 )
@@ -25,6 +26,10 @@ type Viewer struct {
 	// to a workspace (the webhook receiver). The data layer lets it reach
 	// only its own tables, never a workspace's rows.
 	Service string
+	// Expires is when the token the viewer came from stops being accepted
+	// (its exp plus the verifier's leeway); zero for a viewer not made from
+	// a token. A websocket, authenticated once, ends then.
+	Expires time.Time
 }
 
 // IsSystem reports whether v is a background viewer scoped to one workspace.

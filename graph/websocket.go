@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"runtime/debug"
+	"time"
 
 	"billingapi/auth"
 
@@ -118,22 +119,39 @@ func startSubscriptionsOnOwnStack(ctx context.Context, next graphql.OperationHan
 // wsInit authenticates a websocket from its connection_init payload. A
 // token in the payload replaces any viewer from the upgrade request; no
 // token keeps it (or leaves the socket anonymous, for public fields).
+// The socket ends when its viewer's token expires: it is authenticated
+// once, and would otherwise go on running operations, and receiving
+// events, as long as its client keeps it open.
 func wsInit(authenticate func(string) (auth.Viewer, error)) transport.WebsocketInitFunc {
 	return func(ctx context.Context, p transport.InitPayload) (context.Context, *transport.InitPayload, error) {
-		header := p.Authorization()
-		if header == "" {
-			return ctx, nil, nil
+		if header := p.Authorization(); header != "" {
+			v, err := authenticate(header)
+			if err != nil {
+				// 4403 Forbidden is graphql-transport-ws's close code for a
+				// refused connection_init.
+				ctx = transport.WithWebsocketCloseCode(ctx, 4403)
+				ctx = transport.AppendCloseReason(ctx, "Forbidden")
+				return ctx, nil, errors.New("invalid or expired token")
+			}
+			ctx = auth.NewContext(ctx, v)
 		}
-		v, err := authenticate(header)
-		if err != nil {
-			// 4403 Forbidden is graphql-transport-ws's close code for a
-			// refused connection_init.
-			ctx = transport.WithWebsocketCloseCode(ctx, 4403)
-			ctx = transport.AppendCloseReason(ctx, "Forbidden")
-			return ctx, nil, errors.New("invalid or expired token")
+		if v, ok := auth.FromContext(ctx); ok && !v.Expires.IsZero() {
+			ctx = endAt(ctx, v.Expires)
 		}
-		return auth.NewContext(ctx, v), nil, nil
+		return ctx, nil, nil
 	}
+}
+
+// endAt returns a context cancelled at t, which gqlgen's transport takes
+// as the socket's end. Its timer stops when the socket ends first (serve
+// cancels the socket's context then), so a long-lived token holds nothing
+// after its socket is gone; context.WithDeadline would do the same but
+// leave a cancel function with no place to be called.
+func endAt(ctx context.Context, t time.Time) context.Context {
+	ctx, cancel := context.WithCancel(ctx)
+	timer := time.AfterFunc(time.Until(t), cancel)
+	context.AfterFunc(ctx, func() { timer.Stop() })
+	return ctx
 }
 
 // detachedWebsocket serves each websocket on a goroutine of its own and
@@ -175,7 +193,9 @@ func (d detachedWebsocket) Do(w http.ResponseWriter, r *http.Request, exec graph
 // (the ResponseWriter) any more, so net/http's response and connection
 // state can be collected while the socket lives on.
 func (d detachedWebsocket) serve(u *upgradeSignal, r *http.Request, exec graphql.GraphExecutor, s *socketState) {
-	ctx := r.Context()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel() // ends what the socket's context started (wsInit's timer)
+	r = r.WithContext(ctx)
 	defer close(s.served)
 	defer func() {
 		if s.ended != nil {
