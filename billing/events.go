@@ -314,7 +314,10 @@ func (s *Service) planEvent(ctx context.Context, ahead *readAhead, ev *stripe.Ev
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
-		plan := s.planOfSubscription(ctx, latest)
+		plan, err := s.planOfSubscription(ctx, latest)
+		if err != nil {
+			return uuid.Nil, nil, err // retried: without its plan it would grant no features
+		}
 		return ws, func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
 			view, changed, err := s.applySubscriptionTx(ctx, tx, ws, uuid.Nil, latest, &stripeEvent{ID: ev.ID, Created: created}, plan)
 			if err != nil || !changed {
@@ -327,6 +330,10 @@ func (s *Service) planEvent(ctx context.Context, ahead *readAhead, ev *stripe.Ev
 		var inv stripe.Invoice
 		if err := json.Unmarshal(ev.Data.Raw, &inv); err != nil {
 			return uuid.Nil, nil, skip("undecodable invoice")
+		}
+		if inv.ID == "" {
+			// invoice.upcoming: a preview, not an invoice of the history.
+			return uuid.Nil, nil, skip("invoice without an id")
 		}
 		var meta map[string]string
 		if inv.SubscriptionDetails != nil {
@@ -673,9 +680,6 @@ func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType str
 		if err != nil && !ent.IsNotFound(err) {
 			return nil, false, err
 		}
-		if row != nil && row.LastEventAt != nil && created.Before(*row.LastEventAt) {
-			return nil, false, nil
-		}
 		status := string(inv.Status)
 		if status == "" {
 			status = "open"
@@ -683,6 +687,15 @@ func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType str
 		failed := eventType == "invoice.payment_failed"
 		if eventType == "invoice.payment_succeeded" || eventType == "invoice.paid" {
 			status, failed = "paid", false
+		}
+		if row != nil && row.LastEventAt != nil {
+			// Stripe's timestamps are whole seconds, and an invoice is often
+			// created, finalized and paid within one: an event of the same
+			// second as the last one applied may not move it back.
+			last := *row.LastEventAt
+			if created.Before(last) || (created.Equal(last) && invoiceStage(status) < invoiceStage(row.Status)) {
+				return nil, false, nil
+			}
 		}
 		subID := ""
 		if inv.Subscription != nil {
@@ -701,6 +714,19 @@ func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType str
 			return nil, false, err
 		}
 		return &BillingEvent{Invoice: row}, false, nil
+	}
+}
+
+// invoiceStage orders an invoice's statuses as its life runs: a draft is
+// finalized (open), then paid, voided or written off, and never goes back.
+func invoiceStage(status string) int {
+	switch status {
+	case "draft":
+		return 0
+	case "open":
+		return 1
+	default: // paid, void, uncollectible
+		return 2
 	}
 }
 

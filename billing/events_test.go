@@ -3,6 +3,7 @@ package billing_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -274,5 +275,93 @@ func TestInvoiceLifecycleEvents(t *testing.T) {
 	f.deliver(t, "", "invoice.created", stripefake.InvoiceJSON("in_life", "cus_x", "", "draft", 1200, 0, meta), t0)
 	if inv, _ := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_life")).Only(f.sys(ws)); inv.Status != "void" {
 		t.Fatalf("a late event rolled the invoice back to %s", inv.Status)
+	}
+}
+
+// An invoice is often created, finalized and paid within one second, and
+// Stripe's timestamps are whole seconds: events of the same second apply
+// in the order of the invoice's life, whatever order they arrive in.
+func TestInvoiceEventsOfOneSecond(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f := newFixture(t, backend.URL(t), billing.Config{})
+			ws := f.workspace(t, "alice")
+			meta := map[string]string{"workspace_id": ws.String()}
+			t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+			state := func() string {
+				inv, err := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_tie")).Only(f.sys(ws))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return fmt.Sprintf("%s paid=%d failed=%v", inv.Status, inv.AmountPaid, inv.PaymentFailed)
+			}
+			f.deliver(t, "", "invoice.created", stripefake.InvoiceJSON("in_tie", "cus_x", "", "draft", 1200, 0, meta), t0)
+			f.deliver(t, "", "invoice.payment_failed", stripefake.InvoiceJSON("in_tie", "cus_x", "", "open", 1200, 0, meta), t0)
+			if got := state(); got != "open paid=0 failed=true" {
+				t.Fatalf("after created and payment_failed = %s; want a later stage to apply", got)
+			}
+			f.deliver(t, "", "invoice.paid", stripefake.InvoiceJSON("in_tie", "cus_x", "", "paid", 1200, 1200, meta), t0)
+			for _, late := range []struct{ eventType, status string }{{"invoice.finalized", "open"}, {"invoice.created", "draft"}, {"invoice.payment_failed", "open"}} {
+				f.deliver(t, "", late.eventType, stripefake.InvoiceJSON("in_tie", "cus_x", "", late.status, 1200, 0, meta), t0)
+				if got := state(); got != "paid paid=1200 failed=false" {
+					t.Fatalf("%s of the same second rolled the paid invoice back: %s", late.eventType, got)
+				}
+			}
+		})
+	}
+}
+
+// invoice.upcoming describes a preview with no id: nothing is recorded,
+// and it does not block another workspace's preview.
+func TestUpcomingInvoiceIsNotRecorded(t *testing.T) {
+	f := newFixture(t, testenv.SQLite(t), billing.Config{})
+	for _, owner := range []string{"alice", "bob"} {
+		ws := f.workspace(t, owner)
+		out := f.deliver(t, "", "invoice.upcoming", stripefake.InvoiceJSON("", "cus_"+owner, "", "draft", 5000, 0, map[string]string{"workspace_id": ws.String()}), time.Now())
+		if out.Status != webhookevent.StatusSkipped {
+			t.Fatalf("%s's invoice.upcoming: %+v; want skipped", owner, out)
+		}
+		if n, err := f.store.Client.Invoice.Query().Count(f.sys(ws)); err != nil || n != 0 {
+			t.Fatalf("%s's invoices = %d, %v; want none", owner, n, err)
+		}
+	}
+}
+
+// A subscription event whose plan cannot be read (Stripe's prices API
+// failing) fails and is retried, instead of recording the subscription
+// without its plan's features until its next event, a month later.
+func TestSubscriptionEventWaitsForItsPlan(t *testing.T) {
+	f := newFixture(t, testenv.SQLite(t), billing.Config{})
+	f.stripe.SetPrices(stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true,
+		ProductID: "prod_team", ProductMetadata: map[string]string{"plan": "team", "feature_set": "a,b"}})
+	ws := f.workspace(t, "alice")
+	f.stripe.On(stripefake.Rule{Method: "GET", Path: "/v1/prices", Status: 500,
+		Body: stripefake.StripeError("api_error", "", "", "An unknown error occurred.")})
+	payload := stripefake.Event("evt_plan", "customer.subscription.created", subJSON("sub_plan", "active", ws, false), time.Now())
+	var ev stripe.Event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		t.Fatal(err)
+	}
+	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
+	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(string(ev.Type)).
+		SetAPIVersion(ev.APIVersion).SetCreated(time.Now()).SetLivemode(false).SetPayload(payload).
+		SetNextAttemptAt(time.Now()).Save(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev); err == nil {
+		t.Fatalf("applied with the prices API down: %+v; want an error, so that it is retried", out)
+	}
+	if n, _ := f.store.Client.Subscription.Query().Count(f.sys(ws)); n != 0 {
+		t.Fatalf("%d subscriptions recorded without their plan", n)
+	}
+	f.stripe.ClearRules()
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	if err != nil || out.Status != webhookevent.StatusProcessed {
+		t.Fatalf("retry = %+v, %v", out, err)
+	}
+	sub, err := f.store.Client.Subscription.Query().Only(f.sys(ws))
+	if err != nil || strings.Join(sub.Features, ",") != "a,b" {
+		t.Fatalf("subscription = %+v, %v; want the plan's features a,b", sub, err)
 	}
 }

@@ -413,12 +413,19 @@ type stripeEvent struct {
 // left `creating` would count as live and refuse the workspace's next one.
 func (s *Service) applySubscription(ctx context.Context, workspaceID, rowID uuid.UUID, sub *stripe.Subscription, ev *stripeEvent) (*SubscriptionView, error) {
 	ctx = context.WithoutCancel(ctx)
-	plan := s.planOfSubscription(ctx, sub)
+	plan, err := s.planOfSubscription(ctx, sub)
+	if err != nil {
+		// Recorded all the same, with the features it had: what Stripe
+		// did must not be lost. The subscription's webhook event, which
+		// is retried until its plan is read, sets them.
+		s.log.WarnContext(ctx, "subscription recorded without its plan's features", "subscription", sub.ID, "err", err)
+		plan = nil
+	}
 	var (
 		view    *SubscriptionView
 		changed bool
 	)
-	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
+	err = WithTx(ctx, s.db, func(tx *ent.Tx) error {
 		var err error
 		view, changed, err = s.applySubscriptionTx(ctx, tx, workspaceID, rowID, sub, ev, plan)
 		return err
@@ -433,17 +440,19 @@ func (s *Service) applySubscription(ctx context.Context, workspaceID, rowID uuid
 }
 
 // planOfSubscription returns the catalog plan of the subscription's price
-// (for its features), or nil when its lookup key is unknown.
-func (s *Service) planOfSubscription(ctx context.Context, sub *stripe.Subscription) *Plan {
+// (for its features), nil when it has no lookup key or one the catalog
+// does not know, or the error of a lookup that failed (Stripe down): a
+// subscription recorded without its plan would grant none of its features.
+func (s *Service) planOfSubscription(ctx context.Context, sub *stripe.Subscription) (*Plan, error) {
 	item := firstItem(sub)
 	if item == nil || item.Price == nil || item.Price.LookupKey == "" {
-		return nil
+		return nil, nil
 	}
 	plan, err := s.Price(ctx, item.Price.LookupKey)
-	if err != nil {
-		return nil
+	if ErrorCode(err) == CodeNotFound {
+		return nil, nil
 	}
-	return plan
+	return plan, err
 }
 
 // applySubscriptionTx writes what Stripe says of a subscription onto its
