@@ -7,6 +7,7 @@ import (
 
 	"billingapi/auth"
 	"billingapi/billing"
+	"billingapi/ent"
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/payment"
 	"billingapi/ent/refund"
@@ -320,3 +321,61 @@ func TestStaleSubscriptionClaimDoesNotBlockTheWorkspace(t *testing.T) {
 		t.Fatalf("with a stale claim: %v", err)
 	}
 }
+
+// An idempotency key names one request: reused with another amount or
+// purpose it is refused, never taken for a second refund or payment.
+func TestIdempotencyKeyReusedWithOtherDetailsIsRefused(t *testing.T) {
+	f := newFixture(t, testenv.Postgres(t), billing.Config{})
+	ws := f.workspace(t, "alice")
+
+	t.Run("Refund", func(t *testing.T) {
+		f.deliver(t, "evt_paid_k", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_key", "succeeded", 1000, "usd",
+			map[string]string{"workspace_id": ws.String(), "purpose": "credits_pack"}), time.Now())
+		p, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_key")).Only(f.sys(ws))
+		if err != nil {
+			t.Fatal(err)
+		}
+		admin := auth.NewContext(f.ctx, auth.Viewer{UserID: "root", Admin: true})
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/refunds",
+			Body: `{"id":"re_key","object":"refund","amount":300,"currency":"usd","status":"succeeded","payment_intent":"pi_key"}`})
+		refundOf := func(amount *int64) (*ent.Refund, error) {
+			return f.svc.RefundPayment(admin, billing.RefundInput{PaymentID: p.ID, Amount: amount, Reason: "requested_by_customer", IdempotencyKey: "same-key"})
+		}
+		first, err := refundOf(ptr(int64(300)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		posts := f.stripe.Count("POST", "/v1/refunds")
+		if _, err := refundOf(ptr(int64(400))); billing.ErrorCode(err) != billing.CodeBadUserInput {
+			t.Fatalf("same key, another amount: %v; want BAD_USER_INPUT", err)
+		}
+		if again, err := refundOf(nil); err != nil || again.ID != first.ID {
+			t.Fatalf("same key, no amount = %+v, %v; want the first refund", again, err)
+		}
+		if again, err := refundOf(ptr(int64(300))); err != nil || again.ID != first.ID {
+			t.Fatalf("same key, same amount = %+v, %v; want the first refund", again, err)
+		}
+		if n := f.stripe.Count("POST", "/v1/refunds"); n != posts {
+			t.Fatalf("%d more refunds sent to Stripe", n-posts)
+		}
+		if n, _ := f.store.Client.Refund.Query().Where(refund.PaymentID(p.ID)).Count(f.sys(ws)); n != 1 {
+			t.Fatalf("%d refunds recorded; want 1", n)
+		}
+	})
+	t.Run("Payment", func(t *testing.T) {
+		in := billing.PaymentInput{WorkspaceID: ws, Amount: 1500, Currency: "usd", Purpose: "credits_pack", IdempotencyKey: "order-1"}
+		if _, err := f.svc.CreatePaymentIntent(f.as("alice"), in); err != nil {
+			t.Fatal(err)
+		}
+		posts := f.stripe.Count("POST", "/v1/payment_intents")
+		in.Purpose = "donation"
+		if _, err := f.svc.CreatePaymentIntent(f.as("alice"), in); billing.ErrorCode(err) != billing.CodeBadUserInput {
+			t.Fatalf("same key, another purpose: %v; want BAD_USER_INPUT", err)
+		}
+		if n := f.stripe.Count("POST", "/v1/payment_intents"); n != posts {
+			t.Fatal("a second PaymentIntent was created for the same key")
+		}
+	})
+}
+
+func ptr[T any](v T) *T { return &v }

@@ -108,13 +108,15 @@ func (s *Service) CreatePaymentIntent(ctx context.Context, in PaymentInput) (*Pa
 		return nil, fmt.Errorf("payment metadata: %w", err)
 	}
 
-	reqKey := idempotencyKey("pi", in.WorkspaceID.String(), v.UserID, purpose, in.IdempotencyKey)
+	// The key names the request, not its details: the same key with other
+	// details is refused by existingPayment, never taken for a new payment.
+	reqKey := idempotencyKey("pi", in.WorkspaceID.String(), v.UserID, in.IdempotencyKey)
 	row, mine, err := claimRequest(ctx, s.paymentClaim(reqKey, in.WorkspaceID, in.Amount, currency, purpose, v.UserID))
 	if err != nil {
 		return nil, err
 	}
 	if !mine {
-		return s.existingPayment(ctx, row, in.Amount, currency)
+		return s.existingPayment(ctx, row, in.Amount, currency, purpose)
 	}
 
 	params := &stripe.PaymentIntentParams{
@@ -208,9 +210,9 @@ func (s *Service) paymentClaim(reqKey string, ws uuid.UUID, amount int64, curren
 
 // existingPayment answers a repeated request: the same payment, with a
 // fresh client secret and status from Stripe. A repeat with another
-// amount or currency under the same key is refused.
-func (s *Service) existingPayment(ctx context.Context, row *ent.Payment, amount int64, currency string) (*PaymentResult, error) {
-	if row.Amount != amount || row.Currency != currency {
+// amount, currency or purpose under the same key is refused.
+func (s *Service) existingPayment(ctx context.Context, row *ent.Payment, amount int64, currency, purpose string) (*PaymentResult, error) {
+	if row.Amount != amount || row.Currency != currency || row.Purpose != purpose {
 		return nil, InvalidInput("idempotencyKey", "This idempotency key was already used for a different payment.")
 	}
 	if row.StripePaymentIntentID == nil {

@@ -135,16 +135,19 @@ func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refun
 	// admin is not a member of it, and tenant rows are created only within
 	// a workspace's scope.
 	sys := systemCtx(ctx, p.WorkspaceID)
-	amountKey := "full"
-	if in.Amount != nil {
-		amountKey = fmt.Sprint(*in.Amount)
-	}
-	reqKey := idempotencyKey("re", p.ID.String(), v.UserID, amountKey, in.IdempotencyKey)
+	// The key names the request, not its amount: the same key with another
+	// amount is refused below, never taken for a second refund.
+	reqKey := idempotencyKey("re", p.ID.String(), v.UserID, in.IdempotencyKey)
 	row, mine, err := claimRequest(sys, s.refundClaim(reqKey, p.ID, in.Amount, refund.Reason(reason), detail, v.UserID))
 	if err != nil {
 		return nil, err
 	}
 	if !mine {
+		// A retry without an amount gets the refund made with the key,
+		// whatever its amount: nothing more moves.
+		if in.Amount != nil && *in.Amount != row.Amount {
+			return nil, InvalidInput("idempotencyKey", "This idempotency key was already used for a refund of another amount.")
+		}
 		return row, nil
 	}
 

@@ -21,7 +21,7 @@ func (Payment) Fields() []ent.Field {
 	return []ent.Field{
 		field.UUID("id", uuid.UUID{}).Default(uuid.New).Immutable(),
 		field.String("stripe_payment_intent_id").Optional().Nillable().Unique().MaxLen(255),
-		// request_key is the hash of workspace, user, purpose and the
+		// request_key is the hash of workspace, user and the
 		// client's idempotency key: our own record of the request.
 		field.String("request_key").Optional().Nillable().Unique().MaxLen(128).Immutable(),
 		field.Int64("amount").NonNegative().Immutable(),

@@ -2130,7 +2130,7 @@ input CreatePaymentIntentInput {
   currency: String!
   """What the payment is for, snake_case (e.g. credits_pack); sent to Stripe as metadata."""
   purpose: String!
-  """Retrying with the same key returns the same payment and charges nothing new."""
+  """Retrying with the same key returns the same payment and charges nothing new; the same key with another amount, currency or purpose is refused (BAD_USER_INPUT)."""
   idempotencyKey: String!
   """Optional saved payment method (pm_...) to confirm with at once; may answer REQUIRES_ACTION."""
   paymentMethodId: String
@@ -2264,7 +2264,7 @@ input RefundPaymentInput {
   reason: RefundReason!
   """Sent to Stripe as metadata; no card numbers or personal data."""
   reasonDetail: String
-  """A retry with the same key returns the same refund and refunds nothing more."""
+  """A retry with the same key returns the same refund and refunds nothing more; the same key with another amount is refused (BAD_USER_INPUT)."""
   idempotencyKey: String!
 }
 

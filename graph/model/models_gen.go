@@ -58,7 +58,7 @@ type CreatePaymentIntentInput struct {
 	Currency string `json:"currency"`
 	// What the payment is for, snake_case (e.g. credits_pack); sent to Stripe as metadata.
 	Purpose string `json:"purpose"`
-	// Retrying with the same key returns the same payment and charges nothing new.
+	// Retrying with the same key returns the same payment and charges nothing new; the same key with another amount, currency or purpose is refused (BAD_USER_INPUT).
 	IdempotencyKey string `json:"idempotencyKey"`
 	// Optional saved payment method (pm_...) to confirm with at once; may answer REQUIRES_ACTION.
 	PaymentMethodID *string `json:"paymentMethodId,omitempty"`
@@ -117,7 +117,7 @@ type RefundPaymentInput struct {
 	Reason RefundReason `json:"reason"`
 	// Sent to Stripe as metadata; no card numbers or personal data.
 	ReasonDetail *string `json:"reasonDetail,omitempty"`
-	// A retry with the same key returns the same refund and refunds nothing more.
+	// A retry with the same key returns the same refund and refunds nothing more; the same key with another amount is refused (BAD_USER_INPUT).
 	IdempotencyKey string `json:"idempotencyKey"`
 }
 
