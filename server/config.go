@@ -487,6 +487,12 @@ func (l *loader) jwt(prod bool) JWTConfig {
 			l.problem("JWT_HS256_SECRET", "the development secret (DevJWTSecret) is refused when APP_ENV=production")
 		}
 	}
+	if prod && jc.PublicKeyFile != "" && jc.Audience == "" {
+		// An identity provider's key signs the tokens of all its apps: without
+		// an audience, a token issued for another app (an admin there) would
+		// be accepted here.
+		l.problem("JWT_AUDIENCE", "required when APP_ENV=production with JWT_PUBLIC_KEY_FILE")
+	}
 	if jc.PublicKeyFile != "" {
 		pemBytes, err := os.ReadFile(jc.PublicKeyFile)
 		switch {

@@ -560,6 +560,11 @@ func TestLoadConfig(t *testing.T) {
 			},
 		},
 		{
+			name:    "JWTPublicKeyWithoutAudienceRefusedInProduction",
+			env:     envWith(validProductionEnv(), "JWT_HS256_SECRET", "", "JWT_PUBLIC_KEY_FILE", ecFile, "JWT_AUDIENCE", ""),
+			wantErr: []string{"JWT_AUDIENCE: required when APP_ENV=production with JWT_PUBLIC_KEY_FILE"},
+		},
+		{
 			name: "JWTRS256PKCS1PublicKeyFileLoaded",
 			env:  map[string]string{"JWT_PUBLIC_KEY_FILE": rsaFile},
 			check: func(t *testing.T, c Config) {
