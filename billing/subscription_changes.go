@@ -54,9 +54,20 @@ func changeKey(op string, ws *ent.Workspace, row *ent.Subscription, parts ...str
 	return idempotencyKey(op, append([]string{ws.ID.String(), fmt.Sprint(ws.BillingVersion), *row.StripeSubscriptionID}, parts...)...)
 }
 
+// PlanChangeResult is a plan change as Stripe answered it.
+type PlanChangeResult struct {
+	Subscription *SubscriptionView
+	// Payment is set when the subscription's latest invoice waits for the
+	// customer to authenticate its payment (3D Secure), as an invoice the
+	// change raised at once (ALWAYS_INVOICE) may: its PaymentIntent, status
+	// and client secret, for Stripe.js. Until it is confirmed the
+	// subscription is past due.
+	Payment *PaymentResult
+}
+
 // ChangeSubscriptionPlan swaps the subscription's price (and quantity)
 // with Stripe's proration and returns the subscription as Stripe answered.
-func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput) (*SubscriptionView, error) {
+func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput) (*PlanChangeResult, error) {
 	if err := ValidateLookupKey("lookupKey", in.LookupKey); err != nil {
 		return nil, err
 	}
@@ -102,6 +113,7 @@ func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput
 		params.PromotionCode = stripe.String(promoID)
 	}
 	params.AddExpand("discount.promotion_code")
+	params.AddExpand("latest_invoice.payment_intent")
 	params.Context = ctx
 	params.SetIdempotencyKey(changeKey("sub-change", ws, row, plan.PriceID, fmt.Sprint(in.Quantity), in.ProrationBehavior, promoID))
 	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {
@@ -110,7 +122,25 @@ func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput
 	if err != nil {
 		return nil, s.fromStripe(ctx, "subscription.update", err)
 	}
-	return s.applySubscription(ctx, in.WorkspaceID, row.ID, sub, nil)
+	view, err := s.applySubscription(ctx, in.WorkspaceID, row.ID, sub, nil)
+	if err != nil {
+		return nil, err
+	}
+	return &PlanChangeResult{Subscription: view, Payment: paymentAwaitingAction(sub)}, nil
+}
+
+// paymentAwaitingAction returns the PaymentIntent of the subscription's
+// latest invoice when it needs the customer to authenticate, else nil.
+func paymentAwaitingAction(sub *stripe.Subscription) *PaymentResult {
+	if sub.LatestInvoice == nil || sub.LatestInvoice.PaymentIntent == nil {
+		return nil
+	}
+	pi := sub.LatestInvoice.PaymentIntent
+	res := &PaymentResult{PaymentIntentID: pi.ID, Status: string(pi.Status), ClientSecret: pi.ClientSecret}
+	if !res.RequiresAction() {
+		return nil
+	}
+	return res
 }
 
 // CancelSubscription cancels the workspace's subscription at the end of

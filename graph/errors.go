@@ -97,3 +97,11 @@ func requiresAction(ctx context.Context, res *billing.PaymentResult) *gqlerror.E
 		},
 	}
 }
+
+// requiresActionWithSecret is requiresAction for an answer whose data has
+// no place for the client secret (a plan change): the extensions carry it.
+func requiresActionWithSecret(ctx context.Context, res *billing.PaymentResult) *gqlerror.Error {
+	e := requiresAction(ctx, res)
+	e.Extensions["clientSecret"] = res.ClientSecret
+	return e
+}

@@ -12,6 +12,8 @@ import (
 	"billingapi/graph/model"
 	"context"
 	"strings"
+
+	"github.com/99designs/gqlgen/graphql"
 )
 
 // Level is the resolver for the level field.
@@ -86,7 +88,17 @@ func (r *mutationResolver) ChangeSubscriptionPlan(ctx context.Context, input mod
 	if input.ProrationBehavior != nil {
 		in.ProrationBehavior = strings.ToLower(string(*input.ProrationBehavior))
 	}
-	return r.Service.ChangeSubscriptionPlan(ctx, in)
+	res, err := r.Service.ChangeSubscriptionPlan(ctx, in)
+	if err != nil {
+		return nil, err
+	}
+	if res.Payment != nil {
+		// The change is made; the invoice it raised waits for 3D Secure.
+		// BillingSubscription has no place for the client secret, so the
+		// error carries it, for this caller alone.
+		graphql.AddError(ctx, requiresActionWithSecret(ctx, res.Payment))
+	}
+	return res.Subscription, nil
 }
 
 // CancelSubscription is the resolver for the cancelSubscription field.

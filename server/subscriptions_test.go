@@ -153,6 +153,27 @@ func TestSubscriptionLifecycle(t *testing.T) {
 					t.Fatalf("access after the change = %+v", a.Workspace.Access)
 				}
 			})
+			t.Run("ChangePlanWhoseInvoiceNeeds3DSAnswersRequiresAction", func(t *testing.T) {
+				w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions/sub_test", Times: 1, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+					ID: "sub_test", Status: "past_due", CustomerID: "cus_x", ItemID: "si_test", PriceID: "price_pro_yearly", LookupKey: "pro_yearly",
+					Quantity: 5, Metadata: map[string]string{"workspace_id": w.wsA, "plan": "pro"},
+					PeriodStart: time.Now(), PeriodEnd: time.Now().Add(365 * 24 * time.Hour),
+					ClientSecret: "pi_sub_test_secret_3ds", PaymentStatus: "requires_action",
+				})})
+				r := w.gql(t, w.alice, `mutation($in: ChangeSubscriptionPlanInput!) { changeSubscriptionPlan(input: $in) { status lookupKey } }`,
+					map[string]any{"in": map[string]any{"workspaceId": w.wsA, "lookupKey": "pro_yearly", "quantity": 5, "prorationBehavior": "ALWAYS_INVOICE"}})
+				req, _ := w.fake.Last("POST", "/v1/subscriptions/sub_test")
+				if exp := stripefake.ListParam(req.Form, "expand"); !containsAll(exp, "latest_invoice.payment_intent") {
+					t.Errorf("expand sent = %v; want latest_invoice.payment_intent", exp)
+				}
+				if r.Code() != "REQUIRES_ACTION" || r.Errors[0].Extensions["paymentIntentId"] != "pi_sub_test" ||
+					r.Errors[0].Extensions["clientSecret"] != "pi_sub_test_secret_3ds" || r.Errors[0].Extensions["status"] != "REQUIRES_ACTION" {
+					t.Fatalf("want REQUIRES_ACTION with the invoice's PaymentIntent and client secret: %s", r.Raw)
+				}
+				if !strings.Contains(r.Raw, `"status":"PAST_DUE"`) || !strings.Contains(r.Raw, `"lookupKey":"pro_yearly"`) {
+					t.Fatalf("want the changed subscription beside the error: %s", r.Raw)
+				}
+			})
 			t.Run("ChangePlanWithoutProration", func(t *testing.T) {
 				activeSubscription(w, "POST", "/v1/subscriptions/sub_test", "active", false, "starter_monthly", "price_starter_monthly")
 				r := w.gql(t, w.alice, `mutation($in: ChangeSubscriptionPlanInput!) { changeSubscriptionPlan(input: $in) { status } }`,

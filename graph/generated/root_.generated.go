@@ -2514,7 +2514,7 @@ extend type Workspace {
 extend type Mutation {
   """Subscribes a workspace to a recurring plan (owners and admins). Refuses a second live subscription."""
   createSubscription(input: CreateSubscriptionInput!): CreateSubscriptionPayload! @authenticated @rateLimited
-  """Moves the subscription to another price, with proration (owners and admins)."""
+  """Moves the subscription to another price, with proration (owners and admins). When the invoice the change raises at once (ALWAYS_INVOICE) waits for 3D Secure, the answer also carries a REQUIRES_ACTION error whose extensions hold the PaymentIntent's id and clientSecret, for Stripe.js; until it is confirmed the subscription is past due."""
   changeSubscriptionPlan(input: ChangeSubscriptionPlanInput!): BillingSubscription! @authenticated @rateLimited
   """Cancels at period end (default) or now (owners and admins)."""
   cancelSubscription(input: CancelSubscriptionInput!): BillingSubscription! @authenticated @rateLimited

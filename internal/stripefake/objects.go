@@ -1,6 +1,7 @@
 package stripefake
 
 import (
+	"cmp"
 	"encoding/json"
 	"time"
 )
@@ -23,6 +24,9 @@ type Subscription struct {
 	TrialEnd     time.Time
 	CanceledAt   time.Time
 	ClientSecret string // of the latest invoice's PaymentIntent, if any
+	// PaymentStatus is that PaymentIntent's status; requires_payment_method
+	// if empty.
+	PaymentStatus string
 }
 
 // SubscriptionJSON renders s in Stripe's JSON shape (API 2023-10-16).
@@ -53,7 +57,7 @@ func SubscriptionJSON(s Subscription) string {
 	if s.ClientSecret != "" {
 		obj["latest_invoice"] = map[string]any{"id": "in_" + s.ID, "object": "invoice",
 			"payment_intent": map[string]any{"id": "pi_" + s.ID, "object": "payment_intent",
-				"status": "requires_payment_method", "client_secret": s.ClientSecret}}
+				"status": cmp.Or(s.PaymentStatus, "requires_payment_method"), "client_secret": s.ClientSecret}}
 	}
 	b, _ := json.Marshal(obj)
 	return string(b)
