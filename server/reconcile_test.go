@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strconv"
 	"testing"
 	"time"
 
@@ -66,4 +67,50 @@ func TestReconcilerIngestsEventsWeNeverReceived(t *testing.T) {
 	if n, err := r.ReconcileOnce(context.Background()); err != nil || n != 0 {
 		t.Fatalf("second run stored %d (err %v), want 0", n, err)
 	}
+}
+
+// After an outage and a restart, the events that arrive first must not
+// hide the outage: the first run lists from the newest event stored when
+// the reconciler began, and each later run from where the one before it
+// began.
+func TestReconcilerListsFromBeforeTheOutage(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	meta := map[string]string{"workspace_id": w.wsA, "user_id": "alice", "purpose": "credits_pack"}
+	now := time.Now()
+	deliver := func(ev []byte) {
+		t.Helper()
+		if status, _ := whPost(t, w.testServer, "/webhooks/stripe/", ev, whSign(ev)); status != http.StatusOK {
+			t.Fatalf("webhook answered %d", status)
+		}
+	}
+	before := stripefake.Event("evt_before", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_before", "succeeded", 1000, "usd", meta), now.Add(-2*time.Hour))
+	deliver(before)
+	r := &webhooks.Reconciler{DB: w.DB, Billing: w.Billing, Log: w.Log, Wake: w.Worker.Wake}
+	if err := r.Begin(context.Background()); err != nil { // the server restarts after the outage
+		t.Fatal(err)
+	}
+	after := stripefake.Event("evt_after", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_after", "succeeded", 1000, "usd", meta), now)
+	deliver(after)
+	missed := stripefake.Event("evt_in_outage", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_in_outage", "succeeded", 1000, "usd", meta), now.Add(-time.Hour))
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/events", Body: eventList(before, missed, after)})
+	t.Cleanup(w.fake.ClearRules)
+
+	if n, err := r.ReconcileOnce(context.Background()); err != nil || n != 1 {
+		t.Fatalf("reconcile stored %d (err %v), want the event of the outage", n, err)
+	}
+	req, _ := w.fake.Last("GET", "/v1/events")
+	want := fmt.Sprint(now.Add(-2*time.Hour).Unix() - int64(webhooks.ReconcileOverlap.Seconds()))
+	if gte := req.Query.Get("created[gte]"); gte != want {
+		t.Errorf("first run listed from created[gte]=%q, want %s (the newest event stored at Begin, less the overlap)", gte, want)
+	}
+	second := time.Now()
+	if _, err := r.ReconcileOnce(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	req, _ = w.fake.Last("GET", "/v1/events")
+	gte, _ := strconv.ParseInt(req.Query.Get("created[gte]"), 10, 64)
+	if from := time.Unix(gte, 0); from.After(second.Add(-webhooks.ReconcileOverlap)) || from.Before(now.Add(-webhooks.ReconcileOverlap-time.Second)) {
+		t.Errorf("second run listed from %v, want where the first began, less the overlap", from)
+	}
+	whWaitStatus(t, w.testServer, "evt_in_outage", webhookevent.StatusProcessed)
 }

@@ -18,9 +18,10 @@ import (
 // created a little earlier may still be missing.
 const ReconcileOverlap = 10 * time.Minute
 
-// Reconciler heals webhook outages: it lists Stripe's events since the
-// last one we stored and ingests any we never received, through the same
-// durable path as the endpoint (Store, then the worker).
+// Reconciler heals webhook outages: it lists Stripe's events since its
+// last run (at first, since the newest one stored when it began) and
+// ingests any we never received, through the same durable path as the
+// endpoint (Store, then the worker).
 type Reconciler struct {
 	DB      *ent.Client
 	Billing *billing.Service
@@ -29,6 +30,28 @@ type Reconciler struct {
 	Interval time.Duration
 	// Wake is called when events were ingested (the worker's Wake).
 	Wake func()
+
+	// from is where the next run lists from; zero until Begin or the
+	// first run sets it.
+	from time.Time
+}
+
+// Begin records where the first run will list from: the newest event
+// stored now, less the overlap. Run calls it as it starts, so that after
+// an outage and a restart the events that arrive first do not hide the
+// outage behind them: the first run still lists from before it.
+func (r *Reconciler) Begin(ctx context.Context) error {
+	svc := auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))
+	r.from = time.Now().Add(-billing.StripeEventRetention)
+	latest, err := r.DB.WebhookEvent.Query().Order(ent.Desc(webhookevent.FieldCreated)).First(svc)
+	switch {
+	case err == nil:
+		r.from = latest.Created.Add(-ReconcileOverlap)
+	case !ent.IsNotFound(err):
+		r.from = time.Time{}
+		return err
+	}
+	return nil
 }
 
 // Run reconciles every Interval, the first time one Interval after it
@@ -37,6 +60,9 @@ type Reconciler struct {
 func (r *Reconciler) Run(ctx context.Context) {
 	if r.Interval == 0 {
 		r.Interval = 10 * time.Minute
+	}
+	if err := r.Begin(ctx); err != nil && ctx.Err() == nil {
+		r.Log.WarnContext(ctx, "webhook reconciler: could not read where to start; the first run will", "err", err)
 	}
 	t := time.NewTicker(r.Interval)
 	defer t.Stop()
@@ -53,19 +79,19 @@ func (r *Reconciler) Run(ctx context.Context) {
 }
 
 // ReconcileOnce ingests the events Stripe has that we do not, and returns
-// how many it stored.
+// how many it stored. It lists from where the last successful run began
+// (less the overlap), so that runs cover the time between them without a
+// gap; before any run, from where Begin was, or is now, called.
 func (r *Reconciler) ReconcileOnce(ctx context.Context) (int, error) {
 	svc := auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))
-	since := time.Now().Add(-billing.StripeEventRetention)
-	latest, err := r.DB.WebhookEvent.Query().Order(ent.Desc(webhookevent.FieldCreated)).First(svc)
-	switch {
-	case err == nil:
-		since = latest.Created.Add(-ReconcileOverlap)
-	case !ent.IsNotFound(err):
-		return 0, err
+	began := time.Now()
+	if r.from.IsZero() {
+		if err := r.Begin(ctx); err != nil {
+			return 0, err
+		}
 	}
 	stored := 0
-	err = r.Billing.EachEventSince(ctx, since, func(ev *stripe.Event, raw []byte) error {
+	err := r.Billing.EachEventSince(ctx, r.from, func(ev *stripe.Event, raw []byte) error {
 		known, err := r.DB.WebhookEvent.Query().Where(webhookevent.StripeEventID(ev.ID)).Exist(svc)
 		if err != nil || known {
 			return err
@@ -81,6 +107,9 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (int, error) {
 		if r.Wake != nil {
 			r.Wake()
 		}
+	}
+	if err == nil {
+		r.from = began.Add(-ReconcileOverlap) // a failed run is listed again
 	}
 	return stored, err
 }
