@@ -18,20 +18,27 @@ import (
 	"github.com/google/uuid"
 )
 
-// paymentRows returns the workspace's payments.
+// paymentRows returns the workspace's payments as "stripe id status".
 func (f *fixture) paymentRows(t *testing.T, ws uuid.UUID) []string {
 	t.Helper()
 	rows, err := f.store.Client.Payment.Query().Where(payment.WorkspaceID(ws)).All(f.sys(ws))
+	return describeRows(t, rows, err, func(r *ent.Payment) (*string, string) { return r.StripePaymentIntentID, string(r.Status) })
+}
+
+// describeRows renders rows as "stripe id status", "<none>" for a row not
+// yet linked to Stripe.
+func describeRows[T any](t *testing.T, rows []T, err error, fields func(T) (*string, string)) []string {
+	t.Helper()
 	if err != nil {
 		t.Fatal(err)
 	}
 	var out []string
 	for _, r := range rows {
-		pi := "<none>"
-		if r.StripePaymentIntentID != nil {
-			pi = *r.StripePaymentIntentID
+		id, status := fields(r)
+		if id == nil {
+			id = ptr("<none>")
 		}
-		out = append(out, pi+" "+string(r.Status))
+		out = append(out, *id+" "+status)
 	}
 	return out
 }
@@ -71,16 +78,23 @@ func TestPaymentWhoseWebhookCameFirst(t *testing.T) {
 			if rows := f.paymentRows(t, ws); len(rows) != 1 || rows[0] != "pi_first succeeded" {
 				t.Fatalf("payments = %q; want one", rows)
 			}
-			posts := f.stripe.Count("POST", "/v1/payment_intents")
-			again, err := f.svc.CreatePaymentIntent(f.as("alice"), in)
+			var again *billing.PaymentResult
+			if n := f.creates("/v1/payment_intents", func() { again, err = f.svc.CreatePaymentIntent(f.as("alice"), in) }); n != 0 {
+				t.Fatalf("the retry created at Stripe again (%d creates)", n)
+			}
 			if err != nil || again.Payment.ID != res.Payment.ID {
 				t.Fatalf("retry with the same key = %+v, %v; want payment %s", again, err, res.Payment.ID)
 			}
-			if n := f.stripe.Count("POST", "/v1/payment_intents"); n != posts {
-				t.Fatalf("the retry created at Stripe again (%d creates, was %d)", n, posts)
-			}
 		})
 	}
+}
+
+// creates returns how many create calls (POSTs to path) call made to
+// Stripe.
+func (f *fixture) creates(path string, call func()) int {
+	before := f.stripe.Count("POST", path)
+	call()
+	return f.stripe.Count("POST", path) - before
 }
 
 // A client that leaves once Stripe has created the PaymentIntent must not
@@ -125,18 +139,7 @@ func TestPaymentRecordedWhenTheClientLeavesAfterStripeAnswered(t *testing.T) {
 func (f *fixture) subscriptionRows(t *testing.T, ws uuid.UUID) []string {
 	t.Helper()
 	rows, err := f.store.Client.Subscription.Query().Where(subscription.WorkspaceID(ws)).All(f.sys(ws))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var out []string
-	for _, r := range rows {
-		id := "<none>"
-		if r.StripeSubscriptionID != nil {
-			id = *r.StripeSubscriptionID
-		}
-		out = append(out, id+" "+r.Status)
-	}
-	return out
+	return describeRows(t, rows, err, func(r *ent.Subscription) (*string, string) { return r.StripeSubscriptionID, r.Status })
 }
 
 // newSubscriptionFixture is a fixture whose Stripe answers every create
@@ -176,13 +179,12 @@ func TestSubscriptionWhoseWebhookCameFirst(t *testing.T) {
 			if rows := f.subscriptionRows(t, ws); len(rows) != 1 || rows[0] != "sub_race incomplete" {
 				t.Fatalf("subscriptions = %q; want one", rows)
 			}
-			posts := f.stripe.Count("POST", "/v1/subscriptions")
-			again, err := f.svc.CreateSubscription(f.as("alice"), in)
+			var again *billing.SubscriptionResult
+			if n := f.creates("/v1/subscriptions", func() { again, err = f.svc.CreateSubscription(f.as("alice"), in) }); n != 0 {
+				t.Fatalf("the retry created at Stripe again (%d creates)", n)
+			}
 			if err != nil || again.Subscription.ID != res.Subscription.ID {
 				t.Fatalf("retry with the same key = %+v, %v; want subscription %s", again, err, res.Subscription.ID)
-			}
-			if n := f.stripe.Count("POST", "/v1/subscriptions"); n != posts {
-				t.Fatalf("the retry created at Stripe again (%d creates, was %d)", n, posts)
 			}
 			// The webhook's event stays the last one applied: an older
 			// event changes nothing.
