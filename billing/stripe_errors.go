@@ -63,6 +63,12 @@ func userInputError(se *stripe.Error) (*Error, bool) {
 		return InvalidInput("paymentMethodId", "Payment method not found."), true
 	case se.Code == stripe.ErrorCodePaymentIntentUnexpectedState:
 		return InvalidInput("", "This payment can no longer be changed."), true
+	// A refund Stripe refuses for the charge's state, which we may not know
+	// yet (refunded or disputed in the Dashboard, its webhook not applied).
+	case se.Code == stripe.ErrorCodeChargeAlreadyRefunded:
+		return InvalidInput("paymentId", "This payment has already been refunded in full."), true
+	case se.Code == stripe.ErrorCodeChargeDisputed:
+		return InvalidInput("paymentId", "This payment is disputed; it cannot be refunded until the dispute is settled."), true
 	}
 	return nil, false
 }

@@ -212,6 +212,20 @@ func TestRefundPayment(t *testing.T) {
 			t.Fatalf("refund of an unpaid payment: %s", r.Raw)
 		}
 	})
+	t.Run("StripeRefusalsForTheChargesStateAreTheUsers", func(t *testing.T) {
+		id := w.paidPayment(t, admin, "pi_refund_4", 1000)
+		for code, want := range map[string]string{"charge_already_refunded": "refunded in full", "charge_disputed": "disputed"} {
+			w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/refunds", Times: 1, Status: 400,
+				Body: stripefake.StripeError("invalid_request_error", code, "", "SENTINEL stripe text")})
+			r := w.gql(t, admin, refundMutation, refundIn(id, 100, "refused-"+code))
+			if r.Code() != "BAD_USER_INPUT" || !strings.Contains(r.Errors[0].Message, want) || strings.Contains(r.Raw, "SENTINEL") {
+				t.Errorf("%s: %s; want BAD_USER_INPUT saying %q, without Stripe's text", code, r.Raw, want)
+			}
+		}
+		if p := w.paymentByIntent(t, admin, "pi_refund_4", func(paymentState) bool { return true }); p.RefundableAmount != 1000 {
+			t.Fatalf("refused refunds held %d of the payment", 1000-p.RefundableAmount)
+		}
+	})
 	t.Run("UnknownPaymentIsNotFound", func(t *testing.T) {
 		if r := w.gql(t, admin, refundMutation, refundIn("6f1f5f0e-1111-4a4a-9999-0123456789ab", nil, "x")); r.Code() != "NOT_FOUND" {
 			t.Fatalf("unknown payment: %s", r.Raw)
