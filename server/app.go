@@ -166,7 +166,19 @@ func (m *Main) Open(ctx context.Context) error {
 	m.served = make(chan error, 1)
 	go func() { m.served <- m.server.Serve(m.listener) }()
 	m.Log.Info("listening", "addr", m.listener.Addr().String())
+	if m.Config.JWT.HS256Secret == DevJWTSecret && !loopbackOnly(m.listener.Addr()) {
+		// The development secret is public (it is in this source): anyone
+		// who can reach the server can sign in as any user or admin.
+		m.Log.Warn("JWT: the public development secret is in use and the server is reachable beyond this machine; " +
+			"set JWT_HS256_SECRET or JWT_PUBLIC_KEY_FILE (or HTTP_ADDR=127.0.0.1:8000)")
+	}
 	return nil
+}
+
+// loopbackOnly reports whether addr is reachable from this machine alone.
+func loopbackOnly(addr net.Addr) bool {
+	tcp, ok := addr.(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // URL returns the base URL the server listens on, with a loopback host

@@ -175,3 +175,21 @@ func TestProductionPlaygroundIsForPlatformAdmins(t *testing.T) {
 		t.Fatalf("a non-admin token in the cookie opened the playground")
 	}
 }
+
+// A server on the public development JWT secret warns when it can be
+// reached from other machines, and only then.
+func TestDevelopmentSecretBeyondLoopbackWarns(t *testing.T) {
+	const warning = "the public development secret is in use"
+	for _, tc := range []struct {
+		addr string
+		warn bool
+	}{{"127.0.0.1:0", false}, {"0.0.0.0:0", true}} {
+		s := startServer(t, testenv.SQLite(t), map[string]string{"HTTP_ADDR": tc.addr})
+		if s.Config.JWT.HS256Secret != DevJWTSecret {
+			t.Fatal("the test server does not use the development secret")
+		}
+		if got := strings.Contains(s.logs.String(), warning); got != tc.warn {
+			t.Errorf("listening on %s: warned %v, want %v", tc.addr, got, tc.warn)
+		}
+	}
+}
