@@ -310,7 +310,7 @@ func (s *Service) planEvent(ctx context.Context, ahead *readAhead, ev *stripe.Ev
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
-		latest, err := s.resolveSubscriptionTie(ctx, row, &sub, ev.ID, created)
+		latest, tie, err := s.resolveSubscriptionTie(ctx, row, &sub, ev.ID, created)
 		if err != nil {
 			return uuid.Nil, nil, err
 		}
@@ -319,7 +319,7 @@ func (s *Service) planEvent(ctx context.Context, ahead *readAhead, ev *stripe.Ev
 			return uuid.Nil, nil, err // retried: without its plan it would grant no features
 		}
 		return ws, func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
-			view, changed, err := s.applySubscriptionTx(ctx, tx, ws, uuid.Nil, latest, &stripeEvent{ID: ev.ID, Created: created}, plan)
+			view, changed, err := s.applySubscriptionTx(ctx, tx, ws, uuid.Nil, latest, &stripeEvent{ID: ev.ID, Created: created, TieSeen: tie}, plan)
 			if err != nil || !changed {
 				return nil, false, err
 			}
@@ -557,22 +557,22 @@ func customerID(c *stripe.Customer) string {
 // resolveSubscriptionTie returns the subscription to apply for an event:
 // the event's own object, or, when the row's last applied event has the
 // same (whole-second) timestamp, what Stripe says now, since the two
-// events' order cannot be told from their timestamps. row is the
-// subscription's recorded row, nil if none.
-func (s *Service) resolveSubscriptionTie(ctx context.Context, row *ent.Subscription, sub *stripe.Subscription, eventID string, created time.Time) (*stripe.Subscription, error) {
+// events' order cannot be told from their timestamps; tie reports the
+// latter. row is the subscription's recorded row, nil if none.
+func (s *Service) resolveSubscriptionTie(ctx context.Context, row *ent.Subscription, sub *stripe.Subscription, eventID string, created time.Time) (latest *stripe.Subscription, tie bool, err error) {
 	if row == nil || row.LastEventAt == nil || !row.LastEventAt.Equal(created) || row.LastEventID == eventID {
-		return sub, nil
+		return sub, false, nil
 	}
 	if s.stripe == nil {
-		return sub, nil
+		return sub, true, nil
 	}
 	params := &stripe.SubscriptionParams{}
 	params.Context = ctx
 	fresh, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) { return s.stripe.Subscriptions.Get(sub.ID, params) })
 	if err != nil {
-		return nil, s.fromStripe(ctx, "subscription.retrieve", err)
+		return nil, true, s.fromStripe(ctx, "subscription.retrieve", err)
 	}
-	return fresh, nil
+	return fresh, true, nil
 }
 
 // paymentStatusFor maps a PaymentIntent event to the Payment status it sets.

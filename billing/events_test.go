@@ -365,3 +365,56 @@ func TestSubscriptionEventWaitsForItsPlan(t *testing.T) {
 		t.Fatalf("subscription = %+v, %v; want the plan's features a,b", sub, err)
 	}
 }
+
+// Another replica can apply an event of the same second between this
+// event's planning (which saw no tie) and its transaction. Which one is
+// newer cannot be told from their timestamps: the event is retried, and
+// its planning then reads the subscription from Stripe.
+func TestSubscriptionTieAppliedAfterPlanningIsRetried(t *testing.T) {
+	f := newFixtureWithEmbeddedRedis(t, testenv.Postgres(t), billing.Config{})
+	f.stripe.SetPrices(stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true,
+		ProductID: "prod_team", ProductMetadata: map[string]string{"plan": "team"}})
+	ws := f.workspace(t, "alice")
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	f.deliver(t, "evt_tie_0", "customer.subscription.created", subJSON("sub_tie", "incomplete", ws, false), t0.Add(-time.Minute))
+	// Stripe's state now: the other event's (active) is the newer one.
+	f.stripe.On(stripefake.Rule{Method: "GET", Path: "/v1/subscriptions/sub_tie", Body: subJSON("sub_tie", "active", ws, false)})
+
+	payload := stripefake.Event("evt_tie_b", "customer.subscription.updated", subJSON("sub_tie", "past_due", ws, false), t0)
+	var ev stripe.Event
+	if err := json.Unmarshal(payload, &ev); err != nil {
+		t.Fatal(err)
+	}
+	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
+	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(string(ev.Type)).
+		SetAPIVersion(ev.APIVersion).SetCreated(t0).SetLivemode(false).SetPayload(payload).
+		SetNextAttemptAt(time.Now()).Save(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// While this event is planned (its plan's price read from Stripe, the
+	// cache emptied), the other event of the same second is applied; its
+	// object names no price, so that its planning reads none.
+	f.flushRedis(t)
+	other := stripefake.SubscriptionJSON(stripefake.Subscription{ID: "sub_tie", Status: "active",
+		Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"}})
+	applied := false
+	f.hook.after("GET", "/v1/prices", func() {
+		f.deliver(t, "evt_tie_a", "customer.subscription.updated", other, t0)
+		applied = true
+	})
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	if !applied {
+		t.Fatal("the other event was not applied while this one was planned")
+	}
+	if err == nil {
+		t.Fatalf("applied over a tie it did not plan for: %+v; want an error, so that it is retried", out)
+	}
+	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev); err != nil || out.Status != webhookevent.StatusProcessed {
+		t.Fatalf("retry = %+v, %v", out, err)
+	}
+	sub, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_tie")).Only(f.sys(ws))
+	if err != nil || sub.Status != "active" {
+		t.Fatalf("subscription = %+v, %v; want Stripe's state (active)", sub, err)
+	}
+}

@@ -3,6 +3,7 @@ package billing
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -404,7 +405,18 @@ func (s *Service) existingSubscription(ctx context.Context, row *ent.Subscriptio
 type stripeEvent struct {
 	ID      string
 	Created time.Time
+	// TieSeen marks an event whose planning found the last event applied
+	// of the same second and settled it (by reading the subscription from
+	// Stripe, which is newer than both).
+	TieSeen bool
 }
+
+// errTieAfterPlanning fails an event that, once its transaction holds the
+// workspace's lock, finds another event of the same second applied since
+// it was planned (by another replica): which of the two is newer cannot be
+// told from their timestamps, so the event is retried, and planning it
+// again asks Stripe.
+var errTieAfterPlanning = errors.New("another event of the same second was applied meanwhile; retried")
 
 // applySubscription writes what a Stripe API answer says of a
 // subscription onto its row, in its own transaction, and writes the new
@@ -477,6 +489,9 @@ func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspace
 	}
 	if row != nil && ev != nil && row.LastEventAt != nil && ev.Created.Before(*row.LastEventAt) {
 		return viewOf(row), false, nil // an older event: the row already knows better
+	}
+	if row != nil && ev != nil && !ev.TieSeen && row.LastEventAt != nil && ev.Created.Equal(*row.LastEventAt) && row.LastEventID != ev.ID {
+		return nil, false, errTieAfterPlanning
 	}
 	item := firstItem(sub)
 	if row == nil {
