@@ -125,8 +125,9 @@ func (w *Worker) ProcessDue(ctx context.Context) int {
 	if len(batch) == 0 {
 		return 0
 	}
-	if left := w.applyBatch(ctx, batch); len(left) > 0 {
-		w.release(svc, left, now.Add(w.lease()))
+	leasedUntil := now.Add(w.lease())
+	if left := w.applyBatch(ctx, batch, leasedUntil); len(left) > 0 {
+		w.release(svc, left, leasedUntil)
 	}
 	return len(batch)
 }
@@ -219,7 +220,10 @@ type job struct {
 }
 
 // applyBatch applies claimed events in lanes and waits for all of them. It
-// returns the events it did not start because ctx ended.
+// returns the events it did not start because ctx ended, or because less
+// than half the batch's lease was left to start them in: a run must end
+// within the lease (applyInHand), or another worker could claim its
+// events meanwhile and count an attempt for them twice.
 //
 // An event it has started is finished even when ctx ends (the worker is
 // stopping): its commit, status cache refresh and publication run with ctx's
@@ -227,7 +231,7 @@ type job struct {
 // middle, an event could be committed as processed while its apply
 // reported a failure, leaving it unpublished and its workspace's cached
 // status stale.
-func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*ent.WebhookEvent {
+func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent, leasedUntil time.Time) []*ent.WebhookEvent {
 	lanes := make([][]*job, w.concurrency())
 	for _, row := range rows {
 		j := &job{row: row}
@@ -249,7 +253,7 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 		}
 		wg.Go(func() {
 			for k := 0; k < len(lane); {
-				if ctx.Err() != nil {
+				if ctx.Err() != nil || time.Until(leasedUntil) < w.lease()/2 {
 					mu.Lock()
 					for _, rest := range lane[k:] {
 						left = append(left, rest.row)
@@ -258,7 +262,7 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent) []*en
 					return
 				}
 				n := chunkLen(lane[k:])
-				w.applyInHand(ctx, lane[k:k+n])
+				w.applyInHand(ctx, lane[k:k+n], leasedUntil)
 				k += n
 			}
 		})
@@ -354,10 +358,10 @@ func (w *Worker) release(ctx context.Context, rows []*ent.WebhookEvent, leasedUn
 	}
 }
 
-// applyInHand applies started events to the end, whatever happens to ctx:
-// one alone, or several together (chunkLen).
-func (w *Worker) applyInHand(ctx context.Context, jobs []*job) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), w.lease())
+// applyInHand applies started events to the end, whatever happens to ctx,
+// within their lease: one alone, or several together (chunkLen).
+func (w *Worker) applyInHand(ctx context.Context, jobs []*job, leasedUntil time.Time) {
+	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), leasedUntil)
 	defer cancel()
 	if len(jobs) == 1 {
 		w.apply(ctx, jobs[0])

@@ -989,3 +989,51 @@ func (t *recordingTx) Query(ctx context.Context, query string, args, v any) erro
 	t.d.record(query, args)
 	return t.Tx.Query(ctx, query, args, v)
 }
+
+// A lane starts a run only with half the batch's lease still to come, and
+// ends it within the lease: the rest of the batch is handed back, so that
+// no event is applied after its lease ended, when another worker may have
+// claimed it (and counted an attempt for it) too.
+func TestSlowLaneHandsBackWhatItCannotStartWithinTheLease(t *testing.T) {
+	r := newReplica(t, testenv.Postgres(t), 1)
+	const lease = time.Second
+	r.worker.Lease = lease
+	ws := r.workspace(t, "alice")
+	base := time.Now().Add(-time.Hour).Truncate(time.Second)
+	var events []piEvent
+	for i := range 10 { // one PaymentIntent: one lane, one event per run
+		events = append(events, piEvent{id: fmt.Sprintf("evt_slow_%d", i), typ: "payment_intent.succeeded",
+			object: "pi_slow", status: "succeeded", amount: 100, created: base.Add(time.Duration(i) * time.Second), ws: ws})
+	}
+	postAll(t, r.store.Client, events)
+	r.worker.Observe = func(string, string, time.Duration) { time.Sleep(300 * time.Millisecond) } // a slow run
+
+	claimed := time.Now()
+	if n := r.worker.ProcessDue(context.Background()); n != len(events) {
+		t.Fatalf("claimed %d events, want %d", n, len(events))
+	}
+	rows, err := r.store.Client.WebhookEvent.Query().Order(ent.Asc(webhookevent.FieldCreated)).All(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	processed := 0
+	for _, row := range rows {
+		switch {
+		case row.Status == webhookevent.StatusProcessed:
+			processed++
+			if row.ProcessedAt.After(claimed.Add(lease)) {
+				t.Errorf("%s applied %v after the claim, past its %v lease", row.StripeEventID, row.ProcessedAt.Sub(claimed), lease)
+			}
+		case row.Status != webhookevent.StatusReceived || row.Attempts != 0 || row.LockedUntil != nil:
+			t.Errorf("event %s handed back as %s, attempts %d, locked until %v; want received, 0, not leased",
+				row.StripeEventID, row.Status, row.Attempts, row.LockedUntil)
+		}
+	}
+	if processed == 0 || processed == len(events) {
+		t.Fatalf("%d of %d events applied in the first lease; want some, and the rest handed back", processed, len(events))
+	}
+	r.worker.Observe = nil
+	if n := r.worker.ProcessDue(context.Background()); n != len(events)-processed {
+		t.Errorf("next run claimed %d events, want the %d handed back", n, len(events)-processed)
+	}
+}
