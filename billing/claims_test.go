@@ -97,6 +97,29 @@ func (f *fixture) creates(path string, call func()) int {
 	return f.stripe.Count("POST", path) - before
 }
 
+// The webhook's row can be behind Stripe's answer (payment_intent.created
+// or .processing applied, the answer already succeeded): the claim takes
+// whichever is further along, never a paid payment back to unpaid.
+func TestPaymentKeepsStripesAnswerWhenTheWebhookIsBehind(t *testing.T) {
+	f := newFixture(t, testenv.Postgres(t), billing.Config{})
+	ws := f.workspace(t, "alice")
+	meta := map[string]string{"workspace_id": ws.String(), "user_id": "alice", "purpose": "credits_pack"}
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/payment_intents",
+		Body: stripefake.PaymentIntentJSON("pi_behind", "succeeded", 700, "usd", meta)})
+	f.hook.after("POST", "/v1/payment_intents", func() {
+		f.deliver(t, "evt_behind", "payment_intent.processing",
+			stripefake.PaymentIntentJSON("pi_behind", "processing", 700, "usd", meta), time.Now())
+	})
+	res, err := f.svc.CreatePaymentIntent(f.as("alice"), billing.PaymentInput{WorkspaceID: ws, Amount: 700, Currency: "usd",
+		Purpose: "credits_pack", IdempotencyKey: "k1", PaymentMethodID: "pm_card_visa"})
+	if err != nil || res.Payment.Status != payment.StatusSucceeded {
+		t.Fatalf("payment = %+v, %v; want succeeded, as Stripe answered", res, err)
+	}
+	if rows := f.paymentRows(t, ws); len(rows) != 1 || rows[0] != "pi_behind succeeded" {
+		t.Fatalf("payments = %q", rows)
+	}
+}
+
 // A client that leaves once Stripe has created the PaymentIntent must not
 // leave the claim without it: a retry with the same key would otherwise
 // wait on a claim nobody finishes, then ask Stripe again.

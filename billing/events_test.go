@@ -418,3 +418,19 @@ func TestSubscriptionTieAppliedAfterPlanningIsRetried(t *testing.T) {
 		t.Fatalf("subscription = %+v, %v; want Stripe's state (active)", sub, err)
 	}
 }
+
+// A subscription whose price has a lookup key the catalog cannot hold (a
+// Dashboard key like "pro:monthly") is applied without a plan, not
+// retried until its attempts run out.
+func TestSubscriptionEventWithAKeyTheCatalogCannotHold(t *testing.T) {
+	f := newFixture(t, testenv.SQLite(t), billing.Config{})
+	ws := f.workspace(t, "alice")
+	sub := stripefake.SubscriptionJSON(stripefake.Subscription{ID: "sub_colon", Status: "active", PriceID: "price_colon",
+		LookupKey: "pro:monthly", Metadata: map[string]string{"workspace_id": ws.String(), "plan": "pro"}})
+	if out := f.deliver(t, "evt_colon", "customer.subscription.created", sub, time.Now()); out.Status != webhookevent.StatusProcessed {
+		t.Fatalf("outcome = %+v; want processed", out)
+	}
+	if row, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_colon")).Only(f.sys(ws)); err != nil || row.Status != "active" {
+		t.Fatalf("subscription = %+v, %v", row, err)
+	}
+}

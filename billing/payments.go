@@ -161,7 +161,13 @@ func (s *Service) recordPaymentIntent(ctx context.Context, claim *ent.Payment, p
 	var row *ent.Payment
 	record := func(tx *ent.Tx) error {
 		upd := tx.Payment.UpdateOneID(claim.ID).SetStripePaymentIntentID(pi.ID)
-		webhooks, err := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID)).Only(ctx)
+		// Locked, as the webhook path locks it: a later event of the
+		// PaymentIntent applied meanwhile must not be copied over stale.
+		q := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID))
+		if s.cfg.RowLocks {
+			q = q.ForUpdate()
+		}
+		webhooks, err := q.Only(ctx)
 		switch {
 		case ent.IsNotFound(err):
 			upd.SetStatus(payment.Status(pi.Status))
@@ -173,7 +179,11 @@ func (s *Service) recordPaymentIntent(ctx context.Context, claim *ent.Payment, p
 			if err := tx.Payment.DeleteOne(webhooks).Exec(ctx); err != nil {
 				return err
 			}
-			upd.SetStatus(webhooks.Status).SetAmountRefunded(webhooks.AmountRefunded).
+			status := webhooks.Status
+			if isPaid(payment.Status(pi.Status)) && !isPaid(status) {
+				status = payment.Status(pi.Status) // Stripe's answer is further along
+			}
+			upd.SetStatus(status).SetAmountRefunded(webhooks.AmountRefunded).
 				SetLastErrorCode(webhooks.LastErrorCode).SetNillableLastEventAt(webhooks.LastEventAt)
 		}
 		row, err = upd.Save(ctx)

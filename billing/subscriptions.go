@@ -461,8 +461,11 @@ func (s *Service) planOfSubscription(ctx context.Context, sub *stripe.Subscripti
 		return nil, nil
 	}
 	plan, err := s.Price(ctx, item.Price.LookupKey)
-	if ErrorCode(err) == CodeNotFound {
-		return nil, nil
+	switch {
+	case ErrorCode(err) == CodeNotFound, ErrorCode(err) == CodeBadUserInput:
+		return nil, nil // unknown to the catalog, or a key it cannot hold (Dashboard prices)
+	case errors.Is(err, errStripeNotConfigured):
+		return nil, nil // no Stripe to ask: waiting would not help
 	}
 	return plan, err
 }
