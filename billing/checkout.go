@@ -76,15 +76,6 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 	if recurring != (mode == checkoutsession.ModeSubscription) {
 		return nil, InvalidInput("mode", "SUBSCRIPTION needs a recurring price and PAYMENT a one-time price.")
 	}
-	// A workspace has one subscription: Checkout would start a second one,
-	// billed beside the first. The claim repeats the check under a lock.
-	if mode == checkoutsession.ModeSubscription {
-		if live, err := hasLiveSubscription(ctx, s.db, in.WorkspaceID, ""); err != nil {
-			return nil, err
-		} else if live {
-			return nil, errSecondSubscription
-		}
-	}
 	planName := plan.Product.Plan
 	if planName == "" {
 		planName = plan.LookupKey
@@ -103,6 +94,15 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
 	}
 	reqKey := idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), fmt.Sprint(in.AllowPromotionCodes), distinct)
+	// A workspace has one subscription: Checkout would start a second one,
+	// billed beside the first. A repeat of a request already made is
+	// answered with its session, even once that session has subscribed the
+	// workspace; the claim repeats the check under a lock.
+	if mode == checkoutsession.ModeSubscription {
+		if err := s.refuseSecondSubscription(ctx, s.db, in.WorkspaceID, reqKey); err != nil {
+			return nil, err
+		}
+	}
 	row, mine, err := claimRequest(ctx, s.checkoutClaim(reqKey, in.WorkspaceID, mode, plan, planName, in.Quantity, v.UserID))
 	if err != nil {
 		return nil, err
@@ -169,10 +169,8 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 					if _, err := q.Only(ctx); err != nil {
 						return err
 					}
-					if live, err := hasLiveSubscription(ctx, tx.Client(), ws, ""); err != nil {
+					if err := s.refuseSecondSubscription(ctx, tx.Client(), ws, reqKey); err != nil {
 						return err
-					} else if live {
-						return errSecondSubscription
 					}
 				}
 				var err error
@@ -198,6 +196,24 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 			return n == 1, err
 		},
 	}
+}
+
+// refuseSecondSubscription refuses a subscription-mode checkout for a
+// workspace that has a live subscription, unless the request (reqKey) was
+// made before: its repeat is answered with its session.
+func (s *Service) refuseSecondSubscription(ctx context.Context, db *ent.Client, ws uuid.UUID, reqKey string) error {
+	repeat, err := db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Exist(ctx)
+	if err != nil || repeat {
+		return err
+	}
+	live, err := hasLiveSubscription(ctx, db, ws, "")
+	if err != nil {
+		return err
+	}
+	if live {
+		return errSecondSubscription
+	}
+	return nil
 }
 
 // SyncCheckoutSession lets the success page ask for an early update: it

@@ -302,15 +302,22 @@ func TestCheckoutRefusesASecondSubscription(t *testing.T) {
 				stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true, ProductMetadata: map[string]string{"plan": "team"}},
 				stripefake.Price{LookupKey: "credits_100", UnitAmount: 500, Active: true, ProductMetadata: map[string]string{"plan": "credits"}})
 			sub := billing.CheckoutInput{WorkspaceID: ws, LookupKey: "team_monthly", Mode: "subscription", Quantity: 1}
-			if _, err := f.svc.CreateCheckoutSession(f.as("alice"), sub); err != nil {
+			sub.IdempotencyKey = "first"
+			first, err := f.svc.CreateCheckoutSession(f.as("alice"), sub)
+			if err != nil {
 				t.Fatalf("checkout for a first subscription: %v", err)
 			}
 			if _, err := f.svc.CreateSubscription(f.as("alice"), billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_monthly", Quantity: 1}); err != nil {
 				t.Fatal(err)
 			}
+			// The first request, repeated once the workspace subscribed,
+			// is still answered with its session.
+			if again, err := f.svc.CreateCheckoutSession(f.as("alice"), sub); err != nil || again.ID != first.ID {
+				t.Fatalf("repeat of the first checkout = %+v, %v; want its session", again, err)
+			}
 			sessions := f.stripe.Count("POST", "/v1/checkout/sessions")
 			sub.IdempotencyKey = "second"
-			_, err := f.svc.CreateCheckoutSession(f.as("alice"), sub)
+			_, err = f.svc.CreateCheckoutSession(f.as("alice"), sub)
 			if billing.ErrorCode(err) != billing.CodeBadUserInput {
 				t.Fatalf("checkout for a second subscription: %v; want BAD_USER_INPUT", err)
 			}
