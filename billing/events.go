@@ -605,16 +605,9 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 				errorCode = string(pi.LastPaymentError.Code)
 			}
 		}
-		// The row is locked, so that another transaction applying an event
-		// of the same PaymentIntent (another replica) waits rather than
-		// deciding from a stale row and overwriting it. Two first events
-		// racing to insert the row cannot lock it: one fails on the unique
-		// index, and the worker retries its event.
-		q := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID))
-		if s.cfg.RowLocks {
-			q = q.ForUpdate()
-		}
-		row, err := q.Only(ctx)
+		// Two first events racing to insert the row cannot lock it: one
+		// fails on the unique index, and the worker retries its event.
+		row, err := s.lockedPayment(ctx, tx, pi.ID)
 		switch {
 		case ent.IsNotFound(err):
 			purpose := pi.Metadata[metaPurpose]
@@ -666,6 +659,18 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 		}
 		return &BillingEvent{Payment: row}, false, nil
 	}
+}
+
+// lockedPayment reads the payment of a PaymentIntent in tx, locked (with
+// row locks), so that another transaction recording the same PaymentIntent
+// (an event on another replica, or our own create call's answer) waits
+// rather than deciding from a stale row and overwriting it.
+func (s *Service) lockedPayment(ctx context.Context, tx *ent.Tx, paymentIntentID string) (*ent.Payment, error) {
+	q := tx.Payment.Query().Where(payment.StripePaymentIntentID(paymentIntentID))
+	if s.cfg.RowLocks {
+		q = q.ForUpdate()
+	}
+	return q.Only(ctx)
 }
 
 // invoiceChange records an invoice in the workspace's billing history.

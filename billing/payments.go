@@ -161,13 +161,9 @@ func (s *Service) recordPaymentIntent(ctx context.Context, claim *ent.Payment, p
 	var row *ent.Payment
 	record := func(tx *ent.Tx) error {
 		upd := tx.Payment.UpdateOneID(claim.ID).SetStripePaymentIntentID(pi.ID)
-		// Locked, as the webhook path locks it: a later event of the
-		// PaymentIntent applied meanwhile must not be copied over stale.
-		q := tx.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID))
-		if s.cfg.RowLocks {
-			q = q.ForUpdate()
-		}
-		webhooks, err := q.Only(ctx)
+		// Locked: a later event of the PaymentIntent applied meanwhile
+		// must not be copied over stale.
+		webhooks, err := s.lockedPayment(ctx, tx, pi.ID)
 		switch {
 		case ent.IsNotFound(err):
 			upd.SetStatus(payment.Status(pi.Status))
