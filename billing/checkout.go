@@ -10,7 +10,6 @@ import (
 	"billingapi/ent"
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/payment"
-	"billingapi/ent/workspace"
 
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
@@ -162,11 +161,7 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 				if mode == checkoutsession.ModeSubscription {
 					// Under the lock subscriptionClaim takes, so that a
 					// subscription created meanwhile is seen.
-					q := tx.Workspace.Query().Where(workspace.ID(ws))
-					if s.cfg.RowLocks {
-						q = q.ForUpdate(noKeyUpdate)
-					}
-					if _, err := q.Only(ctx); err != nil {
+					if err := s.lockWorkspaceBilling(ctx, tx, ws); err != nil {
 						return err
 					}
 					if err := s.refuseSecondSubscription(ctx, tx.Client(), ws, reqKey); err != nil {

@@ -345,11 +345,7 @@ func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, pla
 		insert: func(ctx context.Context) (*ent.Subscription, error) {
 			var row *ent.Subscription
 			err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
-				q := tx.Workspace.Query().Where(workspace.ID(ws))
-				if s.cfg.RowLocks {
-					q = q.ForUpdate(noKeyUpdate)
-				}
-				if _, err := q.Only(ctx); err != nil {
+				if err := s.lockWorkspaceBilling(ctx, tx, ws); err != nil {
 					return err
 				}
 				live, err := hasLiveSubscription(ctx, tx.Client(), ws, reqKey)
@@ -476,11 +472,7 @@ func (s *Service) planOfSubscription(ctx context.Context, sub *stripe.Subscripti
 // version. With an event, an event older than the last one applied to the
 // row changes nothing. It reports whether the row changed.
 func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspaceID, rowID uuid.UUID, sub *stripe.Subscription, ev *stripeEvent, plan *Plan) (*SubscriptionView, bool, error) {
-	q := tx.Workspace.Query().Where(workspace.ID(workspaceID))
-	if s.cfg.RowLocks {
-		q = q.ForUpdate(noKeyUpdate)
-	}
-	if _, err := q.Only(ctx); err != nil {
+	if err := s.lockWorkspaceBilling(ctx, tx, workspaceID); err != nil {
 		return nil, false, err
 	}
 	row, err := findSubscriptionRow(ctx, tx, rowID, sub.ID)
@@ -514,6 +506,18 @@ func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspace
 		return nil, false, err
 	}
 	return viewOf(row), true, nil
+}
+
+// lockWorkspaceBilling locks the workspace row in tx (with row locks) for
+// a change to its subscriptions, which all serialize on it; it fails when
+// the workspace is out of the viewer's reach.
+func (s *Service) lockWorkspaceBilling(ctx context.Context, tx *ent.Tx, ws uuid.UUID) error {
+	q := tx.Workspace.Query().Where(workspace.ID(ws))
+	if s.cfg.RowLocks {
+		q = q.ForUpdate(noKeyUpdate)
+	}
+	_, err := q.Only(ctx)
+	return err
 }
 
 // noKeyUpdate makes ForUpdate lock a workspace FOR NO KEY UPDATE, the
