@@ -359,36 +359,36 @@ func (w *Worker) release(ctx context.Context, rows []*ent.WebhookEvent, leasedUn
 }
 
 // applyInHand applies started events to the end, whatever happens to ctx,
-// within their lease: one alone, or several together (chunkLen).
+// within their lease: one alone, or several together (chunkLen). An event
+// whose stored payload does not decode is always alone, and fails for good.
 func (w *Worker) applyInHand(ctx context.Context, jobs []*job, leasedUntil time.Time) {
-	ctx, cancel := context.WithDeadline(context.WithoutCancel(ctx), leasedUntil)
+	run, cancel := context.WithDeadline(context.WithoutCancel(ctx), leasedUntil)
 	defer cancel()
-	if len(jobs) == 1 {
-		w.apply(ctx, jobs[0])
-		return
+	var results []billing.EventResult
+	switch {
+	case jobs[0].decodeErr != nil:
+		results = []billing.EventResult{{Err: jobs[0].decodeErr}}
+	case len(jobs) == 1:
+		out, err := w.Billing.ApplyEvent(run, jobs[0].row.ID, &jobs[0].ev)
+		results = []billing.EventResult{{Outcome: out, Err: err}}
+	default:
+		events := make([]billing.StoredEvent, len(jobs))
+		for i, j := range jobs {
+			events[i] = billing.StoredEvent{RowID: j.row.ID, Event: &j.ev}
+		}
+		results = w.Billing.ApplyEvents(run, events)
 	}
-	events := make([]billing.StoredEvent, len(jobs))
-	for i, j := range jobs {
-		events[i] = billing.StoredEvent{RowID: j.row.ID, Event: &j.ev}
-	}
-	results := w.Billing.ApplyEvents(ctx, events)
 	// Recording the outcomes gets time of its own, should the run have
 	// used up its lease.
 	ctx, cancel = context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	for i, r := range results {
+		if jobs[i].decodeErr != nil {
+			w.fail(ctx, jobs[i].row, r.Err, true)
+			continue
+		}
 		w.settle(ctx, jobs[i], r.Outcome, r.Err)
 	}
-}
-
-// apply runs one leased event through billing and records the outcome.
-func (w *Worker) apply(ctx context.Context, j *job) {
-	if j.decodeErr != nil {
-		w.fail(ctx, j.row, j.decodeErr, true)
-		return
-	}
-	out, err := w.Billing.ApplyEvent(ctx, j.row.ID, &j.ev)
-	w.settle(ctx, j, out, err)
 }
 
 // settle records what applying an event gave: a failure to retry, or the

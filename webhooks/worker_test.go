@@ -1037,3 +1037,71 @@ func TestSlowLaneHandsBackWhatItCannotStartWithinTheLease(t *testing.T) {
 		t.Errorf("next run claimed %d events, want the %d handed back", n, len(events)-processed)
 	}
 }
+
+// An event applied alone whose run outlives its lease still has its
+// failure recorded, as a run of several has: the failed attempt, its
+// error and its backoff. Recording it on the run's own, ended context
+// left the event as if never tried.
+func TestEventAppliedAlonePastItsLeaseHasItsFailureRecorded(t *testing.T) {
+	r := newReplica(t, testenv.Postgres(t), 1)
+	const lease = time.Second
+	r.worker.Lease = lease
+	ws := r.workspace(t, "alice")
+	postAll(t, r.store.Client, []piEvent{{id: "evt_blocked", typ: "payment_intent.succeeded", object: "pi_blocked",
+		status: "succeeded", amount: 100, created: time.Now().Add(-time.Minute).Truncate(time.Second), ws: ws}})
+
+	// Another transaction holds the workspace row: the payment's insert
+	// waits on its foreign key until the run's deadline, the lease's end.
+	ctx := context.Background()
+	blocker, err := r.store.SQL.BeginTx(ctx, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = blocker.Rollback() }()
+	if _, err := blocker.ExecContext(ctx, `SELECT id FROM workspaces WHERE id = $1 FOR UPDATE`, ws); err != nil {
+		t.Fatal(err)
+	}
+	before := time.Now()
+	if n := r.worker.ProcessDue(ctx); n != 1 {
+		t.Fatalf("claimed %d events, want 1", n)
+	}
+	if err := blocker.Rollback(); err != nil {
+		t.Fatal(err)
+	}
+	row, err := r.store.Client.WebhookEvent.Query().Where(webhookevent.StripeEventID("evt_blocked")).Only(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Status != webhookevent.StatusFailed || row.Attempts != 1 || row.LastError == "" || row.LockedUntil != nil ||
+		row.NextAttemptAt == nil || !row.NextAttemptAt.After(before.Add(lease)) {
+		t.Errorf("event past its lease: %s, attempts %d, error %q, locked until %v, next attempt %v; want failed at attempt 1, unleased, retried after a backoff",
+			row.Status, row.Attempts, row.LastError, row.LockedUntil, row.NextAttemptAt)
+	}
+}
+
+// A stored payload the worker cannot decode can never apply: it fails at
+// once for good, with the reason, and is not retried.
+func TestUndecodableStoredEventFailsForGood(t *testing.T) {
+	r := newReplica(t, testenv.SQLite(t), 2)
+	err := r.store.Client.WebhookEvent.Create().SetStripeEventID("evt_garbled").SetType("payment_intent.succeeded").
+		SetAPIVersion(stripe.APIVersion).SetLivemode(false).SetCreated(time.Now().Add(-time.Minute)).SetPayload([]byte(`{"id":"evt_garbled","created":"yesterday"}`)).
+		SetStatus(webhookevent.StatusReceived).SetNextAttemptAt(time.Now()).Exec(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := r.worker.ProcessDue(context.Background()); n != 1 {
+		t.Fatalf("claimed %d events, want 1", n)
+	}
+	row, err := r.store.Client.WebhookEvent.Query().Where(webhookevent.StripeEventID("evt_garbled")).Only(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if row.Status != webhookevent.StatusFailed || row.NextAttemptAt != nil || row.LockedUntil != nil ||
+		!strings.Contains(row.LastError, "does not decode") {
+		t.Errorf("undecodable event: %s, next attempt %v, locked until %v, error %q; want failed for good with the reason",
+			row.Status, row.NextAttemptAt, row.LockedUntil, row.LastError)
+	}
+	if got := r.outcome("failed"); got != 1 {
+		t.Errorf("%d failures reported, want 1", got)
+	}
+}
