@@ -114,3 +114,33 @@ func TestReconcilerListsFromBeforeTheOutage(t *testing.T) {
 	}
 	whWaitStatus(t, w.testServer, "evt_in_outage", webhookevent.StatusProcessed)
 }
+
+// An event Stripe lists that can never be stored (here an id with a NUL,
+// which PostgreSQL refuses) is passed over, as the endpoint refuses it:
+// it must not stop the events after it from being stored, nor hold every
+// later run at the same window.
+func TestReconcilerPassesOverAnEventItCanNeverStore(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.Postgres(t), nil)
+	meta := map[string]string{"workspace_id": w.wsA, "user_id": "alice", "purpose": "credits_pack"}
+	now := time.Now()
+	missed1 := stripefake.Event("evt_missed_a", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_missed_a", "succeeded", 2000, "usd", meta), now.Add(-3*time.Minute))
+	bad := stripefake.Event("evt_\x00bad", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_bad", "succeeded", 2000, "usd", meta), now.Add(-2*time.Minute))
+	missed2 := stripefake.Event("evt_missed_b", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_missed_b", "succeeded", 3000, "usd", meta), now.Add(-time.Minute))
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/events", Body: eventList(missed1, bad, missed2)})
+	t.Cleanup(w.fake.ClearRules)
+
+	r := &webhooks.Reconciler{DB: w.DB, Billing: w.Billing, Log: w.Log, Wake: w.Worker.Wake}
+	if n, err := r.ReconcileOnce(context.Background()); err != nil || n != 2 {
+		t.Fatalf("reconcile stored %d (err %v), want the 2 storable events", n, err)
+	}
+	whWaitStatus(t, w.testServer, "evt_missed_b", webhookevent.StatusProcessed)
+	second := time.Now()
+	if n, err := r.ReconcileOnce(context.Background()); err != nil || n != 0 {
+		t.Fatalf("second run stored %d (err %v), want 0", n, err)
+	}
+	req, _ := w.fake.Last("GET", "/v1/events")
+	gte, _ := strconv.ParseInt(req.Query.Get("created[gte]"), 10, 64)
+	if from := time.Unix(gte, 0); from.Before(second.Add(-webhooks.ReconcileOverlap - 2*time.Minute)) {
+		t.Errorf("second run listed from %v, want where the first run began (less the overlap), not before it", from)
+	}
+}
