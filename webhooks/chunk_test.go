@@ -313,8 +313,8 @@ func TestRunsHoldEachObjectOnceAndAreBounded(t *testing.T) {
 	if withoutPI.key == withPI.key {
 		t.Fatalf("both keyed %q: the case this test is about is gone", withPI.key)
 	}
-	if n := chunkLen([]*job{withoutPI, withPI}); n != 1 {
-		t.Errorf("a run took one invoice's two events (%d), keyed %q and %q", n, withoutPI.key, withPI.key)
+	if run, rest := nextRun([]*job{withoutPI, withPI}); len(run) != 1 || run[0] != withoutPI || len(rest) != 1 {
+		t.Errorf("a run took %d of one invoice's two events, keyed %q and %q; want the first alone", len(run), withoutPI.key, withPI.key)
 	}
 
 	var payments []*job
@@ -328,8 +328,55 @@ func TestRunsHoldEachObjectOnceAndAreBounded(t *testing.T) {
 		j.key = laneKey(&j.ev)
 		payments = append(payments, j)
 	}
-	if n := chunkLen(payments); n != maxRun {
-		t.Errorf("a run of %d distinct payments took %d, want maxRun (%d)", len(payments), n, maxRun)
+	if run, rest := nextRun(payments); len(run) != maxRun || !slices.Equal(run, payments[:maxRun]) || !slices.Equal(rest, payments[maxRun:]) {
+		t.Errorf("a run of %d distinct payments took %d, want the first maxRun (%d)", len(payments), len(run), maxRun)
+	}
+}
+
+// A run passes over an event whose object an event left behind is about,
+// and takes the events of other objects after it: each object's events
+// keep their order, and a lane's repeated objects do not cut its runs
+// short. An event a run cannot take runs alone when it is first.
+func TestRunsPassOverRepeatedObjectsInOrder(t *testing.T) {
+	ev := func(id, typ, object string) *job {
+		j := &job{row: &ent.WebhookEvent{ObjectID: object}}
+		var body []byte
+		if strings.HasPrefix(object, "pi_") {
+			body = stripefake.Event(id, typ, stripefake.PaymentIntentJSON(object, "succeeded", 100, "usd", nil), time.Now())
+		} else {
+			body = stripefake.Event(id, typ, `{"id":"`+object+`","object":"charge","payment_intent":"pi_a"}`, time.Now())
+		}
+		if err := json.Unmarshal(body, &j.ev); err != nil {
+			t.Fatal(err)
+		}
+		j.key = laneKey(&j.ev)
+		return j
+	}
+	ids := func(jobs []*job) (out []string) {
+		for _, j := range jobs {
+			out = append(out, j.ev.ID)
+		}
+		return out
+	}
+	a1, a2, a3 := ev("a1", "payment_intent.processing", "pi_a"), ev("a2", "payment_intent.succeeded", "pi_a"), ev("a3", "payment_intent.succeeded", "pi_a")
+	b1, c1, b2 := ev("b1", "payment_intent.succeeded", "pi_b"), ev("c1", "payment_intent.succeeded", "pi_c"), ev("b2", "payment_intent.succeeded", "pi_b")
+	refund := ev("r1", "charge.refunded", "ch_a") // keyed by its PaymentIntent, pi_a; runs alone
+
+	cases := []struct {
+		queue     []*job
+		run, rest []string
+	}{
+		{[]*job{a1, a2, b1, c1, b2, a3}, []string{"a1", "b1", "c1"}, []string{"a2", "b2", "a3"}},
+		{[]*job{a2, b2, a3}, []string{"a2", "b2"}, []string{"a3"}},
+		// The refund holds pi_a: a3 waits behind it, b1 does not.
+		{[]*job{c1, refund, a3, b1}, []string{"c1", "b1"}, []string{"r1", "a3"}},
+		{[]*job{refund, a3, b1}, []string{"r1"}, []string{"a3", "b1"}},
+	}
+	for _, c := range cases {
+		run, rest := nextRun(c.queue)
+		if !slices.Equal(ids(run), c.run) || !slices.Equal(ids(rest), c.rest) {
+			t.Errorf("nextRun(%v) = %v, rest %v; want %v, rest %v", ids(c.queue), ids(run), ids(rest), c.run, c.rest)
+		}
 	}
 }
 

@@ -252,18 +252,18 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent, lease
 			continue
 		}
 		wg.Go(func() {
-			for k := 0; k < len(lane); {
+			for queue := lane; len(queue) > 0; {
 				if ctx.Err() != nil || time.Until(leasedUntil) < w.lease()/2 {
 					mu.Lock()
-					for _, rest := range lane[k:] {
+					for _, rest := range queue {
 						left = append(left, rest.row)
 					}
 					mu.Unlock()
 					return
 				}
-				n := chunkLen(lane[k:])
-				w.applyInHand(ctx, lane[k:k+n], leasedUntil)
-				k += n
+				var run []*job
+				run, queue = nextRun(queue)
+				w.applyInHand(ctx, run, leasedUntil)
 			}
 		})
 	}
@@ -276,25 +276,39 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent, lease
 // last event.
 const maxRun = 16
 
-// chunkLen is how many of a lane's next jobs are applied together, in one
-// transaction: the longest run (up to maxRun) of events that
-// billing.ApplyEvents takes (batchable types, decoded), about distinct
-// objects, so that each is planned with its object's latest state; 1 for
-// an event applied alone. Objects are told apart by their lane key and by
-// their own id, as an invoice's lane key is its PaymentIntent in some of
-// its events and its own id in others.
-func chunkLen(jobs []*job) int {
-	seen := map[string]bool{}
-	n := 0
-	for _, j := range jobs[:min(len(jobs), maxRun)] {
-		object := "object:" + j.row.ObjectID
-		if j.decodeErr != nil || !billing.Batchable(string(j.ev.Type)) || j.key == "" || seen[j.key] || seen[object] {
-			break
-		}
-		seen[j.key], seen[object] = true, true
-		n++
+// nextRun takes a lane's next run from the front of its queue, and
+// returns it with the rest of the queue, in order. An event that
+// billing.ApplyEvents does not take (not batchable, not decoded, without
+// an object) at the front runs alone. Otherwise the run is up to maxRun
+// events that ApplyEvents takes, about distinct objects, in queue order,
+// passing over every event whose object an event left in the queue before
+// it is about: each object's events stay in order, so that each is
+// planned with its object's latest state, while the events of different
+// objects need no order among them (other lanes apply them in parallel
+// already). Objects are told apart by their lane key and by their own id,
+// as an invoice's lane key is its PaymentIntent in some of its events and
+// its own id in others.
+func nextRun(queue []*job) (run, rest []*job) {
+	if !runnable(queue[0]) {
+		return queue[:1], queue[1:]
 	}
-	return max(n, 1)
+	held := map[string]bool{}
+	for _, j := range queue {
+		object := "object:" + j.row.ObjectID
+		if len(run) < maxRun && runnable(j) && !held[j.key] && !held[object] {
+			run = append(run, j)
+		} else {
+			rest = append(rest, j)
+		}
+		held[j.key], held[object] = true, true
+	}
+	return run, rest
+}
+
+// runnable reports whether billing.ApplyEvents takes the job in a run with
+// others.
+func runnable(j *job) bool {
+	return j.decodeErr == nil && billing.Batchable(string(j.ev.Type)) && j.key != ""
 }
 
 // laneKey is what decides an event's lane: the PaymentIntent for charges
@@ -359,7 +373,7 @@ func (w *Worker) release(ctx context.Context, rows []*ent.WebhookEvent, leasedUn
 }
 
 // applyInHand applies started events to the end, whatever happens to ctx,
-// within their lease: one alone, or several together (chunkLen). An event
+// within their lease: one alone, or several together (nextRun). An event
 // whose stored payload does not decode is always alone, and fails for good.
 func (w *Worker) applyInHand(ctx context.Context, jobs []*job, leasedUntil time.Time) {
 	run, cancel := context.WithDeadline(context.WithoutCancel(ctx), leasedUntil)
