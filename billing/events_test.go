@@ -129,8 +129,23 @@ func TestApplyEvent(t *testing.T) {
 				}
 			})
 			t.Run("UpdatedAfterDeletedLeavesItCanceled", func(t *testing.T) {
+				version := func() int64 {
+					t.Helper()
+					row, err := f.svc.Workspace(f.as("alice"), ws)
+					if err != nil {
+						t.Fatal(err)
+					}
+					return row.BillingVersion
+				}
+				v0 := version()
 				f.deliver(t, "", "customer.subscription.deleted", subJSON("sub_1", "canceled", ws, false), t0.Add(2*time.Minute))
+				v1 := version()
 				f.deliver(t, "", "customer.subscription.updated", subJSON("sub_1", "active", ws, true), t0.Add(time.Minute))
+				// The billing version names the state plan changes are keyed on:
+				// a change moves it on once, an event that changes nothing not at all.
+				if v2 := version(); v1 != v0+1 || v2 != v1 {
+					t.Errorf("billing versions %d, %d, %d; want one step for the deletion, none for the late update", v0, v1, v2)
+				}
 				wsRow, _ := f.svc.Workspace(f.as("alice"), ws)
 				st, _ := f.svc.StatusOf(f.as("alice"), wsRow)
 				if st.Subscription.Status != "canceled" || st.Access.Level != billing.AccessNone {
