@@ -449,3 +449,66 @@ func TestSubscriptionEventWithAKeyTheCatalogCannotHold(t *testing.T) {
 		t.Fatalf("subscription = %+v, %v", row, err)
 	}
 }
+
+// A run of events is marked done as a whole; an event of the run that was
+// done already (a duplicate delivery applied meanwhile) is reported as a
+// duplicate and its change is not applied again, while the others are
+// applied and marked processed for their workspaces.
+func TestRunAppliesOnlyTheEventsNotDoneYet(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f := newFixture(t, backend.URL(t), billing.Config{})
+			alice, bob := f.workspace(t, "alice"), f.workspace(t, "bob")
+			t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+			svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
+			store := func(id, pi string, ws uuid.UUID, k int) billing.StoredEvent {
+				meta := map[string]string{"workspace_id": ws.String(), "purpose": "credits_pack"}
+				payload := stripefake.Event(id, "payment_intent.succeeded", stripefake.PaymentIntentJSON(pi, "succeeded", 700, "usd", meta), t0.Add(time.Duration(k)*time.Second))
+				ev := &stripe.Event{}
+				if err := json.Unmarshal(payload, ev); err != nil {
+					t.Fatal(err)
+				}
+				row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(id).SetType(string(ev.Type)).SetAPIVersion(ev.APIVersion).
+					SetCreated(t0).SetLivemode(false).SetPayload(payload).SetNextAttemptAt(time.Now()).Save(svc)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return billing.StoredEvent{RowID: row.ID, Event: ev}
+			}
+			run := []billing.StoredEvent{store("evt_run_1", "pi_run_1", alice, 1), store("evt_run_2", "pi_run_2", bob, 2), store("evt_run_3", "pi_run_3", alice, 3)}
+			if _, err := f.svc.ApplyEvent(f.ctx, run[1].RowID, run[1].Event); err != nil {
+				t.Fatal(err)
+			}
+			// The payment is changed since: applying its event again would undo that.
+			if n, err := f.store.Client.Payment.Update().Where(payment.StripePaymentIntentID("pi_run_2")).SetStatus(payment.StatusRequiresPaymentMethod).Save(f.sys(bob)); err != nil || n != 1 {
+				t.Fatalf("changing the payment: %d, %v", n, err)
+			}
+			results := f.svc.ApplyEvents(f.ctx, run)
+			for i, want := range []uuid.UUID{alice, bob, alice} {
+				r := results[i]
+				if r.Err != nil || r.Outcome.Status != webhookevent.StatusProcessed || r.Outcome.Duplicate != (i == 1) || r.Outcome.Workspace != want {
+					t.Errorf("event %d: %+v, %v; want processed for its workspace, a duplicate only for the second", i+1, r.Outcome, r.Err)
+				}
+				row := f.eventRow(t, run[i].Event.ID)
+				if row.Status != webhookevent.StatusProcessed || row.WorkspaceID == nil || *row.WorkspaceID != want || row.ProcessedAt == nil ||
+					row.LockedUntil != nil || row.NextAttemptAt != nil {
+					t.Errorf("event %d stored as %+v; want processed for its workspace, neither leased nor due", i+1, row)
+				}
+			}
+			statuses := map[string]payment.Status{}
+			for _, ws := range []uuid.UUID{alice, bob} {
+				rows, err := f.store.Client.Payment.Query().All(f.sys(ws))
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, p := range rows {
+					statuses[*p.StripePaymentIntentID] = p.Status
+				}
+			}
+			want := map[string]payment.Status{"pi_run_1": payment.StatusSucceeded, "pi_run_2": payment.StatusRequiresPaymentMethod, "pi_run_3": payment.StatusSucceeded}
+			if fmt.Sprint(statuses) != fmt.Sprint(want) {
+				t.Errorf("payments %v, want %v: the duplicate applied once, the others recorded", statuses, want)
+			}
+		})
+	}
+}
