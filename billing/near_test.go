@@ -11,6 +11,7 @@ import (
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 
+	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -157,4 +158,64 @@ func TestNearCacheAcrossReplicas(t *testing.T) {
 			t.Fatalf("price(lookupKey) after the change: %+v, %v", p, err)
 		}
 	})
+}
+
+// A subscription event drops its own workspace's entries from the near
+// cache, not every workspace's and the plans: in a month-end burst, each
+// event emptying the whole cache of every replica would send every read
+// to Redis.
+func TestSubscriptionEventDropsOnlyItsWorkspaceFromTheNearCache(t *testing.T) {
+	redisURL, prefix := testenv.Redis(t)
+	var near *cache.Near
+	f := newReplica(t, testenv.SQLite(t), redisURL, prefix, billing.Config{PlanLookupKeys: []string{"team_monthly"}},
+		func(rdb redis.UniversalClient) *cache.Near {
+			near = cache.NewNear(rdb, prefix, time.Minute, nil)
+			near.Start(context.Background())
+			t.Cleanup(near.Close)
+			for deadline := time.Now().Add(5 * time.Second); !near.Enabled() && time.Now().Before(deadline); {
+				time.Sleep(5 * time.Millisecond)
+			}
+			return near
+		}, nil)
+	f.stripe.SetPrices(stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true,
+		ProductMetadata: map[string]string{"plan": "team", "feature_set": "a,b"}})
+	alice, bob := f.workspace(t, "alice"), f.workspace(t, "bob")
+	held := func(ws uuid.UUID) (status, plans bool) {
+		_, status, _ = near.Get(cache.WorkspaceGroup(ws.String()), "status")
+		_, plans, _ = near.Get(cache.PricesGroup, "plans")
+		return status, plans
+	}
+	// Fills are refused while the workspaces' creations may still be
+	// echoing back from Redis: read until both are held.
+	for deadline := time.Now().Add(2 * time.Second); ; {
+		for _, ws := range []uuid.UUID{alice, bob} {
+			owner := map[uuid.UUID]string{alice: "alice", bob: "bob"}[ws]
+			row, err := f.svc.VisibleWorkspace(f.as(owner), ws)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := f.svc.StatusOf(f.as(owner), row); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if _, err := f.svc.Plans(f.as("bob")); err != nil {
+			t.Fatal(err)
+		}
+		aliceHeld, _ := held(alice)
+		if bobHeld, plansHeld := held(bob); aliceHeld && bobHeld && plansHeld {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the near cache never held both statuses and the plans")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	f.deliver(t, "evt_near_a", "customer.subscription.updated", subJSON("sub_near_a", "active", alice, false),
+		time.Now().Add(-time.Minute).Truncate(time.Second))
+	if aliceHeld, _ := held(alice); aliceHeld {
+		t.Error("alice's status is still held after her subscription changed")
+	}
+	if bobHeld, plansHeld := held(bob); !bobHeld || !plansHeld {
+		t.Errorf("after alice's subscription event: bob's status held %v, plans held %v; want both kept", bobHeld, plansHeld)
+	}
 }

@@ -502,9 +502,9 @@ func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspace
 	if err != nil {
 		return nil, false, err
 	}
-	// Update, not UpdateOne: UpdateOne reads the row back, which nothing
-	// here needs (the row is locked, and found, above).
-	if err := tx.Workspace.Update().Where(workspace.ID(workspaceID)).AddBillingVersion(1).Exec(ctx); err != nil {
+	// UpdateOne, though it reads the row back: the near cache's hook drops
+	// only this workspace's entries for it, and all of them for an Update.
+	if err := tx.Workspace.UpdateOneID(workspaceID).AddBillingVersion(1).Exec(ctx); err != nil {
 		return nil, false, err
 	}
 	return viewOf(row), true, nil
