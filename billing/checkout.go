@@ -2,7 +2,9 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -10,6 +12,7 @@ import (
 	"billingapi/ent"
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/payment"
+	"billingapi/ent/predicate"
 
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
@@ -101,6 +104,15 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 		if err := s.refuseSecondSubscription(ctx, s.db, in.WorkspaceID, reqKey); err != nil {
 			return nil, err
 		}
+		repeat, err := s.db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Exist(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if !repeat {
+			if err := s.expireOtherSubscriptionCheckouts(ctx, in.WorkspaceID, reqKey); err != nil {
+				return nil, err
+			}
+		}
 	}
 	row, mine, err := claimRequest(ctx, s.checkoutClaim(reqKey, in.WorkspaceID, mode, plan, planName, in.Quantity, v.UserID))
 	if err != nil {
@@ -167,6 +179,16 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 					if err := s.refuseSecondSubscription(ctx, tx.Client(), ws, reqKey); err != nil {
 						return err
 					}
+					// A repeat goes on to find its own row.
+					repeat, err := tx.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Exist(ctx)
+					if err != nil {
+						return err
+					}
+					if !repeat {
+						if err := refuseOtherSubscriptionCheckout(ctx, tx.Client(), ws, reqKey); err != nil {
+							return err
+						}
+					}
 				}
 				var err error
 				row, err = tx.CheckoutSession.Create().
@@ -207,6 +229,101 @@ func (s *Service) refuseSecondSubscription(ctx context.Context, db *ent.Client, 
 	}
 	if live {
 		return errSecondSubscription
+	}
+	return nil
+}
+
+// errCheckoutBeingOpened answers a request to subscribe a workspace while
+// another request is opening a subscription Checkout for it.
+var errCheckoutBeingOpened = Errorf(CodeConflict, "Another Checkout for this workspace's subscription is being opened. Try again in a moment.")
+
+// otherSubscriptionCheckouts selects a workspace's subscription-mode
+// Checkout sessions that could still subscribe it, other than the one of
+// request reqKey: open ones, and ones being opened (a claim gone stale
+// belongs to a request that died, as in hasLiveSubscription).
+func otherSubscriptionCheckouts(ws uuid.UUID, reqKey string) []predicate.CheckoutSession {
+	return []predicate.CheckoutSession{
+		checkoutsession.WorkspaceID(ws), checkoutsession.ModeEQ(checkoutsession.ModeSubscription),
+		checkoutsession.Or(checkoutsession.RequestKeyIsNil(), checkoutsession.RequestKeyNEQ(reqKey)),
+		checkoutsession.Or(checkoutsession.StatusEQ(checkoutsession.StatusOpen),
+			checkoutsession.And(checkoutsession.StatusEQ(checkoutsession.StatusCreating), checkoutsession.UpdateTimeGT(time.Now().Add(-staleClaim)))),
+	}
+}
+
+// expireOtherSubscriptionCheckouts ends a workspace's open subscription
+// Checkout sessions at Stripe before a new subscription is started, by a
+// new Checkout (reqKey is its request) or directly: an open session stays
+// payable for a day, and each one paid would start a subscription billed
+// beside the others. A session Stripe has completed meanwhile is applied,
+// and the new request refused as a second subscription; one still being
+// opened by another request refuses it with CONFLICT. The claims repeat
+// the check under the workspace's lock.
+func (s *Service) expireOtherSubscriptionCheckouts(ctx context.Context, ws uuid.UUID, reqKey string) error {
+	others, err := s.db.CheckoutSession.Query().Where(otherSubscriptionCheckouts(ws, reqKey)...).All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, row := range others {
+		if row.StripeSessionID == nil {
+			return errCheckoutBeingOpened
+		}
+		if err := s.expireCheckout(ctx, row); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// expireCheckout expires an open Checkout session at Stripe and records
+// it. When Stripe refuses because the session is no longer open, the
+// session is retrieved and applied: errSecondSubscription if it was
+// completed, nil if it had expired.
+func (s *Service) expireCheckout(ctx context.Context, row *ent.CheckoutSession) error {
+	if s.stripe == nil {
+		return errStripeNotConfigured
+	}
+	id := *row.StripeSessionID
+	params := &stripe.CheckoutSessionExpireParams{}
+	params.Context = ctx
+	_, err := retryRateLimited(ctx, func() (*stripe.CheckoutSession, error) { return s.stripe.CheckoutSessions.Expire(id, params) })
+	if err == nil {
+		return s.db.CheckoutSession.Update().
+			Where(checkoutsession.ID(row.ID), checkoutsession.StatusEQ(checkoutsession.StatusOpen)).
+			SetStatus(checkoutsession.StatusExpired).Exec(context.WithoutCancel(ctx))
+	}
+	var se *stripe.Error
+	if !errors.As(err, &se) || se.HTTPStatusCode != http.StatusBadRequest {
+		return s.fromStripe(ctx, "checkout_session.expire", err)
+	}
+	get := &stripe.CheckoutSessionParams{}
+	get.Context = ctx
+	sess, gerr := retryRateLimited(ctx, func() (*stripe.CheckoutSession, error) { return s.stripe.CheckoutSessions.Get(id, get) })
+	if gerr != nil {
+		return s.fromStripe(ctx, "checkout_session.retrieve", gerr)
+	}
+	if err := s.ApplyCheckoutSession(auth.NewContext(ctx, auth.SystemViewer(row.WorkspaceID)), sess); err != nil {
+		return err
+	}
+	switch sess.Status {
+	case stripe.CheckoutSessionStatusComplete:
+		return errSecondSubscription
+	case stripe.CheckoutSessionStatusExpired:
+		return nil
+	}
+	return s.fromStripe(ctx, "checkout_session.expire", err)
+}
+
+// refuseOtherSubscriptionCheckout refuses, under the workspace's lock, a
+// new subscription while another subscription Checkout of the workspace
+// could still subscribe it: one opened since expireOtherSubscriptionCheckouts
+// looked.
+func refuseOtherSubscriptionCheckout(ctx context.Context, db *ent.Client, ws uuid.UUID, reqKey string) error {
+	open, err := db.CheckoutSession.Query().Where(otherSubscriptionCheckouts(ws, reqKey)...).Exist(ctx)
+	if err != nil {
+		return err
+	}
+	if open {
+		return errCheckoutBeingOpened
 	}
 	return nil
 }

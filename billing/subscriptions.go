@@ -229,6 +229,17 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	if err != nil {
 		return nil, err
 	}
+	repeat, err := s.db.Subscription.Query().Where(subscription.RequestKey(reqKey)).Exist(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !repeat {
+		// An open subscription Checkout would subscribe the workspace a
+		// second time when paid.
+		if err := s.expireOtherSubscriptionCheckouts(ctx, in.WorkspaceID, reqKey); err != nil {
+			return nil, err
+		}
+	}
 	promoID := ""
 	if in.PromotionCode != "" {
 		if promoID, err = s.promotionCodeID(ctx, in.PromotionCode); err != nil {
@@ -354,6 +365,9 @@ func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, pla
 				}
 				if live {
 					return errSecondSubscription
+				}
+				if err := refuseOtherSubscriptionCheckout(ctx, tx.Client(), ws, reqKey); err != nil {
+					return err
 				}
 				row, err = tx.Subscription.Create().
 					SetWorkspaceID(ws).SetRequestKey(reqKey).SetPlan(planName).SetLookupKey(plan.LookupKey).

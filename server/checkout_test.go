@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"testing"
 
+	"billingapi/auth"
+	"billingapi/ent/checkoutsession"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
+
+	"github.com/google/uuid"
 )
 
 const createCheckoutMutation = `mutation($in: CreateCheckoutSessionInput!) {
@@ -210,6 +215,111 @@ func TestSyncCheckoutSession(t *testing.T) {
 		if p.TotalCount != 1 || p.Edges[0].Node.Amount != 5000 || p.Edges[0].Node.Currency != "jpy" ||
 			p.Edges[0].Node.Status != "SUCCEEDED" || p.Edges[0].Node.StripePaymentIntentID != "pi_checkout_1" {
 			t.Fatalf("payments after two syncs = %+v", p)
+		}
+	})
+}
+
+// A workspace has at most one open subscription Checkout: each one paid
+// would start a subscription billed beside the others, and a session stays
+// payable for a day. Opening another, or subscribing directly, expires the
+// open one at Stripe first.
+func TestSubscriptionCheckoutsDoNotStackUp(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.Postgres(t), nil)
+	open := func(token, ws, key string) (checkoutPayload, gqlResponse) {
+		t.Helper()
+		var out checkoutPayload
+		r := w.gql(t, token, createCheckoutMutation, checkoutIn(ws, map[string]any{"idempotencyKey": key}))
+		if r.Code() == "" {
+			r.Decode(t, &out)
+		}
+		return out, r
+	}
+	statuses := func(ws string) map[string]string {
+		t.Helper()
+		var out struct {
+			Workspace struct {
+				CheckoutSessions struct {
+					Edges []struct{ Node struct{ ID, Status string } }
+				}
+			}
+		}
+		w.gql(t, w.alice, `query($id: ID!) { workspace(id: $id) { checkoutSessions(first: 10) { edges { node { id status } } } } }`,
+			map[string]any{"id": ws}).Decode(t, &out)
+		got := map[string]string{}
+		for _, e := range out.Workspace.CheckoutSessions.Edges {
+			got[e.Node.ID] = e.Node.Status
+		}
+		return got
+	}
+	expires := func(sessionID string) int { return w.fake.Count("POST", "/v1/checkout/sessions/"+sessionID+"/expire") }
+
+	tab1, _ := open(w.alice, w.wsA, "tab-1")
+	tab2, _ := open(w.alice, w.wsA, "tab-2")
+	id1, id2 := tab1.CreateCheckoutSession.CheckoutSession.ID, tab2.CreateCheckoutSession.CheckoutSession.ID
+	if expires(tab1.CreateCheckoutSession.SessionID) != 1 || expires(tab2.CreateCheckoutSession.SessionID) != 0 {
+		t.Fatalf("expire calls: tab 1 %d, tab 2 %d; want the first session expired once, the second left open",
+			expires(tab1.CreateCheckoutSession.SessionID), expires(tab2.CreateCheckoutSession.SessionID))
+	}
+	if got := statuses(w.wsA); got[id1] != "EXPIRED" || got[id2] != "OPEN" {
+		t.Fatalf("sessions %v; want tab 1 EXPIRED, tab 2 OPEN", got)
+	}
+	// A retry of the first request is answered with its own session, and
+	// ends nothing.
+	if again, r := open(w.alice, w.wsA, "tab-1"); r.Code() != "" || again.CreateCheckoutSession.CheckoutSession.ID != id1 ||
+		expires(tab2.CreateCheckoutSession.SessionID) != 0 {
+		t.Fatalf("retry of tab 1: %s; tab 2 expired %d times", r.Raw, expires(tab2.CreateCheckoutSession.SessionID))
+	}
+	// Subscribing directly ends the open session too.
+	var sub struct {
+		CreateSubscription struct{ Subscription struct{ Status string } }
+	}
+	w.gql(t, w.alice, createSubscriptionMutation, map[string]any{"in": map[string]any{"workspaceId": w.wsA, "lookupKey": "starter_monthly"}}).Decode(t, &sub)
+	if expires(tab2.CreateCheckoutSession.SessionID) != 1 || statuses(w.wsA)[id2] != "EXPIRED" {
+		t.Fatalf("after createSubscription: tab 2 expired %d times, sessions %v", expires(tab2.CreateCheckoutSession.SessionID), statuses(w.wsA))
+	}
+
+	t.Run("SessionBeingOpenedIsAConflict", func(t *testing.T) {
+		wsB := uuid.MustParse(w.wsB)
+		sys := auth.NewContext(context.Background(), auth.SystemViewer(wsB))
+		row, err := w.DB.CheckoutSession.Create().SetWorkspaceID(wsB).SetRequestKey("in-flight").SetMode(checkoutsession.ModeSubscription).
+			SetLookupKey("starter_monthly").SetPriceID("price_starter_monthly").SetPlan("starter").SetQuantity(1).SetCreatedBy("bob").Save(sys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := w.fake.Count("POST", "/v1/checkout/sessions")
+		if _, r := open(w.bob, w.wsB, "tab-b0"); r.Code() != "CONFLICT" || w.fake.Count("POST", "/v1/checkout/sessions") != before {
+			t.Fatalf("opening beside one being opened: %s; want CONFLICT and no session", r.Raw)
+		}
+		if err := w.DB.CheckoutSession.DeleteOne(row).Exec(sys); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("SessionPaidMeanwhileRefusesTheNewOne", func(t *testing.T) {
+		b1, _ := open(w.bob, w.wsB, "tab-b1")
+		sid := b1.CreateCheckoutSession.SessionID
+		w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/checkout/sessions/" + sid + "/expire", Status: 400,
+			Body: stripefake.StripeError("invalid_request_error", "", "", "Only Checkout Sessions with a status in [\"open\"] can be expired.")})
+		w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/checkout/sessions/" + sid,
+			Body: fmt.Sprintf(`{"id":%q,"object":"checkout.session","mode":"subscription","status":"complete","payment_status":"paid",
+				"subscription":"sub_paid_meanwhile","payment_intent":null,"metadata":{"workspace_id":%q,"user_id":"bob","plan":"starter"}}`, sid, w.wsB)})
+		t.Cleanup(w.fake.ClearRules)
+		before := w.fake.Count("POST", "/v1/checkout/sessions")
+		if _, r := open(w.bob, w.wsB, "tab-b2"); r.Code() != "BAD_USER_INPUT" || w.fake.Count("POST", "/v1/checkout/sessions") != before {
+			t.Fatalf("opening after the first was paid: %s; want BAD_USER_INPUT and no new session", r.Raw)
+		}
+		var out struct {
+			Workspace struct {
+				CheckoutSessions struct {
+					Edges []struct {
+						Node struct{ Status, SubscriptionID string }
+					}
+				}
+			}
+		}
+		w.gql(t, w.bob, `query($id: ID!) { workspace(id: $id) { checkoutSessions(first: 10) { edges { node { status subscriptionId } } } } }`,
+			map[string]any{"id": w.wsB}).Decode(t, &out)
+		if e := out.Workspace.CheckoutSessions.Edges; len(e) != 1 || e[0].Node.Status != "COMPLETE" || e[0].Node.SubscriptionID != "sub_paid_meanwhile" {
+			t.Fatalf("bob's sessions %+v; want the first, COMPLETE with its subscription", e)
 		}
 	})
 }
