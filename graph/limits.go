@@ -41,18 +41,19 @@ func (DepthLimit) ExtensionName() string { return "DepthLimit" }
 func (DepthLimit) Validate(graphql.ExecutableSchema) error { return nil }
 
 // MutateOperationContext returns a GRAPHQL_VALIDATION_FAILED error when the
-// operation is deeper than the limit.
+// operation is deeper than the limit or selects too many fields.
 func (d DepthLimit) MutateOperationContext(_ context.Context, oc *graphql.OperationContext) *gqlerror.Error {
 	if oc.Operation == nil {
 		return nil
 	}
-	if depth := selectionDepth(oc.Operation.SelectionSet, oc.Doc.Fragments, 0, map[string]bool{}); depth > d.Max {
+	w := newSelectionWalk(oc.Doc.Fragments)
+	if depth := w.depth(oc.Operation.SelectionSet); depth > d.Max {
 		err := gqlerror.Errorf("operation is %d levels deep, which exceeds the limit of %d", depth, d.Max)
 		err.Extensions = map[string]any{"code": "GRAPHQL_VALIDATION_FAILED"}
 		return err
 	}
 	if d.MaxFields > 0 {
-		if n := countFields(oc.Operation.SelectionSet, oc.Doc.Fragments, map[string]bool{}, d.MaxFields+1); n > d.MaxFields {
+		if n := w.count(oc.Operation.SelectionSet, d.MaxFields+1); n > d.MaxFields {
 			err := gqlerror.Errorf("operation selects more than %d fields", d.MaxFields)
 			err.Extensions = map[string]any{"code": "GRAPHQL_VALIDATION_FAILED"}
 			return err
@@ -61,64 +62,87 @@ func (d DepthLimit) MutateOperationContext(_ context.Context, oc *graphql.Operat
 	return nil
 }
 
-// selectionDepth returns the depth of the deepest field in set; fragments
-// are followed once per path so that a cycle cannot loop.
-func selectionDepth(set ast.SelectionSet, frags ast.FragmentDefinitionList, depth int, seen map[string]bool) int {
-	deepest := depth
+// selectionWalk measures an operation's selections as if its fragments were
+// written out, skipping introspection (__schema, __type), which has its
+// own fixed shape. Each fragment is measured once, however often it is
+// spread: a few hundred bytes of fragments that spread each other ten
+// times over expand to billions of fields, and walking them path by path
+// is a denial of service before any limit could refuse the operation.
+// Validation has refused fragment cycles already; onPath guards anyway.
+type selectionWalk struct {
+	frags  ast.FragmentDefinitionList
+	depths map[string]int
+	counts map[string]int
+	onPath map[string]bool
+}
+
+func newSelectionWalk(frags ast.FragmentDefinitionList) *selectionWalk {
+	return &selectionWalk{frags: frags, depths: map[string]int{}, counts: map[string]int{}, onPath: map[string]bool{}}
+}
+
+// depth returns the depth of the deepest field in set, 0 for none.
+func (w *selectionWalk) depth(set ast.SelectionSet) int {
+	deepest := 0
 	for _, sel := range set {
-		var d int
 		switch s := sel.(type) {
 		case *ast.Field:
-			if strings.HasPrefix(s.Name, "__") && s.Name != "__typename" {
-				continue
+			if !introspection(s) {
+				deepest = max(deepest, 1+w.depth(s.SelectionSet))
 			}
-			d = selectionDepth(s.SelectionSet, frags, depth+1, seen)
 		case *ast.InlineFragment:
-			d = selectionDepth(s.SelectionSet, frags, depth, seen)
+			deepest = max(deepest, w.depth(s.SelectionSet))
 		case *ast.FragmentSpread:
-			if seen[s.Name] {
-				continue
-			}
-			f := frags.ForName(s.Name)
-			if f == nil {
-				continue
-			}
-			seen[s.Name] = true
-			d = selectionDepth(f.SelectionSet, frags, depth, seen)
-			delete(seen, s.Name)
+			deepest = max(deepest, w.fragment(s.Name, w.depths, func(f *ast.FragmentDefinition) int { return w.depth(f.SelectionSet) }))
 		}
-		deepest = max(deepest, d)
 	}
 	return deepest
 }
 
-// countFields counts the fields of set, following fragments once per path
-// and skipping introspection; it stops counting past limit.
-func countFields(set ast.SelectionSet, frags ast.FragmentDefinitionList, seen map[string]bool, limit int) int {
+// count returns the number of fields in set, or any number above limit
+// once it passes it.
+func (w *selectionWalk) count(set ast.SelectionSet, limit int) int {
 	n := 0
 	for _, sel := range set {
 		if n > limit {
-			return n
+			break
 		}
 		switch s := sel.(type) {
 		case *ast.Field:
-			if strings.HasPrefix(s.Name, "__") && s.Name != "__typename" {
-				continue
+			if !introspection(s) {
+				n += 1 + w.count(s.SelectionSet, limit-n)
 			}
-			n += 1 + countFields(s.SelectionSet, frags, seen, limit-n)
 		case *ast.InlineFragment:
-			n += countFields(s.SelectionSet, frags, seen, limit-n)
+			n += w.count(s.SelectionSet, limit-n)
 		case *ast.FragmentSpread:
-			f := frags.ForName(s.Name)
-			if f == nil || seen[s.Name] {
-				continue
-			}
-			seen[s.Name] = true
-			n += countFields(f.SelectionSet, frags, seen, limit-n)
-			delete(seen, s.Name)
+			// A fragment's count is kept whole up to the operation's limit,
+			// so that it is right wherever the fragment is spread.
+			n += w.fragment(s.Name, w.counts, func(f *ast.FragmentDefinition) int { return w.count(f.SelectionSet, limit) })
 		}
 	}
 	return n
+}
+
+// fragment returns the measure of a named fragment from memo, measuring
+// it the first time; 0 for an unknown fragment or one spread inside itself.
+func (w *selectionWalk) fragment(name string, memo map[string]int, measure func(*ast.FragmentDefinition) int) int {
+	if v, ok := memo[name]; ok {
+		return v
+	}
+	f := w.frags.ForName(name)
+	if f == nil || w.onPath[name] {
+		return 0
+	}
+	w.onPath[name] = true
+	v := measure(f)
+	delete(w.onPath, name)
+	memo[name] = v
+	return v
+}
+
+// introspection reports whether a field is introspection other than
+// __typename.
+func introspection(f *ast.Field) bool {
+	return strings.HasPrefix(f.Name, "__") && f.Name != "__typename"
 }
 
 // IntrospectionPolicy enables introspection for everyone when Open is
