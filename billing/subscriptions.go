@@ -106,6 +106,20 @@ func (s *Service) cachedStatus(ctx context.Context, ws *ent.Workspace) (*Billing
 	if err := json.Unmarshal(data, &st); err != nil {
 		return nil, false, fmt.Errorf("decode billing status: %w", err)
 	}
+	if st.Version < ws.BillingVersion {
+		// The snapshot missed a change: its write-through failed (Redis
+		// refused it, or the process stopped after the commit). Answer from
+		// the database, and put the fresh snapshot in its place.
+		fresh, err := s.loadStatus(ctx, ws.ID)
+		if err != nil {
+			return nil, false, err
+		}
+		b, err := json.Marshal(fresh)
+		if err != nil {
+			return nil, false, err
+		}
+		return fresh, s.status.Store(ctx, ws.ID.String(), fresh.Version, b), nil
+	}
 	return &st, stored, nil
 }
 

@@ -92,6 +92,50 @@ func TestStatusCacheFallsBackToTheDatabase(t *testing.T) {
 	}
 }
 
+// A change whose status write-through Redis refused (a failover, a
+// timeout) must not leave the old snapshot in charge once Redis answers
+// again: a canceled workspace would keep its access until the snapshot
+// expired. A snapshot older than the workspace's billing version is
+// replaced from the database.
+func TestStatusSnapshotThatMissedAChangeIsReplaced(t *testing.T) {
+	f := newFixtureWithEmbeddedRedis(t, testenv.SQLite(t), billing.Config{})
+	f.stripe.SetPrices(stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true,
+		ProductMetadata: map[string]string{"plan": "team", "feature_set": "a,b"}})
+	ws := f.workspace(t, "alice")
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	status := func() *billing.BillingStatus {
+		t.Helper()
+		row, err := f.svc.Workspace(f.as("alice"), ws)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st, err := f.svc.StatusOf(f.as("alice"), row)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st
+	}
+	f.deliver(t, "evt_stale_1", "customer.subscription.created", subJSON("sub_stale", "active", ws, false), t0)
+	if st := status(); st.Access.Level != billing.AccessFull {
+		t.Fatalf("before the cancellation: %s", st.Access.Level)
+	}
+	f.redis.SetError("READONLY You can't write against a read only replica.")
+	f.deliver(t, "evt_stale_2", "customer.subscription.deleted", subJSON("sub_stale", "canceled", ws, false), t0.Add(time.Minute))
+	f.redis.SetError("")
+	if st := status(); st.Access.Level != billing.AccessNone || st.Subscription.Status != "canceled" {
+		t.Fatalf("after the cancellation: %s, %s; want no access, canceled", st.Access.Level, st.Subscription.Status)
+	}
+	// And the fresh snapshot is in Redis again (the embedded Redis's
+	// prefix is "test:").
+	row, err := f.svc.Workspace(f.as("alice"), ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v := f.redis.HGet("test:status:"+ws.String(), "v"); v != fmt.Sprint(row.BillingVersion) {
+		t.Errorf("snapshot version in Redis %q; want the workspace's %d", v, row.BillingVersion)
+	}
+}
+
 func TestPerSeatQuantityFollowsMembersDebounced(t *testing.T) {
 	f := newFixture(t, testenv.Postgres(t), billing.Config{SeatDebounce: 300 * time.Millisecond})
 	f.stripe.SetPrices(
