@@ -29,14 +29,15 @@ local n = redis.call('INCR', KEYS[1])
 if n == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[1]) end
 return n`)
 
-// Allow counts one action for each key and reports whether all of them are
-// within budget; when not, it returns how long until the window resets.
+// Allow counts one action for each key in order and reports whether all
+// of them are within budget; when not, it returns how long until the
+// window resets. It stops at the first key over budget, so that a caller
+// past their own budget spends none of the keys after it.
 // A Redis error is returned as is: callers fail closed.
 func (l *RateLimiter) Allow(ctx context.Context, keys ...string) (bool, time.Duration, error) {
 	now := time.Now()
 	window := now.Truncate(time.Minute)
 	retry := window.Add(time.Minute).Sub(now)
-	allowed := true
 	for _, k := range keys {
 		key := l.prefix + "rl:" + k + ":" + strconv.FormatInt(window.Unix(), 10)
 		n, err := incrWindow.Run(ctx, l.rdb, []string{key}, (2 * time.Minute).Milliseconds()).Int()
@@ -44,8 +45,8 @@ func (l *RateLimiter) Allow(ctx context.Context, keys ...string) (bool, time.Dur
 			return false, 0, err
 		}
 		if n > l.PerMinute {
-			allowed = false
+			return false, retry, nil
 		}
 	}
-	return allowed, retry, nil
+	return true, retry, nil
 }

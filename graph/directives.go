@@ -10,6 +10,7 @@ import (
 	"billingapi/cache"
 
 	"github.com/99designs/gqlgen/graphql"
+	"github.com/google/uuid"
 )
 
 // Authenticated is the @authenticated directive: UNAUTHENTICATED without a
@@ -39,13 +40,16 @@ func PlatformAdmin(ctx context.Context, _ any, next graphql.Resolver) (any, erro
 type rateLimitedWorkspace interface{ RateLimitWorkspace() string }
 
 // RateLimited returns the @rateLimited directive: each call spends one of
-// the viewer's and (when the input names one) the workspace's per-minute
-// budget, shared by every replica through Redis. A spent budget answers
-// RATE_LIMITED with extensions.retryAfter in seconds. When Redis cannot
-// count, the directive fails closed: these mutations move money, and an
-// uncounted burst is what the limit exists to stop; queries are not
-// rate-limited and stay up.
-func RateLimited(limiter *cache.RateLimiter, log *slog.Logger) func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
+// the viewer's and (when the input names one the viewer is a member of,
+// as member says) the workspace's per-minute budget, shared by every
+// replica through Redis. Only members spend a workspace's budget, or an
+// outsider could spend it for them and block its billing; the workspace is
+// keyed by its parsed id, so that other spellings of it share one budget.
+// A spent budget answers RATE_LIMITED with extensions.retryAfter in
+// seconds. When Redis cannot count, the directive fails closed: these
+// mutations move money, and an uncounted burst is what the limit exists to
+// stop; queries are not rate-limited and stay up.
+func RateLimited(limiter *cache.RateLimiter, log *slog.Logger, member func(context.Context, uuid.UUID) bool) func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
 	return func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
 		v, ok := auth.FromContext(ctx)
 		if !ok || v.UserID == "" {
@@ -55,12 +59,8 @@ func RateLimited(limiter *cache.RateLimiter, log *slog.Logger) func(ctx context.
 			return next(ctx)
 		}
 		keys := []string{"user:" + v.UserID}
-		if fc := graphql.GetFieldContext(ctx); fc != nil {
-			if in, ok := fc.Args["input"].(rateLimitedWorkspace); ok && in.RateLimitWorkspace() != "" {
-				keys = append(keys, "workspace:"+in.RateLimitWorkspace())
-			} else if ws, ok := fc.Args["workspaceId"].(string); ok && ws != "" {
-				keys = append(keys, "workspace:"+ws)
-			}
+		if ws, ok := rateLimitedWorkspaceOf(ctx); ok && member(ctx, ws) {
+			keys = append(keys, "workspace:"+ws.String())
 		}
 		allowed, retry, err := limiter.Allow(ctx, keys...)
 		if err != nil {
@@ -71,5 +71,33 @@ func RateLimited(limiter *cache.RateLimiter, log *slog.Logger) func(ctx context.
 			return nil, &billing.Error{Code: billing.CodeRateLimited, Message: "Too many requests. Please wait a moment and try again.", RetryAfter: retry}
 		}
 		return next(ctx)
+	}
+}
+
+// rateLimitedWorkspaceOf returns the workspace a rate-limited mutation's
+// arguments name, if they name a well-formed one (a malformed id is the
+// resolver's NOT_FOUND).
+func rateLimitedWorkspaceOf(ctx context.Context) (uuid.UUID, bool) {
+	fc := graphql.GetFieldContext(ctx)
+	if fc == nil {
+		return uuid.Nil, false
+	}
+	raw := ""
+	if in, ok := fc.Args["input"].(rateLimitedWorkspace); ok {
+		raw = in.RateLimitWorkspace()
+	} else if ws, ok := fc.Args["workspaceId"].(string); ok {
+		raw = ws
+	}
+	id, err := uuid.Parse(raw)
+	return id, err == nil
+}
+
+// memberOf reports whether the viewer may see a workspace (is a member, or
+// a platform admin), through the near-cached read every workspace
+// resolver makes anyway.
+func memberOf(svc *billing.Service) func(context.Context, uuid.UUID) bool {
+	return func(ctx context.Context, ws uuid.UUID) bool {
+		_, err := svc.VisibleWorkspace(ctx, ws)
+		return err == nil
 	}
 }

@@ -73,7 +73,7 @@ func NewServer(o ServerOptions) *handler.Server {
 	cfg := generated.Config{Resolvers: o.Resolver}
 	cfg.Directives.Authenticated = Authenticated
 	cfg.Directives.PlatformAdmin = PlatformAdmin
-	cfg.Directives.RateLimited = RateLimited(o.Limiter, o.Log)
+	cfg.Directives.RateLimited = RateLimited(o.Limiter, o.Log, memberOf(o.Resolver.Service))
 	cfg.Complexity.Workspace.Members = func(child int, _ *relay.Cursor, first *int, _ *relay.Cursor, last *int) int {
 		return pageCost(child, first, last)
 	}

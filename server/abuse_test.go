@@ -81,7 +81,11 @@ func TestStripeMutationsAreRateLimited(t *testing.T) {
 		t.Fatal(r.Raw)
 	}
 	pay := func(token, key string) gqlResponse {
-		return w.gql(t, token, createPaymentMutation, paymentIn(w.wsA, map[string]any{"idempotencyKey": key}))
+		ws := w.wsA
+		if token == dave { // another spelling of the same workspace spends the same budget
+			ws = strings.ToUpper(ws)
+		}
+		return w.gql(t, token, createPaymentMutation, paymentIn(ws, map[string]any{"idempotencyKey": key}))
 	}
 	if time.Now().Second() > 55 {
 		time.Sleep(6 * time.Second) // stay inside one minute window
@@ -106,6 +110,29 @@ func TestStripeMutationsAreRateLimited(t *testing.T) {
 	// Queries are not limited.
 	if r := w.gql(t, w.alice, `{ me { id } }`, nil); r.Code() != "" {
 		t.Fatalf("a query after the limit: %s", r.Raw)
+	}
+}
+
+// An outsider's calls naming a workspace spend only the outsider's own
+// budget: were they to spend the workspace's, anyone could block its
+// billing with a few refused requests a minute.
+func TestOutsidersDoNotSpendAWorkspacesBudget(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), map[string]string{"RATE_LIMIT_PER_MINUTE": "3"})
+	if time.Now().Second() > 55 {
+		time.Sleep(6 * time.Second) // stay inside one minute window
+	}
+	var codes []string
+	for i := range 5 { // bob is no member of alice's workspace
+		r := w.gql(t, w.bob, createPaymentMutation, paymentIn(w.wsA, map[string]any{"idempotencyKey": fmt.Sprint("outsider-", i)}))
+		codes = append(codes, r.Code())
+	}
+	if want := "[NOT_FOUND NOT_FOUND NOT_FOUND RATE_LIMITED RATE_LIMITED]"; fmt.Sprint(codes) != want {
+		t.Errorf("the outsider's calls: %v, want %s", codes, want)
+	}
+	for i := range 3 {
+		if r := w.gql(t, w.alice, createPaymentMutation, paymentIn(w.wsA, map[string]any{"idempotencyKey": fmt.Sprint("owner-", i)})); r.Code() != "" {
+			t.Fatalf("the owner's call %d after the outsider's: %s", i, r.Raw)
+		}
 	}
 }
 
