@@ -10,6 +10,7 @@ import (
 	"billingapi/auth"
 	"billingapi/cache"
 	"billingapi/graph/generated"
+	"billingapi/graph/model"
 	"billingapi/graph/relay"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -74,12 +75,22 @@ func NewServer(o ServerOptions) *handler.Server {
 	cfg.Directives.Authenticated = Authenticated
 	cfg.Directives.PlatformAdmin = PlatformAdmin
 	cfg.Directives.RateLimited = RateLimited(o.Limiter, o.Log, memberOf(o.Resolver.Service))
-	cfg.Complexity.Workspace.Members = func(child int, _ *relay.Cursor, first *int, _ *relay.Cursor, last *int) int {
+	connection := func(child int, _ *relay.Cursor, first *int, _ *relay.Cursor, last *int) int {
 		return pageCost(child, first, last)
 	}
-	cfg.Complexity.User.Workspaces = func(child int, _ *relay.Cursor, first *int, _ *relay.Cursor, last *int) int {
-		return pageCost(child, first, last)
+	cfg.Complexity.Workspace.Members = connection
+	cfg.Complexity.Workspace.Payments = connection
+	cfg.Complexity.Workspace.Invoices = connection
+	cfg.Complexity.Workspace.CheckoutSessions = connection
+	cfg.Complexity.User.Workspaces = connection
+	cfg.Complexity.Query.WebhookEvents = func(child int, _ *model.WebhookEventStatus, _ *string, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int {
+		return connection(child, after, first, before, last)
 	}
+	cfg.Complexity.Workspace.PaymentMethods = stripeCost(StripeReadCost)
+	cfg.Complexity.Workspace.UpcomingInvoice = stripeCost(StripeReadCost)
+	cfg.Complexity.Workspace.Billing = stripeCost(StripeReadCost)
+	cfg.Complexity.Query.PreviewPlanChange = func(child int, _, _ string, _ *int) int { return StripeReadCost + child }
+	cfg.Complexity.Query.Price = func(child int, _ string) int { return PriceLookupCost + child }
 
 	srv := handler.New(generated.NewExecutableSchema(cfg))
 	srv.AddTransport(detachedWebsocket{Websocket: transport.Websocket{

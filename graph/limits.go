@@ -167,6 +167,21 @@ func (p IntrospectionPolicy) MutateOperationContext(ctx context.Context, oc *gra
 	return nil
 }
 
+// Costs of fields that ask Stripe, which are queries and so not
+// rate-limited: an operation may hold 4 of those that call Stripe every
+// time, or about 20 price lookups (a cache miss calls Stripe), so that one
+// request cannot fan out into hundreds of calls on the account's shared
+// Stripe rate limit.
+const (
+	StripeReadCost  = 1000
+	PriceLookupCost = 250
+)
+
+// stripeCost is the complexity of a field that calls Stripe.
+func stripeCost(cost int) func(child int) int {
+	return func(child int) int { return cost + child }
+}
+
 // pageCost is the complexity of a connection: its page size (default the
 // maximum) times the cost of one node.
 func pageCost(child int, first, last *int) int {

@@ -74,6 +74,53 @@ func TestProductionHidesFieldSuggestions(t *testing.T) {
 	}
 }
 
+// Queries that ask Stripe are not rate-limited, so one operation may hold
+// only a few of them: aliases of one such field must not fan out into
+// hundreds of calls on the Stripe account's shared rate limit. Nor may
+// aliased pages of a connection read thousands of rows.
+func TestStripeReadsAndPagesAreBoundedPerOperation(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	aliased := func(n int, field string) string {
+		var b strings.Builder
+		for i := range n {
+			fmt.Fprintf(&b, "a%d: %s ", i, strings.ReplaceAll(field, "$i", fmt.Sprint(i)))
+		}
+		return b.String()
+	}
+	inWorkspace := func(n int, field string) string {
+		return fmt.Sprintf(`{ workspace(id: %q) { %s } }`, w.wsA, aliased(n, field))
+	}
+	cases := []struct {
+		name, token, query, code string
+	}{
+		{"FivePaymentMethodLists", w.alice, inWorkspace(5, "paymentMethods { id }"), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"FiveUpcomingInvoices", w.alice, inWorkspace(5, "upcomingInvoice { amountDue }"), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"FiveBillingPages", w.alice, inWorkspace(5, "billing { access { level } }"), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"FivePlanPreviews", w.alice, fmt.Sprintf("{ %s }", aliased(5, fmt.Sprintf(`previewPlanChange(workspaceId: %q, lookupKey: "pro_monthly") { amountDue }`, w.wsA))), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"TwentyFivePriceLookupsAnonymously", "", fmt.Sprintf("{ %s }", aliased(25, `price(lookupKey: "spray_$i") { priceId }`)), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"FiftyFullPagesOfPayments", w.alice, inWorkspace(50, "payments(first: 100) { edges { node { id } } }"), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"FiftyFullPagesOfInvoices", w.alice, inWorkspace(50, "invoices(first: 100) { edges { node { id } } }"), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"FiftyFullPagesOfCheckoutSessions", w.alice, inWorkspace(50, "checkoutSessions(first: 100) { edges { node { id } } }"), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"TwoPaymentMethodLists", w.alice, inWorkspace(2, "paymentMethods { id }"), ""},
+		{"ThreePriceLookups", "", fmt.Sprintf("{ %s }", aliased(3, `price(lookupKey: "starter_monthly") { priceId }`)), ""},
+		{"OneFullPageOfPayments", w.alice, inWorkspace(1, "payments(first: 100) { edges { node { id } } }"), ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(w.fake.Requests())
+			r := w.gql(t, tc.token, tc.query, nil)
+			if r.Code() != tc.code {
+				t.Fatalf("code = %q, want %q: %.300s", r.Code(), tc.code, r.Raw)
+			}
+			if tc.code != "" {
+				if n := len(w.fake.Requests()) - before; n != 0 {
+					t.Errorf("a refused operation made %d Stripe calls", n)
+				}
+			}
+		})
+	}
+}
+
 func TestStripeMutationsAreRateLimited(t *testing.T) {
 	w := newPaymentsWorld(t, testenv.SQLite(t), map[string]string{"RATE_LIMIT_PER_MINUTE": "3"})
 	dave := w.token(t, "dave", false)
