@@ -26,6 +26,12 @@ type WorkspaceBilling struct {
 	Upcoming *UpcomingInvoice
 	// ActionsNeeded lists what the workspace's users should do now.
 	ActionsNeeded []string
+	// Unavailable holds the errors of the parts read from Stripe that
+	// could not be read (Stripe down or rate limited): the page is answered
+	// without them (DefaultPaymentMethod and Upcoming nil), and the caller
+	// should report these beside it, so that "unknown" is not shown as
+	// "none".
+	Unavailable []error
 }
 
 // BillingOf gathers a workspace's billing page (members may read): plan,
@@ -37,10 +43,12 @@ func (s *Service) BillingOf(ctx context.Context, ws *ent.Workspace, now time.Tim
 		return nil, err
 	}
 	out := &WorkspaceBilling{Status: st, ActionsNeeded: []string{}}
+	// The status, from our own records, is what access depends on: a
+	// Stripe outage must not take it down with the card and the invoice.
 	if ws.StripeCustomerID != nil && s.stripe != nil {
 		pms, err := s.PaymentMethods(ctx, ws.ID)
 		if err != nil {
-			return nil, err
+			out.Unavailable = append(out.Unavailable, err)
 		}
 		for i := range pms {
 			if pms[i].IsDefault {
@@ -48,7 +56,7 @@ func (s *Service) BillingOf(ctx context.Context, ws *ent.Workspace, now time.Tim
 			}
 		}
 		if out.Upcoming, err = s.UpcomingInvoice(ctx, ws.ID); err != nil {
-			return nil, err
+			out.Unavailable = append(out.Unavailable, err)
 		}
 	}
 	pending, err := s.db.Payment.Query().

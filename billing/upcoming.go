@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -38,8 +39,16 @@ func (s *Service) UpcomingInvoice(ctx context.Context, workspaceID uuid.UUID) (*
 		return nil, errStripeNotConfigured
 	}
 	params := &stripe.InvoiceUpcomingParams{Customer: ws.StripeCustomerID, Subscription: row.StripeSubscriptionID}
-	return s.upcoming(ctx, params)
+	inv, err := s.upcoming(ctx, params)
+	if errors.Is(err, errNoUpcomingInvoice) {
+		return nil, nil // e.g. the subscription ends at the period's end
+	}
+	return inv, err
 }
+
+// errNoUpcomingInvoice is Stripe's invoice_upcoming_none: the subscription
+// will not invoice again (it is set to cancel at the period's end).
+var errNoUpcomingInvoice = InvalidInput("lookupKey", "This subscription has no next invoice: it ends at the end of its period. Resume it first.")
 
 // PreviewPlanChange previews the invoice a plan change would produce,
 // prorations included, without changing anything (owners and admins).
@@ -75,6 +84,10 @@ func (s *Service) PreviewPlanChange(ctx context.Context, workspaceID uuid.UUID, 
 func (s *Service) upcoming(ctx context.Context, params *stripe.InvoiceUpcomingParams) (*UpcomingInvoice, error) {
 	params.Context = ctx
 	inv, err := retryRateLimited(ctx, func() (*stripe.Invoice, error) { return s.stripe.Invoices.Upcoming(params) })
+	var se *stripe.Error
+	if errors.As(err, &se) && se.Code == stripe.ErrorCodeInvoiceUpcomingNone {
+		return nil, errNoUpcomingInvoice
+	}
 	if err != nil {
 		return nil, s.fromStripe(ctx, "invoice.upcoming", err)
 	}

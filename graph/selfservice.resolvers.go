@@ -12,6 +12,8 @@ import (
 	"billingapi/graph/model"
 	"context"
 	"time"
+
+	"github.com/99designs/gqlgen/graphql"
 )
 
 // CreateBillingPortalSession is the resolver for the createBillingPortalSession field.
@@ -91,7 +93,14 @@ func (r *workspaceResolver) UpcomingInvoice(ctx context.Context, obj *ent.Worksp
 
 // Billing is the resolver for the billing field.
 func (r *workspaceResolver) Billing(ctx context.Context, obj *ent.Workspace) (*billing.WorkspaceBilling, error) {
-	return r.Service.BillingOf(ctx, obj, time.Now())
+	b, err := r.Service.BillingOf(ctx, obj, time.Now())
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range b.Unavailable {
+		graphql.AddError(ctx, e)
+	}
+	return b, nil
 }
 
 // Plan is the resolver for the plan field.

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -291,5 +292,56 @@ func TestWorkspaceBillingInOneField(t *testing.T) {
 	}
 	if r := w.gql(t, w.bob, q, map[string]any{"w": w.wsA}); r.Code() != "NOT_FOUND" {
 		t.Fatalf("outsider reads A's billing: %s", r.Raw)
+	}
+}
+
+// What the billing page reads from Stripe may be missing without taking
+// the page down: a subscription set to cancel has no next invoice (Stripe
+// answers invoice_upcoming_none), and while Stripe is down the status and
+// access, from our own records, are still answered, with the error beside
+// them instead of a card or an invoice that looks like none.
+func TestBillingPageWithoutWhatStripeCannotAnswer(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	t.Cleanup(w.fake.ClearRules)
+	w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Times: 1, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: "sub_ending", Status: "active", PriceID: "price_starter_monthly", LookupKey: "starter_monthly", CancelAtPeriodEnd: true,
+		Metadata: map[string]string{"workspace_id": w.wsA, "plan": "starter"},
+	})})
+	if r := w.gql(t, w.alice, createSubscriptionMutation, map[string]any{"in": map[string]any{"workspaceId": w.wsA, "lookupKey": "starter_monthly"}}); r.Code() != "" {
+		t.Fatal(r.Raw)
+	}
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/invoices/upcoming", Status: 404,
+		Body: stripefake.StripeError("invalid_request_error", "invoice_upcoming_none", "", "No upcoming invoices for customer: cus_x")})
+	const page = `query($w: ID!) { workspace(id: $w) { id upcomingInvoice { amountDue } billing { access { level } defaultPaymentMethod { last4 } nextInvoiceAmount } } }`
+	r := w.gql(t, w.carol, page, map[string]any{"w": w.wsA})
+	if r.Code() != "" || !strings.Contains(r.Raw, `"upcomingInvoice":null`) || !strings.Contains(r.Raw, `"level":"FULL"`) {
+		t.Fatalf("a subscription ending at the period's end: %s; want no upcoming invoice, and the page", r.Raw)
+	}
+	preview := w.gql(t, w.alice, `query($w: ID!) { previewPlanChange(workspaceId: $w, lookupKey: "pro_monthly") { amountDue } }`, map[string]any{"w": w.wsA})
+	if preview.Code() != "BAD_USER_INPUT" {
+		t.Fatalf("previewing a change of a subscription that ends: %s; want BAD_USER_INPUT", preview.Raw)
+	}
+
+	w.fake.ClearRules()
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/", PathPrefix: true, Status: 503,
+		Body: stripefake.StripeError("api_error", "", "", "Stripe is down.")})
+	r = w.gql(t, w.carol, `query($w: ID!) { workspace(id: $w) { id billing { access { level } defaultPaymentMethod { last4 } } } }`, map[string]any{"w": w.wsA})
+	var out struct {
+		Workspace *struct {
+			ID      string
+			Billing *struct {
+				Access               struct{ Level string }
+				DefaultPaymentMethod *struct{ Last4 string }
+			}
+		}
+	}
+	if err := json.Unmarshal(r.Data, &out); err != nil {
+		t.Fatal(err)
+	}
+	if out.Workspace == nil || out.Workspace.Billing == nil || out.Workspace.Billing.Access.Level != "FULL" || out.Workspace.Billing.DefaultPaymentMethod != nil {
+		t.Fatalf("while Stripe is down: %s; want the workspace and its access, without a card", r.Raw)
+	}
+	if r.Code() != "PAYMENT_PROVIDER_UNAVAILABLE" {
+		t.Fatalf("while Stripe is down: %s; want the error beside the page", r.Raw)
 	}
 }

@@ -2363,12 +2363,12 @@ type UpcomingInvoice {
 }
 
 extend type Workspace {
-  """The next invoice, as Stripe previews it; null without a subscription (members may read)."""
+  """The next invoice, as Stripe previews it; null without a subscription, or when it will not invoice again (it ends at the period's end) (members may read)."""
   upcomingInvoice: UpcomingInvoice
 }
 
 extend type Query {
-  """The invoice a plan change would produce, prorations included; changes nothing (owners and admins)."""
+  """The invoice a plan change would produce, prorations included; changes nothing (owners and admins). BAD_USER_INPUT for a subscription that ends at the period's end."""
   previewPlanChange(workspaceId: ID!, lookupKey: String!, quantity: Int = 1): UpcomingInvoice! @authenticated
 }
 
@@ -2394,7 +2394,7 @@ type WorkspaceBilling {
 }
 
 extend type Workspace {
-  """The billing page in one field (members may read)."""
+  """The billing page in one field (members may read). While Stripe cannot answer, the page comes without defaultPaymentMethod and the next invoice, with the error beside it in errors."""
   billing: WorkspaceBilling!
 }
 `, BuiltIn: false},
