@@ -111,6 +111,21 @@ func (s *Service) SetDefaultPaymentMethod(ctx context.Context, workspaceID uuid.
 	if _, err := retryRateLimited(ctx, func() (*stripe.Customer, error) { return s.stripe.Customers.Update(customerID, params) }); err != nil {
 		return nil, s.fromStripe(ctx, "customer.update", err)
 	}
+	// A subscription keeps a card of its own (saved on it with its first
+	// payment), which Stripe charges before the customer's default.
+	row, err := s.currentSubscription(ctx, s.db, workspaceID)
+	if err != nil {
+		return nil, err
+	}
+	if row != nil && row.StripeSubscriptionID != nil && row.Status != "canceled" && row.Status != "incomplete_expired" {
+		sub := &stripe.SubscriptionParams{DefaultPaymentMethod: stripe.String(pmID)}
+		sub.Context = ctx
+		if _, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {
+			return s.stripe.Subscriptions.Update(*row.StripeSubscriptionID, sub)
+		}); err != nil {
+			return nil, s.fromStripe(ctx, "subscription.update", err)
+		}
+	}
 	return s.PaymentMethods(ctx, workspaceID)
 }
 

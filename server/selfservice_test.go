@@ -150,6 +150,27 @@ func TestPaymentMethods(t *testing.T) {
 			t.Fatalf("customer update = %v", req.Form)
 		}
 	})
+	// A subscription keeps a card of its own (saved on it when its first
+	// invoice was paid), which Stripe charges before the customer's
+	// default: the new default must reach it too, or invoices keep
+	// charging the old card.
+	t.Run("SetDefaultAlsoMovesTheSubscriptionsCard", func(t *testing.T) {
+		w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Times: 1, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+			ID: "sub_cards", Status: "active", PriceID: "price_starter_monthly", LookupKey: "starter_monthly",
+			Metadata: map[string]string{"workspace_id": w.wsA, "plan": "starter"},
+		})})
+		if r := w.gql(t, w.alice, createSubscriptionMutation, map[string]any{"in": map[string]any{"workspaceId": w.wsA, "lookupKey": "starter_monthly"}}); r.Code() != "" {
+			t.Fatal(r.Raw)
+		}
+		r := w.gql(t, w.alice, `mutation($w: ID!) { setDefaultPaymentMethod(workspaceId: $w, paymentMethodId: "pm_other") { id } }`, map[string]any{"w": w.wsA})
+		if r.Code() != "" {
+			t.Fatal(r.Raw)
+		}
+		req, ok := w.fake.Last("POST", "/v1/subscriptions/sub_cards")
+		if !ok || req.Form.Get("default_payment_method") != "pm_other" {
+			t.Fatalf("subscription update = %v (sent %v); want its card moved to pm_other", req.Form, ok)
+		}
+	})
 	t.Run("DetachRemovesTheCard", func(t *testing.T) {
 		w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/payment_methods/pm_other/detach", Times: 1, Body: `{"id":"pm_other","object":"payment_method","customer":null}`})
 		r := w.gql(t, w.alice, `mutation($w: ID!) { detachPaymentMethod(workspaceId: $w, paymentMethodId: "pm_other") { id } }`, map[string]any{"w": w.wsA})

@@ -2345,7 +2345,7 @@ extend type Workspace {
 }
 
 extend type Mutation {
-  """Makes a saved card the one invoices charge (owners and admins)."""
+  """Makes a saved card the one invoices charge: the customer's default, and the live subscription's own card (owners and admins)."""
   setDefaultPaymentMethod(workspaceId: ID!, paymentMethodId: String!): [PaymentMethod!]! @authenticated @rateLimited
   """Removes a saved card (owners and admins)."""
   detachPaymentMethod(workspaceId: ID!, paymentMethodId: String!): [PaymentMethod!]! @authenticated @rateLimited
