@@ -69,6 +69,11 @@ func userInputError(se *stripe.Error) (*Error, bool) {
 		return InvalidInput("paymentId", "This payment has already been refunded in full."), true
 	case se.Code == stripe.ErrorCodeChargeDisputed:
 		return InvalidInput("paymentId", "This payment is disputed; it cannot be refunded until the dispute is settled."), true
+	// A promotion code we found active that Stripe will not apply: its
+	// coupon expired since, or a restriction (first purchase only, a
+	// minimum amount, another customer) rules it out.
+	case se.Code == stripe.ErrorCodeCouponExpired || se.Param == "promotion_code" || se.Param == "coupon" || se.Param == "discounts":
+		return InvalidInput("promotionCode", "This promotion code cannot be applied to this purchase."), true
 	}
 	return nil, false
 }

@@ -46,6 +46,26 @@ func TestPromotionCodes(t *testing.T) {
 			}
 		})
 	}
+	// A code that looked valid, which Stripe then will not apply (a
+	// restriction we do not check, or its coupon expired in between), is
+	// the user's input, not our bug.
+	for i, answer := range []string{
+		stripefake.StripeError("invalid_request_error", "", "", "This promotion code cannot be redeemed because the associated customer has prior transactions."),
+		stripefake.StripeError("invalid_request_error", "coupon_expired", "", "Coupon expired: co_1"),
+	} {
+		t.Run(fmt.Sprint("StripeRefusesTheCode", i), func(t *testing.T) {
+			w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/promotion_codes", Times: 1, Body: promoList("promo_first", "FIRST20", true, 0, 0, 0, true)})
+			body := answer
+			if i == 0 {
+				body = strings.Replace(answer, `"message"`, `"param":"promotion_code","message"`, 1)
+			}
+			w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Times: 1, Status: 400, Body: body})
+			r := create("FIRST20", fmt.Sprint("promo-refused-", i))
+			if r.Code() != "BAD_USER_INPUT" || r.Errors[0].Extensions["field"] != "promotionCode" {
+				t.Fatalf("Stripe refusing the code: %s; want BAD_USER_INPUT on promotionCode", r.Raw)
+			}
+		})
+	}
 	t.Run("MalformedCodeIsRefusedWithoutAskingStripe", func(t *testing.T) {
 		before := w.fake.Count("GET", "/v1/promotion_codes")
 		if r := create("not a code!", "promo-bad"); r.Code() != "BAD_USER_INPUT" {
