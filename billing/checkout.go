@@ -91,11 +91,15 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 		return nil, fmt.Errorf("checkout metadata: %w", err)
 	}
 
-	distinct := in.IdempotencyKey
-	if distinct == "" {
-		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
+	key := func(distinct string) string {
+		return idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), fmt.Sprint(in.AllowPromotionCodes), distinct)
 	}
-	reqKey := idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), fmt.Sprint(in.AllowPromotionCodes), distinct)
+	reqKey := key(in.IdempotencyKey)
+	if in.IdempotencyKey == "" {
+		if reqKey, err = s.doubleClickKey(ctx, key, "t"+fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))); err != nil {
+			return nil, err
+		}
+	}
 	// A workspace has one subscription: Checkout would start a second one,
 	// billed beside the first. A repeat of a request already made is
 	// answered with its session, even once that session has subscribed the
@@ -231,6 +235,28 @@ func (s *Service) refuseSecondSubscription(ctx context.Context, db *ent.Client, 
 		return errSecondSubscription
 	}
 	return nil
+}
+
+// doubleClickKey returns the request key of a Checkout request made
+// without an idempotency key: identical requests within the same ten
+// minutes (bucket) share one, so that a double click opens one page; but
+// once that page is paid or has expired, the same request again is a new
+// purchase, and gets a key of its own.
+func (s *Service) doubleClickKey(ctx context.Context, key func(distinct string) string, bucket string) (string, error) {
+	distinct := bucket
+	for {
+		reqKey := key(distinct)
+		row, err := s.db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Only(ctx)
+		switch {
+		case ent.IsNotFound(err):
+			return reqKey, nil
+		case err != nil:
+			return "", err
+		case row.Status != checkoutsession.StatusComplete && row.Status != checkoutsession.StatusExpired:
+			return reqKey, nil
+		}
+		distinct = bucket + ":after:" + row.ID.String()
+	}
 }
 
 // errCheckoutBeingOpened answers a request to subscribe a workspace while

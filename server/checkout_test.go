@@ -217,6 +217,24 @@ func TestSyncCheckoutSession(t *testing.T) {
 			t.Fatalf("payments after two syncs = %+v", p)
 		}
 	})
+	// Without an idempotency key, the same request within ten minutes is a
+	// double click and gets the same page; once that page is paid, the
+	// same request again is a second purchase and gets a page of its own.
+	t.Run("SameRequestAfterThePageWasPaidOpensANewOne", func(t *testing.T) {
+		before := w.fake.Count("POST", "/v1/checkout/sessions")
+		var again checkoutPayload
+		w.gql(t, w.alice, createCheckoutMutation, checkoutIn(w.wsA, map[string]any{"lookupKey": "credits_jpy", "mode": "PAYMENT"})).Decode(t, &again)
+		got := again.CreateCheckoutSession
+		if w.fake.Count("POST", "/v1/checkout/sessions") != before+1 || got.SessionID == id || got.CheckoutSession.Status != "OPEN" {
+			t.Fatalf("the same purchase after the first was paid: %+v (%d new sessions); want a new open page",
+				got, w.fake.Count("POST", "/v1/checkout/sessions")-before)
+		}
+		var click checkoutPayload
+		w.gql(t, w.alice, createCheckoutMutation, checkoutIn(w.wsA, map[string]any{"lookupKey": "credits_jpy", "mode": "PAYMENT"})).Decode(t, &click)
+		if click.CreateCheckoutSession.SessionID != got.SessionID || w.fake.Count("POST", "/v1/checkout/sessions") != before+1 {
+			t.Fatalf("a double click on the new page opened another: %+v", click.CreateCheckoutSession)
+		}
+	})
 }
 
 // A workspace has at most one open subscription Checkout: each one paid
