@@ -23,20 +23,40 @@ type seatSync struct {
 	timers map[uuid.UUID]*time.Timer
 }
 
+// seatSyncAttempts is how many times a quantity update is tried for one
+// member change before it waits for the next; the delay between tries
+// grows fourfold from the debounce, up to an hour.
+const seatSyncAttempts = 8
+
 // scheduleSeatSync (re)starts the workspace's debounce timer; when it
 // fires, syncSeats runs in the background as the workspace's system.
 func (s *Service) scheduleSeatSync(workspaceID uuid.UUID) {
-	delay := s.cfg.SeatDebounce
-	if delay == 0 {
-		delay = DefaultSeatDebounce
+	s.scheduleSeats(workspaceID, s.seatDebounce(), 0)
+}
+
+func (s *Service) seatDebounce() time.Duration {
+	if s.cfg.SeatDebounce == 0 {
+		return DefaultSeatDebounce
 	}
+	return s.cfg.SeatDebounce
+}
+
+// scheduleSeats runs SyncSeats for the workspace after delay, and tries
+// again later when it fails (Stripe down or refusing): a member added and
+// never billed for is money lost. A member change restarts the debounce;
+// a retry leaves a pending timer alone, as that one syncs anyway.
+// The timers live in this process: a restart loses the pending ones until
+// the workspace's next member change.
+func (s *Service) scheduleSeats(workspaceID uuid.UUID, delay time.Duration, attempt int) {
 	s.seats.mu.Lock()
 	defer s.seats.mu.Unlock()
 	if s.seats.timers == nil {
 		s.seats.timers = map[uuid.UUID]*time.Timer{}
 	}
 	if t, ok := s.seats.timers[workspaceID]; ok {
-		t.Reset(delay)
+		if attempt == 0 {
+			t.Reset(delay)
+		}
 		return
 	}
 	s.seats.timers[workspaceID] = time.AfterFunc(delay, func() {
@@ -45,8 +65,16 @@ func (s *Service) scheduleSeatSync(workspaceID uuid.UUID) {
 		s.seats.mu.Unlock()
 		ctx, cancel := context.WithTimeout(systemCtx(context.Background(), workspaceID), time.Minute)
 		defer cancel()
-		if err := s.SyncSeats(ctx, workspaceID); err != nil {
-			s.log.Warn("per-seat quantity not updated; the next member change retries", "workspace_id", workspaceID, "err", err)
+		err := s.syncSeats(ctx, workspaceID, attempt)
+		switch {
+		case err == nil:
+		case attempt+1 >= seatSyncAttempts:
+			s.log.Error("per-seat quantity not updated after every attempt; the next member change retries",
+				"workspace_id", workspaceID, "attempts", attempt+1, "err", err)
+		default:
+			next := min(s.seatDebounce()<<(2*(attempt+1)), time.Hour)
+			s.log.Warn("per-seat quantity not updated; retrying", "workspace_id", workspaceID, "in", next, "err", err)
+			s.scheduleSeats(workspaceID, next, attempt+1)
 		}
 	})
 }
@@ -56,6 +84,14 @@ func (s *Service) scheduleSeatSync(workspaceID uuid.UUID) {
 // viewer must be the workspace's system viewer. It does nothing for other
 // plans or without a live subscription.
 func (s *Service) SyncSeats(ctx context.Context, workspaceID uuid.UUID) error {
+	return s.syncSeats(ctx, workspaceID, 0)
+}
+
+// syncSeats is SyncSeats' attempt number attempt for one member change.
+// Each attempt has an idempotency key of its own: Stripe answers a key it
+// saw fail with a 500 with the same 500 for a day, and setting a quantity
+// twice changes nothing the second time.
+func (s *Service) syncSeats(ctx context.Context, workspaceID uuid.UUID, attempt int) error {
 	row, err := s.currentSubscription(ctx, s.db, workspaceID)
 	if err != nil || row == nil || row.Status == "canceled" || row.Status == "incomplete_expired" || row.StripeItemID == "" {
 		return err
@@ -83,7 +119,7 @@ func (s *Service) SyncSeats(ctx context.Context, workspaceID uuid.UUID) error {
 		ProrationBehavior: stripe.String("create_prorations"),
 	}
 	params.Context = ctx
-	params.SetIdempotencyKey(changeKey("sub-seats", ws, row, fmt.Sprint(members)))
+	params.SetIdempotencyKey(changeKey("sub-seats", ws, row, fmt.Sprint(members), fmt.Sprint("attempt ", attempt)))
 	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {
 		return s.stripe.Subscriptions.Update(*row.StripeSubscriptionID, params)
 	})

@@ -191,4 +191,40 @@ func TestPerSeatQuantityFollowsMembersDebounced(t *testing.T) {
 	if err != nil || row.Quantity != 11 {
 		t.Fatalf("stored quantity = %v, %v", row, err)
 	}
+
+	// Stripe fails the next update: it is tried again, not left until the
+	// next member change.
+	f.stripe.ClearRules()
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions/sub_seat", Times: 1, Status: 500,
+		Body: stripefake.StripeError("api_error", "", "", "Stripe had a moment.")})
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions/sub_seat", Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: "sub_seat", Status: "active", ItemID: "si_sub_seat", PriceID: "price_team_seat", LookupKey: "team_seat", Quantity: 12,
+		Metadata: map[string]string{"workspace_id": seatWS.String(), "plan": "team"},
+	})})
+	before := f.stripe.Count("POST", "/v1/subscriptions/sub_seat")
+	if _, err := f.svc.AddMember(f.as("owner-sub_seat"), seatWS, "member-late", "member"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		row, err = f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_seat")).Only(f.sys(seatWS))
+		if err == nil && row.Quantity == 12 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after a failed update: quantity %v (%v), %d updates sent; want 12 after a retry",
+				row, err, f.stripe.Count("POST", "/v1/subscriptions/sub_seat")-before)
+		}
+	}
+	if n := f.stripe.Count("POST", "/v1/subscriptions/sub_seat") - before; n != 2 {
+		t.Errorf("%d updates sent, want 2: the failed one and its retry", n)
+	}
+	var keys []string
+	for _, req := range f.stripe.Requests() {
+		if req.Method == "POST" && req.Path == "/v1/subscriptions/sub_seat" {
+			keys = append(keys, req.Header.Get("Idempotency-Key"))
+		}
+	}
+	if n := len(keys); n < 2 || keys[n-1] == keys[n-2] {
+		t.Errorf("the retry reused the failed attempt's idempotency key (%v): Stripe would answer it with the same 500", keys)
+	}
 }
