@@ -38,8 +38,7 @@ func (s *Service) UpcomingInvoice(ctx context.Context, workspaceID uuid.UUID) (*
 	if s.stripe == nil {
 		return nil, errStripeNotConfigured
 	}
-	params := &stripe.InvoiceUpcomingParams{Customer: ws.StripeCustomerID, Subscription: row.StripeSubscriptionID}
-	inv, err := s.upcoming(ctx, params)
+	inv, err := s.upcoming(ctx, preview{customer: *ws.StripeCustomerID, subscription: row.StripeSubscriptionID})
 	if errors.Is(err, errNoUpcomingInvoice) {
 		return nil, nil // e.g. the subscription ends at the period's end
 	}
@@ -70,18 +69,35 @@ func (s *Service) PreviewPlanChange(ctx context.Context, workspaceID uuid.UUID, 
 	if ws.StripeCustomerID == nil || row.StripeItemID == "" {
 		return nil, Errorf(CodeInternal, "%s", genericInternal)
 	}
-	params := &stripe.InvoiceUpcomingParams{
-		Customer:     ws.StripeCustomerID,
-		Subscription: row.StripeSubscriptionID,
-		SubscriptionItems: []*stripe.SubscriptionItemsParams{{
-			ID: stripe.String(row.StripeItemID), Price: stripe.String(plan.PriceID), Quantity: stripe.Int64(quantity),
-		}},
-		SubscriptionProrationBehavior: stripe.String("create_prorations"),
-	}
-	return s.upcoming(ctx, params)
+	return s.upcoming(ctx, preview{customer: *ws.StripeCustomerID, subscription: row.StripeSubscriptionID,
+		change: &itemChange{item: row.StripeItemID, price: plan.PriceID, quantity: quantity}})
 }
 
-func (s *Service) upcoming(ctx context.Context, params *stripe.InvoiceUpcomingParams) (*UpcomingInvoice, error) {
+// preview names the upcoming invoice to ask Stripe for: a customer's
+// subscription as it is, or with one item changed (prorated).
+type preview struct {
+	customer     string
+	subscription *string
+	change       *itemChange
+}
+
+type itemChange struct {
+	item, price string
+	quantity    int64
+}
+
+// upcoming asks Stripe for an upcoming invoice. Stripe embeds only its
+// first lines; when there are more (many prorations, after several seat
+// changes in one period), the prorations are summed over all of them.
+func (s *Service) upcoming(ctx context.Context, p preview) (*UpcomingInvoice, error) {
+	params := &stripe.InvoiceUpcomingParams{Customer: stripe.String(p.customer), Subscription: p.subscription}
+	lines := &stripe.InvoiceUpcomingLinesParams{Customer: stripe.String(p.customer), Subscription: p.subscription}
+	if c := p.change; c != nil {
+		params.SubscriptionItems = []*stripe.SubscriptionItemsParams{{ID: stripe.String(c.item), Price: stripe.String(c.price), Quantity: stripe.Int64(c.quantity)}}
+		params.SubscriptionProrationBehavior = stripe.String("create_prorations")
+		lines.SubscriptionItems = []*stripe.InvoiceUpcomingLinesSubscriptionItemParams{{ID: stripe.String(c.item), Price: stripe.String(c.price), Quantity: stripe.Int64(c.quantity)}}
+		lines.SubscriptionProrationBehavior = stripe.String("create_prorations")
+	}
 	params.Context = ctx
 	inv, err := retryRateLimited(ctx, func() (*stripe.Invoice, error) { return s.stripe.Invoices.Upcoming(params) })
 	var se *stripe.Error
@@ -94,12 +110,27 @@ func (s *Service) upcoming(ctx context.Context, params *stripe.InvoiceUpcomingPa
 	out := &UpcomingInvoice{AmountDue: inv.AmountDue, Currency: strings.ToLower(string(inv.Currency))}
 	out.NextPaymentAttempt = unixTime(inv.NextPaymentAttempt)
 	out.PeriodStart, out.PeriodEnd = unixTime(inv.PeriodStart), unixTime(inv.PeriodEnd)
-	if inv.Lines != nil {
+	if inv.Lines == nil {
+		return out, nil
+	}
+	if !inv.Lines.HasMore {
 		for _, l := range inv.Lines.Data {
 			if l.Proration {
 				out.ProrationAmount += l.Amount
 			}
 		}
+		return out, nil
+	}
+	lines.Context = ctx
+	lines.Limit = stripe.Int64(100)
+	iter := s.stripe.Invoices.UpcomingLines(lines)
+	for iter.Next() {
+		if l := iter.InvoiceLineItem(); l.Proration {
+			out.ProrationAmount += l.Amount
+		}
+	}
+	if err := iter.Err(); err != nil {
+		return nil, s.fromStripe(ctx, "invoice.upcoming_lines", err)
 	}
 	return out, nil
 }

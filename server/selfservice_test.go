@@ -265,6 +265,28 @@ func TestUpcomingInvoiceAndPlanChangePreview(t *testing.T) {
 	if r := w.gql(t, w.bob, upcoming, map[string]any{"w": w.wsA}); r.Code() != "NOT_FOUND" {
 		t.Errorf("outsider reads A's upcoming invoice: %s", r.Raw)
 	}
+
+	// Stripe embeds only an invoice's first lines: with more of them (many
+	// prorations after seat changes), the prorations are summed over all.
+	w.fake.ClearRules()
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/invoices/upcoming", Body: `{"object":"invoice","amount_due":900,"currency":"usd",
+		"lines":{"object":"list","has_more":true,"data":[{"id":"il_1","amount":100,"proration":true}]}}`})
+	var page []string
+	for i := range 12 {
+		page = append(page, fmt.Sprintf(`{"id":"il_p%d","object":"line_item","amount":100,"proration":true}`, i))
+	}
+	page = append(page, `{"id":"il_plan","object":"line_item","amount":2900,"proration":false}`)
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/invoices/upcoming/lines",
+		Body: `{"object":"list","url":"/v1/invoices/upcoming/lines","has_more":false,"data":[` + strings.Join(page, ",") + `]}`})
+	for _, q := range []string{upcoming, preview} {
+		if r := w.gql(t, w.alice, q, map[string]any{"w": w.wsA}); r.Code() != "" || !strings.Contains(r.Raw, `"prorationAmount":1200`) {
+			t.Errorf("an invoice of 13 lines: %s; want the 12 prorations summed", r.Raw)
+		}
+	}
+	req, _ = w.fake.Last("GET", "/v1/invoices/upcoming/lines")
+	if req.Query.Get("subscription_items[0][price]") != "price_pro_yearly" || req.Query.Get("subscription_proration_behavior") != "create_prorations" {
+		t.Errorf("the preview's lines asked with %v; want the same change", req.Query)
+	}
 }
 
 func TestWorkspaceBillingInOneField(t *testing.T) {
