@@ -43,15 +43,7 @@ func TestNearCacheAcrossReplicas(t *testing.T) {
 
 	status := func(f *fixture) *billing.BillingStatus {
 		t.Helper()
-		row, err := f.svc.VisibleWorkspace(f.as("alice"), ws)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := f.svc.StatusOf(f.as("alice"), row)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
+		return f.statusOf(t, "alice", ws)
 	}
 	eventually := func(what string, ok func() bool) {
 		t.Helper()
@@ -188,16 +180,8 @@ func TestSubscriptionEventDropsOnlyItsWorkspaceFromTheNearCache(t *testing.T) {
 	// Fills are refused while the workspaces' creations may still be
 	// echoing back from Redis: read until both are held.
 	for deadline := time.Now().Add(2 * time.Second); ; {
-		for _, ws := range []uuid.UUID{alice, bob} {
-			owner := map[uuid.UUID]string{alice: "alice", bob: "bob"}[ws]
-			row, err := f.svc.VisibleWorkspace(f.as(owner), ws)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if _, err := f.svc.StatusOf(f.as(owner), row); err != nil {
-				t.Fatal(err)
-			}
-		}
+		f.statusOf(t, "alice", alice)
+		f.statusOf(t, "bob", bob)
 		if _, err := f.svc.Plans(f.as("bob")); err != nil {
 			t.Fatal(err)
 		}

@@ -168,3 +168,18 @@ func (f *fixture) workspace(t *testing.T, owner string) uuid.UUID {
 	}
 	return ws.ID
 }
+
+// statusOf reads a workspace's billing status as user would: the
+// workspace through the privacy rules, then its status.
+func (f *fixture) statusOf(t *testing.T, user string, ws uuid.UUID) *billing.BillingStatus {
+	t.Helper()
+	row, err := f.svc.VisibleWorkspace(f.as(user), ws)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := f.svc.StatusOf(f.as(user), row)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st
+}

@@ -103,26 +103,14 @@ func TestStatusSnapshotThatMissedAChangeIsReplaced(t *testing.T) {
 		ProductMetadata: map[string]string{"plan": "team", "feature_set": "a,b"}})
 	ws := f.workspace(t, "alice")
 	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
-	status := func() *billing.BillingStatus {
-		t.Helper()
-		row, err := f.svc.Workspace(f.as("alice"), ws)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st, err := f.svc.StatusOf(f.as("alice"), row)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return st
-	}
 	f.deliver(t, "evt_stale_1", "customer.subscription.created", subJSON("sub_stale", "active", ws, false), t0)
-	if st := status(); st.Access.Level != billing.AccessFull {
+	if st := f.statusOf(t, "alice", ws); st.Access.Level != billing.AccessFull {
 		t.Fatalf("before the cancellation: %s", st.Access.Level)
 	}
 	f.redis.SetError("READONLY You can't write against a read only replica.")
 	f.deliver(t, "evt_stale_2", "customer.subscription.deleted", subJSON("sub_stale", "canceled", ws, false), t0.Add(time.Minute))
 	f.redis.SetError("")
-	if st := status(); st.Access.Level != billing.AccessNone || st.Subscription.Status != "canceled" {
+	if st := f.statusOf(t, "alice", ws); st.Access.Level != billing.AccessNone || st.Subscription.Status != "canceled" {
 		t.Fatalf("after the cancellation: %s, %s; want no access, canceled", st.Access.Level, st.Subscription.Status)
 	}
 	// And the fresh snapshot is in Redis again (the embedded Redis's
