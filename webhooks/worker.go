@@ -398,18 +398,18 @@ func (w *Worker) applyInHand(ctx context.Context, jobs []*job, leasedUntil time.
 	defer cancel()
 	for i, r := range results {
 		if jobs[i].decodeErr != nil {
-			w.fail(ctx, jobs[i].row, r.Err, true)
+			w.fail(ctx, jobs[i].row, r.Err, true, leasedUntil)
 			continue
 		}
-		w.settle(ctx, jobs[i], r.Outcome, r.Err)
+		w.settle(ctx, jobs[i], r.Outcome, r.Err, leasedUntil)
 	}
 }
 
 // settle records what applying an event gave: a failure to retry, or the
 // outcome in the metrics and the log.
-func (w *Worker) settle(ctx context.Context, j *job, out billing.EventOutcome, err error) {
+func (w *Worker) settle(ctx context.Context, j *job, out billing.EventOutcome, err error, leasedUntil time.Time) {
 	if err != nil {
-		w.fail(ctx, j.row, err, false)
+		w.fail(ctx, j.row, err, false, leasedUntil)
 		return
 	}
 	if w.Observe != nil {
@@ -424,8 +424,11 @@ func (w *Worker) settle(ctx context.Context, j *job, out billing.EventOutcome, e
 }
 
 // fail records a failed attempt and schedules the next, until the event
-// has used its attempts (or can never succeed) and stays failed.
-func (w *Worker) fail(ctx context.Context, row *ent.WebhookEvent, cause error, permanent bool) {
+// has used its attempts (or can never succeed) and stays failed. It
+// records it only while the event is still under this worker's lease
+// (leasedUntil): a run that overran it may find the event claimed by
+// another worker, whose lease and attempt it must not undo.
+func (w *Worker) fail(ctx context.Context, row *ent.WebhookEvent, cause error, permanent bool, leasedUntil time.Time) {
 	attempts := row.Attempts + 1
 	if w.Observe != nil {
 		w.Observe(row.Type, "failed", 0)
@@ -433,7 +436,7 @@ func (w *Worker) fail(ctx context.Context, row *ent.WebhookEvent, cause error, p
 	w.Log.WarnContext(ctx, "webhook event failed", "event_id", row.StripeEventID, "type", row.Type,
 		"attempt", attempts, "err", cause)
 	upd := w.DB.WebhookEvent.UpdateOneID(row.ID).
-		Where(webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed)).
+		Where(webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed), webhookevent.LockedUntil(leasedUntil)).
 		SetStatus(webhookevent.StatusFailed).
 		SetLastError(clip(cause.Error(), 2000)).
 		ClearLockedUntil()
@@ -442,7 +445,10 @@ func (w *Worker) fail(ctx context.Context, row *ent.WebhookEvent, cause error, p
 	} else {
 		upd.SetNextAttemptAt(time.Now().Add(backoff(attempts)))
 	}
-	if err := upd.Exec(auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))); err != nil && !ent.IsNotFound(err) {
+	switch err := upd.Exec(auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))); {
+	case ent.IsNotFound(err):
+		w.Log.InfoContext(ctx, "webhook worker: a failure not recorded: the event is no longer under this lease", "event_id", row.StripeEventID)
+	case err != nil:
 		w.Log.ErrorContext(ctx, "webhook worker: recording a failure failed", "event_id", row.StripeEventID, "err", err)
 	}
 }

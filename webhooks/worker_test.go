@@ -4,6 +4,7 @@ import (
 	"context"
 	stdsql "database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
@@ -1109,5 +1110,40 @@ func TestUndecodableStoredEventFailsForGood(t *testing.T) {
 	}
 	if got := r.outcome("failed"); got != 1 {
 		t.Errorf("%d failures reported, want 1", got)
+	}
+}
+
+// A failure recorded after the run's lease ended, when another worker has
+// claimed the event since, must leave that worker's lease and attempt
+// alone: clearing them would let a third worker claim the event while the
+// second still applies it.
+func TestLateFailureLeavesAnotherWorkersLeaseAlone(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			r := newReplica(t, backend.URL(t), 1)
+			ws := r.workspace(t, "alice")
+			postAll(t, r.store.Client, []piEvent{{id: "evt_late", typ: "payment_intent.succeeded", object: "pi_late",
+				status: "succeeded", amount: 100, created: time.Now().Add(-time.Minute).Truncate(time.Second), ws: ws}})
+			first := time.Now()
+			rows, err := r.worker.claimBatch(svc(), first)
+			if err != nil || len(rows) != 1 {
+				t.Fatalf("first claim: %d rows, %v", len(rows), err)
+			}
+			second := first.Add(r.worker.lease() + time.Second) // the first lease has run out
+			again, err := r.worker.claimBatch(svc(), second)
+			if err != nil || len(again) != 1 {
+				t.Fatalf("second claim: %d rows, %v", len(again), err)
+			}
+			r.worker.fail(context.Background(), rows[0], errors.New("the first run's late failure"), false, first.Add(r.worker.lease()))
+			row, err := r.store.Client.WebhookEvent.Get(svc(), rows[0].ID)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if row.Status != webhookevent.StatusReceived || row.LastError != "" || row.LockedUntil == nil ||
+				row.LockedUntil.Sub(second.Add(r.worker.lease())).Abs() > time.Millisecond || row.Attempts != 2 {
+				t.Errorf("after the first run's late failure: %s, %q, locked until %v, attempts %d; want the second worker's lease untouched",
+					row.Status, row.LastError, row.LockedUntil, row.Attempts)
+			}
+		})
 	}
 }
