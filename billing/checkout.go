@@ -318,7 +318,14 @@ func (s *Service) expireCheckout(ctx context.Context, row *ent.CheckoutSession) 
 			SetStatus(checkoutsession.StatusExpired).Exec(context.WithoutCancel(ctx))
 	}
 	var se *stripe.Error
-	if !errors.As(err, &se) || se.HTTPStatusCode != http.StatusBadRequest {
+	if errors.As(err, &se) && se.Code == stripe.ErrorCodeResourceMissing {
+		// Stripe does not know it (test data deleted, other keys): it can
+		// subscribe no one, and no webhook will ever end it.
+		return s.db.CheckoutSession.Update().
+			Where(checkoutsession.ID(row.ID), checkoutsession.StatusEQ(checkoutsession.StatusOpen)).
+			SetStatus(checkoutsession.StatusExpired).Exec(context.WithoutCancel(ctx))
+	}
+	if se == nil || se.HTTPStatusCode != http.StatusBadRequest {
 		return s.fromStripe(ctx, "checkout_session.expire", err)
 	}
 	get := &stripe.CheckoutSessionParams{}

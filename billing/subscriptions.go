@@ -243,17 +243,6 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	if err != nil {
 		return nil, err
 	}
-	repeat, err := s.db.Subscription.Query().Where(subscription.RequestKey(reqKey)).Exist(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if !repeat {
-		// An open subscription Checkout would subscribe the workspace a
-		// second time when paid.
-		if err := s.expireOtherSubscriptionCheckouts(ctx, in.WorkspaceID, reqKey); err != nil {
-			return nil, err
-		}
-	}
 	promoID := ""
 	if in.PromotionCode != "" {
 		if promoID, err = s.promotionCodeID(ctx, in.PromotionCode); err != nil {
@@ -268,6 +257,17 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	meta, err := SubscriptionMetadata(in.WorkspaceID, planName)
 	if err != nil {
 		return nil, fmt.Errorf("subscription metadata: %w", err)
+	}
+	// An open subscription Checkout would subscribe the workspace a second
+	// time when paid: it is expired now that this request is known good.
+	repeat, err := s.db.Subscription.Query().Where(subscription.RequestKey(reqKey)).Exist(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !repeat {
+		if err := s.expireOtherSubscriptionCheckouts(ctx, in.WorkspaceID, reqKey); err != nil {
+			return nil, err
+		}
 	}
 	row, mine, err := claimRequest(ctx, s.subscriptionClaim(reqKey, in.WorkspaceID, plan, planName, in.Quantity, v.UserID))
 	if err != nil {

@@ -341,3 +341,50 @@ func TestSubscriptionCheckoutsDoNotStackUp(t *testing.T) {
 		}
 	})
 }
+
+// The open page is expired only for a request that goes ahead: one
+// refused for its own input leaves the user's other tab payable. And a
+// session Stripe no longer knows (test data deleted, other keys) cannot
+// block the workspace from subscribing: it is ended here.
+func TestOpenSubscriptionCheckoutIsEndedOnlyForARequestThatGoesAhead(t *testing.T) {
+	w := newPaymentsWorld(t, testenv.SQLite(t), nil)
+	t.Cleanup(w.fake.ClearRules)
+	var tab checkoutPayload
+	w.gql(t, w.alice, createCheckoutMutation, checkoutIn(w.wsA, map[string]any{"idempotencyKey": "tab-x"})).Decode(t, &tab)
+	sid := tab.CreateCheckoutSession.SessionID
+	expirePath := "/v1/checkout/sessions/" + sid + "/expire"
+	status := func() string {
+		t.Helper()
+		var out struct {
+			Workspace struct {
+				CheckoutSessions struct {
+					Edges []struct{ Node struct{ Status string } }
+				}
+			}
+		}
+		w.gql(t, w.alice, `query($id: ID!) { workspace(id: $id) { checkoutSessions(first: 1) { edges { node { status } } } } }`,
+			map[string]any{"id": w.wsA}).Decode(t, &out)
+		return out.Workspace.CheckoutSessions.Edges[0].Node.Status
+	}
+	subscribe := func(extra map[string]any) gqlResponse {
+		in := map[string]any{"workspaceId": w.wsA, "lookupKey": "starter_monthly"}
+		for k, v := range extra {
+			in[k] = v
+		}
+		return w.gql(t, w.alice, createSubscriptionMutation, map[string]any{"in": in})
+	}
+	if r := subscribe(map[string]any{"promotionCode": "not a code!"}); r.Code() != "BAD_USER_INPUT" {
+		t.Fatalf("a malformed promotion code: %s", r.Raw)
+	}
+	if n := w.fake.Count("POST", expirePath); n != 0 || status() != "OPEN" {
+		t.Fatalf("a refused request expired the open page (%d calls, %s)", n, status())
+	}
+	w.fake.On(stripefake.Rule{Method: "POST", Path: expirePath, Status: 404,
+		Body: strings.Replace(stripefake.StripeError("invalid_request_error", "resource_missing", "", "No such checkout.session: "+sid), `"message"`, `"param":"session","message"`, 1)})
+	if r := subscribe(nil); r.Code() != "" {
+		t.Fatalf("subscribing beside a session Stripe lost: %s", r.Raw)
+	}
+	if got := status(); got != "EXPIRED" {
+		t.Fatalf("the lost session is %s, want EXPIRED", got)
+	}
+}
