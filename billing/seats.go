@@ -20,7 +20,14 @@ const DefaultSeatDebounce = 2 * time.Second
 // seatSync debounces quantity updates per workspace within this process.
 type seatSync struct {
 	mu     sync.Mutex
-	timers map[uuid.UUID]*time.Timer
+	timers map[uuid.UUID]*seatTimer
+}
+
+// seatTimer is a workspace's pending quantity update, and which attempt
+// it is for the latest member change.
+type seatTimer struct {
+	t       *time.Timer
+	attempt int
 }
 
 // seatSyncAttempts is how many times a quantity update is tried for one
@@ -43,25 +50,32 @@ func (s *Service) seatDebounce() time.Duration {
 
 // scheduleSeats runs SyncSeats for the workspace after delay, and tries
 // again later when it fails (Stripe down or refusing): a member added and
-// never billed for is money lost. A member change restarts the debounce;
-// a retry leaves a pending timer alone, as that one syncs anyway.
-// The timers live in this process: a restart loses the pending ones until
-// the workspace's next member change.
+// never billed for is money lost. A member change (attempt 0) restarts the
+// debounce, or replaces a pending retry with a fresh try and a full count
+// of attempts; a retry leaves a pending update alone, as that one syncs
+// anyway. The timers live in this process: a restart loses the pending
+// ones until the workspace's next member change.
 func (s *Service) scheduleSeats(workspaceID uuid.UUID, delay time.Duration, attempt int) {
 	s.seats.mu.Lock()
 	defer s.seats.mu.Unlock()
 	if s.seats.timers == nil {
-		s.seats.timers = map[uuid.UUID]*time.Timer{}
+		s.seats.timers = map[uuid.UUID]*seatTimer{}
 	}
-	if t, ok := s.seats.timers[workspaceID]; ok {
-		if attempt == 0 {
-			t.Reset(delay)
+	if pending, ok := s.seats.timers[workspaceID]; ok {
+		if attempt > 0 {
+			return
 		}
-		return
+		if pending.t.Stop() && pending.attempt == 0 {
+			pending.t.Reset(delay)
+			return
+		}
 	}
-	s.seats.timers[workspaceID] = time.AfterFunc(delay, func() {
+	st := &seatTimer{attempt: attempt}
+	st.t = time.AfterFunc(delay, func() {
 		s.seats.mu.Lock()
-		delete(s.seats.timers, workspaceID)
+		if s.seats.timers[workspaceID] == st {
+			delete(s.seats.timers, workspaceID)
+		}
 		s.seats.mu.Unlock()
 		ctx, cancel := context.WithTimeout(systemCtx(context.Background(), workspaceID), time.Minute)
 		defer cancel()
@@ -77,6 +91,7 @@ func (s *Service) scheduleSeats(workspaceID uuid.UUID, delay time.Duration, atte
 			s.scheduleSeats(workspaceID, next, attempt+1)
 		}
 	})
+	s.seats.timers[workspaceID] = st
 }
 
 // SyncSeats sets a per-seat subscription's quantity to the workspace's

@@ -216,3 +216,52 @@ func TestPerSeatQuantityFollowsMembersDebounced(t *testing.T) {
 		t.Errorf("the retry reused the failed attempt's idempotency key (%v): Stripe would answer it with the same 500", keys)
 	}
 }
+
+// A member change while a failed quantity update waits for its retry
+// starts over with a full count of attempts: inheriting the pending
+// retry's count, it could get one try and be dropped, and the member would
+// go unbilled.
+func TestMemberChangeDuringSeatRetriesGetsItsOwnAttempts(t *testing.T) {
+	f := newFixture(t, testenv.SQLite(t), billing.Config{SeatDebounce: time.Millisecond})
+	f.stripe.SetPrices(stripefake.Price{LookupKey: "team_seat", UnitAmount: 800, Interval: "month", Active: true, ProductID: "prod_seat",
+		ProductMetadata: map[string]string{"plan": "team", "seats": "per_member"}})
+	ws := f.workspace(t, "owner")
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Times: 1, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: "sub_retry", Status: "active", ItemID: "si_retry", PriceID: "price_team_seat", LookupKey: "team_seat", Quantity: 1,
+		Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"},
+	})})
+	if _, err := f.svc.CreateSubscription(f.as("owner"), billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_seat", Quantity: 1}); err != nil {
+		t.Fatal(err)
+	}
+	const path = "/v1/subscriptions/sub_retry"
+	// Seven failures: the first member change's attempts 0 to 6; its last
+	// attempt then waits 16 s.
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: path, Times: 8, Status: 500, Body: stripefake.StripeError("api_error", "", "", "down")})
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: path, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: "sub_retry", Status: "active", ItemID: "si_retry", PriceID: "price_team_seat", LookupKey: "team_seat", Quantity: 3,
+		Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"},
+	})})
+	if _, err := f.svc.AddMember(f.as("owner"), ws, "member-1", "member"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(15 * time.Second); f.stripe.Count("POST", path) < 7; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d attempts after 15 s, want 7", f.stripe.Count("POST", path))
+		}
+	}
+	// The next member change: its first try fails too (the eighth 500),
+	// its retry lands.
+	if _, err := f.svc.AddMember(f.as("owner"), ws, "member-2", "member"); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_retry")).Only(f.sys(ws))
+		if err == nil && row.Quantity == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("quantity %v (%v) 5 s after the second member change, %d attempts; want 3 after its own retry",
+				row, err, f.stripe.Count("POST", path))
+		}
+	}
+}
