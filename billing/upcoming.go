@@ -93,6 +93,10 @@ func (s *Service) upcoming(ctx context.Context, p preview) (*UpcomingInvoice, er
 	params := &stripe.InvoiceUpcomingParams{Customer: stripe.String(p.customer), Subscription: p.subscription}
 	lines := &stripe.InvoiceUpcomingLinesParams{Customer: stripe.String(p.customer), Subscription: p.subscription}
 	if c := p.change; c != nil {
+		// Both asked as of one instant, or the lines' prorations would be
+		// priced a moment later than the invoice's.
+		at := stripe.Int64(time.Now().Unix())
+		params.SubscriptionProrationDate, lines.SubscriptionProrationDate = at, at
 		params.SubscriptionItems = []*stripe.SubscriptionItemsParams{{ID: stripe.String(c.item), Price: stripe.String(c.price), Quantity: stripe.Int64(c.quantity)}}
 		params.SubscriptionProrationBehavior = stripe.String("create_prorations")
 		lines.SubscriptionItems = []*stripe.InvoiceUpcomingLinesSubscriptionItemParams{{ID: stripe.String(c.item), Price: stripe.String(c.price), Quantity: stripe.Int64(c.quantity)}}

@@ -284,8 +284,10 @@ func TestUpcomingInvoiceAndPlanChangePreview(t *testing.T) {
 		}
 	}
 	req, _ = w.fake.Last("GET", "/v1/invoices/upcoming/lines")
-	if req.Query.Get("subscription_items[0][price]") != "price_pro_yearly" || req.Query.Get("subscription_proration_behavior") != "create_prorations" {
-		t.Errorf("the preview's lines asked with %v; want the same change", req.Query)
+	inv, _ := w.fake.Last("GET", "/v1/invoices/upcoming")
+	if req.Query.Get("subscription_items[0][price]") != "price_pro_yearly" || req.Query.Get("subscription_proration_behavior") != "create_prorations" ||
+		req.Query.Get("subscription_proration_date") == "" || req.Query.Get("subscription_proration_date") != inv.Query.Get("subscription_proration_date") {
+		t.Errorf("the preview's lines asked with %v, its invoice with %v; want the same change as of the same instant", req.Query, inv.Query)
 	}
 }
 
