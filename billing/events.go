@@ -189,65 +189,22 @@ func (s *Service) applyPlanned(ctx context.Context, planned []*plannedEvent) err
 	byWorkspace := slices.Clone(planned)
 	slices.SortStableFunc(byWorkspace, func(a, b *plannedEvent) int { return bytes.Compare(a.ws[:], b.ws[:]) })
 	return WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		done, err := s.finishRun(ctx, tx, byWorkspace)
-		if err != nil {
-			return err
-		}
 		for _, p := range byWorkspace {
-			p.done, p.publish, p.statusChanged = done[p.RowID], nil, false
-			if !p.done {
+			p.done, p.publish, p.statusChanged = false, nil, false
+			done, err := s.finishEvent(ctx, tx, p.RowID, webhookevent.StatusProcessed, "", p.ws)
+			if err != nil {
+				return err
+			}
+			if !done {
 				continue
 			}
+			p.done = true
 			if p.publish, p.statusChanged, err = p.change(systemCtx(ctx, p.ws), tx); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
-}
-
-// finishRun marks a run's events processed, each with its workspace,
-// unless they are done already, in tx, and reports which this call
-// marked: the changes of those, and only those, are to be applied. On
-// PostgreSQL that is one statement for the run. It is SQL, as ent has
-// neither UPDATE ... FROM nor RETURNING; it stays within the webhook
-// service's reach, the events the worker leased. SQLite marks the events
-// one by one.
-func (s *Service) finishRun(ctx context.Context, tx *ent.Tx, run []*plannedEvent) (map[uuid.UUID]bool, error) {
-	done := make(map[uuid.UUID]bool, len(run))
-	if !s.cfg.RowLocks || len(run) == 1 {
-		for _, p := range run {
-			ok, err := s.finishEvent(ctx, tx, p.RowID, webhookevent.StatusProcessed, "", p.ws)
-			if err != nil {
-				return nil, err
-			}
-			done[p.RowID] = ok
-		}
-		return done, nil
-	}
-	ids, workspaces := make([]string, len(run)), make([]string, len(run))
-	for i, p := range run {
-		ids[i], workspaces[i] = p.RowID.String(), p.ws.String()
-	}
-	rows, err := tx.QueryContext(ctx, `UPDATE webhook_events AS e
-		SET status = $3, processed_at = $4, update_time = $4, next_attempt_at = NULL, locked_until = NULL,
-			last_error = '', workspace_id = run.ws
-		FROM unnest($1::uuid[], $2::uuid[]) AS run(id, ws)
-		WHERE e.id = run.id AND e.status IN ($5, $6)
-		RETURNING e.id`,
-		ids, workspaces, string(webhookevent.StatusProcessed), time.Now(), string(webhookevent.StatusReceived), string(webhookevent.StatusFailed))
-	if err != nil {
-		return nil, err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id uuid.UUID
-		if err := rows.Scan(&id); err != nil {
-			return nil, err
-		}
-		done[id] = true
-	}
-	return done, rows.Err()
 }
 
 // announce follows committed events: it writes each changed workspace's

@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"context"
-	stdsql "database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -63,22 +62,6 @@ func (t *countingTx) Commit() error {
 		f()
 	}
 	return err
-}
-
-// QueryContext passes database/sql's QueryContext through, which billing's
-// own SQL statements use.
-func (t *countingTx) QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error) {
-	return queryContext(ctx, t.Tx, query, args...)
-}
-
-func queryContext(ctx context.Context, tx dialect.Tx, query string, args ...any) (*stdsql.Rows, error) {
-	q, ok := tx.(interface {
-		QueryContext(context.Context, string, ...any) (*stdsql.Rows, error)
-	})
-	if !ok {
-		return nil, fmt.Errorf("%T has no QueryContext", tx)
-	}
-	return q.QueryContext(ctx, query, args...)
 }
 
 func (t *countingTx) Rollback() error {

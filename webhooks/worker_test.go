@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"context"
-	stdsql "database/sql"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -985,11 +984,6 @@ func (d *recordingDriver) find(s string) (recordedQuery, bool) {
 type recordingTx struct {
 	dialect.Tx
 	d *recordingDriver
-}
-
-func (t *recordingTx) QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error) {
-	t.d.record(query, args)
-	return queryContext(ctx, t.Tx, query, args...)
 }
 
 func (t *recordingTx) Query(ctx context.Context, query string, args, v any) error {
