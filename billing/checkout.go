@@ -105,14 +105,16 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 	// answered with its session, even once that session has subscribed the
 	// workspace; the claim repeats the check under a lock.
 	if mode == checkoutsession.ModeSubscription {
-		if err := s.refuseSecondSubscription(ctx, s.db, in.WorkspaceID, reqKey); err != nil {
-			return nil, err
-		}
 		repeat, err := s.db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Exist(ctx)
 		if err != nil {
 			return nil, err
 		}
 		if !repeat {
+			if live, err := hasLiveSubscription(ctx, s.db, in.WorkspaceID, reqKey); err != nil {
+				return nil, err
+			} else if live {
+				return nil, errSecondSubscription
+			}
 			if err := s.expireOtherSubscriptionCheckouts(ctx, in.WorkspaceID, reqKey); err != nil {
 				return nil, err
 			}
@@ -180,16 +182,13 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 					if err := s.lockWorkspaceBilling(ctx, tx, ws); err != nil {
 						return err
 					}
-					if err := s.refuseSecondSubscription(ctx, tx.Client(), ws, reqKey); err != nil {
-						return err
-					}
 					// A repeat goes on to find its own row.
 					repeat, err := tx.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Exist(ctx)
 					if err != nil {
 						return err
 					}
 					if !repeat {
-						if err := refuseOtherSubscriptionCheckout(ctx, tx.Client(), ws, reqKey); err != nil {
+						if err := refuseSecondSubscription(ctx, tx.Client(), ws, reqKey); err != nil {
 							return err
 						}
 					}
@@ -217,24 +216,6 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 			return n == 1, err
 		},
 	}
-}
-
-// refuseSecondSubscription refuses a subscription-mode checkout for a
-// workspace that has a live subscription, unless the request (reqKey) was
-// made before: its repeat is answered with its session.
-func (s *Service) refuseSecondSubscription(ctx context.Context, db *ent.Client, ws uuid.UUID, reqKey string) error {
-	repeat, err := db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Exist(ctx)
-	if err != nil || repeat {
-		return err
-	}
-	live, err := hasLiveSubscription(ctx, db, ws, "")
-	if err != nil {
-		return err
-	}
-	if live {
-		return errSecondSubscription
-	}
-	return nil
 }
 
 // doubleClickKey returns the request key of a Checkout request made
@@ -312,15 +293,11 @@ func (s *Service) expireCheckout(ctx context.Context, row *ent.CheckoutSession) 
 	params := &stripe.CheckoutSessionExpireParams{}
 	params.Context = ctx
 	_, err := retryRateLimited(ctx, func() (*stripe.CheckoutSession, error) { return s.stripe.CheckoutSessions.Expire(id, params) })
-	if err == nil {
-		return s.db.CheckoutSession.Update().
-			Where(checkoutsession.ID(row.ID), checkoutsession.StatusEQ(checkoutsession.StatusOpen)).
-			SetStatus(checkoutsession.StatusExpired).Exec(context.WithoutCancel(ctx))
-	}
 	var se *stripe.Error
-	if errors.As(err, &se) && se.Code == stripe.ErrorCodeResourceMissing {
-		// Stripe does not know it (test data deleted, other keys): it can
-		// subscribe no one, and no webhook will ever end it.
+	errors.As(err, &se)
+	// Expired now; or Stripe does not know it (test data deleted, other
+	// keys): it can subscribe no one, and no webhook will ever end it.
+	if err == nil || se != nil && se.Code == stripe.ErrorCodeResourceMissing {
 		return s.db.CheckoutSession.Update().
 			Where(checkoutsession.ID(row.ID), checkoutsession.StatusEQ(checkoutsession.StatusOpen)).
 			SetStatus(checkoutsession.StatusExpired).Exec(context.WithoutCancel(ctx))
@@ -346,11 +323,19 @@ func (s *Service) expireCheckout(ctx context.Context, row *ent.CheckoutSession) 
 	return s.fromStripe(ctx, "checkout_session.expire", err)
 }
 
-// refuseOtherSubscriptionCheckout refuses, under the workspace's lock, a
-// new subscription while another subscription Checkout of the workspace
-// could still subscribe it: one opened since expireOtherSubscriptionCheckouts
-// looked.
-func refuseOtherSubscriptionCheckout(ctx context.Context, db *ent.Client, ws uuid.UUID, reqKey string) error {
+// refuseSecondSubscription refuses, under the workspace's lock, a new
+// subscription (reqKey is its request, made directly or through Checkout)
+// beside a live one, or beside another subscription Checkout that could
+// still subscribe the workspace: one opened since
+// expireOtherSubscriptionCheckouts looked.
+func refuseSecondSubscription(ctx context.Context, db *ent.Client, ws uuid.UUID, reqKey string) error {
+	live, err := hasLiveSubscription(ctx, db, ws, reqKey)
+	if err != nil {
+		return err
+	}
+	if live {
+		return errSecondSubscription
+	}
 	open, err := db.CheckoutSession.Query().Where(otherSubscriptionCheckouts(ws, reqKey)...).Exist(ctx)
 	if err != nil {
 		return err

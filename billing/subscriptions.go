@@ -373,16 +373,10 @@ func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, pla
 				if err := s.lockWorkspaceBilling(ctx, tx, ws); err != nil {
 					return err
 				}
-				live, err := hasLiveSubscription(ctx, tx.Client(), ws, reqKey)
-				if err != nil {
+				if err := refuseSecondSubscription(ctx, tx.Client(), ws, reqKey); err != nil {
 					return err
 				}
-				if live {
-					return errSecondSubscription
-				}
-				if err := refuseOtherSubscriptionCheckout(ctx, tx.Client(), ws, reqKey); err != nil {
-					return err
-				}
+				var err error
 				row, err = tx.Subscription.Create().
 					SetWorkspaceID(ws).SetRequestKey(reqKey).SetPlan(planName).SetLookupKey(plan.LookupKey).
 					SetPriceID(plan.PriceID).SetQuantity(qty).SetFeatures(plan.Product.Features).
