@@ -110,15 +110,7 @@ func (s *Service) cachedStatus(ctx context.Context, ws *ent.Workspace) (*Billing
 		// The snapshot missed a change: its write-through failed (Redis
 		// refused it, or the process stopped after the commit). Answer from
 		// the database, and put the fresh snapshot in its place.
-		fresh, err := s.loadStatus(ctx, ws.ID)
-		if err != nil {
-			return nil, false, err
-		}
-		b, err := json.Marshal(fresh)
-		if err != nil {
-			return nil, false, err
-		}
-		return fresh, s.status.Store(ctx, ws.ID.String(), fresh.Version, b), nil
+		return s.writeStatusThrough(ctx, ws.ID)
 	}
 	return &st, stored, nil
 }
@@ -156,19 +148,28 @@ func (s *Service) currentSubscription(ctx context.Context, db *ent.Client, works
 	return row, err
 }
 
-// refreshStatus writes a workspace's new billing status through to the
-// cache after a committed change.
-func (s *Service) refreshStatus(ctx context.Context, workspaceID uuid.UUID) {
+// writeStatusThrough reads a workspace's billing status from the database
+// and stores it in the status cache, unless Redis holds a newer one; it
+// reports whether Redis answered.
+func (s *Service) writeStatusThrough(ctx context.Context, workspaceID uuid.UUID) (*BillingStatus, bool, error) {
 	st, err := s.loadStatus(ctx, workspaceID)
 	if err != nil {
-		s.log.ErrorContext(ctx, "status cache: reload after change failed", "workspace_id", workspaceID, "err", err)
-		return
+		return nil, false, err
 	}
 	b, err := json.Marshal(st)
 	if err != nil {
+		return nil, false, err
+	}
+	return st, s.status.Store(ctx, workspaceID.String(), st.Version, b), nil
+}
+
+// refreshStatus writes a workspace's new billing status through to the
+// cache after a committed change.
+func (s *Service) refreshStatus(ctx context.Context, workspaceID uuid.UUID) {
+	if _, _, err := s.writeStatusThrough(ctx, workspaceID); err != nil {
+		s.log.ErrorContext(ctx, "status cache: reload after change failed", "workspace_id", workspaceID, "err", err)
 		return
 	}
-	s.status.Store(ctx, workspaceID.String(), st.Version, b)
 	// After the snapshot is in Redis: a replica that refilled its near
 	// cache from the old snapshot in between drops it now.
 	s.invalidate(ctx, cache.WorkspaceGroup(workspaceID.String()))
