@@ -132,11 +132,20 @@ func (w *Worker) ProcessDue(ctx context.Context) int {
 	return len(batch)
 }
 
-// claimable is the condition for leasing an event: not done, and not
-// leased to a worker whose lease still runs.
+// claimable is the condition for leasing an event: still to apply (its
+// next attempt is set exactly while it is: received, or failed with
+// attempts left), and not leased to a worker whose lease still runs.
+//
+// It names no status: the claim must be planned on the partial index
+// webhookevent_due_by_created whatever the table's statistics say. Named,
+// the statuses offered PostgreSQL the status index, and statistics taken
+// while hardly any event waited (the usual state, which a month-end burst
+// finds) promised one row there: every claim then read and sorted the
+// whole backlog, and its lease update read the backlog's entries of that
+// index again, so claims slowed as the backlog grew.
 func claimable(now time.Time) []predicate.WebhookEvent {
 	return []predicate.WebhookEvent{
-		webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed),
+		webhookevent.NextAttemptAtNotNil(),
 		webhookevent.Or(webhookevent.LockedUntilIsNil(), webhookevent.LockedUntilLT(now)),
 	}
 }
@@ -144,16 +153,30 @@ func claimable(now time.Time) []predicate.WebhookEvent {
 // claimBatch leases up to batchSize due events to this worker in one
 // transaction and returns them oldest first (by Stripe's created, then by
 // arrival). With RowLocks the rows are selected FOR UPDATE SKIP LOCKED, so
-// a concurrent claimer skips them instead of waiting. The update repeats
-// the claim conditions; if it leases fewer rows than were listed, another
-// worker got some of them first: the transaction is rolled back (so that
-// nothing is leased by halves) and the events are claimed one by one.
+// a concurrent claimer skips them instead of waiting, and the update that
+// leases them names their ids alone: they are locked, nothing can have
+// changed them since. Without row locks the update repeats the claim
+// conditions; if it leases fewer rows than were listed, another worker got
+// some of them first: the transaction is rolled back (so that nothing is
+// leased by halves) and the events are claimed one by one.
 func (w *Worker) claimBatch(ctx context.Context, now time.Time) ([]*ent.WebhookEvent, error) {
 	tx, err := w.DB.Tx(ctx)
 	if err != nil {
 		return nil, err
 	}
 	defer func() { _ = tx.Rollback() }() // a no-op after Commit
+	if w.RowLocks {
+		// PostgreSQL plans the claim afresh each time, with the table as it
+		// is now. pgx prepares every query, and PostgreSQL soon caches one
+		// plan for a prepared statement; cached while the table was small
+		// (the first minutes of a database, or the events table on a new
+		// replica's connection), a sequential scan and a sort served every
+		// later claim, read the whole table and sorted the backlog. Planning
+		// once per batch costs far less than one such read.
+		if _, err := tx.ExecContext(ctx, "SET LOCAL plan_cache_mode = force_custom_plan"); err != nil {
+			return nil, err
+		}
+	}
 	q := tx.WebhookEvent.Query().
 		Where(webhookevent.NextAttemptAtLTE(now)).
 		Where(claimable(now)...).
@@ -170,12 +193,11 @@ func (w *Worker) claimBatch(ctx context.Context, now time.Time) ([]*ent.WebhookE
 	for i, row := range rows {
 		ids[i] = row.ID
 	}
-	n, err := tx.WebhookEvent.Update().
-		Where(webhookevent.IDIn(ids...)).
-		Where(claimable(now)...).
-		SetLockedUntil(now.Add(w.lease())).
-		AddAttempts(1).
-		Save(ctx)
+	upd := tx.WebhookEvent.Update().Where(webhookevent.IDIn(ids...))
+	if !w.RowLocks {
+		upd.Where(claimable(now)...)
+	}
+	n, err := upd.SetLockedUntil(now.Add(w.lease())).AddAttempts(1).Save(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -56,9 +56,9 @@ func (WebhookEvent) Indexes() []entgo.Index {
 		// failed events still waiting out a backoff, however long the
 		// backlog or the history (without it, every claim read and sorted
 		// the whole backlog). next_attempt_at is set exactly while an event
-		// is still to apply, and the claim's "next_attempt_at <= now"
-		// implies the condition, so PostgreSQL uses it in generic plans
-		// too. (SQLite's planner prefers the status index and sorts.)
+		// is still to apply, and the claim names the condition itself. The
+		// claim names no status, so that the status index above is no
+		// candidate for it (see webhooks.claimable).
 		index.Fields("created", "create_time").
 			Annotations(entsql.IndexWhere("next_attempt_at IS NOT NULL")).
 			StorageKey("webhookevent_due_by_created"),
