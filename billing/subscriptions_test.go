@@ -1,12 +1,16 @@
 package billing_test
 
 import (
+	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"billingapi/auth"
 	"billingapi/billing"
+	"billingapi/ent/privacy"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 
@@ -263,5 +267,163 @@ func TestMemberChangeDuringSeatRetriesGetsItsOwnAttempts(t *testing.T) {
 			t.Fatalf("quantity %v (%v) 5 s after the second member change, %d attempts; want 3 after its own retry",
 				row, err, f.stripe.Count("POST", path))
 		}
+	}
+}
+
+// A member added while no quantity update could follow (the process that
+// held the debounce timer stopped, or every attempt failed) is billed by
+// the next seat sweep: only per-seat subscriptions that are live, whose
+// plan is still in the catalog, whose quantity differs from the member
+// count, and that this process has no update pending for are updated, once.
+func TestSeatSweepBillsMembersWhoseUpdateWasLost(t *testing.T) {
+	f := newFixtureWithEmbeddedRedis(t, testenv.Postgres(t), billing.Config{SeatDebounce: time.Hour})
+	seat := stripefake.Price{LookupKey: "team_seat", UnitAmount: 800, Interval: "month", Active: true, ProductID: "prod_seat",
+		ProductMetadata: map[string]string{"plan": "team", "seats": "per_member"}}
+	flat := stripefake.Price{LookupKey: "flat_monthly", UnitAmount: 5000, Interval: "month", Active: true, ProductID: "prod_flat",
+		ProductMetadata: map[string]string{"plan": "flat"}}
+	retired := stripefake.Price{LookupKey: "old_seat", UnitAmount: 700, Interval: "month", Active: true, ProductID: "prod_old",
+		ProductMetadata: map[string]string{"plan": "team", "seats": "per_member"}}
+	f.stripe.SetPrices(seat, flat, retired)
+	subscribe := func(owner, id, lookupKey string) uuid.UUID {
+		t.Helper()
+		ws := f.workspace(t, owner)
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Times: 1, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+			ID: id, Status: "active", ItemID: "si_" + id, PriceID: "price_" + lookupKey, LookupKey: lookupKey, Quantity: 1,
+			Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"},
+		})})
+		if _, err := f.svc.CreateSubscription(f.as(owner), billing.SubscriptionInput{WorkspaceID: ws, LookupKey: lookupKey, Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+		return ws
+	}
+	memberBehindItsBack := func(ws uuid.UUID, user string) { t.Helper(); f.memberWithoutSeatSync(t, ws, user) }
+	lost := subscribe("owner-lost", "sub_lost", "team_seat")
+	memberBehindItsBack(lost, "member-lost")
+	flatWS := subscribe("owner-flat", "sub_flatp", "flat_monthly")
+	memberBehindItsBack(flatWS, "member-flat")
+	subscribe("owner-even", "sub_even", "team_seat") // one member, quantity 1
+	canceled := subscribe("owner-canceled", "sub_canceled", "team_seat")
+	memberBehindItsBack(canceled, "member-canceled")
+	if err := f.svc.DB().Subscription.Update().Where(subscriptionStripeID("sub_canceled")).SetStatus("canceled").Exec(f.sys(canceled)); err != nil {
+		t.Fatal(err)
+	}
+	old := subscribe("owner-old", "sub_old", "old_seat")
+	memberBehindItsBack(old, "member-old")
+	pending := subscribe("owner-pending", "sub_pending", "team_seat")
+	if _, err := f.svc.AddMember(f.as("owner-pending"), pending, "member-pending", "member"); err != nil {
+		t.Fatal(err) // its update waits out the hour's debounce
+	}
+	// old_seat leaves the catalog, and the price cache forgets it: its
+	// subscription's plan cannot be told per seat or not, and is passed
+	// over, while the others are swept.
+	f.stripe.SetPrices(seat, flat)
+	f.flushRedis(t)
+	f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions/sub_lost", Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: "sub_lost", Status: "active", ItemID: "si_sub_lost", PriceID: "price_team_seat", LookupKey: "team_seat", Quantity: 2,
+		Metadata: map[string]string{"workspace_id": lost.String(), "plan": "team"},
+	})})
+
+	n, err := f.svc.SweepSeats(f.ctx)
+	updates := map[string]int{}
+	for _, req := range f.stripe.Requests() {
+		if req.Method == "POST" && strings.HasPrefix(req.Path, "/v1/subscriptions/") {
+			updates[strings.TrimPrefix(req.Path, "/v1/subscriptions/")]++
+		}
+	}
+	if fmt.Sprint(updates) != "map[sub_lost:1]" || err != nil || n != 1 {
+		t.Fatalf("sweep sent %d updates (%v): %v; want sub_lost's alone", n, err, updates)
+	}
+	req, _ := f.stripe.Last("POST", "/v1/subscriptions/sub_lost")
+	if req.Form.Get("items[0][quantity]") != "2" || req.Form.Get("items[0][id]") != "si_sub_lost" ||
+		req.Form.Get("proration_behavior") != "create_prorations" || req.Header.Get("Idempotency-Key") == "" {
+		t.Fatalf("update params = %v", req.Form)
+	}
+	row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_lost")).Only(f.sys(lost))
+	if err != nil || row.Quantity != 2 {
+		t.Fatalf("stored quantity = %v, %v; want 2", row, err)
+	}
+	// In step now: the next sweep sends nothing.
+	if n, err := f.svc.SweepSeats(f.ctx); err != nil || n != 0 {
+		t.Fatalf("second sweep updated %d (%v), want 0", n, err)
+	}
+	if got := f.stripe.Count("POST", "/v1/subscriptions/sub_lost"); got != 1 {
+		t.Fatalf("sub_lost updated %d times, want 1", got)
+	}
+}
+
+// A sweep that Stripe refuses for one workspace goes on with the others,
+// and RunSeatSweep, on its interval, brings the refused one in step once
+// Stripe answers again.
+func TestSeatSweepGoesOnPastAFailureAndRunsOnItsInterval(t *testing.T) {
+	f := newFixture(t, testenv.SQLite(t), billing.Config{})
+	f.stripe.SetPrices(stripefake.Price{LookupKey: "team_seat", UnitAmount: 800, Interval: "month", Active: true, ProductID: "prod_seat",
+		ProductMetadata: map[string]string{"plan": "team", "seats": "per_member"}})
+	var wss []uuid.UUID
+	for _, id := range []string{"sub_a", "sub_b"} {
+		ws := f.workspace(t, "owner-"+id)
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions", Times: 1, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+			ID: id, Status: "active", ItemID: "si_" + id, PriceID: "price_team_seat", LookupKey: "team_seat", Quantity: 1,
+			Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"},
+		})})
+		if _, err := f.svc.CreateSubscription(f.as("owner-"+id), billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_seat", Quantity: 1}); err != nil {
+			t.Fatal(err)
+		}
+		f.memberWithoutSeatSync(t, ws, "member-"+id)
+		if id == "sub_a" {
+			f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions/" + id, Status: 500, Times: 1,
+				Body: stripefake.StripeError("api_error", "", "", "down")})
+		}
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/subscriptions/" + id, Body: stripefake.SubscriptionJSON(stripefake.Subscription{
+			ID: id, Status: "active", ItemID: "si_" + id, PriceID: "price_team_seat", LookupKey: "team_seat", Quantity: 2,
+			Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"},
+		})})
+		wss = append(wss, ws)
+	}
+	// sub_a's first update fails; sub_b's is tried all the same.
+	n, err := f.svc.SweepSeats(f.ctx)
+	if err != nil || n != 2 {
+		t.Fatalf("sweep sent %d updates (%v), want 2: sub_a's failed one and sub_b's", n, err)
+	}
+	quantity := func(ws uuid.UUID, id string) int64 {
+		row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID(id)).Only(f.sys(ws))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return row.Quantity
+	}
+	if a, b := quantity(wss[0], "sub_a"), quantity(wss[1], "sub_b"); a != 1 || b != 2 {
+		t.Fatalf("quantities after the first sweep: sub_a %d, sub_b %d; want 1 (refused) and 2", a, b)
+	}
+	ctx, cancel := context.WithCancel(f.ctx)
+	defer cancel()
+	go f.svc.RunSeatSweep(ctx, 50*time.Millisecond)
+	for deadline := time.Now().Add(10 * time.Second); quantity(wss[0], "sub_a") != 2; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("sub_a still at quantity %d after 10 s of sweeps", quantity(wss[0], "sub_a"))
+		}
+	}
+	// The retry had a key of its own: Stripe answers a key it saw fail
+	// with a 500 with the same 500.
+	var keys []string
+	for _, req := range f.stripe.Requests() {
+		if req.Method == "POST" && req.Path == "/v1/subscriptions/sub_a" {
+			keys = append(keys, req.Header.Get("Idempotency-Key"))
+		}
+	}
+	if len(keys) < 2 || keys[0] == "" || keys[0] == keys[1] {
+		t.Errorf("sub_a's idempotency keys %q: the sweep after the failure must not reuse the failed one", keys)
+	}
+}
+
+// memberWithoutSeatSync stores a member of ws with no quantity update
+// scheduled, as a process that stopped before its debounce fired leaves it.
+func (f *fixture) memberWithoutSeatSync(t *testing.T, ws uuid.UUID, user string) {
+	t.Helper()
+	all := privacy.DecisionContext(f.ctx, privacy.Allow)
+	if err := f.svc.DB().User.Create().SetID(user).Exec(all); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.svc.DB().Membership.Create().SetWorkspaceID(ws).SetUserID(user).SetRole(auth.RoleMember).Exec(all); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -145,8 +145,11 @@ func (m *Main) Open(ctx context.Context) error {
 		defer close(m.workerDone)
 		var wg sync.WaitGroup
 		if m.Config.Stripe.SecretKey != "" {
-			wg.Add(1)
+			wg.Add(2)
 			go func() { defer wg.Done(); reconciler.Run(workerCtx) }()
+			// Per-seat quantities whose debounced update a stopped
+			// process lost, or whose attempts all failed.
+			go func() { defer wg.Done(); m.Billing.RunSeatSweep(workerCtx, billing.SeatSweepInterval) }()
 		}
 		m.Worker.Run(workerCtx)
 		wg.Wait()
