@@ -18,9 +18,17 @@ const subscriberBuffer = 64
 // local subscribers by workspace, so a thousand websocket subscribers cost
 // one Redis connection, not a thousand. go-redis re-subscribes by itself
 // when Redis comes back after an outage.
+//
+// A replica's near cache hears of a change on a connection of its own, so
+// an event could reach a subscriber before the invalidation that came
+// with it reached the near cache; a client that reads the workspace on
+// the push would be answered from memory, stale. The bus therefore drops
+// the event's workspace group from the near cache before it hands the
+// event to anyone.
 type Bus struct {
 	rdb    redis.UniversalClient
 	prefix string
+	near   *Near
 	log    *slog.Logger
 
 	mu     sync.Mutex
@@ -30,13 +38,14 @@ type Bus struct {
 	done   chan struct{}
 }
 
-// NewBus returns a bus whose channels start with prefix. Call Start before
-// Subscribe, and Close when done.
-func NewBus(rdb redis.UniversalClient, prefix string, log *slog.Logger) *Bus {
+// NewBus returns a bus whose channels start with prefix, in front of this
+// replica's near cache (nil for none). Call Start before Subscribe, and
+// Close when done.
+func NewBus(rdb redis.UniversalClient, prefix string, near *Near, log *slog.Logger) *Bus {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Bus{rdb: rdb, prefix: prefix, log: log, subs: map[string]map[*subscriber]struct{}{}}
+	return &Bus{rdb: rdb, prefix: prefix, near: near, log: log, subs: map[string]map[*subscriber]struct{}{}}
 }
 
 func (b *Bus) channel(workspaceID string) string { return b.prefix + "events:" + workspaceID }
@@ -61,6 +70,9 @@ func (b *Bus) dispatch(msgs <-chan *redis.Message) {
 	defer close(b.done)
 	for msg := range msgs {
 		ws := strings.TrimPrefix(msg.Channel, b.prefix+"events:")
+		if b.near != nil {
+			b.near.drop(WorkspaceGroup(ws))
+		}
 		// One Message for every local subscriber: it is decoded once, by
 		// whichever subscriber needs it first.
 		m := &Message{Payload: []byte(msg.Payload)}

@@ -17,7 +17,7 @@ func TestBus(t *testing.T) {
 	for name, open := range redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
-			bus := cache.NewBus(rdb, prefix, nil)
+			bus := cache.NewBus(rdb, prefix, nil, nil)
 			if err := bus.Start(context.Background()); err != nil {
 				t.Fatal(err)
 			}
@@ -165,4 +165,44 @@ func TestMessageShare(t *testing.T) {
 			t.Errorf("after the computation: got %v, %v; want its value", v, err)
 		}
 	})
+}
+
+// TestBusDropsTheWorkspaceFromTheNearCacheBeforeDelivering: an event
+// reaches its subscribers only after its workspace's near-cache group is
+// gone on their replica, so that a client reading the workspace on the
+// push is not answered from memory with what the event changed, even when
+// the invalidation that came with the change has not arrived yet (it
+// travels on another connection; here it never comes, and entries live a
+// minute). Other workspaces' entries stay.
+func TestBusDropsTheWorkspaceFromTheNearCacheBeforeDelivering(t *testing.T) {
+	for name, open := range redises(t) {
+		t.Run(name, func(t *testing.T) {
+			rdb, prefix := open(t)
+			near := cache.NewNear(rdb, prefix, time.Minute, nil)
+			startNear(t, near)
+			bus := cache.NewBus(rdb, prefix, near, nil)
+			if err := bus.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = bus.Close() })
+			ctx := context.Background()
+			fill(near, cache.WorkspaceGroup("ws1"), "status", "active")
+			fill(near, cache.WorkspaceGroup("ws2"), "status", "active")
+			events := bus.Subscribe(ctx, "ws1")
+			if err := bus.Publish(ctx, "ws1", []byte(`{"type":"customer.subscription.deleted"}`)); err != nil {
+				t.Fatal(err)
+			}
+			select {
+			case <-events:
+			case <-time.After(2 * time.Second):
+				t.Fatal("event not delivered")
+			}
+			if v := held(near, cache.WorkspaceGroup("ws1"), "status"); v != nil {
+				t.Errorf("the near cache still answers %v for the event's workspace when its subscriber has the event", v)
+			}
+			if v := held(near, cache.WorkspaceGroup("ws2"), "status"); v != "active" {
+				t.Errorf("another workspace's entry is %v, want it kept", v)
+			}
+		})
+	}
 }

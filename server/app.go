@@ -107,7 +107,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
 	m.Prices.Observe = m.Metrics.PriceCacheLookups
 	m.Prices.Near = m.Near
-	m.Bus = cache.NewBus(m.Redis, m.Config.RedisKeyPrefix, m.Log)
+	m.Bus = cache.NewBus(m.Redis, m.Config.RedisKeyPrefix, m.Near, m.Log)
 	m.Metrics.ObserveSubscribers(m.Bus.Subscribers)
 	if err := m.Bus.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
