@@ -5,10 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
+	"time"
 	"unicode/utf8"
 
+	"billingapi/auth"
 	"billingapi/cache"
+
+	"github.com/google/uuid"
 
 	"github.com/stripe/stripe-go/v76"
 )
@@ -81,10 +86,18 @@ func (s *Service) plans(ctx context.Context, keys []string) ([]Plan, bool, error
 }
 
 // Price returns the plan with a lookup key: BAD_USER_INPUT for a malformed
-// key, NOT_FOUND for one Stripe does not have.
+// key, NOT_FOUND for one Stripe does not have. An anonymous caller asking
+// for a key outside the plan catalog that no cache holds spends one of the
+// anonymous lookups' shared budget (RATE_LIMITED once it is spent), or
+// anyone could spend the Stripe account's own rate limit, which every
+// workspace's billing shares, by asking for ever new keys. Keys Stripe
+// does not have are cached too, so asking again for one costs nothing.
 func (s *Service) Price(ctx context.Context, lookupKey string) (*Plan, error) {
 	if err := ValidateLookupKey("lookupKey", lookupKey); err != nil {
 		return nil, err
+	}
+	if s.limit != nil && anonymous(ctx) && !slices.Contains(s.cfg.PlanLookupKeys, lookupKey) {
+		ctx = context.WithValue(ctx, anonymousLookup{}, true)
 	}
 	plans, err := s.cachedPlans(ctx, "lk:"+lookupKey, 1, func() ([]Plan, bool, error) {
 		return s.plans(ctx, []string{lookupKey})
@@ -103,6 +116,9 @@ func (s *Service) Price(ctx context.Context, lookupKey string) (*Plan, error) {
 func (s *Service) loadPrices(ctx context.Context, lookupKeys []string) (map[string]cache.PriceEntry, error) {
 	if s.stripe == nil {
 		return nil, errStripeNotConfigured
+	}
+	if err := s.spendAnonymousLookup(ctx); err != nil {
+		return nil, err
 	}
 	out := make(map[string]cache.PriceEntry, len(lookupKeys))
 	for start := 0; start < len(lookupKeys); start += maxLookupKeysPerList {
@@ -319,4 +335,37 @@ func (s *Service) CreatePrice(ctx context.Context, in PriceInput) (*Plan, error)
 		p.LookupKey = in.LookupKey
 	}
 	return &p, nil
+}
+
+// anonymousLookup marks, in a context, a price lookup that spends the
+// anonymous lookups' budget when it reaches Stripe (Price).
+type anonymousLookup struct{}
+
+// anonymousLookupsKey is the rate limiter's key of that budget.
+const anonymousLookupsKey = "price-lookups:anonymous"
+
+// spendAnonymousLookup spends one of the anonymous lookups' budget when
+// ctx is so marked. When Redis cannot count, the lookup is refused: the
+// budget protects Stripe's rate limit, and an uncounted burst is what it
+// exists to stop.
+func (s *Service) spendAnonymousLookup(ctx context.Context) error {
+	if marked, _ := ctx.Value(anonymousLookup{}).(bool); !marked {
+		return nil
+	}
+	allowed, retry, err := s.limit.Allow(ctx, anonymousLookupsKey)
+	if err != nil {
+		s.log.WarnContext(ctx, "rate limiter unavailable; refusing an anonymous price lookup", "err", err)
+		return &Error{Code: CodeRateLimited, Message: "Price lookups are briefly unavailable. Please try again in a moment.", RetryAfter: 5 * time.Second}
+	}
+	if !allowed {
+		return &Error{Code: CodeRateLimited, Message: "Too many price lookups. Please wait a moment and try again.", RetryAfter: retry}
+	}
+	return nil
+}
+
+// anonymous reports whether nobody is asking: no signed-in user, no
+// background work, no internal service.
+func anonymous(ctx context.Context) bool {
+	v, ok := auth.FromContext(ctx)
+	return !ok || (v.UserID == "" && v.SystemWorkspace == uuid.Nil && v.Service == "")
 }

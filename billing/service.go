@@ -45,7 +45,11 @@ type Deps struct {
 	// Near is the in-process cache of hot reads (near.go); nil caches
 	// nothing in memory.
 	Near *cache.Near
-	Log  *slog.Logger
+	// Limiter bounds the Stripe price lookups that anonymous callers cause
+	// for lookup keys outside the plan catalog, all of them together, to
+	// its per-minute budget (catalog.go); nil bounds nothing.
+	Limiter *cache.RateLimiter
+	Log     *slog.Logger
 }
 
 // Service is the billing domain. Build it with New; its methods take the
@@ -56,6 +60,7 @@ type Service struct {
 	prices *cache.Prices
 	status *cache.Status
 	near   *cache.Near
+	limit  *cache.RateLimiter
 	bus    Publisher
 	cfg    Config
 
@@ -69,7 +74,7 @@ func New(d Deps, cfg Config) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, bus: d.Bus, cfg: cfg, log: d.Log}
+	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, limit: d.Limiter, bus: d.Bus, cfg: cfg, log: d.Log}
 	if d.Near != nil {
 		s.invalidateOnWrite()
 	}

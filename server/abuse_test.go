@@ -197,3 +197,52 @@ func TestRateLimiterFailsClosedWhenRedisIsDown(t *testing.T) {
 		t.Fatalf("plans without Redis: %s", r.Raw)
 	}
 }
+
+// Anonymous price lookups that reach Stripe (keys outside the plan catalog
+// that no cache holds) share one budget per minute, so that ever new keys
+// cannot spend the Stripe account's rate limit, which every workspace's
+// billing shares. A key asked again is answered from the cache, found or
+// not, at no cost; the catalog's keys and signed-in callers spend nothing.
+func TestAnonymousPriceLookupsShareOneBudget(t *testing.T) {
+	s, fake := startCatalogServer(t, map[string]string{"RATE_LIMIT_PER_MINUTE": "3"})
+	if time.Now().Second() > 55 {
+		time.Sleep(6 * time.Second) // stay inside one minute window
+	}
+	price := func(token, key string) gqlResponse {
+		return s.gql(t, token, `query($k: String!) { price(lookupKey: $k) { lookupKey } }`, map[string]any{"k": key})
+	}
+	stripeCalls := func() int { return fake.Count("GET", "/v1/prices") }
+	var codes []string
+	for _, key := range []string{"credits_jpy", "guess_1", "guess_2", "guess_3", "guess_4"} {
+		codes = append(codes, price("", key).Code())
+	}
+	if want := "[ NOT_FOUND NOT_FOUND RATE_LIMITED RATE_LIMITED]"; fmt.Sprint(codes) != want {
+		t.Fatalf("anonymous lookups of new keys: %v, want %s", codes, want)
+	}
+	if n := stripeCalls(); n != 3 {
+		t.Fatalf("%d Stripe price lists for them, want 3: one per lookup within the budget", n)
+	}
+	r := price("", "guess_4")
+	if ra, _ := r.Errors[0].Extensions["retryAfter"].(float64); r.Code() != "RATE_LIMITED" || ra < 1 || ra > 60 {
+		t.Fatalf("a refused lookup: %s", r.Raw)
+	}
+	// Asked again: from the cache, found or not, without the budget.
+	if r := price("", "credits_jpy"); r.Code() != "" {
+		t.Fatalf("a cached key after the budget: %s", r.Raw)
+	}
+	if r := price("", "guess_1"); r.Code() != "NOT_FOUND" {
+		t.Fatalf("a key Stripe had not, asked again: %s", r.Raw)
+	}
+	// The catalog's keys, cold, and a signed-in caller's new key still
+	// reach Stripe.
+	for _, q := range []struct{ token, key, code string }{
+		{"", "starter_monthly", ""}, {"", "retired_plan", "NOT_FOUND"}, {s.token(t, "alice", false), "guess_5", "NOT_FOUND"},
+	} {
+		if r := price(q.token, q.key); r.Code() != q.code {
+			t.Fatalf("%s after the anonymous budget: %s, want %q", q.key, r.Raw, q.code)
+		}
+	}
+	if n := stripeCalls(); n != 6 {
+		t.Fatalf("%d Stripe price lists in all, want 6", n)
+	}
+}

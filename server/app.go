@@ -39,7 +39,11 @@ type Main struct {
 	Prices     *cache.Prices
 	Bus        *cache.Bus
 	// Near is the in-process cache of hot reads, invalidated over Redis.
-	Near    *cache.Near
+	Near *cache.Near
+	// Limiter holds the per-minute budgets shared by every replica: of
+	// Stripe mutations per user and workspace, and of the Stripe price
+	// lookups anonymous callers cause.
+	Limiter *cache.RateLimiter
 	Billing *billing.Service
 	Worker  *webhooks.Worker
 	// Metrics is this server's own Prometheus registry, served on
@@ -112,6 +116,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.Bus.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
+	m.Limiter = cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute)
 	m.Billing = billing.New(billing.Deps{
 		DB: m.DB,
 		Stripe: billing.NewStripe(billing.StripeOptions{
@@ -121,11 +126,12 @@ func (m *Main) Open(ctx context.Context) error {
 			Timeout:       m.Config.Stripe.Timeout,
 			WrapTransport: m.Metrics.StripeTransport,
 		}, m.Log),
-		Prices: m.Prices,
-		Status: cache.NewStatus(m.Redis, m.Config.RedisKeyPrefix, m.Log),
-		Bus:    m.Bus,
-		Near:   m.Near,
-		Log:    m.Log,
+		Prices:  m.Prices,
+		Status:  cache.NewStatus(m.Redis, m.Config.RedisKeyPrefix, m.Log),
+		Bus:     m.Bus,
+		Near:    m.Near,
+		Limiter: m.Limiter,
+		Log:     m.Log,
 	}, billing.Config{
 		PlanLookupKeys: m.Config.PlanLookupKeys,
 		EagerCustomers: m.Config.CustomerCreation == "workspace",

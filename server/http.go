@@ -40,7 +40,7 @@ func (m *Main) routes() http.Handler {
 		Near:                        m.Near,
 		ObserveResponseCache:        m.Metrics.ResponseCacheLookup,
 		ObserveSubscriptionResponse: m.Metrics.BillingEventResponse,
-		Limiter:                     cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute),
+		Limiter:                     m.Limiter,
 		QueryTimeout:                QueryTimeout,
 		// A mutation may make a few Stripe calls, each with retries.
 		MutationTimeout: 3*m.Config.Stripe.Timeout + 10*time.Second,

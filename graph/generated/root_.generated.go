@@ -2064,7 +2064,7 @@ input CreatePriceInput {
 extend type Query {
   """The plan catalog (PLAN_LOOKUP_KEYS), in order. Public."""
   plans: [Plan!]!
-  """One price by lookup key; NOT_FOUND when Stripe has none. Public."""
+  """One price by lookup key; NOT_FOUND when Stripe has none. Public: anonymous lookups of keys outside the plan catalog that no cache holds share a per-minute budget (RATE_LIMITED beyond it)."""
   price(lookupKey: String!): Plan
   """The publishable key and mode. Public."""
   stripeConfig: StripeConfig!
