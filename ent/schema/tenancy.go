@@ -107,7 +107,8 @@ func (Workspace) Policy() ent.Policy {
 }
 
 // Policy of the Membership: members of a workspace see its memberships;
-// owners and admins add, change and remove them.
+// owners and admins add, change and remove them, but only owners touch an
+// owner's membership or make someone an owner (as for adding).
 func (Membership) Policy() ent.Policy {
 	return privacy.Policy{
 		Query: privacy.QueryPolicy{
@@ -127,7 +128,14 @@ func (Membership) Policy() ent.Policy {
 				if v.IsSystem() {
 					return privacy.Denyf("background work never changes memberships")
 				}
-				m.Where(membership.HasWorkspaceWith(memberOf(v.UserID, auth.RoleOwner, auth.RoleAdmin)))
+				byOwner := membership.HasWorkspaceWith(memberOf(v.UserID, auth.RoleOwner))
+				if role, ok := m.Role(); ok && role == auth.RoleOwner {
+					m.Where(byOwner)
+					return privacy.Allow
+				}
+				m.Where(membership.Or(byOwner, membership.And(
+					membership.HasWorkspaceWith(memberOf(v.UserID, auth.RoleAdmin)),
+					membership.RoleNEQ(auth.RoleOwner))))
 				return privacy.Allow
 			}), ent.OpUpdate|ent.OpUpdateOne|ent.OpDelete|ent.OpDeleteOne),
 			privacy.AlwaysDenyRule(),

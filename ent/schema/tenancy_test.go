@@ -3,12 +3,14 @@ package schema_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
 	"billingapi/auth"
 	"billingapi/ent"
 	"billingapi/ent/membership"
+	"billingapi/ent/predicate"
 	"billingapi/ent/privacy"
 	_ "billingapi/ent/runtime" // privacy policies live in the runtime registration
 	"billingapi/ent/workspace"
@@ -201,6 +203,58 @@ func TestTenancyInTheDataLayer(t *testing.T) {
 				}
 				if err := s.db.Membership.Create().SetWorkspaceID(s.wsA).SetUserID("bob").SetRole(auth.RoleMember).Exec(dave); err != nil {
 					t.Fatalf("admin adds member: %v", err)
+				}
+			})
+			t.Run("AdminCannotDemoteRemoveOrMakeOwners", func(t *testing.T) {
+				alice2 := auth.NewContext(s.anonymousCtx(), auth.Viewer{UserID: "alice2"})
+				ws := s.createOwned(t, alice2, "alice2", "A2")
+				erin := auth.NewContext(s.anonymousCtx(), auth.Viewer{UserID: "erin"})
+				for _, u := range []string{"erin", "frank"} {
+					if err := s.db.User.Create().SetID(u).Exec(auth.NewContext(s.anonymousCtx(), auth.Viewer{UserID: u})); err != nil {
+						t.Fatal(err)
+					}
+				}
+				mustMember(t, s.db, alice2, ws, "erin", auth.RoleAdmin)
+				mustMember(t, s.db, alice2, ws, "frank", auth.RoleMember)
+				of := func(user string) []predicate.Membership {
+					return []predicate.Membership{membership.WorkspaceID(ws), membership.UserID(user)}
+				}
+				// An admin's change reaches no owner's row, and makes no owner.
+				if n, err := s.db.Membership.Update().Where(of("alice2")...).SetRole(auth.RoleMember).Save(erin); err != nil || n != 0 {
+					t.Fatalf("admin demotes the owner: %d rows, %v; want none", n, err)
+				}
+				if n, err := s.db.Membership.Delete().Where(of("alice2")...).Exec(erin); err != nil || n != 0 {
+					t.Fatalf("admin removes the owner: %d rows, %v; want none", n, err)
+				}
+				if n, err := s.db.Membership.Update().Where(of("frank")...).SetRole(auth.RoleOwner).Save(erin); err != nil || n != 0 {
+					t.Fatalf("admin makes a member owner: %d rows, %v; want none", n, err)
+				}
+				if n, err := s.db.Membership.Update().Where(membership.WorkspaceID(ws)).SetRole(auth.RoleAdmin).Save(erin); err != nil || n != 2 {
+					t.Fatalf("admin sets every role of the workspace: %d rows, %v; want the two that are not an owner's", n, err)
+				}
+				// The admin still manages the others; the owner manages all.
+				if n, err := s.db.Membership.Update().Where(of("frank")...).SetRole(auth.RoleMember).Save(erin); err != nil || n != 1 {
+					t.Fatalf("admin changes a member: %d rows, %v", n, err)
+				}
+				if n, err := s.db.Membership.Update().Where(of("frank")...).SetRole(auth.RoleOwner).Save(alice2); err != nil || n != 1 {
+					t.Fatalf("owner makes a member owner: %d rows, %v", n, err)
+				}
+				if n, err := s.db.Membership.Delete().Where(of("frank")...).Exec(erin); err != nil || n != 0 {
+					t.Fatalf("admin removes the new owner: %d rows, %v; want none", n, err)
+				}
+				if n, err := s.db.Membership.Delete().Where(of("frank")...).Exec(alice2); err != nil || n != 1 {
+					t.Fatalf("owner removes an owner: %d rows, %v", n, err)
+				}
+				roles := map[string]auth.Role{}
+				all, err := s.db.Membership.Query().Where(membership.WorkspaceID(ws)).All(alice2)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, m := range all {
+					roles[m.UserID] = m.Role
+				}
+				if fmt.Sprint(roles) != "map[alice2:owner erin:admin]" {
+					t.Fatalf("memberships left: %v", roles)
 				}
 			})
 			t.Run("UserWritesOnlyOwnRow", func(t *testing.T) {
