@@ -320,8 +320,13 @@ func (s *Service) expireCheckout(ctx context.Context, row *ent.CheckoutSession) 
 	case stripe.CheckoutSessionStatusExpired:
 		return nil
 	}
-	return s.fromStripe(ctx, "checkout_session.expire", err)
+	// Still open, and Stripe will not end it (a payment under way, say):
+	// it may yet subscribe the workspace, so this request waits for it.
+	s.log.WarnContext(ctx, "Stripe refused to expire an open Checkout Session", "session_id", id, "err", err)
+	return errCheckoutStillOpen
 }
+
+var errCheckoutStillOpen = Errorf(CodeConflict, "Another Checkout for this workspace's subscription is still open and cannot be ended now. Finish it, or try again in a few minutes.")
 
 // refuseSecondSubscription refuses, under the workspace's lock, a new
 // subscription (reqKey is its request, made directly or through Checkout)

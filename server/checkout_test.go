@@ -340,6 +340,24 @@ func TestSubscriptionCheckoutsDoNotStackUp(t *testing.T) {
 			t.Fatalf("bob's sessions %+v; want the first, COMPLETE with its subscription", e)
 		}
 	})
+	// Stripe refuses to expire a session it still shows open (a payment
+	// under way, say): the other request cannot go ahead beside it, which
+	// is a CONFLICT to try again later, not an error of ours.
+	t.Run("SessionStripeKeepsOpenIsAConflict", func(t *testing.T) {
+		wsC := w.createWorkspace(t, w.bob, "C")
+		c1, _ := open(w.bob, wsC, "tab-c1")
+		sid := c1.CreateCheckoutSession.SessionID
+		w.fake.On(stripefake.Rule{Method: "POST", Path: "/v1/checkout/sessions/" + sid + "/expire", Status: 400,
+			Body: stripefake.StripeError("invalid_request_error", "", "", "This Checkout Session cannot be expired while a payment is processing.")})
+		w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/checkout/sessions/" + sid,
+			Body: fmt.Sprintf(`{"id":%q,"object":"checkout.session","mode":"subscription","status":"open","payment_status":"unpaid",
+				"subscription":null,"payment_intent":null,"metadata":{"workspace_id":%q,"user_id":"bob","plan":"starter"}}`, sid, wsC)})
+		t.Cleanup(w.fake.ClearRules)
+		before := w.fake.Count("POST", "/v1/checkout/sessions")
+		if _, r := open(w.bob, wsC, "tab-c2"); r.Code() != "CONFLICT" || w.fake.Count("POST", "/v1/checkout/sessions") != before {
+			t.Fatalf("opening beside a session Stripe keeps open: %s; want CONFLICT and no new session", r.Raw)
+		}
+	})
 }
 
 // The open page is expired only for a request that goes ahead: one
