@@ -204,7 +204,7 @@ func (r *runner) runB3(ctx context.Context, w *world, srv *serverProc) error {
 	keys := strings.Split(lookupKeys, ",")
 	var del []string
 	for _, k := range keys {
-		del = append(del, w.prefix+"price:lk:"+k)
+		del = append(del, w.prefix+"{price}:lk:"+k)
 	}
 	if err := r.rdb.Del(ctx, del...).Err(); err != nil {
 		return err

@@ -66,17 +66,23 @@ func NewPrices(rdb redis.UniversalClient, prefix string, ttl time.Duration, log 
 	return &Prices{rdb: rdb, prefix: prefix, ttl: ttl, log: log}
 }
 
-func (p *Prices) keyFor(lookupKey string) string   { return p.prefix + "price:lk:" + lookupKey }
-func (p *Prices) priceIndex(priceID string) string { return p.prefix + "price:id:" + priceID }
+// The price cache's keys share the hash tag {price}: on a Redis Cluster
+// they all live in one slot, as its commands and transactions over
+// several of them (a read of many lookup keys with the catalog version, a
+// write under WATCH of that version, a delete of a product's keys) must:
+// a cluster refuses keys of different slots (CROSSSLOT). The catalog is
+// small; one node holds it easily.
+func (p *Prices) keyFor(lookupKey string) string   { return p.prefix + "{price}:lk:" + lookupKey }
+func (p *Prices) priceIndex(priceID string) string { return p.prefix + "{price}:id:" + priceID }
 func (p *Prices) productIndex(productID string) string {
-	return p.prefix + "price:product:" + productID
+	return p.prefix + "{price}:product:" + productID
 }
 
 // versionKey counts the catalog's invalidations. A load writes its entries
 // only if the count has not moved since the read that missed: a load that
 // began before a price changed must not put the old price back after the
 // change's invalidation (for a whole TTL).
-func (p *Prices) versionKey() string { return p.prefix + "price:version" }
+func (p *Prices) versionKey() string { return p.prefix + "{price}:version" }
 
 // Get returns the entries for lookupKeys, loading the ones the cache does
 // not hold with load, and whether every entry returned is in Redis (read

@@ -25,6 +25,16 @@ func redises(t *testing.T) map[string]func(t *testing.T) (redis.UniversalClient,
 			t.Cleanup(func() { _ = closeFn() })
 			return c, prefix
 		},
+		// A cluster refuses a command or transaction whose keys lie in
+		// different slots (CROSSSLOT), which a single server allows.
+		"Cluster": func(t *testing.T) (redis.UniversalClient, string) {
+			c, closeFn, err := cache.Open(testenv.StartRedisCluster(t).URL())
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = closeFn() })
+			return c, "cluster:"
+		},
 		"Embedded": func(t *testing.T) (redis.UniversalClient, string) {
 			c, closeFn, err := cache.Open("")
 			if err != nil {

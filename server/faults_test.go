@@ -446,7 +446,7 @@ func TestFaultRedisKilledUnderLoad(t *testing.T) {
 	// to its TTL before reading Redis again, so keep reading for that long.
 	s := w.testServer
 	ctx := context.Background()
-	keys := []string{prefix + "price:lk:starter_monthly", prefix + "price:lk:pro_yearly", prefix + "status:" + w.wsA}
+	keys := []string{prefix + "{price}:lk:starter_monthly", prefix + "{price}:lk:pro_yearly", prefix + "status:" + w.wsA}
 	deadline := time.Now().Add(cache.DefaultNearTTL + 3*time.Second)
 	for {
 		s.gql(t, "", `{ plans { lookupKey } }`, nil).Decode(t, &struct{}{})

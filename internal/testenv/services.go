@@ -258,10 +258,11 @@ func (c *PostgresCluster) stop() error {
 // RedisServer is a redis-server of the test's own, without persistence:
 // after Kill and Start it is empty, as after a crash.
 type RedisServer struct {
-	tb   testing.TB
-	bin  string
-	dir  string
-	port int
+	tb      testing.TB
+	bin     string
+	dir     string
+	port    int
+	cluster bool // a one-node Redis Cluster holding every slot
 
 	mu   sync.Mutex
 	proc *child
@@ -272,11 +273,26 @@ type RedisServer struct {
 // PATH the test skips (fails in CI).
 func StartRedis(tb testing.TB) *RedisServer {
 	tb.Helper()
+	return startRedis(tb, false)
+}
+
+// StartRedisCluster starts a one-node Redis Cluster that holds all 16384
+// slots, as StartRedis starts a server. It refuses what a real cluster
+// refuses (a command or transaction whose keys hash to different slots:
+// CROSSSLOT), so code meant for clusters can be tested against it. URL
+// names it as a cluster.
+func StartRedisCluster(tb testing.TB) *RedisServer {
+	tb.Helper()
+	return startRedis(tb, true)
+}
+
+func startRedis(tb testing.TB, cluster bool) *RedisServer {
+	tb.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		Unavailable(tb, "redis-server", err)
 	}
-	r := &RedisServer{tb: tb, bin: bin, dir: tb.TempDir()}
+	r := &RedisServer{tb: tb, bin: bin, dir: tb.TempDir(), cluster: cluster}
 	var errs []error
 	for attempt := 0; attempt < 3; attempt++ {
 		if r.port, err = freePort(); err != nil {
@@ -292,8 +308,14 @@ func StartRedis(tb testing.TB) *RedisServer {
 	return nil
 }
 
-// URL is the server's redis:// URL.
-func (r *RedisServer) URL() string { return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port) }
+// URL is the server's redis:// URL; for a cluster, in the cluster form
+// (its one node named again as addr=).
+func (r *RedisServer) URL() string {
+	if r.cluster {
+		return fmt.Sprintf("redis://127.0.0.1:%d?addr=127.0.0.1:%d", r.port, r.port)
+	}
+	return fmt.Sprintf("redis://127.0.0.1:%d/0", r.port)
+}
 
 // Addr is the server's host:port.
 func (r *RedisServer) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(r.port)) }
@@ -317,8 +339,14 @@ func (r *RedisServer) start() error {
 	if r.proc != nil {
 		return errors.New("already running")
 	}
-	cmd := exec.Command(r.bin, "--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
-		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", r.dir)
+	args := []string{"--port", strconv.Itoa(r.port), "--bind", "127.0.0.1",
+		"--save", "", "--appendonly", "no", "--daemonize", "no", "--dir", r.dir}
+	if r.cluster {
+		// A cluster keeps its node table in a file; a restart starts anew.
+		_ = os.Remove(filepath.Join(r.dir, "nodes.conf"))
+		args = append(args, "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf")
+	}
+	cmd := exec.Command(r.bin, args...)
 	cmd.Dir = r.dir
 	proc, err := startChild(cmd, filepath.Join(r.dir, "redis.log"), nil)
 	if err != nil {
@@ -332,8 +360,35 @@ func (r *RedisServer) start() error {
 	if err := proc.stillRunning(); err != nil {
 		return err // another server answered on the port
 	}
+	if r.cluster {
+		if err := takeEverySlot(client); err != nil {
+			proc.kill()
+			return err
+		}
+	}
 	r.proc = proc
 	return nil
+}
+
+// takeEverySlot gives a new cluster node all 16384 slots and waits until
+// the cluster reports itself ready.
+func takeEverySlot(client *redis.Client) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := client.Do(ctx, "CLUSTER", "ADDSLOTSRANGE", 0, 16383).Err(); err != nil {
+		return fmt.Errorf("cluster addslotsrange: %w", err)
+	}
+	for {
+		info, err := client.ClusterInfo(ctx).Result()
+		if err == nil && strings.Contains(info, "cluster_state:ok") {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("cluster not ready: %q, %v", info, err)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (r *RedisServer) kill() {
