@@ -13,8 +13,6 @@ import (
 	"billingapi/auth"
 	"billingapi/cache"
 
-	"github.com/google/uuid"
-
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -86,18 +84,11 @@ func (s *Service) plans(ctx context.Context, keys []string) ([]Plan, bool, error
 }
 
 // Price returns the plan with a lookup key: BAD_USER_INPUT for a malformed
-// key, NOT_FOUND for one Stripe does not have. An anonymous caller asking
-// for a key outside the plan catalog that no cache holds spends one of the
-// anonymous lookups' shared budget (RATE_LIMITED once it is spent), or
-// anyone could spend the Stripe account's own rate limit, which every
-// workspace's billing shares, by asking for ever new keys. Keys Stripe
-// does not have are cached too, so asking again for one costs nothing.
+// key, NOT_FOUND for one Stripe does not have. Keys Stripe does not have
+// are cached too, so asking again for one costs nothing.
 func (s *Service) Price(ctx context.Context, lookupKey string) (*Plan, error) {
 	if err := ValidateLookupKey("lookupKey", lookupKey); err != nil {
 		return nil, err
-	}
-	if s.limit != nil && anonymous(ctx) && !slices.Contains(s.cfg.PlanLookupKeys, lookupKey) {
-		ctx = context.WithValue(ctx, anonymousLookup{}, true)
 	}
 	plans, err := s.cachedPlans(ctx, "lk:"+lookupKey, 1, func() ([]Plan, bool, error) {
 		return s.plans(ctx, []string{lookupKey})
@@ -109,6 +100,22 @@ func (s *Service) Price(ctx context.Context, lookupKey string) (*Plan, error) {
 		return nil, notFound("price")
 	}
 	return &plans[0], nil
+}
+
+// PublicPrice is Price for the public API's price(lookupKey). A caller who
+// is not signed in, asking for a key outside the plan catalog that no
+// cache holds, spends one of the anonymous lookups' shared budget
+// (RATE_LIMITED once it is spent): otherwise anyone could spend the Stripe
+// account's own rate limit, which every workspace's billing shares, by
+// asking for ever new keys. Such lookups share a Stripe load only with
+// each other (cache.WithLoadClass), so that a refusal never reaches
+// another caller waiting on the same load. The service's own lookups
+// (webhooks, seats, Checkout) call Price, and never spend it.
+func (s *Service) PublicPrice(ctx context.Context, lookupKey string) (*Plan, error) {
+	if v, _ := auth.FromContext(ctx); s.limit != nil && v.UserID == "" && !slices.Contains(s.cfg.PlanLookupKeys, lookupKey) {
+		ctx = cache.WithLoadClass(context.WithValue(ctx, anonymousLookup{}, true), "anonymous")
+	}
+	return s.Price(ctx, lookupKey)
 }
 
 // loadPrices fetches active prices by lookup key from Stripe with their
@@ -338,7 +345,7 @@ func (s *Service) CreatePrice(ctx context.Context, in PriceInput) (*Plan, error)
 }
 
 // anonymousLookup marks, in a context, a price lookup that spends the
-// anonymous lookups' budget when it reaches Stripe (Price).
+// anonymous lookups' budget when it reaches Stripe (PublicPrice).
 type anonymousLookup struct{}
 
 // anonymousLookupsKey is the rate limiter's key of that budget.
@@ -361,11 +368,4 @@ func (s *Service) spendAnonymousLookup(ctx context.Context) error {
 		return &Error{Code: CodeRateLimited, Message: "Too many price lookups. Please wait a moment and try again.", RetryAfter: retry}
 	}
 	return nil
-}
-
-// anonymous reports whether nobody is asking: no signed-in user, no
-// background work, no internal service.
-func anonymous(ctx context.Context) bool {
-	v, ok := auth.FromContext(ctx)
-	return !ok || (v.UserID == "" && v.SystemWorkspace == uuid.Nil && v.Service == "")
 }

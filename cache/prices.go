@@ -103,8 +103,9 @@ func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader)
 	missing = slices.Compact(missing)
 	// Callers share a load only within one catalog version, so that a
 	// caller who read after an invalidation never waits on, nor keeps, a
-	// load begun before it.
-	flightKey := version + "\x00" + strings.Join(missing, "\x00")
+	// load begun before it; and only within one load class
+	// (WithLoadClass).
+	flightKey := loadClass(ctx) + "\x00" + version + "\x00" + strings.Join(missing, "\x00")
 	ch := p.flight.DoChan(flightKey, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		defer cancel()
@@ -312,4 +313,19 @@ func (p *Prices) markHealthy() {
 	if p.degraded.CompareAndSwap(true, false) {
 		p.log.Info("price cache: Redis is back")
 	}
+}
+
+type loadClassKey struct{}
+
+// WithLoadClass returns ctx with its price loads put in a class of their
+// own: Get shares a load only among callers of one class, so that a load
+// the loader may refuse for one kind of caller (anonymous callers over
+// their budget) is never one that another caller waits on.
+func WithLoadClass(ctx context.Context, class string) context.Context {
+	return context.WithValue(ctx, loadClassKey{}, class)
+}
+
+func loadClass(ctx context.Context) string {
+	c, _ := ctx.Value(loadClassKey{}).(string)
+	return c
 }

@@ -108,3 +108,59 @@ func TestPriceLoadRacingAnInvalidation(t *testing.T) {
 		})
 	}
 }
+
+// TestPriceLoadsAreSharedWithinAClassOnly: a load in one class
+// (WithLoadClass), which its loader may refuse for that class's callers,
+// is not one a caller of another class waits on: the latter loads for
+// itself, while callers of one class still share.
+func TestPriceLoadsAreSharedWithinAClassOnly(t *testing.T) {
+	for name, open := range redises(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb, prefix := open(t)
+			prices := cache.NewPrices(rdb, prefix, time.Hour, nil)
+			started, release := make(chan struct{}), make(chan struct{})
+			refused := errors.New("over the anonymous budget")
+			slowRefusal := func(context.Context, []string) (map[string]cache.PriceEntry, error) {
+				close(started)
+				<-release
+				return nil, refused
+			}
+			anonymous := cache.WithLoadClass(ctx, "anonymous")
+			first := make(chan error, 1)
+			go func() {
+				_, _, err := prices.Get(anonymous, []string{"pro"}, slowRefusal)
+				first <- err
+			}()
+			<-started
+			type result struct {
+				got   map[string]cache.PriceEntry
+				loads int
+				err   error
+			}
+			second := make(chan result, 1)
+			go func() {
+				loads := 0
+				got, _, err := prices.Get(ctx, []string{"pro"}, func(context.Context, []string) (map[string]cache.PriceEntry, error) {
+					loads++
+					return map[string]cache.PriceEntry{"pro": {Found: true, PriceID: "price_pro", Data: []byte("1200")}}, nil
+				})
+				second <- result{got, loads, err}
+			}()
+			var r result
+			select {
+			case r = <-second:
+				close(release)
+			case <-time.After(5 * time.Second):
+				close(release) // it waits on the other class's load
+				r = <-second
+			}
+			if r.err != nil || r.loads != 1 || string(r.got["pro"].Data) != "1200" {
+				t.Fatalf("a caller of another class: %q, %d loads, %v; want its own load", r.got["pro"].Data, r.loads, r.err)
+			}
+			if err := <-first; !errors.Is(err, refused) {
+				t.Fatalf("the refused class's caller: %v", err)
+			}
+		})
+	}
+}

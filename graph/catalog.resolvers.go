@@ -82,7 +82,7 @@ func (r *queryResolver) Plans(ctx context.Context) ([]*billing.Plan, error) {
 
 // Price is the resolver for the price field.
 func (r *queryResolver) Price(ctx context.Context, lookupKey string) (*billing.Plan, error) {
-	return r.Service.Price(ctx, lookupKey)
+	return r.Service.PublicPrice(ctx, lookupKey)
 }
 
 // StripeConfig is the resolver for the stripeConfig field.

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"billingapi/ent/webhookevent"
+	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 
 	"github.com/alicebob/miniredis/v2"
@@ -205,6 +207,8 @@ func TestRateLimiterFailsClosedWhenRedisIsDown(t *testing.T) {
 // not, at no cost; the catalog's keys and signed-in callers spend nothing.
 func TestAnonymousPriceLookupsShareOneBudget(t *testing.T) {
 	s, fake := startCatalogServer(t, map[string]string{"RATE_LIMIT_PER_MINUTE": "3"})
+	fake.SetPrices(append(catalogPrices(), stripefake.Price{LookupKey: "legacy_monthly", UnitAmount: 900, Currency: "usd",
+		Interval: "month", Active: true, ProductID: "prod_legacy", ProductMetadata: map[string]string{"plan": "legacy"}})...)
 	if time.Now().Second() > 55 {
 		time.Sleep(6 * time.Second) // stay inside one minute window
 	}
@@ -244,5 +248,21 @@ func TestAnonymousPriceLookupsShareOneBudget(t *testing.T) {
 	}
 	if n := stripeCalls(); n != 6 {
 		t.Fatalf("%d Stripe price lists in all, want 6", n)
+	}
+	// The service's own lookups spend nothing of it: a webhook for a
+	// subscription on a plan outside the catalog, whose price no cache
+	// holds, is applied with the anonymous budget spent.
+	alice := s.token(t, "alice", false)
+	ws := s.createWorkspace(t, alice, "legacy")
+	event := stripefake.Event("evt_legacy_plan", "customer.subscription.updated", stripefake.SubscriptionJSON(stripefake.Subscription{
+		ID: "sub_legacy", Status: "active", PriceID: "price_legacy_monthly", LookupKey: "legacy_monthly",
+		Metadata: map[string]string{"workspace_id": ws, "plan": "legacy"},
+	}), time.Now())
+	if status, body := whPost(t, s, "/webhooks/stripe", event, whSign(event)); status != http.StatusOK {
+		t.Fatalf("webhook: %d %s", status, body)
+	}
+	whWaitStatus(t, s, "evt_legacy_plan", webhookevent.StatusProcessed)
+	if n := stripeCalls(); n != 7 {
+		t.Fatalf("%d Stripe price lists in all, want 7: the worker's lookup of legacy_monthly", n)
 	}
 }
