@@ -117,7 +117,7 @@ func (s *Service) SetDefaultPaymentMethod(ctx context.Context, workspaceID uuid.
 	if err != nil {
 		return nil, err
 	}
-	if row != nil && row.StripeSubscriptionID != nil && row.Status != "canceled" && row.Status != "incomplete_expired" {
+	if row != nil && row.StripeSubscriptionID != nil && !subscriptionEnded(row.Status) {
 		sub := &stripe.SubscriptionParams{DefaultPaymentMethod: stripe.String(pmID)}
 		sub.Context = ctx
 		if _, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {

@@ -8,6 +8,7 @@ import (
 
 	"billingapi/ent"
 	"billingapi/ent/membership"
+	"billingapi/ent/predicate"
 	"billingapi/ent/privacy"
 	"billingapi/ent/subscription"
 
@@ -112,7 +113,7 @@ func (s *Service) SyncSeats(ctx context.Context, workspaceID uuid.UUID) error {
 // day, and setting a quantity twice changes nothing the second time.
 func (s *Service) syncSeats(ctx context.Context, workspaceID uuid.UUID, try string) (bool, error) {
 	row, err := s.currentSubscription(ctx, s.db, workspaceID)
-	if err != nil || row == nil || !seatsBillable(row.Status) || row.StripeItemID == "" {
+	if err != nil || row == nil || subscriptionEnded(row.Status) || row.StripeItemID == "" {
 		return false, err
 	}
 	if row.LookupKey == "" {
@@ -147,12 +148,6 @@ func (s *Service) syncSeats(ctx context.Context, workspaceID uuid.UUID, try stri
 	}
 	_, err = s.applySubscription(ctx, workspaceID, row.ID, sub, nil)
 	return true, err
-}
-
-// seatsBillable reports whether a subscription in this status is billed
-// per seat: every status but the two that end it.
-func seatsBillable(status string) bool {
-	return status != "canceled" && status != "incomplete_expired"
 }
 
 // SeatSweepInterval is how often RunSeatSweep compares per-seat
@@ -196,9 +191,11 @@ func (s *Service) SweepSeats(ctx context.Context) (int, error) {
 	// Reads across workspaces that learn ids, keys and counts only; each
 	// update then runs as its workspace's system viewer.
 	all := privacy.DecisionContext(ctx, privacy.Allow)
-	keys, err := s.db.Subscription.Query().
-		Where(subscription.StatusNotIn("canceled", "incomplete_expired"), subscription.StripeSubscriptionIDNotNil(),
-			subscription.StripeItemIDNEQ(""), subscription.LookupKeyNEQ("")).
+	// Subscriptions whose quantity syncSeats may set: not ended, and made
+	// at Stripe with an item.
+	settable := []predicate.Subscription{subscription.StatusNotIn(endedStatuses...),
+		subscription.StripeSubscriptionIDNotNil(), subscription.StripeItemIDNEQ("")}
+	keys, err := s.db.Subscription.Query().Where(settable...).Where(subscription.LookupKeyNEQ("")).
 		Unique(true).Select(subscription.FieldLookupKey).Strings(all)
 	if err != nil {
 		return 0, err
@@ -220,10 +217,8 @@ func (s *Service) SweepSeats(ctx context.Context) (int, error) {
 	try := "sweep " + time.Now().UTC().Format(time.RFC3339Nano)
 	updated := 0
 	for after := uuid.Nil; ; {
-		rows, err := s.db.Subscription.Query().
-			Where(subscription.IDGT(after), subscription.LookupKeyIn(perSeat...),
-				subscription.StatusNotIn("canceled", "incomplete_expired"), subscription.StripeSubscriptionIDNotNil(),
-				subscription.StripeItemIDNEQ("")).
+		rows, err := s.db.Subscription.Query().Where(settable...).
+			Where(subscription.IDGT(after), subscription.LookupKeyIn(perSeat...)).
 			Order(ent.Asc(subscription.FieldID)).Limit(seatSweepPage).All(all)
 		if err != nil || len(rows) == 0 {
 			return updated, err

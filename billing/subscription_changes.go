@@ -37,7 +37,7 @@ func (s *Service) liveSubscription(ctx context.Context, workspaceID uuid.UUID) (
 	if err != nil {
 		return nil, nil, err
 	}
-	if row == nil || row.Status == "canceled" || row.Status == "incomplete_expired" {
+	if row == nil || subscriptionEnded(row.Status) {
 		return nil, nil, InvalidInput("workspaceId", "This workspace has no active subscription.")
 	}
 	if s.stripe == nil {

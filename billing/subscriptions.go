@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,6 +24,14 @@ import (
 // workspace's one current subscription: a second may not be created while
 // one of these exists.
 var liveStatuses = []string{"creating", "incomplete", "trialing", "active", "past_due", "unpaid", "paused"}
+
+// endedStatuses are the statuses a subscription never leaves: Stripe
+// bills it no more, and nothing about it can be changed.
+var endedStatuses = []string{"canceled", "incomplete_expired"}
+
+// subscriptionEnded reports whether a subscription in this status has
+// ended (endedStatuses).
+func subscriptionEnded(status string) bool { return slices.Contains(endedStatuses, status) }
 
 // prorationBehaviors are the proration choices Stripe accepts on a plan
 // change.

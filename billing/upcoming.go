@@ -32,7 +32,7 @@ func (s *Service) UpcomingInvoice(ctx context.Context, workspaceID uuid.UUID) (*
 		return nil, err
 	}
 	row, err := s.currentSubscription(ctx, s.db, workspaceID)
-	if err != nil || row == nil || ws.StripeCustomerID == nil || row.Status == "canceled" || row.Status == "incomplete_expired" {
+	if err != nil || row == nil || ws.StripeCustomerID == nil || subscriptionEnded(row.Status) {
 		return nil, err
 	}
 	if s.stripe == nil {
