@@ -113,7 +113,7 @@ func (s *Service) Price(ctx context.Context, lookupKey string) (*Plan, error) {
 // (webhooks, seats, Checkout) call Price, and never spend it.
 func (s *Service) PublicPrice(ctx context.Context, lookupKey string) (*Plan, error) {
 	if v, _ := auth.FromContext(ctx); s.limit != nil && v.UserID == "" && !slices.Contains(s.cfg.PlanLookupKeys, lookupKey) {
-		ctx = cache.WithLoadClass(context.WithValue(ctx, anonymousLookup{}, true), "anonymous")
+		ctx = cache.WithLoadClass(ctx, anonymousLookups)
 	}
 	return s.Price(ctx, lookupKey)
 }
@@ -344,22 +344,20 @@ func (s *Service) CreatePrice(ctx context.Context, in PriceInput) (*Plan, error)
 	return &p, nil
 }
 
-// anonymousLookup marks, in a context, a price lookup that spends the
-// anonymous lookups' budget when it reaches Stripe (PublicPrice).
-type anonymousLookup struct{}
-
-// anonymousLookupsKey is the rate limiter's key of that budget.
-const anonymousLookupsKey = "price-lookups:anonymous"
+// anonymousLookups is the price load class (cache.WithLoadClass) of the
+// lookups that spend the anonymous lookups' budget when they reach Stripe
+// (PublicPrice), and the rate limiter's key of that budget.
+const anonymousLookups = "price-lookups:anonymous"
 
 // spendAnonymousLookup spends one of the anonymous lookups' budget when
-// ctx is so marked. When Redis cannot count, the lookup is refused: the
-// budget protects Stripe's rate limit, and an uncounted burst is what it
-// exists to stop.
+// ctx's loads are of that class. When Redis cannot count, the lookup is
+// refused: the budget protects Stripe's rate limit, and an uncounted burst
+// is what it exists to stop.
 func (s *Service) spendAnonymousLookup(ctx context.Context) error {
-	if marked, _ := ctx.Value(anonymousLookup{}).(bool); !marked {
+	if cache.LoadClass(ctx) != anonymousLookups {
 		return nil
 	}
-	allowed, retry, err := s.limit.Allow(ctx, anonymousLookupsKey)
+	allowed, retry, err := s.limit.Allow(ctx, anonymousLookups)
 	if err != nil {
 		s.log.WarnContext(ctx, "rate limiter unavailable; refusing an anonymous price lookup", "err", err)
 		return &Error{Code: CodeRateLimited, Message: "Price lookups are briefly unavailable. Please try again in a moment.", RetryAfter: 5 * time.Second}

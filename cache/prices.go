@@ -105,7 +105,7 @@ func (p *Prices) Get(ctx context.Context, lookupKeys []string, load PriceLoader)
 	// caller who read after an invalidation never waits on, nor keeps, a
 	// load begun before it; and only within one load class
 	// (WithLoadClass).
-	flightKey := loadClass(ctx) + "\x00" + version + "\x00" + strings.Join(missing, "\x00")
+	flightKey := LoadClass(ctx) + "\x00" + version + "\x00" + strings.Join(missing, "\x00")
 	ch := p.flight.DoChan(flightKey, func() (any, error) {
 		lctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), loadTimeout)
 		defer cancel()
@@ -325,7 +325,8 @@ func WithLoadClass(ctx context.Context, class string) context.Context {
 	return context.WithValue(ctx, loadClassKey{}, class)
 }
 
-func loadClass(ctx context.Context) string {
+// LoadClass returns the load class of ctx: "" when none was set.
+func LoadClass(ctx context.Context) string {
 	c, _ := ctx.Value(loadClassKey{}).(string)
 	return c
 }
