@@ -206,3 +206,48 @@ func TestBusDropsTheWorkspaceFromTheNearCacheBeforeDelivering(t *testing.T) {
 		})
 	}
 }
+
+// TestBusPublishAll: events published together reach their own
+// workspaces' subscribers, each workspace's in order, and nothing is sent
+// for an empty batch.
+func TestBusPublishAll(t *testing.T) {
+	for name, open := range redises(t) {
+		t.Run(name, func(t *testing.T) {
+			rdb, prefix := open(t)
+			bus := cache.NewBus(rdb, prefix, nil, nil)
+			if err := bus.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = bus.Close() })
+			ctx := context.Background()
+			ws1, ws2 := bus.Subscribe(ctx, "ws1"), bus.Subscribe(ctx, "ws2")
+			if err := bus.PublishAll(ctx, nil); err != nil {
+				t.Fatalf("an empty batch: %v", err)
+			}
+			pubs := []cache.Publication{{"ws1", []byte("a")}, {"ws2", []byte("b")}, {"ws1", []byte("c")}}
+			if err := bus.PublishAll(ctx, pubs); err != nil {
+				t.Fatal(err)
+			}
+			for _, want := range []struct {
+				ch       <-chan *cache.Message
+				payloads []string
+			}{{ws1, []string{"a", "c"}}, {ws2, []string{"b"}}} {
+				for _, p := range want.payloads {
+					select {
+					case m := <-want.ch:
+						if string(m.Payload) != p {
+							t.Fatalf("got %s, want %s", m.Payload, p)
+						}
+					case <-time.After(2 * time.Second):
+						t.Fatalf("%s not delivered", p)
+					}
+				}
+			}
+			select {
+			case m := <-ws2:
+				t.Fatalf("an extra message: %s", m.Payload)
+			case <-time.After(100 * time.Millisecond):
+			}
+		})
+	}
+}

@@ -329,13 +329,15 @@ func (n *Near) Invalidate(ctx context.Context, groups ...string) error {
 		return nil
 	}
 	n.drop(groups...)
-	var errs []error
-	for _, g := range groups {
-		if err := n.rdb.Publish(ctx, n.channel, g).Err(); err != nil {
-			errs = append(errs, err)
+	// One round trip for all of them: a webhook run invalidates the
+	// workspaces it changed together.
+	_, err := n.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+		for _, g := range groups {
+			p.Publish(ctx, n.channel, g)
 		}
-	}
-	return errors.Join(errs...)
+		return nil
+	})
+	return err
 }
 
 func (n *Near) drop(groups ...string) {

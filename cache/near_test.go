@@ -90,6 +90,22 @@ func TestNearCache(t *testing.T) {
 					t.Errorf("another group was dropped too: %v", v)
 				}
 			})
+			t.Run("SeveralGroupsAtOnce", func(t *testing.T) {
+				// One call, one round trip: every group named is dropped
+				// everywhere, and only those.
+				for _, g := range []string{"ws:5", "ws:6", "ws:7"} {
+					fill(b, g, "status", "old")
+				}
+				if err := a.Invalidate(context.Background(), "ws:5", "ws:6"); err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, 2*time.Second, "the other replica to drop ws:5 and ws:6", func() bool {
+					return held(b, "ws:5", "status") == nil && held(b, "ws:6", "status") == nil
+				})
+				if v := held(b, "ws:7", "status"); v != "old" {
+					t.Errorf("a group not named was dropped too: %v", v)
+				}
+			})
 			t.Run("AllGroups", func(t *testing.T) {
 				fill(b, "ws:3", "k", 3)
 				fill(b, cache.PricesGroup, "plans", 4)
