@@ -149,6 +149,13 @@ func (r *readAhead) owner(kind, stripeID string) (owner uuid.UUID, read bool) {
 	return owner, read
 }
 
+// absent reports whether the payment or invoice stripeID was read ahead
+// and found not recorded.
+func (r *readAhead) absent(kind, stripeID string) bool {
+	owner, read := r.owner(kind, stripeID)
+	return read && owner == uuid.Nil
+}
+
 // subscription returns the recorded row of a subscription (nil for
 // none), and whether it was read ahead.
 func (r *readAhead) subscription(stripeID string) (*ent.Subscription, bool) {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/cache"
 	"billingapi/ent"
 	"billingapi/ent/invoice"
 	"billingapi/ent/payment"
@@ -19,6 +20,7 @@ import (
 	"billingapi/ent/webhookevent"
 	"billingapi/ent/workspace"
 
+	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -41,10 +43,10 @@ type BillingEvent struct {
 	Refund       *ent.Refund       `json:"refund,omitempty"`
 }
 
-// Publisher sends an applied event to the workspace's subscribers on every
-// replica (cache.Bus).
+// Publisher sends applied events to their workspaces' subscribers on every
+// replica (cache.Bus), in order.
 type Publisher interface {
-	Publish(ctx context.Context, workspaceID string, payload []byte) error
+	PublishAll(ctx context.Context, pubs []cache.Publication) error
 }
 
 // EventOutcome says what ApplyEvent did with an event.
@@ -189,16 +191,15 @@ func (s *Service) applyPlanned(ctx context.Context, planned []*plannedEvent) err
 	byWorkspace := slices.Clone(planned)
 	slices.SortStableFunc(byWorkspace, func(a, b *plannedEvent) int { return bytes.Compare(a.ws[:], b.ws[:]) })
 	return WithTx(ctx, s.db, func(tx *ent.Tx) error {
+		fresh, err := s.finishProcessed(ctx, tx, byWorkspace)
+		if err != nil {
+			return err
+		}
 		for _, p := range byWorkspace {
-			p.done, p.publish, p.statusChanged = false, nil, false
-			done, err := s.finishEvent(ctx, tx, p.RowID, webhookevent.StatusProcessed, "", p.ws)
-			if err != nil {
-				return err
-			}
-			if !done {
+			p.done, p.publish, p.statusChanged = fresh[p.RowID], nil, false
+			if !p.done {
 				continue
 			}
-			p.done = true
 			if p.publish, p.statusChanged, err = p.change(systemCtx(ctx, p.ws), tx); err != nil {
 				return err
 			}
@@ -207,17 +208,81 @@ func (s *Service) applyPlanned(ctx context.Context, planned []*plannedEvent) err
 	})
 }
 
+// finishProcessed marks the planned events processed in tx, each with its
+// workspace, except those done already, in one statement; it returns the
+// ids it marked. As finishEvent does for one event, but a run of events
+// costs one round trip and one statement rather than one each. The rows
+// are the run's own (leased to this worker, one lane's), so locking them
+// all at once, before the workspaces, cannot deadlock with another run.
+func (s *Service) finishProcessed(ctx context.Context, tx *ent.Tx, planned []*plannedEvent) (map[uuid.UUID]bool, error) {
+	ids := make([]any, len(planned))
+	for i, p := range planned {
+		ids[i] = p.RowID
+	}
+	// ELSE keeps the column's own type in the CASE, so PostgreSQL takes
+	// the workspace parameters as uuids without a cast SQLite would refuse.
+	workspaceOf := entsql.ExprFunc(func(b *entsql.Builder) {
+		b.WriteString("CASE ").Ident(webhookevent.FieldID)
+		for _, p := range planned {
+			b.WriteString(" WHEN ").Arg(p.RowID).WriteString(" THEN ").Arg(p.ws)
+		}
+		b.WriteString(" ELSE ").Ident(webhookevent.FieldWorkspaceID).WriteString(" END")
+	})
+	now := time.Now()
+	query, args := entsql.Dialect(s.dialect()).Update(webhookevent.Table).
+		Set(webhookevent.FieldStatus, webhookevent.StatusProcessed.String()).
+		Set(webhookevent.FieldProcessedAt, now).
+		Set(webhookevent.FieldUpdateTime, now).
+		Set(webhookevent.FieldLastError, "").
+		SetNull(webhookevent.FieldNextAttemptAt).
+		SetNull(webhookevent.FieldLockedUntil).
+		Set(webhookevent.FieldWorkspaceID, workspaceOf).
+		Where(entsql.And(
+			entsql.In(webhookevent.FieldID, ids...),
+			entsql.In(webhookevent.FieldStatus, webhookevent.StatusReceived.String(), webhookevent.StatusFailed.String()),
+		)).
+		Returning(webhookevent.FieldID).
+		Query()
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, fmt.Errorf("mark events processed: %w", err)
+	}
+	defer rows.Close()
+	fresh := make(map[uuid.UUID]bool, len(planned))
+	for rows.Next() {
+		var id uuid.UUID
+		if err := rows.Scan(&id); err != nil {
+			return nil, fmt.Errorf("mark events processed: %w", err)
+		}
+		fresh[id] = true
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("mark events processed: %w", err)
+	}
+	return fresh, rows.Close()
+}
+
 // announce follows committed events: it writes each changed workspace's
-// status through to the cache once, then publishes the events in order,
-// and fills in their results.
+// status through to the cache once (as refreshStatus, with one near-cache
+// invalidation for all of them), then publishes the events in order, in
+// one round trip, and fills in their results.
 func (s *Service) announce(ctx context.Context, committed []*plannedEvent, results []EventResult) {
 	refreshed := map[uuid.UUID]bool{}
+	var groups []string
 	for _, p := range committed {
 		if p.done && p.statusChanged && !refreshed[p.ws] {
 			refreshed[p.ws] = true
-			s.refreshStatus(systemCtx(ctx, p.ws), p.ws)
+			if _, _, err := s.writeStatusThrough(systemCtx(ctx, p.ws), p.ws); err != nil {
+				s.log.ErrorContext(ctx, "status cache: reload after change failed", "workspace_id", p.ws, "err", err)
+			}
+			// Even when the reload failed: the change is committed, and
+			// no replica may keep answering from before it.
+			groups = append(groups, cache.WorkspaceGroup(p.ws.String()))
 		}
 	}
+	s.invalidate(ctx, groups...)
+	var pubs []cache.Publication
+	var published []*plannedEvent
 	for _, p := range committed {
 		results[p.index].Outcome = EventOutcome{Status: webhookevent.StatusProcessed, Workspace: p.ws, Duplicate: !p.done}
 		if !p.done || p.publish == nil || s.bus == nil {
@@ -228,10 +293,19 @@ func (s *Service) announce(ctx context.Context, committed []*plannedEvent, resul
 		pub.EventID, pub.Type, pub.WorkspaceID = ev.ID, string(ev.Type), p.ws
 		pub.OccurredAt = time.Unix(ev.Created, 0).UTC()
 		if b, err := json.Marshal(pub); err == nil {
-			if err := s.bus.Publish(ctx, p.ws.String(), b); err != nil {
-				s.log.WarnContext(ctx, "event bus: publish failed", "event_id", ev.ID, "err", err)
-			}
+			pubs = append(pubs, cache.Publication{WorkspaceID: p.ws.String(), Payload: b})
+			published = append(published, p)
 		}
+	}
+	if len(pubs) == 0 {
+		return
+	}
+	if err := s.bus.PublishAll(ctx, pubs); err != nil {
+		ids := make([]string, len(published))
+		for i, p := range published {
+			ids[i] = p.Event.ID
+		}
+		s.log.WarnContext(ctx, "event bus: publish failed", "event_ids", ids, "err", err)
 	}
 }
 
@@ -274,7 +348,7 @@ func (s *Service) planEvent(ctx context.Context, ahead *readAhead, ev *stripe.Ev
 		if err := s.refuseForeignObject(ctx, ahead, ws, "payment", pi.ID); err != nil {
 			return uuid.Nil, nil, err
 		}
-		return ws, s.paymentIntentChange(ws, &pi, t, created), nil
+		return ws, s.paymentIntentChange(ws, &pi, t, created, ahead.absent("payment", pi.ID)), nil
 
 	case t == "checkout.session.completed" || t == "checkout.session.expired" ||
 		t == "checkout.session.async_payment_succeeded" || t == "checkout.session.async_payment_failed":
@@ -346,7 +420,7 @@ func (s *Service) planEvent(ctx context.Context, ahead *readAhead, ev *stripe.Ev
 		if err := s.refuseForeignObject(ctx, ahead, ws, "invoice", inv.ID); err != nil {
 			return uuid.Nil, nil, err
 		}
-		return ws, s.invoiceChange(ws, &inv, t, created), nil
+		return ws, s.invoiceChange(ws, &inv, t, created, ahead.absent("invoice", inv.ID)), nil
 
 	case strings.HasPrefix(t, "price.") || strings.HasPrefix(t, "product."):
 		if err := s.invalidateCatalog(ctx, t, ev.Data.Raw); err != nil {
@@ -592,7 +666,12 @@ func paymentStatusFor(eventType string, pi *stripe.PaymentIntent) payment.Status
 // paymentIntentChange records a PaymentIntent's new status on its Payment
 // (creating the row for a PaymentIntent made outside this API). A
 // succeeded payment never moves back; an older event changes nothing.
-func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, eventType string, created time.Time) eventChange {
+//
+// absent says that planning found no payment recorded for the
+// PaymentIntent: the change then inserts the row straight away, one
+// statement rather than a locking read and an insert, unless it has been
+// recorded since, in which case it is changed as any recorded payment.
+func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, eventType string, created time.Time, absent bool) eventChange {
 	return func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
 		status := paymentStatusFor(eventType, pi)
 		if status == "" {
@@ -605,27 +684,22 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 				errorCode = string(pi.LastPaymentError.Code)
 			}
 		}
-		// Two first events racing to insert the row cannot lock it: one
-		// fails on the unique index, and the worker retries its event.
+		if absent {
+			row, err := s.insertPayment(ctx, tx, ws, pi, status, errorCode, created)
+			if !isNoRowsFromDoNothing(err) {
+				return paymentChanged(row, err)
+			}
+		}
 		row, err := s.lockedPayment(ctx, tx, pi.ID)
 		switch {
 		case ent.IsNotFound(err):
-			purpose := pi.Metadata[metaPurpose]
-			if purpose == "" {
-				purpose = "external"
+			// Another transaction may insert it first: this insert then
+			// waits for it and does nothing, and the event is retried.
+			row, err := s.insertPayment(ctx, tx, ws, pi, status, errorCode, created)
+			if isNoRowsFromDoNothing(err) {
+				err = fmt.Errorf("payment intent %s was recorded by a concurrent transaction", pi.ID)
 			}
-			createdBy := pi.Metadata[metaUserID]
-			if createdBy == "" {
-				createdBy = "stripe"
-			}
-			row, err = tx.Payment.Create().SetWorkspaceID(ws).SetStripePaymentIntentID(pi.ID).
-				SetAmount(pi.Amount).SetCurrency(strings.ToLower(string(pi.Currency))).SetPurpose(purpose).
-				SetCreatedBy(createdBy).SetStatus(status).SetLastEventAt(created).SetLastErrorCode(errorCode).
-				Save(ctx)
-			if err != nil {
-				return nil, false, err
-			}
-			return &BillingEvent{Payment: row}, false, nil
+			return paymentChanged(row, err)
 		case err != nil:
 			return nil, false, err
 		}
@@ -661,6 +735,33 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 	}
 }
 
+// insertPayment records a PaymentIntent made outside this API (or whose
+// webhook came first) unless a payment is recorded for it already: then
+// it inserts nothing and returns sql.ErrNoRows (isNoRowsFromDoNothing).
+func (s *Service) insertPayment(ctx context.Context, tx *ent.Tx, ws uuid.UUID, pi *stripe.PaymentIntent, status payment.Status, errorCode string, created time.Time) (*ent.Payment, error) {
+	purpose := pi.Metadata[metaPurpose]
+	if purpose == "" {
+		purpose = "external"
+	}
+	createdBy := pi.Metadata[metaUserID]
+	if createdBy == "" {
+		createdBy = "stripe"
+	}
+	c := tx.Payment.Create().SetWorkspaceID(ws).SetStripePaymentIntentID(pi.ID).
+		SetAmount(pi.Amount).SetCurrency(strings.ToLower(string(pi.Currency))).SetPurpose(purpose).
+		SetCreatedBy(createdBy).SetStatus(status).SetLastEventAt(created).SetLastErrorCode(errorCode)
+	c.OnConflictColumns(payment.FieldStripePaymentIntentID).DoNothing()
+	return c.Save(ctx)
+}
+
+// paymentChanged is a payment change's result: the payment to publish.
+func paymentChanged(row *ent.Payment, err error) (*BillingEvent, bool, error) {
+	if err != nil {
+		return nil, false, err
+	}
+	return &BillingEvent{Payment: row}, false, nil
+}
+
 // lockedPayment reads the payment of a PaymentIntent in tx, locked (with
 // row locks), so that another transaction recording the same PaymentIntent
 // (an event on another replica, or our own create call's answer) waits
@@ -674,8 +775,33 @@ func (s *Service) lockedPayment(ctx context.Context, tx *ent.Tx, paymentIntentID
 }
 
 // invoiceChange records an invoice in the workspace's billing history.
-func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType string, created time.Time) eventChange {
+// absent says that planning found none recorded: as for a payment
+// (paymentIntentChange), the change then inserts it straight away.
+func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType string, created time.Time, absent bool) eventChange {
 	return func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		status := string(inv.Status)
+		if status == "" {
+			status = "open"
+		}
+		failed := eventType == "invoice.payment_failed"
+		if eventType == "invoice.payment_succeeded" || eventType == "invoice.paid" {
+			status, failed = "paid", false
+		}
+		subID := ""
+		if inv.Subscription != nil {
+			subID = inv.Subscription.ID
+		}
+		insert := func() (*ent.Invoice, error) {
+			c := tx.Invoice.Create().SetWorkspaceID(ws).SetStripeInvoiceID(inv.ID)
+			setInvoice(c.Mutation(), inv, status, failed, subID, created)
+			c.OnConflictColumns(invoice.FieldStripeInvoiceID).DoNothing()
+			return c.Save(ctx)
+		}
+		if absent {
+			if row, err := insert(); !isNoRowsFromDoNothing(err) {
+				return invoiceChanged(row, err)
+			}
+		}
 		// Locked for the same reason as a payment's row.
 		q := tx.Invoice.Query().Where(invoice.StripeInvoiceID(inv.ID))
 		if s.cfg.RowLocks {
@@ -684,14 +810,6 @@ func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType str
 		row, err := q.Only(ctx)
 		if err != nil && !ent.IsNotFound(err) {
 			return nil, false, err
-		}
-		status := string(inv.Status)
-		if status == "" {
-			status = "open"
-		}
-		failed := eventType == "invoice.payment_failed"
-		if eventType == "invoice.payment_succeeded" || eventType == "invoice.paid" {
-			status, failed = "paid", false
 		}
 		if row != nil && row.LastEventAt != nil {
 			// Stripe's timestamps are whole seconds, and an invoice is often
@@ -702,24 +820,26 @@ func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType str
 				return nil, false, nil
 			}
 		}
-		subID := ""
-		if inv.Subscription != nil {
-			subID = inv.Subscription.ID
-		}
 		if row == nil {
-			c := tx.Invoice.Create().SetWorkspaceID(ws).SetStripeInvoiceID(inv.ID)
-			setInvoice(c.Mutation(), inv, status, failed, subID, created)
-			row, err = c.Save(ctx)
+			row, err = insert()
+			if isNoRowsFromDoNothing(err) {
+				err = fmt.Errorf("invoice %s was recorded by a concurrent transaction", inv.ID)
+			}
 		} else {
 			u := tx.Invoice.UpdateOne(row)
 			setInvoice(u.Mutation(), inv, status, failed, subID, created)
 			row, err = u.Save(ctx)
 		}
-		if err != nil {
-			return nil, false, err
-		}
-		return &BillingEvent{Invoice: row}, false, nil
+		return invoiceChanged(row, err)
 	}
+}
+
+// invoiceChanged is an invoice change's result: the invoice to publish.
+func invoiceChanged(row *ent.Invoice, err error) (*BillingEvent, bool, error) {
+	if err != nil {
+		return nil, false, err
+	}
+	return &BillingEvent{Invoice: row}, false, nil
 }
 
 // invoiceStage orders an invoice's statuses as its life runs: a draft is

@@ -5,12 +5,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"billingapi/auth"
 	"billingapi/billing"
 	"billingapi/ent"
+	"billingapi/ent/hook"
 	"billingapi/ent/invoice"
 	"billingapi/ent/payment"
 	"billingapi/ent/predicate"
@@ -453,7 +455,8 @@ func TestSubscriptionEventWithAKeyTheCatalogCannotHold(t *testing.T) {
 // A run of events is marked done as a whole; an event of the run that was
 // done already (a duplicate delivery applied meanwhile) is reported as a
 // duplicate and its change is not applied again, while the others are
-// applied and marked processed for their workspaces.
+// applied and marked processed for their workspaces, a failure's error
+// cleared.
 func TestRunAppliesOnlyTheEventsNotDoneYet(t *testing.T) {
 	for _, backend := range testenv.Databases() {
 		t.Run(backend.Name, func(t *testing.T) {
@@ -483,6 +486,10 @@ func TestRunAppliesOnlyTheEventsNotDoneYet(t *testing.T) {
 			if n, err := f.store.Client.Payment.Update().Where(payment.StripePaymentIntentID("pi_run_2")).SetStatus(payment.StatusRequiresPaymentMethod).Save(f.sys(bob)); err != nil || n != 1 {
 				t.Fatalf("changing the payment: %d, %v", n, err)
 			}
+			// The third failed once already: its error goes when it is done.
+			if err := f.store.Client.WebhookEvent.UpdateOneID(run[2].RowID).SetStatus(webhookevent.StatusFailed).SetLastError("boom").Exec(svc); err != nil {
+				t.Fatal(err)
+			}
 			results := f.svc.ApplyEvents(f.ctx, run)
 			for i, want := range []uuid.UUID{alice, bob, alice} {
 				r := results[i]
@@ -491,7 +498,7 @@ func TestRunAppliesOnlyTheEventsNotDoneYet(t *testing.T) {
 				}
 				row := f.eventRow(t, run[i].Event.ID)
 				if row.Status != webhookevent.StatusProcessed || row.WorkspaceID == nil || *row.WorkspaceID != want || row.ProcessedAt == nil ||
-					row.LockedUntil != nil || row.NextAttemptAt != nil {
+					row.LockedUntil != nil || row.NextAttemptAt != nil || row.LastError != "" {
 					t.Errorf("event %d stored as %+v; want processed for its workspace, neither leased nor due", i+1, row)
 				}
 			}
@@ -510,5 +517,67 @@ func TestRunAppliesOnlyTheEventsNotDoneYet(t *testing.T) {
 				t.Errorf("payments %v, want %v: the duplicate applied once, the others recorded", statuses, want)
 			}
 		})
+	}
+}
+
+// A payment or invoice that planning found unrecorded is inserted
+// straight away; should it be recorded between planning and the insert
+// (our own create call's answer, say), the insert does nothing and the
+// event changes the recorded row like any other: one row, the event's
+// status. PostgreSQL only: SQLite's one connection cannot record it in
+// between.
+func TestEventForAnObjectRecordedAfterPlanning(t *testing.T) {
+	f := newFixture(t, testenv.Postgres(t), billing.Config{})
+	ws := f.workspace(t, "alice")
+	meta := map[string]string{"workspace_id": ws.String()}
+	t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+	// Swapped before recording, as the hook also sees its own insert.
+	var paymentFirst, invoiceFirst atomic.Bool
+	f.store.Client.Payment.Use(func(next ent.Mutator) ent.Mutator {
+		return hook.PaymentFunc(func(ctx context.Context, m *ent.PaymentMutation) (ent.Value, error) {
+			if pi, _ := m.StripePaymentIntentID(); m.Op().Is(ent.OpCreate) && pi == "pi_late" {
+				if !paymentFirst.Swap(true) {
+					_, err := f.store.Client.Payment.Create().SetWorkspaceID(ws).SetStripePaymentIntentID("pi_late").
+						SetAmount(700).SetCurrency("usd").SetPurpose("credits_pack").SetCreatedBy("user_1").
+						SetStatus(payment.StatusProcessing).Save(f.sys(ws))
+					if err != nil {
+						t.Errorf("recording the payment meanwhile: %v", err)
+					}
+				}
+			}
+			return next.Mutate(ctx, m)
+		})
+	})
+	f.store.Client.Invoice.Use(func(next ent.Mutator) ent.Mutator {
+		return hook.InvoiceFunc(func(ctx context.Context, m *ent.InvoiceMutation) (ent.Value, error) {
+			if id, _ := m.StripeInvoiceID(); m.Op().Is(ent.OpCreate) && id == "in_late" {
+				if !invoiceFirst.Swap(true) {
+					_, err := f.store.Client.Invoice.Create().SetWorkspaceID(ws).SetStripeInvoiceID("in_late").
+						SetStatus("open").SetAmountDue(1200).SetAmountPaid(0).SetCurrency("usd").SetLastEventAt(t0.Add(-time.Minute)).Save(f.sys(ws))
+					if err != nil {
+						t.Errorf("recording the invoice meanwhile: %v", err)
+					}
+				}
+			}
+			return next.Mutate(ctx, m)
+		})
+	})
+
+	out := f.deliver(t, "evt_pi_late", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_late", "succeeded", 700, "usd", meta), t0)
+	if out.Status != webhookevent.StatusProcessed || out.Duplicate {
+		t.Fatalf("payment event: %+v; want processed", out)
+	}
+	payments, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_late")).All(f.sys(ws))
+	if err != nil || len(payments) != 1 || payments[0].Status != payment.StatusSucceeded || payments[0].CreatedBy != "user_1" {
+		t.Fatalf("payments %+v, %v; want the one recorded meanwhile, succeeded", payments, err)
+	}
+
+	out = f.deliver(t, "evt_in_late", "invoice.paid", stripefake.InvoiceJSON("in_late", "cus_x", "", "paid", 1200, 1200, meta), t0)
+	if out.Status != webhookevent.StatusProcessed || out.Duplicate {
+		t.Fatalf("invoice event: %+v; want processed", out)
+	}
+	invoices, err := f.store.Client.Invoice.Query().Where(invoice.StripeInvoiceID("in_late")).All(f.sys(ws))
+	if err != nil || len(invoices) != 1 || invoices[0].Status != "paid" || invoices[0].AmountPaid != 1200 {
+		t.Fatalf("invoices %+v, %v; want the one recorded meanwhile, paid", invoices, err)
 	}
 }

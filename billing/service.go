@@ -2,11 +2,13 @@ package billing
 
 import (
 	"log/slog"
+	"sync"
 	"time"
 
 	"billingapi/cache"
 	"billingapi/ent"
 
+	"entgo.io/ent/dialect"
 	"github.com/stripe/stripe-go/v76/client"
 )
 
@@ -18,7 +20,9 @@ type Config struct {
 	// workspace is created rather than at its first payment.
 	EagerCustomers bool
 	// RowLocks is true when the database supports SELECT ... FOR UPDATE
-	// (PostgreSQL). SQLite serializes writers instead.
+	// (PostgreSQL). SQLite serializes writers instead. It is true exactly
+	// on PostgreSQL, and so also picks the dialect of the few statements
+	// built by hand (dialect).
 	RowLocks bool
 	// SeatDebounce is how long after the last member change a per-seat
 	// quantity is sent to Stripe; DefaultSeatDebounce when zero.
@@ -67,6 +71,11 @@ type Service struct {
 	wakeWorker func()
 	seats      seatSync
 	log        *slog.Logger
+
+	// txGroups are the near-cache groups that open transactions' writes
+	// invalidate when they commit (afterCommit).
+	txGroupsMu sync.Mutex
+	txGroups   map[*ent.Tx][]string
 }
 
 // New returns a Service over its dependencies.
@@ -74,7 +83,8 @@ func New(d Deps, cfg Config) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, limit: d.Limiter, bus: d.Bus, cfg: cfg, log: d.Log}
+	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, limit: d.Limiter, bus: d.Bus, cfg: cfg, log: d.Log,
+		txGroups: map[*ent.Tx][]string{}}
 	if d.Near != nil {
 		s.invalidateOnWrite()
 	}
@@ -101,4 +111,13 @@ func (s *Service) StripeConfig() StripeConfig {
 		c.PublishableKey = &s.cfg.PublishableKey
 	}
 	return c
+}
+
+// dialect is the database's SQL dialect, for the statements ent cannot
+// build (finishProcessed): PostgreSQL exactly when it has row locks.
+func (s *Service) dialect() string {
+	if s.cfg.RowLocks {
+		return dialect.Postgres
+	}
+	return dialect.SQLite
 }

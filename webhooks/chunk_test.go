@@ -2,6 +2,7 @@ package webhooks
 
 import (
 	"context"
+	stdsql "database/sql"
 	"encoding/json"
 	"fmt"
 	"log/slog"
@@ -62,6 +63,14 @@ func (t *countingTx) Commit() error {
 		f()
 	}
 	return err
+}
+
+// QueryContext passes on the statements billing builds by hand (marking a
+// run's events processed).
+func (t *countingTx) QueryContext(ctx context.Context, query string, args ...any) (*stdsql.Rows, error) {
+	return t.Tx.(interface {
+		QueryContext(context.Context, string, ...any) (*stdsql.Rows, error)
+	}).QueryContext(ctx, query, args...)
 }
 
 func (t *countingTx) Rollback() error {
@@ -391,7 +400,7 @@ type livePublisher struct {
 	ended          int      // refused: the context had ended
 }
 
-func (p *livePublisher) Publish(ctx context.Context, _ string, payload []byte) error {
+func (p *livePublisher) PublishAll(ctx context.Context, pubs []cache.Publication) error {
 	if p.first != nil {
 		p.once.Do(func() {
 			close(p.first)
@@ -401,14 +410,16 @@ func (p *livePublisher) Publish(ctx context.Context, _ string, payload []byte) e
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if err := ctx.Err(); err != nil {
-		p.ended++
+		p.ended += len(pubs)
 		return err
 	}
-	var ev billing.BillingEvent
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		return err
+	for _, m := range pubs {
+		var ev billing.BillingEvent
+		if err := json.Unmarshal(m.Payload, &ev); err != nil {
+			return err
+		}
+		p.ids = append(p.ids, ev.EventID)
 	}
-	p.ids = append(p.ids, ev.EventID)
 	return nil
 }
 
