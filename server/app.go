@@ -157,7 +157,11 @@ func (m *Main) Open(ctx context.Context) error {
 			// process lost, or whose attempts all failed.
 			go func() { defer wg.Done(); m.Billing.RunSeatSweep(workerCtx, billing.SeatSweepInterval) }()
 		}
-		m.Worker.Run(workerCtx)
+		if m.Config.WebhookApplyDisabled {
+			m.Log.Info("webhook worker off (WEBHOOK_APPLY_DISABLED): events are stored for the other replicas to apply")
+		} else {
+			m.Worker.Run(workerCtx)
+		}
 		wg.Wait()
 	}()
 

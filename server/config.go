@@ -37,6 +37,9 @@ type Config struct {
 	CustomerCreation   string        // STRIPE_CUSTOMER_CREATION: "payment" (default) or "workspace"
 	DBMaxOpenConns     int           // DB_MAX_OPEN_CONNS, default 20, 1..1000
 	DBMaxIdleConns     int           // DB_MAX_IDLE_CONNS, default DBMaxOpenConns (fewer makes a busy pool close and reopen connections: a PostgreSQL backend forked per request), 0..1000
+	// WEBHOOK_APPLY_DISABLED: this replica verifies, stores and acknowledges webhooks but applies none; the workers of
+	// the other replicas (sharing its PostgreSQL) do. For a replica that only takes Stripe's deliveries; refused on SQLite.
+	WebhookApplyDisabled bool
 }
 
 // StripeConfig holds the Stripe keys and endpoint; its String, GoString, Format and LogValue never reveal the secrets.
@@ -125,6 +128,11 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 		} else {
 			l.problem("DB_MAX_IDLE_CONNS", "must not exceed DB_MAX_OPEN_CONNS (%d)", c.DBMaxOpenConns)
 		}
+	}
+
+	c.WebhookApplyDisabled = l.boolean("WEBHOOK_APPLY_DISABLED")
+	if c.WebhookApplyDisabled && isSQLite(c.DatabaseURL) {
+		l.problem("WEBHOOK_APPLY_DISABLED", "needs PostgreSQL: on SQLite no other process would apply the stored events")
 	}
 
 	if len(l.problems) > 0 {

@@ -604,6 +604,25 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{"DB_MAX_IDLE_CONNS: must not exceed DB_MAX_OPEN_CONNS (5)"},
 		},
 		{
+			name: "WebhookApplyDisabledOnPostgres",
+			env:  map[string]string{"DATABASE_URL": "postgres://u@db/billing", "WEBHOOK_APPLY_DISABLED": "true"},
+			check: func(t *testing.T, c Config) {
+				if !c.WebhookApplyDisabled {
+					t.Error("WEBHOOK_APPLY_DISABLED=true not read")
+				}
+			},
+		},
+		{
+			name:    "WebhookApplyDisabledOnSQLiteRefused",
+			env:     map[string]string{"WEBHOOK_APPLY_DISABLED": "true"},
+			wantErr: []string{"WEBHOOK_APPLY_DISABLED: needs PostgreSQL"},
+		},
+		{
+			name:    "WebhookApplyDisabledNotABoolRefused",
+			env:     map[string]string{"DATABASE_URL": "postgres://u@db/billing", "WEBHOOK_APPLY_DISABLED": "sometimes"},
+			wantErr: []string{`WEBHOOK_APPLY_DISABLED: must be true or false, got "sometimes"`},
+		},
+		{
 			name:    "HTTPAddrWithoutPortRefused",
 			env:     map[string]string{"HTTP_ADDR": "8000"},
 			wantErr: []string{`HTTP_ADDR: must be host:port such as :8000`},

@@ -496,3 +496,29 @@ func TestFailedEventIsRetriedWithBackoffThenStaysFailed(t *testing.T) {
 	}
 	whAssertLogsClean(t, w.testServer)
 }
+
+// A replica with WEBHOOK_APPLY_DISABLED stores and acknowledges Stripe's
+// deliveries but applies none: the event waits, received, through more
+// than the worker's poll, until a replica that applies shares the
+// database and applies it.
+func TestReplicaWithApplyDisabledOnlyStores(t *testing.T) {
+	dbURL := testenv.Postgres(t)
+	redisURL, prefix := testenv.Redis(t)
+	env := map[string]string{"STRIPE_WEBHOOK_SECRET": whSecret, "REDIS_URL": redisURL, "REDIS_KEY_PREFIX": prefix}
+	doorEnv := map[string]string{"WEBHOOK_APPLY_DISABLED": "true"}
+	for k, v := range env {
+		doorEnv[k] = v
+	}
+	door := startServer(t, dbURL, doorEnv)
+	body := stripefake.Event("evt_door_only", "customer.tax_id.created",
+		`{"id":"txi_door","object":"tax_id","customer":"cus_unknown","type":"eu_vat","value":"DE123456789"}`, time.Now())
+	if status, text := whPost(t, door, "/webhooks/stripe", body, whSign(body)); status != http.StatusOK {
+		t.Fatalf("answered %d %q, want 200", status, text)
+	}
+	time.Sleep(1500 * time.Millisecond) // longer than the worker's poll
+	if rows := whEventRows(t, door, "evt_door_only"); len(rows) != 1 || rows[0].Status != webhookevent.StatusReceived || rows[0].Attempts != 0 {
+		t.Fatalf("stored rows %+v; want one, received and never attempted", rows)
+	}
+	worker := startServer(t, dbURL, env)
+	whWaitStatus(t, worker, "evt_door_only", webhookevent.StatusSkipped)
+}
