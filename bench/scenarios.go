@@ -468,11 +468,15 @@ func (r *runner) runB4(ctx context.Context, w *world, srv *serverProc) error {
 		return err
 	}
 	r.b4 = b
+	door, err := r.doorAlone(ctx, w)
+	if err != nil {
+		return err
+	}
 	c1, c16, ins1, ins16 := b.c1, b.c16, b.ins1, b.ins16
 	ratio := share(c16, ins16)
 	ackRatio := c16.Ack.PerSecond / ins16.PerSecond
 	s := r.add(&Scenario{ID: "B4", Name: "webhook ingest (verify, store, apply, publish), event mix",
-		Figures: map[string]any{"c1": c1, "c16": c16, "insert_c1": ins1, "insert_c16": ins16},
+		Figures: map[string]any{"c1": c1, "c16": c16, "insert_c1": ins1, "insert_c16": ins16, "door_alone_c16": door},
 		Summary: fmt.Sprintf("%s; %s; bare INSERT transactions: c=1 %.0f/s, c=16 %.0f/s", c1.text(), c16.text(), ins1.PerSecond, ins16.PerSecond)})
 	s.Targets = []Target{
 		check("at c=16, applied events/s >= 0.35 x bare INSERTs/s (c=16)", ">=", ratio, 0.35,
@@ -480,8 +484,63 @@ func (r *runner) runB4(ctx context.Context, w *world, srv *serverProc) error {
 	}
 	s.Notes = append(s.Notes, fmt.Sprintf("the HTTP acknowledgement alone (verified and stored, before the worker applies it) runs at %.2f x the INSERT rate at c=16", ackRatio),
 		budgetNote(c16, ins16),
+		doorNote(door, ins16),
 		"mix per 10 events: 3 customer.subscription.updated, 2 invoice.paid, 1 invoice.payment_failed, 2 payment_intent.succeeded, 1 payment_intent.payment_failed, 1 payment_intent.processing, over 32 workspaces with active subscriptions; an event older than the last one applied to its object changes nothing and publishes nothing")
 	return nil
+}
+
+// doorStats is the webhook door alone: events verified, stored and
+// acknowledged by a server that applies none (WEBHOOK_APPLY_DISABLED).
+type doorStats struct {
+	Ack latencyStats       `json:"ack"`
+	CPU map[string]float64 `json:"cpu_us_per_event"`
+}
+
+// doorAlone posts the event mix at c=16 to a server of a world of its own
+// (a fresh database, so that no worker applies what it stores) that
+// applies nothing: what the door costs before any event is applied.
+func (r *runner) doorAlone(ctx context.Context, main *world) (doorStats, error) {
+	w, err := r.newWorld(ctx, "door")
+	if err != nil {
+		return doorStats{}, err
+	}
+	srv, err := startServer(ctx, "door", r.bin, append(w.env(), "WEBHOOK_APPLY_DISABLED=true"), r.logDir, r.cl)
+	if err != nil {
+		return doorStats{}, err
+	}
+	defer srv.stop()
+	log.Printf("B4: the door alone at c=16 (server %s applies nothing)", srv.URL)
+	c := newClient(16)
+	defer c.CloseIdleConnections()
+	gen := newEventGen(webhookSecret, "evt_door_", main.ws) // their workspaces are in another database: never applied anyway
+	var n, posted atomic.Int64
+	post := func(ctx context.Context, _ int) error {
+		_, body := gen.next(n.Add(1))
+		if err := postEvent(ctx, c, srv.URL, webhookSecret, body); err != nil {
+			return err
+		}
+		posted.Add(1)
+		return nil
+	}
+	closedLoop(ctx, 16, 0, r.opt.warm, post)
+	posted.Store(0)
+	cpu0 := sampleCPU()
+	ack := closedLoop(ctx, 16, 0, r.opt.dur, post)
+	cpu1 := sampleCPU()
+	d := doorStats{Ack: ack, CPU: cpuPerOp(cpu0, cpu1, int(posted.Load()))}
+	log.Printf("B4: door alone %s; %s", rpsText(ack), cpuText(d.CPU))
+	return d, nil
+}
+
+// doorNote sets the door alone against the target's budget: what is left
+// per event for applying, if anything.
+func doorNote(d doorStats, ins16 latencyStats) string {
+	if ins16.PerSecond == 0 || len(d.CPU) == 0 {
+		return "the door alone measured nothing"
+	}
+	budget := float64(runtime.NumCPU()) * 1e6 / (0.35 * ins16.PerSecond)
+	return fmt.Sprintf("the door alone (verify, store, 200; a server that applies nothing, WEBHOOK_APPLY_DISABLED): %.0f events/s at c=16, %.2f x the INSERT rate, ack p50 %.1f ms, p99 %.1f ms; %s; machine CPU %.0f µs per event against the target's %.0f µs budget, leaving %.0f µs to claim, apply and publish each event",
+		d.Ack.PerSecond, d.Ack.PerSecond/ins16.PerSecond, d.Ack.P50ms, d.Ack.P99ms, cpuText(d.CPU), d.CPU["machine"], budget, budget-d.CPU["machine"])
 }
 
 // budgetNote says what the 0.35 x target leaves per event, in machine CPU
