@@ -44,16 +44,34 @@ type Reconciler struct {
 func (r *Reconciler) Begin(ctx context.Context) error {
 	svc := auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))
 	r.from = time.Now().Add(-billing.StripeEventRetention)
-	latest, err := r.DB.WebhookEvent.Query().Order(ent.Desc(webhookevent.FieldCreated)).First(svc)
-	switch {
-	case err == nil:
-		r.from = latest.Created.Add(-ReconcileOverlap)
-	case !ent.IsNotFound(err):
+	// The newest created is read among the newest events stored, on the
+	// create_time index: an index on created would cost every webhook's
+	// insert, and ordering by it unindexed read the whole history at each
+	// start. Events are stored about when Stripe creates them; an old one
+	// delivered late among them only moves the start earlier.
+	var newest []struct {
+		Created time.Time `json:"created"`
+	}
+	err := r.DB.WebhookEvent.Query().Order(ent.Desc(webhookevent.FieldCreateTime)).Limit(reconcileSample).
+		Select(webhookevent.FieldCreated).Scan(svc, &newest)
+	if err != nil {
 		r.from = time.Time{}
 		return err
 	}
+	if len(newest) > 0 {
+		latest := newest[0].Created
+		for _, e := range newest[1:] {
+			if e.Created.After(latest) {
+				latest = e.Created
+			}
+		}
+		r.from = latest.Add(-ReconcileOverlap)
+	}
 	return nil
 }
+
+// reconcileSample is how many of the newest stored events Begin reads.
+const reconcileSample = 100
 
 // Run reconciles every Interval, the first time one Interval after it
 // starts (webhooks deliver almost everything; the reconciler heals what

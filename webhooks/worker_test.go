@@ -1176,32 +1176,8 @@ func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
 	url := testenv.Postgres(t)
 	store := openStoreAt(t, url)
 
-	cfg, err := pgx.ParseConfig(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu      sync.Mutex
-		notices []string
-	)
-	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
-		mu.Lock()
-		defer mu.Unlock()
-		notices = append(notices, n.Message)
-	}
-	db := stdlib.OpenDB(*cfg)
-	t.Cleanup(func() { _ = db.Close() })
-	db.SetMaxOpenConns(1) // the one connection auto_explain is loaded into
-	db.SetMaxIdleConns(1)
-	db.SetConnMaxIdleTime(0)
-	ctx := context.Background()
-	for _, stmt := range []string{"LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
-		"SET auto_explain.log_analyze = on", "SET auto_explain.log_format = json", "SET auto_explain.log_level = notice"} {
-		if _, err := db.ExecContext(ctx, stmt); err != nil {
-			t.Fatalf("%s: %v (auto_explain ships with PostgreSQL's server package)", stmt, err)
-		}
-	}
-	w := &Worker{DB: ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, db))), Log: slog.New(slog.DiscardHandler), RowLocks: true}
+	explain := explainingClient(t, url)
+	w := &Worker{DB: explain.client, Log: slog.New(slog.DiscardHandler), RowLocks: true}
 
 	// Claims while the table holds a handful of events: more runs than
 	// PostgreSQL plans afresh before it caches a plan for the statement.
@@ -1213,29 +1189,12 @@ func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
 	}
 	// The table grows, with no new statistics (autovacuum has not come by).
 	seedEvents(t, store.Client, "evt_hist_", applied, waiting, backlog)
-	mu.Lock()
-	notices = nil
-	mu.Unlock()
+	explain.reset()
 	rows, err := w.claimBatch(svc(), time.Now())
 	if err != nil || len(rows) != batchSize {
 		t.Fatalf("claimed %d events (%v), want %d", len(rows), err, batchSize)
 	}
-
-	mu.Lock()
-	defer mu.Unlock()
-	var plan []byte
-	for _, n := range notices {
-		if i := strings.Index(n, "{"); i >= 0 && strings.Contains(n, "ORDER BY") {
-			plan = []byte(n[i:])
-		}
-	}
-	if plan == nil {
-		t.Fatalf("auto_explain sent no plan of the claim among %d notices", len(notices))
-	}
-	var explained struct{ Plan planNode }
-	if err := json.Unmarshal(plan, &explained); err != nil {
-		t.Fatalf("plan does not decode (%v): %s", err, plan)
-	}
+	plan, explained := explain.last(t, "ORDER BY")
 	var walk func(n planNode)
 	walk = func(n planNode) {
 		if n.NodeType == "Sort" || n.NodeType == "Seq Scan" {
@@ -1250,5 +1209,114 @@ func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
 			walk(c)
 		}
 	}
-	walk(explained.Plan)
+	walk(explained)
+}
+
+// explaining is an ent client on one PostgreSQL connection into which
+// auto_explain is loaded: each statement it runs sends its plan, with
+// the rows each step read, as a notice.
+type explaining struct {
+	client  *ent.Client
+	mu      sync.Mutex
+	notices []string
+}
+
+func explainingClient(t *testing.T, url string) *explaining {
+	t.Helper()
+	cfg, err := pgx.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &explaining{}
+	cfg.OnNotice = func(_ *pgconn.PgConn, n *pgconn.Notice) {
+		e.mu.Lock()
+		defer e.mu.Unlock()
+		e.notices = append(e.notices, n.Message)
+	}
+	db := stdlib.OpenDB(*cfg)
+	t.Cleanup(func() { _ = db.Close() })
+	db.SetMaxOpenConns(1) // the one connection auto_explain is loaded into
+	db.SetMaxIdleConns(1)
+	db.SetConnMaxIdleTime(0)
+	for _, stmt := range []string{"LOAD 'auto_explain'", "SET auto_explain.log_min_duration = 0",
+		"SET auto_explain.log_analyze = on", "SET auto_explain.log_format = json", "SET auto_explain.log_level = notice"} {
+		if _, err := db.ExecContext(context.Background(), stmt); err != nil {
+			t.Fatalf("%s: %v (auto_explain ships with PostgreSQL's server package)", stmt, err)
+		}
+	}
+	e.client = ent.NewClient(ent.Driver(entsql.OpenDB(dialect.Postgres, db)))
+	return e
+}
+
+// reset forgets the plans sent so far.
+func (e *explaining) reset() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.notices = nil
+}
+
+// last returns the plan of the last statement whose text holds marker,
+// as sent and decoded.
+func (e *explaining) last(t *testing.T, marker string) (string, planNode) {
+	t.Helper()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	var plan string
+	for _, n := range e.notices {
+		if i := strings.Index(n, "{"); i >= 0 && strings.Contains(n, marker) {
+			plan = n[i:]
+		}
+	}
+	if plan == "" {
+		t.Fatalf("auto_explain sent no plan of a statement with %q among %d notices", marker, len(e.notices))
+	}
+	var explained struct{ Plan planNode }
+	if err := json.Unmarshal([]byte(plan), &explained); err != nil {
+		t.Fatalf("plan does not decode (%v): %s", err, plan)
+	}
+	return plan, explained.Plan
+}
+
+// steps lists a plan's steps, depth first.
+func steps(n planNode) []planNode {
+	out := []planNode{n}
+	for _, c := range n.Plans {
+		out = append(out, steps(c)...)
+	}
+	return out
+}
+
+// TestReconcilerBeginsFromTheNewestEventsNotTheHistory: where the
+// reconciler's first run lists from is read off the newest stored events
+// on an index, however long the history: a replica's start must not read
+// every event ever stored. It is the newest Stripe created among them,
+// less the overlap.
+func TestReconcilerBeginsFromTheNewestEventsNotTheHistory(t *testing.T) {
+	url := testenv.Postgres(t)
+	store := openStoreAt(t, url)
+	seedEvents(t, store.Client, "evt_hist_", 3000, 0, 0)
+	analyzeEvents(t, store.Client)
+	newest, err := store.Client.WebhookEvent.Query().Order(ent.Desc(webhookevent.FieldCreated)).First(svc())
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	explain := explainingClient(t, url)
+	r := &Reconciler{DB: explain.client, Log: slog.New(slog.DiscardHandler)}
+	explain.reset()
+	if err := r.Begin(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if want := newest.Created.Add(-ReconcileOverlap); !r.from.Equal(want) {
+		t.Errorf("begins from %v, want %v (the newest created, less the overlap)", r.from, want)
+	}
+	plan, explained := explain.last(t, "webhook_events")
+	for _, n := range steps(explained) {
+		if n.NodeType == "Seq Scan" || n.NodeType == "Sort" {
+			t.Errorf("Begin ran a %s: %s", n.NodeType, plan)
+		}
+		if strings.Contains(n.NodeType, "Scan") && n.ActualRows+n.RemovedByFilter > reconcileSample {
+			t.Errorf("%s on %s read %d rows, want at most %d: %s", n.NodeType, n.IndexName, n.ActualRows+n.RemovedByFilter, reconcileSample, plan)
+		}
+	}
 }
