@@ -7,8 +7,8 @@ package billing
 // invalidates that workspace's group on every replica, whoever wrote it,
 // because the hooks sit on the ent client itself (like the privacy rules).
 // Status changes also invalidate after the status snapshot is written
-// through to Redis (refreshStatus), and price changes when the price cache
-// drops them (cache.Prices).
+// through to Redis (refreshStatus; announce for a run of webhook events),
+// and price changes when the price cache drops them (cache.Prices).
 
 import (
 	"context"
@@ -58,43 +58,19 @@ func (s *Service) invalidateOnWrite() {
 }
 
 // afterCommit invalidates group once tx commits, or now when the write
-// was not in a transaction (it is committed already). The groups of one
-// transaction's writes are invalidated together, in one round trip: a
-// webhook run changes several workspaces.
+// was not in a transaction (it is committed already).
 func (s *Service) afterCommit(ctx context.Context, tx *ent.Tx, group string) {
 	if tx == nil {
 		s.invalidate(ctx, group)
 		return
 	}
-	s.txGroupsMu.Lock()
-	groups, registered := s.txGroups[tx]
-	if !slices.Contains(groups, group) {
-		s.txGroups[tx] = append(groups, group)
-	}
-	s.txGroupsMu.Unlock()
-	if registered {
-		return
-	}
-	take := func() []string {
-		s.txGroupsMu.Lock()
-		defer s.txGroupsMu.Unlock()
-		groups := s.txGroups[tx]
-		delete(s.txGroups, tx)
-		return groups
-	}
 	tx.OnCommit(func(next ent.Committer) ent.Committer {
 		return ent.CommitFunc(func(ctx context.Context, tx *ent.Tx) error {
 			err := next.Commit(ctx, tx)
-			if groups := take(); err == nil {
-				s.invalidate(ctx, groups...)
+			if err == nil {
+				s.invalidate(ctx, group)
 			}
 			return err
-		})
-	})
-	tx.OnRollback(func(next ent.Rollbacker) ent.Rollbacker {
-		return ent.RollbackFunc(func(ctx context.Context, tx *ent.Tx) error {
-			take()
-			return next.Rollback(ctx, tx)
 		})
 	})
 }

@@ -2,7 +2,6 @@ package billing
 
 import (
 	"log/slog"
-	"sync"
 	"time"
 
 	"billingapi/cache"
@@ -71,11 +70,6 @@ type Service struct {
 	wakeWorker func()
 	seats      seatSync
 	log        *slog.Logger
-
-	// txGroups are the near-cache groups that open transactions' writes
-	// invalidate when they commit (afterCommit).
-	txGroupsMu sync.Mutex
-	txGroups   map[*ent.Tx][]string
 }
 
 // New returns a Service over its dependencies.
@@ -83,8 +77,7 @@ func New(d Deps, cfg Config) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, limit: d.Limiter, bus: d.Bus, cfg: cfg, log: d.Log,
-		txGroups: map[*ent.Tx][]string{}}
+	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, limit: d.Limiter, bus: d.Bus, cfg: cfg, log: d.Log}
 	if d.Near != nil {
 		s.invalidateOnWrite()
 	}
