@@ -15,7 +15,6 @@ import (
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 
-	"entgo.io/ent/dialect"
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
 )
@@ -53,7 +52,7 @@ func benchFixture(b *testing.B) (*fixture, uuid.UUID) {
 		Prices: cache.NewPrices(rdb, prefix, time.Hour, log),
 		Status: cache.NewStatus(rdb, prefix, log),
 		Log:    log,
-	}, billing.Config{PlanLookupKeys: []string{"starter_monthly", "pro_monthly", "pro_yearly"}, RowLocks: store.Dialect == dialect.Postgres})
+	}, billing.Config{PlanLookupKeys: []string{"starter_monthly", "pro_monthly", "pro_yearly"}, Dialect: store.Dialect})
 	f := &fixture{svc: svc, stripe: fake, store: store, ctx: ctx}
 	ws, err := svc.CreateWorkspace(f.as("alice"), "Bench")
 	if err != nil {

@@ -414,7 +414,7 @@ func (s *Service) applyCheckoutSession(ctx context.Context, tx *ent.Tx, sess *st
 		return false, fmt.Errorf("checkout session %s names workspace %s, not %s", sess.ID, ws, v.SystemWorkspace)
 	}
 	q := tx.CheckoutSession.Query().Where(checkoutsession.StripeSessionID(sess.ID))
-	if s.cfg.RowLocks {
+	if s.rowLocks() {
 		q = q.ForUpdate()
 	}
 	row, err := q.Only(ctx)

@@ -107,7 +107,7 @@ var errCustomerBeingCreated = errors.New("another request is creating the custom
 func (s *Service) createCustomerLocked(ctx context.Context, workspaceID uuid.UUID, v auth.Viewer, createdBy string, meta map[string]string) (string, error) {
 	var customerID string
 	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
-		if s.cfg.RowLocks {
+		if s.rowLocks() {
 			got, err := tryCustomerLock(ctx, tx, workspaceID)
 			if err != nil {
 				return err
@@ -154,7 +154,7 @@ func (s *Service) createCustomerLocked(ctx context.Context, workspaceID uuid.UUI
 // workspace's customer lock (always false without row locks). An error
 // counts as held: the caller then looks again.
 func (s *Service) customerLockHeld(ctx context.Context, workspaceID uuid.UUID) bool {
-	if !s.cfg.RowLocks {
+	if !s.rowLocks() {
 		return false
 	}
 	held := true

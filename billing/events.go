@@ -219,24 +219,29 @@ func (s *Service) finishProcessed(ctx context.Context, tx *ent.Tx, planned []*pl
 	for i, p := range planned {
 		ids[i] = p.RowID
 	}
-	// ELSE keeps the column's own type in the CASE, so PostgreSQL takes
-	// the workspace parameters as uuids without a cast SQLite would refuse.
-	workspaceOf := entsql.ExprFunc(func(b *entsql.Builder) {
-		b.WriteString("CASE ").Ident(webhookevent.FieldID)
-		for _, p := range planned {
-			b.WriteString(" WHEN ").Arg(p.RowID).WriteString(" THEN ").Arg(p.ws)
-		}
-		b.WriteString(" ELSE ").Ident(webhookevent.FieldWorkspaceID).WriteString(" END")
-	})
 	now := time.Now()
-	query, args := entsql.Dialect(s.dialect()).Update(webhookevent.Table).
+	upd := entsql.Dialect(s.dialect()).Update(webhookevent.Table).
 		Set(webhookevent.FieldStatus, webhookevent.StatusProcessed.String()).
 		Set(webhookevent.FieldProcessedAt, now).
 		Set(webhookevent.FieldUpdateTime, now).
 		Set(webhookevent.FieldLastError, "").
 		SetNull(webhookevent.FieldNextAttemptAt).
-		SetNull(webhookevent.FieldLockedUntil).
-		Set(webhookevent.FieldWorkspaceID, workspaceOf).
+		SetNull(webhookevent.FieldLockedUntil)
+	if slices.ContainsFunc(planned, func(p *plannedEvent) bool { return p.ws != uuid.Nil }) {
+		// ELSE keeps the column's own type in the CASE, so PostgreSQL
+		// takes the workspace parameters as uuids without a cast SQLite
+		// would refuse.
+		upd.Set(webhookevent.FieldWorkspaceID, entsql.ExprFunc(func(b *entsql.Builder) {
+			b.WriteString("CASE ").Ident(webhookevent.FieldID)
+			for _, p := range planned {
+				if p.ws != uuid.Nil {
+					b.WriteString(" WHEN ").Arg(p.RowID).WriteString(" THEN ").Arg(p.ws)
+				}
+			}
+			b.WriteString(" ELSE ").Ident(webhookevent.FieldWorkspaceID).WriteString(" END")
+		}))
+	}
+	query, args := upd.
 		Where(entsql.And(
 			entsql.In(webhookevent.FieldID, ids...),
 			entsql.In(webhookevent.FieldStatus, webhookevent.StatusReceived.String(), webhookevent.StatusFailed.String()),
@@ -768,7 +773,7 @@ func paymentChanged(row *ent.Payment, err error) (*BillingEvent, bool, error) {
 // rather than deciding from a stale row and overwriting it.
 func (s *Service) lockedPayment(ctx context.Context, tx *ent.Tx, paymentIntentID string) (*ent.Payment, error) {
 	q := tx.Payment.Query().Where(payment.StripePaymentIntentID(paymentIntentID))
-	if s.cfg.RowLocks {
+	if s.rowLocks() {
 		q = q.ForUpdate()
 	}
 	return q.Only(ctx)
@@ -804,7 +809,7 @@ func (s *Service) invoiceChange(ws uuid.UUID, inv *stripe.Invoice, eventType str
 		}
 		// Locked for the same reason as a payment's row.
 		q := tx.Invoice.Query().Where(invoice.StripeInvoiceID(inv.ID))
-		if s.cfg.RowLocks {
+		if s.rowLocks() {
 			q = q.ForUpdate()
 		}
 		row, err := q.Only(ctx)

@@ -193,7 +193,7 @@ func (s *Service) refundClaim(reqKey string, paymentID uuid.UUID, amount *int64,
 			var row *ent.Refund
 			err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
 				q := tx.Payment.Query().Where(payment.ID(paymentID))
-				if s.cfg.RowLocks {
+				if s.rowLocks() {
 					q = q.ForUpdate()
 				}
 				p, err := q.Only(ctx)
@@ -318,7 +318,7 @@ func (s *Service) refundUpdatedChange(ws uuid.UUID, re *stripe.Refund, created t
 		// Locked, so that concurrent events of the same refund apply one
 		// after the other and the older one cannot overwrite the newer.
 		q := tx.Refund.Query().Where(refund.StripeRefundID(re.ID))
-		if s.cfg.RowLocks {
+		if s.rowLocks() {
 			q = q.ForUpdate()
 		}
 		row, err := q.Only(ctx)

@@ -18,11 +18,11 @@ type Config struct {
 	// EagerCustomers creates a workspace's Stripe Customer when the
 	// workspace is created rather than at its first payment.
 	EagerCustomers bool
-	// RowLocks is true when the database supports SELECT ... FOR UPDATE
-	// (PostgreSQL). SQLite serializes writers instead. It is true exactly
-	// on PostgreSQL, and so also picks the dialect of the few statements
-	// built by hand (dialect).
-	RowLocks bool
+	// Dialect is the database's: dialect.Postgres or dialect.SQLite (the
+	// default when empty). It decides the row locks (PostgreSQL takes
+	// SELECT ... FOR UPDATE; SQLite serializes writers instead) and the
+	// syntax of the few statements built by hand (finishProcessed).
+	Dialect string
 	// SeatDebounce is how long after the last member change a per-seat
 	// quantity is sent to Stripe; DefaultSeatDebounce when zero.
 	SeatDebounce time.Duration
@@ -107,10 +107,14 @@ func (s *Service) StripeConfig() StripeConfig {
 }
 
 // dialect is the database's SQL dialect, for the statements ent cannot
-// build (finishProcessed): PostgreSQL exactly when it has row locks.
+// build (finishProcessed).
 func (s *Service) dialect() string {
-	if s.cfg.RowLocks {
-		return dialect.Postgres
+	if s.cfg.Dialect == "" {
+		return dialect.SQLite
 	}
-	return dialect.SQLite
+	return s.cfg.Dialect
 }
+
+// rowLocks reports whether the database takes row locks (SELECT ... FOR
+// UPDATE): PostgreSQL does.
+func (s *Service) rowLocks() bool { return s.dialect() == dialect.Postgres }

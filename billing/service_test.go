@@ -18,7 +18,6 @@ import (
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 
-	"entgo.io/ent/dialect"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
 	"github.com/redis/go-redis/v9"
@@ -80,7 +79,7 @@ func newReplica(t *testing.T, dbURL, redisURL, prefix string, cfg billing.Config
 	}
 	log := slog.New(slog.DiscardHandler)
 	hook := &stripeHook{}
-	cfg.RowLocks = store.Dialect == dialect.Postgres
+	cfg.Dialect = store.Dialect
 	prices := cache.NewPrices(rdb, prefix, time.Minute, log)
 	var n *cache.Near
 	if near != nil {

@@ -547,7 +547,7 @@ func (s *Service) applySubscriptionTx(ctx context.Context, tx *ent.Tx, workspace
 // the workspace is out of the viewer's reach.
 func (s *Service) lockWorkspaceBilling(ctx context.Context, tx *ent.Tx, ws uuid.UUID) error {
 	q := tx.Workspace.Query().Where(workspace.ID(ws))
-	if s.cfg.RowLocks {
+	if s.rowLocks() {
 		q = q.ForUpdate(noKeyUpdate)
 	}
 	_, err := q.Only(ctx)

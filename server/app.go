@@ -135,7 +135,7 @@ func (m *Main) Open(ctx context.Context) error {
 	}, billing.Config{
 		PlanLookupKeys: m.Config.PlanLookupKeys,
 		EagerCustomers: m.Config.CustomerCreation == "workspace",
-		RowLocks:       m.store.Dialect == dialect.Postgres,
+		Dialect:        m.store.Dialect,
 		BaseURL:        m.Config.BaseURL,
 		PublishableKey: m.Config.Stripe.PublishableKey,
 		Mode:           m.Config.StripeMode(),

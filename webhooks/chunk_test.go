@@ -92,7 +92,7 @@ func countedReplica(t *testing.T, url string, concurrency int) (*replica, *count
 	t.Cleanup(func() { _ = closeRedis() })
 	log := slog.New(slog.DiscardHandler)
 	r.billing = billing.New(billing.Deps{DB: ent.NewClient(ent.Driver(d)), Bus: r.pub, Log: log, Status: cache.NewStatus(rdb, "test:", log)},
-		billing.Config{RowLocks: r.store.Dialect == dialect.Postgres})
+		billing.Config{Dialect: r.store.Dialect})
 	r.worker.Billing = r.billing
 	return r, d
 }
@@ -438,7 +438,7 @@ func (p *livePublisher) published() ([]string, int) {
 func TestCommittedRunIsAnnouncedAfterItsContextEnds(t *testing.T) {
 	r, d := countedReplica(t, testenv.SQLite(t), 1)
 	pub := &livePublisher{}
-	r.billing = billing.New(billing.Deps{DB: ent.NewClient(ent.Driver(d)), Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{})
+	r.billing = billing.New(billing.Deps{DB: ent.NewClient(ent.Driver(d)), Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{Dialect: r.store.Dialect})
 	ws := r.workspace(t, "alice")
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)
 	var events []billing.StoredEvent
@@ -474,7 +474,7 @@ func TestCommittedRunIsAnnouncedAfterItsContextEnds(t *testing.T) {
 func TestStoppingWorkerFinishesTheRunInHand(t *testing.T) {
 	r := newReplica(t, testenv.SQLite(t), 1)
 	pub := &livePublisher{first: make(chan struct{}), release: make(chan struct{})}
-	r.billing = billing.New(billing.Deps{DB: r.store.Client, Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{})
+	r.billing = billing.New(billing.Deps{DB: r.store.Client, Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{Dialect: r.store.Dialect})
 	r.worker.Billing = r.billing
 	ws := r.workspace(t, "alice")
 	base := time.Now().Add(-time.Hour).Truncate(time.Second)

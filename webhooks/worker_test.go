@@ -94,7 +94,7 @@ func newReplica(tb testing.TB, url string, concurrency int) *replica {
 	rowLocks := store.Dialect == dialect.Postgres
 	log := slog.New(slog.DiscardHandler)
 	r := &replica{store: store, pub: &recordingPublisher{}, outcomes: map[string]int{}}
-	r.billing = billing.New(billing.Deps{DB: store.Client, Bus: r.pub, Log: log}, billing.Config{RowLocks: rowLocks})
+	r.billing = billing.New(billing.Deps{DB: store.Client, Bus: r.pub, Log: log}, billing.Config{Dialect: store.Dialect})
 	r.worker = &Worker{DB: store.Client, Billing: r.billing, Log: log, Concurrency: concurrency, RowLocks: rowLocks,
 		Observe: func(_, outcome string, _ time.Duration) {
 			r.mu.Lock()
@@ -752,7 +752,7 @@ func TestWakeBeforeRun(t *testing.T) {
 func TestStoppingWorkerFinishesTheEventInHand(t *testing.T) {
 	r := newReplica(t, testenv.SQLite(t), 1)
 	pub := &stallingPublisher{inPublish: make(chan struct{}), release: make(chan struct{})}
-	r.billing = billing.New(billing.Deps{DB: r.store.Client, Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{})
+	r.billing = billing.New(billing.Deps{DB: r.store.Client, Bus: pub, Log: slog.New(slog.DiscardHandler)}, billing.Config{Dialect: r.store.Dialect})
 	r.worker.Billing = r.billing
 	ws := r.workspace(t, "alice")
 	postAll(t, r.store.Client, objectHistory("pi_stop", ws, 1, time.Now().Add(-time.Minute).Truncate(time.Second), time.Second, 0))
