@@ -192,7 +192,19 @@ func (b *Bus) PublishAll(ctx context.Context, pubs []Publication) error {
 	if len(pubs) == 0 {
 		return nil
 	}
-	_, err := b.rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
+	rdb := b.rdb
+	if c, ok := rdb.(*redis.ClusterClient); ok {
+		// A cluster pipeline spreads keyless commands such as PUBLISH over
+		// its masters, each share sent on its own: the events of one
+		// workspace could then arrive out of order. A publication on any
+		// node reaches every node's subscribers, so all go to one.
+		node, err := c.MasterForKey(ctx, b.channel(pubs[0].WorkspaceID))
+		if err != nil {
+			return err
+		}
+		rdb = node
+	}
+	_, err := rdb.Pipelined(ctx, func(p redis.Pipeliner) error {
 		for _, m := range pubs {
 			p.Publish(ctx, b.channel(m.WorkspaceID), m.Payload)
 		}

@@ -244,8 +244,10 @@ func TestBusPublishAll(t *testing.T) {
 				}
 			}
 			select {
+			case m := <-ws1:
+				t.Fatalf("an extra message for ws1: %s", m.Payload)
 			case m := <-ws2:
-				t.Fatalf("an extra message: %s", m.Payload)
+				t.Fatalf("an extra message for ws2: %s", m.Payload)
 			case <-time.After(100 * time.Millisecond):
 			}
 		})
