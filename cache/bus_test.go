@@ -10,6 +10,16 @@ import (
 	"billingapi/cache"
 )
 
+// startBus starts bus for the test and closes it after.
+func startBus(t *testing.T, bus *cache.Bus) *cache.Bus {
+	t.Helper()
+	if err := bus.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = bus.Close() })
+	return bus
+}
+
 // TestBus: local subscribers of a workspace share each message, decoded
 // once; a subscriber that does not read loses its oldest events rather
 // than stall the others; nothing is received after a subscription ends.
@@ -17,11 +27,7 @@ func TestBus(t *testing.T) {
 	for name, open := range redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
-			bus := cache.NewBus(rdb, prefix, nil, nil)
-			if err := bus.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = bus.Close() })
+			bus := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
 			ctx := context.Background()
 
 			var decodes atomic.Int64
@@ -180,11 +186,7 @@ func TestBusDropsTheWorkspaceFromTheNearCacheBeforeDelivering(t *testing.T) {
 			rdb, prefix := open(t)
 			near := cache.NewNear(rdb, prefix, time.Minute, nil)
 			startNear(t, near)
-			bus := cache.NewBus(rdb, prefix, near, nil)
-			if err := bus.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = bus.Close() })
+			bus := startBus(t, cache.NewBus(rdb, prefix, near, nil))
 			ctx := context.Background()
 			fill(near, cache.WorkspaceGroup("ws1"), "status", "active")
 			fill(near, cache.WorkspaceGroup("ws2"), "status", "active")
@@ -214,11 +216,7 @@ func TestBusPublishAll(t *testing.T) {
 	for name, open := range redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
-			bus := cache.NewBus(rdb, prefix, nil, nil)
-			if err := bus.Start(context.Background()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = bus.Close() })
+			bus := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
 			ctx := context.Background()
 			ws1, ws2 := bus.Subscribe(ctx, "ws1"), bus.Subscribe(ctx, "ws2")
 			if err := bus.PublishAll(ctx, nil); err != nil {
