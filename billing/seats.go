@@ -11,6 +11,7 @@ import (
 	"billingapi/ent/predicate"
 	"billingapi/ent/privacy"
 	"billingapi/ent/subscription"
+	"billingapi/internal/tick"
 
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
@@ -160,20 +161,13 @@ const seatSweepPage = 500
 // RunSeatSweep runs SweepSeats every interval, the first time one
 // interval after it starts, until ctx ends.
 func (s *Service) RunSeatSweep(ctx context.Context, interval time.Duration) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, interval, func() {
 		if n, err := s.SweepSeats(ctx); err != nil && ctx.Err() == nil {
 			s.log.WarnContext(ctx, "seat sweep: stopped early", "updated", n, "err", err)
 		} else if n > 0 {
 			s.log.InfoContext(ctx, "seat sweep: per-seat quantities set", "workspaces", n)
 		}
-	}
+	})
 }
 
 // SweepSeats sets the quantity of every per-seat subscription whose

@@ -10,6 +10,7 @@ import (
 	"billingapi/billing"
 	"billingapi/ent"
 	"billingapi/ent/webhookevent"
+	"billingapi/internal/tick"
 
 	"github.com/stripe/stripe-go/v76"
 )
@@ -83,18 +84,11 @@ func (r *Reconciler) Run(ctx context.Context) {
 	if err := r.Begin(ctx); err != nil && ctx.Err() == nil {
 		r.Log.WarnContext(ctx, "webhook reconciler: could not read where to start; the first run will", "err", err)
 	}
-	t := time.NewTicker(r.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	tick.Every(ctx, r.Interval, func() {
 		if _, err := r.ReconcileOnce(ctx); err != nil && ctx.Err() == nil {
 			r.Log.WarnContext(ctx, "webhook reconciler: run failed; will retry", "err", err)
 		}
-	}
+	})
 }
 
 // ReconcileOnce ingests the events Stripe has that we do not, and returns
