@@ -130,7 +130,7 @@ func (s *Service) ApplyEvents(ctx context.Context, events []StoredEvent) []Event
 		var sk errSkip
 		switch {
 		case errors.As(err, &sk):
-			done, merr := s.finishEvent(ctx, nil, e.RowID, webhookevent.StatusSkipped, sk.reason, uuid.Nil)
+			done, merr := s.skipEvent(ctx, e.RowID, sk.reason)
 			results[i] = EventResult{EventOutcome{Status: webhookevent.StatusSkipped, Reason: sk.reason, Duplicate: !done}, merr}
 		case err != nil:
 			results[i].Err = err
@@ -209,11 +209,10 @@ func (s *Service) applyPlanned(ctx context.Context, planned []*plannedEvent) err
 }
 
 // finishProcessed marks the planned events processed in tx, each with its
-// workspace, except those done already, in one statement; it returns the
-// ids it marked. As finishEvent does for one event, but a run of events
-// costs one round trip and one statement rather than one each. The rows
-// are the run's own (leased to this worker, one lane's), so locking them
-// all at once, before the workspaces, cannot deadlock with another run.
+// workspace, except those done already, in one statement for the whole
+// run; it returns the ids it marked. The rows are the run's own (leased
+// to this worker, one lane's), so locking them all at once, before the
+// workspaces, cannot deadlock with another run.
 func (s *Service) finishProcessed(ctx context.Context, tx *ent.Tx, planned []*plannedEvent) (map[uuid.UUID]bool, error) {
 	ids := make([]any, len(planned))
 	for i, p := range planned {
@@ -314,20 +313,14 @@ func (s *Service) announce(ctx context.Context, committed []*plannedEvent, resul
 	}
 }
 
-// finishEvent marks the event done (processed or skipped) unless it is
-// done already, inside tx when given; it reports whether this call did it.
-func (s *Service) finishEvent(ctx context.Context, tx *ent.Tx, id uuid.UUID, status webhookevent.Status, reason string, ws uuid.UUID) (bool, error) {
-	db := s.db
-	if tx != nil {
-		db = tx.Client()
-	}
-	upd := db.WebhookEvent.Update().
+// skipEvent marks the event skipped, for reason, unless it is done
+// already (as finishProcessed marks applied ones processed); it reports
+// whether this call did it.
+func (s *Service) skipEvent(ctx context.Context, id uuid.UUID, reason string) (bool, error) {
+	n, err := s.db.WebhookEvent.Update().
 		Where(webhookevent.ID(id), webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed)).
-		SetStatus(status).SetProcessedAt(time.Now()).ClearNextAttemptAt().ClearLockedUntil().SetLastError(reason)
-	if ws != uuid.Nil {
-		upd.SetWorkspaceID(ws)
-	}
-	n, err := upd.Save(serviceCtx(ctx))
+		SetStatus(webhookevent.StatusSkipped).SetProcessedAt(time.Now()).ClearNextAttemptAt().ClearLockedUntil().SetLastError(reason).
+		Save(serviceCtx(ctx))
 	return n == 1, err
 }
 
