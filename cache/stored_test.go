@@ -51,6 +51,17 @@ func TestStoredFlags(t *testing.T) {
 	check("Redis back", true)
 }
 
+// heldLoad is a price loader that, once called, closes started and waits
+// for release before it answers entries and err: a load still running.
+func heldLoad(entries map[string]cache.PriceEntry, err error) (load func(context.Context, []string) (map[string]cache.PriceEntry, error), started, release chan struct{}) {
+	started, release = make(chan struct{}), make(chan struct{})
+	return func(context.Context, []string) (map[string]cache.PriceEntry, error) {
+		close(started)
+		<-release
+		return entries, err
+	}, started, release
+}
+
 // TestPriceLoadRacingAnInvalidation: a load that began before a price
 // changed must not write the old price back after the change's
 // invalidation (it would stand for a whole TTL), and a reader who came
@@ -64,12 +75,7 @@ func TestPriceLoadRacingAnInvalidation(t *testing.T) {
 			entry := func(amount string) map[string]cache.PriceEntry {
 				return map[string]cache.PriceEntry{"pro": {Found: true, PriceID: "price_pro", Data: []byte(amount)}}
 			}
-			started, release := make(chan struct{}), make(chan struct{})
-			slowOld := func(context.Context, []string) (map[string]cache.PriceEntry, error) {
-				close(started)
-				<-release
-				return entry("900"), nil
-			}
+			slowOld, started, release := heldLoad(entry("900"), nil)
 			type result struct {
 				got    map[string]cache.PriceEntry
 				stored bool
@@ -119,13 +125,8 @@ func TestPriceLoadsAreSharedWithinAClassOnly(t *testing.T) {
 			ctx := context.Background()
 			rdb, prefix := open(t)
 			prices := cache.NewPrices(rdb, prefix, time.Hour, nil)
-			started, release := make(chan struct{}), make(chan struct{})
 			refused := errors.New("over the anonymous budget")
-			slowRefusal := func(context.Context, []string) (map[string]cache.PriceEntry, error) {
-				close(started)
-				<-release
-				return nil, refused
-			}
+			slowRefusal, started, release := heldLoad(nil, refused)
 			anonymous := cache.WithLoadClass(ctx, "anonymous")
 			first := make(chan error, 1)
 			go func() {
