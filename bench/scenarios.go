@@ -309,6 +309,24 @@ func (s ingestStats) text() string {
 		s.DB["commits"], s.DB["inserted"], s.DB["updated"])
 }
 
+// poster posts gen's signed events to a server, as closedLoop's
+// operation, and counts those the server accepted.
+type poster struct {
+	c         *http.Client
+	url       string
+	gen       *eventGen // swapped only between loops
+	n, posted atomic.Int64
+}
+
+func (p *poster) post(ctx context.Context, _ int) error {
+	_, body := p.gen.next(p.n.Add(1))
+	if err := postEvent(ctx, p.c, p.url, webhookSecret, body); err != nil {
+		return err
+	}
+	p.posted.Add(1)
+	return nil
+}
+
 // ingest posts the event mix at conc for warm (then waits until applied),
 // then for dur, and measures until every posted event is applied.
 func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur time.Duration, tag string) (ingestStats, error) {
@@ -316,19 +334,9 @@ func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur
 	gen := newEventGen(webhookSecret, "evt_bench_"+tag+"_", w.ws)
 	c := newClient(conc)
 	defer c.CloseIdleConnections()
-	var n atomic.Int64
-	var posted atomic.Int64
-	cur := warmGen
-	post := func(ctx context.Context, _ int) error {
-		_, body := cur.next(n.Add(1))
-		if err := postEvent(ctx, c, srv.URL, webhookSecret, body); err != nil {
-			return err
-		}
-		posted.Add(1)
-		return nil
-	}
+	p := &poster{c: c, url: srv.URL, gen: warmGen}
 	if warm > 0 {
-		closedLoop(ctx, conc, 0, warm, post)
+		closedLoop(ctx, conc, 0, warm, p.post)
 		if _, err := w.waitDrain(ctx, 5*time.Minute); err != nil {
 			return ingestStats{}, err
 		}
@@ -345,8 +353,8 @@ func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur
 			published.Add(1)
 		}
 	}()
-	posted.Store(0)
-	cur = gen
+	p.posted.Store(0)
+	p.gen = gen // the warm-up's posts have all returned
 	db0, err := w.dbStats(ctx)
 	if err != nil {
 		return ingestStats{}, err
@@ -358,7 +366,7 @@ func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur
 	if conc > 1 {
 		prof = w.r.profileCPU(srv, "B4"+w.name, 0, dur)
 	}
-	ack := closedLoop(ctx, conc, 0, dur, post)
+	ack := closedLoop(ctx, conc, 0, dur, p.post)
 	if prof != nil {
 		<-prof
 	}
@@ -374,7 +382,7 @@ func (w *world) ingest(ctx context.Context, srv *serverProc, conc int, warm, dur
 	if err != nil {
 		return ingestStats{}, err
 	}
-	st := ingestStats{CPU: cpuPerOp(cpu0, cpu1, int(posted.Load())), Concurrency: conc, Ack: ack, Posted: posted.Load(), Published: published.Load(),
+	st := ingestStats{CPU: cpuPerOp(cpu0, cpu1, int(p.posted.Load())), Concurrency: conc, Ack: ack, Posted: p.posted.Load(), Published: published.Load(),
 		DrainSeconds: tDone.Sub(tPosted).Seconds(), Statuses: map[string]int{}}
 	st.AppliedPerSecond = float64(st.Posted) / tDone.Sub(t0).Seconds()
 	if st.Posted > 0 {
@@ -512,22 +520,14 @@ func (r *runner) doorAlone(ctx context.Context, main *world) (doorStats, error) 
 	log.Printf("B4: the door alone at c=16 (server %s applies nothing)", srv.URL)
 	c := newClient(16)
 	defer c.CloseIdleConnections()
-	gen := newEventGen(webhookSecret, "evt_door_", main.ws) // their workspaces are in another database: never applied anyway
-	var n, posted atomic.Int64
-	post := func(ctx context.Context, _ int) error {
-		_, body := gen.next(n.Add(1))
-		if err := postEvent(ctx, c, srv.URL, webhookSecret, body); err != nil {
-			return err
-		}
-		posted.Add(1)
-		return nil
-	}
-	closedLoop(ctx, 16, 0, r.opt.warm, post)
-	posted.Store(0)
+	// Their workspaces are in another database: never applied anyway.
+	p := &poster{c: c, url: srv.URL, gen: newEventGen(webhookSecret, "evt_door_", main.ws)}
+	closedLoop(ctx, 16, 0, r.opt.warm, p.post)
+	p.posted.Store(0)
 	cpu0 := sampleCPU()
-	ack := closedLoop(ctx, 16, 0, r.opt.dur, post)
+	ack := closedLoop(ctx, 16, 0, r.opt.dur, p.post)
 	cpu1 := sampleCPU()
-	d := doorStats{Ack: ack, CPU: cpuPerOp(cpu0, cpu1, int(posted.Load()))}
+	d := doorStats{Ack: ack, CPU: cpuPerOp(cpu0, cpu1, int(p.posted.Load()))}
 	log.Printf("B4: door alone %s; %s", rpsText(ack), cpuText(d.CPU))
 	return d, nil
 }
