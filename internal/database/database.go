@@ -17,8 +17,9 @@ import (
 
 	"entgo.io/ent/dialect"
 	entsql "entgo.io/ent/dialect/sql"
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" database/sql driver
-	_ "modernc.org/sqlite"             // registers the "sqlite" database/sql driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	_ "modernc.org/sqlite" // registers the "sqlite" database/sql driver
 )
 
 // Options sizes the PostgreSQL connection pool; SQLite ignores them.
@@ -50,9 +51,11 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	)
 	if IsPostgres(rawURL) {
 		drv = dialect.Postgres
-		if db, err = sql.Open("pgx", rawURL); err != nil {
+		cfg, err := pgx.ParseConfig(rawURL)
+		if err != nil {
 			return nil, fmt.Errorf("DATABASE_URL: %s", redact(err, rawURL))
 		}
+		db = stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(encodeUUIDs))
 		if o.MaxOpenConns > 0 {
 			db.SetMaxOpenConns(o.MaxOpenConns)
 		}
