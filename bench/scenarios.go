@@ -525,8 +525,10 @@ func (r *runner) doorAlone(ctx context.Context, main *world) (doorStats, error) 
 	closedLoop(ctx, 16, 0, r.opt.warm, p.post)
 	p.posted.Store(0)
 	cpu0 := sampleCPU()
+	prof := r.profileCPU(srv, "B4door", 0, r.opt.dur)
 	ack := closedLoop(ctx, 16, 0, r.opt.dur, p.post)
 	cpu1 := sampleCPU()
+	<-prof
 	d := doorStats{Ack: ack, CPU: cpuPerOp(cpu0, cpu1, int(p.posted.Load()))}
 	log.Printf("B4: door alone %s; %s", rpsText(ack), cpuText(d.CPU))
 	return d, nil
