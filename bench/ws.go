@@ -188,6 +188,28 @@ type fanoutStats struct {
 	P99ms       float64 `json:"p99_ms"`
 	MaxMs       float64 `json:"max_ms"`
 	ReadErrors  int64   `json:"read_errors"`
+	// Per event: from the 200 to its first arrival (for the server: the
+	// webhook applied and published, and the first write), and from its
+	// first arrival to its last (the fan-out itself).
+	FirstP50ms  float64 `json:"first_p50_ms"`
+	FirstMaxMs  float64 `json:"first_max_ms"`
+	SpreadP50ms float64 `json:"spread_p50_ms"`
+	SpreadMaxMs float64 `json:"spread_max_ms"`
+}
+
+// split is the per-event part of a fanoutStats: when an event's first
+// and last arrivals came, after the 200.
+func (st *fanoutStats) split(first, last []time.Duration) {
+	spread := make([]time.Duration, len(first))
+	for i := range first {
+		spread[i] = last[i] - first[i]
+	}
+	slices.Sort(first)
+	slices.Sort(spread)
+	st.FirstP50ms, st.SpreadP50ms = ms(percentile(first, 0.5)), ms(percentile(spread, 0.5))
+	if len(first) > 0 {
+		st.FirstMaxMs, st.SpreadMaxMs = ms(first[len(first)-1]), ms(spread[len(spread)-1])
+	}
 }
 
 // run posts events one at a time with post, and after each waits until
@@ -195,7 +217,7 @@ type fanoutStats struct {
 // webhook's 200 was read to each arrival (an arrival before the 200
 // counts as 0).
 func (f *fanout) run(ctx context.Context, events int, timeout time.Duration, next func(i int) (string, []byte), post func([]byte) error) (fanoutStats, error) {
-	var lat []time.Duration
+	var lat, first, last []time.Duration
 	st := fanoutStats{Subscribers: f.n, Events: events}
 	for i := range events {
 		id, body := next(i)
@@ -210,13 +232,22 @@ func (f *fanout) run(ctx context.Context, events int, timeout time.Duration, nex
 		case <-ctx.Done():
 			return st, ctx.Err()
 		}
+		var lo, hi time.Duration = -1, 0
 		for j := range a.times {
 			t := a.times[j].Load()
 			if t == 0 {
 				st.Missing++
 				continue
 			}
-			lat = append(lat, time.Duration(max(t-ok, 0)))
+			d := time.Duration(max(t-ok, 0))
+			lat = append(lat, d)
+			if lo < 0 || d < lo {
+				lo = d
+			}
+			hi = max(hi, d)
+		}
+		if lo >= 0 {
+			first, last = append(first, lo), append(last, hi)
 		}
 		f.mu.Lock()
 		delete(f.events, id)
@@ -229,5 +260,6 @@ func (f *fanout) run(ctx context.Context, events int, timeout time.Duration, nex
 		st.MaxMs = ms(lat[len(lat)-1])
 	}
 	st.ReadErrors = f.readErrors.Load()
+	st.split(first, last)
 	return st, nil
 }
