@@ -33,6 +33,13 @@ func TestUUIDParametersEncodeDirectly(t *testing.T) {
 	if text != id.String() {
 		t.Fatalf("round trip: got %s, want %s", text, id)
 	}
+	// Where the parameter is text, not uuid, it is still the UUID's text.
+	if err := store.SQL.QueryRowContext(ctx, "SELECT $1::text", id).Scan(&text); err != nil {
+		t.Fatal(err)
+	}
+	if text != id.String() {
+		t.Fatalf("as a text parameter: got %q, want %s", text, id)
+	}
 	var back uuid.UUID
 	if err := store.SQL.QueryRowContext(ctx, "SELECT $1::uuid", &id).Scan(&back); err != nil {
 		t.Fatal(err)
