@@ -20,13 +20,19 @@ func encodeUUIDs(_ context.Context, conn *pgx.Conn) error {
 	return nil
 }
 
-// wrapUUID hands a uuid.UUID to the uuid codec as its [16]byte; a pointer
-// to one reaches it through pgx's own pointer wrapper.
+// wrapUUID hands a uuid.UUID, or a *uuid.UUID (ent binds a new row's id
+// by pointer), to the uuid codec as a pgtype.UUID. pgx's own pointer
+// wrapper leaves driver.Valuers alone, so the pointer needs its own plan.
+// Where the parameter is not a uuid (text, say), the codec declines, and
+// pgx goes on to the driver.Valuer text as before.
 func wrapUUID(value any) (pgtype.WrappedEncodePlanNextSetter, any, bool) {
-	if _, ok := value.(uuid.UUID); !ok {
-		return nil, nil, false
+	switch value.(type) {
+	case uuid.UUID:
+		return &uuidPlan{}, pgtype.UUID{}, true
+	case *uuid.UUID:
+		return &uuidPointerPlan{}, pgtype.UUID{}, true
 	}
-	return &uuidPlan{}, [16]byte{}, true
+	return nil, nil, false
 }
 
 type uuidPlan struct{ next pgtype.EncodePlan }
@@ -34,5 +40,17 @@ type uuidPlan struct{ next pgtype.EncodePlan }
 func (p *uuidPlan) SetNext(next pgtype.EncodePlan) { p.next = next }
 
 func (p *uuidPlan) Encode(value any, buf []byte) ([]byte, error) {
-	return p.next.Encode([16]byte(value.(uuid.UUID)), buf)
+	return p.next.Encode(pgtype.UUID{Bytes: value.(uuid.UUID), Valid: true}, buf)
+}
+
+type uuidPointerPlan struct{ next pgtype.EncodePlan }
+
+func (p *uuidPointerPlan) SetNext(next pgtype.EncodePlan) { p.next = next }
+
+func (p *uuidPointerPlan) Encode(value any, buf []byte) ([]byte, error) {
+	u := value.(*uuid.UUID)
+	if u == nil {
+		return nil, nil // NULL
+	}
+	return p.next.Encode(pgtype.UUID{Bytes: *u, Valid: true}, buf)
 }
