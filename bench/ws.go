@@ -197,18 +197,15 @@ type fanoutStats struct {
 	SpreadMaxMs float64 `json:"spread_max_ms"`
 }
 
-// split is the per-event part of a fanoutStats: when an event's first
-// and last arrivals came, after the 200.
-func (st *fanoutStats) split(first, last []time.Duration) {
-	spread := make([]time.Duration, len(first))
-	for i := range first {
-		spread[i] = last[i] - first[i]
-	}
-	slices.Sort(first)
-	slices.Sort(spread)
-	st.FirstP50ms, st.SpreadP50ms = ms(percentile(first, 0.5)), ms(percentile(spread, 0.5))
-	if len(first) > 0 {
-		st.FirstMaxMs, st.SpreadMaxMs = ms(first[len(first)-1]), ms(spread[len(spread)-1])
+// split is the per-event part of a fanoutStats: each event's first
+// arrival after the 200 (0 when it came before), and the time from its
+// first arrival to its last (over the subscribers that got it).
+func (st *fanoutStats) split(firsts, spreads []time.Duration) {
+	slices.Sort(firsts)
+	slices.Sort(spreads)
+	st.FirstP50ms, st.SpreadP50ms = ms(percentile(firsts, 0.5)), ms(percentile(spreads, 0.5))
+	if len(firsts) > 0 {
+		st.FirstMaxMs, st.SpreadMaxMs = ms(firsts[len(firsts)-1]), ms(spreads[len(spreads)-1])
 	}
 }
 
@@ -217,7 +214,7 @@ func (st *fanoutStats) split(first, last []time.Duration) {
 // webhook's 200 was read to each arrival (an arrival before the 200
 // counts as 0).
 func (f *fanout) run(ctx context.Context, events int, timeout time.Duration, next func(i int) (string, []byte), post func([]byte) error) (fanoutStats, error) {
-	var lat, first, last []time.Duration
+	var lat, firsts, spreads []time.Duration
 	st := fanoutStats{Subscribers: f.n, Events: events}
 	for i := range events {
 		id, body := next(i)
@@ -232,22 +229,22 @@ func (f *fanout) run(ctx context.Context, events int, timeout time.Duration, nex
 		case <-ctx.Done():
 			return st, ctx.Err()
 		}
-		var lo, hi time.Duration = -1, 0
+		var lo, hi int64 // the event's first and last arrivals
 		for j := range a.times {
 			t := a.times[j].Load()
 			if t == 0 {
 				st.Missing++
 				continue
 			}
-			d := time.Duration(max(t-ok, 0))
-			lat = append(lat, d)
-			if lo < 0 || d < lo {
-				lo = d
+			lat = append(lat, time.Duration(max(t-ok, 0)))
+			if lo == 0 || t < lo {
+				lo = t
 			}
-			hi = max(hi, d)
+			hi = max(hi, t)
 		}
-		if lo >= 0 {
-			first, last = append(first, lo), append(last, hi)
+		if lo != 0 {
+			firsts = append(firsts, time.Duration(max(lo-ok, 0)))
+			spreads = append(spreads, time.Duration(hi-lo))
 		}
 		f.mu.Lock()
 		delete(f.events, id)
@@ -260,6 +257,6 @@ func (f *fanout) run(ctx context.Context, events int, timeout time.Duration, nex
 		st.MaxMs = ms(lat[len(lat)-1])
 	}
 	st.ReadErrors = f.readErrors.Load()
-	st.split(first, last)
+	st.split(firsts, spreads)
 	return st, nil
 }
