@@ -15,14 +15,22 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 )
 
-func TestMigrationsMatchTheEntSchema(t *testing.T) {
+// openPostgres opens a store on a fresh PostgreSQL database for the test,
+// with a context that ends with it (or after a minute).
+func openPostgres(t *testing.T) (context.Context, *database.Store) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	store, err := database.Open(ctx, testenv.Postgres(t), database.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer store.Close()
+	t.Cleanup(func() { store.Close() })
+	return ctx, store
+}
+
+func TestMigrationsMatchTheEntSchema(t *testing.T) {
+	ctx, store := openPostgres(t)
 	// What ent would still change after the migrations ran: nothing, or a
 	// schema change was made without `make migrate-diff`.
 	var pending bytes.Buffer

@@ -1,12 +1,7 @@
 package database_test
 
 import (
-	"context"
 	"testing"
-	"time"
-
-	"billingapi/internal/database"
-	"billingapi/internal/testenv"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5/pgtype"
@@ -17,14 +12,7 @@ import (
 // encode one as its 16 bytes, without pgx's driver.Valuer detour (format,
 // fail, parse, encode), and it still round-trips.
 func TestUUIDParametersEncodeDirectly(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	store, err := database.Open(ctx, testenv.Postgres(t), database.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer store.Close()
-
+	ctx, store := openPostgres(t)
 	id := uuid.MustParse("6ba7b810-9dad-11d1-80b4-00c04fd430c8")
 	var text string
 	if err := store.SQL.QueryRowContext(ctx, "SELECT $1::uuid::text", id).Scan(&text); err != nil {
