@@ -51,8 +51,8 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 	)
 	if IsPostgres(rawURL) {
 		drv = dialect.Postgres
-		cfg, err := pgx.ParseConfig(rawURL)
-		if err != nil {
+		var cfg *pgx.ConnConfig
+		if cfg, err = pgx.ParseConfig(rawURL); err != nil {
 			return nil, fmt.Errorf("DATABASE_URL: %s", redact(err, rawURL))
 		}
 		db = stdlib.OpenDB(*cfg, stdlib.OptionAfterConnect(encodeUUIDs))

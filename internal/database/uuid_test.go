@@ -49,7 +49,7 @@ func TestUUIDParametersEncodeDirectly(t *testing.T) {
 			if err != nil {
 				t.Fatalf("encode %T: %v", v, err)
 			}
-			if [16]byte(out) != [16]byte(id) {
+			if len(out) != 16 || [16]byte(out) != [16]byte(id) {
 				t.Fatalf("encode %T: got %x, want the UUID's 16 bytes", v, out)
 			}
 		}
