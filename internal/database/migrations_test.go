@@ -95,3 +95,27 @@ func TestMigrationsAreVerifiedAgainstTheirSum(t *testing.T) {
 		t.Fatalf("embedded migrations: %v", err)
 	}
 }
+
+// A DATABASE_URL that cannot be parsed fails Open, naming the variable,
+// and the error never carries the password.
+func TestOpenRefusesABadURLWithoutItsPassword(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, url := range []string{
+		"postgres://billing:s3cret-pw@127.0.0.1:notaport/billing",
+		"postgres://billing:s3cret-pw@127.0.0.1:5432/billing?sslmode=sometimes",
+		"postgres://billing:s3cret-pw@127.0.0.1:5432/billing?connect_timeout=soon",
+	} {
+		store, err := database.Open(ctx, url, database.Options{})
+		if err == nil {
+			store.Close()
+			t.Fatalf("Open(%q) succeeded, want an error", url)
+		}
+		if strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("Open(%q): the error shows the password: %v", url, err)
+		}
+		if !strings.Contains(err.Error(), "DATABASE_URL") {
+			t.Errorf("Open(%q): %v, want it to name DATABASE_URL", url, err)
+		}
+	}
+}
