@@ -875,8 +875,7 @@ func checkGenericPlanReads(t *testing.T, ctx context.Context, store *database.St
 		t.Fatalf("plan does not decode (%v): %s", err, out)
 	}
 	var scans int
-	var walk func(n planNode)
-	walk = func(n planNode) {
+	for _, n := range steps(plans[0].Plan) {
 		if n.NodeType == "Sort" {
 			t.Errorf("the claim sorts its rows: %s", out)
 		}
@@ -886,11 +885,7 @@ func checkGenericPlanReads(t *testing.T, ctx context.Context, store *database.St
 				t.Errorf("%s on %s read %d rows, want at most %d: %s", n.NodeType, n.IndexName, read, limit, out)
 			}
 		}
-		for _, c := range n.Plans {
-			walk(c)
-		}
 	}
-	walk(plans[0].Plan)
 	if scans == 0 {
 		t.Fatalf("no scan in the plan: %s", out)
 	}
@@ -1195,8 +1190,7 @@ func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
 		t.Fatalf("claimed %d events (%v), want %d", len(rows), err, batchSize)
 	}
 	plan, explained := explain.last(t, "ORDER BY")
-	var walk func(n planNode)
-	walk = func(n planNode) {
+	for _, n := range steps(explained) {
 		if n.NodeType == "Sort" || n.NodeType == "Seq Scan" {
 			t.Errorf("the claim ran a %s: %s", n.NodeType, plan)
 		}
@@ -1205,11 +1199,7 @@ func TestClaimIsPlannedForTheTableAsItIsNow(t *testing.T) {
 				t.Errorf("%s on %s read %d rows, want at most %d: %s", n.NodeType, n.IndexName, read, batchSize+waiting, plan)
 			}
 		}
-		for _, c := range n.Plans {
-			walk(c)
-		}
 	}
-	walk(explained)
 }
 
 // explaining is an ent client on one PostgreSQL connection into which
