@@ -540,9 +540,15 @@ func doorNote(d doorStats, ins16 latencyStats) string {
 	if ins16.PerSecond == 0 || len(d.CPU) == 0 {
 		return "the door alone measured nothing"
 	}
-	budget := float64(runtime.NumCPU()) * 1e6 / (0.35 * ins16.PerSecond)
+	budget := cpuBudget(ins16)
 	return fmt.Sprintf("the door alone (verify, store, 200; a server that applies nothing, WEBHOOK_APPLY_DISABLED): %.0f events/s at c=16, %.2f x the INSERT rate, ack p50 %.1f ms, p99 %.1f ms; %s; machine CPU %.0f µs per event against the target's %.0f µs budget, leaving %.0f µs to claim, apply and publish each event",
 		d.Ack.PerSecond, d.Ack.PerSecond/ins16.PerSecond, d.Ack.P50ms, d.Ack.P99ms, cpuText(d.CPU), d.CPU["machine"], budget, budget-d.CPU["machine"])
+}
+
+// cpuBudget is the machine CPU, in µs, that B4's target leaves each
+// event: all the cores' time at 0.35 x the bare INSERT rate.
+func cpuBudget(ins16 latencyStats) float64 {
+	return float64(runtime.NumCPU()) * 1e6 / (0.35 * ins16.PerSecond)
 }
 
 // budgetNote says what the 0.35 x target leaves per event, in machine CPU
@@ -556,7 +562,7 @@ func budgetNote(c16 ingestStats, ins16 latencyStats) string {
 	if ins16.PerSecond == 0 || len(c16.CPU) == 0 {
 		return "no CPU budget: the phase measured nothing"
 	}
-	budget := float64(runtime.NumCPU()) * 1e6 / (0.35 * ins16.PerSecond)
+	budget := cpuBudget(ins16)
 	outside := c16.CPU["bench"] + c16.CPU["irq"] + c16.CPU["other"]
 	ours := c16.CPU["server"] + c16.CPU["postgres"] + c16.CPU["redis"]
 	return fmt.Sprintf("CPU budget at the target: %d cores at 0.35 x %.0f/s leave %.0f µs of machine CPU per event; "+
