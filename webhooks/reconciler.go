@@ -3,6 +3,7 @@ package webhooks
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"strconv"
 	"time"
 
@@ -50,9 +51,7 @@ func (r *Reconciler) Begin(ctx context.Context) error {
 	// insert, and ordering by it unindexed read the whole history at each
 	// start. Events are stored about when Stripe creates them; an old one
 	// delivered late among them only moves the start earlier.
-	var newest []struct {
-		Created time.Time `json:"created"`
-	}
+	var newest []eventCreated
 	err := r.DB.WebhookEvent.Query().Order(ent.Desc(webhookevent.FieldCreateTime)).Limit(reconcileSample).
 		Select(webhookevent.FieldCreated).Scan(svc, &newest)
 	if err != nil {
@@ -60,15 +59,15 @@ func (r *Reconciler) Begin(ctx context.Context) error {
 		return err
 	}
 	if len(newest) > 0 {
-		latest := newest[0].Created
-		for _, e := range newest[1:] {
-			if e.Created.After(latest) {
-				latest = e.Created
-			}
-		}
-		r.from = latest.Add(-ReconcileOverlap)
+		latest := slices.MaxFunc(newest, func(a, b eventCreated) int { return a.Created.Compare(b.Created) })
+		r.from = latest.Created.Add(-ReconcileOverlap)
 	}
 	return nil
+}
+
+// eventCreated is the column Begin reads of each event.
+type eventCreated struct {
+	Created time.Time `json:"created"`
 }
 
 // reconcileSample is how many of the newest stored events Begin reads.
