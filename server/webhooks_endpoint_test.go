@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"net/url"
 	"strings"
@@ -505,10 +506,8 @@ func TestReplicaWithApplyDisabledOnlyStores(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	redisURL, prefix := testenv.Redis(t)
 	env := map[string]string{"STRIPE_WEBHOOK_SECRET": whSecret, "REDIS_URL": redisURL, "REDIS_KEY_PREFIX": prefix}
-	doorEnv := map[string]string{"WEBHOOK_APPLY_DISABLED": "true"}
-	for k, v := range env {
-		doorEnv[k] = v
-	}
+	doorEnv := maps.Clone(env)
+	doorEnv["WEBHOOK_APPLY_DISABLED"] = "true"
 	door := startServer(t, dbURL, doorEnv)
 	body := stripefake.Event("evt_door_only", "customer.tax_id.created",
 		`{"id":"txi_door","object":"tax_id","customer":"cus_unknown","type":"eu_vat","value":"DE123456789"}`, time.Now())
