@@ -18,7 +18,7 @@ require (
 	github.com/prometheus/common v0.72.0
 	github.com/redis/go-redis/v9 v9.23.0
 	github.com/stripe/stripe-go/v76 v76.25.0
-	github.com/stripe/stripe-mock v0.203.0
+	github.com/stripe/stripe-mock v0.180.0
 	github.com/vektah/gqlparser/v2 v2.5.64
 	golang.org/x/sync v0.25.0
 	modernc.org/sqlite v1.62.0
