@@ -1,0 +1,4 @@
+package sandbox
+
+// routesCheckout registers Checkout Sessions and their hosted page.
+func (s *Server) routesCheckout() {}

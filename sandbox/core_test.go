@@ -1,0 +1,201 @@
+package sandbox
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stripe/stripe-go/v76"
+)
+
+func TestCatalogByLookupKey(t *testing.T) {
+	b := newBox(t)
+	prod, err := b.sc.Products.New(&stripe.ProductParams{Name: stripe.String("Pro"),
+		Metadata: map[string]string{"plan": "pro", "feature_set": "projects,sso"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shaped(t, "product", prod.LastResponse.RawJSON)
+	pp := &stripe.PriceParams{Product: stripe.String(prod.ID), UnitAmount: stripe.Int64(2900), Currency: stripe.String("usd"),
+		LookupKey: stripe.String("pro_monthly"), Recurring: &stripe.PriceRecurringParams{Interval: stripe.String("month")}}
+	first, err := b.sc.Prices.New(pp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	shaped(t, "price", first.LastResponse.RawJSON)
+
+	t.Run("TakenLookupKeyIsRefusedWithoutTransfer", func(t *testing.T) {
+		_, err := b.sc.Prices.New(pp)
+		var se *stripe.Error
+		if !errors.As(err, &se) || se.HTTPStatusCode != 400 || se.Param != "lookup_key" {
+			t.Fatalf("second price with the same lookup key: %v", err)
+		}
+	})
+
+	pp.UnitAmount = stripe.Int64(3100)
+	pp.TransferLookupKey = stripe.Bool(true)
+	second, err := b.sc.Prices.New(pp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lp := &stripe.PriceListParams{LookupKeys: stripe.StringSlice([]string{"pro_monthly", "nobody"}), Active: stripe.Bool(true)}
+	lp.AddExpand("data.product")
+	it := b.sc.Prices.List(lp)
+	var got []*stripe.Price
+	for it.Next() {
+		got = append(got, it.Price())
+	}
+	if err := it.Err(); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 1 || got[0].ID != second.ID || got[0].UnitAmount != 3100 || got[0].Product.Name != "Pro" ||
+		got[0].Product.Metadata["plan"] != "pro" {
+		t.Fatalf("lookup of pro_monthly after the transfer: %+v", got)
+	}
+	old, err := b.sc.Prices.Get(first.ID, nil)
+	if err != nil || old.LookupKey != "" {
+		t.Fatalf("the first price keeps lookup key %q (%v) after the transfer", old.LookupKey, err)
+	}
+	if got := b.delivered(t); !slices.Equal(got, []string{"product.created", "price.created", "price.updated", "price.created"}) {
+		t.Fatalf("events %v", got)
+	}
+}
+
+func TestIdempotencyAsStripeDoesIt(t *testing.T) {
+	b := newBox(t)
+	params := func(email string) *stripe.CustomerParams {
+		p := &stripe.CustomerParams{Email: stripe.String(email)}
+		p.SetIdempotencyKey("key-1")
+		return p
+	}
+	a, err := b.sc.Customers.New(params("a@example.com"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Run("SameKeySameParamsReturnsTheFirstAnswer", func(t *testing.T) {
+		again, err := b.sc.Customers.New(params("a@example.com"))
+		if err != nil || again.ID != a.ID {
+			t.Fatalf("replay gave %v, %v; want %s", again, err, a.ID)
+		}
+		if again.LastResponse.Header.Get("Idempotent-Replayed") != "true" {
+			t.Fatal("a replay is not marked Idempotent-Replayed")
+		}
+	})
+	t.Run("SameKeyOtherParamsIsAnIdempotencyError", func(t *testing.T) {
+		_, err := b.sc.Customers.New(params("b@example.com"))
+		var se *stripe.Error
+		if !errors.As(err, &se) || se.HTTPStatusCode != 400 || se.Type != stripe.ErrorTypeIdempotency {
+			t.Fatalf("reused key with other params: %v", err)
+		}
+	})
+	n := 0
+	for it := b.sc.Customers.List(nil); it.Next(); n++ {
+	}
+	if n != 1 {
+		t.Fatalf("%d customers exist, want 1", n)
+	}
+}
+
+func TestRequestsAreCheckedAgainstTheSpec(t *testing.T) {
+	b := newBox(t)
+	do := func(method, path, body string, header map[string]string) (int, string) {
+		req, _ := http.NewRequest(method, b.URL+path, strings.NewReader(body))
+		req.Header.Set("Authorization", "Bearer sk_test_x")
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		for k, v := range header {
+			req.Header.Set(k, v)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		raw, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(raw)
+	}
+	cases := []struct {
+		name, method, path, body string
+		header                   map[string]string
+		status                   int
+		says                     string
+	}{
+		{"UnknownParameter", "POST", "/v1/customers", "favourite_colour=blue", nil, 400, "favourite_colour"},
+		{"WrongType", "POST", "/v1/prices", "product=prod_x&currency=usd&unit_amount=ten", nil, 400, "unit_amount"},
+		{"UnimplementedEndpointIsRefusedByName", "POST", "/v1/transfers", "amount=1&currency=usd&destination=acct_1", nil, 501, "POST /v1/transfers"},
+		{"NotStripeAtAll", "GET", "/v1/nothing_here", "", nil, 404, "Unrecognized request URL"},
+		{"OtherAPIVersion", "GET", "/v1/customers", "", map[string]string{"Stripe-Version": "2024-06-20"}, 400, APIVersion},
+		{"UnknownObject", "GET", "/v1/customers/cus_nope", "", nil, 404, "No such customer: 'cus_nope'"},
+		{"LiveKey", "GET", "/v1/customers", "", map[string]string{"Authorization": "Bearer sk_live_x"}, 401, "live keys"},
+		{"NoKey", "GET", "/v1/customers", "", map[string]string{"Authorization": ""}, 401, "API key"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, body := do(tc.method, tc.path, tc.body, tc.header)
+			if status != tc.status || !strings.Contains(body, tc.says) {
+				t.Fatalf("%s %s: %d %s; want %d mentioning %q", tc.method, tc.path, status, body, tc.status, tc.says)
+			}
+			var e struct {
+				Error struct{ Type, Message string }
+			}
+			if json.Unmarshal([]byte(body), &e) != nil || e.Error.Type == "" || e.Error.Message == "" {
+				t.Fatalf("not a Stripe error body: %s", body)
+			}
+		})
+	}
+}
+
+func TestWebhooksAreSignedAndRetried(t *testing.T) {
+	b := newBox(t)
+	b.recv.mu.Lock()
+	b.recv.fail = 2
+	b.recv.mu.Unlock()
+	if _, err := b.sc.Customers.New(&stripe.CustomerParams{Email: stripe.String("a@example.com")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.delivered(t); !slices.Equal(got, []string{"customer.created"}) {
+		t.Fatalf("events %v", got)
+	}
+	if b.recv.tries != 3 {
+		t.Fatalf("%d delivery attempts, want 3 (two refused, then delivered)", b.recv.tries)
+	}
+}
+
+func TestChaosDeliversDuplicates(t *testing.T) {
+	b := newBox(t, func(o *Options) { o.Chaos = true })
+	for range 3 {
+		if _, err := b.sc.Customers.New(&stripe.CustomerParams{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := b.delivered(t); len(got) != 6 {
+		t.Fatalf("%d deliveries of 3 events, want each twice", len(got))
+	}
+}
+
+func TestStateSurvivesARestart(t *testing.T) {
+	dir := t.TempDir()
+	b := newBox(t, func(o *Options) { o.DataDir = dir })
+	cu, err := b.sc.Customers.New(&stripe.CustomerParams{Email: stripe.String("a@example.com")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Advance(48 * time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	b.delivered(t)
+	clock := b.Now()
+	b.Close()
+	again := newBox(t, func(o *Options) { o.DataDir = dir })
+	got, err := again.sc.Customers.Get(cu.ID, nil)
+	if err != nil || got.Email != "a@example.com" {
+		t.Fatalf("after a restart: %v, %v", got, err)
+	}
+	if d := again.Now().Sub(clock); d < 0 || d > time.Minute {
+		t.Fatalf("the advanced clock moved by %s across the restart", d)
+	}
+}
