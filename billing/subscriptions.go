@@ -641,19 +641,31 @@ func fillSubscription(m *ent.SubscriptionMutation, sub *stripe.Subscription, ite
 		m.SetLastEventAt(ev.Created)
 		m.SetLastEventID(ev.ID)
 	}
-	m.ClearDiscountCode()
-	m.ClearDiscountPercentOff()
-	m.ClearDiscountAmountOff()
+	// Each discount column is either set or cleared, never both: ent
+	// would send both assignments in one UPDATE, which PostgreSQL refuses
+	// (42601) and SQLite applies in order, losing the discount.
+	var code string
+	var coupon *stripe.Coupon
 	if d := sub.Discount; d != nil {
-		if d.PromotionCode != nil && d.PromotionCode.Code != "" {
-			m.SetDiscountCode(d.PromotionCode.Code)
-		} else if d.Coupon != nil {
-			m.SetDiscountCode(d.Coupon.ID)
+		coupon = d.Coupon
+		switch {
+		case d.PromotionCode != nil && d.PromotionCode.Code != "":
+			code = d.PromotionCode.Code
+		case d.Coupon != nil:
+			code = d.Coupon.ID
 		}
-		if d.Coupon != nil {
-			m.SetDiscountPercentOff(d.Coupon.PercentOff)
-			m.SetDiscountAmountOff(d.Coupon.AmountOff)
-		}
+	}
+	if code != "" {
+		m.SetDiscountCode(code)
+	} else {
+		m.ClearDiscountCode()
+	}
+	if coupon != nil {
+		m.SetDiscountPercentOff(coupon.PercentOff)
+		m.SetDiscountAmountOff(coupon.AmountOff)
+	} else {
+		m.ClearDiscountPercentOff()
+		m.ClearDiscountAmountOff()
 	}
 }
 
