@@ -4,14 +4,17 @@
 GO              ?= go
 BIN             := bin
 STRIPE_MOCK     := $(BIN)/stripe-mock
-STRIPE_MOCK_ADDR ?= 127.0.0.1:12111
 
-# Development defaults for `make run`: a local stripe-mock with test keys and
-# a development webhook secret. Any of them can be overridden from the shell.
-RUN_ENV := STRIPE_API_BASE=$${STRIPE_API_BASE:-http://$(STRIPE_MOCK_ADDR)} \
-	STRIPE_SECRET_KEY=$${STRIPE_SECRET_KEY:-sk_test_123} \
-	STRIPE_PUBLISHABLE_KEY=$${STRIPE_PUBLISHABLE_KEY:-pk_test_123} \
-	STRIPE_WEBHOOK_SECRET=$${STRIPE_WEBHOOK_SECRET:-whsec_development_only_secret}
+# Development defaults for `make run`: the offline Stripe sandbox with test
+# keys, a development webhook secret and the catalog it seeds. Any of them
+# can be overridden from the shell.
+SANDBOX_ADDR    ?= 127.0.0.1:12111
+RUN_ENV := STRIPE_API_BASE=$${STRIPE_API_BASE:-http://$(SANDBOX_ADDR)} \
+	STRIPE_SECRET_KEY=$${STRIPE_SECRET_KEY:-sk_test_sandbox} \
+	STRIPE_PUBLISHABLE_KEY=$${STRIPE_PUBLISHABLE_KEY:-pk_test_sandbox} \
+	STRIPE_WEBHOOK_SECRET=$${STRIPE_WEBHOOK_SECRET:-whsec_development_only_secret} \
+	PLAN_LOOKUP_KEYS=$${PLAN_LOOKUP_KEYS:-starter_monthly,starter_yearly,pro_monthly,pro_yearly} \
+	SANDBOX_ADDR=$(SANDBOX_ADDR)
 
 .PHONY: run test generate check-generate migrate-diff stripe-mock vet lint fuzz bench clean
 
@@ -27,12 +30,14 @@ LINT_PKGS = $$($(GO) list ./... | grep -v -e '/ent$$' -e '/graph/generated' | gr
 # has no deadline to race. FUZZTIME (a count or a duration) overrides all.
 FUZZTIME ?=
 
-## run: start the API on :8000 with embedded SQLite, embedded Redis and a local stripe-mock
-run: $(STRIPE_MOCK)
+## run: start the API on :8000 with embedded SQLite, embedded Redis and the offline Stripe sandbox (seeded catalog)
+run:
+	@echo "== building bin/server (the first build compiles every dependency: about two minutes on 2 cores)"
+	@start=$$(date +%s); $(GO) build -o $(BIN)/server ./server && echo "== built in $$(( $$(date +%s) - start ))s"
 	@set -e; \
-	$(STRIPE_MOCK) -http-addr $(STRIPE_MOCK_ADDR) -https-addr 127.0.0.1:0 >/dev/null 2>&1 & mock=$$!; \
-	trap 'kill $$mock 2>/dev/null' EXIT INT TERM; \
-	$(RUN_ENV) $(GO) run ./server
+	$(RUN_ENV) $(BIN)/server sandbox --seed & sandbox=$$!; \
+	trap 'kill $$sandbox 2>/dev/null; wait $$sandbox 2>/dev/null' EXIT INT TERM; \
+	$(RUN_ENV) $(BIN)/server
 
 ## test: vet, then every test with the race detector (needs PostgreSQL and Redis on loopback)
 test: vet $(STRIPE_MOCK)

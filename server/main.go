@@ -4,6 +4,9 @@
 //	server token --sub USER [--email E] [--admin]   mint a development JWT
 //	server healthcheck                              exit 0 when /readyz answers 200 (for containers)
 //	server trigger EVENT_TYPE --workspace ID        send the local server a signed test webhook (development)
+//	server sandbox [--seed]                         run the offline Stripe sandbox (development and tests)
+//	server sandbox advance DURATION                 move the sandbox's clock forward (e.g. 720h)
+//	server sandbox seed                             create the example catalog in the sandbox or Stripe test mode
 //
 // Configuration comes from the environment (see README.md); nothing below
 // this package reads it.
@@ -50,8 +53,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return healthcheck(ctx, getenv)
 	case "trigger":
 		return trigger(ctx, args, getenv, stdout, stderr)
+	case "sandbox":
+		return runSandbox(ctx, args, getenv, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, token, healthcheck or trigger)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token, healthcheck, trigger or sandbox)", cmd)
 	}
 }
 
