@@ -132,6 +132,14 @@ func New(opts Options) (*Server, error) {
 	return s, nil
 }
 
+// SetWebhook points the configured endpoint at url, signed with secret
+// (for a receiver that starts after the sandbox, on a port it picks).
+func (s *Server) SetWebhook(url, secret string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.opts.WebhookURL, s.opts.WebhookSecret = url, secret
+}
+
 // Close stops the sender and the ticker and writes the state.
 func (s *Server) Close() error {
 	s.stopOnce.Do(func() { close(s.stop) })
