@@ -7,6 +7,7 @@
 //	server sandbox [--seed]                         run the offline Stripe sandbox (development and tests)
 //	server sandbox advance DURATION                 move the sandbox's clock forward (e.g. 720h)
 //	server sandbox seed                             create the example catalog in the sandbox or Stripe test mode
+//	server scenarios [NAME...]                      run scripted billing lifecycles against a fresh sandbox (make scenarios)
 //
 // Configuration comes from the environment (see README.md); nothing below
 // this package reads it.
@@ -55,8 +56,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return trigger(ctx, args, getenv, stdout, stderr)
 	case "sandbox":
 		return runSandbox(ctx, args, getenv, stdout, stderr)
+	case "scenarios":
+		return runScenarios(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, token, healthcheck, trigger or sandbox)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token, healthcheck, trigger, sandbox or scenarios)", cmd)
 	}
 }
 
