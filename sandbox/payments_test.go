@@ -530,3 +530,290 @@ func TestThreeDSecurePage(t *testing.T) {
 		}
 	})
 }
+
+func TestPaymentIntents(t *testing.T) {
+	b := newBox(t)
+	cu := b.newCustomer(t)
+	pay := func(pm string, offSession bool, mod ...func(*stripe.PaymentIntentParams)) (*stripe.PaymentIntent, error) {
+		p := &stripe.PaymentIntentParams{Amount: stripe.Int64(2000), Currency: stripe.String("usd"), Customer: stripe.String(cu.ID),
+			PaymentMethod: stripe.String(pm), Confirm: stripe.Bool(true), ReturnURL: stripe.String("https://app.example/payment/complete"),
+			Metadata: map[string]string{"workspace_id": "w1"}}
+		if offSession {
+			p.OffSession = stripe.Bool(true)
+		}
+		for _, m := range mod {
+			m(p)
+		}
+		return b.sc.PaymentIntents.New(p)
+	}
+
+	cases := []struct {
+		name, card  string
+		offSession  bool
+		status      stripe.PaymentIntentStatus
+		code        stripe.ErrorCode // of the 402, "" for none
+		declineCode stripe.DeclineCode
+		events      []string
+	}{
+		{"GoodCardSucceeds", "pm_card_visa", false, "succeeded", "", "",
+			[]string{"payment_intent.created", "charge.succeeded", "payment_intent.succeeded"}},
+		{"DeclinedCardIsA402WithTheIntent", "pm_card_chargeDeclined", false, "requires_payment_method", "card_declined", "generic_decline",
+			[]string{"payment_intent.created", "charge.failed", "payment_intent.payment_failed"}},
+		{"InsufficientFundsIsA402", "pm_card_chargeDeclinedInsufficientFunds", false, "requires_payment_method", "card_declined", "insufficient_funds",
+			[]string{"payment_intent.created", "charge.failed", "payment_intent.payment_failed"}},
+		{"ExpiredCardIsA402", "pm_card_chargeDeclinedExpiredCard", false, "requires_payment_method", "expired_card", "expired_card",
+			[]string{"payment_intent.created", "charge.failed", "payment_intent.payment_failed"}},
+		{"CardThatFailsLaterIsDeclined", "pm_card_chargeCustomerFail", false, "requires_payment_method", "card_declined", "generic_decline",
+			[]string{"payment_intent.created", "charge.failed", "payment_intent.payment_failed"}},
+		{"ThreeDSecureCardRequiresAction", "pm_card_authenticationRequired", false, "requires_action", "", "",
+			[]string{"payment_intent.created", "payment_intent.requires_action"}},
+		{"ThreeDSecureCardOffSessionFails", "pm_card_authenticationRequired", true, "requires_payment_method", "authentication_required", "authentication_required",
+			[]string{"payment_intent.created", "charge.failed", "payment_intent.payment_failed"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			n := b.mark(t)
+			pi, err := pay(tc.card, tc.offSession)
+			if tc.code != "" {
+				se := wantErr(t, err, 402, tc.code, "")
+				if se.Type != stripe.ErrorTypeCard || se.DeclineCode != tc.declineCode {
+					t.Fatalf("error type %s decline_code %s", se.Type, se.DeclineCode)
+				}
+				if se.PaymentIntent == nil || se.PaymentIntent.ID == "" {
+					t.Fatal("the 402 does not carry the PaymentIntent")
+				}
+				pi = se.PaymentIntent
+				if pi.LastPaymentError == nil || pi.LastPaymentError.Code != tc.code || pi.LastPaymentError.DeclineCode != tc.declineCode {
+					t.Fatalf("last_payment_error %+v", pi.LastPaymentError)
+				}
+			} else if err != nil {
+				t.Fatal(err)
+			} else {
+				shaped(t, "payment_intent", pi.LastResponse.RawJSON)
+			}
+			if pi.Status != tc.status {
+				t.Fatalf("answered status %s, want %s", pi.Status, tc.status)
+			}
+			got, err := b.sc.PaymentIntents.Get(pi.ID, nil)
+			if err != nil || got.Status != tc.status || got.Metadata["workspace_id"] != "w1" {
+				t.Fatalf("stored %v (%v)", got, err)
+			}
+			shaped(t, "payment_intent", got.LastResponse.RawJSON)
+			if tc.status == "requires_action" {
+				na := got.NextAction
+				if na == nil || na.Type != "redirect_to_url" || na.RedirectToURL.URL != b.URL+"/3ds/"+pi.ID ||
+					na.RedirectToURL.ReturnURL != "https://app.example/payment/complete" {
+					t.Fatalf("next_action %+v", na)
+				}
+			}
+			if tc.status == "succeeded" || tc.code != "" {
+				ch, err := b.sc.Charges.Get(got.LatestCharge.ID, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				shaped(t, "charge", ch.LastResponse.RawJSON)
+				if ch.PaymentIntent.ID != pi.ID || ch.Paid != (tc.status == "succeeded") || ch.Amount != 2000 || ch.Metadata["workspace_id"] != "w1" {
+					t.Fatalf("charge %+v", ch)
+				}
+			}
+			if ev := b.since(t, n); !slices.Equal(ev, tc.events) {
+				t.Fatalf("events %v, want %v", ev, tc.events)
+			}
+		})
+	}
+
+	t.Run("TheDeclineBodyIsStripesShape", func(t *testing.T) {
+		status, body := b.raw(t, "POST", "/v1/payment_intents", url.Values{"amount": {"2000"}, "currency": {"usd"},
+			"customer": {cu.ID}, "payment_method": {"pm_card_chargeDeclined"}, "confirm": {"true"}, "payment_method_types[]": {"card"}})
+		e, _ := body["error"].(map[string]any)
+		if status != 402 || e["type"] != "card_error" || e["code"] != "card_declined" || e["decline_code"] != "generic_decline" {
+			t.Fatalf("%d %v", status, body)
+		}
+		shaped(t, "payment_intent", e["payment_intent"])
+	})
+
+	t.Run("CreateThenUpdateThenConfirm", func(t *testing.T) {
+		pi, err := b.sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(1500), Currency: stripe.String("usd"),
+			Customer: stripe.String(cu.ID), AutomaticPaymentMethods: &stripe.PaymentIntentAutomaticPaymentMethodsParams{Enabled: stripe.Bool(true)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		shaped(t, "payment_intent", pi.LastResponse.RawJSON)
+		if pi.Status != "requires_payment_method" || !strings.HasPrefix(pi.ClientSecret, pi.ID+"_secret_") {
+			t.Fatalf("created %s %s", pi.Status, pi.ClientSecret)
+		}
+		up, err := b.sc.PaymentIntents.Update(pi.ID, &stripe.PaymentIntentParams{Amount: stripe.Int64(2500),
+			PaymentMethod: stripe.String("pm_card_visa"), Metadata: map[string]string{"order": "o1"}})
+		if err != nil || up.Amount != 2500 || up.Status != "requires_confirmation" || up.Metadata["order"] != "o1" {
+			t.Fatalf("update: %v %v", up, err)
+		}
+		shaped(t, "payment_intent", up.LastResponse.RawJSON)
+		t.Run("ConfirmWithoutReturnURLIsRefusedUnderAutomaticPaymentMethods", func(t *testing.T) {
+			_, err := b.sc.PaymentIntents.Confirm(pi.ID, nil)
+			wantErr(t, err, 400, "", "return_url")
+		})
+		done, err := b.sc.PaymentIntents.Confirm(pi.ID, &stripe.PaymentIntentConfirmParams{ReturnURL: stripe.String("https://app.example/r")})
+		if err != nil || done.Status != "succeeded" || done.AmountReceived != 2500 {
+			t.Fatalf("confirm: %v %v", done, err)
+		}
+		shaped(t, "payment_intent", done.LastResponse.RawJSON)
+		t.Run("ConfirmOfASucceededIntentIsRefused", func(t *testing.T) {
+			_, err := b.sc.PaymentIntents.Confirm(pi.ID, &stripe.PaymentIntentConfirmParams{ReturnURL: stripe.String("https://app.example/r")})
+			wantErr(t, err, 400, stripe.ErrorCodePaymentIntentUnexpectedState, "")
+		})
+		t.Run("UpdateOfASucceededIntentIsRefused", func(t *testing.T) {
+			_, err := b.sc.PaymentIntents.Update(pi.ID, &stripe.PaymentIntentParams{Amount: stripe.Int64(100)})
+			wantErr(t, err, 400, stripe.ErrorCodePaymentIntentUnexpectedState, "")
+		})
+		t.Run("CancelOfASucceededIntentIsRefused", func(t *testing.T) {
+			_, err := b.sc.PaymentIntents.Cancel(pi.ID, nil)
+			wantErr(t, err, 400, stripe.ErrorCodePaymentIntentUnexpectedState, "")
+		})
+	})
+
+	t.Run("RetryAfterADeclineWithAnotherCardSucceeds", func(t *testing.T) {
+		_, err := pay("pm_card_chargeDeclined", false)
+		pi := stripeErr(t, err).PaymentIntent
+		done, err := b.sc.PaymentIntents.Confirm(pi.ID, &stripe.PaymentIntentConfirmParams{PaymentMethod: stripe.String("pm_card_visa")})
+		if err != nil || done.Status != "succeeded" || done.LastPaymentError != nil {
+			t.Fatalf("retry: %v %v", done, err)
+		}
+	})
+
+	t.Run("CancelEmitsCanceled", func(t *testing.T) {
+		pi, err := b.sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(1500), Currency: stripe.String("usd"), Customer: stripe.String(cu.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := b.mark(t)
+		got, err := b.sc.PaymentIntents.Cancel(pi.ID, &stripe.PaymentIntentCancelParams{CancellationReason: stripe.String("abandoned")})
+		if err != nil || got.Status != "canceled" || got.CanceledAt == 0 || got.CancellationReason != "abandoned" {
+			t.Fatalf("cancel: %v %v", got, err)
+		}
+		shaped(t, "payment_intent", got.LastResponse.RawJSON)
+		if ev := b.since(t, n); !slices.Equal(ev, []string{"payment_intent.canceled"}) {
+			t.Fatalf("events %v", ev)
+		}
+		_, err = b.sc.PaymentIntents.Confirm(pi.ID, &stripe.PaymentIntentConfirmParams{PaymentMethod: stripe.String("pm_card_visa")})
+		wantErr(t, err, 400, stripe.ErrorCodePaymentIntentUnexpectedState, "")
+	})
+
+	t.Run("SetupFutureUsageSavesTheCard", func(t *testing.T) {
+		c2 := b.newCustomer(t)
+		n := b.mark(t)
+		pi, err := b.sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(1500), Currency: stripe.String("usd"),
+			Customer: stripe.String(c2.ID), PaymentMethod: stripe.String("pm_card_visa"), Confirm: stripe.Bool(true),
+			SetupFutureUsage: stripe.String("off_session"), PaymentMethodTypes: stripe.StringSlice([]string{"card"})})
+		if err != nil || pi.Status != "succeeded" {
+			t.Fatalf("pay: %v %v", pi, err)
+		}
+		pm, _ := b.sc.PaymentMethods.Get(pi.PaymentMethod.ID, nil)
+		if pm.Customer == nil || pm.Customer.ID != c2.ID {
+			t.Fatal("the card was not saved on the customer")
+		}
+		want := []string{"payment_intent.created", "charge.succeeded", "payment_method.attached", "payment_intent.succeeded"}
+		if ev := b.since(t, n); !slices.Equal(ev, want) {
+			t.Fatalf("events %v", ev)
+		}
+	})
+
+	t.Run("CreateIsIdempotent", func(t *testing.T) {
+		n := b.mark(t)
+		p := func() *stripe.PaymentIntentParams {
+			p := &stripe.PaymentIntentParams{Amount: stripe.Int64(700), Currency: stripe.String("usd"), Customer: stripe.String(cu.ID),
+				PaymentMethod: stripe.String("pm_card_visa"), Confirm: stripe.Bool(true), ReturnURL: stripe.String("https://app.example/r")}
+			p.SetIdempotencyKey("pi-key")
+			return p
+		}
+		a, err := b.sc.PaymentIntents.New(p())
+		if err != nil {
+			t.Fatal(err)
+		}
+		again, err := b.sc.PaymentIntents.New(p())
+		if err != nil || again.ID != a.ID || again.Status != "succeeded" {
+			t.Fatalf("replay: %v %v", again, err)
+		}
+		if ev := b.since(t, n); !slices.Equal(ev, []string{"payment_intent.created", "charge.succeeded", "payment_intent.succeeded"}) {
+			t.Fatalf("events %v (a replay must not pay twice)", ev)
+		}
+	})
+
+	t.Run("ListByCustomerAndCharges", func(t *testing.T) {
+		c3 := b.newCustomer(t)
+		var want []string
+		for range 2 {
+			pi, err := b.sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(900), Currency: stripe.String("usd"),
+				Customer: stripe.String(c3.ID), PaymentMethod: stripe.String("pm_card_visa"), Confirm: stripe.Bool(true),
+				PaymentMethodTypes: stripe.StringSlice([]string{"card"})})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want = append([]string{pi.ID}, want...)
+		}
+		var got []string
+		it := b.sc.PaymentIntents.List(&stripe.PaymentIntentListParams{Customer: stripe.String(c3.ID)})
+		for it.Next() {
+			got = append(got, it.PaymentIntent().ID)
+		}
+		if !slices.Equal(got, want) {
+			t.Fatalf("list %v, want %v", got, want)
+		}
+		var charges []*stripe.Charge
+		cit := b.sc.Charges.List(&stripe.ChargeListParams{PaymentIntent: stripe.String(want[0])})
+		for cit.Next() {
+			charges = append(charges, cit.Charge())
+		}
+		if len(charges) != 1 || charges[0].PaymentIntent.ID != want[0] || charges[0].Status != "succeeded" {
+			t.Fatalf("charges of %s: %v", want[0], charges)
+		}
+	})
+
+	bad := []struct {
+		name   string
+		params *stripe.PaymentIntentParams
+		status int
+		code   stripe.ErrorCode
+		param  string
+		says   string
+	}{
+		{"AmountBelowTheMinimum", &stripe.PaymentIntentParams{Amount: stripe.Int64(10), Currency: stripe.String("usd")}, 400, "amount_too_small", "amount", ""},
+		{"AmountAboveTheMaximum", &stripe.PaymentIntentParams{Amount: stripe.Int64(100000000), Currency: stripe.String("usd")}, 400, "amount_too_large", "amount", ""},
+		{"UnknownCustomer", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), Customer: stripe.String("cus_nope")}, 404, "resource_missing", "customer", ""},
+		{"UnknownPaymentMethod", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), PaymentMethod: stripe.String("pm_nope")}, 404, "resource_missing", "payment_method", ""},
+		{"ConfirmWithoutAPaymentMethod", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), Confirm: stripe.Bool(true)}, 400, "", "payment_method", ""},
+		{"OffSessionWithoutConfirm", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), OffSession: stripe.Bool(true)}, 400, "", "off_session", ""},
+		{"ManualCaptureIsRefusedByName", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), CaptureMethod: stripe.String("manual")}, 501, "", "", "capture_method"},
+		{"TransferDataIsRefusedByName", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"),
+			TransferData: &stripe.PaymentIntentTransferDataParams{Destination: stripe.String("acct_1")}}, 501, "", "", "transfer_data"},
+		{"OtherPaymentMethodTypesAreRefusedByName", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"),
+			PaymentMethodTypes: stripe.StringSlice([]string{"sepa_debit"})}, 501, "", "", "sepa_debit"},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := b.sc.PaymentIntents.New(tc.params)
+			se := wantErr(t, err, tc.status, tc.code, tc.param)
+			if !strings.Contains(se.Msg, tc.says) {
+				t.Fatalf("message %q does not name %q", se.Msg, tc.says)
+			}
+		})
+	}
+
+	t.Run("CardOfAnotherCustomerIsRefused", func(t *testing.T) {
+		other := b.newCustomer(t)
+		pm, err := b.sc.PaymentMethods.Attach("pm_card_visa", &stripe.PaymentMethodAttachParams{Customer: stripe.String(other.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = pay(pm.ID, false)
+		wantErr(t, err, 400, "", "payment_method")
+	})
+
+	t.Run("UnknownIntentAndChargeAre404", func(t *testing.T) {
+		_, err := b.sc.PaymentIntents.Get("pi_nope", nil)
+		wantErr(t, err, 404, "resource_missing", "")
+		_, err = b.sc.PaymentIntents.Confirm("pi_nope", nil)
+		wantErr(t, err, 404, "resource_missing", "")
+		_, err = b.sc.Charges.Get("ch_nope", nil)
+		wantErr(t, err, 404, "resource_missing", "")
+	})
+}
