@@ -46,7 +46,6 @@ func (s *Server) routesRefunds() {
 		re["charge"] = ch["id"]
 		re["created"] = s.nowOn(s.clockOfObject(ch))
 		re["currency"] = cur
-		re["description"] = nil
 		re["payment_intent"] = ch["payment_intent"]
 		re["reason"] = nilIfEmpty(c.str("reason"))
 		re["receipt_number"] = nil
@@ -124,5 +123,5 @@ func (s *Server) listRefundsOn(ch object) {
 	for _, re := range s.all("refund", func(re object) bool { return re["charge"] == chID }) {
 		data = append(data, clone(re))
 	}
-	ch["refunds"] = object{"object": "list", "data": data, "has_more": false, "total_count": len(data), "url": "/v1/charges/" + chID + "/refunds"}
+	ch["refunds"] = object{"object": "list", "data": data, "has_more": false, "url": "/v1/charges/" + chID + "/refunds"}
 }
