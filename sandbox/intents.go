@@ -18,6 +18,12 @@ type intentSpec struct {
 	SetupFutureUsage string
 	Metadata         map[string]any
 	Clock            string
+	// PaymentMethod, when set, is the stored PaymentMethod the intent will
+	// be confirmed with: it starts in requires_confirmation.
+	PaymentMethod string
+	// Prepare, when set, fills in more of the new intent (fields of the
+	// request that created it) before payment_intent.created is emitted.
+	Prepare func(pi object)
 }
 
 // intentHook runs after a PaymentIntent's status changed (succeeded,
@@ -54,7 +60,14 @@ func (s *Server) newPaymentIntent(c *call, in intentSpec) object {
 	pi["payment_method_options"] = object{"card": object{"installments": nil, "mandate_options": nil, "network": nil, "request_three_d_secure": "automatic"}}
 	pi["setup_future_usage"] = nilIfEmpty(in.SetupFutureUsage)
 	pi["status"] = "requires_payment_method"
+	if in.PaymentMethod != "" {
+		pi["payment_method"] = in.PaymentMethod
+		pi["status"] = "requires_confirmation"
+	}
 	s.put(pi)
+	if in.Prepare != nil {
+		in.Prepare(pi)
+	}
 	s.emit(c, "payment_intent.created", pi, nil)
 	return pi
 }
@@ -88,9 +101,7 @@ func (s *Server) confirmIntent(c *call, pi object, pm object, offSession bool) *
 			"Your card was declined. This transaction requires authentication.")
 	case needsAuth:
 		pi["status"] = "requires_action"
-		pi["next_action"] = object{"type": "use_stripe_sdk", "use_stripe_sdk": object{
-			"type": "three_d_secure_redirect", "stripe_js": s.opts.PublicURL + "/3ds/" + str(pi["id"]),
-		}, "redirect_to_url": object{"url": s.opts.PublicURL + "/3ds/" + str(pi["id"]), "return_url": nil}}
+		pi["next_action"] = s.threeDSAction(str(pi["id"]))
 		s.emit(c, "payment_intent.requires_action", pi, nil)
 		return s.runIntentHooks(c, pi)
 	}
@@ -124,6 +135,19 @@ func (s *Server) completeAuthentication(c *call, pi object, passed bool) error {
 		return err
 	}
 	return nil
+}
+
+// threeDSAction is the next_action of an intent (pi_ or seti_) waiting for
+// 3D Secure: the sandbox's 3D Secure page, as a redirect when the intent
+// was given a return_url (as Stripe answers then), else for Stripe.js.
+func (s *Server) threeDSAction(id string) object {
+	page := s.opts.PublicURL + "/3ds/" + id
+	ret := str(s.internal(id)["return_url"])
+	if ret != "" {
+		return object{"type": "redirect_to_url", "redirect_to_url": object{"url": page, "return_url": ret}}
+	}
+	return object{"type": "use_stripe_sdk", "use_stripe_sdk": object{"type": "three_d_secure_redirect", "stripe_js": page},
+		"redirect_to_url": object{"url": page, "return_url": nil}}
 }
 
 func (s *Server) runIntentHooks(c *call, pi object) *Error {
