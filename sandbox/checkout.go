@@ -411,8 +411,8 @@ func (s *Server) couponOf(pc object) object {
 	return co
 }
 
-// discountOff is how much a coupon takes off an amount.
-func discountOff(co object, amount int64, currency string) int64 {
+// couponOff is how much a coupon takes off an amount.
+func couponOff(co object, amount int64, currency string) int64 {
 	if co == nil {
 		return 0
 	}
@@ -439,7 +439,7 @@ func (s *Server) applyCheckoutDiscount(cs object) {
 		}
 	}
 	subtotal := num(cs["amount_subtotal"])
-	off := discountOff(co, subtotal, str(cs["currency"]))
+	off := couponOff(co, subtotal, str(cs["currency"]))
 	left := off
 	items := asList(in["line_items"])
 	for i, x := range items {

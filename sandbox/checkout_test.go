@@ -2,7 +2,6 @@ package sandbox
 
 import (
 	"encoding/json"
-	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -99,14 +98,6 @@ func expandPI() *stripe.CheckoutSessionParams {
 	return &stripe.CheckoutSessionParams{Params: stripe.Params{Expand: []*string{stripe.String("payment_intent")}}}
 }
 
-func stripeErr(t *testing.T, err error) *stripe.Error {
-	t.Helper()
-	var se *stripe.Error
-	if !errors.As(err, &se) {
-		t.Fatalf("want a Stripe error, got %v", err)
-	}
-	return se
-}
 
 func after(list []string, first string) []string {
 	i := slices.Index(list, first)

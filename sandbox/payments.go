@@ -407,9 +407,6 @@ var paymentIntentRefused = []string{"application_fee_amount", "error_on_requires
 // currencies not listed take 50.
 var minimumCharge = map[string]int64{"gbp": 30, "jpy": 50, "huf": 17500, "mxn": 1000, "hkd": 400, "nok": 300, "sek": 300, "dkk": 250, "czk": 1500, "pln": 200, "ron": 200, "aed": 200, "myr": 200, "thb": 1000, "sgd": 50, "inr": 50, "brl": 50}
 
-// zeroDecimal are the currencies whose smallest unit is the whole unit.
-var zeroDecimal = map[string]bool{"bif": true, "clp": true, "djf": true, "gnf": true, "jpy": true, "kmf": true, "krw": true,
-	"mga": true, "pyg": true, "rwf": true, "ugx": true, "vnd": true, "vuv": true, "xaf": true, "xof": true, "xpf": true}
 
 const maximumCharge = 99999999
 
@@ -669,12 +666,12 @@ func checkAmount(amount int64, currency string) *Error {
 		min = m
 	}
 	if amount < min {
-		e := badRequest("amount", "Amount must be at least %s %s", formatAmount(min, currency), currency)
+		e := badRequest("amount", "Amount must be at least %s %s", plainAmount(min, currency), currency)
 		e.Code = "amount_too_small"
 		return e
 	}
 	if amount > maximumCharge {
-		e := badRequest("amount", "Amount must be no more than %s %s", formatAmount(maximumCharge, currency), currency)
+		e := badRequest("amount", "Amount must be no more than %s %s", plainAmount(maximumCharge, currency), currency)
 		e.Code = "amount_too_large"
 		return e
 	}
@@ -704,9 +701,9 @@ func firstSent(c *call, params ...string) string {
 	return "fields"
 }
 
-// formatAmount renders an amount in its currency's unit, e.g. $12.50 as
+// plainAmount renders an amount in its currency's unit, e.g. $12.50 as
 // "12.50" for usd and 1200 as "1200" for jpy.
-func formatAmount(amount int64, currency string) string {
+func plainAmount(amount int64, currency string) string {
 	if zeroDecimal[currency] {
 		return itoa(amount)
 	}
@@ -826,7 +823,7 @@ func (s *Server) threeDSView(id string) (threeDSView, int) {
 	v := threeDSView{Title: title}
 	if o["object"] == "payment_intent" {
 		cur := str(o["currency"])
-		v.Amount = strings.ToUpper(cur) + " " + formatAmount(num(o["amount"]), cur)
+		v.Amount = strings.ToUpper(cur) + " " + plainAmount(num(o["amount"]), cur)
 	}
 	if pm := s.get("payment_method", idOf(o["payment_method"])); pm != nil {
 		if card, ok := pm["card"].(map[string]any); ok {
