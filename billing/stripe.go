@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
@@ -70,11 +71,14 @@ func NewStripe(o StripeOptions, log *slog.Logger) *client.API {
 	if o.APIBase != "" {
 		cfg.URL = stripe.String(strings.TrimRight(o.APIBase, "/"))
 	}
-	// App info is process-wide in stripe-go; setting it here keeps it
-	// beside the rest of the client's configuration.
-	stripe.SetAppInfo(&stripe.AppInfo{Name: "billingapi", Version: "0.1.0"})
+	// App info is process-wide in stripe-go (an unguarded global): set it
+	// once, so that two services opened at once (tests, scenarios) do not
+	// race on it.
+	setAppInfo.Do(func() { stripe.SetAppInfo(&stripe.AppInfo{Name: "billingapi", Version: "0.1.0"}) })
 	return client.New(o.SecretKey, stripe.NewBackendsWithConfig(cfg))
 }
+
+var setAppInfo sync.Once
 
 // idempotencyKey derives a Stripe idempotency key from what makes a
 // request unique: the operation and its distinguishing parts. Equal parts
