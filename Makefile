@@ -16,7 +16,7 @@ RUN_ENV := STRIPE_API_BASE=$${STRIPE_API_BASE:-http://$(SANDBOX_ADDR)} \
 	PLAN_LOOKUP_KEYS=$${PLAN_LOOKUP_KEYS:-starter_monthly,starter_yearly,pro_monthly,pro_yearly} \
 	SANDBOX_ADDR=$(SANDBOX_ADDR)
 
-.PHONY: run test generate check-generate migrate-diff stripe-mock vet lint fuzz bench clean
+.PHONY: run test scenarios generate check-generate migrate-diff stripe-mock vet lint fuzz bench clean
 
 # staticcheck, pinned; run from the module proxy like the other tools.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -42,6 +42,10 @@ run:
 ## test: vet, then every test with the race detector (needs PostgreSQL and Redis on loopback)
 test: vet $(STRIPE_MOCK)
 	STRIPE_MOCK_BIN=$(abspath $(STRIPE_MOCK)) $(GO) test -race -count=1 -timeout 20m ./...
+
+## scenarios: scripted billing lifecycles (trial, renewals, failed renewals, plan change, cancel, resume, 3D Secure, refunds, abandoned Checkout) through the API against a fresh sandbox, printed as timelines
+scenarios:
+	$(GO) run ./server scenarios
 
 ## bench: the load benchmark (bench/, about 15 minutes; BENCH_FLAGS=-quick for a short run) against PostgreSQL, Redis and stripe-mock; writes bench/results/latest.md and .json
 bench: $(STRIPE_MOCK)

@@ -742,11 +742,20 @@ func scenarioRefunds(d *driver) error {
 }
 
 func scenarioAbandoned(d *driver) error {
-	session, err := d.checkout("PAYMENT", "pro_monthly", "")
-	if err != nil {
+	// A one-time price, made by a platform admin as the README shows.
+	var prod struct {
+		CreateProduct struct{ ID string }
+	}
+	if err := d.gqlAs(d.admin, `mutation { createProduct(input: {name: "100 credits", plan: "credits", features: []}) { id } }`, nil, &prod); err != nil {
 		return err
 	}
-	_ = session
+	if err := d.gqlAs(d.admin, `mutation($p: String!) { createPrice(input: {productId: $p, unitAmount: 1000, currency: "usd", lookupKey: "credits_100"}) { priceId } }`,
+		map[string]any{"p": prod.CreateProduct.ID}, nil); err != nil {
+		return err
+	}
+	if _, err := d.checkout("PAYMENT", "credits_100", ""); err != nil {
+		return err
+	}
 	if err := d.advance(25 * time.Hour); err != nil {
 		return err
 	}
