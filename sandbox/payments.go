@@ -441,7 +441,7 @@ func (s *Server) routesPaymentIntents() {
 			return nil, e
 		}
 		confirm := c.bool("confirm")
-		if c.has("off_session") && !confirm {
+		if offSession(c) && !confirm {
 			return nil, badRequest("off_session", "You may only specify off_session when confirming the PaymentIntent (confirm=true).")
 		}
 		if c.has("return_url") && !confirm {
@@ -492,7 +492,7 @@ func (s *Server) routesPaymentIntents() {
 		}
 		pi := s.newPaymentIntent(c, spec)
 		if confirm {
-			if e := s.confirmIntent(c, pi, pm, c.bool("off_session")); e != nil {
+			if e := s.confirmIntent(c, pi, pm, offSession(c)); e != nil {
 				return nil, e
 			}
 		}
@@ -610,7 +610,7 @@ func (s *Server) routesPaymentIntents() {
 		if c.has("receipt_email") {
 			pi["receipt_email"] = nilIfEmpty(c.str("receipt_email"))
 		}
-		if e := s.confirmIntent(c, pi, pm, c.bool("off_session")); e != nil {
+		if e := s.confirmIntent(c, pi, pm, offSession(c)); e != nil {
 			return nil, e
 		}
 		return pi, nil
@@ -881,4 +881,10 @@ func renderThreeDS(w http.ResponseWriter, status int, v threeDSView) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	threeDSPage.Execute(w, v)
+}
+
+// offSession reads off_session, which is true/false or, on confirm,
+// one_off/recurring (both off session).
+func offSession(c *call) bool {
+	return c.has("off_session") && c.str("off_session") != "false"
 }
