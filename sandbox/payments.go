@@ -208,8 +208,14 @@ func (s *Server) routesSetupIntents() {
 			if pm, e = s.resolvePaymentMethod(ref, "payment_method", s.clockOfCustomer(cus)); e != nil {
 				return nil, e
 			}
+			if e := checkOwner(pm, cus); e != nil {
+				return nil, e
+			}
 			si["payment_method"] = pm["id"]
 			si["status"] = "requires_confirmation"
+		}
+		if c.bool("confirm") && pm == nil {
+			return nil, badRequest("payment_method", "You cannot confirm this SetupIntent because it's missing a payment method.")
 		}
 		s.put(si)
 		if u := c.str("return_url"); u != "" {

@@ -420,6 +420,20 @@ func TestSetupIntents(t *testing.T) {
 		wantErr(t, err, 400, "", "payment_method")
 	})
 
+	t.Run("CardOfAnotherCustomerIsRefused", func(t *testing.T) {
+		cu, other := b.newCustomer(t), b.newCustomer(t)
+		pm, err := b.sc.PaymentMethods.Attach("pm_card_visa", &stripe.PaymentMethodAttachParams{Customer: stripe.String(other.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := b.mark(t)
+		_, err = newSI(t, cu.ID, pm.ID, true)
+		wantErr(t, err, 400, "", "payment_method")
+		if ev := b.since(t, n); len(ev) != 0 {
+			t.Fatalf("a refused create emitted %v", ev)
+		}
+	})
+
 	t.Run("CancelEmitsCanceled", func(t *testing.T) {
 		cu := b.newCustomer(t)
 		si, _ := newSI(t, cu.ID, "", false)
