@@ -208,8 +208,14 @@ func (s *Server) routesSetupIntents() {
 			if pm, e = s.resolvePaymentMethod(ref, "payment_method", s.clockOfCustomer(cus)); e != nil {
 				return nil, e
 			}
+			if e := checkOwner(pm, cus); e != nil {
+				return nil, e
+			}
 			si["payment_method"] = pm["id"]
 			si["status"] = "requires_confirmation"
+		}
+		if c.bool("confirm") && pm == nil {
+			return nil, badRequest("payment_method", "You cannot confirm this SetupIntent because it's missing a payment method.")
 		}
 		s.put(si)
 		if u := c.str("return_url"); u != "" {
@@ -438,7 +444,7 @@ func (s *Server) routesPaymentIntents() {
 			return nil, e
 		}
 		confirm := c.bool("confirm")
-		if c.has("off_session") && !confirm {
+		if offSession(c) && !confirm {
 			return nil, badRequest("off_session", "You may only specify off_session when confirming the PaymentIntent (confirm=true).")
 		}
 		if c.has("return_url") && !confirm {
@@ -489,7 +495,7 @@ func (s *Server) routesPaymentIntents() {
 		}
 		pi := s.newPaymentIntent(c, spec)
 		if confirm {
-			if e := s.confirmIntent(c, pi, pm, c.bool("off_session")); e != nil {
+			if e := s.confirmIntent(c, pi, pm, offSession(c)); e != nil {
 				return nil, e
 			}
 		}
@@ -607,7 +613,7 @@ func (s *Server) routesPaymentIntents() {
 		if c.has("receipt_email") {
 			pi["receipt_email"] = nilIfEmpty(c.str("receipt_email"))
 		}
-		if e := s.confirmIntent(c, pi, pm, c.bool("off_session")); e != nil {
+		if e := s.confirmIntent(c, pi, pm, offSession(c)); e != nil {
 			return nil, e
 		}
 		return pi, nil
@@ -878,4 +884,10 @@ func renderThreeDS(w http.ResponseWriter, status int, v threeDSView) {
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
 	threeDSPage.Execute(w, v)
+}
+
+// offSession reads off_session, which is true/false or, on confirm,
+// one_off/recurring (both off session).
+func offSession(c *call) bool {
+	return c.has("off_session") && c.str("off_session") != "false"
 }

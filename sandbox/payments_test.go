@@ -420,6 +420,20 @@ func TestSetupIntents(t *testing.T) {
 		wantErr(t, err, 400, "", "payment_method")
 	})
 
+	t.Run("CardOfAnotherCustomerIsRefused", func(t *testing.T) {
+		cu, other := b.newCustomer(t), b.newCustomer(t)
+		pm, err := b.sc.PaymentMethods.Attach("pm_card_visa", &stripe.PaymentMethodAttachParams{Customer: stripe.String(other.ID)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := b.mark(t)
+		_, err = newSI(t, cu.ID, pm.ID, true)
+		wantErr(t, err, 400, "", "payment_method")
+		if ev := b.since(t, n); len(ev) != 0 {
+			t.Fatalf("a refused create emitted %v", ev)
+		}
+	})
+
 	t.Run("CancelEmitsCanceled", func(t *testing.T) {
 		cu := b.newCustomer(t)
 		si, _ := newSI(t, cu.ID, "", false)
@@ -529,6 +543,44 @@ func TestThreeDSecurePage(t *testing.T) {
 			t.Fatalf("answered %d", resp.StatusCode)
 		}
 	})
+
+	outcomes := []struct {
+		name, result, redirectStatus string
+		status                       stripe.PaymentIntentStatus
+		events                       []string
+	}{
+		{"PassRedirectsToTheReturnURLPaid", "pass", "succeeded", "succeeded", []string{"charge.succeeded", "payment_intent.succeeded"}},
+		{"FailRedirectsToTheReturnURLUnpaid", "fail", "failed", "requires_payment_method", []string{"charge.failed", "payment_intent.payment_failed"}},
+	}
+	for _, tc := range outcomes {
+		t.Run(tc.name, func(t *testing.T) {
+			pi, err := b.sc.PaymentIntents.New(&stripe.PaymentIntentParams{Amount: stripe.Int64(990), Currency: stripe.String("usd"),
+				Customer: stripe.String(cu.ID), PaymentMethod: stripe.String("pm_card_threeDSecure2Required"), Confirm: stripe.Bool(true),
+				ReturnURL: stripe.String("https://app.example/payment/complete?from=test")})
+			if err != nil || pi.Status != "requires_action" {
+				t.Fatalf("payment: %v %v", pi, err)
+			}
+			n := b.mark(t)
+			resp := b.authenticate(t, pi.ID, tc.result)
+			loc, _ := url.Parse(resp.Header.Get("Location"))
+			if resp.StatusCode != http.StatusSeeOther || loc.Host != "app.example" || loc.Path != "/payment/complete" ||
+				loc.Query().Get("from") != "test" || loc.Query().Get("payment_intent") != pi.ID ||
+				loc.Query().Get("payment_intent_client_secret") != pi.ClientSecret || loc.Query().Get("redirect_status") != tc.redirectStatus {
+				t.Fatalf("answered %d to %s", resp.StatusCode, loc)
+			}
+			got, _ := b.sc.PaymentIntents.Get(pi.ID, nil)
+			if got.Status != tc.status || got.NextAction != nil {
+				t.Fatalf("after 3DS: %s %+v", got.Status, got.NextAction)
+			}
+			shaped(t, "payment_intent", got.LastResponse.RawJSON)
+			if tc.result == "fail" && (got.LastPaymentError == nil || got.LastPaymentError.Code != "payment_intent_authentication_failure") {
+				t.Fatalf("last_payment_error %+v", got.LastPaymentError)
+			}
+			if ev := b.since(t, n); !slices.Equal(ev, tc.events) {
+				t.Fatalf("events %v, want %v", ev, tc.events)
+			}
+		})
+	}
 }
 
 func TestPaymentIntents(t *testing.T) {
@@ -782,6 +834,7 @@ func TestPaymentIntents(t *testing.T) {
 		{"UnknownPaymentMethod", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), PaymentMethod: stripe.String("pm_nope")}, 404, "resource_missing", "payment_method", ""},
 		{"ConfirmWithoutAPaymentMethod", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), Confirm: stripe.Bool(true)}, 400, "", "payment_method", ""},
 		{"OffSessionWithoutConfirm", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), OffSession: stripe.Bool(true)}, 400, "", "off_session", ""},
+		{"ReturnURLWithoutConfirm", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), ReturnURL: stripe.String("https://app.example/r")}, 400, "", "return_url", ""},
 		{"ManualCaptureIsRefusedByName", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"), CaptureMethod: stripe.String("manual")}, 501, "", "", "capture_method"},
 		{"TransferDataIsRefusedByName", &stripe.PaymentIntentParams{Amount: stripe.Int64(1000), Currency: stripe.String("usd"),
 			TransferData: &stripe.PaymentIntentTransferDataParams{Destination: stripe.String("acct_1")}}, 501, "", "", "transfer_data"},
