@@ -98,7 +98,6 @@ func expandPI() *stripe.CheckoutSessionParams {
 	return &stripe.CheckoutSessionParams{Params: stripe.Params{Expand: []*string{stripe.String("payment_intent")}}}
 }
 
-
 func after(list []string, first string) []string {
 	i := slices.Index(list, first)
 	if i < 0 {

@@ -413,7 +413,6 @@ var paymentIntentRefused = []string{"application_fee_amount", "error_on_requires
 // currencies not listed take 50.
 var minimumCharge = map[string]int64{"gbp": 30, "jpy": 50, "huf": 17500, "mxn": 1000, "hkd": 400, "nok": 300, "sek": 300, "dkk": 250, "czk": 1500, "pln": 200, "ron": 200, "aed": 200, "myr": 200, "thb": 1000, "sgd": 50, "inr": 50, "brl": 50}
 
-
 const maximumCharge = 99999999
 
 func (s *Server) routesPaymentIntents() {
