@@ -312,25 +312,12 @@ func (s *Server) createCheckoutSession(c *call) (any, error) {
 		return nil, badRequest("discounts", "You may only specify one discount.")
 	}
 	for _, d := range discounts {
-		switch {
-		case str(d["promotion_code"]) != "" && str(d["coupon"]) != "":
-			return nil, badRequest("discounts[0]", "You may only specify one of these parameters: coupon, promotion_code.")
-		case str(d["promotion_code"]) != "":
-			pc := s.get("promotion_code", str(d["promotion_code"]))
-			if pc == nil {
-				return nil, noSuch("promotion code", "discounts[0][promotion_code]", str(d["promotion_code"]))
-			}
-			if pc["active"] != true {
-				return nil, badRequest("discounts[0][promotion_code]", "This promotion code is not active.")
-			}
-			promo, coupon = pc, s.couponOf(pc)
-		case str(d["coupon"]) != "":
-			co := s.get("coupon", str(d["coupon"]))
-			if co == nil {
-				return nil, noSuch("coupon", "discounts[0][coupon]", str(d["coupon"]))
-			}
-			coupon = co
+		co, pc, err := s.resolveDiscount(str(d["coupon"]), str(d["promotion_code"]))
+		if err != nil {
+			err.Param = "discounts[0][" + orDefault(err.Param, "coupon") + "]"
+			return nil, err
 		}
+		promo, coupon = pc, co
 	}
 
 	id := "cs_test_" + randomID(58)
@@ -411,8 +398,8 @@ func (s *Server) couponOf(pc object) object {
 	return co
 }
 
-// discountOff is how much a coupon takes off an amount.
-func discountOff(co object, amount int64, currency string) int64 {
+// couponOff is how much a coupon takes off an amount.
+func couponOff(co object, amount int64, currency string) int64 {
 	if co == nil {
 		return 0
 	}
@@ -439,7 +426,7 @@ func (s *Server) applyCheckoutDiscount(cs object) {
 		}
 	}
 	subtotal := num(cs["amount_subtotal"])
-	off := discountOff(co, subtotal, str(cs["currency"]))
+	off := couponOff(co, subtotal, str(cs["currency"]))
 	left := off
 	items := asList(in["line_items"])
 	for i, x := range items {
@@ -560,15 +547,18 @@ func (s *Server) payCheckout(c *call, cs object, number, promoCode, email string
 		}
 		var found object
 		for _, pc := range s.all("promotion_code", nil) {
-			if strings.EqualFold(str(pc["code"]), promoCode) && pc["active"] == true {
-				found = pc
-				break
+			if strings.EqualFold(str(pc["code"]), promoCode) {
+				if _, _, err := s.resolveDiscount("", str(pc["id"])); err == nil {
+					found = pc
+					break
+				}
 			}
 		}
 		if found == nil {
 			return checkoutOutcome{status: http.StatusBadRequest, msg: "This code is invalid."}
 		}
 		in["promotion_code"] = found["id"]
+		delete(in, "coupon")
 		s.applyCheckoutDiscount(cs)
 	}
 	card, ok := cardForNumber(number)
