@@ -363,7 +363,7 @@ func (s *Server) createCheckoutSession(c *call) (any, error) {
 	if promo != nil {
 		in["promotion_code"] = promo["id"]
 	}
-	if coupon != nil {
+	if coupon != nil && promo == nil {
 		in["coupon"] = coupon["id"]
 	}
 	s.applyCheckoutDiscount(cs)
