@@ -497,6 +497,20 @@ func (s *Server) completeCheckout(c *call, cs, pi, sub object) {
 	if num(cs["amount_total"]) == 0 {
 		cs["payment_status"] = "no_payment_required"
 	}
+	if sub == nil {
+		// A subscription counts its own redemption; a payment's is counted here.
+		if pc := s.get("promotion_code", str(in["promotion_code"])); pc != nil {
+			pc["times_redeemed"] = num(pc["times_redeemed"]) + 1
+			if m := pc["max_redemptions"]; m != nil && num(pc["times_redeemed"]) >= num(m) {
+				pc["active"] = false
+			}
+			if co := s.get("coupon", idOf(pc["coupon"])); co != nil {
+				co["times_redeemed"] = num(co["times_redeemed"]) + 1
+			}
+		} else if co := s.get("coupon", str(in["coupon"])); co != nil {
+			co["times_redeemed"] = num(co["times_redeemed"]) + 1
+		}
+	}
 	s.emit(c, "checkout.session.completed", cs, nil)
 }
 
@@ -579,7 +593,7 @@ func (s *Server) payCheckout(c *call, cs object, number, promoCode, email string
 		return checkoutOutcome{redirect: successURL(cs)}
 	}
 	pi := s.get("payment_intent", idOf(cs["payment_intent"]))
-	if pi == nil || pi["status"] != "requires_payment_method" {
+	if pi == nil || (pi["status"] != "requires_payment_method" && pi["status"] != "requires_action") {
 		meta, _ := clone(object{"m": in["pi_metadata"]})["m"].(map[string]any)
 		pi = s.newPaymentIntent(c, intentSpec{Amount: num(cs["amount_total"]), Currency: str(cs["currency"]), Customer: customer,
 			Description: str(in["pi_description"]), SetupFutureUsage: str(in["setup_future_usage"]), Metadata: meta, Clock: clock})

@@ -294,6 +294,9 @@ func TestCheckoutPromotionCodes(t *testing.T) {
 		if got.AmountSubtotal != 2000 || got.AmountTotal != 1500 || got.TotalDetails.AmountDiscount != 500 || got.PaymentIntent.Amount != 1500 {
 			t.Fatalf("subtotal %d total %d discount %d paid %d", got.AmountSubtotal, got.AmountTotal, got.TotalDetails.AmountDiscount, got.PaymentIntent.Amount)
 		}
+		if redeemed, err := b.sc.PromotionCodes.Get(pc.ID, nil); err != nil || redeemed.TimesRedeemed != 1 {
+			t.Fatalf("the code was redeemed %d times (%v), want 1", redeemed.TimesRedeemed, err)
+		}
 	})
 
 	t.Run("NoFieldWhenNotAllowed", func(t *testing.T) {
