@@ -2,7 +2,10 @@ package sandbox
 
 import (
 	"errors"
+	"io"
+	"net/http"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/stripe/stripe-go/v76"
@@ -136,3 +139,15 @@ func (b *box) sub(t *testing.T, id string) *stripe.Subscription {
 	}
 	return sub
 }
+
+func httpGet(url string) (string, error) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return "", err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	return string(b), err
+}
+
+func contains(s, sub string) bool { return strings.Contains(s, sub) }
