@@ -452,3 +452,35 @@ func TestCheckoutSessionsExpire(t *testing.T) {
 		}
 	})
 }
+
+func TestCheckoutCustomerCreationInPaymentMode(t *testing.T) {
+	b := newBox(t)
+	once := b.chkPrice(t, 1500, "usd", "")
+	for _, tc := range []struct {
+		name, creation string
+		wantCustomer   bool
+	}{{"GuestByDefault", "", false}, {"AlwaysCreatesOne", "always", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := paymentSession("", once.ID, 1)
+			p.Customer = nil
+			p.CustomerEmail = stripe.String("guest@example.com")
+			if tc.creation != "" {
+				p.CustomerCreation = stripe.String(tc.creation)
+			}
+			cs := b.chkSession(t, p)
+			if code, _, body := chkSubmit(t, cs.URL, chkPay("4242424242424242")); code != http.StatusSeeOther {
+				t.Fatalf("pay: %d\n%s", code, body)
+			}
+			got, _ := b.sc.CheckoutSessions.Get(cs.ID, nil)
+			if got.Status != "complete" || got.CustomerDetails == nil || got.CustomerDetails.Email != "guest@example.com" || (got.Customer != nil) != tc.wantCustomer {
+				t.Fatalf("session %s, customer %v, details %+v", got.Status, got.Customer, got.CustomerDetails)
+			}
+			if tc.wantCustomer {
+				cu, err := b.sc.Customers.Get(got.Customer.ID, nil)
+				if err != nil || cu.Email != "guest@example.com" {
+					t.Fatalf("customer %+v %v", cu, err)
+				}
+			}
+		})
+	}
+}
