@@ -197,3 +197,87 @@ func TestSubscriptionValidation(t *testing.T) {
 		t.Fatalf("a refused request created %s", it.Subscription().ID)
 	}
 }
+
+func TestSubscriptionUpdatesAndLists(t *testing.T) {
+	b := newBox(t)
+	pl := b.plans(t)
+	cus, _ := b.customer(t, "pm_card_visa", "")
+	other, _ := b.customer(t, "pm_card_visa", "")
+
+	t.Run("TrialEndNowEndsTheTrialAndInvoices", func(t *testing.T) {
+		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic), TrialPeriodDays: stripe.Int64(30)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(b.delivered(t))
+		p := &stripe.SubscriptionParams{TrialEndNow: stripe.Bool(true)}
+		p.AddExpand("latest_invoice")
+		got, err := b.sc.Subscriptions.Update(sub.ID, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Status != "active" || got.LatestInvoice.AmountPaid != 1000 || got.LatestInvoice.BillingReason != "subscription_update" ||
+			got.CurrentPeriodEnd-got.CurrentPeriodStart < 28*86400 {
+			t.Fatalf("trial ended now: %s, invoice paid %d %s, period %d-%d", got.Status, got.LatestInvoice.AmountPaid,
+				got.LatestInvoice.BillingReason, got.CurrentPeriodStart, got.CurrentPeriodEnd)
+		}
+		eventsAre(t, only(b.since(t, n), billingEvents...), "customer.subscription.updated", "invoice.created", "invoice.finalized",
+			"invoice.paid", "invoice.payment_succeeded")
+	})
+	t.Run("AThreeDSecureCardLeavesTheFirstInvoiceWaitingForAction", func(t *testing.T) {
+		c3, _ := b.customer(t, "pm_card_authenticationRequired", "")
+		p := &stripe.SubscriptionParams{Customer: stripe.String(c3), Items: items(pl.basic)}
+		p.AddExpand("latest_invoice.payment_intent")
+		sub, err := b.sc.Subscriptions.New(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if sub.Status != "incomplete" || sub.LatestInvoice.PaymentIntent.Status != "requires_action" {
+			t.Fatalf("%s with intent %s", sub.Status, sub.LatestInvoice.PaymentIntent.Status)
+		}
+	})
+	t.Run("ListFiltersByCustomerStatusAndPrice", func(t *testing.T) {
+		a, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(other), Items: items(pl.basic)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(other), Items: items(pl.pro)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.sc.Subscriptions.Cancel(c.ID, nil); err != nil {
+			t.Fatal(err)
+		}
+		ids := func(p *stripe.SubscriptionListParams) []string {
+			var out []string
+			for it := b.sc.Subscriptions.List(p); it.Next(); {
+				out = append(out, it.Subscription().ID)
+			}
+			return out
+		}
+		eventsAre(t, ids(&stripe.SubscriptionListParams{Customer: stripe.String(other)}), a.ID)
+		eventsAre(t, ids(&stripe.SubscriptionListParams{Customer: stripe.String(other), Status: stripe.String("all")}), c.ID, a.ID)
+		eventsAre(t, ids(&stripe.SubscriptionListParams{Customer: stripe.String(other), Status: stripe.String("canceled")}), c.ID)
+		eventsAre(t, ids(&stripe.SubscriptionListParams{Customer: stripe.String(other), Price: stripe.String(pl.basic)}), a.ID)
+	})
+	t.Run("AddingAndDeletingItems", func(t *testing.T) {
+		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.pro)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{ProrationBehavior: stripe.String("none"),
+			Items: []*stripe.SubscriptionItemsParams{{Price: stripe.String(pl.seat), Quantity: stripe.Int64(4)}}})
+		if err != nil || len(got.Items.Data) != 2 || got.Items.Data[1].Quantity != 4 {
+			t.Fatalf("added an item: %v", err)
+		}
+		_, err = b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{Items: []*stripe.SubscriptionItemsParams{{Price: stripe.String(pl.seat)}}})
+		stripeErr(t, err, 400) // the same price twice
+		got, err = b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{ProrationBehavior: stripe.String("none"),
+			Items: []*stripe.SubscriptionItemsParams{{ID: stripe.String(got.Items.Data[0].ID), Deleted: stripe.Bool(true)}}})
+		if err != nil || len(got.Items.Data) != 1 || got.Items.Data[0].Price.ID != pl.seat {
+			t.Fatalf("deleted an item: %v", err)
+		}
+		_, err = b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{Items: []*stripe.SubscriptionItemsParams{{ID: stripe.String(got.Items.Data[0].ID), Price: stripe.String(pl.yearly)}}})
+		stripeErr(t, err, 501) // another interval
+	})
+}
