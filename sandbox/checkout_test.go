@@ -2,6 +2,7 @@ package sandbox
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/url"
@@ -13,15 +14,15 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
-// noFollow is an HTTP client that reports redirects instead of following
+// chkNoFollow is an HTTP client that reports redirects instead of following
 // them, so that a test sees where a page sends the customer.
-var noFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+var chkNoFollow = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 
 // submit posts a hosted page's form and returns the status, the Location
 // and the body.
-func submit(t *testing.T, pageURL string, form url.Values) (int, string, string) {
+func chkSubmit(t *testing.T, pageURL string, form url.Values) (int, string, string) {
 	t.Helper()
-	resp, err := noFollow.PostForm(pageURL, form)
+	resp, err := chkNoFollow.PostForm(pageURL, form)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -30,9 +31,9 @@ func submit(t *testing.T, pageURL string, form url.Values) (int, string, string)
 	return resp.StatusCode, resp.Header.Get("Location"), string(body)
 }
 
-func getPage(t *testing.T, pageURL string) (int, string, string) {
+func chkGet(t *testing.T, pageURL string) (int, string, string) {
 	t.Helper()
-	resp, err := noFollow.Get(pageURL)
+	resp, err := chkNoFollow.Get(pageURL)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,12 +42,12 @@ func getPage(t *testing.T, pageURL string) (int, string, string) {
 	return resp.StatusCode, resp.Header.Get("Location"), string(body)
 }
 
-func pay(number string) url.Values {
+func chkPay(number string) url.Values {
 	return url.Values{"action": {"pay"}, "card_number": {number}}
 }
 
 // price makes a product and a price: interval "" for a one-time price.
-func (b *box) price(t *testing.T, amount int64, currency, interval string) *stripe.Price {
+func (b *box) chkPrice(t *testing.T, amount int64, currency, interval string) *stripe.Price {
 	t.Helper()
 	prod, err := b.sc.Products.New(&stripe.ProductParams{Name: stripe.String("Plan " + currency + interval)})
 	if err != nil {
@@ -63,7 +64,7 @@ func (b *box) price(t *testing.T, amount int64, currency, interval string) *stri
 	return p
 }
 
-func (b *box) customer(t *testing.T) *stripe.Customer {
+func (b *box) chkCustomer(t *testing.T) *stripe.Customer {
 	t.Helper()
 	cu, err := b.sc.Customers.New(&stripe.CustomerParams{Email: stripe.String("ada@example.com")})
 	if err != nil {
@@ -72,7 +73,7 @@ func (b *box) customer(t *testing.T) *stripe.Customer {
 	return cu
 }
 
-func (b *box) session(t *testing.T, p *stripe.CheckoutSessionParams) *stripe.CheckoutSession {
+func (b *box) chkSession(t *testing.T, p *stripe.CheckoutSessionParams) *stripe.CheckoutSession {
 	t.Helper()
 	cs, err := b.sc.CheckoutSessions.New(p)
 	if err != nil {
@@ -98,7 +99,16 @@ func expandPI() *stripe.CheckoutSessionParams {
 	return &stripe.CheckoutSessionParams{Params: stripe.Params{Expand: []*string{stripe.String("payment_intent")}}}
 }
 
-func after(list []string, first string) []string {
+func checkoutErr(t *testing.T, err error) *stripe.Error {
+	t.Helper()
+	var se *stripe.Error
+	if !errors.As(err, &se) {
+		t.Fatalf("want a Stripe error, got %v", err)
+	}
+	return se
+}
+
+func chkAfter(list []string, first string) []string {
 	i := slices.Index(list, first)
 	if i < 0 {
 		return nil
@@ -108,13 +118,13 @@ func after(list []string, first string) []string {
 
 func TestCheckoutSessionAPI(t *testing.T) {
 	b := newBox(t)
-	cu := b.customer(t)
-	once := b.price(t, 1500, "usd", "")
-	monthly := b.price(t, 2900, "usd", "month")
-	yen := b.price(t, 1000, "jpy", "")
+	cu := b.chkCustomer(t)
+	once := b.chkPrice(t, 1500, "usd", "")
+	monthly := b.chkPrice(t, 2900, "usd", "month")
+	yen := b.chkPrice(t, 1000, "jpy", "")
 
 	t.Run("CreateAnswersAnOpenSessionOfStripesShape", func(t *testing.T) {
-		cs := b.session(t, paymentSession(cu.ID, once.ID, 2))
+		cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 2))
 		shaped(t, "checkout.session", cs.LastResponse.RawJSON)
 		if cs.Status != "open" || cs.PaymentStatus != "unpaid" || cs.AmountTotal != 3000 || cs.Currency != "usd" ||
 			cs.URL != b.URL+"/checkout/"+cs.ID || cs.Customer.ID != cu.ID || cs.ClientReferenceID != "ws_1" ||
@@ -132,7 +142,7 @@ func TestCheckoutSessionAPI(t *testing.T) {
 	})
 
 	t.Run("LineItemsAreListed", func(t *testing.T) {
-		cs := b.session(t, paymentSession(cu.ID, once.ID, 3))
+		cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 3))
 		it := b.sc.CheckoutSessions.ListLineItems(&stripe.CheckoutSessionListLineItemsParams{Session: stripe.String(cs.ID)})
 		var items []*stripe.LineItem
 		for it.Next() {
@@ -152,8 +162,8 @@ func TestCheckoutSessionAPI(t *testing.T) {
 	})
 
 	t.Run("ListFiltersByCustomerAndStatus", func(t *testing.T) {
-		other := b.customer(t)
-		mine := b.session(t, paymentSession(other.ID, once.ID, 1))
+		other := b.chkCustomer(t)
+		mine := b.chkSession(t, paymentSession(other.ID, once.ID, 1))
 		it := b.sc.CheckoutSessions.List(&stripe.CheckoutSessionListParams{Customer: stripe.String(other.ID), Status: stripe.String("open")})
 		var ids []string
 		for it.Next() {
@@ -200,7 +210,7 @@ func TestCheckoutSessionAPI(t *testing.T) {
 			p := paymentSession(cu.ID, once.ID, 1)
 			tc.edit(p)
 			_, err := b.sc.CheckoutSessions.New(p)
-			se := stripeErr(t, err)
+			se := checkoutErr(t, err)
 			if se.HTTPStatusCode != tc.status || se.Param != tc.param {
 				t.Fatalf("status %d param %q (%s), want %d %q", se.HTTPStatusCode, se.Param, se.Msg, tc.status, tc.param)
 			}
@@ -231,7 +241,7 @@ func TestCheckoutSessionAPI(t *testing.T) {
 			p := paymentSession(cu.ID, once.ID, 1)
 			tc.edit(p)
 			_, err := b.sc.CheckoutSessions.New(p)
-			se := stripeErr(t, err)
+			se := checkoutErr(t, err)
 			if se.HTTPStatusCode != 501 || !strings.Contains(se.Msg, "does not implement") {
 				t.Fatalf("status %d: %s", se.HTTPStatusCode, se.Msg)
 			}
@@ -239,17 +249,17 @@ func TestCheckoutSessionAPI(t *testing.T) {
 	}
 
 	t.Run("ExpireEndsAnOpenSessionOnce", func(t *testing.T) {
-		cs := b.session(t, paymentSession(cu.ID, once.ID, 1))
+		cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 1))
 		got, err := b.sc.CheckoutSessions.Expire(cs.ID, nil)
 		if err != nil || got.Status != "expired" || got.URL != "" {
 			t.Fatalf("expire: %+v %v", got, err)
 		}
 		shaped(t, "checkout.session", got.LastResponse.RawJSON)
 		_, err = b.sc.CheckoutSessions.Expire(cs.ID, nil)
-		if se := stripeErr(t, err); se.HTTPStatusCode != 400 {
+		if se := checkoutErr(t, err); se.HTTPStatusCode != 400 {
 			t.Fatalf("second expire: %v", err)
 		}
-		if code, _, _ := getPage(t, cs.URL); code != http.StatusGone {
+		if code, _, _ := chkGet(t, cs.URL); code != http.StatusGone {
 			t.Errorf("the page of an expired session answers %d, want 410", code)
 		}
 		if evs := b.delivered(t); evs[len(evs)-1] != "checkout.session.expired" {
@@ -260,18 +270,18 @@ func TestCheckoutSessionAPI(t *testing.T) {
 
 func TestCheckoutPageInPaymentMode(t *testing.T) {
 	b := newBox(t)
-	cu := b.customer(t)
-	once := b.price(t, 1500, "usd", "")
+	cu := b.chkCustomer(t)
+	once := b.chkPrice(t, 1500, "usd", "")
 
 	t.Run("ShowsItemsAndTotalInTheCurrencysUnits", func(t *testing.T) {
-		yen := b.price(t, 1000, "jpy", "")
+		yen := b.chkPrice(t, 1000, "jpy", "")
 		for _, tc := range []struct {
 			price *stripe.Price
 			qty   int64
 			want  string
 		}{{once, 2, "$30.00"}, {yen, 3, "¥3,000"}} {
-			cs := b.session(t, paymentSession(cu.ID, tc.price.ID, tc.qty))
-			code, _, body := getPage(t, cs.URL)
+			cs := b.chkSession(t, paymentSession(cu.ID, tc.price.ID, tc.qty))
+			code, _, body := chkGet(t, cs.URL)
 			if code != 200 || !strings.Contains(body, `id="total">`+tc.want+`<`) || !strings.Contains(body, "4242 4242 4242 4242") ||
 				!strings.Contains(body, `name="card_number"`) || strings.Contains(body, "<script") {
 				t.Fatalf("page of %d×%d %s (want total %s): %d\n%s", tc.qty, tc.price.UnitAmount, tc.price.Currency, tc.want, code, body)
@@ -282,8 +292,8 @@ func TestCheckoutPageInPaymentMode(t *testing.T) {
 	t.Run("PayingWith4242CompletesAndRedirectsWithTheSessionID", func(t *testing.T) {
 		b.delivered(t)
 		before := len(b.recv.types())
-		cs := b.session(t, paymentSession(cu.ID, once.ID, 2))
-		code, loc, body := submit(t, cs.URL, pay("4242 4242 4242 4242"))
+		cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 2))
+		code, loc, body := chkSubmit(t, cs.URL, chkPay("4242 4242 4242 4242"))
 		if code != http.StatusSeeOther || loc != "https://app.example.com/payment/success?session_id="+cs.ID {
 			t.Fatalf("pay: %d %q\n%s", code, loc, body)
 		}
@@ -315,8 +325,8 @@ func TestCheckoutPageInPaymentMode(t *testing.T) {
 	})
 
 	t.Run("ADeclinedCardShowsTheMessageAndLeavesTheSessionOpen", func(t *testing.T) {
-		cs := b.session(t, paymentSession(cu.ID, once.ID, 1))
-		code, _, body := submit(t, cs.URL, pay("4000000000009995"))
+		cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 1))
+		code, _, body := chkSubmit(t, cs.URL, chkPay("4000000000009995"))
 		if code != http.StatusPaymentRequired || !strings.Contains(body, "Your card has insufficient funds.") {
 			t.Fatalf("declined: %d\n%s", code, body)
 		}
@@ -328,7 +338,7 @@ func TestCheckoutPageInPaymentMode(t *testing.T) {
 			t.Fatalf("the declined payment: %+v", pi)
 		}
 		// The same session can then be paid with another card.
-		if code, loc, _ := submit(t, cs.URL, pay("4242424242424242")); code != http.StatusSeeOther || !strings.Contains(loc, cs.ID) {
+		if code, loc, _ := chkSubmit(t, cs.URL, chkPay("4242424242424242")); code != http.StatusSeeOther || !strings.Contains(loc, cs.ID) {
 			t.Fatalf("retry with 4242: %d %q", code, loc)
 		}
 		got, _ = b.sc.CheckoutSessions.Get(cs.ID, nil)
@@ -338,20 +348,20 @@ func TestCheckoutPageInPaymentMode(t *testing.T) {
 	})
 
 	t.Run("AnUnknownCardNumberShowsThePageAgain", func(t *testing.T) {
-		cs := b.session(t, paymentSession(cu.ID, once.ID, 1))
-		code, _, body := submit(t, cs.URL, pay("1234 5678"))
+		cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 1))
+		code, _, body := chkSubmit(t, cs.URL, chkPay("1234 5678"))
 		if code != http.StatusBadRequest || !strings.Contains(body, "does not know the card number") || !strings.Contains(body, `name="card_number"`) {
 			t.Fatalf("unknown card: %d\n%s", code, body)
 		}
 	})
 
 	t.Run("CancelGoesBackToCancelURL", func(t *testing.T) {
-		cs := b.session(t, paymentSession(cu.ID, once.ID, 1))
-		code, loc, _ := submit(t, cs.URL, url.Values{"action": {"cancel"}})
+		cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 1))
+		code, loc, _ := chkSubmit(t, cs.URL, url.Values{"action": {"cancel"}})
 		if code != http.StatusSeeOther || loc != "https://app.example.com/payment/cancelled" {
 			t.Fatalf("cancel: %d %q", code, loc)
 		}
-		if _, _, body := getPage(t, cs.URL); !strings.Contains(body, `href="https://app.example.com/payment/cancelled"`) {
+		if _, _, body := chkGet(t, cs.URL); !strings.Contains(body, `href="https://app.example.com/payment/cancelled"`) {
 			t.Errorf("the page has no link back to cancel_url")
 		}
 		if got, _ := b.sc.CheckoutSessions.Get(cs.ID, nil); got.Status != "open" {
@@ -366,8 +376,8 @@ func TestCheckoutPageInPaymentMode(t *testing.T) {
 	}{{"Passed", true, "complete"}, {"Failed", false, "open"}}
 	for _, tc := range threeDS {
 		t.Run("ThreeDSecure"+tc.name, func(t *testing.T) {
-			cs := b.session(t, paymentSession(cu.ID, once.ID, 1))
-			code, loc, body := submit(t, cs.URL, pay("4000002760003184"))
+			cs := b.chkSession(t, paymentSession(cu.ID, once.ID, 1))
+			code, loc, body := chkSubmit(t, cs.URL, chkPay("4000002760003184"))
 			if code != http.StatusSeeOther || !strings.HasPrefix(loc, b.URL+"/3ds/pi_") {
 				t.Fatalf("3DS card: %d %q\n%s", code, loc, body)
 			}
@@ -382,7 +392,7 @@ func TestCheckoutPageInPaymentMode(t *testing.T) {
 			if string(got.Status) != tc.want {
 				t.Fatalf("session after the challenge %s: %s, want %s", tc.name, got.Status, tc.want)
 			}
-			code, loc, body = getPage(t, cs.URL)
+			code, loc, body = chkGet(t, cs.URL)
 			if tc.passed && (code != http.StatusSeeOther || !strings.Contains(loc, "session_id="+cs.ID)) {
 				t.Fatalf("back from the challenge: %d %q", code, loc)
 			}
@@ -395,13 +405,13 @@ func TestCheckoutPageInPaymentMode(t *testing.T) {
 
 func TestCheckoutSessionsExpire(t *testing.T) {
 	b := newBox(t)
-	cu := b.customer(t)
-	once := b.price(t, 1500, "usd", "")
+	cu := b.chkCustomer(t)
+	once := b.chkPrice(t, 1500, "usd", "")
 	p := paymentSession(cu.ID, once.ID, 1)
 	p.ExpiresAt = stripe.Int64(b.Now().Add(time.Hour).Unix())
-	cs := b.session(t, p)
-	declined := b.session(t, paymentSession(cu.ID, once.ID, 1))
-	submit(t, declined.URL, pay("4000000000000002"))
+	cs := b.chkSession(t, p)
+	declined := b.chkSession(t, paymentSession(cu.ID, once.ID, 1))
+	chkSubmit(t, declined.URL, chkPay("4000000000000002"))
 
 	if _, err := b.Advance(30 * time.Minute); err != nil {
 		t.Fatal(err)
@@ -417,7 +427,7 @@ func TestCheckoutSessionsExpire(t *testing.T) {
 		if got.Status != "expired" || got.URL != "" {
 			t.Fatalf("after expires_at: %s %q", got.Status, got.URL)
 		}
-		if code, _, _ := submit(t, cs.URL, pay("4242424242424242")); code != http.StatusConflict {
+		if code, _, _ := chkSubmit(t, cs.URL, chkPay("4242424242424242")); code != http.StatusConflict {
 			t.Fatalf("paying an expired session answered %d", code)
 		}
 	})
@@ -437,8 +447,40 @@ func TestCheckoutSessionsExpire(t *testing.T) {
 		if n := strings.Count(strings.Join(evs, ","), "checkout.session.expired"); n != 2 {
 			t.Fatalf("%d checkout.session.expired events: %v", n, evs)
 		}
-		if tail := after(evs, "payment_intent.canceled"); len(tail) < 2 || tail[1] != "checkout.session.expired" {
+		if tail := chkAfter(evs, "payment_intent.canceled"); len(tail) < 2 || tail[1] != "checkout.session.expired" {
 			t.Fatalf("events %v", evs)
 		}
 	})
+}
+
+func TestCheckoutCustomerCreationInPaymentMode(t *testing.T) {
+	b := newBox(t)
+	once := b.chkPrice(t, 1500, "usd", "")
+	for _, tc := range []struct {
+		name, creation string
+		wantCustomer   bool
+	}{{"GuestByDefault", "", false}, {"AlwaysCreatesOne", "always", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := paymentSession("", once.ID, 1)
+			p.Customer = nil
+			p.CustomerEmail = stripe.String("guest@example.com")
+			if tc.creation != "" {
+				p.CustomerCreation = stripe.String(tc.creation)
+			}
+			cs := b.chkSession(t, p)
+			if code, _, body := chkSubmit(t, cs.URL, chkPay("4242424242424242")); code != http.StatusSeeOther {
+				t.Fatalf("pay: %d\n%s", code, body)
+			}
+			got, _ := b.sc.CheckoutSessions.Get(cs.ID, nil)
+			if got.Status != "complete" || got.CustomerDetails == nil || got.CustomerDetails.Email != "guest@example.com" || (got.Customer != nil) != tc.wantCustomer {
+				t.Fatalf("session %s, customer %v, details %+v", got.Status, got.Customer, got.CustomerDetails)
+			}
+			if tc.wantCustomer {
+				cu, err := b.sc.Customers.Get(got.Customer.ID, nil)
+				if err != nil || cu.Email != "guest@example.com" {
+					t.Fatalf("customer %+v %v", cu, err)
+				}
+			}
+		})
+	}
 }

@@ -23,7 +23,7 @@ func (s *Server) line(sub, item, price object, qty, amount, start, end int64, de
 	return object{
 		"id": newID("il"), "object": "line_item", "amount": amount, "amount_excluding_tax": amount,
 		"currency": price["currency"], "description": desc, "discount_amounts": []any{}, "discountable": true,
-		"discounts": []any{}, "invoice_item": nil, "livemode": false, "metadata": map[string]any{},
+		"discounts": []any{}, "livemode": false, "metadata": map[string]any{},
 		"period": object{"start": start, "end": end}, "plan": planOf(price), "price": clone(price),
 		"proration": false, "proration_details": object{"credited_items": nil}, "quantity": qty,
 		"subscription": sub["id"], "subscription_item": item["id"], "tax_amounts": []any{}, "tax_rates": []any{},

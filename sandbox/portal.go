@@ -126,9 +126,9 @@ func (s *Server) portalView(ps object, msg, notice string) portalView {
 		status := str(sub["status"])
 		v.Subs = append(v.Subs, portalSubView{ID: str(sub["id"]), Plan: strings.Join(plans, "; "), Status: status,
 			PeriodEnd: formatDate(num(sub["current_period_end"])), CancelAtPeriodEnd: sub["cancel_at_period_end"] == true,
-			Live: status != "canceled" && status != "incomplete_expired"})
+			Live: portalManaged(sub)})
 	}
-	for _, inv := range s.all("invoice", func(o object) bool { return idOf(o["customer"]) == str(cu["id"]) }) {
+	for _, inv := range s.all("invoice", func(o object) bool { return idOf(o["customer"]) == str(cu["id"]) && o["status"] != "draft" }) {
 		v.Invoices = append(v.Invoices, portalInvoiceView{Number: orDefault(str(inv["number"]), str(inv["id"])),
 			Date: formatDate(num(inv["created"])), Amount: formatAmount(num(inv["total"]), str(inv["currency"])), Status: str(inv["status"])})
 	}
@@ -267,8 +267,8 @@ func (s *Server) portalAction(c *call, ps object, form url.Values) (int, string,
 		if sub == nil || idOf(sub["customer"]) != str(cu["id"]) {
 			return http.StatusNotFound, "No such subscription for this customer: " + form.Get("subscription") + ".", ""
 		}
-		if sub["status"] == "canceled" || sub["status"] == "incomplete_expired" {
-			return http.StatusConflict, "This subscription has ended.", ""
+		if !portalManaged(sub) {
+			return http.StatusConflict, "This subscription is " + str(sub["status"]) + ": it cannot be changed here.", ""
 		}
 		cancel := form.Get("action") == "cancel"
 		if err := s.setCancelAtPeriodEnd(c, sub, cancel); err != nil {
@@ -277,4 +277,14 @@ func (s *Server) portalAction(c *call, ps object, form url.Values) (int, string,
 		return 0, "", form.Get("action")
 	}
 	return http.StatusBadRequest, "Unknown action " + form.Get("action") + ": use update_card, cancel or renew.", ""
+}
+
+// portalManaged reports whether the portal lets the customer cancel or
+// renew a subscription: the ones that bill, as Stripe's portal shows them.
+func portalManaged(sub object) bool {
+	switch sub["status"] {
+	case "active", "trialing", "past_due", "unpaid":
+		return true
+	}
+	return false
 }

@@ -11,7 +11,7 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
-func (b *box) portal(t *testing.T, customer string) *stripe.BillingPortalSession {
+func (b *box) chkPortal(t *testing.T, customer string) *stripe.BillingPortalSession {
 	t.Helper()
 	ps, err := b.sc.BillingPortalSessions.New(&stripe.BillingPortalSessionParams{Customer: stripe.String(customer),
 		ReturnURL: stripe.String("https://app.example.com/billing")})
@@ -23,10 +23,10 @@ func (b *box) portal(t *testing.T, customer string) *stripe.BillingPortalSession
 
 func TestBillingPortalSessionAPI(t *testing.T) {
 	b := newBox(t)
-	cu := b.customer(t)
+	cu := b.chkCustomer(t)
 
 	t.Run("CreateAnswersStripesShapeWithTheSandboxURL", func(t *testing.T) {
-		ps := b.portal(t, cu.ID)
+		ps := b.chkPortal(t, cu.ID)
 		shaped(t, "billing_portal.session", ps.LastResponse.RawJSON)
 		if ps.Object != "billing_portal.session" || ps.URL != b.URL+"/portal/"+ps.ID || ps.Customer != cu.ID ||
 			ps.ReturnURL != "https://app.example.com/billing" || ps.Livemode || ps.Flow != nil || ps.Created == 0 ||
@@ -46,7 +46,7 @@ func TestBillingPortalSessionAPI(t *testing.T) {
 	} {
 		t.Run("Refuses"+tc.name, func(t *testing.T) {
 			_, err := b.sc.BillingPortalSessions.New(tc.params)
-			se := stripeErr(t, err)
+			se := checkoutErr(t, err)
 			if se.HTTPStatusCode != tc.status || se.Param != tc.param {
 				t.Fatalf("%d %q: %s", se.HTTPStatusCode, se.Param, se.Msg)
 			}
@@ -59,11 +59,11 @@ func TestBillingPortalSessionAPI(t *testing.T) {
 
 func TestBillingPortalPage(t *testing.T) {
 	b := newBox(t)
-	cu := b.customer(t)
+	cu := b.chkCustomer(t)
 
 	t.Run("ShowsTheCustomerAndALinkBack", func(t *testing.T) {
-		ps := b.portal(t, cu.ID)
-		code, _, body := getPage(t, ps.URL)
+		ps := b.chkPortal(t, cu.ID)
+		code, _, body := chkGet(t, ps.URL)
 		if code != 200 || !strings.Contains(body, "ada@example.com") || !strings.Contains(body, `href="https://app.example.com/billing"`) ||
 			!strings.Contains(body, `id="card">none<`) || strings.Contains(body, "<script") {
 			t.Fatalf("portal page %d\n%s", code, body)
@@ -73,8 +73,8 @@ func TestBillingPortalPage(t *testing.T) {
 	t.Run("UpdateCardMakesItTheDefault", func(t *testing.T) {
 		b.delivered(t)
 		before := len(b.recv.types())
-		ps := b.portal(t, cu.ID)
-		code, loc, body := submit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"5555 5555 5555 4444"}})
+		ps := b.chkPortal(t, cu.ID)
+		code, loc, body := chkSubmit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"5555 5555 5555 4444"}})
 		if code != http.StatusSeeOther || !strings.HasPrefix(loc, "/portal/"+ps.ID) {
 			t.Fatalf("update card: %d %q\n%s", code, loc, body)
 		}
@@ -82,7 +82,7 @@ func TestBillingPortalPage(t *testing.T) {
 		if err != nil || got.InvoiceSettings.DefaultPaymentMethod == nil {
 			t.Fatalf("customer %+v %v", got, err)
 		}
-		if _, _, body := getPage(t, b.URL+loc); !strings.Contains(body, `id="card">mastercard •••• 4444<`) || !strings.Contains(body, "Your card was updated.") {
+		if _, _, body := chkGet(t, b.URL+loc); !strings.Contains(body, `id="card">mastercard •••• 4444<`) || !strings.Contains(body, "Your card was updated.") {
 			t.Fatalf("page after the update:\n%s", body)
 		}
 		if evs := b.delivered(t)[before:]; !slices.Equal(evs, []string{"payment_method.attached", "customer.updated"}) {
@@ -91,39 +91,39 @@ func TestBillingPortalPage(t *testing.T) {
 	})
 
 	t.Run("ADeclinedCardIsRefusedOnThePage", func(t *testing.T) {
-		ps := b.portal(t, cu.ID)
-		code, _, body := submit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"4000000000000002"}})
+		ps := b.chkPortal(t, cu.ID)
+		code, _, body := chkSubmit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"4000000000000002"}})
 		if code != http.StatusPaymentRequired || !strings.Contains(body, "Your card was declined.") {
 			t.Fatalf("declined card: %d\n%s", code, body)
 		}
-		if _, _, body := getPage(t, ps.URL); !strings.Contains(body, "4444<") {
+		if _, _, body := chkGet(t, ps.URL); !strings.Contains(body, "4444<") {
 			t.Fatalf("the default card changed after a decline")
 		}
 	})
 
 	t.Run("AnUnvisitedSessionExpiresAfterFiveMinutes", func(t *testing.T) {
-		ps := b.portal(t, cu.ID)
-		visited := b.portal(t, cu.ID)
-		if code, _, _ := getPage(t, visited.URL); code != 200 {
+		ps := b.chkPortal(t, cu.ID)
+		visited := b.chkPortal(t, cu.ID)
+		if code, _, _ := chkGet(t, visited.URL); code != 200 {
 			t.Fatal(code)
 		}
 		if _, err := b.Advance(6 * time.Minute); err != nil {
 			t.Fatal(err)
 		}
-		code, _, body := getPage(t, ps.URL)
+		code, _, body := chkGet(t, ps.URL)
 		if code != http.StatusGone || !strings.Contains(body, "expired") || !strings.Contains(body, `href="https://app.example.com/billing"`) {
 			t.Fatalf("expired session: %d\n%s", code, body)
 		}
-		if code, _, _ := submit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"4242424242424242"}}); code != http.StatusGone {
+		if code, _, _ := chkSubmit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"4242424242424242"}}); code != http.StatusGone {
 			t.Fatalf("a form on an expired session answered %d", code)
 		}
-		if code, _, _ := getPage(t, visited.URL); code != 200 {
+		if code, _, _ := chkGet(t, visited.URL); code != 200 {
 			t.Fatalf("a visited session ended after 6 minutes: %d", code)
 		}
 		if _, err := b.Advance(time.Hour); err != nil {
 			t.Fatal(err)
 		}
-		if code, _, _ := getPage(t, visited.URL); code != http.StatusGone {
+		if code, _, _ := chkGet(t, visited.URL); code != http.StatusGone {
 			t.Fatalf("a visited session still works an hour later: %d", code)
 		}
 	})

@@ -57,7 +57,7 @@ func (s *Server) routesSubscriptions() {
 			PaymentBehavior:      c.str("payment_behavior"),
 			PromotionCode:        c.str("promotion_code"),
 			Coupon:               c.str("coupon"),
-			OnSession:            c.has("off_session") && !c.bool("off_session"),
+			OnSession:            !c.bool("off_session"), // Stripe: on-session unless off_session=true
 		}
 		if m := c.hash("metadata"); m != nil {
 			in.Metadata = m
