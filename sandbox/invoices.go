@@ -172,9 +172,15 @@ func (s *Server) buildInvoice(sub object, reason string, lines []any, periodStar
 	inv["tax"] = nil
 	inv["total"] = total
 	inv["total_excluding_tax"] = total
-	inv["amount_due"] = max(0, total)
+	// The customer's balance (negative: a credit, e.g. from a downgrade's
+	// prorations) applies to the invoice; a negative total adds to it.
+	balance := num(cu["balance"])
+	due := total + balance
+	inv["starting_balance"] = balance
+	inv["amount_due"] = max(0, due)
 	inv["amount_paid"] = 0
-	inv["amount_remaining"] = max(0, total)
+	inv["amount_remaining"] = max(0, due)
+	inv["ending_balance"] = nil
 	return inv
 }
 
@@ -212,6 +218,16 @@ func (s *Server) finalizeInvoice(c *call, inv object, saveCard bool) {
 	inv["number"] = fmt.Sprintf("%s-%04d", cu["invoice_prefix"], seq)
 	inv["status"] = "open"
 	inv["effective_at"] = now
+	ending := min(0, num(inv["total"])+num(inv["starting_balance"]))
+	if num(inv["starting_balance"]) > 0 && num(inv["total"]) >= 0 {
+		ending = 0
+	}
+	inv["ending_balance"] = ending
+	if ending != num(cu["balance"]) {
+		prev := object{"balance": cu["balance"]}
+		cu["balance"] = ending
+		s.emit(c, "customer.updated", cu, prev)
+	}
 	inv["status_transitions"].(map[string]any)["finalized_at"] = now
 	inv["hosted_invoice_url"] = s.opts.PublicURL + "/invoices/" + str(inv["id"])
 	inv["invoice_pdf"] = s.opts.PublicURL + "/invoices/" + str(inv["id"]) + "/pdf"
