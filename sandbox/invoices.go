@@ -384,12 +384,34 @@ func (s *Server) invoiceCycle(c *call, sub object, reason, behaviour string) obj
 		}
 	}
 	inv := s.newInvoice(c, sub, reason, lines, periodStart, periodEnd)
+	if reason == "subscription_cycle" {
+		// Stripe leaves a renewal invoice in draft for an hour after
+		// invoice.created (time for a webhook to add to it), then finalizes
+		// and charges it: see finalizeDraft.
+		s.internal(str(inv["id"]))["finalize_at"] = num(inv["created"]) + draftHour
+		return inv
+	}
 	s.finalizeInvoice(c, inv, false)
 	if behaviour == "default_incomplete" && num(inv["amount_due"]) > 0 {
 		return inv
 	}
 	s.chargeInvoice(c, inv, s.subPaymentMethod(sub))
 	return inv
+}
+
+// draftHour is how long a renewal invoice stays a draft.
+const draftHour = 3600
+
+// finalizeDraft finalizes a renewal invoice after its draft hour and
+// charges it off-session, unless its subscription has ended meanwhile.
+func (s *Server) finalizeDraft(inv object) {
+	delete(s.internal(str(inv["id"])), "finalize_at")
+	s.finalizeInvoice(nil, inv, false)
+	sub := s.get("subscription", idOf(inv["subscription"]))
+	if sub == nil || sub["status"] == "canceled" || sub["status"] == "incomplete_expired" {
+		return
+	}
+	s.chargeInvoice(nil, inv, s.subPaymentMethod(sub))
 }
 
 func (s *Server) routesInvoices() {

@@ -129,7 +129,7 @@ func TestProrations(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := 3000 + prorated(3000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd) - prorated(1000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd)
-		b.Advance(time.Duration(sub.CurrentPeriodEnd-sub.CurrentPeriodStart+60) * time.Second)
+		b.Advance(time.Duration(sub.CurrentPeriodEnd-sub.CurrentPeriodStart+draftHour+60) * time.Second)
 		got := b.sub(t, sub.ID)
 		if got.LatestInvoice.BillingReason != "subscription_cycle" || got.LatestInvoice.AmountPaid != want || len(got.LatestInvoice.Lines.Data) != 3 {
 			t.Fatalf("renewal invoice: %s paid %d (want %d), %d lines", got.LatestInvoice.BillingReason, got.LatestInvoice.AmountPaid, want, len(got.LatestInvoice.Lines.Data))
