@@ -281,3 +281,55 @@ func TestSubscriptionUpdatesAndLists(t *testing.T) {
 		stripeErr(t, err, 501) // another interval
 	})
 }
+
+// The contract Checkout and the portal build on (contract.go).
+func TestContractForCheckoutAndPortal(t *testing.T) {
+	b := newBox(t)
+	pl := b.plans(t)
+	t.Run("StartSubscriptionOnSessionWithA3DSCardWaitsForAction", func(t *testing.T) {
+		cus, pm := b.customer(t, "pm_card_authenticationRequired", "")
+		var sub object
+		err := b.locked(func(c *call) error {
+			s, e := b.startSubscription(c, subscriptionSpec{Customer: cus, Items: []itemSpec{{Price: pl.basic, Quantity: 2}},
+				DefaultPaymentMethod: pm, OnSession: true, Metadata: map[string]any{"workspace": "w1"}})
+			if e != nil {
+				return e
+			}
+			sub = s
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := b.sub(t, str(sub["id"]))
+		if got.Status != "incomplete" || got.Metadata["workspace"] != "w1" || got.Items.Data[0].Quantity != 2 || got.DefaultPaymentMethod.ID != pm {
+			t.Fatalf("started: %+v", got)
+		}
+		shaped(t, "subscription", sub)
+	})
+	t.Run("SetCancelAtPeriodEndEmitsOneUpdate", func(t *testing.T) {
+		cus, _ := b.customer(t, "pm_card_visa", "")
+		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(b.delivered(t))
+		err = b.locked(func(c *call) error {
+			if e := b.setCancelAtPeriodEnd(c, b.get("subscription", sub.ID), true); e != nil {
+				return e
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.sub(t, sub.ID); !got.CancelAtPeriodEnd || got.CanceledAt == 0 {
+			t.Fatalf("scheduled: %+v", got)
+		}
+		eventsAre(t, b.since(t, n), "customer.subscription.updated")
+	})
+	t.Run("ResumeIsRefusedByName", func(t *testing.T) {
+		_, err := b.sc.Subscriptions.Resume("sub_x", nil)
+		stripeErr(t, err, 501)
+	})
+}
