@@ -26,7 +26,7 @@ func TestSubscriptionCreate(t *testing.T) {
 			[]string{"customer.subscription.created", "invoice.created", "payment_intent.created", "invoice.finalized",
 				"charge.failed", "payment_intent.payment_failed", "invoice.payment_failed"}},
 		{"TrialStartsTrialingWithAPaidZeroInvoice", "", "default_incomplete", 14, "trialing", "paid", 0,
-			[]string{"customer.subscription.created", "invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_succeeded"}},
+			[]string{"setup_intent.created", "customer.subscription.created", "invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_succeeded"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -332,4 +332,45 @@ func TestContractForCheckoutAndPortal(t *testing.T) {
 		_, err := b.sc.Subscriptions.Resume("sub_x", nil)
 		stripeErr(t, err, 501)
 	})
+}
+
+func TestTrialWithoutACardGetsAPendingSetupIntent(t *testing.T) {
+	b := newBox(t)
+	pl := b.plans(t)
+	clock, _ := b.clock(t)
+	cus, _ := b.customer(t, "", clock)
+	p := &stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic), TrialPeriodDays: stripe.Int64(7),
+		PaymentBehavior: stripe.String("default_incomplete"),
+		PaymentSettings: &stripe.SubscriptionPaymentSettingsParams{SaveDefaultPaymentMethod: stripe.String("on_subscription")}}
+	p.AddExpand("pending_setup_intent")
+	sub, err := b.sc.Subscriptions.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si := sub.PendingSetupIntent
+	if si == nil || si.ClientSecret == "" || si.Status != "requires_payment_method" || si.Usage != "off_session" {
+		t.Fatalf("pending_setup_intent %+v", si)
+	}
+	shaped(t, "setup_intent", b.get("setup_intent", si.ID))
+	// What confirming the SetupIntent with a card does (the payments family).
+	var pm string
+	err = b.locked(func(c *call) error {
+		card, e := b.attachPaymentMethod(c, "pm_card_visa", cus)
+		if e != nil {
+			return e
+		}
+		pm = str(card["id"])
+		o := b.get("setup_intent", si.ID)
+		o["status"], o["payment_method"] = "succeeded", pm
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.advanceClock(t, clock, sub.TrialEnd+draftHour+60)
+	got := b.sub(t, sub.ID)
+	if got.Status != "active" || got.LatestInvoice.Status != "paid" || got.DefaultPaymentMethod == nil ||
+		got.DefaultPaymentMethod.ID != pm || got.PendingSetupIntent != nil {
+		t.Fatalf("after the trial: %s, invoice %s, default %v, pending %v", got.Status, got.LatestInvoice.Status, got.DefaultPaymentMethod, got.PendingSetupIntent)
+	}
 }
