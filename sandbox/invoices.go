@@ -188,8 +188,13 @@ func (s *Server) buildInvoice(sub object, reason string, lines []any, periodStar
 // subscription's latest, uses up a once-only discount, and emits
 // invoice.created.
 func (s *Server) newInvoice(c *call, sub object, reason string, lines []any, periodStart, periodEnd int64) object {
+	return s.newInvoiceWithID(c, newID("in"), sub, reason, lines, periodStart, periodEnd)
+}
+
+// newInvoiceWithID is newInvoice with the id chosen beforehand (a new
+// subscription names its first invoice in customer.subscription.created).
+func (s *Server) newInvoiceWithID(c *call, id string, sub object, reason string, lines []any, periodStart, periodEnd int64) object {
 	inv := s.buildInvoice(sub, reason, lines, periodStart, periodEnd)
-	id := newID("in")
 	inv["id"] = id
 	inv["lines"].(map[string]any)["url"] = "/v1/invoices/" + id + "/lines"
 	s.put(inv)

@@ -508,9 +508,11 @@ func (s *Server) startSub(c *call, in subscriptionSpec, o startOpts) (object, *E
 		// subscription a SetupIntent for the client to save one with.
 		sub["pending_setup_intent"] = s.newPendingSetupIntent(c, sub)["id"]
 	}
+	firstInvoice := newID("in")
+	sub["latest_invoice"] = firstInvoice
 	s.emit(c, "customer.subscription.created", sub, nil)
 
-	inv := s.newInvoice(c, sub, "subscription_create", lines, num(sub["current_period_start"]), num(sub["current_period_start"]))
+	inv := s.newInvoiceWithID(c, firstInvoice, sub, "subscription_create", lines, num(sub["current_period_start"]), num(sub["current_period_start"]))
 	s.finalizeInvoice(c, inv, o.saveDefault && behaviour == "default_incomplete")
 	switch {
 	case num(inv["amount_due"]) == 0:

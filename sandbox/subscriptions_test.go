@@ -66,6 +66,13 @@ func TestSubscriptionCreate(t *testing.T) {
 			}
 			shaped(t, "invoice", b.invoice(t, sub.LatestInvoice.ID).LastResponse.RawJSON)
 			eventsAre(t, b.since(t, n), tc.events...)
+			b.recv.mu.Lock()
+			defer b.recv.mu.Unlock()
+			for _, ev := range b.recv.events {
+				if ev.Type == "customer.subscription.created" && ev.Data.Object["latest_invoice"] != sub.LatestInvoice.ID {
+					t.Fatalf("customer.subscription.created names latest_invoice %v, want %s", ev.Data.Object["latest_invoice"], sub.LatestInvoice.ID)
+				}
+			}
 		})
 	}
 
