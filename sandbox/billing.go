@@ -17,7 +17,7 @@ const trialWillEndNotice = 3 * day
 // billingDue finds the earliest billing work due on the clock: an
 // incomplete subscription expiring, a trial's three-day notice, a period
 // ending (renewal, or the end of a subscription canceled at period end),
-// a failed invoice's next retry.
+// a renewal invoice's draft hour ending, a failed invoice's next retry.
 func (s *Server) billingDue(clock string, until int64) (int64, func() error) {
 	best, run := int64(0), (func() error)(nil)
 	consider := func(at int64, f func() error) {
@@ -57,11 +57,16 @@ func (s *Server) billingDue(clock string, until int64) (int64, func() error) {
 			}
 			consider(num(sub["current_period_end"]), func() error { s.periodEnds(sub); return nil })
 		case "invoice":
-			if o["status"] != "open" || o["next_payment_attempt"] == nil || s.clockOfObject(o) != clock {
+			if s.clockOfObject(o) != clock {
 				continue
 			}
 			inv := o
-			consider(num(inv["next_payment_attempt"]), func() error { s.retryInvoice(inv); return nil })
+			switch {
+			case o["status"] == "draft" && r.Internal["finalize_at"] != nil:
+				consider(num(r.Internal["finalize_at"]), func() error { s.finalizeDraft(inv); return nil })
+			case o["status"] == "open" && o["next_payment_attempt"] != nil:
+				consider(num(inv["next_payment_attempt"]), func() error { s.retryInvoice(inv); return nil })
+			}
 		}
 	}
 	return best, run

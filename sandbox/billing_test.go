@@ -51,8 +51,17 @@ func TestTrialThenRenewalsOnATestClock(t *testing.T) {
 		eventsAre(t, only(b.since(t, n), billingEvents...), "customer.subscription.trial_will_end")
 		n = len(b.delivered(t))
 	})
-	t.Run("TrialEndsActiveWithAPaidCycleInvoice", func(t *testing.T) {
+	t.Run("TrialEndsWithADraftInvoiceForAnHour", func(t *testing.T) {
 		b.advanceClock(t, clock, sub.TrialEnd+60)
+		got := b.sub(t, sub.ID)
+		if got.Status != "active" || got.LatestInvoice.Status != "draft" || got.LatestInvoice.BillingReason != "subscription_cycle" {
+			t.Fatalf("just after the trial: %s, invoice %s %s", got.Status, got.LatestInvoice.Status, got.LatestInvoice.BillingReason)
+		}
+		eventsAre(t, only(b.since(t, n), billingEvents...), "customer.subscription.updated", "invoice.created")
+		n = len(b.delivered(t))
+	})
+	t.Run("TrialEndsActiveWithAPaidCycleInvoice", func(t *testing.T) {
+		b.advanceClock(t, clock, sub.TrialEnd+3700)
 		got := b.sub(t, sub.ID)
 		if got.Status != "active" || got.CurrentPeriodStart != sub.TrialEnd ||
 			got.CurrentPeriodEnd != time.Unix(sub.TrialEnd, 0).UTC().AddDate(0, 1, 0).Unix() {
@@ -63,13 +72,13 @@ func TestTrialThenRenewalsOnATestClock(t *testing.T) {
 			t.Fatalf("trial's end invoice: %s paid %d, %s, created %d", inv.Status, inv.AmountPaid, inv.BillingReason, inv.Created)
 		}
 		eventsAre(t, only(b.since(t, n), append(billingEvents, "payment_intent.succeeded")...),
-			"customer.subscription.updated", "invoice.created", "invoice.finalized", "payment_intent.succeeded",
+			"invoice.finalized", "payment_intent.succeeded",
 			"invoice.paid", "invoice.payment_succeeded")
 		n = len(b.delivered(t))
 	})
 	t.Run("RenewsAtPeriodEnd", func(t *testing.T) {
 		before := b.sub(t, sub.ID)
-		b.advanceClock(t, clock, before.CurrentPeriodEnd+3600)
+		b.advanceClock(t, clock, before.CurrentPeriodEnd+3700)
 		got := b.sub(t, sub.ID)
 		if got.Status != "active" || got.CurrentPeriodStart != before.CurrentPeriodEnd || got.LatestInvoice.ID == before.LatestInvoice.ID ||
 			got.LatestInvoice.Status != "paid" || got.LatestInvoice.PeriodStart != before.CurrentPeriodStart ||
@@ -96,10 +105,10 @@ func TestFailedRenewal(t *testing.T) {
 			t.Fatal(err)
 		}
 		n := len(b.delivered(t))
-		b.advanceClock(t, clock, sub.TrialEnd+60)
+		b.advanceClock(t, clock, sub.TrialEnd+3700)
 		got := b.sub(t, sub.ID)
 		inv := got.LatestInvoice
-		if got.Status != "past_due" || inv.Status != "open" || inv.AttemptCount != 1 || inv.NextPaymentAttempt != sub.TrialEnd+3*86400 {
+		if got.Status != "past_due" || inv.Status != "open" || inv.AttemptCount != 1 || inv.NextPaymentAttempt != sub.TrialEnd+draftHour+3*86400 {
 			t.Fatalf("after the failed charge: %s, invoice %s attempts %d next %d", got.Status, inv.Status, inv.AttemptCount, inv.NextPaymentAttempt)
 		}
 		eventsAre(t, only(b.since(t, n), billingEvents...), "customer.subscription.trial_will_end", "customer.subscription.updated",
@@ -108,7 +117,7 @@ func TestFailedRenewal(t *testing.T) {
 	}
 	retries := func(t *testing.T, b *box, clock string, sub *stripe.Subscription) {
 		t.Helper()
-		first := sub.CurrentPeriodStart
+		first := sub.CurrentPeriodStart + draftHour // the first attempt, after the draft hour
 		for i, d := range []int64{3, 5} {
 			b.advanceClock(t, clock, first+d*86400+60)
 			inv := b.invoice(t, sub.LatestInvoice.ID)
@@ -146,7 +155,7 @@ func TestFailedRenewal(t *testing.T) {
 		b, clock, sub, cus := setup(t)
 		b.card(t, cus, "pm_card_visa")
 		n := len(b.delivered(t))
-		b.advanceClock(t, clock, sub.CurrentPeriodStart+3*86400+60)
+		b.advanceClock(t, clock, sub.CurrentPeriodStart+draftHour+3*86400+60)
 		got := b.sub(t, sub.ID)
 		if got.Status != "active" || got.LatestInvoice.Status != "paid" || got.LatestInvoice.AttemptCount != 2 {
 			t.Fatalf("after the retry with a new card: %s, invoice %s attempts %d", got.Status, got.LatestInvoice.Status, got.LatestInvoice.AttemptCount)

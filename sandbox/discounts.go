@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"strconv"
 	"strings"
 )
 
@@ -174,19 +175,7 @@ func toFloat(v any) float64 {
 	case int64:
 		return float64(x)
 	case string:
-		var f float64
-		for i, dot, scale := 0, false, 0.1; i < len(x); i++ {
-			ch := x[i]
-			switch {
-			case ch == '.':
-				dot = true
-			case ch >= '0' && ch <= '9' && !dot:
-				f = f*10 + float64(ch-'0')
-			case ch >= '0' && ch <= '9':
-				f += float64(ch-'0') * scale
-				scale /= 10
-			}
-		}
+		f, _ := strconv.ParseFloat(x, 64)
 		return f
 	}
 	return 0

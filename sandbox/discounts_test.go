@@ -81,7 +81,7 @@ func TestCouponsAndPromotionCodes(t *testing.T) {
 		if sub.LatestInvoice.AmountPaid != 0 || sub.Status != "active" {
 			t.Fatalf("first invoice paid %d, %s; want 0 (500 off 500), active", sub.LatestInvoice.AmountPaid, sub.Status)
 		}
-		b.Advance(time.Duration(sub.CurrentPeriodEnd-sub.CurrentPeriodStart+60) * time.Second)
+		b.Advance(time.Duration(sub.CurrentPeriodEnd-sub.CurrentPeriodStart+draftHour+60) * time.Second)
 		if got := b.sub(t, sub.ID); got.LatestInvoice.AmountPaid != 500 || got.Discount != nil {
 			t.Fatalf("renewal paid %d, discount %v; want 500 and none", got.LatestInvoice.AmountPaid, got.Discount)
 		}

@@ -172,9 +172,15 @@ func (s *Server) buildInvoice(sub object, reason string, lines []any, periodStar
 	inv["tax"] = nil
 	inv["total"] = total
 	inv["total_excluding_tax"] = total
-	inv["amount_due"] = max(0, total)
+	// The customer's balance (negative: a credit, e.g. from a downgrade's
+	// prorations) applies to the invoice; a negative total adds to it.
+	balance := num(cu["balance"])
+	due := total + balance
+	inv["starting_balance"] = balance
+	inv["amount_due"] = max(0, due)
 	inv["amount_paid"] = 0
-	inv["amount_remaining"] = max(0, total)
+	inv["amount_remaining"] = max(0, due)
+	inv["ending_balance"] = nil
 	return inv
 }
 
@@ -182,8 +188,13 @@ func (s *Server) buildInvoice(sub object, reason string, lines []any, periodStar
 // subscription's latest, uses up a once-only discount, and emits
 // invoice.created.
 func (s *Server) newInvoice(c *call, sub object, reason string, lines []any, periodStart, periodEnd int64) object {
+	return s.newInvoiceWithID(c, newID("in"), sub, reason, lines, periodStart, periodEnd)
+}
+
+// newInvoiceWithID is newInvoice with the id chosen beforehand (a new
+// subscription names its first invoice in customer.subscription.created).
+func (s *Server) newInvoiceWithID(c *call, id string, sub object, reason string, lines []any, periodStart, periodEnd int64) object {
 	inv := s.buildInvoice(sub, reason, lines, periodStart, periodEnd)
-	id := newID("in")
 	inv["id"] = id
 	inv["lines"].(map[string]any)["url"] = "/v1/invoices/" + id + "/lines"
 	s.put(inv)
@@ -212,6 +223,16 @@ func (s *Server) finalizeInvoice(c *call, inv object, saveCard bool) {
 	inv["number"] = fmt.Sprintf("%s-%04d", cu["invoice_prefix"], seq)
 	inv["status"] = "open"
 	inv["effective_at"] = now
+	ending := min(0, num(inv["total"])+num(inv["starting_balance"]))
+	if num(inv["starting_balance"]) > 0 && num(inv["total"]) >= 0 {
+		ending = 0
+	}
+	inv["ending_balance"] = ending
+	if ending != num(cu["balance"]) {
+		prev := object{"balance": cu["balance"]}
+		cu["balance"] = ending
+		s.emit(c, "customer.updated", cu, prev)
+	}
 	inv["status_transitions"].(map[string]any)["finalized_at"] = now
 	inv["hosted_invoice_url"] = s.opts.PublicURL + "/invoices/" + str(inv["id"])
 	inv["invoice_pdf"] = s.opts.PublicURL + "/invoices/" + str(inv["id"]) + "/pdf"
@@ -368,12 +389,34 @@ func (s *Server) invoiceCycle(c *call, sub object, reason, behaviour string) obj
 		}
 	}
 	inv := s.newInvoice(c, sub, reason, lines, periodStart, periodEnd)
+	if reason == "subscription_cycle" {
+		// Stripe leaves a renewal invoice in draft for an hour after
+		// invoice.created (time for a webhook to add to it), then finalizes
+		// and charges it: see finalizeDraft.
+		s.internal(str(inv["id"]))["finalize_at"] = num(inv["created"]) + draftHour
+		return inv
+	}
 	s.finalizeInvoice(c, inv, false)
 	if behaviour == "default_incomplete" && num(inv["amount_due"]) > 0 {
 		return inv
 	}
 	s.chargeInvoice(c, inv, s.subPaymentMethod(sub))
 	return inv
+}
+
+// draftHour is how long a renewal invoice stays a draft.
+const draftHour = 3600
+
+// finalizeDraft finalizes a renewal invoice after its draft hour and
+// charges it off-session, unless its subscription has ended meanwhile.
+func (s *Server) finalizeDraft(inv object) {
+	delete(s.internal(str(inv["id"])), "finalize_at")
+	s.finalizeInvoice(nil, inv, false)
+	sub := s.get("subscription", idOf(inv["subscription"]))
+	if sub == nil || sub["status"] == "canceled" || sub["status"] == "incomplete_expired" {
+		return
+	}
+	s.chargeInvoice(nil, inv, s.subPaymentMethod(sub))
 }
 
 func (s *Server) routesInvoices() {

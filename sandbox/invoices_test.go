@@ -129,7 +129,7 @@ func TestProrations(t *testing.T) {
 			t.Fatal(err)
 		}
 		want := 3000 + prorated(3000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd) - prorated(1000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd)
-		b.Advance(time.Duration(sub.CurrentPeriodEnd-sub.CurrentPeriodStart+60) * time.Second)
+		b.Advance(time.Duration(sub.CurrentPeriodEnd-sub.CurrentPeriodStart+draftHour+60) * time.Second)
 		got := b.sub(t, sub.ID)
 		if got.LatestInvoice.BillingReason != "subscription_cycle" || got.LatestInvoice.AmountPaid != want || len(got.LatestInvoice.Lines.Data) != 3 {
 			t.Fatalf("renewal invoice: %s paid %d (want %d), %d lines", got.LatestInvoice.BillingReason, got.LatestInvoice.AmountPaid, want, len(got.LatestInvoice.Lines.Data))
@@ -252,4 +252,34 @@ func TestInvoiceEndpoints(t *testing.T) {
 		_, err = b.sc.Invoices.Pay(inv.ID, nil)
 		stripeErrStatus(t, err, 400)
 	})
+}
+
+func TestADowngradeCreditCarriesToTheNextInvoice(t *testing.T) {
+	b := newBox(t)
+	pl := b.plans(t)
+	cus, _ := b.customer(t, "pm_card_visa", "")
+	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.pro)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := sub.CurrentPeriodStart + 10*86400
+	p := &stripe.SubscriptionParams{ProrationBehavior: stripe.String("always_invoice"), ProrationDate: stripe.Int64(at),
+		Items: []*stripe.SubscriptionItemsParams{{ID: stripe.String(sub.Items.Data[0].ID), Price: stripe.String(pl.basic)}}}
+	p.AddExpand("latest_invoice")
+	got, err := b.sc.Subscriptions.Update(sub.ID, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	net := prorated(1000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd) - prorated(3000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd)
+	inv := got.LatestInvoice
+	if inv.Total != net || inv.AmountDue != 0 || inv.Status != "paid" || inv.EndingBalance != net {
+		t.Fatalf("downgrade invoice: total %d (want %d), due %d, %s, ending balance %d", inv.Total, net, inv.AmountDue, inv.Status, inv.EndingBalance)
+	}
+	if c, err := b.sc.Customers.Get(cus, nil); err != nil || c.Balance != net {
+		t.Fatalf("customer balance %d, want %d (%v)", c.Balance, net, err)
+	}
+	up, err := b.sc.Invoices.Upcoming(&stripe.InvoiceUpcomingParams{Subscription: stripe.String(sub.ID)})
+	if err != nil || up.AmountDue != max(0, 1000+net) || up.StartingBalance != net {
+		t.Fatalf("next invoice due %d (want %d), starting balance %d: %v", up.AmountDue, max(0, 1000+net), up.StartingBalance, err)
+	}
 }

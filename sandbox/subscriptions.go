@@ -202,9 +202,58 @@ func (s *Server) checkPrices(items []itemSpec) ([]object, *Error) {
 	return prices, nil
 }
 
+// newPendingSetupIntent stores the SetupIntent of a subscription that has
+// nothing to charge yet (a trial), for the client to save a card with.
+func (s *Server) newPendingSetupIntent(c *call, sub object) object {
+	si := s.spec.blank("setup_intent")
+	id := newID("seti")
+	si["id"] = id
+	si["application"] = nil
+	si["automatic_payment_methods"] = nil
+	si["cancellation_reason"] = nil
+	si["client_secret"] = id + "_secret_" + randomID(24)
+	si["created"] = s.nowOn(s.clockOfObject(sub))
+	si["customer"] = sub["customer"]
+	si["description"] = nil
+	si["last_setup_error"] = nil
+	si["latest_attempt"] = nil
+	si["livemode"] = false
+	si["mandate"] = nil
+	si["metadata"] = map[string]any{}
+	si["next_action"] = nil
+	si["on_behalf_of"] = nil
+	si["payment_method"] = nil
+	si["payment_method_options"] = object{"card": object{"mandate_options": nil, "network": nil, "request_three_d_secure": "automatic"}}
+	si["payment_method_types"] = []any{"card"}
+	si["single_use_mandate"] = nil
+	si["status"] = "requires_payment_method"
+	si["usage"] = "off_session"
+	s.put(si)
+	s.emit(c, "setup_intent.created", si, nil)
+	return si
+}
+
+// settlePendingSetup makes the card a subscription's pending SetupIntent
+// saved its default payment method, as Stripe does once the intent
+// succeeds. (The SetupIntent API lives with the payments family, which has
+// no hook for it, so this runs when the subscription next needs a card.)
+func (s *Server) settlePendingSetup(sub object) {
+	si := s.get("setup_intent", idOf(sub["pending_setup_intent"]))
+	if si == nil || si["status"] != "succeeded" || idOf(si["payment_method"]) == "" {
+		return
+	}
+	before := clone(sub)
+	sub["pending_setup_intent"] = nil
+	if sub["default_payment_method"] == nil {
+		sub["default_payment_method"] = idOf(si["payment_method"])
+	}
+	s.emit(nil, "customer.subscription.updated", sub, changed(before, sub))
+}
+
 // subPaymentMethod returns the payment method invoices of the subscription
 // are charged with: the subscription's default, else the customer's.
 func (s *Server) subPaymentMethod(sub object) object {
+	s.settlePendingSetup(sub)
 	if id := idOf(sub["default_payment_method"]); id != "" {
 		if pm := s.get("payment_method", id); pm != nil {
 			return pm
@@ -454,9 +503,16 @@ func (s *Server) startSub(c *call, in subscriptionSpec, o startOpts) (object, *E
 	if coupon != nil {
 		sub["discount"] = s.newDiscount(c, coupon, promo, sub, now)
 	}
+	if behaviour == "default_incomplete" && due <= 0 && payWith == nil {
+		// Nothing to pay now and no card to charge later: Stripe gives the
+		// subscription a SetupIntent for the client to save one with.
+		sub["pending_setup_intent"] = s.newPendingSetupIntent(c, sub)["id"]
+	}
+	firstInvoice := newID("in")
+	sub["latest_invoice"] = firstInvoice
 	s.emit(c, "customer.subscription.created", sub, nil)
 
-	inv := s.newInvoice(c, sub, "subscription_create", lines, num(sub["current_period_start"]), num(sub["current_period_start"]))
+	inv := s.newInvoiceWithID(c, firstInvoice, sub, "subscription_create", lines, num(sub["current_period_start"]), num(sub["current_period_start"]))
 	s.finalizeInvoice(c, inv, o.saveDefault && behaviour == "default_incomplete")
 	switch {
 	case num(inv["amount_due"]) == 0:

@@ -26,7 +26,7 @@ func TestSubscriptionCreate(t *testing.T) {
 			[]string{"customer.subscription.created", "invoice.created", "payment_intent.created", "invoice.finalized",
 				"charge.failed", "payment_intent.payment_failed", "invoice.payment_failed"}},
 		{"TrialStartsTrialingWithAPaidZeroInvoice", "", "default_incomplete", 14, "trialing", "paid", 0,
-			[]string{"customer.subscription.created", "invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_succeeded"}},
+			[]string{"setup_intent.created", "customer.subscription.created", "invoice.created", "invoice.finalized", "invoice.paid", "invoice.payment_succeeded"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -66,6 +66,13 @@ func TestSubscriptionCreate(t *testing.T) {
 			}
 			shaped(t, "invoice", b.invoice(t, sub.LatestInvoice.ID).LastResponse.RawJSON)
 			eventsAre(t, b.since(t, n), tc.events...)
+			b.recv.mu.Lock()
+			defer b.recv.mu.Unlock()
+			for _, ev := range b.recv.events {
+				if ev.Type == "customer.subscription.created" && ev.Data.Object["latest_invoice"] != sub.LatestInvoice.ID {
+					t.Fatalf("customer.subscription.created names latest_invoice %v, want %s", ev.Data.Object["latest_invoice"], sub.LatestInvoice.ID)
+				}
+			}
 		})
 	}
 
@@ -280,4 +287,97 @@ func TestSubscriptionUpdatesAndLists(t *testing.T) {
 		_, err = b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{Items: []*stripe.SubscriptionItemsParams{{ID: stripe.String(got.Items.Data[0].ID), Price: stripe.String(pl.yearly)}}})
 		stripeErrStatus(t, err, 501) // another interval
 	})
+}
+
+// The contract Checkout and the portal build on (contract.go).
+func TestContractForCheckoutAndPortal(t *testing.T) {
+	b := newBox(t)
+	pl := b.plans(t)
+	t.Run("StartSubscriptionOnSessionWithA3DSCardWaitsForAction", func(t *testing.T) {
+		cus, pm := b.customer(t, "pm_card_authenticationRequired", "")
+		var sub object
+		err := b.locked(func(c *call) error {
+			s, e := b.startSubscription(c, subscriptionSpec{Customer: cus, Items: []itemSpec{{Price: pl.basic, Quantity: 2}},
+				DefaultPaymentMethod: pm, OnSession: true, Metadata: map[string]any{"workspace": "w1"}})
+			if e != nil {
+				return e
+			}
+			sub = s
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := b.sub(t, str(sub["id"]))
+		if got.Status != "incomplete" || got.Metadata["workspace"] != "w1" || got.Items.Data[0].Quantity != 2 || got.DefaultPaymentMethod.ID != pm {
+			t.Fatalf("started: %+v", got)
+		}
+		shaped(t, "subscription", sub)
+	})
+	t.Run("SetCancelAtPeriodEndEmitsOneUpdate", func(t *testing.T) {
+		cus, _ := b.customer(t, "pm_card_visa", "")
+		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(b.delivered(t))
+		err = b.locked(func(c *call) error {
+			if e := b.setCancelAtPeriodEnd(c, b.get("subscription", sub.ID), true); e != nil {
+				return e
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := b.sub(t, sub.ID); !got.CancelAtPeriodEnd || got.CanceledAt == 0 {
+			t.Fatalf("scheduled: %+v", got)
+		}
+		eventsAre(t, b.since(t, n), "customer.subscription.updated")
+	})
+	t.Run("ResumeIsRefusedByName", func(t *testing.T) {
+		_, err := b.sc.Subscriptions.Resume("sub_x", nil)
+		stripeErr(t, err, 501)
+	})
+}
+
+func TestTrialWithoutACardGetsAPendingSetupIntent(t *testing.T) {
+	b := newBox(t)
+	pl := b.plans(t)
+	clock, _ := b.clock(t)
+	cus, _ := b.customer(t, "", clock)
+	p := &stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic), TrialPeriodDays: stripe.Int64(7),
+		PaymentBehavior: stripe.String("default_incomplete"),
+		PaymentSettings: &stripe.SubscriptionPaymentSettingsParams{SaveDefaultPaymentMethod: stripe.String("on_subscription")}}
+	p.AddExpand("pending_setup_intent")
+	sub, err := b.sc.Subscriptions.New(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	si := sub.PendingSetupIntent
+	if si == nil || si.ClientSecret == "" || si.Status != "requires_payment_method" || si.Usage != "off_session" {
+		t.Fatalf("pending_setup_intent %+v", si)
+	}
+	shaped(t, "setup_intent", b.get("setup_intent", si.ID))
+	// What confirming the SetupIntent with a card does (the payments family).
+	var pm string
+	err = b.locked(func(c *call) error {
+		card, e := b.attachPaymentMethod(c, "pm_card_visa", cus)
+		if e != nil {
+			return e
+		}
+		pm = str(card["id"])
+		o := b.get("setup_intent", si.ID)
+		o["status"], o["payment_method"] = "succeeded", pm
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.advanceClock(t, clock, sub.TrialEnd+draftHour+60)
+	got := b.sub(t, sub.ID)
+	if got.Status != "active" || got.LatestInvoice.Status != "paid" || got.DefaultPaymentMethod == nil ||
+		got.DefaultPaymentMethod.ID != pm || got.PendingSetupIntent != nil {
+		t.Fatalf("after the trial: %s, invoice %s, default %v, pending %v", got.Status, got.LatestInvoice.Status, got.DefaultPaymentMethod, got.PendingSetupIntent)
+	}
 }
