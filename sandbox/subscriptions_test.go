@@ -337,7 +337,7 @@ func TestContractForCheckoutAndPortal(t *testing.T) {
 	})
 	t.Run("ResumeIsRefusedByName", func(t *testing.T) {
 		_, err := b.sc.Subscriptions.Resume("sub_x", nil)
-		stripeErr(t, err, 501)
+		stripeErrStatus(t, err, 501)
 	})
 }
 
