@@ -184,7 +184,6 @@ func (s *Server) createCheckoutSession(c *call) (any, error) {
 			return nil, err
 		}
 		clock = idOf(cu["test_clock"])
-		email = str(cu["email"])
 	}
 	creation := c.str("customer_creation")
 	if creation != "" && mode == "subscription" {

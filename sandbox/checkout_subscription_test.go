@@ -10,16 +10,6 @@ import (
 	"github.com/stripe/stripe-go/v76"
 )
 
-// needsSubscriptions skips a test while startSubscription is still the
-// placeholder that answers "not implemented" (subscriptions land with
-// sb-bill); any other failure fails the test.
-func needsSubscriptions(t *testing.T, code int, body string) {
-	t.Helper()
-	if code == http.StatusNotImplemented && strings.Contains(body, "does not implement subscriptions") {
-		t.Skip("subscriptions are not implemented yet (startSubscription is a placeholder until sb-bill is merged)")
-	}
-}
-
 func subscriptionSession(customer, email, price string, qty int64) *stripe.CheckoutSessionParams {
 	p := &stripe.CheckoutSessionParams{
 		Mode:       stripe.String("subscription"),
@@ -39,7 +29,7 @@ func subscriptionSession(customer, email, price string, qty int64) *stripe.Check
 }
 
 func expandSub() *stripe.CheckoutSessionParams {
-	return &stripe.CheckoutSessionParams{Params: stripe.Params{Expand: []*string{stripe.String("subscription")}}}
+	return &stripe.CheckoutSessionParams{Expand: []*string{stripe.String("subscription")}}
 }
 
 // subsOf returns the statuses of a customer's subscriptions.
@@ -67,7 +57,6 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 			t.Fatalf("amount_total %d", cs.AmountTotal)
 		}
 		code, loc, body := chkSubmit(t, cs.URL, chkPay("4242424242424242"))
-		needsSubscriptions(t, code, body)
 		if code != http.StatusSeeOther || loc != "https://app.example.com/payment/success?session_id="+cs.ID {
 			t.Fatalf("subscribe: %d %q\n%s", code, loc, body)
 		}
@@ -101,7 +90,6 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 		p.SubscriptionData.TrialPeriodDays = stripe.Int64(14)
 		cs := b.chkSession(t, p)
 		code, loc, body := chkSubmit(t, cs.URL, chkPay("4242424242424242"))
-		needsSubscriptions(t, code, body)
 		if code != http.StatusSeeOther || !strings.Contains(loc, cs.ID) {
 			t.Fatalf("trial: %d %q\n%s", code, loc, body)
 		}
@@ -130,7 +118,6 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 		cu := b.chkCustomer(t)
 		cs := b.chkSession(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
 		code, _, body := chkSubmit(t, cs.URL, chkPay("4000000000000341"))
-		needsSubscriptions(t, code, body)
 		if code != http.StatusPaymentRequired || !strings.Contains(body, "Your card was declined.") {
 			t.Fatalf("declined first payment: %d\n%s", code, body)
 		}
@@ -163,7 +150,6 @@ func TestCheckoutPageInSubscriptionMode(t *testing.T) {
 			cu := b.chkCustomer(t)
 			cs := b.chkSession(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
 			code, loc, body := chkSubmit(t, cs.URL, chkPay("4000002500003155"))
-			needsSubscriptions(t, code, body)
 			if code != http.StatusSeeOther || !strings.HasPrefix(loc, b.URL+"/3ds/pi_") {
 				t.Fatalf("3DS: %d %q\n%s", code, loc, body)
 			}
@@ -199,7 +185,6 @@ func TestBillingPortalManagesASubscription(t *testing.T) {
 	cu := b.chkCustomer(t)
 	cs := b.chkSession(t, subscriptionSession(cu.ID, "", monthly.ID, 1))
 	code, _, body := chkSubmit(t, cs.URL, chkPay("4242424242424242"))
-	needsSubscriptions(t, code, body)
 	got, _ := b.sc.CheckoutSessions.Get(cs.ID, nil)
 	if got.Subscription == nil {
 		t.Fatalf("no subscription: %d\n%s", code, body)

@@ -96,7 +96,7 @@ func paymentSession(customer, price string, qty int64) *stripe.CheckoutSessionPa
 }
 
 func expandPI() *stripe.CheckoutSessionParams {
-	return &stripe.CheckoutSessionParams{Params: stripe.Params{Expand: []*string{stripe.String("payment_intent")}}}
+	return &stripe.CheckoutSessionParams{Expand: []*string{stripe.String("payment_intent")}}
 }
 
 func checkoutErr(t *testing.T, err error) *stripe.Error {

@@ -18,8 +18,8 @@ type subscriptionSpec struct {
 	TrialPeriodDays      int64
 	TrialEnd             int64 // Unix time; 0 for none
 	DefaultPaymentMethod string
-	// PaymentBehavior is default_incomplete, allow_incomplete or
-	// error_if_incomplete (Stripe's default).
+	// PaymentBehavior is default_incomplete, allow_incomplete (Stripe's
+	// default) or error_if_incomplete.
 	PaymentBehavior string
 	PromotionCode   string
 	Coupon          string
