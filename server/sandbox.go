@@ -131,7 +131,12 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 		}
 		return advanceSandbox(ctx, cfg, d, stdout)
 	case "seed":
-		keys, err := seedCatalog(ctx, sandboxClient(cfg.baseURL(), cfg.SecretKey))
+		// STRIPE_API_BASE names another Stripe (its test mode) to seed.
+		base := strings.TrimSpace(getenv("STRIPE_API_BASE"))
+		if base == "" {
+			base = cfg.baseURL()
+		}
+		keys, err := seedCatalog(ctx, sandboxClient(base, cfg.SecretKey))
 		if err != nil {
 			return err
 		}
@@ -185,7 +190,7 @@ func printSandboxBanner(w io.Writer, cfg SandboxConfig, keys []string, now time.
 	if len(keys) > 0 {
 		fmt.Fprintf(w, "  plans       %s\n", strings.Join(keys, ", "))
 	}
-	fmt.Fprintf(w, "  clock       go run ./server sandbox advance 720h   (a month: renewals, trials, retries)\n")
+	fmt.Fprintf(w, "  clock       go run ./server sandbox advance 768h   (32 days: past a monthly renewal; trials and retries too)\n")
 	fmt.Fprintf(w, "  test cards on the hosted Checkout and portal pages (any future expiry, any CVC):\n")
 	for _, c := range sandbox.TestCards {
 		fmt.Fprintf(w, "    %s  %s\n", c.Number, c.Does)
