@@ -14,7 +14,9 @@ import (
 //
 // Stripe's sessions are short-lived: an unvisited URL stops working a few
 // minutes after creation (portalVisitWindow), and a visited one lasts for
-// the customer's visit (portalVisitLength).
+// the customer's visit (portalVisitLength). Both are wall-clock time, as
+// a person's visit is: advancing the sandbox's clock a month does not end
+// a session opened a minute ago (nor does Stripe's test clock).
 
 const (
 	portalVisitWindow = 5 * 60
@@ -51,6 +53,7 @@ func (s *Server) routesPortal() {
 			ps[k] = v
 		}
 		s.put(ps)
+		s.internal(id)["created_wall"] = s.opts.Now().Unix()
 		return ps, nil
 	})
 	s.page("GET /portal/{id}", s.portalPage)
@@ -60,11 +63,11 @@ func (s *Server) routesPortal() {
 // portalOpen reports whether a portal session may still be used, marking
 // its first visit; the message says why not.
 func (s *Server) portalOpen(ps object) (bool, string) {
-	now := s.nowOn("")
+	now := s.opts.Now().Unix()
 	in := s.internal(str(ps["id"]))
 	until := num(in["visit_until"])
 	switch {
-	case until == 0 && now > num(ps["created"])+portalVisitWindow:
+	case until == 0 && now > num(in["created_wall"])+portalVisitWindow:
 		return false, "This portal session has expired: its link is valid for 5 minutes. Return to the merchant and open the billing portal again."
 	case until == 0:
 		in["visit_until"] = now + portalVisitLength

@@ -5,6 +5,7 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -100,31 +101,43 @@ func TestBillingPortalPage(t *testing.T) {
 			t.Fatalf("the default card changed after a decline")
 		}
 	})
+}
 
-	t.Run("AnUnvisitedSessionExpiresAfterFiveMinutes", func(t *testing.T) {
-		ps := b.chkPortal(t, cu.ID)
-		visited := b.chkPortal(t, cu.ID)
-		if code, _, _ := chkGet(t, visited.URL); code != 200 {
-			t.Fatal(code)
-		}
-		if _, err := b.Advance(6 * time.Minute); err != nil {
-			t.Fatal(err)
-		}
-		code, _, body := chkGet(t, ps.URL)
-		if code != http.StatusGone || !strings.Contains(body, "expired") || !strings.Contains(body, `href="https://app.example.com/billing"`) {
-			t.Fatalf("expired session: %d\n%s", code, body)
-		}
-		if code, _, _ := chkSubmit(t, ps.URL, url.Values{"action": {"update_card"}, "card_number": {"4242424242424242"}}); code != http.StatusGone {
-			t.Fatalf("a form on an expired session answered %d", code)
-		}
-		if code, _, _ := chkGet(t, visited.URL); code != 200 {
-			t.Fatalf("a visited session ended after 6 minutes: %d", code)
-		}
-		if _, err := b.Advance(time.Hour); err != nil {
-			t.Fatal(err)
-		}
-		if code, _, _ := chkGet(t, visited.URL); code != http.StatusGone {
-			t.Fatalf("a visited session still works an hour later: %d", code)
-		}
-	})
+// TestBillingPortalSessionsLastInWallClockTime: a session's link expires
+// five minutes after creation unless visited, and a visit lasts an hour,
+// both in real time; moving the sandbox's clock ends neither.
+func TestBillingPortalSessionsLastInWallClockTime(t *testing.T) {
+	var wall atomic.Int64
+	wall.Store(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).Unix())
+	b := newBox(t, func(o *Options) { o.Now = func() time.Time { return time.Unix(wall.Load(), 0) } })
+	cu := b.chkCustomer(t)
+	ps := b.chkPortal(t, cu.ID)
+	visited := b.chkPortal(t, cu.ID)
+	if code, _, _ := chkGet(t, visited.URL); code != 200 {
+		t.Fatal(code)
+	}
+
+	if _, err := b.Advance(32 * 24 * time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, body := chkGet(t, ps.URL); code != 200 {
+		t.Fatalf("a month of the sandbox's clock expired a session opened a moment ago: %d\n%s", code, body)
+	}
+	fresh := b.chkPortal(t, cu.ID)
+
+	wall.Add(6 * 60)
+	code, _, body := chkGet(t, fresh.URL)
+	if code != http.StatusGone || !strings.Contains(body, "expired") || !strings.Contains(body, `href="https://app.example.com/billing"`) {
+		t.Fatalf("an unvisited session six minutes on: %d\n%s", code, body)
+	}
+	if code, _, _ := chkSubmit(t, fresh.URL, url.Values{"action": {"update_card"}, "card_number": {"4242424242424242"}}); code != http.StatusGone {
+		t.Fatalf("a form on an expired session answered %d", code)
+	}
+	if code, _, _ := chkGet(t, visited.URL); code != 200 {
+		t.Fatalf("a visited session ended after 6 minutes: %d", code)
+	}
+	wall.Add(60 * 60)
+	if code, _, _ := chkGet(t, visited.URL); code != http.StatusGone {
+		t.Fatalf("a visited session still works an hour later: %d", code)
+	}
 }
