@@ -43,6 +43,13 @@ func (s *Service) PaymentMethods(ctx context.Context, workspaceID uuid.UUID) ([]
 	if cus.InvoiceSettings != nil && cus.InvoiceSettings.DefaultPaymentMethod != nil {
 		def = cus.InvoiceSettings.DefaultPaymentMethod.ID
 	}
+	// The live subscription's own card (Checkout saves the card there, not
+	// on the customer) is the one its invoices charge first.
+	if own, err := s.subscriptionCard(ctx, workspaceID); err != nil {
+		return nil, err
+	} else if own != "" {
+		def = own
+	}
 	params := &stripe.PaymentMethodListParams{Customer: ws.StripeCustomerID, Type: stripe.String("card")}
 	params.Context = ctx
 	params.Limit = stripe.Int64(100)
@@ -97,6 +104,27 @@ func (s *Service) ownedPaymentMethod(ctx context.Context, workspaceID uuid.UUID,
 		return "", notFound("payment method")
 	}
 	return *ws.StripeCustomerID, nil
+}
+
+// subscriptionCard returns the card the workspace's live subscription keeps
+// as its own default, or "" when it has none (or there is no live one).
+func (s *Service) subscriptionCard(ctx context.Context, workspaceID uuid.UUID) (string, error) {
+	row, err := s.currentSubscription(ctx, s.db, workspaceID)
+	if err != nil || row == nil || row.StripeSubscriptionID == nil || subscriptionEnded(row.Status) {
+		return "", err
+	}
+	params := &stripe.SubscriptionParams{}
+	params.Context = ctx
+	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {
+		return s.stripe.Subscriptions.Get(*row.StripeSubscriptionID, params)
+	})
+	if err != nil {
+		return "", s.fromStripe(ctx, "subscription.retrieve", err)
+	}
+	if sub.DefaultPaymentMethod == nil {
+		return "", nil
+	}
+	return sub.DefaultPaymentMethod.ID, nil
 }
 
 // SetDefaultPaymentMethod makes a saved card the one invoices charge
