@@ -104,25 +104,46 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 func playScenario(ctx context.Context, sc scenario, dir string, out io.Writer) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
+	d, closeAll, err := openDriver(ctx, dir, out)
+	if err != nil {
+		return err
+	}
+	defer closeAll()
+	fmt.Fprintf(out, "== %s: %s\n", sc.Name, sc.What)
+	return sc.Run(d)
+}
+
+// openDriver starts a sandbox seeded with the example catalog and an API
+// pointed at it (embedded SQLite and Redis, in dir), creates a workspace
+// owned by the driver's user, and returns the driver and a function that
+// stops both.
+func openDriver(ctx context.Context, dir string, out io.Writer) (*driver, func(), error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sbLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	sbURL := "http://" + sbLn.Addr().String()
 	sb, err := sandbox.New(sandbox.Options{DataDir: filepath.Join(dir, "sandbox"), PublicURL: sbURL,
 		RetryBase: 50 * time.Millisecond, RetryMax: time.Second, Log: quiet})
 	if err != nil {
-		return err
+		sbLn.Close()
+		return nil, nil, err
 	}
 	sbSrv := &http.Server{Handler: sb}
 	go sbSrv.Serve(sbLn)
-	defer func() { sbSrv.Close(); sb.Close() }()
+	closers := []func(){func() { sbSrv.Close(); sb.Close() }}
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	fail := func(err error) (*driver, func(), error) { closeAll(); return nil, nil, err }
 
 	sc0 := sandboxClient(sbURL, "sk_test_scenario")
 	keys, err := seedCatalog(ctx, sc0)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	env := map[string]string{
 		"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": filepath.Join(dir, "billing.db"),
@@ -132,33 +153,32 @@ func playScenario(ctx context.Context, sc scenario, dir string, out io.Writer) e
 	}
 	cfg, err := LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	m := NewMain(cfg, quiet)
 	if err := m.Open(ctx); err != nil {
 		m.Close()
-		return err
+		return fail(err)
 	}
-	defer m.Close()
+	closers = append(closers, func() { m.Close() })
 	sb.SetWebhook(m.URL()+"/webhooks/stripe/", devWebhookSecret)
 	token, err := devToken(cfg, auth.Claims{Subject: "scenario-owner", Email: "owner@example.com", Name: "Scenario Owner"}, time.Hour)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	admin, err := devToken(cfg, auth.Claims{Subject: "scenario-admin", Email: "admin@example.com", Name: "Scenario Admin", Admin: true}, time.Hour)
 	if err != nil {
-		return err
+		return fail(err)
 	}
 	d := &driver{ctx: ctx, api: m.URL(), token: token, admin: admin, sb: sb, sbURL: sbURL, sc: sc0, out: out, start: sb.Now()}
-	fmt.Fprintf(out, "== %s: %s\n", sc.Name, sc.What)
 	var ws struct {
 		CreateWorkspace struct{ ID string }
 	}
 	if err := d.gql(`mutation { createWorkspace(input: {name: "Acme"}) { id } }`, nil, &ws); err != nil {
-		return err
+		return fail(err)
 	}
 	d.ws = ws.CreateWorkspace.ID
-	return sc.Run(d)
+	return d, closeAll, nil
 }
 
 // driver drives one scenario and prints its timeline.
