@@ -16,7 +16,7 @@ func newSandboxDriver(t *testing.T) *driver {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
-	d, closeAll, err := openDriver(ctx, t.TempDir(), io.Discard)
+	d, closeAll, err := openDriver(ctx, t.TempDir(), io.Discard, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,6 +57,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs := flag.NewFlagSet("scenarios", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	list := fs.Bool("list", false, "list the scenarios and exit")
+	chaos := fs.Bool("chaos", false, "deliver every webhook twice and out of order (SANDBOX_CHAOS)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -83,7 +84,7 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		if err != nil {
 			return err
 		}
-		err = playScenario(ctx, sc, dir, stdout)
+		err = playScenario(ctx, sc, dir, stdout, *chaos)
 		os.RemoveAll(dir)
 		if err != nil {
 			fmt.Fprintf(stdout, "  FAIL: %v\n\n", err)
@@ -100,11 +101,12 @@ func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) 
 }
 
 // playScenario starts a sandbox and an API (embedded SQLite and Redis, in
-// dir), runs the scenario, and stops both.
-func playScenario(ctx context.Context, sc scenario, dir string, out io.Writer) error {
+// dir), runs the scenario, and stops both. With chaos, the sandbox
+// delivers every event twice and out of order.
+func playScenario(ctx context.Context, sc scenario, dir string, out io.Writer, chaos bool) error {
 	ctx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	d, closeAll, err := openDriver(ctx, dir, out)
+	d, closeAll, err := openDriver(ctx, dir, out, chaos)
 	if err != nil {
 		return err
 	}
@@ -117,7 +119,7 @@ func playScenario(ctx context.Context, sc scenario, dir string, out io.Writer) e
 // pointed at it (embedded SQLite and Redis, in dir), creates a workspace
 // owned by the driver's user, and returns the driver and a function that
 // stops both.
-func openDriver(ctx context.Context, dir string, out io.Writer) (*driver, func(), error) {
+func openDriver(ctx context.Context, dir string, out io.Writer, chaos bool) (*driver, func(), error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	sbLn, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -125,7 +127,7 @@ func openDriver(ctx context.Context, dir string, out io.Writer) (*driver, func()
 	}
 	sbURL := "http://" + sbLn.Addr().String()
 	sb, err := sandbox.New(sandbox.Options{DataDir: filepath.Join(dir, "sandbox"), PublicURL: sbURL,
-		RetryBase: 50 * time.Millisecond, RetryMax: time.Second, Log: quiet})
+		RetryBase: 50 * time.Millisecond, RetryMax: time.Second, Log: quiet, Chaos: chaos})
 	if err != nil {
 		sbLn.Close()
 		return nil, nil, err

@@ -15,12 +15,27 @@ func TestScenarios(t *testing.T) {
 		t.Run(sc.Name, func(t *testing.T) {
 			t.Parallel()
 			var out bytes.Buffer
-			err := playScenario(context.Background(), sc, t.TempDir(), &out)
+			err := playScenario(context.Background(), sc, t.TempDir(), &out, false)
 			if err != nil {
 				t.Fatalf("%v\ntimeline:\n%s", err, out.String())
 			}
 			if !strings.Contains(out.String(), "events: ") {
 				t.Fatalf("no timeline printed:\n%s", out.String())
+			}
+		})
+	}
+}
+
+// TestScenariosUnderChaos runs the scenarios with every webhook delivered
+// twice and out of order: the API must apply each event once and end in
+// the same states.
+func TestScenariosUnderChaos(t *testing.T) {
+	for _, sc := range scenarios {
+		t.Run(sc.Name, func(t *testing.T) {
+			t.Parallel()
+			var out bytes.Buffer
+			if err := playScenario(context.Background(), sc, t.TempDir(), &out, true); err != nil {
+				t.Fatalf("%v\ntimeline:\n%s", err, out.String())
 			}
 		})
 	}
