@@ -661,6 +661,21 @@ func paymentStatusFor(eventType string, pi *stripe.PaymentIntent) payment.Status
 	return ""
 }
 
+// paymentStage orders a payment's statuses by when they come in its life,
+// for events of the same second.
+func paymentStage(status payment.Status) int {
+	switch status {
+	case payment.StatusCreating, payment.StatusRequiresPaymentMethod, payment.StatusRequiresConfirmation:
+		return 0
+	case payment.StatusRequiresAction:
+		return 1
+	case payment.StatusProcessing, payment.StatusRequiresCapture:
+		return 2
+	default: // succeeded, failed, canceled and the refund statuses
+		return 3
+	}
+}
+
 // paymentIntentChange records a PaymentIntent's new status on its Payment
 // (creating the row for a PaymentIntent made outside this API). A
 // succeeded payment never moves back; an older event changes nothing.
@@ -704,7 +719,14 @@ func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, ev
 		if row.WorkspaceID != ws {
 			return nil, false, fmt.Errorf("payment intent %s belongs to another workspace", pi.ID)
 		}
-		if row.LastEventAt != nil && created.Before(*row.LastEventAt) {
+		// Stripe's timestamps are whole seconds and deliveries come in any
+		// order: of two events of the same second, the later stage of the
+		// payment's life wins (created, then requires_action, then an
+		// outcome), so a late payment_intent.created cannot undo
+		// requires_action. (A retry within the second of a failure is the
+		// one case this misorders; the retry's next event sets it right.)
+		if last := row.LastEventAt; last != nil && (created.Before(*last) ||
+			created.Equal(*last) && paymentStage(status) < paymentStage(row.Status)) {
 			return nil, false, nil
 		}
 		// A paid payment never moves back; its refund statuses are the

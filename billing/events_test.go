@@ -328,6 +328,43 @@ func TestInvoiceEventsOfOneSecond(t *testing.T) {
 	}
 }
 
+// A PaymentIntent confirmed with a 3D Secure card is created and asks for
+// authentication within one second: a payment_intent.created delivered
+// after payment_intent.requires_action must not move the payment back.
+func TestPaymentEventsOfOneSecond(t *testing.T) {
+	for _, backend := range testenv.Databases() {
+		t.Run(backend.Name, func(t *testing.T) {
+			f := newFixture(t, backend.URL(t), billing.Config{})
+			ws := f.workspace(t, "alice")
+			meta := map[string]string{"workspace_id": ws.String()}
+			t0 := time.Now().Add(-time.Hour).Truncate(time.Second)
+			status := func() payment.Status {
+				p, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_tie")).Only(f.sys(ws))
+				if err != nil {
+					t.Fatal(err)
+				}
+				return p.Status
+			}
+			f.deliver(t, "", "payment_intent.requires_action", stripefake.PaymentIntentJSON("pi_tie", "requires_action", 5000, "usd", meta), t0)
+			f.deliver(t, "", "payment_intent.created", stripefake.PaymentIntentJSON("pi_tie", "requires_confirmation", 5000, "usd", meta), t0)
+			if got := status(); got != payment.StatusRequiresAction {
+				t.Fatalf("a late created event of the same second moved the payment to %s", got)
+			}
+			f.deliver(t, "", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_tie", "succeeded", 5000, "usd", meta), t0)
+			f.deliver(t, "", "payment_intent.requires_action", stripefake.PaymentIntentJSON("pi_tie", "requires_action", 5000, "usd", meta), t0)
+			if got := status(); got != payment.StatusSucceeded {
+				t.Fatalf("after succeeded, a requires_action of the same second left %s", got)
+			}
+			f.deliver(t, "", "payment_intent.created", stripefake.PaymentIntentJSON("pi_tie2", "requires_payment_method", 900, "usd", meta), t0)
+			f.deliver(t, "", "payment_intent.processing", stripefake.PaymentIntentJSON("pi_tie2", "processing", 900, "usd", meta), t0)
+			p, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_tie2")).Only(f.sys(ws))
+			if err != nil || p.Status != payment.StatusProcessing {
+				t.Fatalf("a later stage of the same second did not apply: %v %v", p, err)
+			}
+		})
+	}
+}
+
 // invoice.upcoming describes a preview with no id: nothing is recorded,
 // and it does not block another workspace's preview.
 func TestUpcomingInvoiceIsNotRecorded(t *testing.T) {
