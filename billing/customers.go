@@ -138,6 +138,13 @@ func (s *Service) createCustomerLocked(ctx context.Context, workspaceID uuid.UUI
 		if v.Name != "" {
 			params.Name = stripe.String(v.Name)
 		}
+		if s.cfg.CustomerTestClocks {
+			clock, err := s.newTestClock(ctx, workspaceID)
+			if err != nil {
+				return err
+			}
+			params.TestClock = stripe.String(clock)
+		}
 		params.Context = ctx
 		params.SetIdempotencyKey(idempotencyKey("customer", workspaceID.String(), createdBy, v.Email, v.Name))
 		c, err := s.stripe.Customers.New(params)
@@ -148,6 +155,22 @@ func (s *Service) createCustomerLocked(ctx context.Context, workspaceID uuid.UUI
 		return tx.Workspace.UpdateOneID(workspaceID).SetStripeCustomerID(c.ID).Exec(ctx)
 	})
 	return customerID, err
+}
+
+// newTestClock creates the Stripe test clock a workspace's customer lives
+// on, frozen at the current time; a retry gets the same clock.
+func (s *Service) newTestClock(ctx context.Context, workspaceID uuid.UUID) (string, error) {
+	params := &stripe.TestHelpersTestClockParams{
+		FrozenTime: stripe.Int64(time.Now().Unix()),
+		Name:       stripe.String("workspace " + workspaceID.String()),
+	}
+	params.Context = ctx
+	params.SetIdempotencyKey(idempotencyKey("test-clock", workspaceID.String()))
+	tc, err := s.stripe.TestHelpersTestClocks.New(params)
+	if err != nil {
+		return "", s.fromStripe(ctx, "test_clock.create", err)
+	}
+	return tc.ID, nil
 }
 
 // customerLockHeld reports whether another transaction holds the

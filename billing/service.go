@@ -18,6 +18,10 @@ type Config struct {
 	// EagerCustomers creates a workspace's Stripe Customer when the
 	// workspace is created rather than at its first payment.
 	EagerCustomers bool
+	// CustomerTestClocks creates each workspace's Stripe Customer on a
+	// Stripe test clock of its own (test mode only), so that a script can
+	// move one workspace's billing through months while others stand still.
+	CustomerTestClocks bool
 	// Dialect is the database's: dialect.Postgres or dialect.SQLite (the
 	// default when empty). It decides the row locks (PostgreSQL takes
 	// SELECT ... FOR UPDATE; SQLite serializes writers instead) and the

@@ -133,12 +133,13 @@ func (m *Main) Open(ctx context.Context) error {
 		Limiter: m.Limiter,
 		Log:     m.Log,
 	}, billing.Config{
-		PlanLookupKeys: m.Config.PlanLookupKeys,
-		EagerCustomers: m.Config.CustomerCreation == "workspace",
-		Dialect:        m.store.Dialect,
-		BaseURL:        m.Config.BaseURL,
-		PublishableKey: m.Config.Stripe.PublishableKey,
-		Mode:           m.Config.StripeMode(),
+		PlanLookupKeys:     m.Config.PlanLookupKeys,
+		EagerCustomers:     m.Config.CustomerCreation == "workspace",
+		CustomerTestClocks: m.Config.CustomerTestClocks,
+		Dialect:            m.store.Dialect,
+		BaseURL:            m.Config.BaseURL,
+		PublishableKey:     m.Config.Stripe.PublishableKey,
+		Mode:               m.Config.StripeMode(),
 	})
 
 	m.Worker = &webhooks.Worker{DB: m.DB, Billing: m.Billing, Log: m.Log, Observe: m.Metrics.WebhookAttempt, RowLocks: m.store.Dialect == dialect.Postgres}

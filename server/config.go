@@ -35,6 +35,7 @@ type Config struct {
 	CORSAllowedOrigins []string      // CORS_ALLOWED_ORIGINS, comma-separated scheme://host[:port]; "*" only outside production
 	MetricsToken       string        // METRICS_TOKEN, optional bearer token for /metrics, at least 16 characters
 	CustomerCreation   string        // STRIPE_CUSTOMER_CREATION: "payment" (default) or "workspace"
+	CustomerTestClocks bool          // STRIPE_TEST_CLOCKS: each new Stripe Customer on a test clock of its own (test keys, outside production)
 	DBMaxOpenConns     int           // DB_MAX_OPEN_CONNS, default 20, 1..1000
 	DBMaxIdleConns     int           // DB_MAX_IDLE_CONNS, default DBMaxOpenConns (fewer makes a busy pool close and reopen connections: a PostgreSQL backend forked per request), 0..1000
 	// WEBHOOK_APPLY_DISABLED: this replica verifies, stores and acknowledges webhooks but applies none; the workers of
@@ -117,6 +118,20 @@ func LoadConfig(getenv func(string) string) (Config, error) {
 	case "payment", "workspace":
 	default:
 		l.problem("STRIPE_CUSTOMER_CREATION", "must be %q or %q, got %q", "payment", "workspace", c.CustomerCreation)
+	}
+
+	switch v := l.get("STRIPE_TEST_CLOCKS"); v {
+	case "", "false", "0":
+	case "true", "1":
+		c.CustomerTestClocks = true
+		if c.Production() {
+			l.problem("STRIPE_TEST_CLOCKS", "is for development and tests; refused when APP_ENV=production")
+		}
+		if c.StripeMode() == "live" {
+			l.problem("STRIPE_TEST_CLOCKS", "needs test keys: Stripe has test clocks in test mode only")
+		}
+	default:
+		l.problem("STRIPE_TEST_CLOCKS", "must be true or false, got %q", v)
 	}
 
 	c.DBMaxOpenConns = l.integer("DB_MAX_OPEN_CONNS", 20, 1, 1000)
@@ -720,6 +735,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Any("CORSAllowedOrigins", c.CORSAllowedOrigins),
 		slog.String("MetricsToken", redact(c.MetricsToken)),
 		slog.String("CustomerCreation", c.CustomerCreation),
+		slog.Bool("CustomerTestClocks", c.CustomerTestClocks),
 		slog.Int("DBMaxOpenConns", c.DBMaxOpenConns),
 		slog.Int("DBMaxIdleConns", c.DBMaxIdleConns),
 	)
@@ -727,18 +743,18 @@ func (c Config) LogValue() slog.Value {
 
 // String returns every field on one line, with secrets shown as "[redacted]" and URL passwords as "xxxxx".
 func (c Config) String() string {
-	return fmt.Sprintf("Config{HTTPAddr:%q Env:%q BaseURL:%q DatabaseURL:%q RedisURL:%q RedisKeyPrefix:%q Stripe:%s JWT:%s PlanLookupKeys:%q PriceCacheTTL:%s RateLimitPerMinute:%d CORSAllowedOrigins:%q MetricsToken:%q CustomerCreation:%q DBMaxOpenConns:%d DBMaxIdleConns:%d}",
+	return fmt.Sprintf("Config{HTTPAddr:%q Env:%q BaseURL:%q DatabaseURL:%q RedisURL:%q RedisKeyPrefix:%q Stripe:%s JWT:%s PlanLookupKeys:%q PriceCacheTTL:%s RateLimitPerMinute:%d CORSAllowedOrigins:%q MetricsToken:%q CustomerCreation:%q CustomerTestClocks:%t DBMaxOpenConns:%d DBMaxIdleConns:%d}",
 		c.HTTPAddr, c.Env, c.BaseURL, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.RedisKeyPrefix, c.Stripe.String(), c.JWT.String(),
 		c.PlanLookupKeys, c.PriceCacheTTL, c.RateLimitPerMinute, c.CORSAllowedOrigins, redact(c.MetricsToken),
-		c.CustomerCreation, c.DBMaxOpenConns, c.DBMaxIdleConns)
+		c.CustomerCreation, c.CustomerTestClocks, c.DBMaxOpenConns, c.DBMaxIdleConns)
 }
 
 // GoString returns c as Go syntax for %#v, with secrets replaced by "[redacted]" and URL passwords by "xxxxx".
 func (c Config) GoString() string {
-	return fmt.Sprintf("main.Config{HTTPAddr:%#v, Env:%#v, BaseURL:%#v, DatabaseURL:%#v, RedisURL:%#v, RedisKeyPrefix:%#v, Stripe:%s, JWT:%s, PlanLookupKeys:%#v, PriceCacheTTL:%d, RateLimitPerMinute:%d, CORSAllowedOrigins:%#v, MetricsToken:%#v, CustomerCreation:%#v, DBMaxOpenConns:%d, DBMaxIdleConns:%d}",
+	return fmt.Sprintf("main.Config{HTTPAddr:%#v, Env:%#v, BaseURL:%#v, DatabaseURL:%#v, RedisURL:%#v, RedisKeyPrefix:%#v, Stripe:%s, JWT:%s, PlanLookupKeys:%#v, PriceCacheTTL:%d, RateLimitPerMinute:%d, CORSAllowedOrigins:%#v, MetricsToken:%#v, CustomerCreation:%#v, CustomerTestClocks:%t, DBMaxOpenConns:%d, DBMaxIdleConns:%d}",
 		c.HTTPAddr, c.Env, c.BaseURL, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.RedisKeyPrefix, c.Stripe.GoString(), c.JWT.GoString(),
 		c.PlanLookupKeys, int64(c.PriceCacheTTL), c.RateLimitPerMinute, c.CORSAllowedOrigins, redact(c.MetricsToken),
-		c.CustomerCreation, c.DBMaxOpenConns, c.DBMaxIdleConns)
+		c.CustomerCreation, c.CustomerTestClocks, c.DBMaxOpenConns, c.DBMaxIdleConns)
 }
 
 // Format prints c redacted for every verb, so even %d or %x cannot reach a secret field by reflection.

@@ -594,6 +594,30 @@ func TestLoadConfig(t *testing.T) {
 			wantErr: []string{`STRIPE_CUSTOMER_CREATION: must be "payment" or "workspace", got "signup"`},
 		},
 		{
+			name: "TestClocksWithTestKeys",
+			env:  map[string]string{"STRIPE_TEST_CLOCKS": "true", "STRIPE_SECRET_KEY": "sk_test_SENTINELtc"},
+			check: func(t *testing.T, c Config) {
+				if !c.CustomerTestClocks {
+					t.Error("STRIPE_TEST_CLOCKS=true did not set CustomerTestClocks")
+				}
+			},
+		},
+		{
+			name:    "UnknownTestClocksRefused",
+			env:     map[string]string{"STRIPE_TEST_CLOCKS": "sometimes"},
+			wantErr: []string{`STRIPE_TEST_CLOCKS: must be true or false, got "sometimes"`},
+		},
+		{
+			name:    "TestClocksWithLiveKeyRefused",
+			env:     map[string]string{"STRIPE_TEST_CLOCKS": "true", "STRIPE_SECRET_KEY": "sk_live_SENTINELtc"},
+			wantErr: []string{"STRIPE_TEST_CLOCKS: needs test keys"},
+		},
+		{
+			name:    "TestClocksInProductionRefused",
+			env:     map[string]string{"APP_ENV": "production", "STRIPE_TEST_CLOCKS": "1"},
+			wantErr: []string{"STRIPE_TEST_CLOCKS: is for development and tests; refused when APP_ENV=production"},
+		},
+		{
 			name:    "DBMaxOpenConnsZeroRefused",
 			env:     map[string]string{"DB_MAX_OPEN_CONNS": "0"},
 			wantErr: []string{"DB_MAX_OPEN_CONNS: must be between 1 and 1000, got 0"},

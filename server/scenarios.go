@@ -151,7 +151,7 @@ func openDriver(ctx context.Context, dir string, out io.Writer, chaos bool) (*dr
 		"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": filepath.Join(dir, "billing.db"),
 		"STRIPE_API_BASE": sbURL, "STRIPE_SECRET_KEY": "sk_test_scenario", "STRIPE_PUBLISHABLE_KEY": "pk_test_scenario",
 		"STRIPE_WEBHOOK_SECRET": devWebhookSecret, "PLAN_LOOKUP_KEYS": strings.Join(keys, ","),
-		"RATE_LIMIT_PER_MINUTE": "10000",
+		"RATE_LIMIT_PER_MINUTE": "10000", "STRIPE_TEST_CLOCKS": "true",
 	}
 	cfg, err := LoadConfig(func(k string) string { return env[k] })
 	if err != nil {
@@ -344,7 +344,7 @@ func (d *driver) until(what string, ok func(scenarioState) bool) (scenarioState,
 	if err != nil {
 		return s, err
 	}
-	day := d.sb.Now().Sub(d.start).Hours() / 24
+	day := d.now().Sub(d.start).Hours() / 24
 	fmt.Fprintf(d.out, "  day %5.1f  %s\n             events: %s\n             state:  %s\n", day, what, strings.Join(events, ", "), s)
 	return s, nil
 }
@@ -385,9 +385,52 @@ func (d *driver) newEvents() ([]string, error) {
 	return out, nil
 }
 
-// advance moves the sandbox's clock.
+// clock returns the Stripe test clock the workspace's customer lives on
+// (the API creates it with STRIPE_TEST_CLOCKS), or "" before the customer
+// exists.
+func (d *driver) clock() (string, error) {
+	lp := &stripe.CustomerListParams{}
+	lp.Context = d.ctx
+	it := d.sc.Customers.List(lp)
+	for it.Next() {
+		cu := it.Customer()
+		if cu.Metadata["workspace_id"] != d.ws {
+			continue
+		}
+		if cu.TestClock == nil {
+			return "", fmt.Errorf("customer %s is not on a test clock", cu.ID)
+		}
+		return cu.TestClock.ID, nil
+	}
+	return "", it.Err()
+}
+
+// now returns the time on the workspace's test clock (the sandbox's own
+// clock before the customer exists).
+func (d *driver) now() time.Time {
+	if id, err := d.clock(); err == nil && id != "" {
+		if tc, err := d.sc.TestHelpersTestClocks.Get(id, &stripe.TestHelpersTestClockParams{Params: stripe.Params{Context: d.ctx}}); err == nil {
+			return time.Unix(tc.FrozenTime, 0)
+		}
+	}
+	return d.sb.Now()
+}
+
+// advance moves the workspace's test clock forward through Stripe's API.
 func (d *driver) advance(dur time.Duration) error {
-	_, err := d.sb.Advance(dur)
+	id, err := d.clock()
+	if err != nil {
+		return err
+	}
+	if id == "" {
+		return errors.New("advance: the workspace has no Stripe customer (and so no test clock) yet")
+	}
+	tc, err := d.sc.TestHelpersTestClocks.Get(id, &stripe.TestHelpersTestClockParams{Params: stripe.Params{Context: d.ctx}})
+	if err != nil {
+		return err
+	}
+	_, err = d.sc.TestHelpersTestClocks.Advance(id, &stripe.TestHelpersTestClockAdvanceParams{
+		Params: stripe.Params{Context: d.ctx}, FrozenTime: stripe.Int64(tc.FrozenTime + int64(dur/time.Second))})
 	return err
 }
 
@@ -715,7 +758,7 @@ func (d *driver) untilPayment(what, want string, refunded int) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "  day %5.1f  %s\n             events: %s\n             state:  payment %s, %d refunded\n",
-		d.sb.Now().Sub(d.start).Hours()/24, what, strings.Join(events, ", "), want, refunded)
+		d.now().Sub(d.start).Hours()/24, what, strings.Join(events, ", "), want, refunded)
 	return nil
 }
 
@@ -815,6 +858,6 @@ func scenarioAbandoned(d *driver) error {
 		return err
 	}
 	fmt.Fprintf(d.out, "  day %5.1f  opened Checkout for a payment and left; a day later\n             events: %s\n             state:  session EXPIRED, no payment\n",
-		d.sb.Now().Sub(d.start).Hours()/24, strings.Join(events, ", "))
+		d.now().Sub(d.start).Hours()/24, strings.Join(events, ", "))
 	return nil
 }
