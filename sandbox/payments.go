@@ -158,6 +158,25 @@ func (s *Server) detachPaymentMethod(c *call, pm object) *Error {
 var setupIntentRefused = []string{"attach_to_self", "flow_directions", "mandate_data", "on_behalf_of",
 	"payment_method_data", "payment_method_options", "single_use", "payment_method_configuration"}
 
+// newSetupIntent returns a SetupIntent awaiting a payment method (not yet
+// stored): the API's and a trial subscription's pending one.
+func (s *Server) newSetupIntent(customer, clock string, apm any, types []any, usage string) object {
+	si := s.spec.blank("setup_intent")
+	id := newID("seti")
+	for k, v := range (object{
+		"id": id, "application": nil, "automatic_payment_methods": apm, "cancellation_reason": nil,
+		"client_secret": id + "_secret_" + randomID(24), "created": s.nowOn(clock), "customer": nilIfEmpty(customer),
+		"description": nil, "flow_directions": nil, "last_setup_error": nil, "latest_attempt": nil, "livemode": false,
+		"mandate": nil, "metadata": map[string]any{}, "next_action": nil, "on_behalf_of": nil, "payment_method": nil,
+		"payment_method_configuration_details": nil,
+		"payment_method_options":               object{"card": object{"mandate_options": nil, "network": nil, "request_three_d_secure": "automatic"}},
+		"payment_method_types":                 types, "single_use_mandate": nil, "status": "requires_payment_method", "usage": usage,
+	}) {
+		si[k] = v
+	}
+	return si
+}
+
 func (s *Server) routesSetupIntents() {
 	s.handle("POST /v1/setup_intents", func(c *call) (any, error) {
 		if e := c.refuse("POST /v1/setup_intents", setupIntentRefused...); e != nil {
@@ -175,30 +194,9 @@ func (s *Server) routesSetupIntents() {
 		if c.has("return_url") && !c.bool("confirm") {
 			return nil, badRequest("return_url", "You can only pass return_url when confirming (confirm=true).")
 		}
-		si := s.spec.blank("setup_intent")
-		id := newID("seti")
-		si["id"] = id
-		si["application"] = nil
-		si["automatic_payment_methods"] = apm
-		si["cancellation_reason"] = nil
-		si["client_secret"] = id + "_secret_" + randomID(24)
-		si["created"] = s.nowOn(s.clockOfCustomer(cus))
-		si["customer"] = nilIfEmpty(cus)
+		si := s.newSetupIntent(cus, s.clockOfCustomer(cus), apm, types, usage)
+		id := str(si["id"])
 		si["description"] = nilIfEmpty(c.str("description"))
-		si["flow_directions"] = nil
-		si["last_setup_error"] = nil
-		si["latest_attempt"] = nil
-		si["livemode"] = false
-		si["mandate"] = nil
-		si["next_action"] = nil
-		si["on_behalf_of"] = nil
-		si["payment_method"] = nil
-		si["payment_method_configuration_details"] = nil
-		si["payment_method_options"] = object{"card": object{"mandate_options": nil, "network": nil, "request_three_d_secure": "automatic"}}
-		si["payment_method_types"] = types
-		si["single_use_mandate"] = nil
-		si["status"] = "requires_payment_method"
-		si["usage"] = usage
 		if err := c.metadata(si); err != nil {
 			return nil, err
 		}

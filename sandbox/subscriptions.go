@@ -205,29 +205,7 @@ func (s *Server) checkPrices(items []itemSpec) ([]object, *Error) {
 // newPendingSetupIntent stores the SetupIntent of a subscription that has
 // nothing to charge yet (a trial), for the client to save a card with.
 func (s *Server) newPendingSetupIntent(c *call, sub object) object {
-	si := s.spec.blank("setup_intent")
-	id := newID("seti")
-	si["id"] = id
-	si["application"] = nil
-	si["automatic_payment_methods"] = nil
-	si["cancellation_reason"] = nil
-	si["client_secret"] = id + "_secret_" + randomID(24)
-	si["created"] = s.nowOn(s.clockOfObject(sub))
-	si["customer"] = sub["customer"]
-	si["description"] = nil
-	si["last_setup_error"] = nil
-	si["latest_attempt"] = nil
-	si["livemode"] = false
-	si["mandate"] = nil
-	si["metadata"] = map[string]any{}
-	si["next_action"] = nil
-	si["on_behalf_of"] = nil
-	si["payment_method"] = nil
-	si["payment_method_options"] = object{"card": object{"mandate_options": nil, "network": nil, "request_three_d_secure": "automatic"}}
-	si["payment_method_types"] = []any{"card"}
-	si["single_use_mandate"] = nil
-	si["status"] = "requires_payment_method"
-	si["usage"] = "off_session"
+	si := s.newSetupIntent(idOf(sub["customer"]), s.clockOfObject(sub), nil, []any{"card"}, "off_session")
 	s.put(si)
 	s.emit(c, "setup_intent.created", si, nil)
 	return si

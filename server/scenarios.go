@@ -314,39 +314,48 @@ func (d *driver) state() (scenarioState, error) {
 	return s, nil
 }
 
-// until waits (up to 15 s) for the webhooks to be delivered and the API to
-// reach a state that satisfies ok, then prints the step: the clock, what
-// was done, the events Stripe sent for it, and our state.
-func (d *driver) until(what string, ok func(scenarioState) bool) (scenarioState, error) {
+// settle waits (up to 15 s) for the sandbox's webhooks to be delivered
+// and check to report done, then prints the step: the day on the clock,
+// what was done, the events Stripe sent for it, and our state as check
+// describes it.
+func (d *driver) settle(what string, check func() (done bool, state string, err error)) error {
 	deadline := time.Now().Add(15 * time.Second)
-	var s scenarioState
-	var err error
 	for {
 		wctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
-		werr := d.sb.WaitDelivered(wctx)
+		err := d.sb.WaitDelivered(wctx)
 		cancel()
-		if werr != nil {
-			return s, werr
+		if err != nil {
+			return err
 		}
-		s, err = d.state()
-		if err == nil && ok(s) {
-			break
+		done, state, err := check()
+		if err == nil && done {
+			events, err := d.newEvents()
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(d.out, "  day %5.1f  %s\n             events: %s\n             state:  %s\n",
+				d.now().Sub(d.start).Hours()/24, what, strings.Join(events, ", "), state)
+			return nil
 		}
 		if time.Now().After(deadline) {
 			if err != nil {
-				return s, fmt.Errorf("%s: %w", what, err)
+				return fmt.Errorf("%s: %w", what, err)
 			}
-			return s, fmt.Errorf("%s: the API shows %s", what, s)
+			return fmt.Errorf("%s: the API shows %s", what, state)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	events, err := d.newEvents()
-	if err != nil {
-		return s, err
-	}
-	day := d.now().Sub(d.start).Hours() / 24
-	fmt.Fprintf(d.out, "  day %5.1f  %s\n             events: %s\n             state:  %s\n", day, what, strings.Join(events, ", "), s)
-	return s, nil
+}
+
+// until settles on a workspace state that satisfies ok.
+func (d *driver) until(what string, ok func(scenarioState) bool) (scenarioState, error) {
+	var s scenarioState
+	err := d.settle(what, func() (bool, string, error) {
+		var err error
+		s, err = d.state()
+		return err == nil && ok(s), s.String(), err
+	})
+	return s, err
 }
 
 // newEvents lists the types of the sandbox's events since the last step,
@@ -734,32 +743,12 @@ func (d *driver) paymentStatus() (status string, refunded int, err error) {
 	return "", 0, err
 }
 
-// untilPayment waits for the payment to reach a status, then prints the step.
+// untilPayment settles on the latest payment's status and refunded amount.
 func (d *driver) untilPayment(what, want string, refunded int) error {
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		wctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
-		werr := d.sb.WaitDelivered(wctx)
-		cancel()
-		if werr != nil {
-			return werr
-		}
+	return d.settle(what, func() (bool, string, error) {
 		status, ref, err := d.paymentStatus()
-		if err == nil && status == want && ref == refunded {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s: payment %s refunded %d (%v); want %s refunded %d", what, status, ref, err, want, refunded)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	events, err := d.newEvents()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(d.out, "  day %5.1f  %s\n             events: %s\n             state:  payment %s, %d refunded\n",
-		d.now().Sub(d.start).Hours()/24, what, strings.Join(events, ", "), want, refunded)
-	return nil
+		return status == want && ref == refunded, fmt.Sprintf("payment %s, %d refunded", status, ref), err
+	})
 }
 
 func scenario3DS(d *driver) error {
@@ -827,14 +816,7 @@ func scenarioAbandoned(d *driver) error {
 	if err := d.advance(25 * time.Hour); err != nil {
 		return err
 	}
-	deadline := time.Now().Add(15 * time.Second)
-	for {
-		wctx, cancel := context.WithTimeout(d.ctx, 10*time.Second)
-		werr := d.sb.WaitDelivered(wctx)
-		cancel()
-		if werr != nil {
-			return werr
-		}
+	return d.settle("opened Checkout for a payment and left; a day later", func() (bool, string, error) {
 		var r struct {
 			Workspace struct {
 				CheckoutSessions struct {
@@ -842,22 +824,11 @@ func scenarioAbandoned(d *driver) error {
 				}
 			}
 		}
-		if err := d.gql(`query($w: ID!) { workspace(id: $w) { checkoutSessions(first: 1) { edges { node { status } } } } }`, map[string]any{"w": d.ws}, &r); err != nil {
-			return err
+		err := d.gql(`query($w: ID!) { workspace(id: $w) { checkoutSessions(first: 1) { edges { node { status } } } } }`, map[string]any{"w": d.ws}, &r)
+		status := "no session"
+		if e := r.Workspace.CheckoutSessions.Edges; len(e) == 1 {
+			status = "session " + e[0].Node.Status
 		}
-		if e := r.Workspace.CheckoutSessions.Edges; len(e) == 1 && e[0].Node.Status == "EXPIRED" {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the abandoned session is not EXPIRED after 25 hours: %+v", r)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	events, err := d.newEvents()
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(d.out, "  day %5.1f  opened Checkout for a payment and left; a day later\n             events: %s\n             state:  session EXPIRED, no payment\n",
-		d.now().Sub(d.start).Hours()/24, strings.Join(events, ", "))
-	return nil
+		return status == "session EXPIRED", status, err
+	})
 }
