@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"billingapi/ent"
@@ -83,12 +84,23 @@ func Open(ctx context.Context, rawURL string, o Options) (*Store, error) {
 			_ = client.Close()
 			return nil, fmt.Errorf("database: migrate: %s", redact(err, rawURL))
 		}
-	} else if err := client.Schema.Create(ctx); err != nil {
+	} else if err := createSchema(ctx, client); err != nil {
 		// The embedded SQLite file keeps ent's auto-migration.
 		_ = client.Close()
 		return nil, fmt.Errorf("database: create schema: %s", redact(err, rawURL))
 	}
 	return &Store{Client: client, SQL: db, Dialect: drv}, nil
+}
+
+// schemaMu serializes ent's auto-migration: it fills in the generated
+// package's shared table descriptions as it goes, so two stores opened at
+// once in one process (tests, scenarios) would race on them.
+var schemaMu sync.Mutex
+
+func createSchema(ctx context.Context, client *ent.Client) error {
+	schemaMu.Lock()
+	defer schemaMu.Unlock()
+	return client.Schema.Create(ctx)
 }
 
 // IsPostgres reports whether url names a PostgreSQL database.

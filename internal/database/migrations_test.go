@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"database/sql"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -116,6 +117,39 @@ func TestOpenRefusesABadURLWithoutItsPassword(t *testing.T) {
 		}
 		if !strings.Contains(err.Error(), "DATABASE_URL") {
 			t.Errorf("Open(%q): %v, want it to name DATABASE_URL", url, err)
+		}
+	}
+}
+
+// Two SQLite stores opened at once in one process each get their schema;
+// under -race (make test) this fails if their auto-migrations share state
+// unguarded.
+func TestSQLiteStoresOpenedTogether(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	var wg sync.WaitGroup
+	errs := make([]error, 4)
+	for i := range errs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			store, err := database.Open(ctx, dir+"/"+string(rune('a'+i))+".db", database.Options{})
+			if err == nil {
+				var tables int
+				err = store.SQL.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'workspaces'`).Scan(&tables)
+				if err == nil && tables != 1 {
+					err = fmt.Errorf("no workspaces table")
+				}
+				store.Close()
+			}
+			errs[i] = err
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("store %d: %v", i, err)
 		}
 	}
 }
