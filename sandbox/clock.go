@@ -75,8 +75,10 @@ func (s *Server) runDue(clock string, until int64) error {
 			return nil
 		}
 		s.frozen[clock] = max(best, s.frozenFloor(clock))
-		err := run()
-		delete(s.frozen, clock)
+		err := func() error {
+			defer delete(s.frozen, clock)
+			return run()
+		}()
 		if err != nil {
 			return err
 		}

@@ -199,3 +199,50 @@ func TestStateSurvivesARestart(t *testing.T) {
 		t.Fatalf("the advanced clock moved by %s across the restart", d)
 	}
 }
+
+// A refused request changes nothing and emits nothing, even when the
+// handler had begun to change objects before it found the problem.
+func TestARefusedRequestChangesNothing(t *testing.T) {
+	b := newBox(t)
+	prod, err := b.sc.Products.New(&stripe.ProductParams{Name: stripe.String("Pro")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := b.sc.Prices.New(&stripe.PriceParams{Product: stripe.String(prod.ID), UnitAmount: stripe.Int64(100),
+		Currency: stripe.String("usd"), LookupKey: stripe.String("pro")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := len(b.delivered(t))
+
+	t.Run("TransferWithBadMetadataKeepsTheLookupKey", func(t *testing.T) {
+		_, err := b.sc.Prices.New(&stripe.PriceParams{Product: stripe.String(prod.ID), UnitAmount: stripe.Int64(200),
+			Currency: stripe.String("usd"), LookupKey: stripe.String("pro"), TransferLookupKey: stripe.Bool(true),
+			Metadata: map[string]string{strings.Repeat("k", 41): "v"}})
+		var se *stripe.Error
+		if !errors.As(err, &se) || se.HTTPStatusCode != 400 {
+			t.Fatalf("a metadata key of 41 characters: %v", err)
+		}
+		got, err := b.sc.Prices.Get(first.ID, nil)
+		if err != nil || got.LookupKey != "pro" {
+			t.Fatalf("the refused transfer took the lookup key: %q %v", got.LookupKey, err)
+		}
+	})
+	t.Run("CustomerWithADeclinedCardIsNotCreated", func(t *testing.T) {
+		_, err := b.sc.Customers.New(&stripe.CustomerParams{Email: stripe.String("x@example.com"),
+			PaymentMethod: stripe.String("pm_card_chargeDeclined")})
+		var se *stripe.Error
+		if !errors.As(err, &se) || se.HTTPStatusCode != 402 {
+			t.Fatalf("a customer with a declined card: %v", err)
+		}
+		n := 0
+		for it := b.sc.Customers.List(nil); it.Next(); n++ {
+		}
+		if n != 0 {
+			t.Fatalf("%d customers exist after a refused create", n)
+		}
+	})
+	if got := b.delivered(t); len(got) != before {
+		t.Fatalf("refused requests emitted %v", got[before:])
+	}
+}

@@ -23,6 +23,10 @@ type Error struct {
 	// Objects carried by the error, as Stripe does for card errors
 	// (payment_intent, setup_intent, payment_method).
 	Extra object
+	// Keep says the request's changes stand although it failed: a declined
+	// confirmation leaves the intent with its failed attempt. Any other
+	// error leaves the sandbox as it was before the request.
+	Keep bool
 }
 
 func (e *Error) Error() string { return e.Type + ": " + e.Message }

@@ -194,7 +194,7 @@ func (s *Server) failIntent(c *call, pi, pm object, code, declineCode, message s
 	if e := s.runIntentHooks(c, pi); e != nil {
 		return e
 	}
-	return &Error{Status: 402, Type: cardError, Code: code, DeclineCode: declineCode, Message: message,
+	return &Error{Status: 402, Type: cardError, Code: code, DeclineCode: declineCode, Message: message, Keep: true,
 		Extra: object{"payment_intent": clone(pi), "charge": ch["id"]}}
 }
 

@@ -374,7 +374,7 @@ func (s *Server) failSetupIntent(c *call, si, pm object, code, declineCode, mess
 	si["next_action"] = nil
 	si["last_setup_error"] = lastErr
 	s.emit(c, "setup_intent.setup_failed", si, nil)
-	return &Error{Status: 402, Type: cardError, Code: code, DeclineCode: declineCode, Message: message,
+	return &Error{Status: 402, Type: cardError, Code: code, DeclineCode: declineCode, Message: message, Keep: true,
 		Extra: object{"setup_intent": clone(si), "payment_method": clone(pm)}}
 }
 

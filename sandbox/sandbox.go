@@ -252,6 +252,10 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	c := &call{s: s, r: r, params: params, idemKey: key, reqID: reqID}
+	var before []byte
+	if r.Method != http.MethodGet {
+		before = s.snapshot()
+	}
 	result, herr := c.run(ep.h)
 	status, out := http.StatusOK, []byte(nil)
 	if herr != nil {
@@ -261,6 +265,12 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 			e = &Error{Status: http.StatusInternalServerError, Type: "api_error", Message: "The sandbox failed: " + herr.Error()}
 		}
 		status, out = e.Status, mustJSON(e.body())
+		// A refused request changes nothing, as at Stripe, but for a
+		// declined confirmation, whose failed attempt stands (Error.Keep).
+		if before != nil && !e.Keep {
+			s.restore(before)
+			c.events = nil
+		}
 	} else {
 		out = mustJSON(s.expand(result, expansions(params)))
 	}
@@ -372,18 +382,64 @@ func newID(prefix string) string { return prefix + "_" + randomID(24) }
 
 // locked runs fn under the sandbox's lock as one change (a hosted page's
 // form, a test's setup), then writes the state and wakes the sender.
-func (s *Server) locked(fn func(c *call) error) error {
+func (s *Server) locked(fn func(c *call) error) (err error) {
 	s.mu.Lock()
+	defer s.kick()
+	defer s.mu.Unlock()
+	before := s.snapshot()
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("sandbox: page panicked", "panic", p, "stack", string(debug.Stack()))
+			s.restore(before)
+			err = fmt.Errorf("panic: %v", p)
+		}
+	}()
 	c := &call{s: s, params: map[string]any{}}
-	err := fn(c)
-	s.dirty = true
-	perr := s.persistLocked()
-	s.mu.Unlock()
-	s.kick()
-	if err != nil {
+	if err := fn(c); err != nil {
 		return err
 	}
-	return perr
+	s.dirty = true
+	return s.persistLocked()
+}
+
+// snapshot returns the state as JSON, to restore if a change fails
+// halfway; restore puts it back.
+func (s *Server) snapshot() []byte { return mustJSON(s.st) }
+
+func (s *Server) restore(snap []byte) {
+	var st state
+	if err := json.Unmarshal(snap, &st); err != nil {
+		panic(err) // it was marshalled from a state a moment ago
+	}
+	st.path = s.st.path
+	s.st = &st
+	s.dirty = false
+}
+
+// tickClock does the work the sandbox's own clock has made due; a failure
+// or panic leaves the state as it was before.
+func (s *Server) tickClock() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	before := s.snapshot()
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("sandbox: clock panicked", "panic", p, "stack", string(debug.Stack()))
+			s.restore(before)
+		}
+	}()
+	n := len(s.st.Events)
+	if err := s.runDue("", s.nowOn("")); err != nil {
+		s.log.Error("sandbox: clock", "err", err)
+		s.restore(before)
+		return
+	}
+	if len(s.st.Events) != n {
+		s.dirty = true
+	}
+	if err := s.persistLocked(); err != nil {
+		s.log.Error("sandbox: write state", "err", err)
+	}
 }
 
 // kick wakes the webhook sender.
@@ -407,18 +463,7 @@ func (s *Server) background() {
 			return
 		case <-s.wake:
 		case <-tick.C:
-			s.mu.Lock()
-			n := len(s.st.Events)
-			if err := s.runDue("", s.nowOn("")); err != nil {
-				s.log.Error("sandbox: clock", "err", err)
-			}
-			if len(s.st.Events) != n {
-				s.dirty = true
-			}
-			if err := s.persistLocked(); err != nil {
-				s.log.Error("sandbox: write state", "err", err)
-			}
-			s.mu.Unlock()
+			s.tickClock()
 		}
 	}
 }
