@@ -75,6 +75,9 @@ func (s *Server) routesCatalog() {
 	})
 
 	s.handle("POST /v1/prices", func(c *call) (any, error) {
+		if e := c.refuse("POST /v1/prices", "custom_unit_amount", "transform_quantity", "currency_options"); e != nil {
+			return nil, e
+		}
 		productID := c.str("product")
 		if productID == "" {
 			if c.has("product_data") {
@@ -87,9 +90,6 @@ func (s *Server) routesCatalog() {
 		}
 		if c.str("billing_scheme") == "tiered" || c.has("tiers") {
 			return nil, notImplemented("tiered prices")
-		}
-		if c.has("custom_unit_amount") {
-			return nil, notImplemented("custom_unit_amount")
 		}
 		amount, ok := c.int("unit_amount")
 		if !ok {

@@ -1,12 +1,14 @@
 package sandbox
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -128,6 +130,10 @@ func TestRequestsAreCheckedAgainstTheSpec(t *testing.T) {
 		{"WrongType", "POST", "/v1/prices", "product=prod_x&currency=usd&unit_amount=ten", nil, 400, "unit_amount"},
 		{"UnimplementedEndpointIsRefusedByName", "POST", "/v1/transfers", "amount=1&currency=usd&destination=acct_1", nil, 501, "POST /v1/transfers"},
 		{"NotStripeAtAll", "GET", "/v1/nothing_here", "", nil, 404, "Unrecognized request URL"},
+		{"CustomerBalanceIsRefusedByName", "POST", "/v1/customers", "balance=500", nil, 501, "the parameter balance of POST /v1/customers"},
+		{"CustomerCouponIsRefusedByName", "POST", "/v1/customers", "coupon=c1", nil, 501, "the parameter coupon"},
+		{"TransformQuantityIsRefusedByName", "POST", "/v1/prices", "product=prod_x&currency=usd&unit_amount=10&transform_quantity[divide_by]=10&transform_quantity[round]=up", nil, 501, "transform_quantity"},
+		{"WebhookEndpointOfAnotherVersionIsRefused", "POST", "/v1/webhook_endpoints", "url=https://example.com/hook&enabled_events[]=*&api_version=2022-11-15", nil, 501, "2022-11-15"},
 		{"OtherAPIVersion", "GET", "/v1/customers", "", map[string]string{"Stripe-Version": "2024-06-20"}, 400, APIVersion},
 		{"UnknownObject", "GET", "/v1/customers/cus_nope", "", nil, 404, "No such customer: 'cus_nope'"},
 		{"LiveKey", "GET", "/v1/customers", "", map[string]string{"Authorization": "Bearer sk_live_x"}, 401, "live keys"},
@@ -244,5 +250,35 @@ func TestARefusedRequestChangesNothing(t *testing.T) {
 	})
 	if got := b.delivered(t); len(got) != before {
 		t.Fatalf("refused requests emitted %v", got[before:])
+	}
+}
+
+// A delivery the endpoint keeps refusing is retried for three days, as
+// Stripe does, then dropped, so that a dead endpoint does not hold the
+// queue for ever.
+func TestAFailingDeliveryIsDroppedAfterThreeDays(t *testing.T) {
+	var wall atomic.Int64
+	wall.Store(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).UnixMilli())
+	b := newBox(t, func(o *Options) { o.Now = func() time.Time { return time.UnixMilli(wall.Load()) } })
+	b.recv.mu.Lock()
+	b.recv.fail = 1 << 30
+	b.recv.mu.Unlock()
+	if _, err := b.sc.Customers.New(&stripe.CustomerParams{}); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	if err := b.WaitDelivered(ctx); err == nil {
+		t.Fatal("a refused delivery counted as delivered")
+	}
+	wall.Add((72*time.Hour + time.Minute).Milliseconds())
+	b.kick()
+	ctx2, cancel2 := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel2()
+	if err := b.WaitDelivered(ctx2); err != nil {
+		t.Fatalf("three days on, the delivery is still queued: %v", err)
+	}
+	if len(b.recv.types()) != 0 {
+		t.Fatal("the receiver accepted an event it refused")
 	}
 }

@@ -9,6 +9,9 @@ import (
 // for invoices) and listed.
 func (s *Server) routesCustomers() {
 	s.handle("POST /v1/customers", func(c *call) (any, error) {
+		if e := c.refuse("POST /v1/customers", customerRefused...); e != nil {
+			return nil, e
+		}
 		clock := c.str("test_clock")
 		if clock != "" && s.get("test_helpers.test_clock", clock) == nil {
 			return nil, noSuch("test clock", "test_clock", clock)
@@ -50,6 +53,9 @@ func (s *Server) routesCustomers() {
 		return s.must("customer", c.r.PathValue("id"), "id")
 	})
 	s.handle("POST /v1/customers/{id}", func(c *call) (any, error) {
+		if e := c.refuse("POST /v1/customers/{id}", customerRefused...); e != nil {
+			return nil, e
+		}
 		cu, err := s.must("customer", c.r.PathValue("id"), "id")
 		if err != nil {
 			return nil, err
@@ -89,6 +95,11 @@ func (s *Server) routesCustomers() {
 		}))
 	})
 }
+
+// customerRefused are customer parameters the sandbox does not keep and
+// that would change what a customer is billed or shows.
+var customerRefused = []string{"address", "balance", "cash_balance", "coupon", "invoice_prefix", "next_invoice_sequence",
+	"promotion_code", "shipping", "source", "tax", "tax_exempt", "tax_id_data", "default_source"}
 
 // setDefaultPaymentMethod makes a payment method the customer's default for
 // invoices; it must be attached to that customer.

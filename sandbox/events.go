@@ -67,8 +67,12 @@ func (s *Server) queue(event, url, secret string, delay time.Duration) {
 	if s.opts.Chaos {
 		due = due.Add(time.Duration(rand.IntN(500)) * time.Millisecond)
 	}
-	s.st.Deliveries = append(s.st.Deliveries, &delivery{Event: event, URL: url, Secret: secret, Due: due.UnixMilli(), Seq: s.st.Seq})
+	s.st.Deliveries = append(s.st.Deliveries, &delivery{Event: event, URL: url, Secret: secret, Due: due.UnixMilli(),
+		Queued: s.opts.Now().UnixMilli(), Seq: s.st.Seq})
 }
+
+// deliveryWindow is how long a failing delivery is retried, as Stripe does.
+const deliveryWindow = 72 * time.Hour
 
 type endpoint struct {
 	url, secret string
@@ -134,9 +138,20 @@ func (s *Server) deliverDue() {
 		}
 		ok := payload != nil && s.post(d, payload)
 		s.mu.Lock()
-		if ok || payload == nil {
-			s.st.Deliveries = slices.DeleteFunc(s.st.Deliveries, func(x *delivery) bool { return x == d })
-		} else {
+		// Found again by its sequence number: a request that failed
+		// meanwhile may have restored the state, with new delivery values.
+		seq := d.Seq
+		i := slices.IndexFunc(s.st.Deliveries, func(x *delivery) bool { return x.Seq == seq })
+		switch {
+		case i < 0: // its endpoint was deleted meanwhile
+		case ok || payload == nil:
+			s.st.Deliveries = slices.Delete(s.st.Deliveries, i, i+1)
+		case s.opts.Now().UnixMilli()-s.st.Deliveries[i].Queued > deliveryWindow.Milliseconds():
+			// Stripe gives up on an event after three days of retries.
+			s.log.Warn("sandbox: delivery abandoned after three days", "event", d.Event, "url", d.URL)
+			s.st.Deliveries = slices.Delete(s.st.Deliveries, i, i+1)
+		default:
+			d := s.st.Deliveries[i]
 			d.Attempts++
 			wait := s.opts.RetryBase << min(d.Attempts-1, 20)
 			if wait > s.opts.RetryMax || wait <= 0 {
@@ -221,6 +236,12 @@ func (s *Server) routesEvents() {
 	})
 
 	s.handle("POST /v1/webhook_endpoints", func(c *call) (any, error) {
+		if e := c.refuse("POST /v1/webhook_endpoints", "connect"); e != nil {
+			return nil, e
+		}
+		if v := c.str("api_version"); v != "" && v != APIVersion {
+			return nil, notImplemented("webhook endpoints of API version " + v + " (its events are " + APIVersion + ")")
+		}
 		u := c.str("url")
 		if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
 			return nil, badRequest("url", "Invalid URL: must be http:// or https://.")
@@ -262,7 +283,10 @@ func (s *Server) routesEvents() {
 		if s.get("webhook_endpoint", id) == nil {
 			return nil, noSuch("webhook endpoint", "id", id)
 		}
+		secret := str(s.internal(id)["secret"])
 		delete(s.st.Objects, id)
+		// What was queued for it goes with it.
+		s.st.Deliveries = slices.DeleteFunc(s.st.Deliveries, func(d *delivery) bool { return d.Secret == secret })
 		s.dirty = true
 		return object{"id": id, "object": "webhook_endpoint", "deleted": true}, nil
 	})

@@ -231,7 +231,7 @@ func (s *Server) newCharge(pi, pm object, status, code, declineCode, message str
 	ch["refunded"] = false
 	ch["refunds"] = object{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/charges/" + id + "/refunds"}
 	ch["status"] = status
-	ch["receipt_url"] = s.opts.PublicURL + "/receipts/" + id
+	ch["receipt_url"] = nil // the sandbox sends no receipts
 	outcome := object{"network_status": "approved_by_network", "reason": nil, "risk_level": "normal",
 		"seller_message": "Payment complete.", "type": "authorized"}
 	if status == "succeeded" {

@@ -35,6 +35,7 @@ type delivery struct {
 	Secret   string `json:"secret"`
 	Attempts int    `json:"attempts"`
 	Due      int64  `json:"due_unix_ms"`
+	Queued   int64  `json:"queued_unix_ms"` // when the event was first queued
 	Seq      int64  `json:"seq"`
 }
 
