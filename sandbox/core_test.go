@@ -103,6 +103,32 @@ func TestIdempotencyAsStripeDoesIt(t *testing.T) {
 	}
 }
 
+// Stripe keeps an idempotency key for 24 hours: a day later the same key
+// is a new request.
+func TestIdempotencyKeysExpireAfterADay(t *testing.T) {
+	var wall atomic.Int64
+	wall.Store(time.Date(2026, 12, 7, 12, 0, 0, 0, time.UTC).Unix())
+	b := newBox(t, func(o *Options) { o.Now = func() time.Time { return time.Unix(wall.Load(), 0) } })
+	create := func(email string) (*stripe.Customer, error) {
+		p := &stripe.CustomerParams{Email: stripe.String(email)}
+		p.SetIdempotencyKey("daily")
+		return b.sc.Customers.New(p)
+	}
+	first, err := create("a@example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wall.Add(23 * 3600)
+	if again, err := create("a@example.com"); err != nil || again.ID != first.ID {
+		t.Fatalf("23 hours later the key did not replay: %v %v", again, err)
+	}
+	wall.Add(2 * 3600)
+	second, err := create("b@example.com")
+	if err != nil || second.ID == first.ID {
+		t.Fatalf("25 hours later the key still held: %v %v", second, err)
+	}
+}
+
 func TestRequestsAreCheckedAgainstTheSpec(t *testing.T) {
 	b := newBox(t)
 	do := func(method, path, body string, header map[string]string) (int, string) {

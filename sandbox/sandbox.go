@@ -237,7 +237,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 
 	s.mu.Lock()
 	if key != "" && r.Method == http.MethodPost {
-		if rec, ok := s.st.Idempotency[key]; ok {
+		if rec, ok := s.st.Idempotency[key]; ok && s.opts.Now().Unix()-rec.Created <= idempotencyWindow {
 			s.mu.Unlock()
 			if rec.Fingerprint != fingerprint {
 				writeError(w, &Error{Status: http.StatusBadRequest, Type: idempotency,
@@ -275,7 +275,15 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		out = mustJSON(s.expand(result, expansions(params)))
 	}
 	if key != "" && r.Method == http.MethodPost && status < 500 {
-		s.st.Idempotency[key] = idemRecord{Fingerprint: fingerprint, Status: status, Body: out, Created: s.opts.Now().Unix()}
+		now := s.opts.Now().Unix()
+		s.st.Idempotency[key] = idemRecord{Fingerprint: fingerprint, Status: status, Body: out, Created: now}
+		// Stripe keeps a key for 24 hours; so does the sandbox, so that
+		// state.json does not grow with every key ever sent.
+		for k, rec := range s.st.Idempotency {
+			if now-rec.Created > idempotencyWindow {
+				delete(s.st.Idempotency, k)
+			}
+		}
 		s.dirty = true
 	}
 	if r.Method != http.MethodGet {
@@ -361,6 +369,9 @@ func canonicalParams(p map[string]any) string {
 	b, _ := json.Marshal(p) // encoding/json sorts map keys
 	return string(b)
 }
+
+// idempotencyWindow is how long (seconds) an idempotency key is kept.
+const idempotencyWindow = 24 * 3600
 
 const idAlphabet = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 
