@@ -216,6 +216,16 @@ func (s *Server) resolveDiscount(couponID, promoID string) (coupon, promo object
 	return coupon, promo, nil
 }
 
+// couponFits refuses an amount-off coupon of another currency than what it
+// would discount, as Stripe does (a percentage fits any).
+func couponFits(coupon object, currency string) *Error {
+	if coupon == nil || coupon["amount_off"] == nil || currency == "" || str(coupon["currency"]) == currency {
+		return nil
+	}
+	return badRequest("coupon", "Coupon %s takes %s off; it cannot discount a subscription billed in %s.",
+		coupon["id"], coupon["currency"], currency)
+}
+
 // newDiscount makes the discount object a coupon (through a promotion code
 // or not) gives a subscription, and counts the redemption.
 func (s *Server) newDiscount(c *call, coupon, promo object, sub object, start int64) object {

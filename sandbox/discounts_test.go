@@ -118,3 +118,28 @@ func TestCouponsAndPromotionCodes(t *testing.T) {
 		})
 	}
 }
+
+// An amount-off coupon discounts only its own currency: Stripe refuses a
+// euro coupon on a dollar subscription rather than take 500 cents off.
+func TestAmountOffCouponOfAnotherCurrencyIsRefused(t *testing.T) {
+	b := newBox(t)
+	pl := b.plans(t)
+	cus, _ := b.customer(t, "pm_card_visa", "")
+	euros, err := b.sc.Coupons.New(&stripe.CouponParams{AmountOff: stripe.Int64(500), Currency: stripe.String("eur"), Duration: stripe.String("once")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic), Coupon: stripe.String(euros.ID)})
+	if se := stripeErrStatus(t, err, 400); se.Param != "coupon" {
+		t.Fatalf("a eur coupon on a usd subscription: %v", err)
+	}
+	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{Coupon: stripe.String(euros.ID)})
+	stripeErrStatus(t, err, 400)
+	if got, _ := b.sc.Subscriptions.Get(sub.ID, nil); got.Discount != nil {
+		t.Fatalf("the refused coupon was applied: %+v", got.Discount)
+	}
+}

@@ -370,6 +370,9 @@ func (s *Server) startSub(c *call, in subscriptionSpec, o startOpts) (object, *E
 	if err != nil {
 		return nil, err
 	}
+	if err := couponFits(coupon, str(prices[0]["currency"])); err != nil {
+		return nil, err
+	}
 
 	sub := s.spec.blank("subscription")
 	sub["id"] = newID("sub")
@@ -606,6 +609,9 @@ func (s *Server) updateSubscription(c *call, sub object) (any, error) {
 	}
 	coupon, promo, err := s.resolveDiscount(c.str("coupon"), c.str("promotion_code"))
 	if err != nil {
+		return nil, err
+	}
+	if err := couponFits(coupon, str(sub["currency"])); err != nil {
 		return nil, err
 	}
 	var pm object
