@@ -104,7 +104,7 @@ func (s *Server) periodEnds(sub object) {
 		sub["status"] = "active"
 	}
 	s.emit(nil, "customer.subscription.updated", sub, changed(before, sub))
-	s.invoiceCycle(nil, sub, "subscription_cycle", "allow_incomplete")
+	s.invoiceCycle(nil, sub, "subscription_cycle", "allow_incomplete", true)
 }
 
 // retryInvoice makes a failed invoice's next attempt with the payment
@@ -117,5 +117,5 @@ func (s *Server) retryInvoice(inv object) {
 	if sub := s.get("subscription", idOf(inv["subscription"])); sub != nil {
 		pm = s.subPaymentMethod(sub)
 	}
-	s.chargeInvoice(nil, inv, pm)
+	s.chargeInvoice(nil, inv, pm, true)
 }

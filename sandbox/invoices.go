@@ -328,7 +328,20 @@ func (s *Server) invoicePaymentFailed(c *call, inv object) {
 			sub["status"] = "unpaid"
 			s.emit(c, "customer.subscription.updated", sub, changed(before, sub))
 		}
-	case sub["status"] == "active" || sub["status"] == "trialing":
+	default:
+		s.awaitPayment(c, inv)
+	}
+}
+
+// awaitPayment makes a live subscription past_due while the invoice it
+// raised after its first (a renewal, a plan change) waits for payment: a
+// decline, 3D Secure, or default_incomplete leaving it to the client.
+func (s *Server) awaitPayment(c *call, inv object) {
+	sub := s.get("subscription", idOf(inv["subscription"]))
+	if sub == nil || inv["billing_reason"] == "subscription_create" || idOf(sub["latest_invoice"]) != inv["id"] {
+		return
+	}
+	if sub["status"] == "active" || sub["status"] == "trialing" {
 		before := clone(sub)
 		sub["status"] = "past_due"
 		s.emit(c, "customer.subscription.updated", sub, changed(before, sub))
@@ -346,6 +359,7 @@ func (s *Server) invoiceIntentHook(c *call, pi object) error {
 		s.markInvoicePaid(c, inv, pi)
 	case "requires_action":
 		s.emit(c, "invoice.payment_action_required", inv, nil)
+		s.awaitPayment(c, inv)
 	case "requires_payment_method":
 		if pi["last_payment_error"] != nil {
 			s.invoicePaymentFailed(c, inv)
@@ -354,9 +368,11 @@ func (s *Server) invoiceIntentHook(c *call, pi object) error {
 	return nil
 }
 
-// chargeInvoice attempts an open invoice's payment off-session with the
-// payment method (nil: none, which fails the attempt).
-func (s *Server) chargeInvoice(c *call, inv object, pm object) *Error {
+// chargeInvoice attempts an open invoice's payment with the payment method
+// (nil: none, which fails the attempt); offSession for renewals and
+// retries, on-session when the customer asked (a plan change, /pay with
+// off_session=false), where 3D Secure can be passed.
+func (s *Server) chargeInvoice(c *call, inv object, pm object, offSession bool) *Error {
 	if num(inv["amount_due"]) == 0 {
 		s.markInvoicePaid(c, inv, nil)
 		return nil
@@ -369,14 +385,14 @@ func (s *Server) chargeInvoice(c *call, inv object, pm object) *Error {
 	if pi["status"] == "requires_action" {
 		pi["status"] = "requires_payment_method"
 	}
-	return s.confirmIntent(c, pi, pm, true)
+	return s.confirmIntent(c, pi, pm, offSession)
 }
 
 // invoiceCycle invoices a subscription now: its pending prorations, plus
 // the current period's items for a renewal or a trial ended early; the
 // invoice is finalized and charged unless the payment behaviour leaves it
 // to the client.
-func (s *Server) invoiceCycle(c *call, sub object, reason, behaviour string) object {
+func (s *Server) invoiceCycle(c *call, sub object, reason, behaviour string, offSession bool) object {
 	si := s.internal(str(sub["id"]))
 	lines := append([]any{}, pendingLines(s, sub)...)
 	delete(si, "pending")
@@ -398,9 +414,10 @@ func (s *Server) invoiceCycle(c *call, sub object, reason, behaviour string) obj
 	}
 	s.finalizeInvoice(c, inv, false)
 	if behaviour == "default_incomplete" && num(inv["amount_due"]) > 0 {
+		s.awaitPayment(c, inv)
 		return inv
 	}
-	s.chargeInvoice(c, inv, s.subPaymentMethod(sub))
+	s.chargeInvoice(c, inv, s.subPaymentMethod(sub), offSession)
 	return inv
 }
 
@@ -416,7 +433,7 @@ func (s *Server) finalizeDraft(inv object) {
 	if sub == nil || sub["status"] == "canceled" || sub["status"] == "incomplete_expired" {
 		return
 	}
-	s.chargeInvoice(nil, inv, s.subPaymentMethod(sub))
+	s.chargeInvoice(nil, inv, s.subPaymentMethod(sub), true)
 }
 
 func (s *Server) routesInvoices() {
@@ -473,7 +490,8 @@ func (s *Server) routesInvoices() {
 		} else if sub := s.get("subscription", idOf(inv["subscription"])); sub != nil {
 			pm = s.subPaymentMethod(sub)
 		}
-		if e := s.chargeInvoice(c, inv, pm); e != nil {
+		// Stripe's /pay is off-session unless told otherwise.
+		if e := s.chargeInvoice(c, inv, pm, !c.has("off_session") || c.bool("off_session")); e != nil {
 			return nil, e
 		}
 		return inv, nil

@@ -710,9 +710,9 @@ func (s *Server) updateSubscription(c *call, sub object) (any, error) {
 	}
 	switch {
 	case endTrial:
-		s.invoiceCycle(c, sub, "subscription_update", behaviour)
+		s.invoiceCycle(c, sub, "subscription_update", behaviour, c.bool("off_session"))
 	case proration == "always_invoice" && len(pendingLines(s, sub)) > 0:
-		s.invoiceCycle(c, sub, "subscription_update", behaviour)
+		s.invoiceCycle(c, sub, "subscription_update", behaviour, c.bool("off_session"))
 	}
 	return sub, nil
 }

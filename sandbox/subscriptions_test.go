@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"slices"
 	"testing"
 
 	"github.com/stripe/stripe-go/v76"
@@ -379,5 +380,64 @@ func TestTrialWithoutACardGetsAPendingSetupIntent(t *testing.T) {
 	if got.Status != "active" || got.LatestInvoice.Status != "paid" || got.DefaultPaymentMethod == nil ||
 		got.DefaultPaymentMethod.ID != pm || got.PendingSetupIntent != nil {
 		t.Fatalf("after the trial: %s, invoice %s, default %v, pending %v", got.Status, got.LatestInvoice.Status, got.DefaultPaymentMethod, got.PendingSetupIntent)
+	}
+}
+
+// A plan change invoiced at once is paid on-session unless off_session is
+// set, so a card that asks for 3D Secure leaves the invoice waiting for the
+// customer (and the subscription past_due until it is paid), as Stripe's
+// update does; default_incomplete leaves the payment to the client.
+func TestPlanChangeInvoicedAtOncePaysOnSession(t *testing.T) {
+	cases := []struct {
+		name       string
+		offSession bool
+		behavior   string
+		intent     stripe.PaymentIntentStatus
+		event      string
+	}{
+		{"ThreeDSecureWaitsForTheCustomer", false, "", stripe.PaymentIntentStatusRequiresAction, "invoice.payment_action_required"},
+		{"OffSessionThreeDSecureIsDeclined", true, "", stripe.PaymentIntentStatusRequiresPaymentMethod, "invoice.payment_failed"},
+		{"DefaultIncompleteLeavesItToTheClient", false, "default_incomplete", stripe.PaymentIntentStatusRequiresPaymentMethod, "invoice.finalized"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			b := newBox(t)
+			pl := b.plans(t)
+			cus, _ := b.customer(t, "pm_card_visa", "")
+			sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
+			if err != nil || sub.Status != stripe.SubscriptionStatusActive {
+				t.Fatalf("subscribe: %v %v", sub, err)
+			}
+			threeDS, err := b.sc.PaymentMethods.Attach("pm_card_authenticationRequired", &stripe.PaymentMethodAttachParams{Customer: stripe.String(cus)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			n := len(b.delivered(t))
+			p := &stripe.SubscriptionParams{
+				Items:                []*stripe.SubscriptionItemsParams{{ID: stripe.String(sub.Items.Data[0].ID), Price: stripe.String(pl.pro)}},
+				ProrationBehavior:    stripe.String("always_invoice"),
+				DefaultPaymentMethod: stripe.String(threeDS.ID),
+			}
+			if tc.offSession {
+				p.OffSession = stripe.Bool(true)
+			}
+			if tc.behavior != "" {
+				p.PaymentBehavior = stripe.String(tc.behavior)
+			}
+			p.AddExpand("latest_invoice.payment_intent")
+			got, err := b.sc.Subscriptions.Update(sub.ID, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			inv := got.LatestInvoice
+			if got.Status != stripe.SubscriptionStatusPastDue || inv.Status != stripe.InvoiceStatusOpen || inv.PaymentIntent.Status != tc.intent {
+				t.Fatalf("after the change: subscription %s, invoice %s, intent %s; want past_due, open, %s",
+					got.Status, inv.Status, inv.PaymentIntent.Status, tc.intent)
+			}
+			events := b.since(t, n)
+			if !slices.Contains(events, tc.event) || !slices.Contains(events, "customer.subscription.updated") {
+				t.Fatalf("events %v; want %s and the subscription's update", events, tc.event)
+			}
+		})
 	}
 }
