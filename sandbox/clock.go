@@ -198,6 +198,11 @@ func (s *Server) routesClocks() {
 		if s.get("test_helpers.test_clock", id) == nil {
 			return nil, noSuch("test clock", "id", id)
 		}
+		// Stripe deletes a clock's customers and what is billed to them
+		// with it; the sandbox does not, and refuses rather than orphan them.
+		if len(s.all("customer", func(cu object) bool { return idOf(cu["test_clock"]) == id })) > 0 {
+			return nil, notImplemented("deleting a test clock that has customers (Stripe deletes them with it)")
+		}
 		delete(s.st.Objects, id)
 		s.dirty = true
 		return object{"id": id, "object": "test_helpers.test_clock", "deleted": true}, nil

@@ -308,3 +308,42 @@ func TestAFailingDeliveryIsDroppedAfterThreeDays(t *testing.T) {
 		t.Fatal("the receiver accepted an event it refused")
 	}
 }
+
+func TestTestClocks(t *testing.T) {
+	b := newBox(t)
+	start := time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	tc, err := b.sc.TestHelpersTestClocks.New(&stripe.TestHelpersTestClockParams{FrozenTime: stripe.Int64(start)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	shaped(t, "test_helpers.test_clock", tc.LastResponse.RawJSON)
+	cu, err := b.sc.Customers.New(&stripe.CustomerParams{TestClock: stripe.String(tc.ID)})
+	if err != nil || cu.Created != start {
+		t.Fatalf("a customer on the clock is created at %d (%v); want the clock's %d", cu.Created, err, start)
+	}
+	t.Run("AdvancesOnlyForward", func(t *testing.T) {
+		_, err := b.sc.TestHelpersTestClocks.Advance(tc.ID, &stripe.TestHelpersTestClockAdvanceParams{FrozenTime: stripe.Int64(start - 1)})
+		var se *stripe.Error
+		if !errors.As(err, &se) || se.HTTPStatusCode != 400 {
+			t.Fatalf("advancing backwards: %v", err)
+		}
+		got, err := b.sc.TestHelpersTestClocks.Advance(tc.ID, &stripe.TestHelpersTestClockAdvanceParams{FrozenTime: stripe.Int64(start + 3600)})
+		if err != nil || got.FrozenTime != start+3600 || got.Status != "ready" {
+			t.Fatalf("advance: %+v %v", got, err)
+		}
+	})
+	t.Run("DeletingAClockWithCustomersIsRefused", func(t *testing.T) {
+		_, err := b.sc.TestHelpersTestClocks.Del(tc.ID, nil)
+		var se *stripe.Error
+		if !errors.As(err, &se) || se.HTTPStatusCode != 501 {
+			t.Fatalf("deleting a clock with a customer: %v", err)
+		}
+		empty, err := b.sc.TestHelpersTestClocks.New(&stripe.TestHelpersTestClockParams{FrozenTime: stripe.Int64(start)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.sc.TestHelpersTestClocks.Del(empty.ID, nil); err != nil {
+			t.Fatalf("deleting an empty clock: %v", err)
+		}
+	})
+}

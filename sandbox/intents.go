@@ -229,7 +229,8 @@ func (s *Server) newCharge(pi, pm object, status, code, declineCode, message str
 		"three_d_secure": nil, "wallet": nil,
 	}}
 	ch["refunded"] = false
-	ch["refunds"] = object{"object": "list", "data": []any{}, "has_more": false, "url": "/v1/charges/" + id + "/refunds"}
+	// No refunds list: since API 2022-11-15 a charge shows it only when
+	// expanded (expand[]=refunds), which expand builds from the refunds.
 	ch["status"] = status
 	ch["receipt_url"] = nil // the sandbox sends no receipts
 	outcome := object{"network_status": "approved_by_network", "reason": nil, "risk_level": "normal",

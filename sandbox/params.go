@@ -207,6 +207,12 @@ func (s *Server) expandPath(o map[string]any, parts []string) {
 		return
 	}
 	v, ok := o[parts[0]]
+	if !ok && parts[0] == "refunds" && o["object"] == "charge" {
+		// A charge's refunds are listed only when asked for.
+		l := s.chargeRefunds(str(o["id"]))
+		o["refunds"] = l
+		v, ok = l, true
+	}
 	if !ok {
 		return
 	}

@@ -59,12 +59,8 @@ func (s *Server) routesRefunds() {
 		s.put(re)
 
 		prev := map[string]any{"amount_refunded": ch["amount_refunded"], "refunded": ch["refunded"]}
-		if refunds, ok := ch["refunds"].(map[string]any); ok {
-			prev["refunds"] = clone(refunds)
-		}
 		ch["amount_refunded"] = num(ch["amount_refunded"]) + amount
 		ch["refunded"] = num(ch["amount_refunded"]) == num(ch["amount"])
-		s.listRefundsOn(ch)
 		s.emit(c, "charge.refunded", ch, prev)
 		return re, nil
 	})
@@ -115,13 +111,12 @@ func (s *Server) refundedCharge(piID, chID string) (object, *Error) {
 	return ch, nil
 }
 
-// listRefundsOn puts the charge's refunds, newest first, in its refunds
-// list.
-func (s *Server) listRefundsOn(ch object) {
-	chID := str(ch["id"])
+// chargeRefunds is a charge's refunds list, newest first, for
+// expand[]=refunds.
+func (s *Server) chargeRefunds(chID string) object {
 	data := []any{}
 	for _, re := range s.all("refund", func(re object) bool { return re["charge"] == chID }) {
 		data = append(data, clone(re))
 	}
-	ch["refunds"] = object{"object": "list", "data": data, "has_more": false, "url": "/v1/charges/" + chID + "/refunds"}
+	return object{"object": "list", "data": data, "has_more": false, "url": "/v1/charges/" + chID + "/refunds"}
 }

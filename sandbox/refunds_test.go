@@ -52,7 +52,14 @@ func TestRefunds(t *testing.T) {
 			re.Reason != "requested_by_customer" || re.Metadata["refunded_by"] != "u1" || re.Currency != "usd" {
 			t.Fatalf("refund %+v", re)
 		}
-		ch, err := b.sc.Charges.Get(pi.LatestCharge.ID, nil)
+		plain, err := b.sc.Charges.Get(pi.LatestCharge.ID, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if plain.Refunds != nil {
+			t.Fatal("a charge lists its refunds without expand[]=refunds (API 2022-11-15 and later do not)")
+		}
+		ch, err := b.sc.Charges.Get(pi.LatestCharge.ID, &stripe.ChargeParams{Expand: []*string{stripe.String("refunds")}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -103,7 +110,7 @@ func TestRefunds(t *testing.T) {
 		if err != nil || rest.Amount != 2000 {
 			t.Fatalf("rest: %v %v", rest, err)
 		}
-		ch, _ = b.sc.Charges.Get(pi.LatestCharge.ID, nil)
+		ch, _ = b.sc.Charges.Get(pi.LatestCharge.ID, &stripe.ChargeParams{Expand: []*string{stripe.String("refunds")}})
 		if ch.AmountRefunded != 3000 || !ch.Refunded || len(ch.Refunds.Data) != 2 {
 			t.Fatalf("after both: %d %v %d", ch.AmountRefunded, ch.Refunded, len(ch.Refunds.Data))
 		}
