@@ -197,15 +197,43 @@ func TestWebhooksAreSignedAndRetried(t *testing.T) {
 	}
 }
 
-func TestChaosDeliversDuplicates(t *testing.T) {
+// Under Chaos every event is delivered twice, and deliveries are jittered
+// so that their order is not the order of the events.
+func TestChaosDeliversEachEventTwiceInJitteredOrder(t *testing.T) {
 	b := newBox(t, func(o *Options) { o.Chaos = true })
-	for range 3 {
+	for range 20 {
 		if _, err := b.sc.Customers.New(&stripe.CustomerParams{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if got := b.delivered(t); len(got) != 6 {
-		t.Fatalf("%d deliveries of 3 events, want each twice", len(got))
+	b.delivered(t)
+	b.recv.mu.Lock()
+	defer b.recv.mu.Unlock()
+	seen := map[string]int{}
+	var firsts []string
+	for _, ev := range b.recv.events {
+		if seen[ev.ID]++; seen[ev.ID] == 1 {
+			firsts = append(firsts, ev.ID)
+		}
+	}
+	if len(seen) != 20 {
+		t.Fatalf("%d distinct events delivered, want 20", len(seen))
+	}
+	for id, n := range seen {
+		if n != 2 {
+			t.Fatalf("event %s delivered %d times, want twice", id, n)
+		}
+	}
+	// 20 events made within milliseconds, each delivery jittered by up to
+	// half a second: in order by chance about once in 20! runs.
+	lp := &stripe.EventListParams{}
+	lp.Limit = stripe.Int64(100)
+	var emitted []string
+	for it := b.sc.Events.List(lp); it.Next(); {
+		emitted = append([]string{it.Event().ID}, emitted...)
+	}
+	if slices.Equal(firsts, emitted) {
+		t.Fatal("under Chaos the first deliveries came in the order of the events")
 	}
 }
 
