@@ -5,6 +5,7 @@ import (
 	"html/template"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -84,7 +85,8 @@ input[type=text],input[type=email]{width:100%;padding:.4rem;font-size:1rem;box-s
 button{padding:.5rem 1rem;font-size:1rem;margin:.3rem .3rem .3rem 0}form.inline{display:inline}</style></head><body>
 <p class="note">Stripe sandbox: test mode, no real money moves.</p>`
 
-var checkoutTmpl = template.Must(template.New("checkout").Parse(pageHead + `
+var checkoutTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("checkout").Parse(pageHead + `
 <h1>{{.Title}}</h1>
 {{if .Message}}<p class="err" role="alert">{{.Message}}</p>{{end}}
 {{if eq .Status "open"}}
@@ -108,6 +110,7 @@ var checkoutTmpl = template.Must(template.New("checkout").Parse(pageHead + `
 {{else}}<p class="err">This Checkout Session has expired. Return to the merchant to start again.</p>{{if .CancelURL}}<p><a href="{{.CancelURL}}">Back</a></p>{{end}}
 {{end}}
 </body></html>`))
+})
 
 type checkoutItemView struct {
 	Description, Amount, Interval string
@@ -189,7 +192,7 @@ func (s *Server) checkoutPage(w http.ResponseWriter, r *http.Request) {
 	if v.Status == "expired" {
 		status = http.StatusGone
 	}
-	renderPage(w, checkoutTmpl, status, v)
+	renderPage(w, checkoutTmpl(), status, v)
 }
 
 // checkoutSubmit serves POST /checkout/{id}: action=pay with card_number
@@ -233,7 +236,7 @@ func (s *Server) checkoutSubmit(w http.ResponseWriter, r *http.Request) {
 	case out.redirect != "":
 		http.Redirect(w, r, out.redirect, http.StatusSeeOther)
 	default:
-		renderPage(w, checkoutTmpl, out.status, v)
+		renderPage(w, checkoutTmpl(), out.status, v)
 	}
 }
 

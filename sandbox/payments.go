@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // routesPayments registers PaymentMethods, SetupIntents, PaymentIntents,
@@ -728,7 +729,8 @@ func plainAmount(amount int64, currency string) string {
 // authentication" or "Fail authentication". The form (POST, field
 // result=pass|fail) is scriptable with curl or http.PostForm.
 
-var threeDSPage = template.Must(template.New("3ds").Parse(`<!doctype html>
+var threeDSPage = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("3ds").Parse(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
 <title>3D Secure — Stripe sandbox</title>
 <style>
@@ -750,6 +752,7 @@ button.pass{background:#635bff;color:#fff;border-color:#635bff}.error{color:#df1
 <p class="note">Stripe sandbox: this page stands in for the card issuer's 3D Secure challenge.</p>
 </main></body></html>
 `))
+})
 
 type threeDSView struct {
 	Title, Amount, Card, Message string
@@ -880,7 +883,7 @@ func renderThreeDS(w http.ResponseWriter, status int, v threeDSView) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
-	threeDSPage.Execute(w, v)
+	threeDSPage().Execute(w, v)
 }
 
 // offSession reads off_session, which is true/false or, on confirm,

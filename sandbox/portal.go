@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 )
 
 // The billing portal: POST /v1/billing_portal/sessions answers a short-lived
@@ -142,7 +143,8 @@ func (s *Server) customerSubscriptions(customer string) []object {
 	return s.all("subscription", func(o object) bool { return idOf(o["customer"]) == customer })
 }
 
-var portalTmpl = template.Must(template.New("portal").Parse(pageHead + `
+var portalTmpl = sync.OnceValue(func() *template.Template {
+	return template.Must(template.New("portal").Parse(pageHead + `
 <h1>{{.Title}}</h1>
 {{if .Expired}}<p class="err" role="alert">{{.Expired}}</p>{{else}}
 {{if .Message}}<p class="err" role="alert">{{.Message}}</p>{{end}}
@@ -166,6 +168,7 @@ var portalTmpl = template.Must(template.New("portal").Parse(pageHead + `
 {{end}}
 {{if .ReturnURL}}<p><a id="return" href="{{.ReturnURL}}">← Return</a></p>{{end}}
 </body></html>`))
+})
 
 func (s *Server) portalPage(w http.ResponseWriter, r *http.Request) {
 	var v portalView
@@ -193,9 +196,9 @@ func (s *Server) portalPage(w http.ResponseWriter, r *http.Request) {
 	case !found:
 		http.Error(w, "The Stripe sandbox has no billing portal session "+r.PathValue("id")+".", http.StatusNotFound)
 	case !ok:
-		renderPage(w, portalTmpl, http.StatusGone, v)
+		renderPage(w, portalTmpl(), http.StatusGone, v)
 	default:
-		renderPage(w, portalTmpl, http.StatusOK, v)
+		renderPage(w, portalTmpl(), http.StatusOK, v)
 	}
 }
 
@@ -233,7 +236,7 @@ func (s *Server) portalSubmit(w http.ResponseWriter, r *http.Request) {
 	case done != "":
 		http.Redirect(w, r, "/portal/"+url.PathEscape(r.PathValue("id"))+"?done="+done, http.StatusSeeOther)
 	default:
-		renderPage(w, portalTmpl, status, v)
+		renderPage(w, portalTmpl(), status, v)
 	}
 }
 

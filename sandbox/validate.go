@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"regexp"
@@ -11,7 +12,6 @@ import (
 	"github.com/lestrrat-go/jsval"
 	"github.com/stripe/stripe-mock/embedded"
 	"github.com/stripe/stripe-mock/param/coercer"
-	stubserver "github.com/stripe/stripe-mock/server"
 	"github.com/stripe/stripe-mock/spec"
 )
 
@@ -58,8 +58,8 @@ var (
 // requests first reach it).
 func LoadSpec() (*Spec, error) {
 	loadedSpecOnce.Do(func() {
-		doc, err := stubserver.LoadSpec(embedded.OpenAPISpec, "")
-		if err != nil {
+		doc := &spec.Spec{}
+		if err := json.Unmarshal(embedded.OpenAPISpec, doc); err != nil {
 			loadedSpecErr = fmt.Errorf("sandbox: load stripe-mock's spec: %w", err)
 			return
 		}
@@ -85,7 +85,10 @@ func LoadSpec() (*Spec, error) {
 	return loadedSpec, loadedSpecErr
 }
 
-var specParam = regexp.MustCompile(`^\{(\w+)\}$`)
+// isSpecParam reports whether a path segment is a parameter, {customer}.
+func isSpecParam(part string) bool {
+	return len(part) > 2 && part[0] == '{' && part[len(part)-1] == '}'
+}
 
 func compileSpecPath(path string) (*regexp.Regexp, int) {
 	var b strings.Builder
@@ -95,7 +98,7 @@ func compileSpecPath(path string) (*regexp.Regexp, int) {
 		if part == "" {
 			continue
 		}
-		if specParam.MatchString(part) {
+		if isSpecParam(part) {
 			b.WriteString(`/[^/]+`)
 			n++
 			continue
@@ -151,14 +154,17 @@ func (s *Spec) Validate(r *http.Request, params map[string]any) *Error {
 			Message: "Received unknown parameter: " + name + " (API " + APIVersion + ")"}
 	}
 	if err := route.validator.Validate(params); err != nil {
-		msg := validatorName.ReplaceAllString(err.Error(), "")
+		msg := validatorName().ReplaceAllString(err.Error(), "")
 		return &Error{Status: http.StatusBadRequest, Type: invalidRequest,
 			Message: "Invalid request for API " + APIVersion + ": " + msg}
 	}
 	return nil
 }
 
-var validatorName = regexp.MustCompile(`validator 0x[0-9a-f]+ failed: `)
+// validatorName matches jsval's "validator 0x... failed: " prefix; compiled
+// on first use, so that the API's process (which links the sandbox for its
+// subcommand) pays nothing for it.
+var validatorName = sync.OnceValue(func() *regexp.Regexp { return regexp.MustCompile(`validator 0x[0-9a-f]+ failed: `) })
 
 // unknownParam names the first parameter (as Stripe names it, a[b]) that
 // the schema has no property for, or "".
