@@ -265,3 +265,29 @@ func TestPeriodsKeepTheDayOfTheMonth(t *testing.T) {
 		})
 	}
 }
+
+func TestASubscriptionRenewsAfterARestart(t *testing.T) {
+	dir := t.TempDir()
+	b := newBox(t, func(o *Options) { o.DataDir = dir })
+	pl := b.plans(t)
+	cus, _ := b.customer(t, "pm_card_visa", "")
+	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := sub.CurrentPeriodStart + 86400
+	if _, err := b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{ProrationDate: stripe.Int64(at),
+		Items: []*stripe.SubscriptionItemsParams{{ID: stripe.String(sub.Items.Data[0].ID), Quantity: stripe.Int64(2)}}}); err != nil {
+		t.Fatal(err)
+	}
+	b.delivered(t)
+	b.Close()
+	again := newBox(t, func(o *Options) { o.DataDir = dir })
+	again.Advance(time.Duration(sub.CurrentPeriodEnd-sub.CurrentPeriodStart+draftHour+60) * time.Second)
+	got := again.sub(t, sub.ID)
+	want := 2000 + prorated(2000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd) - prorated(1000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd)
+	if got.CurrentPeriodStart != sub.CurrentPeriodEnd || got.LatestInvoice.Status != "paid" || got.LatestInvoice.AmountPaid != want {
+		t.Fatalf("after a restart: period from %d (want %d), invoice %s paid %d (want %d)", got.CurrentPeriodStart, sub.CurrentPeriodEnd,
+			got.LatestInvoice.Status, got.LatestInvoice.AmountPaid, want)
+	}
+}
