@@ -519,6 +519,28 @@ func isStatus(status, access string) func(scenarioState) bool {
 	return func(s scenarioState) bool { return s.Status == status && (access == "" || s.Access == access) }
 }
 
+// subscribe pays a subscription's Checkout with the card and waits for the
+// API to show it active.
+func (d *driver) subscribe(lookupKey, card string) error {
+	if _, err := d.checkout("SUBSCRIPTION", lookupKey, card); err != nil {
+		return err
+	}
+	_, err := d.until("paid Checkout for "+lookupKey+" with "+card, isStatus("ACTIVE", "FULL"))
+	return err
+}
+
+// cancelAtPeriodEnd cancels through the API and waits for the API to show
+// the cancellation scheduled, with the time it was asked for.
+func (d *driver) cancelAtPeriodEnd() error {
+	if err := d.gql(`mutation($w: ID!) { cancelSubscription(input: {workspaceId: $w}) { status } }`, map[string]any{"w": d.ws}, nil); err != nil {
+		return err
+	}
+	_, err := d.until("canceled at period end", func(s scenarioState) bool {
+		return s.Status == "ACTIVE" && s.CancelAtPeriodEnd && s.CanceledAt != nil
+	})
+	return err
+}
+
 // paidInvoices counts the paid invoices.
 func paidInvoices(s scenarioState) int {
 	n := 0
@@ -536,10 +558,7 @@ func paidInvoices(s scenarioState) int {
 const month = 32 * 24 * time.Hour
 
 func scenarioCheckout(d *driver) error {
-	if _, err := d.checkout("SUBSCRIPTION", "pro_monthly", "4242 4242 4242 4242"); err != nil {
-		return err
-	}
-	if _, err := d.until("paid Checkout for pro_monthly with 4242", isStatus("ACTIVE", "FULL")); err != nil {
+	if err := d.subscribe("pro_monthly", "4242 4242 4242 4242"); err != nil {
 		return err
 	}
 	if err := d.advance(month); err != nil {
@@ -579,10 +598,7 @@ func scenarioTrial(d *driver) error {
 // failingRenewal subscribes with 4242, then makes 4000000000000341 (saved,
 // but every charge declined) the default card and lets a renewal fail.
 func failingRenewal(d *driver) error {
-	if _, err := d.checkout("SUBSCRIPTION", "starter_monthly", "4242424242424242"); err != nil {
-		return err
-	}
-	if _, err := d.until("paid Checkout for starter_monthly with 4242", isStatus("ACTIVE", "FULL")); err != nil {
+	if err := d.subscribe("starter_monthly", "4242 4242 4242 4242"); err != nil {
 		return err
 	}
 	if _, err := d.saveCard("pm_card_chargeCustomerFail"); err != nil {
@@ -630,10 +646,7 @@ func scenarioCanceledAfterRetries(d *driver) error {
 }
 
 func scenarioPlanChange(d *driver) error {
-	if _, err := d.checkout("SUBSCRIPTION", "starter_monthly", "4242424242424242"); err != nil {
-		return err
-	}
-	if _, err := d.until("paid Checkout for starter_monthly ($9)", isStatus("ACTIVE", "FULL")); err != nil {
+	if err := d.subscribe("starter_monthly", "4242 4242 4242 4242"); err != nil {
 		return err
 	}
 	if err := d.advance(15 * 24 * time.Hour); err != nil {
@@ -660,16 +673,10 @@ func scenarioPlanChange(d *driver) error {
 }
 
 func scenarioCancelAtPeriodEnd(d *driver) error {
-	if _, err := d.checkout("SUBSCRIPTION", "pro_monthly", "4242424242424242"); err != nil {
+	if err := d.subscribe("pro_monthly", "4242 4242 4242 4242"); err != nil {
 		return err
 	}
-	if _, err := d.until("paid Checkout for pro_monthly", isStatus("ACTIVE", "FULL")); err != nil {
-		return err
-	}
-	if err := d.gql(`mutation($w: ID!) { cancelSubscription(input: {workspaceId: $w}) { status } }`, map[string]any{"w": d.ws}, nil); err != nil {
-		return err
-	}
-	if _, err := d.until("canceled at period end", func(s scenarioState) bool { return s.Status == "ACTIVE" && s.CancelAtPeriodEnd }); err != nil {
+	if err := d.cancelAtPeriodEnd(); err != nil {
 		return err
 	}
 	if err := d.advance(month); err != nil {
@@ -683,16 +690,10 @@ func scenarioCancelAtPeriodEnd(d *driver) error {
 }
 
 func scenarioResume(d *driver) error {
-	if _, err := d.checkout("SUBSCRIPTION", "pro_monthly", "4242424242424242"); err != nil {
+	if err := d.subscribe("pro_monthly", "4242 4242 4242 4242"); err != nil {
 		return err
 	}
-	if _, err := d.until("paid Checkout for pro_monthly", isStatus("ACTIVE", "FULL")); err != nil {
-		return err
-	}
-	if err := d.gql(`mutation($w: ID!) { cancelSubscription(input: {workspaceId: $w}) { status } }`, map[string]any{"w": d.ws}, nil); err != nil {
-		return err
-	}
-	if _, err := d.until("canceled at period end", func(s scenarioState) bool { return s.CancelAtPeriodEnd && s.CanceledAt != nil }); err != nil {
+	if err := d.cancelAtPeriodEnd(); err != nil {
 		return err
 	}
 	if err := d.gql(`mutation($w: ID!) { resumeSubscription(input: {workspaceId: $w}) { status } }`, map[string]any{"w": d.ws}, nil); err != nil {
