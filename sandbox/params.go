@@ -111,6 +111,11 @@ func (c *call) list(path string) []map[string]any {
 // strings returns an array parameter of strings (lookup_keys[]=a).
 func (c *call) strings(path string) []string {
 	v, _ := lookup(c.params, path)
+	return stringList(v)
+}
+
+// stringList reads an array of strings, or one string, as a list.
+func stringList(v any) []string {
 	switch x := v.(type) {
 	case []any:
 		out := make([]string, 0, len(x))
@@ -169,23 +174,7 @@ func (c *call) metadata(o object) *Error {
 }
 
 // expansions returns the expand[] parameter.
-func expansions(p map[string]any) []string {
-	v, ok := p["expand"]
-	if !ok {
-		return nil
-	}
-	switch x := v.(type) {
-	case []any:
-		out := make([]string, 0, len(x))
-		for _, e := range x {
-			out = append(out, fmt.Sprint(e))
-		}
-		return out
-	case string:
-		return []string{x}
-	}
-	return nil
-}
+func expansions(p map[string]any) []string { return stringList(p["expand"]) }
 
 // expand returns a copy of result in which each expand[] path (e.g.
 // "latest_invoice.payment_intent", "data.product") has its ids replaced by
