@@ -173,9 +173,23 @@ func (s *Server) handle(pattern string, h handler) {
 	s.mux.Handle(pattern, apiEndpoint{h})
 }
 
+// apiEndpoint is what the mux holds for an endpoint: routing a request
+// through the mux (which also sets its path values) records the handler in
+// the match it is given, and runs nothing.
 type apiEndpoint struct{ h handler }
 
-func (apiEndpoint) ServeHTTP(http.ResponseWriter, *http.Request) {}
+func (e apiEndpoint) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	if m, ok := w.(*match); ok {
+		m.h = e.h
+	}
+}
+
+// match receives the routed endpoint; anything the mux writes (its own 404
+// or 405) is discarded.
+type match struct {
+	discard
+	h handler
+}
 
 // call is one API request being applied, under the sandbox's lock.
 type call struct {
@@ -214,9 +228,9 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		params = map[string]any{}
 	}
 
-	h, pattern := s.mux.Handler(r)
-	ep, ok := h.(apiEndpoint)
-	if !ok || pattern == "" {
+	var m match
+	s.mux.ServeHTTP(&m, r)
+	if m.h == nil {
 		if s.spec.route(r.Method, r.URL.Path) != nil {
 			writeError(w, notImplemented(r.Method+" "+r.URL.Path))
 		} else {
@@ -225,8 +239,6 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 		}
 		return
 	}
-	// Let the request's path values be read like ServeMux's own handlers.
-	s.mux.ServeHTTP(discard{}, r)
 	if e := s.spec.Validate(r, params); e != nil {
 		writeError(w, e)
 		return
@@ -256,7 +268,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodGet {
 		before = s.snapshot()
 	}
-	result, herr := c.run(ep.h)
+	result, herr := c.run(m.h)
 	status, out := http.StatusOK, []byte(nil)
 	if herr != nil {
 		var e *Error
