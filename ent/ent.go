@@ -4,6 +4,7 @@ package ent
 
 import (
 	"billingapi/ent/checkoutsession"
+	"billingapi/ent/invitation"
 	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
@@ -82,6 +83,7 @@ func checkColumn(t, c string) error {
 	initCheck.Do(func() {
 		columnCheck = sql.NewColumnCheck(map[string]func(string) bool{
 			checkoutsession.Table: checkoutsession.ValidColumn,
+			invitation.Table:      invitation.ValidColumn,
 			invoice.Table:         invoice.ValidColumn,
 			membership.Table:      membership.ValidColumn,
 			payment.Table:         payment.ValidColumn,

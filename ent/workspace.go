@@ -28,6 +28,8 @@ type Workspace struct {
 	StripeCustomerID *string `json:"stripe_customer_id,omitempty"`
 	// BillingVersion holds the value of the "billing_version" field.
 	BillingVersion int64 `json:"billing_version,omitempty"`
+	// DeletedAt holds the value of the "deleted_at" field.
+	DeletedAt *time.Time `json:"deleted_at,omitempty"`
 	// Edges holds the relations/edges for other nodes in the graph.
 	// The values are being populated by the WorkspaceQuery when eager-loading is set.
 	Edges        WorkspaceEdges `json:"edges"`
@@ -38,6 +40,8 @@ type Workspace struct {
 type WorkspaceEdges struct {
 	// Memberships holds the value of the memberships edge.
 	Memberships []*Membership `json:"memberships,omitempty"`
+	// Invitations holds the value of the invitations edge.
+	Invitations []*Invitation `json:"invitations,omitempty"`
 	// Payments holds the value of the payments edge.
 	Payments []*Payment `json:"payments,omitempty"`
 	// CheckoutSessions holds the value of the checkout_sessions edge.
@@ -50,7 +54,7 @@ type WorkspaceEdges struct {
 	Refunds []*Refund `json:"refunds,omitempty"`
 	// loadedTypes holds the information for reporting if a
 	// type was loaded (or requested) in eager-loading or not.
-	loadedTypes [6]bool
+	loadedTypes [7]bool
 }
 
 // MembershipsOrErr returns the Memberships value or an error if the edge
@@ -62,10 +66,19 @@ func (e WorkspaceEdges) MembershipsOrErr() ([]*Membership, error) {
 	return nil, &NotLoadedError{edge: "memberships"}
 }
 
+// InvitationsOrErr returns the Invitations value or an error if the edge
+// was not loaded in eager-loading.
+func (e WorkspaceEdges) InvitationsOrErr() ([]*Invitation, error) {
+	if e.loadedTypes[1] {
+		return e.Invitations, nil
+	}
+	return nil, &NotLoadedError{edge: "invitations"}
+}
+
 // PaymentsOrErr returns the Payments value or an error if the edge
 // was not loaded in eager-loading.
 func (e WorkspaceEdges) PaymentsOrErr() ([]*Payment, error) {
-	if e.loadedTypes[1] {
+	if e.loadedTypes[2] {
 		return e.Payments, nil
 	}
 	return nil, &NotLoadedError{edge: "payments"}
@@ -74,7 +87,7 @@ func (e WorkspaceEdges) PaymentsOrErr() ([]*Payment, error) {
 // CheckoutSessionsOrErr returns the CheckoutSessions value or an error if the edge
 // was not loaded in eager-loading.
 func (e WorkspaceEdges) CheckoutSessionsOrErr() ([]*CheckoutSession, error) {
-	if e.loadedTypes[2] {
+	if e.loadedTypes[3] {
 		return e.CheckoutSessions, nil
 	}
 	return nil, &NotLoadedError{edge: "checkout_sessions"}
@@ -83,7 +96,7 @@ func (e WorkspaceEdges) CheckoutSessionsOrErr() ([]*CheckoutSession, error) {
 // SubscriptionsOrErr returns the Subscriptions value or an error if the edge
 // was not loaded in eager-loading.
 func (e WorkspaceEdges) SubscriptionsOrErr() ([]*Subscription, error) {
-	if e.loadedTypes[3] {
+	if e.loadedTypes[4] {
 		return e.Subscriptions, nil
 	}
 	return nil, &NotLoadedError{edge: "subscriptions"}
@@ -92,7 +105,7 @@ func (e WorkspaceEdges) SubscriptionsOrErr() ([]*Subscription, error) {
 // InvoicesOrErr returns the Invoices value or an error if the edge
 // was not loaded in eager-loading.
 func (e WorkspaceEdges) InvoicesOrErr() ([]*Invoice, error) {
-	if e.loadedTypes[4] {
+	if e.loadedTypes[5] {
 		return e.Invoices, nil
 	}
 	return nil, &NotLoadedError{edge: "invoices"}
@@ -101,7 +114,7 @@ func (e WorkspaceEdges) InvoicesOrErr() ([]*Invoice, error) {
 // RefundsOrErr returns the Refunds value or an error if the edge
 // was not loaded in eager-loading.
 func (e WorkspaceEdges) RefundsOrErr() ([]*Refund, error) {
-	if e.loadedTypes[5] {
+	if e.loadedTypes[6] {
 		return e.Refunds, nil
 	}
 	return nil, &NotLoadedError{edge: "refunds"}
@@ -116,7 +129,7 @@ func (*Workspace) scanValues(columns []string) ([]any, error) {
 			values[i] = new(sql.NullInt64)
 		case workspace.FieldName, workspace.FieldStripeCustomerID:
 			values[i] = new(sql.NullString)
-		case workspace.FieldCreateTime, workspace.FieldUpdateTime:
+		case workspace.FieldCreateTime, workspace.FieldUpdateTime, workspace.FieldDeletedAt:
 			values[i] = new(sql.NullTime)
 		case workspace.FieldID:
 			values[i] = new(uuid.UUID)
@@ -172,6 +185,13 @@ func (_m *Workspace) assignValues(columns []string, values []any) error {
 			} else if value.Valid {
 				_m.BillingVersion = value.Int64
 			}
+		case workspace.FieldDeletedAt:
+			if value, ok := values[i].(*sql.NullTime); !ok {
+				return fmt.Errorf("unexpected type %T for field deleted_at", values[i])
+			} else if value.Valid {
+				_m.DeletedAt = new(time.Time)
+				*_m.DeletedAt = value.Time
+			}
 		default:
 			_m.selectValues.Set(columns[i], values[i])
 		}
@@ -188,6 +208,11 @@ func (_m *Workspace) Value(name string) (ent.Value, error) {
 // QueryMemberships queries the "memberships" edge of the Workspace entity.
 func (_m *Workspace) QueryMemberships() *MembershipQuery {
 	return NewWorkspaceClient(_m.config).QueryMemberships(_m)
+}
+
+// QueryInvitations queries the "invitations" edge of the Workspace entity.
+func (_m *Workspace) QueryInvitations() *InvitationQuery {
+	return NewWorkspaceClient(_m.config).QueryInvitations(_m)
 }
 
 // QueryPayments queries the "payments" edge of the Workspace entity.
@@ -254,6 +279,11 @@ func (_m *Workspace) String() string {
 	builder.WriteString(", ")
 	builder.WriteString("billing_version=")
 	builder.WriteString(fmt.Sprintf("%v", _m.BillingVersion))
+	builder.WriteString(", ")
+	if v := _m.DeletedAt; v != nil {
+		builder.WriteString("deleted_at=")
+		builder.WriteString(v.Format(time.ANSIC))
+	}
 	builder.WriteByte(')')
 	return builder.String()
 }

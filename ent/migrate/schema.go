@@ -55,6 +55,51 @@ var (
 			},
 		},
 	}
+	// InvitationsColumns holds the columns for the "invitations" table.
+	InvitationsColumns = []*schema.Column{
+		{Name: "id", Type: field.TypeUUID},
+		{Name: "create_time", Type: field.TypeTime},
+		{Name: "update_time", Type: field.TypeTime},
+		{Name: "email", Type: field.TypeString, Size: 320, Default: ""},
+		{Name: "user_id", Type: field.TypeString, Size: 255, Default: ""},
+		{Name: "role", Type: field.TypeEnum, Enums: []string{"owner", "admin", "member"}},
+		{Name: "invited_by", Type: field.TypeString, Size: 255},
+		{Name: "status", Type: field.TypeEnum, Enums: []string{"pending", "accepted", "declined", "revoked"}, Default: "pending"},
+		{Name: "expires_at", Type: field.TypeTime},
+		{Name: "responded_at", Type: field.TypeTime, Nullable: true},
+		{Name: "workspace_id", Type: field.TypeUUID},
+	}
+	// InvitationsTable holds the schema information for the "invitations" table.
+	InvitationsTable = &schema.Table{
+		Name:       "invitations",
+		Columns:    InvitationsColumns,
+		PrimaryKey: []*schema.Column{InvitationsColumns[0]},
+		ForeignKeys: []*schema.ForeignKey{
+			{
+				Symbol:     "invitations_workspaces_invitations",
+				Columns:    []*schema.Column{InvitationsColumns[10]},
+				RefColumns: []*schema.Column{WorkspacesColumns[0]},
+				OnDelete:   schema.NoAction,
+			},
+		},
+		Indexes: []*schema.Index{
+			{
+				Name:    "invitation_workspace_id_status",
+				Unique:  false,
+				Columns: []*schema.Column{InvitationsColumns[10], InvitationsColumns[7]},
+			},
+			{
+				Name:    "invitation_user_id_status",
+				Unique:  false,
+				Columns: []*schema.Column{InvitationsColumns[4], InvitationsColumns[7]},
+			},
+			{
+				Name:    "invitation_email_status",
+				Unique:  false,
+				Columns: []*schema.Column{InvitationsColumns[3], InvitationsColumns[7]},
+			},
+		},
+	}
 	// InvoicesColumns holds the columns for the "invoices" table.
 	InvoicesColumns = []*schema.Column{
 		{Name: "id", Type: field.TypeUUID},
@@ -361,6 +406,7 @@ var (
 		{Name: "name", Type: field.TypeString, Size: 100},
 		{Name: "stripe_customer_id", Type: field.TypeString, Unique: true, Nullable: true, Size: 255},
 		{Name: "billing_version", Type: field.TypeInt64, Default: 0},
+		{Name: "deleted_at", Type: field.TypeTime, Nullable: true},
 	}
 	// WorkspacesTable holds the schema information for the "workspaces" table.
 	WorkspacesTable = &schema.Table{
@@ -371,6 +417,7 @@ var (
 	// Tables holds all the tables in the schema.
 	Tables = []*schema.Table{
 		CheckoutSessionsTable,
+		InvitationsTable,
 		InvoicesTable,
 		MembershipsTable,
 		PaymentsTable,
@@ -384,6 +431,7 @@ var (
 
 func init() {
 	CheckoutSessionsTable.ForeignKeys[0].RefTable = WorkspacesTable
+	InvitationsTable.ForeignKeys[0].RefTable = WorkspacesTable
 	InvoicesTable.ForeignKeys[0].RefTable = WorkspacesTable
 	MembershipsTable.ForeignKeys[0].RefTable = UsersTable
 	MembershipsTable.ForeignKeys[1].RefTable = WorkspacesTable

@@ -4,6 +4,7 @@ package runtime
 
 import (
 	"billingapi/ent/checkoutsession"
+	"billingapi/ent/invitation"
 	"billingapi/ent/invoice"
 	"billingapi/ent/membership"
 	"billingapi/ent/payment"
@@ -94,6 +95,50 @@ func init() {
 	checkoutsessionDescID := checkoutsessionFields[0].Descriptor()
 	// checkoutsession.DefaultID holds the default value on creation for the id field.
 	checkoutsession.DefaultID = checkoutsessionDescID.Default.(func() uuid.UUID)
+	invitationMixin := schema.Invitation{}.Mixin()
+	invitation.Policy = privacy.NewPolicies(schema.Invitation{})
+	invitation.Hooks[0] = func(next ent.Mutator) ent.Mutator {
+		return ent.MutateFunc(func(ctx context.Context, m ent.Mutation) (ent.Value, error) {
+			if err := invitation.Policy.EvalMutation(ctx, m); err != nil {
+				return nil, err
+			}
+			return next.Mutate(ctx, m)
+		})
+	}
+	invitationMixinFields0 := invitationMixin[0].Fields()
+	_ = invitationMixinFields0
+	invitationFields := schema.Invitation{}.Fields()
+	_ = invitationFields
+	// invitationDescCreateTime is the schema descriptor for create_time field.
+	invitationDescCreateTime := invitationMixinFields0[0].Descriptor()
+	// invitation.DefaultCreateTime holds the default value on creation for the create_time field.
+	invitation.DefaultCreateTime = invitationDescCreateTime.Default.(func() time.Time)
+	// invitationDescUpdateTime is the schema descriptor for update_time field.
+	invitationDescUpdateTime := invitationMixinFields0[1].Descriptor()
+	// invitation.DefaultUpdateTime holds the default value on creation for the update_time field.
+	invitation.DefaultUpdateTime = invitationDescUpdateTime.Default.(func() time.Time)
+	// invitation.UpdateDefaultUpdateTime holds the default value on update for the update_time field.
+	invitation.UpdateDefaultUpdateTime = invitationDescUpdateTime.UpdateDefault.(func() time.Time)
+	// invitationDescEmail is the schema descriptor for email field.
+	invitationDescEmail := invitationFields[2].Descriptor()
+	// invitation.DefaultEmail holds the default value on creation for the email field.
+	invitation.DefaultEmail = invitationDescEmail.Default.(string)
+	// invitation.EmailValidator is a validator for the "email" field. It is called by the builders before save.
+	invitation.EmailValidator = invitationDescEmail.Validators[0].(func(string) error)
+	// invitationDescUserID is the schema descriptor for user_id field.
+	invitationDescUserID := invitationFields[3].Descriptor()
+	// invitation.DefaultUserID holds the default value on creation for the user_id field.
+	invitation.DefaultUserID = invitationDescUserID.Default.(string)
+	// invitation.UserIDValidator is a validator for the "user_id" field. It is called by the builders before save.
+	invitation.UserIDValidator = invitationDescUserID.Validators[0].(func(string) error)
+	// invitationDescInvitedBy is the schema descriptor for invited_by field.
+	invitationDescInvitedBy := invitationFields[5].Descriptor()
+	// invitation.InvitedByValidator is a validator for the "invited_by" field. It is called by the builders before save.
+	invitation.InvitedByValidator = invitationDescInvitedBy.Validators[0].(func(string) error)
+	// invitationDescID is the schema descriptor for id field.
+	invitationDescID := invitationFields[0].Descriptor()
+	// invitation.DefaultID holds the default value on creation for the id field.
+	invitation.DefaultID = invitationDescID.Default.(func() uuid.UUID)
 	invoiceMixin := schema.Invoice{}.Mixin()
 	invoice.Policy = privacy.NewPolicies(invoiceMixin[0], schema.Invoice{})
 	invoice.Hooks[0] = func(next ent.Mutator) ent.Mutator {

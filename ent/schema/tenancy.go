@@ -7,9 +7,11 @@ package schema
 
 import (
 	"context"
+	"strings"
 
 	"billingapi/auth"
 	"billingapi/ent"
+	"billingapi/ent/invitation"
 	"billingapi/ent/membership"
 	"billingapi/ent/predicate"
 	"billingapi/ent/privacy"
@@ -213,6 +215,74 @@ func (User) Policy() ent.Policy {
 				}
 				return privacy.Denyf("a user writes only their own row")
 			}), ent.OpCreate|ent.OpUpdateOne),
+			privacy.AlwaysDenyRule(),
+		},
+	}
+}
+
+// invitee matches invitations addressed to the viewer: by user id, or by
+// the email of their token (stored lowercased).
+func invitee(v auth.Viewer) predicate.Invitation {
+	preds := []predicate.Invitation{invitation.UserID(v.UserID)}
+	if email := strings.ToLower(strings.TrimSpace(v.Email)); email != "" {
+		preds = append(preds, invitation.Email(email))
+	}
+	return invitation.Or(preds...)
+}
+
+// Policy of the Invitation: the owners and admins of its workspace see,
+// create and revoke it (only an owner invites an owner); its invitee sees
+// it and answers it. Nobody deletes one: answered invitations are the
+// workspace's record of who joined on whose word.
+func (Invitation) Policy() ent.Policy {
+	managers := func(v auth.Viewer) predicate.Invitation {
+		return invitation.HasWorkspaceWith(memberOf(v.UserID, auth.RoleOwner, auth.RoleAdmin))
+	}
+	return privacy.Policy{
+		Query: privacy.QueryPolicy{
+			denyIfNoViewer(),
+			allowPlatformAdminReads(),
+			privacy.InvitationQueryRuleFunc(func(ctx context.Context, q *ent.InvitationQuery) error {
+				v, _ := auth.FromContext(ctx)
+				if v.UserID == "" {
+					return privacy.Denyf("invitations are read by users")
+				}
+				q.Where(invitation.Or(managers(v), invitee(v)))
+				return privacy.Allow
+			}),
+		},
+		Mutation: privacy.MutationPolicy{
+			denyIfNoViewer(),
+			privacy.OnMutationOperation(privacy.InvitationMutationRuleFunc(func(ctx context.Context, m *ent.InvitationMutation) error {
+				v, _ := auth.FromContext(ctx)
+				wsID, okWS := m.WorkspaceID()
+				role, okRole := m.Role()
+				if v.UserID == "" || !okWS || !okRole {
+					return privacy.Denyf("an invitation needs a signed-in inviter, a workspace and a role")
+				}
+				roles := []auth.Role{auth.RoleOwner, auth.RoleAdmin}
+				if role == auth.RoleOwner {
+					roles = roles[:1]
+				}
+				ok, err := m.Client().Workspace.Query().
+					Where(workspace.ID(wsID), memberOf(v.UserID, roles...)).
+					Exist(privacy.DecisionContext(ctx, privacy.Allow))
+				if err != nil {
+					return err
+				}
+				if !ok {
+					return privacy.Denyf("role may not invite a %s", role)
+				}
+				return privacy.Allow
+			}), ent.OpCreate),
+			privacy.OnMutationOperation(privacy.InvitationMutationRuleFunc(func(ctx context.Context, m *ent.InvitationMutation) error {
+				v, _ := auth.FromContext(ctx)
+				if v.UserID == "" {
+					return privacy.Denyf("invitations are answered by users")
+				}
+				m.Where(invitation.Or(managers(v), invitee(v)))
+				return privacy.Allow
+			}), ent.OpUpdate|ent.OpUpdateOne),
 			privacy.AlwaysDenyRule(),
 		},
 	}

@@ -23,6 +23,10 @@ func (Workspace) Fields() []ent.Field {
 		// billing_version counts the workspace's billing state changes; the
 		// status cache keeps only the newest snapshot it has seen.
 		field.Int64("billing_version").Default(0),
+		// deleted_at is set when an owner deletes the workspace: its
+		// memberships and invitations are gone, so nobody reaches it, and
+		// its billing records stay for accounting.
+		field.Time("deleted_at").Optional().Nillable(),
 	}
 }
 
@@ -30,6 +34,7 @@ func (Workspace) Fields() []ent.Field {
 func (Workspace) Edges() []ent.Edge {
 	return []ent.Edge{
 		edge.To("memberships", Membership.Type),
+		edge.To("invitations", Invitation.Type),
 		edge.To("payments", Payment.Type),
 		edge.To("checkout_sessions", CheckoutSession.Type),
 		edge.To("subscriptions", Subscription.Type),
