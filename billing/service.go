@@ -49,6 +49,9 @@ type Deps struct {
 	Status *cache.Status
 	// Bus publishes applied events to subscribers; nil publishes nothing.
 	Bus Publisher
+	// Access ends a removed member's event subscriptions on every replica
+	// (members.go); nil ends none.
+	Access AccessRevoker
 	// Near is the in-process cache of hot reads (near.go); nil caches
 	// nothing in memory.
 	Near *cache.Near
@@ -69,6 +72,7 @@ type Service struct {
 	near   *cache.Near
 	limit  *cache.RateLimiter
 	bus    Publisher
+	access AccessRevoker
 	cfg    Config
 
 	wakeWorker func()
@@ -81,7 +85,7 @@ func New(d Deps, cfg Config) *Service {
 	if d.Log == nil {
 		d.Log = slog.Default()
 	}
-	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, limit: d.Limiter, bus: d.Bus, cfg: cfg, log: d.Log}
+	s := &Service{db: d.DB, stripe: d.Stripe, prices: d.Prices, status: d.Status, near: d.Near, limit: d.Limiter, bus: d.Bus, access: d.Access, cfg: cfg, log: d.Log}
 	if d.Near != nil {
 		s.invalidateOnWrite()
 	}

@@ -159,17 +159,27 @@ func (s *Service) CancelSubscription(ctx context.Context, workspaceID uuid.UUID,
 			return s.stripe.Subscriptions.Update(*row.StripeSubscriptionID, params)
 		})
 	} else {
-		params := &stripe.SubscriptionCancelParams{}
-		params.Context = ctx
-		params.SetIdempotencyKey(changeKey("sub-cancel-now", ws, row))
-		sub, err = retryRateLimited(ctx, func() (*stripe.Subscription, error) {
-			return s.stripe.Subscriptions.Cancel(*row.StripeSubscriptionID, params)
-		})
+		return s.cancelNow(ctx, ws, row)
 	}
 	if err != nil {
 		return nil, s.fromStripe(ctx, "subscription.cancel", err)
 	}
 	return s.applySubscription(ctx, workspaceID, row.ID, sub, nil)
+}
+
+// cancelNow cancels a subscription at Stripe at once and records what
+// Stripe answered.
+func (s *Service) cancelNow(ctx context.Context, ws *ent.Workspace, row *ent.Subscription) (*SubscriptionView, error) {
+	params := &stripe.SubscriptionCancelParams{}
+	params.Context = ctx
+	params.SetIdempotencyKey(changeKey("sub-cancel-now", ws, row))
+	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {
+		return s.stripe.Subscriptions.Cancel(*row.StripeSubscriptionID, params)
+	})
+	if err != nil {
+		return nil, s.fromStripe(ctx, "subscription.cancel", err)
+	}
+	return s.applySubscription(ctx, ws.ID, row.ID, sub, nil)
 }
 
 // ResumeSubscription undoes a pending cancel at period end. A subscription

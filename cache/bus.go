@@ -2,6 +2,7 @@ package cache
 
 import (
 	"context"
+	"encoding/json"
 	"log/slog"
 	"strings"
 	"sync"
@@ -50,11 +51,15 @@ func NewBus(rdb redis.UniversalClient, prefix string, near *Near, log *slog.Logg
 
 func (b *Bus) channel(workspaceID string) string { return b.prefix + "events:" + workspaceID }
 
+// accessChannel carries a workspace's revocations: a user whose access
+// ended or narrowed, whose subscriptions to the workspace must end.
+func (b *Bus) accessChannel(workspaceID string) string { return b.prefix + "access:" + workspaceID }
+
 // Start subscribes to every workspace's channel and dispatches messages to
 // local subscribers until Close.
 func (b *Bus) Start(ctx context.Context) error {
 	ctx, b.cancel = context.WithCancel(ctx)
-	b.pubsub = b.rdb.PSubscribe(ctx, b.prefix+"events:*")
+	b.pubsub = b.rdb.PSubscribe(ctx, b.prefix+"events:*", b.prefix+"access:*")
 	// Wait for Redis to confirm, so that an event published after Start
 	// returns is not missed; an unreachable Redis is not fatal: go-redis
 	// keeps retrying and subscribers get events once it answers.
@@ -69,6 +74,10 @@ func (b *Bus) Start(ctx context.Context) error {
 func (b *Bus) dispatch(msgs <-chan *redis.Message) {
 	defer close(b.done)
 	for msg := range msgs {
+		if ws, ok := strings.CutPrefix(msg.Channel, b.prefix+"access:"); ok {
+			b.revoke(ws, msg.Payload)
+			continue
+		}
 		ws := strings.TrimPrefix(msg.Channel, b.prefix+"events:")
 		if b.near != nil {
 			b.near.drop(WorkspaceGroup(ws))
@@ -229,7 +238,16 @@ func (b *Bus) Subscribe(ctx context.Context, workspaceID string) <-chan *Message
 // subscriber. The caller must have checked that the viewer may see the
 // events.
 func (b *Bus) SubscribeFunc(ctx context.Context, workspaceID string, receive func(*Message), done func()) {
-	sub := &subscriber{receive: receive}
+	b.SubscribeAs(ctx, workspaceID, "", receive, func(*Revocation) { done() })
+}
+
+// SubscribeAs is SubscribeFunc for a subscription of userID, which ends
+// early when RevokeAccess names that user and workspace on any replica:
+// done is then called with the revocation (and with nil when ctx ends).
+// done is called once. The returned end ends the subscription at once,
+// as a revocation r would.
+func (b *Bus) SubscribeAs(ctx context.Context, workspaceID, userID string, receive func(*Message), done func(*Revocation)) (end func(r *Revocation)) {
+	sub := &subscriber{user: userID, receive: receive, done: done}
 	b.mu.Lock()
 	if b.subs[workspaceID] == nil {
 		b.subs[workspaceID] = map[*subscriber]struct{}{}
@@ -241,16 +259,72 @@ func (b *Bus) SubscribeFunc(ctx context.Context, workspaceID string, receive fun
 	context.AfterFunc(ctx, func() {
 		b.mu.Lock()
 		defer b.mu.Unlock()
-		delete(b.subs[workspaceID], sub)
-		if len(b.subs[workspaceID]) == 0 {
-			delete(b.subs, workspaceID)
-		}
-		done()
+		b.end(workspaceID, sub, nil)
 	})
+	return func(r *Revocation) {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		b.end(workspaceID, sub, r)
+	}
+}
+
+// end removes a subscriber and calls its done, once; b.mu must be held.
+func (b *Bus) end(workspaceID string, sub *subscriber, r *Revocation) {
+	if sub.ended {
+		return
+	}
+	sub.ended = true
+	delete(b.subs[workspaceID], sub)
+	if len(b.subs[workspaceID]) == 0 {
+		delete(b.subs, workspaceID)
+	}
+	sub.done(r)
 }
 
 // subscriber is one local subscription.
-type subscriber struct{ receive func(*Message) }
+type subscriber struct {
+	user    string
+	receive func(*Message)
+	done    func(*Revocation)
+	ended   bool
+}
+
+// Revocation says that a user's access to a workspace ended or narrowed,
+// and why (billing's AccessEnded reasons).
+type Revocation struct {
+	UserID string `json:"userId"`
+	Reason string `json:"reason"`
+}
+
+// RevokeAccess ends userID's subscriptions to the workspace on every
+// replica, telling each why. It also drops the workspace from every
+// replica's near cache, like an event does.
+func (b *Bus) RevokeAccess(ctx context.Context, workspaceID, userID, reason string) error {
+	payload, err := json.Marshal(Revocation{UserID: userID, Reason: reason})
+	if err != nil {
+		return err
+	}
+	return b.rdb.Publish(ctx, b.accessChannel(workspaceID), payload).Err()
+}
+
+// revoke ends the local subscriptions a revocation names.
+func (b *Bus) revoke(workspaceID, payload string) {
+	var r Revocation
+	if err := json.Unmarshal([]byte(payload), &r); err != nil || r.UserID == "" {
+		b.log.Warn("event bus: unreadable access revocation dropped", "workspace_id", workspaceID, "err", err)
+		return
+	}
+	if b.near != nil {
+		b.near.drop(WorkspaceGroup(workspaceID))
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for sub := range b.subs[workspaceID] {
+		if sub.user == r.UserID {
+			b.end(workspaceID, sub, &r)
+		}
+	}
+}
 
 // Subscribers returns how many local subscribers are attached.
 func (b *Bus) Subscribers() int {

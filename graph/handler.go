@@ -120,6 +120,7 @@ func NewServer(o ServerOptions) *handler.Server {
 	// in the metrics and the request log.
 	srv.Use(ResponseCache{Near: o.Near, Observe: o.ObserveResponseCache})
 
+	srv.Use(EndedSubscriptions{})
 	srv.AroundOperations(operationDeadline(o.QueryTimeout, o.MutationTimeout))
 	srv.AroundOperations(startSubscriptionsOnOwnStack)
 	// Innermost, so that its feed reaches the resolver (which runs on

@@ -4,9 +4,14 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"sync"
 
 	"billingapi/billing"
 	"billingapi/cache"
+
+	"github.com/99designs/gqlgen/graphql"
+	"github.com/vektah/gqlparser/v2/ast"
+	"github.com/vektah/gqlparser/v2/gqlerror"
 )
 
 func decodeBillingEvent(b []byte) (any, error) {
@@ -26,21 +31,105 @@ func decodeBillingEvent(b []byte) (any, error) {
 // Under SharedEventResponses (the server's), the bus's messages go to the
 // interceptor's eventFeed instead, and the returned channel carries only
 // the events this subscriber renders for the others.
-func billingEventStream(ctx context.Context, bus *cache.Bus, workspaceID string, log *slog.Logger) <-chan *billing.BillingEvent {
+//
+// The stream ends early when the subscriber's access to the workspace
+// ends or narrows on any replica (a removal, a role dropped: cache.Bus
+// RevokeAccess), or when its caller calls end; EndedSubscriptions then
+// answers the reason as the subscription's last response.
+func billingEventStream(ctx context.Context, bus *cache.Bus, workspaceID, userID string, log *slog.Logger) (events <-chan *billing.BillingEvent, end func(*cache.Revocation)) {
 	if feed := feedFrom(ctx); feed != nil {
 		feed.src = make(chan *cache.Message, cache.SubscriberBuffer)
 		feed.out = make(chan *billing.BillingEvent, 1)
-		bus.SubscribeFunc(ctx, workspaceID, func(m *cache.Message) { cache.Deliver(feed.src, m) }, func() { close(feed.src) })
-		return feed.out
+		end = bus.SubscribeAs(ctx, workspaceID, userID, func(m *cache.Message) { cache.Deliver(feed.src, m) }, func(r *cache.Revocation) {
+			endedBy(ctx, r)
+			close(feed.src)
+		})
+		return feed.out, end
 	}
 	out := make(chan *billing.BillingEvent, cache.SubscriberBuffer)
-	bus.SubscribeFunc(ctx, workspaceID, func(m *cache.Message) {
+	end = bus.SubscribeAs(ctx, workspaceID, userID, func(m *cache.Message) {
 		ev, err := m.Decode(decodeBillingEvent)
 		if err != nil {
 			log.WarnContext(ctx, "event bus: undecodable event dropped", "err", err)
 			return
 		}
 		cache.Deliver(out, ev.(*billing.BillingEvent))
-	}, func() { close(out) })
-	return out
+	}, func(r *cache.Revocation) {
+		endedBy(ctx, r)
+		close(out)
+	})
+	return out, end
+}
+
+// EndedSubscriptions answers a subscription that the server ended (its
+// viewer's access to the workspace ended: billingEventStream) with one
+// last response carrying why, as an error with extensions.code FORBIDDEN
+// and extensions.reason (MEMBERSHIP_ENDED or ROLE_CHANGED), before gqlgen
+// completes it. A client tells it from a normal end by that error, and
+// subscribes again (after a role change) or leaves the workspace's page.
+type EndedSubscriptions struct{}
+
+var _ interface {
+	graphql.HandlerExtension
+	graphql.OperationInterceptor
+} = EndedSubscriptions{}
+
+// ExtensionName implements graphql.HandlerExtension.
+func (EndedSubscriptions) ExtensionName() string { return "EndedSubscriptions" }
+
+// Validate implements graphql.HandlerExtension.
+func (EndedSubscriptions) Validate(graphql.ExecutableSchema) error { return nil }
+
+// subscriptionEnd is where a subscription's stream records why the server
+// ended it.
+type subscriptionEnd struct {
+	mu  sync.Mutex
+	why *cache.Revocation
+}
+
+type subscriptionEndKey struct{}
+
+// endedBy records on the operation of ctx that r ended its subscription
+// (nil: it ended normally).
+func endedBy(ctx context.Context, r *cache.Revocation) {
+	if e, ok := ctx.Value(subscriptionEndKey{}).(*subscriptionEnd); ok && r != nil {
+		e.mu.Lock()
+		e.why = r
+		e.mu.Unlock()
+	}
+}
+
+// InterceptOperation implements graphql.OperationInterceptor.
+func (EndedSubscriptions) InterceptOperation(ctx context.Context, next graphql.OperationHandler) graphql.ResponseHandler {
+	oc := graphql.GetOperationContext(ctx)
+	if oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
+		return next(ctx)
+	}
+	end := &subscriptionEnd{}
+	handler := next(context.WithValue(ctx, subscriptionEndKey{}, end))
+	finished := false
+	return func(ctx context.Context) *graphql.Response {
+		if finished {
+			return nil // the inner handler has ended; it must not be asked again
+		}
+		resp := handler(ctx)
+		if resp != nil {
+			return resp
+		}
+		finished = true
+		end.mu.Lock()
+		why := end.why
+		end.mu.Unlock()
+		if why == nil || ctx.Err() != nil {
+			return nil
+		}
+		msg := "You are no longer a member of this workspace."
+		if why.Reason == billing.AccessEndedRoleChanged {
+			msg = "Your role in this workspace changed. Subscribe again to continue."
+		}
+		return &graphql.Response{Errors: gqlerror.List{{
+			Message:    msg,
+			Extensions: map[string]any{"code": string(billing.CodeForbidden), "reason": why.Reason},
+		}}}
+	}
 }

@@ -129,6 +129,7 @@ func (m *Main) Open(ctx context.Context) error {
 		Prices:  m.Prices,
 		Status:  cache.NewStatus(m.Redis, m.Config.RedisKeyPrefix, m.Log),
 		Bus:     m.Bus,
+		Access:  m.Bus,
 		Near:    m.Near,
 		Limiter: m.Limiter,
 		Log:     m.Log,

@@ -8,6 +8,7 @@ package schema
 import (
 	"context"
 	"strings"
+	"time"
 
 	"billingapi/auth"
 	"billingapi/ent"
@@ -110,7 +111,8 @@ func (Workspace) Policy() ent.Policy {
 
 // Policy of the Membership: members of a workspace see its memberships;
 // owners and admins add, change and remove them, but only owners touch an
-// owner's membership or make someone an owner (as for adding).
+// owner's membership or make someone an owner (as for adding); every
+// member may end their own membership (leave).
 func (Membership) Policy() ent.Policy {
 	return privacy.Policy{
 		Query: privacy.QueryPolicy{
@@ -135,9 +137,14 @@ func (Membership) Policy() ent.Policy {
 					m.Where(byOwner)
 					return privacy.Allow
 				}
-				m.Where(membership.Or(byOwner, membership.And(
+				allowed := []predicate.Membership{byOwner, membership.And(
 					membership.HasWorkspaceWith(memberOf(v.UserID, auth.RoleAdmin)),
-					membership.RoleNEQ(auth.RoleOwner))))
+					membership.RoleNEQ(auth.RoleOwner))}
+				if m.Op().Is(ent.OpDelete | ent.OpDeleteOne) {
+					// Anyone may leave: their own membership is theirs to end.
+					allowed = append(allowed, membership.UserID(v.UserID))
+				}
+				m.Where(membership.Or(allowed...))
 				return privacy.Allow
 			}), ent.OpUpdate|ent.OpUpdateOne|ent.OpDelete|ent.OpDeleteOne),
 			privacy.AlwaysDenyRule(),
@@ -146,8 +153,9 @@ func (Membership) Policy() ent.Policy {
 }
 
 // allowMembershipCreate allows an owner or admin to add a member (only an
-// owner adds another owner), and the creator of a brand-new workspace to
-// become its first owner.
+// owner adds another owner), an invitee to join with the role they were
+// invited with, and the creator of a brand-new workspace to become its
+// first owner.
 func allowMembershipCreate(ctx context.Context, m *ent.MembershipMutation) error {
 	v, _ := auth.FromContext(ctx)
 	if v.UserID == "" {
@@ -175,7 +183,22 @@ func allowMembershipCreate(ctx context.Context, m *ent.MembershipMutation) error
 		return err
 	}
 	newUser, _ := m.UserID()
-	if newUser != v.UserID || newRole != auth.RoleOwner {
+	if newUser != v.UserID {
+		return privacy.Denyf("not a member of the workspace")
+	}
+	// The invitee joins by accepting: a pending, unexpired invitation to
+	// this workspace, with this role, addressed to them.
+	invited, err := m.Client().Invitation.Query().
+		Where(invitation.WorkspaceID(wsID), invitation.StatusEQ(invitation.StatusPending),
+			invitation.ExpiresAtGT(time.Now()), invitation.RoleEQ(newRole), invitee(v)).
+		Exist(sees)
+	if err != nil {
+		return err
+	}
+	if invited {
+		return privacy.Allow
+	}
+	if newRole != auth.RoleOwner {
 		return privacy.Denyf("not a member of the workspace")
 	}
 	taken, err := m.Client().Membership.Query().Where(membership.WorkspaceID(wsID)).Exist(sees)

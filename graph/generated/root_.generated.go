@@ -29,6 +29,7 @@ type ResolverRoot interface {
 	CreatePaymentIntentPayload() CreatePaymentIntentPayloadResolver
 	CreateSubscriptionPayload() CreateSubscriptionPayloadResolver
 	Discount() DiscountResolver
+	Invitation() InvitationResolver
 	Invoice() InvoiceResolver
 	Membership() MembershipResolver
 	Mutation() MutationResolver
@@ -135,6 +136,30 @@ type ComplexityRoot struct {
 		PercentOff func(childComplexity int) int
 	}
 
+	Invitation struct {
+		CreateTime    func(childComplexity int) int
+		Email         func(childComplexity int) int
+		ExpiresAt     func(childComplexity int) int
+		ID            func(childComplexity int) int
+		InvitedBy     func(childComplexity int) int
+		Role          func(childComplexity int) int
+		Status        func(childComplexity int) int
+		UserID        func(childComplexity int) int
+		WorkspaceID   func(childComplexity int) int
+		WorkspaceName func(childComplexity int) int
+	}
+
+	InvitationConnection struct {
+		Edges      func(childComplexity int) int
+		PageInfo   func(childComplexity int) int
+		TotalCount func(childComplexity int) int
+	}
+
+	InvitationEdge struct {
+		Cursor func(childComplexity int) int
+		Node   func(childComplexity int) int
+	}
+
 	Invoice struct {
 		AmountDue        func(childComplexity int) int
 		AmountPaid       func(childComplexity int) int
@@ -181,9 +206,16 @@ type ComplexityRoot struct {
 		Node   func(childComplexity int) int
 	}
 
+	MembershipEnded struct {
+		UserID      func(childComplexity int) int
+		WorkspaceID func(childComplexity int) int
+	}
+
 	Mutation struct {
+		AcceptInvitation           func(childComplexity int, input model.InvitationInput) int
 		AddWorkspaceMember         func(childComplexity int, input model.AddWorkspaceMemberInput) int
 		CancelSubscription         func(childComplexity int, input model.CancelSubscriptionInput) int
+		ChangeMemberRole           func(childComplexity int, input model.ChangeMemberRoleInput) int
 		ChangeSubscriptionPlan     func(childComplexity int, input model.ChangeSubscriptionPlanInput) int
 		CreateBillingPortalSession func(childComplexity int, workspaceID string, returnURL *string) int
 		CreateCheckoutSession      func(childComplexity int, input model.CreateCheckoutSessionInput) int
@@ -193,12 +225,20 @@ type ComplexityRoot struct {
 		CreateSetupIntent          func(childComplexity int, workspaceID string, idempotencyKey string) int
 		CreateSubscription         func(childComplexity int, input model.CreateSubscriptionInput) int
 		CreateWorkspace            func(childComplexity int, input model.CreateWorkspaceInput) int
+		DeclineInvitation          func(childComplexity int, input model.InvitationInput) int
+		DeleteWorkspace            func(childComplexity int, input model.DeleteWorkspaceInput) int
 		DetachPaymentMethod        func(childComplexity int, workspaceID string, paymentMethodID string) int
+		InviteWorkspaceMember      func(childComplexity int, input model.InviteWorkspaceMemberInput) int
+		LeaveWorkspace             func(childComplexity int, input model.LeaveWorkspaceInput) int
 		RefundPayment              func(childComplexity int, input model.RefundPaymentInput) int
+		RemoveWorkspaceMember      func(childComplexity int, input model.RemoveWorkspaceMemberInput) int
+		RenameWorkspace            func(childComplexity int, input model.RenameWorkspaceInput) int
 		ReplayWebhookEvent         func(childComplexity int, id string) int
 		ResumeSubscription         func(childComplexity int, input model.ResumeSubscriptionInput) int
+		RevokeInvitation           func(childComplexity int, input model.InvitationInput) int
 		SetDefaultPaymentMethod    func(childComplexity int, workspaceID string, paymentMethodID string) int
 		SyncCheckoutSession        func(childComplexity int, sessionID string) int
+		TransferOwnership          func(childComplexity int, input model.TransferOwnershipInput) int
 	}
 
 	PageInfo struct {
@@ -311,6 +351,7 @@ type ComplexityRoot struct {
 	User struct {
 		Email           func(childComplexity int) int
 		ID              func(childComplexity int) int
+		Invitations     func(childComplexity int) int
 		IsPlatformAdmin func(childComplexity int) int
 		Name            func(childComplexity int) int
 		Workspaces      func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
@@ -349,7 +390,9 @@ type ComplexityRoot struct {
 		Billing          func(childComplexity int) int
 		CheckoutSessions func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 		CreateTime       func(childComplexity int) int
+		DeletedAt        func(childComplexity int) int
 		ID               func(childComplexity int) int
+		Invitations      func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 		Invoices         func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 		Members          func(childComplexity int, after *relay.Cursor, first *int, before *relay.Cursor, last *int) int
 		Name             func(childComplexity int) int
@@ -721,6 +764,99 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.Discount.PercentOff(childComplexity), true
 
+	case "Invitation.createTime":
+		if e.ComplexityRoot.Invitation.CreateTime == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.CreateTime(childComplexity), true
+	case "Invitation.email":
+		if e.ComplexityRoot.Invitation.Email == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.Email(childComplexity), true
+	case "Invitation.expiresAt":
+		if e.ComplexityRoot.Invitation.ExpiresAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.ExpiresAt(childComplexity), true
+	case "Invitation.id":
+		if e.ComplexityRoot.Invitation.ID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.ID(childComplexity), true
+	case "Invitation.invitedBy":
+		if e.ComplexityRoot.Invitation.InvitedBy == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.InvitedBy(childComplexity), true
+	case "Invitation.role":
+		if e.ComplexityRoot.Invitation.Role == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.Role(childComplexity), true
+	case "Invitation.status":
+		if e.ComplexityRoot.Invitation.Status == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.Status(childComplexity), true
+	case "Invitation.userId":
+		if e.ComplexityRoot.Invitation.UserID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.UserID(childComplexity), true
+	case "Invitation.workspaceId":
+		if e.ComplexityRoot.Invitation.WorkspaceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.WorkspaceID(childComplexity), true
+	case "Invitation.workspaceName":
+		if e.ComplexityRoot.Invitation.WorkspaceName == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Invitation.WorkspaceName(childComplexity), true
+
+	case "InvitationConnection.edges":
+		if e.ComplexityRoot.InvitationConnection.Edges == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvitationConnection.Edges(childComplexity), true
+	case "InvitationConnection.pageInfo":
+		if e.ComplexityRoot.InvitationConnection.PageInfo == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvitationConnection.PageInfo(childComplexity), true
+	case "InvitationConnection.totalCount":
+		if e.ComplexityRoot.InvitationConnection.TotalCount == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvitationConnection.TotalCount(childComplexity), true
+
+	case "InvitationEdge.cursor":
+		if e.ComplexityRoot.InvitationEdge.Cursor == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvitationEdge.Cursor(childComplexity), true
+	case "InvitationEdge.node":
+		if e.ComplexityRoot.InvitationEdge.Node == nil {
+			break
+		}
+
+		return e.ComplexityRoot.InvitationEdge.Node(childComplexity), true
+
 	case "Invoice.amountDue":
 		if e.ComplexityRoot.Invoice.AmountDue == nil {
 			break
@@ -895,6 +1031,30 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 
 		return e.ComplexityRoot.MembershipEdge.Node(childComplexity), true
 
+	case "MembershipEnded.userId":
+		if e.ComplexityRoot.MembershipEnded.UserID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipEnded.UserID(childComplexity), true
+	case "MembershipEnded.workspaceId":
+		if e.ComplexityRoot.MembershipEnded.WorkspaceID == nil {
+			break
+		}
+
+		return e.ComplexityRoot.MembershipEnded.WorkspaceID(childComplexity), true
+
+	case "Mutation.acceptInvitation":
+		if e.ComplexityRoot.Mutation.AcceptInvitation == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_acceptInvitation_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.AcceptInvitation(childComplexity, args["input"].(model.InvitationInput)), true
 	case "Mutation.addWorkspaceMember":
 		if e.ComplexityRoot.Mutation.AddWorkspaceMember == nil {
 			break
@@ -917,6 +1077,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CancelSubscription(childComplexity, args["input"].(model.CancelSubscriptionInput)), true
+	case "Mutation.changeMemberRole":
+		if e.ComplexityRoot.Mutation.ChangeMemberRole == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_changeMemberRole_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.ChangeMemberRole(childComplexity, args["input"].(model.ChangeMemberRoleInput)), true
 	case "Mutation.changeSubscriptionPlan":
 		if e.ComplexityRoot.Mutation.ChangeSubscriptionPlan == nil {
 			break
@@ -1016,6 +1187,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.CreateWorkspace(childComplexity, args["input"].(model.CreateWorkspaceInput)), true
+	case "Mutation.declineInvitation":
+		if e.ComplexityRoot.Mutation.DeclineInvitation == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_declineInvitation_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeclineInvitation(childComplexity, args["input"].(model.InvitationInput)), true
+	case "Mutation.deleteWorkspace":
+		if e.ComplexityRoot.Mutation.DeleteWorkspace == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_deleteWorkspace_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.DeleteWorkspace(childComplexity, args["input"].(model.DeleteWorkspaceInput)), true
 	case "Mutation.detachPaymentMethod":
 		if e.ComplexityRoot.Mutation.DetachPaymentMethod == nil {
 			break
@@ -1027,6 +1220,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.DetachPaymentMethod(childComplexity, args["workspaceId"].(string), args["paymentMethodId"].(string)), true
+	case "Mutation.inviteWorkspaceMember":
+		if e.ComplexityRoot.Mutation.InviteWorkspaceMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_inviteWorkspaceMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.InviteWorkspaceMember(childComplexity, args["input"].(model.InviteWorkspaceMemberInput)), true
+	case "Mutation.leaveWorkspace":
+		if e.ComplexityRoot.Mutation.LeaveWorkspace == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_leaveWorkspace_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.LeaveWorkspace(childComplexity, args["input"].(model.LeaveWorkspaceInput)), true
 	case "Mutation.refundPayment":
 		if e.ComplexityRoot.Mutation.RefundPayment == nil {
 			break
@@ -1038,6 +1253,28 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.RefundPayment(childComplexity, args["input"].(model.RefundPaymentInput)), true
+	case "Mutation.removeWorkspaceMember":
+		if e.ComplexityRoot.Mutation.RemoveWorkspaceMember == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_removeWorkspaceMember_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RemoveWorkspaceMember(childComplexity, args["input"].(model.RemoveWorkspaceMemberInput)), true
+	case "Mutation.renameWorkspace":
+		if e.ComplexityRoot.Mutation.RenameWorkspace == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_renameWorkspace_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RenameWorkspace(childComplexity, args["input"].(model.RenameWorkspaceInput)), true
 	case "Mutation.replayWebhookEvent":
 		if e.ComplexityRoot.Mutation.ReplayWebhookEvent == nil {
 			break
@@ -1060,6 +1297,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.ResumeSubscription(childComplexity, args["input"].(model.ResumeSubscriptionInput)), true
+	case "Mutation.revokeInvitation":
+		if e.ComplexityRoot.Mutation.RevokeInvitation == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_revokeInvitation_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.RevokeInvitation(childComplexity, args["input"].(model.InvitationInput)), true
 	case "Mutation.setDefaultPaymentMethod":
 		if e.ComplexityRoot.Mutation.SetDefaultPaymentMethod == nil {
 			break
@@ -1082,6 +1330,17 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Mutation.SyncCheckoutSession(childComplexity, args["sessionId"].(string)), true
+	case "Mutation.transferOwnership":
+		if e.ComplexityRoot.Mutation.TransferOwnership == nil {
+			break
+		}
+
+		args, err := ec.field_Mutation_transferOwnership_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Mutation.TransferOwnership(childComplexity, args["input"].(model.TransferOwnershipInput)), true
 
 	case "PageInfo.endCursor":
 		if e.ComplexityRoot.PageInfo.EndCursor == nil {
@@ -1541,6 +1800,12 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.User.ID(childComplexity), true
+	case "User.invitations":
+		if e.ComplexityRoot.User.Invitations == nil {
+			break
+		}
+
+		return e.ComplexityRoot.User.Invitations(childComplexity), true
 	case "User.isPlatformAdmin":
 		if e.ComplexityRoot.User.IsPlatformAdmin == nil {
 			break
@@ -1711,12 +1976,29 @@ func (e *executableSchema) Complexity(ctx context.Context, typeName, field strin
 		}
 
 		return e.ComplexityRoot.Workspace.CreateTime(childComplexity), true
+	case "Workspace.deletedAt":
+		if e.ComplexityRoot.Workspace.DeletedAt == nil {
+			break
+		}
+
+		return e.ComplexityRoot.Workspace.DeletedAt(childComplexity), true
 	case "Workspace.id":
 		if e.ComplexityRoot.Workspace.ID == nil {
 			break
 		}
 
 		return e.ComplexityRoot.Workspace.ID(childComplexity), true
+	case "Workspace.invitations":
+		if e.ComplexityRoot.Workspace.Invitations == nil {
+			break
+		}
+
+		args, err := ec.field_Workspace_invitations_args(ctx, rawArgs)
+		if err != nil {
+			return 0, false
+		}
+
+		return e.ComplexityRoot.Workspace.Invitations(childComplexity, args["after"].(*relay.Cursor), args["first"].(*int), args["before"].(*relay.Cursor), args["last"].(*int)), true
 	case "Workspace.invoices":
 		if e.ComplexityRoot.Workspace.Invoices == nil {
 			break
@@ -1885,6 +2167,7 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 		return graphql.NewInputUnmarshalerIndex(
 			graphql.NewInputUnmarshaler("AddWorkspaceMemberInput", ec.unmarshalInputAddWorkspaceMemberInput),
 			graphql.NewInputUnmarshaler("CancelSubscriptionInput", ec.unmarshalInputCancelSubscriptionInput),
+			graphql.NewInputUnmarshaler("ChangeMemberRoleInput", ec.unmarshalInputChangeMemberRoleInput),
 			graphql.NewInputUnmarshaler("ChangeSubscriptionPlanInput", ec.unmarshalInputChangeSubscriptionPlanInput),
 			graphql.NewInputUnmarshaler("CreateCheckoutSessionInput", ec.unmarshalInputCreateCheckoutSessionInput),
 			graphql.NewInputUnmarshaler("CreatePaymentIntentInput", ec.unmarshalInputCreatePaymentIntentInput),
@@ -1892,9 +2175,16 @@ func (e *executableSchema) Exec(ctx context.Context) graphql.ResponseHandler {
 			graphql.NewInputUnmarshaler("CreateProductInput", ec.unmarshalInputCreateProductInput),
 			graphql.NewInputUnmarshaler("CreateSubscriptionInput", ec.unmarshalInputCreateSubscriptionInput),
 			graphql.NewInputUnmarshaler("CreateWorkspaceInput", ec.unmarshalInputCreateWorkspaceInput),
+			graphql.NewInputUnmarshaler("DeleteWorkspaceInput", ec.unmarshalInputDeleteWorkspaceInput),
+			graphql.NewInputUnmarshaler("InvitationInput", ec.unmarshalInputInvitationInput),
+			graphql.NewInputUnmarshaler("InviteWorkspaceMemberInput", ec.unmarshalInputInviteWorkspaceMemberInput),
+			graphql.NewInputUnmarshaler("LeaveWorkspaceInput", ec.unmarshalInputLeaveWorkspaceInput),
 			graphql.NewInputUnmarshaler("RecurringInput", ec.unmarshalInputRecurringInput),
 			graphql.NewInputUnmarshaler("RefundPaymentInput", ec.unmarshalInputRefundPaymentInput),
+			graphql.NewInputUnmarshaler("RemoveWorkspaceMemberInput", ec.unmarshalInputRemoveWorkspaceMemberInput),
+			graphql.NewInputUnmarshaler("RenameWorkspaceInput", ec.unmarshalInputRenameWorkspaceInput),
 			graphql.NewInputUnmarshaler("ResumeSubscriptionInput", ec.unmarshalInputResumeSubscriptionInput),
+			graphql.NewInputUnmarshaler("TransferOwnershipInput", ec.unmarshalInputTransferOwnershipInput),
 		)
 	}
 	first := true
@@ -2075,6 +2365,157 @@ extend type Mutation {
   createProduct(input: CreateProductInput!): Product! @platformAdmin @rateLimited
   """Creates a catalog price (platform admins)."""
   createPrice(input: CreatePriceInput!): Plan! @platformAdmin @rateLimited
+}
+`, BuiltIn: false},
+	{Name: "../schema/members.graphqls", Input: `# Membership and workspace lifecycle: invitations, roles, removal,
+# ownership, renaming and deletion (billing/members.go, workspaces.go).
+
+"""Where an invitation stands."""
+enum InvitationStatus {
+  """Waiting for the invitee's answer (see expiresAt)."""
+  PENDING
+  """The invitee joined."""
+  ACCEPTED
+  """The invitee said no."""
+  DECLINED
+  """An owner or admin withdrew it, or the workspace was deleted."""
+  REVOKED
+}
+
+"""
+An invitation to join a workspace with a role. Its invitee (named by user id,
+or by the email of their sign-in token) accepts or declines it; only
+acceptance makes a membership. Invitations expire 7 days after they are sent
+or renewed.
+"""
+type Invitation {
+  id: ID!
+  workspaceId: ID!
+  """The workspace's name, which the invitee may see before joining."""
+  workspaceName: String!
+  """The invitee's email address (lowercased), when invited by email."""
+  email: String
+  """The invitee's user id, when invited by id (or once accepted)."""
+  userId: ID
+  """The role the invitee gets on accepting."""
+  role: Role!
+  status: InvitationStatus!
+  """The name (or user id) of who sent it."""
+  invitedBy: String!
+  createTime: Time!
+  """After this an answer is refused; ask for a new invitation."""
+  expiresAt: Time!
+}
+
+type InvitationConnection {
+  edges: [InvitationEdge]
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+type InvitationEdge {
+  node: Invitation
+  cursor: Cursor!
+}
+
+extend type User {
+  """The viewer's pending, unexpired invitations, newest first (at most 100); empty on another user's row."""
+  invitations: [Invitation!]!
+}
+
+extend type Workspace {
+  """Pending invitations, oldest first (owners and admins; FORBIDDEN for members)."""
+  invitations(after: Cursor, first: Int, before: Cursor, last: Int): InvitationConnection!
+  """When an owner deleted it; only platform admins see a deleted workspace."""
+  deletedAt: Time
+}
+
+"""What removeWorkspaceMember and leaveWorkspace ended."""
+type MembershipEnded {
+  workspaceId: ID!
+  userId: ID!
+}
+
+input InviteWorkspaceMemberInput {
+  workspaceId: ID!
+  """The invitee's email address; give this or userId."""
+  email: String
+  """The invitee's user id (their token's subject); give this or email."""
+  userId: ID
+  """Only an owner invites an OWNER."""
+  role: Role! = MEMBER
+}
+
+input InvitationInput {
+  invitationId: ID!
+}
+
+input RemoveWorkspaceMemberInput {
+  workspaceId: ID!
+  userId: ID!
+}
+
+input ChangeMemberRoleInput {
+  workspaceId: ID!
+  userId: ID!
+  role: Role!
+}
+
+input LeaveWorkspaceInput {
+  workspaceId: ID!
+}
+
+input TransferOwnershipInput {
+  workspaceId: ID!
+  """A member who becomes an owner; the caller becomes an admin."""
+  userId: ID!
+}
+
+input RenameWorkspaceInput {
+  workspaceId: ID!
+  """1 to 100 characters."""
+  name: String!
+}
+
+input DeleteWorkspaceInput {
+  workspaceId: ID!
+}
+
+extend type Mutation {
+  """
+  Invites a person (owners and admins; only an owner invites an owner). Inviting
+  someone with a pending invitation renews it; inviting a member is BAD_USER_INPUT.
+  """
+  inviteWorkspaceMember(input: InviteWorkspaceMemberInput!): Invitation! @authenticated
+  """Joins the invitation's workspace with its role (the invitee only); returns the new membership."""
+  acceptInvitation(input: InvitationInput!): Membership! @authenticated
+  """Declines an invitation (the invitee only)."""
+  declineInvitation(input: InvitationInput!): Invitation! @authenticated
+  """Withdraws a pending invitation (owners and admins; an invitation to be an owner, owners only)."""
+  revokeInvitation(input: InvitationInput!): Invitation! @authenticated
+  """
+  Ends a membership (owners and admins; only an owner removes an owner, and never
+  the last one). The member's open billingEvents subscriptions end at once.
+  """
+  removeWorkspaceMember(input: RemoveWorkspaceMemberInput!): MembershipEnded! @authenticated
+  """
+  Changes a member's role (owners and admins move people between MEMBER and ADMIN;
+  only an owner makes or demotes an OWNER; the last owner is never demoted).
+  """
+  changeMemberRole(input: ChangeMemberRoleInput!): Membership! @authenticated
+  """Ends the caller's own membership; the last owner cannot leave (BAD_USER_INPUT)."""
+  leaveWorkspace(input: LeaveWorkspaceInput!): MembershipEnded! @authenticated
+  """Makes a member an owner and the calling owner an admin, at once."""
+  transferOwnership(input: TransferOwnershipInput!): Workspace! @authenticated
+  """Renames a workspace (owners and admins)."""
+  renameWorkspace(input: RenameWorkspaceInput!): Workspace! @authenticated
+  """
+  Deletes a workspace (owners only): expires its open Checkout Sessions and
+  cancels its subscription at Stripe now, then ends every membership and
+  invitation. Payments, invoices, refunds and subscriptions are kept for
+  accounting. Returns the workspace as deleted.
+  """
+  deleteWorkspace(input: DeleteWorkspaceInput!): Workspace! @authenticated @rateLimited
 }
 `, BuiltIn: false},
 	{Name: "../schema/payments.graphqls", Input: `"""A PaymentIntent's status (CREATING while we are still asking Stripe)."""
@@ -2302,7 +2743,10 @@ type Query {
 type Mutation {
   """Creates a workspace; the caller becomes its owner."""
   createWorkspace(input: CreateWorkspaceInput!): Workspace! @authenticated
-  """Adds a user to a workspace (owners and admins; only an owner adds an owner)."""
+  """
+  Adds a user to a workspace without asking them: platform admins only (support).
+  Everyone else invites with inviteWorkspaceMember, and the invitee accepts.
+  """
   addWorkspaceMember(input: AddWorkspaceMemberInput!): Membership! @authenticated
 }
 
@@ -2866,6 +3310,54 @@ func (ec *executionContext) childFields_Discount(ctx context.Context, field grap
 	return nil, fmt.Errorf("no field named %q was found under type Discount", field.Name)
 }
 
+func (ec *executionContext) childFields_Invitation(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "id":
+		return ec.fieldContext_Invitation_id(ctx, field)
+	case "workspaceId":
+		return ec.fieldContext_Invitation_workspaceId(ctx, field)
+	case "workspaceName":
+		return ec.fieldContext_Invitation_workspaceName(ctx, field)
+	case "email":
+		return ec.fieldContext_Invitation_email(ctx, field)
+	case "userId":
+		return ec.fieldContext_Invitation_userId(ctx, field)
+	case "role":
+		return ec.fieldContext_Invitation_role(ctx, field)
+	case "status":
+		return ec.fieldContext_Invitation_status(ctx, field)
+	case "invitedBy":
+		return ec.fieldContext_Invitation_invitedBy(ctx, field)
+	case "createTime":
+		return ec.fieldContext_Invitation_createTime(ctx, field)
+	case "expiresAt":
+		return ec.fieldContext_Invitation_expiresAt(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type Invitation", field.Name)
+}
+
+func (ec *executionContext) childFields_InvitationConnection(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "edges":
+		return ec.fieldContext_InvitationConnection_edges(ctx, field)
+	case "pageInfo":
+		return ec.fieldContext_InvitationConnection_pageInfo(ctx, field)
+	case "totalCount":
+		return ec.fieldContext_InvitationConnection_totalCount(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InvitationConnection", field.Name)
+}
+
+func (ec *executionContext) childFields_InvitationEdge(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "node":
+		return ec.fieldContext_InvitationEdge_node(ctx, field)
+	case "cursor":
+		return ec.fieldContext_InvitationEdge_cursor(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type InvitationEdge", field.Name)
+}
+
 func (ec *executionContext) childFields_Invoice(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 	switch field.Name {
 	case "id":
@@ -2956,6 +3448,16 @@ func (ec *executionContext) childFields_MembershipEdge(ctx context.Context, fiel
 		return ec.fieldContext_MembershipEdge_cursor(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type MembershipEdge", field.Name)
+}
+
+func (ec *executionContext) childFields_MembershipEnded(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+	switch field.Name {
+	case "workspaceId":
+		return ec.fieldContext_MembershipEnded_workspaceId(ctx, field)
+	case "userId":
+		return ec.fieldContext_MembershipEnded_userId(ctx, field)
+	}
+	return nil, fmt.Errorf("no field named %q was found under type MembershipEnded", field.Name)
 }
 
 func (ec *executionContext) childFields_PageInfo(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
@@ -3156,6 +3658,8 @@ func (ec *executionContext) childFields_User(ctx context.Context, field graphql.
 		return ec.fieldContext_User_isPlatformAdmin(ctx, field)
 	case "workspaces":
 		return ec.fieldContext_User_workspaces(ctx, field)
+	case "invitations":
+		return ec.fieldContext_User_invitations(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type User", field.Name)
 }
@@ -3228,6 +3732,10 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_viewerRole(ctx, field)
 	case "members":
 		return ec.fieldContext_Workspace_members(ctx, field)
+	case "invitations":
+		return ec.fieldContext_Workspace_invitations(ctx, field)
+	case "deletedAt":
+		return ec.fieldContext_Workspace_deletedAt(ctx, field)
 	case "payments":
 		return ec.fieldContext_Workspace_payments(ctx, field)
 	case "checkoutSessions":

@@ -20,4 +20,6 @@ type (
 	WorkspaceEdge             = relay.Edge[*ent.Workspace]
 	MembershipConnection      = relay.Connection[*ent.Membership]
 	MembershipEdge            = relay.Edge[*ent.Membership]
+	InvitationConnection      = relay.Connection[*ent.Invitation]
+	InvitationEdge            = relay.Edge[*ent.Invitation]
 )

@@ -24,6 +24,12 @@ type CancelSubscriptionInput struct {
 	AtPeriodEnd *bool `json:"atPeriodEnd,omitempty"`
 }
 
+type ChangeMemberRoleInput struct {
+	WorkspaceID string    `json:"workspaceId"`
+	UserID      string    `json:"userId"`
+	Role        auth.Role `json:"role"`
+}
+
 type ChangeSubscriptionPlanInput struct {
 	WorkspaceID       string             `json:"workspaceId"`
 	LookupKey         string             `json:"lookupKey"`
@@ -105,6 +111,34 @@ type CreateWorkspaceInput struct {
 	Name string `json:"name"`
 }
 
+type DeleteWorkspaceInput struct {
+	WorkspaceID string `json:"workspaceId"`
+}
+
+type InvitationInput struct {
+	InvitationID string `json:"invitationId"`
+}
+
+type InviteWorkspaceMemberInput struct {
+	WorkspaceID string `json:"workspaceId"`
+	// The invitee's email address; give this or userId.
+	Email *string `json:"email,omitempty"`
+	// The invitee's user id (their token's subject); give this or email.
+	UserID *string `json:"userId,omitempty"`
+	// Only an owner invites an OWNER.
+	Role auth.Role `json:"role"`
+}
+
+type LeaveWorkspaceInput struct {
+	WorkspaceID string `json:"workspaceId"`
+}
+
+// What removeWorkspaceMember and leaveWorkspace ended.
+type MembershipEnded struct {
+	WorkspaceID string `json:"workspaceId"`
+	UserID      string `json:"userId"`
+}
+
 type RecurringInput struct {
 	Interval      PriceInterval `json:"interval"`
 	IntervalCount *int          `json:"intervalCount,omitempty"`
@@ -121,8 +155,25 @@ type RefundPaymentInput struct {
 	IdempotencyKey string `json:"idempotencyKey"`
 }
 
+type RemoveWorkspaceMemberInput struct {
+	WorkspaceID string `json:"workspaceId"`
+	UserID      string `json:"userId"`
+}
+
+type RenameWorkspaceInput struct {
+	WorkspaceID string `json:"workspaceId"`
+	// 1 to 100 characters.
+	Name string `json:"name"`
+}
+
 type ResumeSubscriptionInput struct {
 	WorkspaceID string `json:"workspaceId"`
+}
+
+type TransferOwnershipInput struct {
+	WorkspaceID string `json:"workspaceId"`
+	// A member who becomes an owner; the caller becomes an admin.
+	UserID string `json:"userId"`
 }
 
 // What a subscription status grants.
@@ -358,6 +409,70 @@ func (e *CheckoutStatus) UnmarshalJSON(b []byte) error {
 }
 
 func (e CheckoutStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where an invitation stands.
+type InvitationStatus string
+
+const (
+	// Waiting for the invitee's answer (see expiresAt).
+	InvitationStatusPending InvitationStatus = "PENDING"
+	// The invitee joined.
+	InvitationStatusAccepted InvitationStatus = "ACCEPTED"
+	// The invitee said no.
+	InvitationStatusDeclined InvitationStatus = "DECLINED"
+	// An owner or admin withdrew it, or the workspace was deleted.
+	InvitationStatusRevoked InvitationStatus = "REVOKED"
+)
+
+var AllInvitationStatus = []InvitationStatus{
+	InvitationStatusPending,
+	InvitationStatusAccepted,
+	InvitationStatusDeclined,
+	InvitationStatusRevoked,
+}
+
+func (e InvitationStatus) IsValid() bool {
+	switch e {
+	case InvitationStatusPending, InvitationStatusAccepted, InvitationStatusDeclined, InvitationStatusRevoked:
+		return true
+	}
+	return false
+}
+
+func (e InvitationStatus) String() string {
+	return string(e)
+}
+
+func (e *InvitationStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = InvitationStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid InvitationStatus", str)
+	}
+	return nil
+}
+
+func (e InvitationStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *InvitationStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e InvitationStatus) MarshalJSON() ([]byte, error) {
 	var buf bytes.Buffer
 	e.MarshalGQL(&buf)
 	return buf.Bytes(), nil

@@ -20,3 +20,6 @@ func (i CancelSubscriptionInput) RateLimitWorkspace() string { return i.Workspac
 
 // RateLimitWorkspace returns the workspace the mutation spends budget of.
 func (i ResumeSubscriptionInput) RateLimitWorkspace() string { return i.WorkspaceID }
+
+// RateLimitWorkspace returns the workspace the mutation spends budget of.
+func (i DeleteWorkspaceInput) RateLimitWorkspace() string { return i.WorkspaceID }
