@@ -79,7 +79,7 @@ func TestEnsureCustomer(t *testing.T) {
 			})
 			t.Run("MemberIsForbiddenOutsiderNotFound", func(t *testing.T) {
 				ws := f.workspace(t, "carol")
-				if _, err := f.svc.AddMember(f.as("carol"), ws, "dan", auth.RoleMember); err != nil {
+				if _, err := f.join(f.as("carol"), ws, "dan", auth.RoleMember); err != nil {
 					t.Fatal(err)
 				}
 				before := f.stripe.Count("POST", "/v1/customers")

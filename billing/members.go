@@ -448,12 +448,12 @@ func (s *Service) TransferOwnership(ctx context.Context, workspaceID uuid.UUID, 
 		return nil, err
 	}
 	userID = strings.TrimSpace(userID)
-	if userID == v.UserID {
-		return nil, InvalidInput("userId", "Choose another member to hand ownership to.")
-	}
 	err = s.memberChange(ctx, workspaceID, func(tx *ent.Tx, mine auth.Role) error {
 		if mine != auth.RoleOwner {
 			return Errorf(CodeForbidden, "Only an owner can transfer ownership.")
+		}
+		if userID == v.UserID {
+			return InvalidInput("userId", "Choose another member to hand ownership to.")
 		}
 		target, err := membershipOf(ctx, tx, workspaceID, userID)
 		if err != nil {

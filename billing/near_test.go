@@ -120,7 +120,7 @@ func TestNearCacheAcrossReplicas(t *testing.T) {
 		if _, err := b.svc.VisibleWorkspace(b.as("mallory"), ws); billing.ErrorCode(err) != billing.CodeNotFound {
 			t.Fatalf("an outsider: %v, want NOT_FOUND", err)
 		}
-		if _, err := a.svc.AddMember(a.as("alice"), ws, "bob", auth.RoleMember); err != nil {
+		if _, err := a.join(a.as("alice"), ws, "bob", auth.RoleMember); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := b.svc.VisibleWorkspace(b.as("bob"), ws); err != nil {

@@ -13,6 +13,7 @@ import (
 	"billingapi/auth"
 	"billingapi/billing"
 	"billingapi/cache"
+	"billingapi/ent"
 	_ "billingapi/ent/runtime" // privacy policies
 	"billingapi/internal/database"
 	"billingapi/internal/stripefake"
@@ -181,4 +182,14 @@ func (f *fixture) statusOf(t *testing.T, user string, ws uuid.UUID) *billing.Bil
 		t.Fatal(err)
 	}
 	return st
+}
+
+// join makes user a member of ws with role the way people join: the
+// inviter (a context from as) invites them by user id, and they accept.
+func (f *fixture) join(inviter context.Context, ws uuid.UUID, user string, role auth.Role) (*ent.Membership, error) {
+	inv, err := f.svc.Invite(inviter, billing.InviteInput{WorkspaceID: ws, UserID: user, Role: role})
+	if err != nil {
+		return nil, err
+	}
+	return f.svc.AcceptInvitation(f.as(user), inv.ID)
 }

@@ -162,7 +162,7 @@ func TestPerSeatQuantityFollowsMembersDebounced(t *testing.T) {
 			owner = "owner-sub_flat"
 		}
 		for i := range 10 {
-			if _, err := f.svc.AddMember(f.as(owner), ws, fmt.Sprintf("member-%s-%d", ws, i), "member"); err != nil {
+			if _, err := f.join(f.as(owner), ws, fmt.Sprintf("member-%s-%d", ws, i), "member"); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -194,7 +194,7 @@ func TestPerSeatQuantityFollowsMembersDebounced(t *testing.T) {
 		Metadata: map[string]string{"workspace_id": seatWS.String(), "plan": "team"},
 	})})
 	before := f.stripe.Count("POST", "/v1/subscriptions/sub_seat")
-	if _, err := f.svc.AddMember(f.as("owner-sub_seat"), seatWS, "member-late", "member"); err != nil {
+	if _, err := f.join(f.as("owner-sub_seat"), seatWS, "member-late", "member"); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
@@ -245,7 +245,7 @@ func TestMemberChangeDuringSeatRetriesGetsItsOwnAttempts(t *testing.T) {
 		ID: "sub_retry", Status: "active", ItemID: "si_retry", PriceID: "price_team_seat", LookupKey: "team_seat", Quantity: 3,
 		Metadata: map[string]string{"workspace_id": ws.String(), "plan": "team"},
 	})})
-	if _, err := f.svc.AddMember(f.as("owner"), ws, "member-1", "member"); err != nil {
+	if _, err := f.join(f.as("owner"), ws, "member-1", "member"); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(15 * time.Second); f.stripe.Count("POST", path) < 7; time.Sleep(20 * time.Millisecond) {
@@ -255,7 +255,7 @@ func TestMemberChangeDuringSeatRetriesGetsItsOwnAttempts(t *testing.T) {
 	}
 	// The next member change: its first try fails too (the eighth 500),
 	// its retry lands.
-	if _, err := f.svc.AddMember(f.as("owner"), ws, "member-2", "member"); err != nil {
+	if _, err := f.join(f.as("owner"), ws, "member-2", "member"); err != nil {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
@@ -310,7 +310,7 @@ func TestSeatSweepBillsMembersWhoseUpdateWasLost(t *testing.T) {
 	old := subscribe("owner-old", "sub_old", "old_seat")
 	memberBehindItsBack(old, "member-old")
 	pending := subscribe("owner-pending", "sub_pending", "team_seat")
-	if _, err := f.svc.AddMember(f.as("owner-pending"), pending, "member-pending", "member"); err != nil {
+	if _, err := f.join(f.as("owner-pending"), pending, "member-pending", "member"); err != nil {
 		t.Fatal(err) // its update waits out the hour's debounce
 	}
 	// old_seat leaves the catalog, and the price cache forgets it: its

@@ -172,12 +172,24 @@ func (s *testServer) createWorkspace(t *testing.T, token, name string) string {
 	return out.CreateWorkspace.ID
 }
 
-// addMember adds userID to a workspace as token and returns the response.
+// addMember makes userID a member of a workspace the way people join: the
+// holder of token invites them by user id, and they accept. It returns
+// the invitation's response when that was refused, else the acceptance's.
 func (s *testServer) addMember(t *testing.T, token, workspaceID, userID, role string) gqlResponse {
 	t.Helper()
-	return s.gql(t, token, `mutation($w: ID!, $u: ID!, $r: Role!) {
-		addWorkspaceMember(input: {workspaceId: $w, userId: $u, role: $r}) { id role user { id } }
+	inv := s.gql(t, token, `mutation($w: ID!, $u: ID!, $r: Role!) {
+		inviteWorkspaceMember(input: {workspaceId: $w, userId: $u, role: $r}) { id }
 	}`, map[string]any{"w": workspaceID, "u": userID, "r": role})
+	if inv.Code() != "" {
+		return inv
+	}
+	var out struct {
+		InviteWorkspaceMember struct{ ID string }
+	}
+	inv.Decode(t, &out)
+	return s.gql(t, s.token(t, userID, false), `mutation($i: ID!) {
+		acceptInvitation(input: {invitationId: $i}) { id role user { id } }
+	}`, map[string]any{"i": out.InviteWorkspaceMember.ID})
 }
 
 // secretMarkers are prefixes of values that must never reach a client:

@@ -38,6 +38,26 @@ var isolationCases = map[string]isolationCase{
 	"Mutation.createWorkspace": {`mutation { createWorkspace(input: {name: "mine"}) { id } }`, nil, "", "", "UNAUTHENTICATED"},
 	"Mutation.addWorkspaceMember": {`mutation($w: ID!) { addWorkspaceMember(input: {workspaceId: $w, userId: "mallory"}) { id } }`,
 		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.inviteWorkspaceMember": {`mutation($w: ID!) { inviteWorkspaceMember(input: {workspaceId: $w, userId: "mallory"}) { id } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.acceptInvitation": {`mutation($i: ID!) { acceptInvitation(input: {invitationId: $i}) { id } }`,
+		invitationVar, "NOT_FOUND", "NOT_FOUND", "UNAUTHENTICATED"},
+	"Mutation.declineInvitation": {`mutation($i: ID!) { declineInvitation(input: {invitationId: $i}) { id } }`,
+		invitationVar, "NOT_FOUND", "NOT_FOUND", "UNAUTHENTICATED"},
+	"Mutation.revokeInvitation": {`mutation($i: ID!) { revokeInvitation(input: {invitationId: $i}) { id } }`,
+		invitationVar, "NOT_FOUND", "NOT_FOUND", "UNAUTHENTICATED"},
+	"Mutation.removeWorkspaceMember": {`mutation($w: ID!) { removeWorkspaceMember(input: {workspaceId: $w, userId: "alice"}) { userId } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.changeMemberRole": {`mutation($w: ID!) { changeMemberRole(input: {workspaceId: $w, userId: "alice", role: MEMBER}) { id } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.leaveWorkspace": {`mutation($w: ID!) { leaveWorkspace(input: {workspaceId: $w}) { userId } }`,
+		wsVar, "NOT_FOUND", "", "UNAUTHENTICATED"},
+	"Mutation.transferOwnership": {`mutation($w: ID!) { transferOwnership(input: {workspaceId: $w, userId: "carol"}) { id } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.renameWorkspace": {`mutation($w: ID!) { renameWorkspace(input: {workspaceId: $w, name: "taken"}) { id } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
+	"Mutation.deleteWorkspace": {`mutation($w: ID!) { deleteWorkspace(input: {workspaceId: $w}) { id } }`,
+		wsVar, "NOT_FOUND", "FORBIDDEN", "UNAUTHENTICATED"},
 	"Mutation.createProduct": {`mutation { createProduct(input: {name: "X", plan: "x"}) { id } }`, nil, "FORBIDDEN", "FORBIDDEN", "UNAUTHENTICATED"},
 	"Mutation.createPrice": {`mutation { createPrice(input: {productId: "prod_x", unitAmount: 100, currency: "usd", lookupKey: "k"}) { priceId } }`,
 		nil, "FORBIDDEN", "FORBIDDEN", "UNAUTHENTICATED"},
@@ -72,6 +92,10 @@ var isolationCases = map[string]isolationCase{
 
 func wsVar(w *paymentsWorld, _ string) map[string]any { return map[string]any{"w": w.wsA} }
 
+func invitationVar(w *paymentsWorld, _ string) map[string]any {
+	return map[string]any{"i": w.invitationA}
+}
+
 // TestTenantIsolationOverTheWholeSchema calls every root field as a user
 // of another workspace, as a member where an owner or admin is needed,
 // and anonymously, and expects no data of workspace A and the right code.
@@ -85,6 +109,10 @@ func TestTenantIsolationOverTheWholeSchema(t *testing.T) {
 	var cs checkoutPayload
 	w.gql(t, w.alice, createCheckoutMutation, checkoutIn(w.wsA, map[string]any{"idempotencyKey": "iso-cs"})).Decode(t, &cs)
 	w.sessionA = cs.CreateCheckoutSession.SessionID
+	var inv struct{ InviteWorkspaceMember struct{ ID string } }
+	w.gql(t, w.alice, `mutation($w: ID!) { inviteWorkspaceMember(input: {workspaceId: $w, userId: "zoe"}) { id } }`,
+		map[string]any{"w": w.wsA}).Decode(t, &inv)
+	w.invitationA = inv.InviteWorkspaceMember.ID
 
 	var schema struct {
 		Schema struct {
@@ -140,7 +168,7 @@ func TestTenantIsolationOverTheWholeSchema(t *testing.T) {
 				if r.Code() != caller.want {
 					t.Errorf("%s: code = %q, want %q: %s", caller.who, r.Code(), caller.want, r.Raw)
 				}
-				for _, leak := range []string{w.wsA, paymentID, "alice@", w.sessionA, `"name":"A"`} {
+				for _, leak := range []string{w.wsA, paymentID, "alice@", w.sessionA, w.invitationA, `"name":"A"`} {
 					if leak != "" && strings.Contains(r.Raw, leak) && !strings.Contains(fmt.Sprint(vars), leak) {
 						t.Errorf("%s: response leaks %q: %s", caller.who, leak, r.Raw)
 					}

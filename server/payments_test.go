@@ -21,6 +21,9 @@ type paymentsWorld struct {
 	wsA, wsB          string
 	// sessionA is a checkout session of workspace A, when a test made one.
 	sessionA string
+	// invitationA is a pending invitation of workspace A (to zoe), when a
+	// test made one.
+	invitationA string
 }
 
 func newPaymentsWorld(t *testing.T, dbURL string, env map[string]string) *paymentsWorld {
