@@ -290,7 +290,7 @@ func (s *Service) DeclineInvitation(ctx context.Context, id uuid.UUID) (*ent.Inv
 	if err != nil {
 		return nil, err
 	}
-	return s.answerInvitation(ctx, id, invitation.StatusDeclined, func(inv *ent.Invitation) error {
+	return s.answerInvitation(ctx, id, invitation.StatusDeclined, func(_ *ent.Tx, inv *ent.Invitation) error {
 		if !addressedTo(inv, v) {
 			return Errorf(CodeForbidden, "This invitation is addressed to someone else.")
 		}
@@ -305,11 +305,18 @@ func (s *Service) RevokeInvitation(ctx context.Context, id uuid.UUID) (*ent.Invi
 	if _, err := viewer(ctx); err != nil {
 		return nil, err
 	}
-	return s.answerInvitation(ctx, id, invitation.StatusRevoked, func(inv *ent.Invitation) error {
-		mine, err := s.RoleIn(ctx, inv.WorkspaceID)
+	v, _ := auth.FromContext(ctx)
+	return s.answerInvitation(ctx, id, invitation.StatusRevoked, func(tx *ent.Tx, inv *ent.Invitation) error {
+		var mine auth.Role
+		m, err := tx.Membership.Query().
+			Where(membership.WorkspaceID(inv.WorkspaceID), membership.UserID(v.UserID)).Only(ctx)
 		switch {
-		case err != nil:
+		case err == nil:
+			mine = m.Role
+		case !ent.IsNotFound(err):
 			return err
+		}
+		switch {
 		case mine != auth.RoleOwner && mine != auth.RoleAdmin:
 			return Errorf(CodeForbidden, "Only owners and admins can revoke invitations.")
 		case inv.Role == auth.RoleOwner && mine != auth.RoleOwner:
@@ -321,14 +328,14 @@ func (s *Service) RevokeInvitation(ctx context.Context, id uuid.UUID) (*ent.Invi
 
 // answerInvitation moves a pending invitation to status when allowed says
 // the viewer may.
-func (s *Service) answerInvitation(ctx context.Context, id uuid.UUID, status invitation.Status, allowed func(*ent.Invitation) error) (*ent.Invitation, error) {
+func (s *Service) answerInvitation(ctx context.Context, id uuid.UUID, status invitation.Status, allowed func(*ent.Tx, *ent.Invitation) error) (*ent.Invitation, error) {
 	var inv *ent.Invitation
 	err := WithTx(ctx, s.db, func(tx *ent.Tx) error {
 		var err error
 		if inv, err = pendingInvitation(ctx, tx, id); err != nil {
 			return err
 		}
-		if err := allowed(inv); err != nil {
+		if err := allowed(tx, inv); err != nil {
 			return err
 		}
 		inv, err = inv.Update().SetStatus(status).SetRespondedAt(time.Now()).Save(ctx)
@@ -562,9 +569,10 @@ func roleRank(r auth.Role) int {
 }
 
 // membersChanged follows a change in a workspace's member count: a
-// per-seat plan's quantity follows it.
+// per-seat plan's quantity follows it. It reads as the workspace's
+// system: the viewer may have just left it.
 func (s *Service) membersChanged(ctx context.Context, workspaceID uuid.UUID) {
-	if live, err := hasLiveSubscription(ctx, s.db, workspaceID, ""); err == nil && live {
+	if live, err := hasLiveSubscription(systemCtx(ctx, workspaceID), s.db, workspaceID, ""); err == nil && live {
 		s.scheduleSeatSync(workspaceID)
 	}
 }

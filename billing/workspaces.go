@@ -242,10 +242,7 @@ func (s *Service) RenameWorkspace(ctx context.Context, workspaceID uuid.UUID, na
 	if ent.IsNotFound(err) {
 		return nil, notFound("workspace")
 	}
-	if err != nil {
-		return nil, err
-	}
-	return ws.Unwrap(), nil
+	return ws, err
 }
 
 // DeleteWorkspace deletes a workspace (owners only). It first ends what

@@ -251,3 +251,74 @@ func TestBusPublishAll(t *testing.T) {
 		})
 	}
 }
+
+// TestBusRevokeAccess: a revocation published on one bus ends the named
+// user's subscriptions to the workspace on every bus (replica), once, with
+// the reason, and no one else's; end ends one at once.
+func TestBusRevokeAccess(t *testing.T) {
+	for name, open := range redises(t) {
+		t.Run(name, func(t *testing.T) {
+			rdb, prefix := open(t)
+			a := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
+			b := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			type ending struct {
+				who string
+				r   *cache.Revocation
+			}
+			ended := make(chan ending, 10)
+			sub := func(bus *cache.Bus, ws, user, who string) func(*cache.Revocation) {
+				return bus.SubscribeAs(ctx, ws, user, func(*cache.Message) {}, func(r *cache.Revocation) { ended <- ending{who, r} })
+			}
+			sub(b, "ws1", "carol", "carol on B")
+			sub(a, "ws1", "carol", "carol on A")
+			sub(b, "ws1", "dave", "dave on B")
+			sub(b, "ws2", "carol", "carol on B in ws2")
+			endDave := sub(a, "ws1", "dave", "dave on A")
+
+			if err := a.RevokeAccess(ctx, "ws1", "carol", "MEMBERSHIP_ENDED"); err != nil {
+				t.Fatal(err)
+			}
+			got := map[string]string{}
+			for range 2 {
+				select {
+				case e := <-ended:
+					if e.r == nil {
+						t.Fatalf("%s ended without a revocation", e.who)
+					}
+					got[e.who] = e.r.Reason
+				case <-time.After(2 * time.Second):
+					t.Fatalf("ended so far: %v; want carol's two subscriptions to ws1", got)
+				}
+			}
+			if got["carol on A"] != "MEMBERSHIP_ENDED" || got["carol on B"] != "MEMBERSHIP_ENDED" {
+				t.Fatalf("ended: %v", got)
+			}
+			endDave(&cache.Revocation{UserID: "dave", Reason: "ROLE_CHANGED"})
+			if e := <-ended; e.who != "dave on A" || e.r.Reason != "ROLE_CHANGED" {
+				t.Fatalf("end: %s %+v", e.who, e.r)
+			}
+			endDave(nil) // a second end does nothing
+			cancel()     // the others end normally, once each
+			for range 2 {
+				select {
+				case e := <-ended:
+					if e.r != nil || (e.who != "dave on B" && e.who != "carol on B in ws2") {
+						t.Fatalf("at the end of the context: %s %+v", e.who, e.r)
+					}
+				case <-time.After(2 * time.Second):
+					t.Fatal("subscriptions did not end with their context")
+				}
+			}
+			select {
+			case e := <-ended:
+				t.Fatalf("%s ended twice", e.who)
+			case <-time.After(100 * time.Millisecond):
+			}
+			if n := a.Subscribers() + b.Subscribers(); n != 0 {
+				t.Fatalf("%d subscribers left", n)
+			}
+		})
+	}
+}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"billingapi/auth"
 )
 
 // These run the service end to end on the sandbox: each checks a behaviour
@@ -156,4 +158,86 @@ func TestSandboxPortalAndClientSecrets(t *testing.T) {
 			t.Fatalf("client secret %q is not PaymentIntent %s's", pi.ClientSecret, pi.PaymentIntentID)
 		}
 	})
+}
+
+// TestSandboxDeleteWorkspace deletes a workspace with a paid subscription,
+// a payment and a pending invitation: Stripe cancels the subscription at
+// once, the owner can no longer reach the workspace nor its invitee join
+// it, and its payments and invoices stay for platform admins (accounting).
+func TestSandboxDeleteWorkspace(t *testing.T) {
+	d := newSandboxDriver(t)
+	if _, err := d.checkout("SUBSCRIPTION", "starter_monthly", "4242424242424242"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.until("paid", isStatus("ACTIVE", "FULL")); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := d.payment("pm_card_visa", 1200); err != nil {
+		t.Fatal(err)
+	}
+	var inv struct{ InviteWorkspaceMember struct{ ID string } }
+	if err := d.gql(`mutation($w: ID!) { inviteWorkspaceMember(input: {workspaceId: $w, email: "Zoe@Example.com"}) { id } }`,
+		map[string]any{"w": d.ws}, &inv); err != nil {
+		t.Fatal(err)
+	}
+	var sub struct {
+		Workspace struct{ Subscription struct{ StripeSubscriptionID string } }
+	}
+	if err := d.gql(`query($w: ID!) { workspace(id: $w) { subscription { stripeSubscriptionId } } }`, map[string]any{"w": d.ws}, &sub); err != nil {
+		t.Fatal(err)
+	}
+
+	var del struct{ DeleteWorkspace struct{ DeletedAt *string } }
+	if err := d.gql(`mutation($w: ID!) { deleteWorkspace(input: {workspaceId: $w}) { deletedAt } }`, map[string]any{"w": d.ws}, &del); err != nil {
+		t.Fatal(err)
+	}
+	if del.DeleteWorkspace.DeletedAt == nil {
+		t.Fatal("deleteWorkspace answered no deletedAt")
+	}
+	s, err := d.sc.Subscriptions.Get(sub.Workspace.Subscription.StripeSubscriptionID, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Status != "canceled" {
+		t.Fatalf("Stripe subscription after deleteWorkspace: %s, want canceled", s.Status)
+	}
+	err = d.gql(`query($w: ID!) { workspace(id: $w) { id } }`, map[string]any{"w": d.ws}, nil)
+	if e, ok := err.(scenarioError); !ok || e.Extensions["code"] != "NOT_FOUND" {
+		t.Fatalf("the former owner reading the deleted workspace: %v, want NOT_FOUND", err)
+	}
+	var me struct{ Me struct{ Workspaces struct{ TotalCount int } } }
+	if err := d.gql(`{ me { workspaces { totalCount } } }`, nil, &me); err != nil || me.Me.Workspaces.TotalCount != 0 {
+		t.Fatalf("the former owner's workspaces: %+v %v", me, err)
+	}
+	cfg, err := LoadConfig(func(string) string { return "" }) // the driver's server signs with the development defaults
+	if err != nil {
+		t.Fatal(err)
+	}
+	zoe, err := devToken(cfg, auth.Claims{Subject: "zoe", Email: "zoe@example.com"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = d.gqlAs(zoe, `mutation($i: ID!) { acceptInvitation(input: {invitationId: $i}) { id } }`, map[string]any{"i": inv.InviteWorkspaceMember.ID}, nil)
+	if e, ok := err.(scenarioError); !ok || e.Extensions["code"] != "BAD_USER_INPUT" {
+		t.Fatalf("accepting an invitation of the deleted workspace: %v, want BAD_USER_INPUT (revoked)", err)
+	}
+	var kept struct {
+		Workspace struct {
+			DeletedAt *string
+			Payments  struct{ TotalCount int }
+			Invoices  struct{ TotalCount int }
+		}
+	}
+	if err := d.gqlAs(d.admin, `query($w: ID!) { workspace(id: $w) { deletedAt payments { totalCount } invoices { totalCount } } }`,
+		map[string]any{"w": d.ws}, &kept); err != nil {
+		t.Fatal(err)
+	}
+	if kept.Workspace.DeletedAt == nil || kept.Workspace.Payments.TotalCount < 1 || kept.Workspace.Invoices.TotalCount < 1 {
+		t.Fatalf("a platform admin reading the deleted workspace's records: %+v", kept.Workspace)
+	}
+	// Deleting again finds nothing.
+	err = d.gql(`mutation($w: ID!) { deleteWorkspace(input: {workspaceId: $w}) { id } }`, map[string]any{"w": d.ws}, nil)
+	if e, ok := err.(scenarioError); !ok || e.Extensions["code"] != "NOT_FOUND" {
+		t.Fatalf("deleting a deleted workspace: %v, want NOT_FOUND", err)
+	}
 }
