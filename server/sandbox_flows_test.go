@@ -181,7 +181,9 @@ func TestSandboxDeleteWorkspace(t *testing.T) {
 		t.Fatal(err)
 	}
 	var sub struct {
-		Workspace struct{ Subscription struct{ StripeSubscriptionID string } }
+		Workspace struct {
+			Subscription struct{ StripeSubscriptionID string }
+		}
 	}
 	if err := d.gql(`query($w: ID!) { workspace(id: $w) { subscription { stripeSubscriptionId } } }`, map[string]any{"w": d.ws}, &sub); err != nil {
 		t.Fatal(err)
@@ -205,7 +207,9 @@ func TestSandboxDeleteWorkspace(t *testing.T) {
 	if e, ok := err.(scenarioError); !ok || e.Extensions["code"] != "NOT_FOUND" {
 		t.Fatalf("the former owner reading the deleted workspace: %v, want NOT_FOUND", err)
 	}
-	var me struct{ Me struct{ Workspaces struct{ TotalCount int } } }
+	var me struct {
+		Me struct{ Workspaces struct{ TotalCount int } }
+	}
 	if err := d.gql(`{ me { workspaces { totalCount } } }`, nil, &me); err != nil || me.Me.Workspaces.TotalCount != 0 {
 		t.Fatalf("the former owner's workspaces: %+v %v", me, err)
 	}
