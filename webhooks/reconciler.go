@@ -115,6 +115,11 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		if _, err := Store(ctx, r.DB, ev, raw); err != nil {
+			if neverStorable(err) {
+				r.Log.WarnContext(ctx, "webhook reconciler: passing over an event the database refuses for good",
+					"event_id", eventIDForLog(ev.ID), "err", err)
+				return nil
+			}
 			return err
 		}
 		stored++
