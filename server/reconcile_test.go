@@ -115,8 +115,9 @@ func TestReconcilerListsFromBeforeTheOutage(t *testing.T) {
 	whWaitStatus(t, w.testServer, "evt_in_outage", webhookevent.StatusProcessed)
 }
 
-// An event Stripe lists that can never be stored (here an id with a NUL,
-// which PostgreSQL refuses) is passed over, as the endpoint refuses it:
+// An event Stripe lists that can never be stored (here an id, or an
+// object id, with a NUL, which PostgreSQL refuses) is passed over, as the
+// endpoint refuses it:
 // it must not stop the events after it from being stored, nor hold every
 // later run at the same window.
 func TestReconcilerPassesOverAnEventItCanNeverStore(t *testing.T) {
@@ -125,8 +126,9 @@ func TestReconcilerPassesOverAnEventItCanNeverStore(t *testing.T) {
 	now := time.Now()
 	missed1 := stripefake.Event("evt_missed_a", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_missed_a", "succeeded", 2000, "usd", meta), now.Add(-3*time.Minute))
 	bad := stripefake.Event("evt_\x00bad", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_bad", "succeeded", 2000, "usd", meta), now.Add(-2*time.Minute))
+	badObject := stripefake.Event("evt_bad_object", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_\x00bad", "succeeded", 2000, "usd", meta), now.Add(-90*time.Second))
 	missed2 := stripefake.Event("evt_missed_b", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_missed_b", "succeeded", 3000, "usd", meta), now.Add(-time.Minute))
-	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/events", Body: eventList(missed1, bad, missed2)})
+	w.fake.On(stripefake.Rule{Method: "GET", Path: "/v1/events", Body: eventList(missed1, bad, badObject, missed2)})
 	t.Cleanup(w.fake.ClearRules)
 
 	r := &webhooks.Reconciler{DB: w.DB, Billing: w.Billing, Log: w.Log, Wake: w.Worker.Wake}

@@ -54,8 +54,14 @@ func devToken(cfg Config, c auth.Claims, ttl time.Duration) (string, error) {
 	return auth.NewHS256Signer([]byte(cfg.JWT.HS256Secret), cfg.JWT.Issuer, cfg.JWT.Audience).Mint(c, ttl)
 }
 
-// printWelcome prints where the API listens and, in development, tokens
-// to try it with.
+// printWelcome prints where the API listens and, in development, how to
+// get a token. It prints ready-made tokens (a user and a platform admin,
+// 24 hours) only while the public development secret is in use, which
+// anyone can sign with anyway. With a configured secret it prints how to
+// mint one instead, and no token: the banner lands in terminals, CI and
+// container logs, and a platform-admin token signed with a real secret
+// (a staging server run with APP_ENV=development, the docker-compose
+// replicas) is a credential for whatever trusts that secret.
 func printWelcome(w io.Writer, m *Main) {
 	url := m.URL()
 	fmt.Fprintf(w, "\nBilling API listening on %s\n", url)
@@ -63,12 +69,36 @@ func printWelcome(w io.Writer, m *Main) {
 	if m.Config.Production() {
 		return
 	}
+	if m.Config.JWT.HS256Secret != DevJWTSecret {
+		printMintHelp(w, m.Config)
+		return
+	}
 	user, err1 := devToken(m.Config, auth.Claims{Subject: "dev-user", Email: "dev@example.com", Name: "Dev User"}, DevTokenTTL)
 	admin, err2 := devToken(m.Config, auth.Claims{Subject: "dev-admin", Email: "admin@example.com", Name: "Dev Admin", Admin: true}, DevTokenTTL)
 	if err1 != nil || err2 != nil {
 		return
 	}
-	fmt.Fprintf(w, "\nDevelopment tokens (24h; mint more with `go run ./server token --sub USER`):\n")
+	fmt.Fprintf(w, "\nDevelopment tokens (24h, signed with the public development secret; mint more with `%s`):\n", mintCommand)
 	fmt.Fprintf(w, "  user  dev-user   Bearer %s\n", user)
 	fmt.Fprintf(w, "  admin dev-admin  Bearer %s\n\n", admin)
+}
+
+// mintCommand is how the banner tells a developer to mint a token: the
+// `token` subcommand of the binary `make run` builds (`go run ./server
+// token` from the source, the image's /billing-server token).
+const mintCommand = "bin/server token --sub USER --email EMAIL"
+
+// printMintHelp prints, in place of ready-made tokens, how to get one
+// under cfg's JWT configuration (a configured HS256 secret or a public
+// key).
+func printMintHelp(w io.Writer, cfg Config) {
+	if cfg.JWT.HS256Secret == "" {
+		fmt.Fprintf(w, "\nNo development tokens: tokens are verified with JWT_PUBLIC_KEY_FILE, so they come from "+
+			"whoever holds its private key (your identity provider).\n\n")
+		return
+	}
+	fmt.Fprintf(w, "\nNo development tokens printed: JWT_HS256_SECRET is configured (not the public development secret).\n")
+	fmt.Fprintf(w, "Mint one with the same JWT_* environment as this server:\n")
+	fmt.Fprintf(w, "  %s           # a user\n", mintCommand)
+	fmt.Fprintf(w, "  %s --admin   # a platform admin; --ttl 1h sets the lifetime (default 24h)\n\n", mintCommand)
 }

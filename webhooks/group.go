@@ -41,19 +41,21 @@ type groupStore struct {
 
 // pendingEvent is one request's event, waiting to be stored.
 type pendingEvent struct {
-	ev   *stripe.Event
-	body []byte
+	ev       *stripe.Event
+	objectID string // eventObjectID(ev)
+	body     []byte
 	// done receives the outcome once. It is buffered, so that storing
 	// never waits for a request that has given up.
 	done chan error
 }
 
-// store saves the event and returns once it is committed (nil, also for
-// a duplicate), or when storing it failed or ctx ended. A request that
-// gives up may still see its event stored afterwards; Stripe's retry then
-// finds it a duplicate, so nothing is lost either way.
-func (g *groupStore) store(ctx context.Context, ev *stripe.Event, body []byte) error {
-	p := &pendingEvent{ev: ev, body: body, done: make(chan error, 1)}
+// store saves the event, which checkStorable passed, and returns once it
+// is committed (nil, also for a duplicate), or when storing it failed or
+// ctx ended. A request that gives up may still see its event stored
+// afterwards; Stripe's retry then finds it a duplicate, so nothing is lost
+// either way.
+func (g *groupStore) store(ctx context.Context, ev *stripe.Event, objectID string, body []byte) error {
+	p := &pendingEvent{ev: ev, objectID: objectID, body: body, done: make(chan error, 1)}
 	g.mu.Lock()
 	g.queue = append(g.queue, p)
 	lead := g.inFlight < maxInFlight
@@ -117,7 +119,7 @@ func (g *groupStore) insert(group []*pendingEvent) {
 	ctx = auth.NewContext(ctx, auth.ServiceViewer(auth.WebhooksService))
 	rows := make([]*ent.WebhookEventCreate, len(group))
 	for i, p := range group {
-		rows[i] = newEventRow(g.db, p.ev, p.body)
+		rows[i] = newEventRow(g.db, p.ev, p.objectID, p.body)
 	}
 	// Duplicates, of stored events or within the group, are skipped.
 	err := g.db.WebhookEvent.CreateBulk(rows...).

@@ -300,7 +300,7 @@ func TestRequestThatGivesUpWhileQueuedLosesNothing(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- h.stores().store(ctx, ev, body) }()
+	go func() { done <- h.stores().store(ctx, ev, eventObjectID(ev), body) }()
 	waitFor(t, "the request to queue", func() bool { return queued(h) == 1 })
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {

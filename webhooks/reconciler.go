@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"slices"
-	"strconv"
 	"time"
 
 	"billingapi/auth"
@@ -104,11 +103,11 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (int, error) {
 	}
 	stored := 0
 	err := r.Billing.EachEventSince(ctx, r.from, func(ev *stripe.Event, raw []byte) error {
-		if !storable(ev.ID) || !storable(string(ev.Type)) {
+		if err := checkStorable(ev, eventObjectID(ev)); err != nil {
 			// The endpoint refuses it too; failing on it would stop the
 			// events after it and hold every later run at this window.
-			r.Log.WarnContext(ctx, "webhook reconciler: passing over an event that cannot be stored",
-				"event_id", strconv.QuoteToASCII(clip(ev.ID, 64)), "type", strconv.QuoteToASCII(clip(string(ev.Type), 64)))
+			r.Log.WarnContext(ctx, "webhook reconciler: passing over an event that can never be stored",
+				"event_id", eventIDForLog(ev.ID), "reason", err.Error())
 			return nil
 		}
 		known, err := r.DB.WebhookEvent.Query().Where(webhookevent.StripeEventID(ev.ID)).Exist(svc)
@@ -116,6 +115,11 @@ func (r *Reconciler) ReconcileOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		if _, err := Store(ctx, r.DB, ev, raw); err != nil {
+			if neverStorable(err) {
+				r.Log.WarnContext(ctx, "webhook reconciler: passing over an event the database refuses for good",
+					"event_id", eventIDForLog(ev.ID), "err", err)
+				return nil
+			}
 			return err
 		}
 		stored++
