@@ -65,6 +65,11 @@ func (s *Service) Me(ctx context.Context) (*ent.User, error) {
 	return u, nil
 }
 
+// maxWorkspaceNameBytes is what the workspaces table's name holds: ent's
+// MaxLen counts bytes, so a name of 100 characters, accented ones, would
+// fail the insert (as INTERNAL).
+const maxWorkspaceNameBytes = 100
+
 // CreateWorkspace creates a workspace with the viewer as its owner and
 // returns it. The name is trimmed and must be 1 to 100 characters.
 func (s *Service) CreateWorkspace(ctx context.Context, name string) (*ent.Workspace, error) {
@@ -72,8 +77,8 @@ func (s *Service) CreateWorkspace(ctx context.Context, name string) (*ent.Worksp
 		return nil, err
 	}
 	name = strings.TrimSpace(name)
-	if n := utf8.RuneCountInString(name); n == 0 || n > 100 {
-		return nil, InvalidInput("name", "Workspace name must be 1 to 100 characters.")
+	if name == "" || len(name) > maxWorkspaceNameBytes {
+		return nil, InvalidInput("name", "Workspace name must be 1 to 100 characters, and at most 100 bytes (fewer characters with accents or non-Latin letters).")
 	}
 	if _, err := s.EnsureUser(ctx); err != nil {
 		return nil, err
@@ -226,10 +231,15 @@ func validRole(r auth.Role) bool {
 	return false
 }
 
-// clip cuts s to at most n runes.
+// clip cuts s to at most n bytes, at a character boundary: the users
+// table's email and name hold at most 320 and 200 bytes (ent's MaxLen
+// counts bytes, not characters), and a longer claim would fail the insert.
 func clip(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
+	if len(s) <= n {
 		return s
 	}
-	return string([]rune(s)[:n])
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }
