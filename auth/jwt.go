@@ -11,7 +11,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"billingapi/internal/pgtext"
 
 	"github.com/golang-jwt/jwt/v5"
 	"github.com/google/uuid"
@@ -23,10 +24,17 @@ var ErrUnauthenticated = errors.New("auth: invalid or expired token")
 // ErrNoToken is returned by ViewerFromHeader when the Authorization header is empty.
 var ErrNoToken = errors.New("auth: no token")
 
+// ErrBadSubject is wrapped, beside ErrUnauthenticated, by the refusal of a
+// properly signed token whose `sub` cannot be a user id (see
+// checkSubject): signing in again will not help, so the server can say so.
+var ErrBadSubject = errors.New("bad sub")
+
 const (
 	// maxTokenLen is the longest token Verify will parse; longer ones are refused unread.
 	maxTokenLen = 8 << 10
-	// maxSubjectLen is the longest `sub` claim, in characters, that Verify accepts.
+	// maxSubjectLen is the longest `sub` claim, in bytes, that Verify
+	// accepts: the users table's id holds at most 255 bytes (ent's MaxLen
+	// counts bytes), and a longer sub would be refused there, as INTERNAL.
 	maxSubjectLen = 255
 	// minHS256SecretLen is the shortest HS256 secret NewVerifier and Mint accept.
 	minHS256SecretLen = 32
@@ -168,7 +176,7 @@ func (v *Verifier) keyFunc(t *jwt.Token) (any, error) {
 	return v.key, nil
 }
 
-// Verify returns the Viewer named by a properly signed, unexpired token, and refuses every other token with an error matching ErrUnauthenticated.
+// Verify returns the Viewer named by a properly signed, unexpired token, and refuses every other token with an error matching ErrUnauthenticated (and also ErrBadSubject when only the sub is wrong); an email or name claim the database cannot store is left out of the Viewer.
 func (v *Verifier) Verify(token string) (Viewer, error) {
 	if token == "" {
 		return Viewer{}, fmt.Errorf("%w: empty", ErrUnauthenticated)
@@ -188,17 +196,41 @@ func (v *Verifier) Verify(token string) (Viewer, error) {
 	if c.Subject == "" {
 		return Viewer{}, fmt.Errorf("%w: missing sub", ErrUnauthenticated)
 	}
-	if !utf8.ValidString(c.Subject) || utf8.RuneCountInString(c.Subject) > maxSubjectLen {
-		return Viewer{}, fmt.Errorf("%w: bad sub", ErrUnauthenticated)
+	if !usableSubject(c.Subject) {
+		return Viewer{}, fmt.Errorf("%w: %w", ErrUnauthenticated, ErrBadSubject)
 	}
 	role, _ := c.Role.(string)
 	return Viewer{
 		UserID:  c.Subject,
-		Email:   c.Email,
-		Name:    c.Name,
+		Email:   profileClaim(c.Email),
+		Name:    profileClaim(c.Name),
 		Admin:   role == roleAdmin,
 		Expires: c.ExpiresAt.Add(v.leeway), // exp is required: the parser refused a token without it
 	}, nil
+}
+
+// usableSubject reports whether sub can be a user id: at most 255 bytes,
+// not only whitespace, and text the database can store (no NUL character;
+// JSON decoding has already made it valid UTF-8). The sub is who the
+// caller is: it is refused, never altered, since an altered sub would be
+// someone else's id.
+func usableSubject(sub string) bool {
+	return len(sub) <= maxSubjectLen && strings.TrimSpace(sub) != "" && pgtext.Storable(sub)
+}
+
+// profileClaim returns an `email` or `name` claim as the viewer carries
+// it: as sent, or "" (as if the token had none) when the database cannot
+// store it. Those claims only describe the user, so the token stays good
+// and the user keeps the API. Leaving the claim out is safer than
+// cleaning it: removing the NUL from "victim@example.com\x00" would make
+// another user's address out of one the identity provider may have let
+// through as distinct, and an address is what a customer (and an
+// invitation) is matched on.
+func profileClaim(s string) string {
+	if !pgtext.Storable(s) {
+		return ""
+	}
+	return s
 }
 
 // reason maps a jwt error to a short fixed phrase that never contains token text.
@@ -262,15 +294,15 @@ func NewHS256Signer(secret []byte, issuer, audience string) *Signer {
 	return &Signer{secret: bytes.Clone(secret), issuer: issuer, audience: audience}
 }
 
-// Mint returns a signed token for c valid for ttl, and refuses a secret shorter than 32 bytes, an empty or over-long subject, and a non-positive ttl.
+// Mint returns a signed token for c valid for ttl, and refuses a secret shorter than 32 bytes, a subject Verify would refuse, and a non-positive ttl.
 func (s *Signer) Mint(c Claims, ttl time.Duration) (string, error) {
 	switch {
 	case len(s.secret) < minHS256SecretLen:
 		return "", fmt.Errorf("auth: HS256 secret must be at least %d bytes", minHS256SecretLen)
 	case c.Subject == "":
 		return "", errors.New("auth: token subject is required")
-	case !utf8.ValidString(c.Subject) || utf8.RuneCountInString(c.Subject) > maxSubjectLen:
-		return "", fmt.Errorf("auth: token subject must be valid UTF-8 of at most %d characters", maxSubjectLen)
+	case !usableSubject(c.Subject):
+		return "", fmt.Errorf("auth: token subject must be text of at most %d bytes, not only spaces, without the NUL character", maxSubjectLen)
 	case ttl <= 0:
 		return "", errors.New("auth: token ttl must be positive")
 	}

@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -125,6 +126,19 @@ func sign(tb testing.TB, m jwt.SigningMethod, key any, c jwt.Claims) string {
 		tb.Fatalf("sign %s: %v", m.Alg(), err)
 	}
 	return s
+}
+
+// rawHS signs payload, a JSON text taken as it is (bytes JSON encoders
+// would never write included), with the HS256 test secret.
+func rawHS(tb testing.TB, payload string) string {
+	tb.Helper()
+	enc := base64.RawURLEncoding.EncodeToString
+	signing := enc([]byte(`{"alg":"HS256","typ":"JWT"}`)) + "." + enc([]byte(payload))
+	sig, err := jwt.SigningMethodHS256.Sign(signing, testSecret)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return signing + "." + enc(sig)
 }
 
 // tamper rewrites the payload segment with edit and keeps the original header and signature.
@@ -272,8 +286,22 @@ func TestVerify(t *testing.T) {
 		{"missing exp is refused", hs, hsToken(with(func(c jwt.MapClaims) { delete(c, "exp") })), nil, "missing claim"},
 		{"missing sub is refused", hs, hsToken(with(func(c jwt.MapClaims) { delete(c, "sub") })), nil, "missing sub"},
 		{"empty sub is refused", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = "" })), nil, "missing sub"},
-		{"sub over 255 chars is refused", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("u", 256) })), nil, "bad sub"},
-		{"sub of 255 multibyte chars is accepted", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("é", 255); delete(c, "email"); delete(c, "name") })), &Viewer{UserID: strings.Repeat("é", 255)}, ""},
+		{"sub over 255 bytes is refused", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("u", 256) })), nil, "bad sub"},
+		{"sub of 128 two-byte chars is refused", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = strings.Repeat("é", 128) })), nil, "bad sub"},
+		{"sub of 255 bytes in multibyte chars is accepted", hs, hsToken(with(func(c jwt.MapClaims) {
+			c["sub"] = strings.Repeat("é", 127) + "u"
+			delete(c, "email")
+			delete(c, "name")
+		})), &Viewer{UserID: strings.Repeat("é", 127) + "u"}, ""},
+		{"sub with NUL is refused", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = "user-123\x00" })), nil, "bad sub"},
+		{"sub of NUL alone is refused", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = "\x00" })), nil, "bad sub"},
+		{"sub of spaces is refused", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = " \t " })), nil, "bad sub"},
+		{"sub with spaces around is kept as it is", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = " user-123 " })), &Viewer{UserID: " user-123 ", Email: "alice@example.com", Name: "Alice"}, ""},
+		{"invalid UTF-8 in the payload's sub is read as U+FFFD", hs, rawHS(t, fmt.Sprintf(`{"iss":%q,"aud":%q,"sub":"%s","iat":%d,"exp":%d}`, testIssuer, testAudience, "u\xff", now.Unix(), now.Add(time.Hour).Unix())), &Viewer{UserID: "u\uFFFD"}, ""},
+		{"invalid UTF-8 in the payload's name is read as U+FFFD", hs, rawHS(t, fmt.Sprintf(`{"iss":%q,"aud":%q,"sub":"u","name":"%s","iat":%d,"exp":%d}`, testIssuer, testAudience, "\xed\xa0\x80", now.Unix(), now.Add(time.Hour).Unix())), &Viewer{UserID: "u", Name: "\uFFFD\uFFFD\uFFFD"}, ""},
+		{"name with NUL is left out", hs, hsToken(with(func(c jwt.MapClaims) { c["name"] = "Alice\x00" })), &Viewer{UserID: "user-123", Email: "alice@example.com"}, ""},
+		{"email with NUL is left out", hs, hsToken(with(func(c jwt.MapClaims) { c["email"] = "victim@example.com\x00" })), &Viewer{UserID: "user-123", Name: "Alice"}, ""},
+		{"name with other control characters is kept", hs, hsToken(with(func(c jwt.MapClaims) { c["name"] = "Al\x01ice" })), &Viewer{UserID: "user-123", Email: "alice@example.com", Name: "Al\x01ice"}, ""},
 		{"non-string sub is refused", hs, hsToken(with(func(c jwt.MapClaims) { c["sub"] = 42 })), nil, "malformed"},
 		{"tampered payload is refused", hs, tamper(t, validHS, func(c jwt.MapClaims) { c["sub"] = "user-999" }), nil, "bad signature"},
 		{"tampered role is refused", es, tamper(t, sign(t, jwt.SigningMethodES256, k.ec, claims(now)), func(c jwt.MapClaims) { c["role"] = "admin" }), nil, "bad signature"},
@@ -293,6 +321,9 @@ func TestVerify(t *testing.T) {
 				assertRefused(t, err, ErrUnauthenticated, tt.token)
 				if want := ErrUnauthenticated.Error() + ": " + tt.why; err.Error() != want {
 					t.Fatalf("err = %q; want %q", err, want)
+				}
+				if errors.Is(err, ErrBadSubject) != (tt.why == ErrBadSubject.Error()) {
+					t.Fatalf("errors.Is(%q, ErrBadSubject) = %t", err, !(tt.why == ErrBadSubject.Error()))
 				}
 				if got != (Viewer{}) {
 					t.Fatalf("refused token returned viewer %+v", got)
@@ -474,7 +505,9 @@ func TestMint(t *testing.T) {
 	}{
 		{"short secret is refused", testSecret[:31], Claims{Subject: "u"}, time.Minute},
 		{"empty subject is refused", testSecret, Claims{}, time.Minute},
-		{"subject over 255 chars is refused", testSecret, Claims{Subject: strings.Repeat("u", 256)}, time.Minute},
+		{"subject over 255 bytes is refused", testSecret, Claims{Subject: strings.Repeat("é", 128)}, time.Minute},
+		{"subject with NUL is refused", testSecret, Claims{Subject: "u\x00"}, time.Minute},
+		{"subject of spaces is refused", testSecret, Claims{Subject: "  "}, time.Minute},
 		{"zero ttl is refused", testSecret, Claims{Subject: "u"}, 0},
 		{"negative ttl is refused", testSecret, Claims{Subject: "u"}, -time.Minute},
 	}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"billingapi/internal/pgtext"
+
 	"github.com/google/uuid"
 )
 
@@ -215,8 +217,10 @@ func appendEntryErrors(errs []error, key, value string) []error {
 	switch {
 	case value == "":
 		errs = append(errs, metadataKeyError(key, "value is empty"))
-	case !utf8.ValidString(value):
-		errs = append(errs, metadataKeyError(key, "value is not valid UTF-8"))
+	case pgtext.Check(value) != nil:
+		// Stripe hands metadata back in every event about the object,
+		// which our database must be able to store.
+		errs = append(errs, metadataKeyError(key, "value "+pgtext.Check(value).Error()))
 	default:
 		if n := utf8.RuneCountInString(value); n > MaxMetadataValueLen {
 			errs = append(errs, metadataKeyError(key,

@@ -118,6 +118,7 @@ func TestValidateMetadata(t *testing.T) {
 		// Values.
 		{name: "empty value", m: map[string]string{"plan": ""}, wantErr: true, wantKey: "plan"},
 		{name: "invalid UTF-8 value", m: map[string]string{"note": "ok\xff\xfe"}, wantErr: true, wantKey: "note"},
+		{name: "NUL in a value", m: map[string]string{"note": "ok\x00"}, wantErr: true, wantKey: "note"},
 		{name: "value of 501 ASCII characters", m: map[string]string{"note": strings.Repeat("a", 501)}, wantErr: true, wantKey: "note"},
 		{name: "value of 501 two-byte runes", m: map[string]string{"note": strings.Repeat("é", 501)}, wantErr: true, wantKey: "note"},
 		{name: "value of 501 four-byte runes", m: map[string]string{"note": strings.Repeat("😀", 501)}, wantErr: true, wantKey: "note"},
@@ -383,6 +384,8 @@ func TestPerObjectMetadata(t *testing.T) {
 		{"refund: secret in reason", func() (map[string]string, error) { return RefundMetadata(user, "key whsec_abc123XYZ leaked") }, []string{"reason_detail"}, "whsec_abc123XYZ"},
 		{"refund: JWT in reason", func() (map[string]string, error) { return RefundMetadata(user, testJWT) }, []string{"reason_detail"}, testJWT[:40]},
 		{"refund: invalid UTF-8 reason", func() (map[string]string, error) { return RefundMetadata(user, "bad\xc3") }, []string{"reason_detail"}, ""},
+		{"refund: NUL in reason", func() (map[string]string, error) { return RefundMetadata(user, "bad\x00") }, []string{"reason_detail"}, ""},
+		{"payment: NUL in user", func() (map[string]string, error) { return PaymentIntentMetadata(ws, "u\x00", "credits") }, []string{"user_id"}, ""},
 	}
 	for _, tt := range invalid {
 		t.Run(tt.name, func(t *testing.T) {
@@ -423,6 +426,7 @@ func FuzzMetadataBuilder(f *testing.F) {
 		// value boundary.
 		{strings.Repeat("a", 40), "é😀", strings.Repeat("a", 41), "v"},
 		{"note", "bad\xff", "pem", testPEM},
+		{"note", "nul\x00", "plan", "\x00"},
 		{"span_id", "s", "card_pan", "p"},
 		{"ws", "12345678-1234-4234-8234-123456789008", "a4242424242424242", "v"},
 	}
@@ -460,7 +464,7 @@ func FuzzMetadataBuilder(f *testing.F) {
 				if !snakeCaseKey.MatchString(k) || utf8.RuneCountInString(k) > MaxMetadataKeyLen {
 					t.Fatalf("accepted key %q", k)
 				}
-				if v == "" || !utf8.ValidString(v) || utf8.RuneCountInString(v) > MaxMetadataValueLen {
+				if v == "" || !utf8.ValidString(v) || strings.Contains(v, "\x00") || utf8.RuneCountInString(v) > MaxMetadataValueLen {
 					t.Fatalf("accepted value %q for key %q", v, k)
 				}
 				if strings.HasPrefix(v, "sk_live_") || strings.HasPrefix(v, "whsec_") || strings.Contains(v, "-----BEGIN") {

@@ -6,7 +6,6 @@ import (
 	"slices"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"billingapi/ent"
 	"billingapi/ent/payment"
@@ -108,8 +107,10 @@ func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refun
 		return nil, InvalidInput("reason", "Reason must be REQUESTED_BY_CUSTOMER, DUPLICATE or FRAUDULENT.")
 	}
 	detail := strings.TrimSpace(in.ReasonDetail)
-	if utf8.RuneCountInString(detail) > 500 {
-		return nil, InvalidInput("reasonDetail", "Reason detail must be at most 500 characters.")
+	// The refunds table holds 500 bytes (ent's MaxLen counts bytes), which
+	// is also never more than Stripe's 500 characters of metadata.
+	if len(detail) > 500 {
+		return nil, InvalidInput("reasonDetail", "Reason detail must be at most 500 characters, and at most 500 bytes (fewer characters with accents or non-Latin letters).")
 	}
 	if !validIdempotencyKey(in.IdempotencyKey) {
 		return nil, InvalidInput("idempotencyKey", "Idempotency key must be 1 to 255 printable characters without spaces.")

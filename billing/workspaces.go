@@ -69,6 +69,11 @@ func (s *Service) Me(ctx context.Context) (*ent.User, error) {
 	return u, nil
 }
 
+// maxWorkspaceNameBytes is what the workspaces table's name holds: ent's
+// MaxLen counts bytes, so a name of 100 characters, accented ones, would
+// fail the insert (as INTERNAL).
+const maxWorkspaceNameBytes = 100
+
 // CreateWorkspace creates a workspace with the viewer as its owner and
 // returns it. The name is trimmed and must be 1 to 100 characters.
 func (s *Service) CreateWorkspace(ctx context.Context, name string) (*ent.Workspace, error) {
@@ -220,11 +225,12 @@ func (s *Service) AddMember(ctx context.Context, workspaceID uuid.UUID, userID s
 	return m.Unwrap(), nil
 }
 
-// validName trims a workspace name and checks it is 1 to 100 characters.
+// validName trims a workspace name and checks it fits its column: 1 to
+// 100 bytes.
 func validName(name string) (string, error) {
 	name = strings.TrimSpace(name)
-	if n := utf8.RuneCountInString(name); n == 0 || n > 100 {
-		return "", InvalidInput("name", "Workspace name must be 1 to 100 characters.")
+	if name == "" || len(name) > maxWorkspaceNameBytes {
+		return "", InvalidInput("name", "Workspace name must be 1 to 100 characters, and at most 100 bytes (fewer characters with accents or non-Latin letters).")
 	}
 	return name, nil
 }
@@ -337,10 +343,15 @@ func validRole(r auth.Role) bool {
 	return false
 }
 
-// clip cuts s to at most n runes.
+// clip cuts s to at most n bytes, at a character boundary: the users
+// table's email and name hold at most 320 and 200 bytes (ent's MaxLen
+// counts bytes, not characters), and a longer claim would fail the insert.
 func clip(s string, n int) string {
-	if utf8.RuneCountInString(s) <= n {
+	if len(s) <= n {
 		return s
 	}
-	return string([]rune(s)[:n])
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
 }

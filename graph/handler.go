@@ -127,6 +127,9 @@ func NewServer(o ServerOptions) *handler.Server {
 	// startSubscriptionsOnOwnStack's goroutine) and every response it
 	// returns, shared or not, still passes the observer.
 	srv.Use(SharedEventResponses{Log: o.Log, Observe: o.ObserveSubscriptionResponse})
+	// Every field, before its directives: text the database cannot store
+	// is the client's BAD_USER_INPUT, and spends no budget.
+	srv.AroundFields(refuseUnstorableText)
 	srv.SetErrorPresenter(ErrorPresenter(o.Log))
 	srv.SetRecoverFunc(Recover(o.Log))
 	return srv

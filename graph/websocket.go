@@ -131,6 +131,9 @@ func wsInit(authenticate func(string) (auth.Viewer, error)) transport.WebsocketI
 				// refused connection_init.
 				ctx = transport.WithWebsocketCloseCode(ctx, 4403)
 				ctx = transport.AppendCloseReason(ctx, "Forbidden")
+				if errors.Is(err, auth.ErrBadSubject) {
+					return ctx, nil, errors.New("the token's sub cannot be a user id")
+				}
 				return ctx, nil, errors.New("invalid or expired token")
 			}
 			ctx = auth.NewContext(ctx, v)

@@ -130,6 +130,10 @@ func graphqlOnly(next http.Handler) http.Handler {
 	})
 }
 
+// badSubjectMessage is the UNAUTHENTICATED message for a token whose sub
+// cannot be a user id (auth.ErrBadSubject).
+const badSubjectMessage = "Your token's user id (its sub claim) cannot be used: it must be 1 to 255 bytes of text, not only spaces, without the NUL character. Ask your identity provider for a token with another sub."
+
 // authenticate puts the bearer token's viewer in the request context. No
 // header means an anonymous request (public fields only); a bad token is
 // refused outright with 401 UNAUTHENTICATED, never a partial answer.
@@ -141,6 +145,14 @@ func (m *Main) authenticate(next http.Handler) http.Handler {
 			return
 		}
 		v, err := m.Verifier.ViewerFromHeader(header)
+		if errors.Is(err, auth.ErrBadSubject) {
+			// Properly signed, so saying why tells a forger nothing; and
+			// signing in again would only bring the same sub back.
+			m.Log.WarnContext(r.Context(), "token refused: its sub cannot be a user id")
+			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
+			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", badSubjectMessage)
+			return
+		}
 		if err != nil {
 			w.Header().Set("WWW-Authenticate", `Bearer error="invalid_token"`)
 			writeError(w, http.StatusUnauthorized, "UNAUTHENTICATED", "Your session is invalid or has expired. Sign in again.")
