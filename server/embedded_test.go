@@ -33,6 +33,46 @@ func buildServer(t *testing.T) string {
 	return bin
 }
 
+// startServerProcess runs the built binary bin with env and returns a
+// testServer for its URL and the process, which is killed at the test's
+// end. Its logs (stderr; stdout is the welcome banner) are scanned for
+// secrets with the others', and shown, their last 20,000 bytes, when the
+// test fails.
+func startServerProcess(t *testing.T, bin string, env map[string]string) (*testServer, *exec.Cmd) {
+	t.Helper()
+	cfg, err := LoadConfig(func(k string) string { return env[k] })
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin)
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	cmd.Dir = t.TempDir()
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &syncBuffer{}
+	collectLogs(logs, cfg)
+	cmd.Stderr = logs
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		if t.Failed() {
+			text := logs.String()
+			if len(text) > 20000 {
+				text = "...\n" + text[len(text)-20000:]
+			}
+			t.Logf("server process %d logs:\n%s", cmd.Process.Pid, text)
+		}
+	})
+	return &testServer{Main: &Main{Config: cfg}, URL: waitForURL(t, stdout, &bytes.Buffer{})}, cmd
+}
+
 // TestEmbeddedDefaults runs the real binary the way `make run` does, with
 // an empty environment (only HTTP_ADDR, so that the test does not fight a
 // developer's server for :8000): embedded SQLite under ./data, embedded

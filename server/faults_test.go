@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -689,41 +688,8 @@ func TestFaultServerKilledDuringWebhookBurst(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := func(run int) (string, *exec.Cmd) {
-		t.Helper()
-		cmd := exec.Command(bin)
-		for k, v := range env {
-			cmd.Env = append(cmd.Env, k+"="+v)
-		}
-		cmd.Dir = t.TempDir()
-		stdout, err := cmd.StdoutPipe()
-		if err != nil {
-			t.Fatal(err)
-		}
-		// The logs (stderr; stdout is the welcome banner, with
-		// development tokens) are scanned for secrets with the others'.
-		logs := &syncBuffer{}
-		collectLogs(logs, cfg)
-		cmd.Stderr = logs
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() {
-			_ = cmd.Process.Kill()
-			_ = cmd.Wait()
-			if t.Failed() {
-				text := logs.String()
-				if len(text) > 20000 {
-					text = "...\n" + text[len(text)-20000:]
-				}
-				t.Logf("run %d logs:\n%s", run, text)
-			}
-		})
-		return waitForURL(t, stdout, &bytes.Buffer{}), cmd
-	}
-
-	base, cmd := start(1)
-	api := &testServer{URL: base}
+	api, cmd := startServerProcess(t, bin, env)
+	base := api.URL
 	tok, err := auth.NewHS256Signer([]byte(DevJWTSecret), cfg.JWT.Issuer, cfg.JWT.Audience).
 		Mint(auth.Claims{Subject: "alice", Email: "alice@example.com", Name: "ALICE"}, time.Hour)
 	if err != nil {
@@ -835,7 +801,8 @@ func TestFaultServerKilledDuringWebhookBurst(t *testing.T) {
 	// Restart on the same database; the worker resumes where the dead one
 	// stopped.
 	restartAt := time.Now()
-	base2, _ := start(2)
+	api2, _ := startServerProcess(t, bin, env)
+	base2 := api2.URL
 	up := time.Since(restartAt)
 	var unleased []string
 	for _, id := range accepted {

@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"encoding/json"
 	"io"
 	"net/http"
-	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -15,39 +13,6 @@ import (
 	"billingapi/auth"
 	"billingapi/internal/testenv"
 )
-
-// startServerProcess runs the built binary bin with env and returns a
-// testServer for its URL; the process is killed at the test's end.
-func startServerProcess(t *testing.T, bin string, env map[string]string) *testServer {
-	t.Helper()
-	cfg, err := LoadConfig(func(k string) string { return env[k] })
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin)
-	for k, v := range env {
-		cmd.Env = append(cmd.Env, k+"="+v)
-	}
-	cmd.Dir = t.TempDir()
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	logs := &syncBuffer{}
-	collectLogs(logs, cfg)
-	cmd.Stderr = logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("server process logs:\n%s", logs.String())
-		}
-	})
-	return &testServer{Main: &Main{Config: cfg}, URL: waitForURL(t, stdout, &bytes.Buffer{})}
-}
 
 // waitProcessSubscribers waits until the server process at s holds want
 // billingEvents subscriptions, as its /metrics says.
@@ -86,8 +51,8 @@ func TestRemovalEndsSubscriptionsOnEveryReplica(t *testing.T) {
 		"HTTP_ADDR": "127.0.0.1:0", "DATABASE_URL": testenv.Postgres(t),
 		"REDIS_URL": redisURL, "REDIS_KEY_PREFIX": prefix,
 	}
-	a := startServerProcess(t, bin, env)
-	b := startServerProcess(t, bin, env)
+	a, _ := startServerProcess(t, bin, env)
+	b, _ := startServerProcess(t, bin, env)
 	mint := func(sub string) string {
 		tok, err := auth.NewHS256Signer([]byte(DevJWTSecret), a.Config.JWT.Issuer, a.Config.JWT.Audience).
 			Mint(auth.Claims{Subject: sub, Email: sub + "@example.com", Name: sub}, time.Hour)
