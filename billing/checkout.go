@@ -91,6 +91,8 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 		return nil, fmt.Errorf("checkout metadata: %w", err)
 	}
 
+	bound := requestParams{"lookupKey": in.LookupKey, "mode": string(mode), "quantity": fmt.Sprint(in.Quantity),
+		"allowPromotionCodes": fmt.Sprint(in.AllowPromotionCodes)}
 	key := func(distinct string) string {
 		return idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), fmt.Sprint(in.AllowPromotionCodes), distinct)
 	}
@@ -120,7 +122,7 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 			}
 		}
 	}
-	row, mine, err := claimRequest(ctx, s.checkoutClaim(reqKey, in.WorkspaceID, mode, plan, planName, in.Quantity, v.UserID))
+	row, mine, err := claimRequest(ctx, s.checkoutClaim(reqKey, bound, in.WorkspaceID, mode, plan, planName, in.Quantity, v.UserID))
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +173,8 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 }
 
 // checkoutClaim returns the claim steps for a checkout request.
-func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsession.Mode, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.CheckoutSession] {
+func (s *Service) checkoutClaim(reqKey string, bound requestParams, ws uuid.UUID, mode checkoutsession.Mode, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.CheckoutSession] {
+	id := claimID(reqKey, bound)
 	return claimOps[*ent.CheckoutSession]{
 		insert: func(ctx context.Context) (*ent.CheckoutSession, error) {
 			var row *ent.CheckoutSession
@@ -194,7 +197,7 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 					}
 				}
 				var err error
-				row, err = tx.CheckoutSession.Create().
+				row, err = tx.CheckoutSession.Create().SetID(id).
 					SetWorkspaceID(ws).SetRequestKey(reqKey).SetMode(mode).SetLookupKey(plan.LookupKey).
 					SetPriceID(plan.PriceID).SetPlan(planName).SetQuantity(qty).SetCreatedBy(userID).
 					SetStatus(checkoutsession.StatusCreating).
@@ -205,6 +208,10 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 		},
 		find: func(ctx context.Context) (*ent.CheckoutSession, error) {
 			return s.db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Only(ctx)
+		},
+		sameRequest: func(c *ent.CheckoutSession) bool {
+			// The request key holds every detail.
+			return claimedWith(c.ID, id, func() bool { return true })
 		},
 		pending: func(c *ent.CheckoutSession) (bool, time.Time) {
 			return c.Status == checkoutsession.StatusCreating, c.UpdateTime

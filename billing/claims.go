@@ -33,6 +33,9 @@ type claimOps[T any] struct {
 	insert func(ctx context.Context) (T, error)
 	// find loads the row with the request key.
 	find func(ctx context.Context) (T, error)
+	// sameRequest reports whether a row found with the request key was
+	// claimed with this request's parameters (claimedWith).
+	sameRequest func(row T) bool
 	// pending reports whether the row is still `creating` and since when.
 	pending func(row T) (bool, time.Time)
 	// removeStale deletes the row if it is still `creating` and was last
@@ -42,7 +45,9 @@ type claimOps[T any] struct {
 
 // claimRequest returns the row for a request key and whether this request
 // owns it (and must now call Stripe). A duplicate waits until the owner
-// has finished and returns the finished row with mine false.
+// has finished and returns the finished row with mine false; a request
+// whose key was claimed with other parameters is refused at once with
+// errKeyReused, without waiting.
 func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool, err error) {
 	deadline := time.Now().Add(claimWait)
 	for {
@@ -59,6 +64,9 @@ func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool
 			continue // the owner failed and removed its claim: try again
 		case err != nil:
 			return row, false, err
+		}
+		if !ops.sameRequest(row) {
+			return row, false, errKeyReused
 		}
 		isPending, touched := ops.pending(row)
 		if !isPending {

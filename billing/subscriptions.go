@@ -237,6 +237,12 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	if _, _, err := s.requireRole(ctx, in.WorkspaceID, auth.RoleOwner, auth.RoleAdmin); err != nil {
 		return nil, err
 	}
+	trial := ""
+	if in.TrialPeriodDays != nil {
+		trial = fmt.Sprint(trialDays)
+	}
+	bound := requestParams{"lookupKey": in.LookupKey, "quantity": fmt.Sprint(in.Quantity), "trialPeriodDays": trial,
+		"promotionCode": strings.ToUpper(in.PromotionCode)}
 	distinct := in.IdempotencyKey
 	if distinct == "" {
 		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
@@ -279,7 +285,7 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 			return nil, err
 		}
 	}
-	row, mine, err := claimRequest(ctx, s.subscriptionClaim(reqKey, in.WorkspaceID, plan, planName, in.Quantity, v.UserID))
+	row, mine, err := claimRequest(ctx, s.subscriptionClaim(reqKey, bound, in.WorkspaceID, plan, planName, in.Quantity, v.UserID))
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +381,8 @@ func planNameOf(p *Plan) string {
 // claim is inserted under a lock on the workspace row, after checking that
 // no other live subscription exists, so that two different requests at
 // once cannot both subscribe the workspace.
-func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.Subscription] {
+func (s *Service) subscriptionClaim(reqKey string, bound requestParams, ws uuid.UUID, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.Subscription] {
+	id := claimID(reqKey, bound)
 	return claimOps[*ent.Subscription]{
 		insert: func(ctx context.Context) (*ent.Subscription, error) {
 			var row *ent.Subscription
@@ -387,7 +394,7 @@ func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, pla
 					return err
 				}
 				var err error
-				row, err = tx.Subscription.Create().
+				row, err = tx.Subscription.Create().SetID(id).
 					SetWorkspaceID(ws).SetRequestKey(reqKey).SetPlan(planName).SetLookupKey(plan.LookupKey).
 					SetPriceID(plan.PriceID).SetQuantity(qty).SetFeatures(plan.Product.Features).
 					SetCriticalFeatures(plan.Product.CriticalFeatures).SetCreatedBy(userID).
@@ -398,6 +405,10 @@ func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, pla
 		},
 		find: func(ctx context.Context) (*ent.Subscription, error) {
 			return s.db.Subscription.Query().Where(subscription.RequestKey(reqKey)).Only(ctx)
+		},
+		sameRequest: func(r *ent.Subscription) bool {
+			// The request key holds every detail.
+			return claimedWith(r.ID, id, func() bool { return true })
 		},
 		pending: func(r *ent.Subscription) (bool, time.Time) { return r.Status == "creating", r.UpdateTime },
 		removeStale: func(ctx context.Context, r *ent.Subscription, touched time.Time) (bool, error) {
