@@ -26,8 +26,9 @@ type CheckoutInput struct {
 	Mode     string
 	Quantity int64
 	// IdempotencyKey is optional: with it, a retry returns the same
-	// session; without it, identical requests within the same ten minutes
-	// share one session (a double click opens one page).
+	// session, and the key with other details is refused; without it,
+	// identical requests within the same ten minutes share one session (a
+	// double click opens one page).
 	IdempotencyKey string
 	// AllowPromotionCodes lets the customer enter a promotion code on
 	// Stripe's page.
@@ -93,11 +94,14 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 
 	bound := requestParams{"lookupKey": in.LookupKey, "mode": string(mode), "quantity": fmt.Sprint(in.Quantity),
 		"allowPromotionCodes": fmt.Sprint(in.AllowPromotionCodes)}
-	key := func(distinct string) string {
-		return idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), fmt.Sprint(in.AllowPromotionCodes), distinct)
-	}
-	reqKey := key(in.IdempotencyKey)
+	// The client's key names the request alone, so that the claim finds
+	// it with other details and refuses them. Without one, equal requests
+	// share a key (a double click), and other details make another.
+	reqKey := idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.IdempotencyKey)
 	if in.IdempotencyKey == "" {
+		key := func(distinct string) string {
+			return idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, bound.fingerprint(), distinct)
+		}
 		if reqKey, err = s.doubleClickKey(ctx, key, "t"+fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))); err != nil {
 			return nil, err
 		}
@@ -210,8 +214,9 @@ func (s *Service) checkoutClaim(reqKey string, bound requestParams, ws uuid.UUID
 			return s.db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Only(ctx)
 		},
 		sameRequest: func(c *ent.CheckoutSession) bool {
-			// The request key holds every detail.
-			return claimedWith(c.ID, id, func() bool { return true })
+			// Older rows' request keys were made otherwise (with every
+			// detail in them): no request finds one by its key now.
+			return claimedWith(c.ID, id, func() bool { return false })
 		},
 		pending: func(c *ent.CheckoutSession) (bool, time.Time) {
 			return c.Status == checkoutsession.StatusCreating, c.UpdateTime

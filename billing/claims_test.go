@@ -430,6 +430,72 @@ func TestIdempotencyKeyReusedWithOtherDetailsIsRefused(t *testing.T) {
 	})
 }
 
+// With a client's key, a Checkout or a subscription request is found by
+// the key alone: another plan, quantity or option under it is refused,
+// where it used to open a second session (or be refused as a second
+// subscription, on workspaceId).
+func TestCheckoutAndSubscriptionKeysBindEveryDetail(t *testing.T) {
+	f, ws, _ := newSubscriptionFixture(t, testenv.Postgres(t))
+	f.stripe.SetPrices(
+		stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true, ProductMetadata: map[string]string{"plan": "team"}},
+		stripefake.Price{LookupKey: "team_yearly", UnitAmount: 9000, Interval: "year", Active: true, ProductMetadata: map[string]string{"plan": "team"}},
+		stripefake.Price{LookupKey: "credits_100", UnitAmount: 500, Active: true, ProductMetadata: map[string]string{"plan": "credits"}})
+
+	t.Run("Checkout", func(t *testing.T) {
+		base := billing.CheckoutInput{WorkspaceID: ws, LookupKey: "team_monthly", Mode: "subscription", Quantity: 1, IdempotencyKey: "co-1"}
+		first, err := f.svc.CreateCheckoutSession(f.as("alice"), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions := f.stripe.Count("POST", "/v1/checkout/sessions")
+		for name, change := range map[string]func(*billing.CheckoutInput){
+			"AnotherPlan":           func(in *billing.CheckoutInput) { in.LookupKey = "team_yearly" },
+			"AnotherQuantity":       func(in *billing.CheckoutInput) { in.Quantity = 2 },
+			"PromotionCodesAllowed": func(in *billing.CheckoutInput) { in.AllowPromotionCodes = true },
+			"AnotherModeAndPlan":    func(in *billing.CheckoutInput) { in.Mode, in.LookupKey = "payment", "credits_100" },
+		} {
+			t.Run(name, func(t *testing.T) {
+				in := base
+				change(&in)
+				_, err := f.svc.CreateCheckoutSession(f.as("alice"), in)
+				assertKeyReused(t, err)
+			})
+		}
+		if again, err := f.svc.CreateCheckoutSession(f.as("alice"), base); err != nil || again.ID != first.ID {
+			t.Fatalf("same key, same details = %+v, %v; want the first session", again, err)
+		}
+		if n := f.stripe.Count("POST", "/v1/checkout/sessions"); n != sessions {
+			t.Fatalf("%d more sessions created for the same key", n-sessions)
+		}
+	})
+	t.Run("Subscription", func(t *testing.T) {
+		base := billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_monthly", Quantity: 1, IdempotencyKey: "sub-1"}
+		first, err := f.svc.CreateSubscription(f.as("alice"), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creates := f.stripe.Count("POST", "/v1/subscriptions")
+		for name, change := range map[string]func(*billing.SubscriptionInput){
+			"AnotherPlan":     func(in *billing.SubscriptionInput) { in.LookupKey = "team_yearly" },
+			"AnotherQuantity": func(in *billing.SubscriptionInput) { in.Quantity = 2 },
+			"ATrial":          func(in *billing.SubscriptionInput) { in.TrialPeriodDays = ptr(int64(14)) },
+		} {
+			t.Run(name, func(t *testing.T) {
+				in := base
+				change(&in)
+				_, err := f.svc.CreateSubscription(f.as("alice"), in)
+				assertKeyReused(t, err)
+			})
+		}
+		if again, err := f.svc.CreateSubscription(f.as("alice"), base); err != nil || again.Subscription.ID != first.Subscription.ID {
+			t.Fatalf("same key, same details = %+v, %v; want the first subscription", again, err)
+		}
+		if n := f.stripe.Count("POST", "/v1/subscriptions"); n != creates {
+			t.Fatalf("%d more subscriptions created for the same key", n-creates)
+		}
+	})
+}
+
 // paidPayment records a succeeded PaymentIntent of the workspace, as its
 // webhook does, and returns its row.
 func (f *fixture) paidPayment(t *testing.T, ws uuid.UUID, intent string, amount int64) *ent.Payment {

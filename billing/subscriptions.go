@@ -191,8 +191,9 @@ type SubscriptionInput struct {
 	Quantity    int64
 	// TrialPeriodDays is nil for no trial, else 1..730.
 	TrialPeriodDays *int64
-	// IdempotencyKey is optional; without it, identical requests within
-	// ten minutes share one subscription.
+	// IdempotencyKey is optional: with it, a retry returns the same
+	// subscription, and the key with other details is refused; without
+	// it, identical requests within ten minutes share one subscription.
 	IdempotencyKey string
 	// PromotionCode is an optional customer-facing code, checked with
 	// Stripe before use.
@@ -243,11 +244,14 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	}
 	bound := requestParams{"lookupKey": in.LookupKey, "quantity": fmt.Sprint(in.Quantity), "trialPeriodDays": trial,
 		"promotionCode": strings.ToUpper(in.PromotionCode)}
-	distinct := in.IdempotencyKey
-	if distinct == "" {
-		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
+	// The client's key names the request alone, so that the claim finds
+	// it with other details and refuses them. Without one, equal requests
+	// within ten minutes share a key.
+	reqKey := idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, in.IdempotencyKey)
+	if in.IdempotencyKey == "" {
+		reqKey = idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, bound.fingerprint(),
+			"t"+fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds())))
 	}
-	reqKey := idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, in.LookupKey, fmt.Sprint(in.Quantity), fmt.Sprint(trialDays), strings.ToUpper(in.PromotionCode), distinct)
 	// Refuse early, before any Stripe call; the claim repeats the check
 	// under a lock.
 	if live, err := hasLiveSubscription(ctx, s.db, in.WorkspaceID, reqKey); err != nil {
@@ -407,8 +411,9 @@ func (s *Service) subscriptionClaim(reqKey string, bound requestParams, ws uuid.
 			return s.db.Subscription.Query().Where(subscription.RequestKey(reqKey)).Only(ctx)
 		},
 		sameRequest: func(r *ent.Subscription) bool {
-			// The request key holds every detail.
-			return claimedWith(r.ID, id, func() bool { return true })
+			// Older rows' request keys were made otherwise (with every
+			// detail in them): no request finds one by its key now.
+			return claimedWith(r.ID, id, func() bool { return false })
 		},
 		pending: func(r *ent.Subscription) (bool, time.Time) { return r.Status == "creating", r.UpdateTime },
 		removeStale: func(ctx context.Context, r *ent.Subscription, touched time.Time) (bool, error) {
