@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"billingapi/ent"
@@ -13,6 +14,11 @@ import (
 // status `creating`, inserted before Stripe is called. The request that
 // inserts it (the claim) calls Stripe and fills the row in; a concurrent
 // or retried request with the same key finds the row and waits for it.
+
+// errKeyTaken is what an insert that found the request key's row before
+// inserting returns, so that checks made for a new request (what is still
+// refundable) do not refuse its repeat.
+var errKeyTaken = errors.New("the request key has its row")
 
 // claimWait bounds how long a duplicate request waits for the claiming
 // request to finish talking to Stripe.
@@ -28,8 +34,8 @@ const claimPoll = 50 * time.Millisecond
 
 // claimOps are the table-specific steps of claimRequest.
 type claimOps[T any] struct {
-	// insert creates the row in status `creating`; a constraint error
-	// means another request holds the key.
+	// insert creates the row in status `creating`; a constraint error or
+	// errKeyTaken means another request holds the key.
 	insert func(ctx context.Context) (T, error)
 	// find loads the row with the request key.
 	find func(ctx context.Context) (T, error)
@@ -55,7 +61,7 @@ func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool
 		if err == nil {
 			return row, true, nil
 		}
-		if !ent.IsConstraintError(err) {
+		if !ent.IsConstraintError(err) && !errors.Is(err, errKeyTaken) {
 			return row, false, err
 		}
 		row, err = ops.find(ctx)

@@ -398,6 +398,25 @@ func TestIdempotencyKeyReusedWithOtherDetailsIsRefused(t *testing.T) {
 			t.Fatalf("%d refunds recorded; want 1", n)
 		}
 	})
+	// Once a refund of everything left is made, nothing is refundable: its
+	// retry must still find it rather than be told so.
+	t.Run("FullRefundRetriedOnceRefunded", func(t *testing.T) {
+		p := f.paidPayment(t, ws, "pi_full", 800)
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/refunds", Times: 1,
+			Body: `{"id":"re_full","object":"refund","amount":800,"currency":"usd","status":"pending","payment_intent":"pi_full"}`})
+		in := billing.RefundInput{PaymentID: p.ID, Reason: "requested_by_customer", IdempotencyKey: "all-of-it"}
+		first, err := f.svc.RefundPayment(admin, in)
+		if err != nil || first.Amount != 800 {
+			t.Fatalf("full refund = %+v, %v", first, err)
+		}
+		if again, err := f.svc.RefundPayment(admin, in); err != nil || again.ID != first.ID {
+			t.Fatalf("retry of the full refund = %+v, %v; want the first refund", again, err)
+		}
+		in.IdempotencyKey = "more"
+		if _, err := f.svc.RefundPayment(admin, in); billing.ErrorCode(err) != billing.CodeBadUserInput {
+			t.Fatalf("another refund of a refunded payment: %v; want BAD_USER_INPUT", err)
+		}
+	})
 	t.Run("Payment", func(t *testing.T) {
 		base := billing.PaymentInput{WorkspaceID: ws, Amount: 1500, Currency: "usd", Purpose: "credits_pack", IdempotencyKey: "order-1"}
 		first, err := f.svc.CreatePaymentIntent(f.as("alice"), base)

@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -188,7 +189,8 @@ func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refun
 
 // refundClaim returns the claim steps of a refund: the row is inserted
 // under a lock on the payment, after checking the amount against what is
-// still refundable.
+// still refundable (unless the key has its row already: a repeat goes on
+// to find it, also once the payment is refunded in full).
 func (s *Service) refundClaim(reqKey string, bound requestParams, paymentID uuid.UUID, amount *int64, reason refund.Reason, detail, userID string) claimOps[*ent.Refund] {
 	id := claimID(reqKey, bound)
 	return claimOps[*ent.Refund]{
@@ -202,6 +204,9 @@ func (s *Service) refundClaim(reqKey string, bound requestParams, paymentID uuid
 				p, err := q.Only(ctx)
 				if err != nil {
 					return err
+				}
+				if repeat, err := tx.Refund.Query().Where(refund.RequestKey(reqKey)).Exist(ctx); err != nil || repeat {
+					return cmp.Or(err, errKeyTaken)
 				}
 				if !isPaid(p.Status) || p.StripePaymentIntentID == nil {
 					return InvalidInput("paymentId", "Only a payment that succeeded can be refunded.")
