@@ -31,6 +31,10 @@ import (
 // have acted on anyway (a timeout), a retry with other parameters must not
 // make a second object under the same key. Stripe refuses it
 // (idempotency_error), which fromStripe answers as errKeyReused does.
+//
+// The catalog keeps no rows of its own: catalogKey binds its keys through
+// Stripe's record of them. A SetupIntent has no parameter beyond its
+// scope.
 
 // requestParams are the parameters of a create request that change what it
 // creates, named as the GraphQL input names them, each as its value's
