@@ -243,7 +243,7 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 		trial = fmt.Sprint(trialDays)
 	}
 	bound := requestParams{"lookupKey": in.LookupKey, "quantity": fmt.Sprint(in.Quantity), "trialPeriodDays": trial,
-		"promotionCode": strings.ToUpper(in.PromotionCode)}
+		"promotionCode": strings.ToUpper(strings.TrimSpace(in.PromotionCode))}
 	// The client's key names the request alone, so that the claim finds
 	// it with other details and refuses them. Without one, equal requests
 	// within ten minutes share a key.
