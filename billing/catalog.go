@@ -254,13 +254,29 @@ func (s *Service) CreateProduct(ctx context.Context, in ProductInput) (*Product,
 		params.Description = stripe.String(in.Description)
 	}
 	params.Context = ctx
-	params.SetIdempotencyKey(idempotencyKey("product", v.UserID, name, in.Description, meta["plan"], meta["feature_set"], in.IdempotencyKey))
+	bound := requestParams{"name": name, "description": in.Description, "plan": plan, "features": meta["feature_set"]}
+	params.SetIdempotencyKey(catalogKey("product", v.UserID, in.IdempotencyKey, bound))
 	sp, err := s.stripe.Products.New(params)
 	if err != nil {
 		return nil, s.fromStripe(ctx, "product.create", err)
 	}
 	p := productFromStripe(sp)
 	return &p, nil
+}
+
+// catalogKey returns the Stripe idempotency key of a catalog create. The
+// catalog is Stripe's alone (no table of ours records its creates), so
+// Stripe's idempotency is what binds a client's key: the key names the
+// request alone, and Stripe replays its first answer for the same
+// parameters and refuses others (idempotency_error, answered as
+// BAD_USER_INPUT on idempotencyKey), for the 24 hours it keeps a key.
+// Without a client key, equal requests share one, so that a double click
+// creates one product.
+func catalogKey(op, userID, clientKey string, bound requestParams) string {
+	if clientKey != "" {
+		return idempotencyKey(op, userID, "key", clientKey)
+	}
+	return idempotencyKey(op, userID, "params", bound.fingerprint())
 }
 
 // PriceInput is a new catalog price.
@@ -327,8 +343,10 @@ func (s *Service) CreatePrice(ctx context.Context, in PriceInput) (*Plan, error)
 	}
 	params.Context = ctx
 	params.AddExpand("product")
-	params.SetIdempotencyKey(idempotencyKey("price", v.UserID, in.ProductID, fmt.Sprint(in.UnitAmount), currency,
-		in.Interval, fmt.Sprint(in.IntervalCount), in.LookupKey, fmt.Sprint(in.TransferLookupKey), in.IdempotencyKey))
+	bound := requestParams{"productId": in.ProductID, "unitAmount": fmt.Sprint(in.UnitAmount), "currency": currency,
+		"interval": in.Interval, "intervalCount": fmt.Sprint(in.IntervalCount), "lookupKey": in.LookupKey,
+		"transferLookupKey": fmt.Sprint(in.TransferLookupKey)}
+	params.SetIdempotencyKey(catalogKey("price", v.UserID, in.IdempotencyKey, bound))
 	pr, err := s.stripe.Prices.New(params)
 	if err != nil {
 		return nil, s.fromStripe(ctx, "price.create", err)

@@ -26,8 +26,9 @@ type CheckoutInput struct {
 	Mode     string
 	Quantity int64
 	// IdempotencyKey is optional: with it, a retry returns the same
-	// session; without it, identical requests within the same ten minutes
-	// share one session (a double click opens one page).
+	// session, and the key with other details is refused; without it,
+	// identical requests within the same ten minutes share one session (a
+	// double click opens one page).
 	IdempotencyKey string
 	// AllowPromotionCodes lets the customer enter a promotion code on
 	// Stripe's page.
@@ -91,11 +92,16 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 		return nil, fmt.Errorf("checkout metadata: %w", err)
 	}
 
-	key := func(distinct string) string {
-		return idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.LookupKey, string(mode), fmt.Sprint(in.Quantity), fmt.Sprint(in.AllowPromotionCodes), distinct)
-	}
-	reqKey := key(in.IdempotencyKey)
+	bound := requestParams{"lookupKey": in.LookupKey, "mode": string(mode), "quantity": fmt.Sprint(in.Quantity),
+		"allowPromotionCodes": fmt.Sprint(in.AllowPromotionCodes)}
+	// The client's key names the request alone, so that the claim finds
+	// it with other details and refuses them. Without one, equal requests
+	// share a key (a double click), and other details make another.
+	reqKey := idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, in.IdempotencyKey)
 	if in.IdempotencyKey == "" {
+		key := func(distinct string) string {
+			return idempotencyKey("cs", in.WorkspaceID.String(), v.UserID, bound.fingerprint(), distinct)
+		}
 		if reqKey, err = s.doubleClickKey(ctx, key, "t"+fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))); err != nil {
 			return nil, err
 		}
@@ -120,7 +126,7 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 			}
 		}
 	}
-	row, mine, err := claimRequest(ctx, s.checkoutClaim(reqKey, in.WorkspaceID, mode, plan, planName, in.Quantity, v.UserID))
+	row, mine, err := claimRequest(ctx, s.checkoutClaim(reqKey, bound, in.WorkspaceID, mode, plan, planName, in.Quantity, v.UserID))
 	if err != nil {
 		return nil, err
 	}
@@ -171,7 +177,8 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 }
 
 // checkoutClaim returns the claim steps for a checkout request.
-func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsession.Mode, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.CheckoutSession] {
+func (s *Service) checkoutClaim(reqKey string, bound requestParams, ws uuid.UUID, mode checkoutsession.Mode, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.CheckoutSession] {
+	id := claimID(reqKey, bound)
 	return claimOps[*ent.CheckoutSession]{
 		insert: func(ctx context.Context) (*ent.CheckoutSession, error) {
 			var row *ent.CheckoutSession
@@ -194,7 +201,7 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 					}
 				}
 				var err error
-				row, err = tx.CheckoutSession.Create().
+				row, err = tx.CheckoutSession.Create().SetID(id).
 					SetWorkspaceID(ws).SetRequestKey(reqKey).SetMode(mode).SetLookupKey(plan.LookupKey).
 					SetPriceID(plan.PriceID).SetPlan(planName).SetQuantity(qty).SetCreatedBy(userID).
 					SetStatus(checkoutsession.StatusCreating).
@@ -205,6 +212,11 @@ func (s *Service) checkoutClaim(reqKey string, ws uuid.UUID, mode checkoutsessio
 		},
 		find: func(ctx context.Context) (*ent.CheckoutSession, error) {
 			return s.db.CheckoutSession.Query().Where(checkoutsession.RequestKey(reqKey)).Only(ctx)
+		},
+		sameRequest: func(c *ent.CheckoutSession) bool {
+			// Older rows' request keys were made otherwise (with every
+			// detail in them): no request finds one by its key now.
+			return claimedWith(c.ID, id, func() bool { return false })
 		},
 		pending: func(c *ent.CheckoutSession) (bool, time.Time) {
 			return c.Status == checkoutsession.StatusCreating, c.UpdateTime

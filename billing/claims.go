@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"billingapi/ent"
@@ -13,6 +14,11 @@ import (
 // status `creating`, inserted before Stripe is called. The request that
 // inserts it (the claim) calls Stripe and fills the row in; a concurrent
 // or retried request with the same key finds the row and waits for it.
+
+// errKeyTaken is what an insert that found the request key's row before
+// inserting returns, so that checks made for a new request (what is still
+// refundable) do not refuse its repeat.
+var errKeyTaken = errors.New("the request key has its row")
 
 // claimWait bounds how long a duplicate request waits for the claiming
 // request to finish talking to Stripe.
@@ -28,11 +34,14 @@ const claimPoll = 50 * time.Millisecond
 
 // claimOps are the table-specific steps of claimRequest.
 type claimOps[T any] struct {
-	// insert creates the row in status `creating`; a constraint error
-	// means another request holds the key.
+	// insert creates the row in status `creating`; a constraint error or
+	// errKeyTaken means another request holds the key.
 	insert func(ctx context.Context) (T, error)
 	// find loads the row with the request key.
 	find func(ctx context.Context) (T, error)
+	// sameRequest reports whether a row found with the request key was
+	// claimed with this request's parameters (claimedWith).
+	sameRequest func(row T) bool
 	// pending reports whether the row is still `creating` and since when.
 	pending func(row T) (bool, time.Time)
 	// removeStale deletes the row if it is still `creating` and was last
@@ -42,7 +51,9 @@ type claimOps[T any] struct {
 
 // claimRequest returns the row for a request key and whether this request
 // owns it (and must now call Stripe). A duplicate waits until the owner
-// has finished and returns the finished row with mine false.
+// has finished and returns the finished row with mine false; a request
+// whose key was claimed with other parameters is refused at once with
+// errKeyReused, without waiting.
 func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool, err error) {
 	deadline := time.Now().Add(claimWait)
 	for {
@@ -50,7 +61,7 @@ func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool
 		if err == nil {
 			return row, true, nil
 		}
-		if !ent.IsConstraintError(err) {
+		if !ent.IsConstraintError(err) && !errors.Is(err, errKeyTaken) {
 			return row, false, err
 		}
 		row, err = ops.find(ctx)
@@ -59,6 +70,9 @@ func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool
 			continue // the owner failed and removed its claim: try again
 		case err != nil:
 			return row, false, err
+		}
+		if !ops.sameRequest(row) {
+			return row, false, errKeyReused
 		}
 		isPending, touched := ops.pending(row)
 		if !isPending {

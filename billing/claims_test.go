@@ -2,6 +2,7 @@ package billing_test
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -354,38 +355,41 @@ func TestStaleSubscriptionClaimDoesNotBlockTheWorkspace(t *testing.T) {
 	}
 }
 
-// An idempotency key names one request: reused with another amount or
-// purpose it is refused, never taken for a second refund or payment.
+// An idempotency key names one request: reused with any other detail
+// that changes what is made, it is refused on idempotencyKey, never taken
+// for a second refund or payment nor answered with the first one.
 func TestIdempotencyKeyReusedWithOtherDetailsIsRefused(t *testing.T) {
 	f := newFixture(t, testenv.Postgres(t), billing.Config{})
 	ws := f.workspace(t, "alice")
+	admin := auth.NewContext(f.ctx, auth.Viewer{UserID: "root", Admin: true})
 
 	t.Run("Refund", func(t *testing.T) {
-		f.deliver(t, "evt_paid_k", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_key", "succeeded", 1000, "usd",
-			map[string]string{"workspace_id": ws.String(), "purpose": "credits_pack"}), time.Now())
-		p, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID("pi_key")).Only(f.sys(ws))
-		if err != nil {
-			t.Fatal(err)
-		}
-		admin := auth.NewContext(f.ctx, auth.Viewer{UserID: "root", Admin: true})
-		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/refunds",
+		p := f.paidPayment(t, ws, "pi_key", 1000)
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/refunds", Times: 1,
 			Body: `{"id":"re_key","object":"refund","amount":300,"currency":"usd","status":"succeeded","payment_intent":"pi_key"}`})
-		refundOf := func(amount *int64) (*ent.Refund, error) {
-			return f.svc.RefundPayment(admin, billing.RefundInput{PaymentID: p.ID, Amount: amount, Reason: "requested_by_customer", IdempotencyKey: "same-key"})
-		}
-		first, err := refundOf(ptr(int64(300)))
+		base := billing.RefundInput{PaymentID: p.ID, Amount: ptr(int64(300)), Reason: "requested_by_customer",
+			ReasonDetail: "asked by email", IdempotencyKey: "same-key"}
+		first, err := f.svc.RefundPayment(admin, base)
 		if err != nil {
 			t.Fatal(err)
 		}
 		posts := f.stripe.Count("POST", "/v1/refunds")
-		if _, err := refundOf(ptr(int64(400))); billing.ErrorCode(err) != billing.CodeBadUserInput {
-			t.Fatalf("same key, another amount: %v; want BAD_USER_INPUT", err)
+		for name, change := range map[string]func(*billing.RefundInput){
+			"AnotherAmount":       func(in *billing.RefundInput) { in.Amount = ptr(int64(400)) },
+			"NoAmount":            func(in *billing.RefundInput) { in.Amount = nil },
+			"AnotherReason":       func(in *billing.RefundInput) { in.Reason = "duplicate" },
+			"AnotherReasonDetail": func(in *billing.RefundInput) { in.ReasonDetail = "asked by phone" },
+			"NoReasonDetail":      func(in *billing.RefundInput) { in.ReasonDetail = "" },
+		} {
+			t.Run(name, func(t *testing.T) {
+				in := base
+				change(&in)
+				_, err := f.svc.RefundPayment(admin, in)
+				assertKeyReused(t, err)
+			})
 		}
-		if again, err := refundOf(nil); err != nil || again.ID != first.ID {
-			t.Fatalf("same key, no amount = %+v, %v; want the first refund", again, err)
-		}
-		if again, err := refundOf(ptr(int64(300))); err != nil || again.ID != first.ID {
-			t.Fatalf("same key, same amount = %+v, %v; want the first refund", again, err)
+		if again, err := f.svc.RefundPayment(admin, base); err != nil || again.ID != first.ID {
+			t.Fatalf("same key, same details = %+v, %v; want the first refund", again, err)
 		}
 		if n := f.stripe.Count("POST", "/v1/refunds"); n != posts {
 			t.Fatalf("%d more refunds sent to Stripe", n-posts)
@@ -394,20 +398,144 @@ func TestIdempotencyKeyReusedWithOtherDetailsIsRefused(t *testing.T) {
 			t.Fatalf("%d refunds recorded; want 1", n)
 		}
 	})
+	// Once a refund of everything left is made, nothing is refundable: its
+	// retry must still find it rather than be told so.
+	t.Run("FullRefundRetriedOnceRefunded", func(t *testing.T) {
+		p := f.paidPayment(t, ws, "pi_full", 800)
+		f.stripe.On(stripefake.Rule{Method: "POST", Path: "/v1/refunds", Times: 1,
+			Body: `{"id":"re_full","object":"refund","amount":800,"currency":"usd","status":"pending","payment_intent":"pi_full"}`})
+		in := billing.RefundInput{PaymentID: p.ID, Reason: "requested_by_customer", IdempotencyKey: "all-of-it"}
+		first, err := f.svc.RefundPayment(admin, in)
+		if err != nil || first.Amount != 800 {
+			t.Fatalf("full refund = %+v, %v", first, err)
+		}
+		if again, err := f.svc.RefundPayment(admin, in); err != nil || again.ID != first.ID {
+			t.Fatalf("retry of the full refund = %+v, %v; want the first refund", again, err)
+		}
+		in.IdempotencyKey = "more"
+		if _, err := f.svc.RefundPayment(admin, in); billing.ErrorCode(err) != billing.CodeBadUserInput {
+			t.Fatalf("another refund of a refunded payment: %v; want BAD_USER_INPUT", err)
+		}
+	})
 	t.Run("Payment", func(t *testing.T) {
-		in := billing.PaymentInput{WorkspaceID: ws, Amount: 1500, Currency: "usd", Purpose: "credits_pack", IdempotencyKey: "order-1"}
-		if _, err := f.svc.CreatePaymentIntent(f.as("alice"), in); err != nil {
+		base := billing.PaymentInput{WorkspaceID: ws, Amount: 1500, Currency: "usd", Purpose: "credits_pack", IdempotencyKey: "order-1"}
+		first, err := f.svc.CreatePaymentIntent(f.as("alice"), base)
+		if err != nil {
 			t.Fatal(err)
 		}
 		posts := f.stripe.Count("POST", "/v1/payment_intents")
-		in.Purpose = "donation"
-		if _, err := f.svc.CreatePaymentIntent(f.as("alice"), in); billing.ErrorCode(err) != billing.CodeBadUserInput {
-			t.Fatalf("same key, another purpose: %v; want BAD_USER_INPUT", err)
+		for name, change := range map[string]func(*billing.PaymentInput){
+			"AnotherAmount":        func(in *billing.PaymentInput) { in.Amount = 1600 },
+			"AnotherCurrency":      func(in *billing.PaymentInput) { in.Currency = "eur" },
+			"AnotherPurpose":       func(in *billing.PaymentInput) { in.Purpose = "donation" },
+			"AnAddedPaymentMethod": func(in *billing.PaymentInput) { in.PaymentMethodID = "pm_card_visa" },
+		} {
+			t.Run(name, func(t *testing.T) {
+				in := base
+				change(&in)
+				_, err := f.svc.CreatePaymentIntent(f.as("alice"), in)
+				assertKeyReused(t, err)
+			})
+		}
+		// The currency's case is not a detail: USD is usd.
+		same := base
+		same.Currency = "USD"
+		if again, err := f.svc.CreatePaymentIntent(f.as("alice"), same); err != nil || again.Payment.ID != first.Payment.ID {
+			t.Fatalf("same key, same details = %+v, %v; want the first payment", again, err)
 		}
 		if n := f.stripe.Count("POST", "/v1/payment_intents"); n != posts {
-			t.Fatal("a second PaymentIntent was created for the same key")
+			t.Fatalf("%d more PaymentIntents created for the same key", n-posts)
 		}
 	})
+}
+
+// With a client's key, a Checkout or a subscription request is found by
+// the key alone: another plan, quantity or option under it is refused,
+// where it used to open a second session (or be refused as a second
+// subscription, on workspaceId).
+func TestCheckoutAndSubscriptionKeysBindEveryDetail(t *testing.T) {
+	f, ws, _ := newSubscriptionFixture(t, testenv.Postgres(t))
+	f.stripe.SetPrices(
+		stripefake.Price{LookupKey: "team_monthly", UnitAmount: 900, Interval: "month", Active: true, ProductMetadata: map[string]string{"plan": "team"}},
+		stripefake.Price{LookupKey: "team_yearly", UnitAmount: 9000, Interval: "year", Active: true, ProductMetadata: map[string]string{"plan": "team"}},
+		stripefake.Price{LookupKey: "credits_100", UnitAmount: 500, Active: true, ProductMetadata: map[string]string{"plan": "credits"}})
+
+	t.Run("Checkout", func(t *testing.T) {
+		base := billing.CheckoutInput{WorkspaceID: ws, LookupKey: "team_monthly", Mode: "subscription", Quantity: 1, IdempotencyKey: "co-1"}
+		first, err := f.svc.CreateCheckoutSession(f.as("alice"), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sessions := f.stripe.Count("POST", "/v1/checkout/sessions")
+		for name, change := range map[string]func(*billing.CheckoutInput){
+			"AnotherPlan":           func(in *billing.CheckoutInput) { in.LookupKey = "team_yearly" },
+			"AnotherQuantity":       func(in *billing.CheckoutInput) { in.Quantity = 2 },
+			"PromotionCodesAllowed": func(in *billing.CheckoutInput) { in.AllowPromotionCodes = true },
+			"AnotherModeAndPlan":    func(in *billing.CheckoutInput) { in.Mode, in.LookupKey = "payment", "credits_100" },
+		} {
+			t.Run(name, func(t *testing.T) {
+				in := base
+				change(&in)
+				_, err := f.svc.CreateCheckoutSession(f.as("alice"), in)
+				assertKeyReused(t, err)
+			})
+		}
+		if again, err := f.svc.CreateCheckoutSession(f.as("alice"), base); err != nil || again.ID != first.ID {
+			t.Fatalf("same key, same details = %+v, %v; want the first session", again, err)
+		}
+		if n := f.stripe.Count("POST", "/v1/checkout/sessions"); n != sessions {
+			t.Fatalf("%d more sessions created for the same key", n-sessions)
+		}
+	})
+	t.Run("Subscription", func(t *testing.T) {
+		base := billing.SubscriptionInput{WorkspaceID: ws, LookupKey: "team_monthly", Quantity: 1, IdempotencyKey: "sub-1"}
+		first, err := f.svc.CreateSubscription(f.as("alice"), base)
+		if err != nil {
+			t.Fatal(err)
+		}
+		creates := f.stripe.Count("POST", "/v1/subscriptions")
+		for name, change := range map[string]func(*billing.SubscriptionInput){
+			"AnotherPlan":     func(in *billing.SubscriptionInput) { in.LookupKey = "team_yearly" },
+			"AnotherQuantity": func(in *billing.SubscriptionInput) { in.Quantity = 2 },
+			"ATrial":          func(in *billing.SubscriptionInput) { in.TrialPeriodDays = ptr(int64(14)) },
+		} {
+			t.Run(name, func(t *testing.T) {
+				in := base
+				change(&in)
+				_, err := f.svc.CreateSubscription(f.as("alice"), in)
+				assertKeyReused(t, err)
+			})
+		}
+		if again, err := f.svc.CreateSubscription(f.as("alice"), base); err != nil || again.Subscription.ID != first.Subscription.ID {
+			t.Fatalf("same key, same details = %+v, %v; want the first subscription", again, err)
+		}
+		if n := f.stripe.Count("POST", "/v1/subscriptions"); n != creates {
+			t.Fatalf("%d more subscriptions created for the same key", n-creates)
+		}
+	})
+}
+
+// paidPayment records a succeeded PaymentIntent of the workspace, as its
+// webhook does, and returns its row.
+func (f *fixture) paidPayment(t *testing.T, ws uuid.UUID, intent string, amount int64) *ent.Payment {
+	t.Helper()
+	f.deliver(t, "evt_"+intent, "payment_intent.succeeded", stripefake.PaymentIntentJSON(intent, "succeeded", amount, "usd",
+		map[string]string{"workspace_id": ws.String(), "purpose": "credits_pack"}), time.Now())
+	p, err := f.store.Client.Payment.Query().Where(payment.StripePaymentIntentID(intent)).Only(f.sys(ws))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// assertKeyReused fails the test unless err refuses a reused idempotency
+// key: BAD_USER_INPUT on idempotencyKey.
+func assertKeyReused(t *testing.T, err error) {
+	t.Helper()
+	var be *billing.Error
+	if !errors.As(err, &be) || be.Code != billing.CodeBadUserInput || be.Field != "idempotencyKey" {
+		t.Fatalf("err = %v; want BAD_USER_INPUT on idempotencyKey", err)
+	}
 }
 
 func ptr[T any](v T) *T { return &v }

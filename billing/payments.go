@@ -109,14 +109,15 @@ func (s *Service) CreatePaymentIntent(ctx context.Context, in PaymentInput) (*Pa
 	}
 
 	// The key names the request, not its details: the same key with other
-	// details is refused by existingPayment, never taken for a new payment.
+	// details is refused by the claim, never taken for a new payment.
 	reqKey := idempotencyKey("pi", in.WorkspaceID.String(), v.UserID, in.IdempotencyKey)
-	row, mine, err := claimRequest(ctx, s.paymentClaim(reqKey, in.WorkspaceID, in.Amount, currency, purpose, v.UserID))
+	bound := requestParams{"amount": fmt.Sprint(in.Amount), "currency": currency, "purpose": purpose, "paymentMethodId": in.PaymentMethodID}
+	row, mine, err := claimRequest(ctx, s.paymentClaim(reqKey, bound, in.WorkspaceID, in.Amount, currency, purpose, v.UserID))
 	if err != nil {
 		return nil, err
 	}
 	if !mine {
-		return s.existingPayment(ctx, row, in.Amount, currency, purpose)
+		return s.existingPayment(ctx, row)
 	}
 
 	params := &stripe.PaymentIntentParams{
@@ -193,16 +194,22 @@ func (s *Service) recordPaymentIntent(ctx context.Context, claim *ent.Payment, p
 }
 
 // paymentClaim returns the claim steps for a payment request.
-func (s *Service) paymentClaim(reqKey string, ws uuid.UUID, amount int64, currency, purpose, userID string) claimOps[*ent.Payment] {
+func (s *Service) paymentClaim(reqKey string, bound requestParams, ws uuid.UUID, amount int64, currency, purpose, userID string) claimOps[*ent.Payment] {
+	id := claimID(reqKey, bound)
 	return claimOps[*ent.Payment]{
 		insert: func(ctx context.Context) (*ent.Payment, error) {
-			return s.db.Payment.Create().
+			return s.db.Payment.Create().SetID(id).
 				SetWorkspaceID(ws).SetRequestKey(reqKey).SetAmount(amount).SetCurrency(currency).
 				SetPurpose(purpose).SetCreatedBy(userID).SetStatus(payment.StatusCreating).
 				Save(ctx)
 		},
 		find: func(ctx context.Context) (*ent.Payment, error) {
 			return s.db.Payment.Query().Where(payment.RequestKey(reqKey)).Only(ctx)
+		},
+		sameRequest: func(p *ent.Payment) bool {
+			// An older row does not say which payment method it was
+			// confirmed with.
+			return claimedWith(p.ID, id, func() bool { return p.Amount == amount && p.Currency == currency && p.Purpose == purpose })
 		},
 		pending: func(p *ent.Payment) (bool, time.Time) { return p.Status == payment.StatusCreating, p.UpdateTime },
 		removeStale: func(ctx context.Context, p *ent.Payment, touched time.Time) (bool, error) {
@@ -215,12 +222,8 @@ func (s *Service) paymentClaim(reqKey string, ws uuid.UUID, amount int64, curren
 }
 
 // existingPayment answers a repeated request: the same payment, with a
-// fresh client secret and status from Stripe. A repeat with another
-// amount, currency or purpose under the same key is refused.
-func (s *Service) existingPayment(ctx context.Context, row *ent.Payment, amount int64, currency, purpose string) (*PaymentResult, error) {
-	if row.Amount != amount || row.Currency != currency || row.Purpose != purpose {
-		return nil, InvalidInput("idempotencyKey", "This idempotency key was already used for a different payment.")
-	}
+// fresh client secret and status from Stripe.
+func (s *Service) existingPayment(ctx context.Context, row *ent.Payment) (*PaymentResult, error) {
 	if row.StripePaymentIntentID == nil {
 		return nil, Errorf(CodeInternal, "%s", genericInternal)
 	}

@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"slices"
@@ -136,19 +137,21 @@ func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refun
 	// admin is not a member of it, and tenant rows are created only within
 	// a workspace's scope.
 	sys := systemCtx(ctx, p.WorkspaceID)
-	// The key names the request, not its amount: the same key with another
-	// amount is refused below, never taken for a second refund.
+	// The key names the request, not its details: the same key with other
+	// details is refused by the claim, never taken for a second refund.
+	// The amount is bound as asked: a refund of what is left (no amount)
+	// is another request than one of a given amount, even an equal one.
 	reqKey := idempotencyKey("re", p.ID.String(), v.UserID, in.IdempotencyKey)
-	row, mine, err := claimRequest(sys, s.refundClaim(reqKey, p.ID, in.Amount, refund.Reason(reason), detail, v.UserID))
+	amount := ""
+	if in.Amount != nil {
+		amount = fmt.Sprint(*in.Amount)
+	}
+	bound := requestParams{"amount": amount, "reason": reason, "reasonDetail": detail}
+	row, mine, err := claimRequest(sys, s.refundClaim(reqKey, bound, p.ID, in.Amount, refund.Reason(reason), detail, v.UserID))
 	if err != nil {
 		return nil, err
 	}
 	if !mine {
-		// A retry without an amount gets the refund made with the key,
-		// whatever its amount: nothing more moves.
-		if in.Amount != nil && *in.Amount != row.Amount {
-			return nil, InvalidInput("idempotencyKey", "This idempotency key was already used for a refund of another amount.")
-		}
 		return row, nil
 	}
 
@@ -187,8 +190,10 @@ func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refun
 
 // refundClaim returns the claim steps of a refund: the row is inserted
 // under a lock on the payment, after checking the amount against what is
-// still refundable.
-func (s *Service) refundClaim(reqKey string, paymentID uuid.UUID, amount *int64, reason refund.Reason, detail, userID string) claimOps[*ent.Refund] {
+// still refundable (unless the key has its row already: a repeat goes on
+// to find it, also once the payment is refunded in full).
+func (s *Service) refundClaim(reqKey string, bound requestParams, paymentID uuid.UUID, amount *int64, reason refund.Reason, detail, userID string) claimOps[*ent.Refund] {
+	id := claimID(reqKey, bound)
 	return claimOps[*ent.Refund]{
 		insert: func(ctx context.Context) (*ent.Refund, error) {
 			var row *ent.Refund
@@ -200,6 +205,9 @@ func (s *Service) refundClaim(reqKey string, paymentID uuid.UUID, amount *int64,
 				p, err := q.Only(ctx)
 				if err != nil {
 					return err
+				}
+				if repeat, err := tx.Refund.Query().Where(refund.RequestKey(reqKey)).Exist(ctx); err != nil || repeat {
+					return cmp.Or(err, errKeyTaken)
 				}
 				if !isPaid(p.Status) || p.StripePaymentIntentID == nil {
 					return InvalidInput("paymentId", "Only a payment that succeeded can be refunded.")
@@ -218,7 +226,7 @@ func (s *Service) refundClaim(reqKey string, paymentID uuid.UUID, amount *int64,
 				case want > amounts.Refundable:
 					return InvalidInput("amount", "Refund amount is more than the "+FormatAmount(amounts.Refundable, p.Currency)+" still refundable.")
 				}
-				row, err = tx.Refund.Create().
+				row, err = tx.Refund.Create().SetID(id).
 					SetWorkspaceID(p.WorkspaceID).SetPaymentID(p.ID).SetRequestKey(reqKey).
 					SetAmount(want).SetCurrency(p.Currency).SetReason(reason).SetReasonDetail(detail).
 					SetRefundedBy(userID).SetStatus(refund.StatusCreating).
@@ -229,6 +237,13 @@ func (s *Service) refundClaim(reqKey string, paymentID uuid.UUID, amount *int64,
 		},
 		find: func(ctx context.Context) (*ent.Refund, error) {
 			return s.db.Refund.Query().Where(refund.RequestKey(reqKey)).Only(ctx)
+		},
+		sameRequest: func(r *ent.Refund) bool {
+			// An older row does not say whether its amount was asked for
+			// or was what was left.
+			return claimedWith(r.ID, id, func() bool {
+				return (amount == nil || *amount == r.Amount) && r.Reason == reason && r.ReasonDetail == detail
+			})
 		},
 		pending: func(r *ent.Refund) (bool, time.Time) { return r.Status == refund.StatusCreating, r.UpdateTime },
 		removeStale: func(ctx context.Context, r *ent.Refund, touched time.Time) (bool, error) {

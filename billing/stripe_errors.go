@@ -40,7 +40,10 @@ func (s *Service) fromStripe(ctx context.Context, op string, err error) error {
 	case se.HTTPStatusCode >= 500 || se.Type == stripe.ErrorTypeAPI:
 		return &Error{Code: CodeProviderUnavailable, Message: "The payment provider is unavailable. Please try again shortly.", Err: cause}
 	case se.Type == stripe.ErrorTypeIdempotency:
-		return &Error{Code: CodeBadUserInput, Field: "idempotencyKey", Message: "This idempotency key was already used with different details.", Err: cause}
+		// Our own claims refuse a reused key first; Stripe's refusal is
+		// reached only where we keep no record (the catalog) or after a
+		// released claim, and answers the same.
+		return &Error{Code: CodeBadUserInput, Field: errKeyReused.Field, Message: errKeyReused.Message, Err: cause}
 	}
 	if bad, ok := userInputError(se); ok {
 		bad.Err = cause

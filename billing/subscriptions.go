@@ -191,8 +191,9 @@ type SubscriptionInput struct {
 	Quantity    int64
 	// TrialPeriodDays is nil for no trial, else 1..730.
 	TrialPeriodDays *int64
-	// IdempotencyKey is optional; without it, identical requests within
-	// ten minutes share one subscription.
+	// IdempotencyKey is optional: with it, a retry returns the same
+	// subscription, and the key with other details is refused; without
+	// it, identical requests within ten minutes share one subscription.
 	IdempotencyKey string
 	// PromotionCode is an optional customer-facing code, checked with
 	// Stripe before use.
@@ -237,11 +238,20 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	if _, _, err := s.requireRole(ctx, in.WorkspaceID, auth.RoleOwner, auth.RoleAdmin); err != nil {
 		return nil, err
 	}
-	distinct := in.IdempotencyKey
-	if distinct == "" {
-		distinct = "t" + fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds()))
+	trial := ""
+	if in.TrialPeriodDays != nil {
+		trial = fmt.Sprint(trialDays)
 	}
-	reqKey := idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, in.LookupKey, fmt.Sprint(in.Quantity), fmt.Sprint(trialDays), strings.ToUpper(in.PromotionCode), distinct)
+	bound := requestParams{"lookupKey": in.LookupKey, "quantity": fmt.Sprint(in.Quantity), "trialPeriodDays": trial,
+		"promotionCode": strings.ToUpper(strings.TrimSpace(in.PromotionCode))}
+	// The client's key names the request alone, so that the claim finds
+	// it with other details and refuses them. Without one, equal requests
+	// within ten minutes share a key.
+	reqKey := idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, in.IdempotencyKey)
+	if in.IdempotencyKey == "" {
+		reqKey = idempotencyKey("sub", in.WorkspaceID.String(), v.UserID, bound.fingerprint(),
+			"t"+fmt.Sprint(time.Now().Unix()/int64(checkoutBucket.Seconds())))
+	}
 	// Refuse early, before any Stripe call; the claim repeats the check
 	// under a lock.
 	if live, err := hasLiveSubscription(ctx, s.db, in.WorkspaceID, reqKey); err != nil {
@@ -279,7 +289,7 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 			return nil, err
 		}
 	}
-	row, mine, err := claimRequest(ctx, s.subscriptionClaim(reqKey, in.WorkspaceID, plan, planName, in.Quantity, v.UserID))
+	row, mine, err := claimRequest(ctx, s.subscriptionClaim(reqKey, bound, in.WorkspaceID, plan, planName, in.Quantity, v.UserID))
 	if err != nil {
 		return nil, err
 	}
@@ -375,7 +385,8 @@ func planNameOf(p *Plan) string {
 // claim is inserted under a lock on the workspace row, after checking that
 // no other live subscription exists, so that two different requests at
 // once cannot both subscribe the workspace.
-func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.Subscription] {
+func (s *Service) subscriptionClaim(reqKey string, bound requestParams, ws uuid.UUID, plan *Plan, planName string, qty int64, userID string) claimOps[*ent.Subscription] {
+	id := claimID(reqKey, bound)
 	return claimOps[*ent.Subscription]{
 		insert: func(ctx context.Context) (*ent.Subscription, error) {
 			var row *ent.Subscription
@@ -387,7 +398,7 @@ func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, pla
 					return err
 				}
 				var err error
-				row, err = tx.Subscription.Create().
+				row, err = tx.Subscription.Create().SetID(id).
 					SetWorkspaceID(ws).SetRequestKey(reqKey).SetPlan(planName).SetLookupKey(plan.LookupKey).
 					SetPriceID(plan.PriceID).SetQuantity(qty).SetFeatures(plan.Product.Features).
 					SetCriticalFeatures(plan.Product.CriticalFeatures).SetCreatedBy(userID).
@@ -398,6 +409,11 @@ func (s *Service) subscriptionClaim(reqKey string, ws uuid.UUID, plan *Plan, pla
 		},
 		find: func(ctx context.Context) (*ent.Subscription, error) {
 			return s.db.Subscription.Query().Where(subscription.RequestKey(reqKey)).Only(ctx)
+		},
+		sameRequest: func(r *ent.Subscription) bool {
+			// Older rows' request keys were made otherwise (with every
+			// detail in them): no request finds one by its key now.
+			return claimedWith(r.ID, id, func() bool { return false })
 		},
 		pending: func(r *ent.Subscription) (bool, time.Time) { return r.Status == "creating", r.UpdateTime },
 		removeStale: func(ctx context.Context, r *ent.Subscription, touched time.Time) (bool, error) {

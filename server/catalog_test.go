@@ -14,6 +14,7 @@ import (
 	"billingapi/internal/testenv"
 
 	"github.com/alicebob/miniredis/v2"
+	"github.com/stripe/stripe-go/v76"
 )
 
 // catalogPrices is the Stripe catalog the catalog tests run against.
@@ -483,4 +484,58 @@ func TestPublicResponseCacheOverWebsocket(t *testing.T) {
 		bc.expect(t, "complete", id)
 	}
 	bc.expectNothing(t, "after two completed queries", 300*time.Millisecond)
+}
+
+// A catalog create's idempotency key is bound to every parameter: the same
+// key with any other one is refused on idempotencyKey (Stripe's own record
+// of the key refuses it: the catalog keeps none of ours), and Stripe
+// makes nothing more.
+func TestCatalogIdempotencyKeysBindEveryParameter(t *testing.T) {
+	d := newSandboxDriver(t)
+	var productID string
+	t.Run("Product", func(t *testing.T) {
+		products := func() int { return sandboxCount(t, d.sc.Products.List(&stripe.ProductListParams{})) }
+		base := map[string]any{"name": "Idem Pro", "description": "For idempotent teams", "plan": "idem_pro",
+			"features": []string{"projects", "sso"}, "idempotencyKey": "product-1"}
+		productID = d.assertKeyBindsEveryParameter(t, d.admin, createProductMutation, "createProduct.id", base,
+			[]keyCase{
+				{"AnotherName", map[string]any{"name": "Idem Team"}},
+				{"AnotherDescription", map[string]any{"description": "For everyone"}},
+				{"NoDescription", map[string]any{"description": nil}},
+				{"AnotherPlan", map[string]any{"plan": "idem_team"}},
+				{"AnotherFeature", map[string]any{"features": []string{"projects", "audit_log"}}},
+				{"NoFeatures", map[string]any{"features": nil}},
+			},
+			[]keyCase{{"TheNameAmidSpaces", map[string]any{"name": "  Idem Pro "}}},
+			products)
+	})
+	t.Run("Price", func(t *testing.T) {
+		if productID == "" {
+			t.Skip("no product")
+		}
+		other, err := d.sc.Products.New(&stripe.ProductParams{Name: stripe.String("Other"), Metadata: map[string]string{"plan": "other"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		prices := func() int { return sandboxCount(t, d.sc.Prices.List(&stripe.PriceListParams{})) }
+		base := map[string]any{"productId": productID, "unitAmount": 1500, "currency": "usd",
+			"recurring": map[string]any{"interval": "MONTH", "intervalCount": 1}, "lookupKey": "idem_pro_monthly",
+			"transferLookupKey": false, "idempotencyKey": "price-1"}
+		d.assertKeyBindsEveryParameter(t, d.admin, createPriceMutation, "createPrice.priceId", base,
+			[]keyCase{
+				{"AnotherProduct", map[string]any{"productId": other.ID}},
+				{"AnotherAmount", map[string]any{"unitAmount": 1600}},
+				{"AnotherCurrency", map[string]any{"currency": "eur"}},
+				{"NoRecurrence", map[string]any{"recurring": nil}},
+				{"AnotherInterval", map[string]any{"recurring": map[string]any{"interval": "YEAR", "intervalCount": 1}}},
+				{"AnotherIntervalCount", map[string]any{"recurring": map[string]any{"interval": "MONTH", "intervalCount": 3}}},
+				{"AnotherLookupKey", map[string]any{"lookupKey": "idem_pro_monthly_2"}},
+				{"TheLookupKeyTransferred", map[string]any{"transferLookupKey": true}},
+			},
+			[]keyCase{
+				{"TheCurrencyInCapitals", map[string]any{"currency": "USD"}},
+				{"TheDefaultIntervalCount", map[string]any{"recurring": map[string]any{"interval": "MONTH"}}},
+			},
+			prices)
+	})
 }

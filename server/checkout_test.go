@@ -12,6 +12,7 @@ import (
 	"billingapi/internal/testenv"
 
 	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
 )
 
 const createCheckoutMutation = `mutation($in: CreateCheckoutSessionInput!) {
@@ -404,5 +405,47 @@ func TestOpenSubscriptionCheckoutIsEndedOnlyForARequestThatGoesAhead(t *testing.
 	}
 	if got := status(); got != "EXPIRED" {
 		t.Fatalf("the lost session is %s, want EXPIRED", got)
+	}
+}
+
+// An idempotency key is bound to every parameter of the Checkout: the same
+// key with another plan (which used to open a second session), quantity,
+// mode or promotion-code option is refused, opens nothing at Stripe, and
+// leaves the first session open.
+func TestCheckoutIdempotencyKeyBindsEveryParameter(t *testing.T) {
+	d := newSandboxDriver(t)
+	// A one-time price, for the same key in PAYMENT mode.
+	prod, err := d.sc.Products.New(&stripe.ProductParams{Name: stripe.String("100 credits"), Metadata: map[string]string{"plan": "credits"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.sc.Prices.New(&stripe.PriceParams{Product: stripe.String(prod.ID), UnitAmount: stripe.Int64(1000),
+		Currency: stripe.String("usd"), LookupKey: stripe.String("credits_100")}); err != nil {
+		t.Fatal(err)
+	}
+	sessions := func() int { return sandboxCount(t, d.sc.CheckoutSessions.List(&stripe.CheckoutSessionListParams{})) }
+	base := map[string]any{"workspaceId": d.ws, "lookupKey": "starter_monthly", "mode": "SUBSCRIPTION", "quantity": 1,
+		"allowPromotionCodes": false, "idempotencyKey": "checkout-1"}
+	var first struct {
+		CreateCheckoutSession struct{ SessionID string }
+	}
+	if err := d.gql(createCheckoutMutation, map[string]any{"in": base}, &first); err != nil {
+		t.Fatal(err)
+	}
+	d.assertKeyBindsEveryParameter(t, d.token, createCheckoutMutation, "createCheckoutSession.checkoutSession.id", base,
+		[]keyCase{
+			{"AnotherPlan", map[string]any{"lookupKey": "pro_monthly"}},
+			{"AnotherQuantity", map[string]any{"quantity": 2}},
+			{"PromotionCodesAllowed", map[string]any{"allowPromotionCodes": true}},
+			{"AnotherModeAndPlan", map[string]any{"mode": "PAYMENT", "lookupKey": "credits_100"}},
+		},
+		[]keyCase{
+			{"TheDefaultQuantity", map[string]any{"quantity": nil}},
+			{"TheDefaultPromotionCodeOption", map[string]any{"allowPromotionCodes": nil}},
+		},
+		sessions)
+	sess, err := d.sc.CheckoutSessions.Get(first.CreateCheckoutSession.SessionID, nil)
+	if err != nil || sess.Status != stripe.CheckoutSessionStatusOpen {
+		t.Fatalf("the first session after refused requests: %+v, %v; want it open", sess, err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
+
+	"github.com/stripe/stripe-go/v76"
 )
 
 // paymentsWorld is a server with Stripe behind a recording fake, and three
@@ -377,5 +379,35 @@ func TestStripeErrorsBecomeSafeFriendlyAnswers(t *testing.T) {
 			out.CreatePaymentIntent.Payment.Status != "REQUIRES_ACTION" {
 			t.Fatalf("data = %+v", out.CreatePaymentIntent)
 		}
+	})
+}
+
+// An idempotency key is bound to every parameter of the payment: repeated
+// with any other one (an added payment method too, which used to answer
+// the first payment) it is refused, and Stripe makes nothing more.
+func TestPaymentIdempotencyKeyBindsEveryParameter(t *testing.T) {
+	d := newSandboxDriver(t)
+	intents := func() int { return sandboxCount(t, d.sc.PaymentIntents.List(&stripe.PaymentIntentListParams{})) }
+	t.Run("WithoutAPaymentMethod", func(t *testing.T) {
+		base := map[string]any{"workspaceId": d.ws, "amount": 1500, "currency": "usd", "purpose": "credits_pack", "idempotencyKey": "order-1"}
+		d.assertKeyBindsEveryParameter(t, d.token, createPaymentMutation, "createPaymentIntent.payment.id", base,
+			[]keyCase{
+				{"AnAddedPaymentMethod", map[string]any{"paymentMethodId": "pm_card_visa"}},
+				{"AnotherAmount", map[string]any{"amount": 1600}},
+				{"AnotherCurrency", map[string]any{"currency": "eur"}},
+				{"AnotherPurpose", map[string]any{"purpose": "donation"}},
+			},
+			[]keyCase{{"TheCurrencyInCapitals", map[string]any{"currency": "USD"}}},
+			intents)
+	})
+	t.Run("WithAPaymentMethod", func(t *testing.T) {
+		base := map[string]any{"workspaceId": d.ws, "amount": 2500, "currency": "usd", "purpose": "credits_pack",
+			"idempotencyKey": "order-2", "paymentMethodId": "pm_card_visa"}
+		d.assertKeyBindsEveryParameter(t, d.token, createPaymentMutation, "createPaymentIntent.payment.id", base,
+			[]keyCase{
+				{"AnotherPaymentMethod", map[string]any{"paymentMethodId": "pm_card_mastercard"}},
+				{"NoPaymentMethod", map[string]any{"paymentMethodId": nil}},
+			},
+			nil, intents)
 	})
 }

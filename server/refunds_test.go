@@ -12,6 +12,8 @@ import (
 
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
+
+	"github.com/stripe/stripe-go/v76"
 )
 
 // sendStripeEvent posts a signed event to the webhook endpoint and fails
@@ -310,4 +312,46 @@ func TestTwentyConcurrentPartialRefundsNeverExceedThePayment(t *testing.T) {
 	if p := w.paymentByIntent(t, admin, "pi_many", func(paymentState) bool { return true }); p.RefundableAmount != 100 {
 		t.Fatalf("refundable = %d, want 100", p.RefundableAmount)
 	}
+}
+
+// An idempotency key is bound to every parameter of the refund: repeated
+// with another amount, reason or reason detail (the last two used to
+// answer the first refund) it is refused, and Stripe refunds nothing more.
+func TestRefundIdempotencyKeyBindsEveryParameter(t *testing.T) {
+	d := newSandboxDriver(t)
+	pm, err := d.saveCard("pm_card_visa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	paymentID, _, err := d.payment(pm, 5000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.untilPayment("paid", "SUCCEEDED", 0); err != nil {
+		t.Fatal(err)
+	}
+	refunds := func() int { return sandboxCount(t, d.sc.Refunds.List(&stripe.RefundListParams{})) }
+	t.Run("OfAnAmount", func(t *testing.T) {
+		base := map[string]any{"paymentId": paymentID, "amount": 1000, "reason": "REQUESTED_BY_CUSTOMER",
+			"reasonDetail": "asked by email", "idempotencyKey": "refund-1"}
+		d.assertKeyBindsEveryParameter(t, d.admin, refundMutation, "refundPayment.id", base,
+			[]keyCase{
+				{"AnotherAmount", map[string]any{"amount": 1500}},
+				{"NoAmount", map[string]any{"amount": nil}},
+				{"AnotherReason", map[string]any{"reason": "DUPLICATE"}},
+				{"FraudAsTheReason", map[string]any{"reason": "FRAUDULENT"}},
+				{"AnotherReasonDetail", map[string]any{"reasonDetail": "asked by phone"}},
+				{"NoReasonDetail", map[string]any{"reasonDetail": nil}},
+			},
+			[]keyCase{{"TheReasonDetailAmidSpaces", map[string]any{"reasonDetail": "  asked by email "}}},
+			refunds)
+	})
+	// What is left, asked for without an amount, is not the same request
+	// as that amount asked for; and the refund's retry finds it once
+	// nothing is left to refund.
+	t.Run("OfWhatIsLeft", func(t *testing.T) {
+		base := map[string]any{"paymentId": paymentID, "reason": "REQUESTED_BY_CUSTOMER", "idempotencyKey": "refund-rest"}
+		d.assertKeyBindsEveryParameter(t, d.admin, refundMutation, "refundPayment.id", base,
+			[]keyCase{{"TheAmountThatWasLeft", map[string]any{"amount": 4000}}}, nil, refunds)
+	})
 }

@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"io"
+	"maps"
 	"net/http"
 	"strings"
 	"testing"
@@ -24,6 +26,90 @@ func newSandboxDriver(t *testing.T) *driver {
 	}
 	t.Cleanup(closeAll)
 	return d
+}
+
+// keyCase is a mutation's input with some fields changed: each set to its
+// value, or removed when the value is nil.
+type keyCase struct {
+	Name   string
+	Change map[string]any
+}
+
+// with returns a copy of in with the case's changes.
+func (c keyCase) with(in map[string]any) map[string]any {
+	out := maps.Clone(in)
+	for k, v := range c.Change {
+		if v == nil {
+			delete(out, k)
+		} else {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+// assertKeyBindsEveryParameter sends mutation ($in: its input) as token
+// with base, then each case of changed with the same idempotency key: each
+// must be refused with BAD_USER_INPUT on idempotencyKey, and each case of
+// same (the same parameters, however spelled) must answer the first
+// object, its id read at path (dotted). Neither may make anything at
+// Stripe: made counts the objects the sandbox holds. It returns the first
+// object's id.
+func (d *driver) assertKeyBindsEveryParameter(t *testing.T, token, mutation, path string, base map[string]any, changed, same []keyCase, made func() int) string {
+	t.Helper()
+	send := func(in map[string]any) (string, error) {
+		var data map[string]any
+		err := d.gqlAs(token, mutation, map[string]any{"in": in}, &data)
+		var v any = data
+		for _, field := range strings.Split(path, ".") {
+			m, _ := v.(map[string]any)
+			v = m[field]
+		}
+		id, _ := v.(string)
+		return id, err
+	}
+	first, err := send(base)
+	if err != nil || first == "" {
+		t.Fatalf("first request: %q, %v", first, err)
+	}
+	before := made()
+	for _, c := range changed {
+		t.Run("SameKeyWith"+c.Name+"IsRefused", func(t *testing.T) {
+			id, err := send(c.with(base))
+			var ge scenarioError
+			if !errors.As(err, &ge) || ge.Extensions["code"] != "BAD_USER_INPUT" || ge.Extensions["field"] != "idempotencyKey" ||
+				!strings.Contains(ge.Message, "already used for a request with other details") {
+				t.Fatalf("answered %q, %v; want BAD_USER_INPUT on idempotencyKey, in our words", id, err)
+			}
+		})
+	}
+	for _, c := range append([]keyCase{{Name: "TheSameParameters"}}, same...) {
+		t.Run("SameKeyWith"+c.Name+"AnswersTheFirst", func(t *testing.T) {
+			if id, err := send(c.with(base)); err != nil || id != first {
+				t.Fatalf("answered %q, %v; want %s", id, err, first)
+			}
+		})
+	}
+	if n := made(); n != before {
+		t.Fatalf("Stripe holds %d more objects after requests with a used key", n-before)
+	}
+	return first
+}
+
+// sandboxCount returns how many objects a list of the sandbox holds.
+func sandboxCount(t *testing.T, it interface {
+	Next() bool
+	Err() error
+}) int {
+	t.Helper()
+	n := 0
+	for it.Next() {
+		n++
+	}
+	if err := it.Err(); err != nil {
+		t.Fatalf("list the sandbox: %v", err)
+	}
+	return n
 }
 
 type cardView struct {

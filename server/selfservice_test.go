@@ -13,6 +13,7 @@ import (
 	"billingapi/internal/testenv"
 
 	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
 )
 
 func TestBillingPortalSession(t *testing.T) {
@@ -388,5 +389,35 @@ func TestBillingPageWithoutWhatStripeCannotAnswer(t *testing.T) {
 	}
 	if r.Code() != "PAYMENT_PROVIDER_UNAVAILABLE" {
 		t.Fatalf("while Stripe is down: %s; want the error beside the page", r.Raw)
+	}
+}
+
+// A SetupIntent's idempotency key has nothing to bind beyond its scope (the
+// workspace and the user): the same key answers the same SetupIntent, and
+// Stripe makes nothing more; another key makes another.
+func TestSetupIntentIdempotencyKeyAnswersTheFirst(t *testing.T) {
+	d := newSandboxDriver(t)
+	const q = `mutation($w: ID!, $k: String!) { createSetupIntent(workspaceId: $w, idempotencyKey: $k) { setupIntentId } }`
+	create := func(key string) string {
+		t.Helper()
+		var out struct {
+			CreateSetupIntent struct{ SetupIntentID string }
+		}
+		if err := d.gql(q, map[string]any{"w": d.ws, "k": key}, &out); err != nil {
+			t.Fatal(err)
+		}
+		return out.CreateSetupIntent.SetupIntentID
+	}
+	intents := func() int { return sandboxCount(t, d.sc.SetupIntents.List(&stripe.SetupIntentListParams{})) }
+	first := create("card-1")
+	before := intents()
+	if again := create("card-1"); again != first {
+		t.Fatalf("the same key answered %s, then %s", first, again)
+	}
+	if n := intents(); n != before {
+		t.Fatalf("the same key made %d more SetupIntents", n-before)
+	}
+	if other := create("card-2"); other == first {
+		t.Fatal("another key answered the first SetupIntent")
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"billingapi/ent/webhookevent"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
+
+	"github.com/stripe/stripe-go/v76"
 )
 
 const createSubscriptionMutation = `mutation($in: CreateSubscriptionInput!) {
@@ -450,4 +452,50 @@ func TestEntitlementAnswerIsKeptUntilItsWorkspaceChanges(t *testing.T) {
 			}
 		})
 	}
+}
+
+// An idempotency key is bound to every parameter of the subscription: the
+// same key with another plan, quantity, trial or promotion code is refused
+// on idempotencyKey (another plan used to be refused as a second
+// subscription, on workspaceId), and Stripe makes nothing more.
+func TestSubscriptionIdempotencyKeyBindsEveryParameter(t *testing.T) {
+	d := newSandboxDriver(t)
+	co, err := d.sc.Coupons.New(&stripe.CouponParams{PercentOff: stripe.Float64(10), Duration: stripe.String("once")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.sc.PromotionCodes.New(&stripe.PromotionCodeParams{Coupon: stripe.String(co.ID), Code: stripe.String("IDEM10")}); err != nil {
+		t.Fatal(err)
+	}
+	subscriptions := func() int {
+		return sandboxCount(t, d.sc.Subscriptions.List(&stripe.SubscriptionListParams{Status: stripe.String("all")}))
+	}
+	t.Run("WithoutAPromotionCode", func(t *testing.T) {
+		base := map[string]any{"workspaceId": d.ws, "lookupKey": "starter_monthly", "quantity": 1, "idempotencyKey": "sub-1"}
+		d.assertKeyBindsEveryParameter(t, d.token, createSubscriptionMutation, "createSubscription.subscription.id", base,
+			[]keyCase{
+				{"AnotherPlan", map[string]any{"lookupKey": "pro_monthly"}},
+				{"AnotherQuantity", map[string]any{"quantity": 2}},
+				{"ATrial", map[string]any{"trialPeriodDays": 14}},
+				{"APromotionCode", map[string]any{"promotionCode": "IDEM10"}},
+			},
+			[]keyCase{{"TheDefaultQuantity", map[string]any{"quantity": nil}}},
+			subscriptions)
+	})
+	// Codes are the same whatever their case and surrounding spaces, as
+	// Stripe finds them.
+	t.Run("WithAPromotionCode", func(t *testing.T) {
+		if err := d.gql(`mutation($w: ID!) { cancelSubscription(input: {workspaceId: $w, atPeriodEnd: false}) { status } }`,
+			map[string]any{"w": d.ws}, nil); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := d.until("canceled", isStatus("CANCELED", "")); err != nil {
+			t.Fatal(err)
+		}
+		base := map[string]any{"workspaceId": d.ws, "lookupKey": "starter_monthly", "promotionCode": "IDEM10", "idempotencyKey": "sub-2"}
+		d.assertKeyBindsEveryParameter(t, d.token, createSubscriptionMutation, "createSubscription.subscription.id", base,
+			[]keyCase{{"NoPromotionCode", map[string]any{"promotionCode": nil}}},
+			[]keyCase{{"TheCodeInOtherCaseAmidSpaces", map[string]any{"promotionCode": " idem10 "}}},
+			subscriptions)
+	})
 }
