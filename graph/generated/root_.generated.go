@@ -2328,7 +2328,7 @@ input CreateProductInput {
   """The plan name this product grants (snake_case)."""
   plan: String!
   features: [String!]
-  """Retrying with the same key returns the same product."""
+  """Retrying with the same key returns the same product; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours."""
   idempotencyKey: String
 }
 
@@ -2348,6 +2348,7 @@ input CreatePriceInput {
   lookupKey: String!
   """Move the lookup key from the price that has it now."""
   transferLookupKey: Boolean = false
+  """Retrying with the same key returns the same price; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours."""
   idempotencyKey: String
 }
 
@@ -2571,7 +2572,7 @@ input CreatePaymentIntentInput {
   currency: String!
   """What the payment is for, snake_case (e.g. credits_pack); sent to Stripe as metadata."""
   purpose: String!
-  """Retrying with the same key returns the same payment and charges nothing new; the same key with another amount, currency or purpose is refused (BAD_USER_INPUT)."""
+  """Retrying with the same key returns the same payment and charges nothing new; the same key with any other parameter (amount, currency, purpose, paymentMethodId) is refused (BAD_USER_INPUT naming idempotencyKey)."""
   idempotencyKey: String!
   """Optional saved payment method (pm_...) to confirm with at once; may answer REQUIRES_ACTION."""
   paymentMethodId: String
@@ -2631,7 +2632,7 @@ input CreateCheckoutSessionInput {
   lookupKey: String!
   mode: CheckoutMode!
   quantity: Int = 1
-  """Optional: retrying with the same key returns the same session."""
+  """Optional: retrying with the same key returns the same session; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey)."""
   idempotencyKey: String
   """Let the customer enter a promotion code on Stripe's page."""
   allowPromotionCodes: Boolean = false
@@ -2705,7 +2706,7 @@ input RefundPaymentInput {
   reason: RefundReason!
   """Sent to Stripe as metadata; no card numbers or personal data."""
   reasonDetail: String
-  """A retry with the same key returns the same refund and refunds nothing more; the same key with another amount is refused (BAD_USER_INPUT)."""
+  """A retry with the same key returns the same refund and refunds nothing more; the same key with any other parameter (amount, or leaving it out; reason; reasonDetail) is refused (BAD_USER_INPUT naming idempotencyKey)."""
   idempotencyKey: String!
 }
 
@@ -2917,7 +2918,7 @@ input CreateSubscriptionInput {
   quantity: Int = 1
   """1 to 730; omit for no trial."""
   trialPeriodDays: Int
-  """Optional: a retry with the same key returns the same subscription."""
+  """Optional: a retry with the same key returns the same subscription; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey)."""
   idempotencyKey: String
   """Optional customer-facing promotion code; checked with Stripe first."""
   promotionCode: String

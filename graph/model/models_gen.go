@@ -44,7 +44,7 @@ type CreateCheckoutSessionInput struct {
 	LookupKey   string       `json:"lookupKey"`
 	Mode        CheckoutMode `json:"mode"`
 	Quantity    *int         `json:"quantity,omitempty"`
-	// Optional: retrying with the same key returns the same session.
+	// Optional: retrying with the same key returns the same session; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey).
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 	// Let the customer enter a promotion code on Stripe's page.
 	AllowPromotionCodes *bool `json:"allowPromotionCodes,omitempty"`
@@ -64,7 +64,7 @@ type CreatePaymentIntentInput struct {
 	Currency string `json:"currency"`
 	// What the payment is for, snake_case (e.g. credits_pack); sent to Stripe as metadata.
 	Purpose string `json:"purpose"`
-	// Retrying with the same key returns the same payment and charges nothing new; the same key with another amount, currency or purpose is refused (BAD_USER_INPUT).
+	// Retrying with the same key returns the same payment and charges nothing new; the same key with any other parameter (amount, currency, purpose, paymentMethodId) is refused (BAD_USER_INPUT naming idempotencyKey).
 	IdempotencyKey string `json:"idempotencyKey"`
 	// Optional saved payment method (pm_...) to confirm with at once; may answer REQUIRES_ACTION.
 	PaymentMethodID *string `json:"paymentMethodId,omitempty"`
@@ -80,8 +80,9 @@ type CreatePriceInput struct {
 	Recurring *RecurringInput `json:"recurring,omitempty"`
 	LookupKey string          `json:"lookupKey"`
 	// Move the lookup key from the price that has it now.
-	TransferLookupKey *bool   `json:"transferLookupKey,omitempty"`
-	IdempotencyKey    *string `json:"idempotencyKey,omitempty"`
+	TransferLookupKey *bool `json:"transferLookupKey,omitempty"`
+	// Retrying with the same key returns the same price; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours.
+	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
 type CreateProductInput struct {
@@ -90,7 +91,7 @@ type CreateProductInput struct {
 	// The plan name this product grants (snake_case).
 	Plan     string   `json:"plan"`
 	Features []string `json:"features,omitempty"`
-	// Retrying with the same key returns the same product.
+	// Retrying with the same key returns the same product; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
@@ -100,7 +101,7 @@ type CreateSubscriptionInput struct {
 	Quantity    *int   `json:"quantity,omitempty"`
 	// 1 to 730; omit for no trial.
 	TrialPeriodDays *int `json:"trialPeriodDays,omitempty"`
-	// Optional: a retry with the same key returns the same subscription.
+	// Optional: a retry with the same key returns the same subscription; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey).
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 	// Optional customer-facing promotion code; checked with Stripe first.
 	PromotionCode *string `json:"promotionCode,omitempty"`
@@ -151,7 +152,7 @@ type RefundPaymentInput struct {
 	Reason RefundReason `json:"reason"`
 	// Sent to Stripe as metadata; no card numbers or personal data.
 	ReasonDetail *string `json:"reasonDetail,omitempty"`
-	// A retry with the same key returns the same refund and refunds nothing more; the same key with another amount is refused (BAD_USER_INPUT).
+	// A retry with the same key returns the same refund and refunds nothing more; the same key with any other parameter (amount, or leaving it out; reason; reasonDetail) is refused (BAD_USER_INPUT naming idempotencyKey).
 	IdempotencyKey string `json:"idempotencyKey"`
 }
 
