@@ -161,7 +161,7 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 	}
 	params.Context = ctx
 	params.SetIdempotencyKey(reqKey)
-	sess, err := createForClaim(ctx, s, "checkout_session.create", s.db.CheckoutSession.DeleteOneID(row.ID).Exec,
+	sess, err := createForWorkspace(ctx, s, in.WorkspaceID, "checkout_session.create", s.db.CheckoutSession.DeleteOneID(row.ID).Exec,
 		func() (*stripe.CheckoutSession, error) { return s.stripe.CheckoutSessions.New(params) })
 	if err != nil {
 		return nil, err
@@ -285,6 +285,9 @@ func (s *Service) expireOtherSubscriptionCheckouts(ctx context.Context, ws uuid.
 	for _, row := range others {
 		if row.StripeSessionID == nil {
 			return errCheckoutBeingOpened
+		}
+		if err := spendWorkspaceBudget(ctx, ws); err != nil {
+			return err
 		}
 		if err := s.expireCheckout(ctx, row); err != nil {
 			return err

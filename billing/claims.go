@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"billingapi/ent"
+
+	"github.com/google/uuid"
 )
 
 // Stripe is never trusted to deduplicate (stripe-mock ignores idempotency
@@ -102,13 +104,30 @@ func claimRequest[T any](ctx context.Context, ops claimOps[T]) (row T, mine bool
 func createForClaim[R any](ctx context.Context, s *Service, op string, release func(context.Context) error, create func() (R, error)) (R, error) {
 	out, err := retryRateLimited(ctx, create)
 	if err != nil {
-		// The request may be cancelled (the client gave up); the release
-		// must happen anyway, or the key stays blocked until the claim is
-		// stale.
-		if rerr := release(context.WithoutCancel(ctx)); rerr != nil {
-			s.log.ErrorContext(ctx, "could not release a claim after a failed Stripe call", "op", op, "err", rerr)
-		}
+		s.releaseClaim(ctx, op, release)
 		return out, s.fromStripe(ctx, op, err)
 	}
 	return out, nil
+}
+
+// createForWorkspace is createForClaim for a request of a workspace's
+// billing: it first spends the workspace's budget (spendWorkspaceBudget),
+// and releases the claim when the budget is spent, so that the same
+// request may go ahead once the budget allows.
+func createForWorkspace[R any](ctx context.Context, s *Service, ws uuid.UUID, op string, release func(context.Context) error, create func() (R, error)) (R, error) {
+	if err := spendWorkspaceBudget(ctx, ws); err != nil {
+		s.releaseClaim(ctx, op, release)
+		var none R
+		return none, err
+	}
+	return createForClaim(ctx, s, op, release, create)
+}
+
+// releaseClaim deletes the claim of a request that created nothing. The
+// request may be cancelled (the client gave up); the release must happen
+// anyway, or the key stays blocked until the claim is stale.
+func (s *Service) releaseClaim(ctx context.Context, op string, release func(context.Context) error) {
+	if err := release(context.WithoutCancel(ctx)); err != nil {
+		s.log.ErrorContext(ctx, "could not release the claim of a request that created nothing", "op", op, "err", err)
+	}
 }

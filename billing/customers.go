@@ -51,6 +51,9 @@ func (s *Service) EnsureCustomer(ctx context.Context, workspaceID uuid.UUID) (st
 		return "", fmt.Errorf("customer metadata: %w", err)
 	}
 
+	if err := spendWorkspaceBudget(ctx, workspaceID); err != nil {
+		return "", err
+	}
 	customerID, err := s.createCustomerLocked(ctx, workspaceID, v, createdBy, meta)
 	if !errors.Is(err, errCustomerBeingCreated) {
 		return customerID, err

@@ -92,6 +92,11 @@ func (s *Service) ownedPaymentMethod(ctx context.Context, workspaceID uuid.UUID,
 	if s.stripe == nil {
 		return "", errStripeNotConfigured
 	}
+	// Only Stripe knows whose card this is: the budget is spent to ask,
+	// and given back by the door when the card is not the workspace's.
+	if err := spendWorkspaceBudget(ctx, workspaceID); err != nil {
+		return "", err
+	}
 	pm, err := s.stripe.PaymentMethods.Get(pmID, &stripe.PaymentMethodParams{Params: stripe.Params{Context: ctx}})
 	if err != nil {
 		var se *stripe.Error

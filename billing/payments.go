@@ -135,7 +135,7 @@ func (s *Service) CreatePaymentIntent(ctx context.Context, in PaymentInput) (*Pa
 	}
 	params.Context = ctx
 	params.SetIdempotencyKey(reqKey)
-	pi, err := createForClaim(ctx, s, "payment_intent.create", s.db.Payment.DeleteOneID(row.ID).Exec,
+	pi, err := createForWorkspace(ctx, s, in.WorkspaceID, "payment_intent.create", s.db.Payment.DeleteOneID(row.ID).Exec,
 		func() (*stripe.PaymentIntent, error) { return s.stripe.PaymentIntents.New(params) })
 	if err != nil {
 		return nil, err
@@ -226,6 +226,10 @@ func (s *Service) paymentClaim(reqKey string, bound requestParams, ws uuid.UUID,
 func (s *Service) existingPayment(ctx context.Context, row *ent.Payment) (*PaymentResult, error) {
 	if row.StripePaymentIntentID == nil {
 		return nil, Errorf(CodeInternal, "%s", genericInternal)
+	}
+	// The fresh client secret is Stripe's: the repeat spends the budget.
+	if err := spendWorkspaceBudget(ctx, row.WorkspaceID); err != nil {
+		return nil, err
 	}
 	params := &stripe.PaymentIntentParams{}
 	params.Context = ctx

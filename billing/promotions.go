@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -13,16 +14,19 @@ import (
 var promotionCodePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,100}$`)
 
 // promotionCodeID checks a customer-facing promotion code with Stripe
-// before it is used and returns its Stripe id; an unknown, inactive,
-// expired or used-up code is BAD_USER_INPUT with a message that says
-// which.
-func (s *Service) promotionCodeID(ctx context.Context, code string) (string, error) {
+// before workspace ws uses it, spending ws's budget (spendWorkspaceBudget),
+// and returns its Stripe id; an unknown, inactive, expired or used-up code
+// is BAD_USER_INPUT with a message that says which.
+func (s *Service) promotionCodeID(ctx context.Context, ws uuid.UUID, code string) (string, error) {
 	code = strings.TrimSpace(code)
 	if !promotionCodePattern.MatchString(code) {
 		return "", InvalidInput("promotionCode", "This promotion code is not valid.")
 	}
 	if s.stripe == nil {
 		return "", errStripeNotConfigured
+	}
+	if err := spendWorkspaceBudget(ctx, ws); err != nil {
+		return "", err
 	}
 	params := &stripe.PromotionCodeListParams{Code: stripe.String(code)}
 	params.Context = ctx

@@ -47,6 +47,9 @@ func (s *Service) BillingPortalSession(ctx context.Context, workspaceID uuid.UUI
 	params.Context = ctx
 	params.SetIdempotencyKey(idempotencyKey("portal", workspaceID.String(), v.UserID, returnURL,
 		fmt.Sprint(time.Now().Unix()/int64(portalBucket.Seconds()))))
+	if err := spendWorkspaceBudget(ctx, workspaceID); err != nil {
+		return "", err
+	}
 	sess, err := retryRateLimited(ctx, func() (*stripe.BillingPortalSession, error) { return s.stripe.BillingPortalSessions.New(params) })
 	if err != nil {
 		return "", s.fromStripe(ctx, "billing_portal_session.create", err)
@@ -104,6 +107,9 @@ func (s *Service) CreateSetupIntent(ctx context.Context, workspaceID uuid.UUID, 
 	}
 	params.Context = ctx
 	params.SetIdempotencyKey(idempotencyKey("seti", workspaceID.String(), v.UserID, clientKey))
+	if err := spendWorkspaceBudget(ctx, workspaceID); err != nil {
+		return nil, err
+	}
 	si, err := retryRateLimited(ctx, func() (*stripe.SetupIntent, error) { return s.stripe.SetupIntents.New(params) })
 	if err != nil {
 		return nil, s.fromStripe(ctx, "setup_intent.create", err)

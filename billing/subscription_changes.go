@@ -93,7 +93,7 @@ func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput
 	}
 	promoID := ""
 	if in.PromotionCode != "" {
-		if promoID, err = s.promotionCodeID(ctx, in.PromotionCode); err != nil {
+		if promoID, err = s.promotionCodeID(ctx, in.WorkspaceID, in.PromotionCode); err != nil {
 			return nil, err
 		}
 	}
@@ -116,6 +116,9 @@ func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput
 	params.AddExpand("latest_invoice.payment_intent")
 	params.Context = ctx
 	params.SetIdempotencyKey(changeKey("sub-change", ws, row, plan.PriceID, fmt.Sprint(in.Quantity), in.ProrationBehavior, promoID))
+	if err := spendWorkspaceBudget(ctx, in.WorkspaceID); err != nil {
+		return nil, err
+	}
 	sub, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) {
 		return s.stripe.Subscriptions.Update(*row.StripeSubscriptionID, params)
 	})
@@ -148,6 +151,9 @@ func paymentAwaitingAction(sub *stripe.Subscription) *PaymentResult {
 func (s *Service) CancelSubscription(ctx context.Context, workspaceID uuid.UUID, atPeriodEnd bool) (*SubscriptionView, error) {
 	ws, row, err := s.liveSubscription(ctx, workspaceID)
 	if err != nil {
+		return nil, err
+	}
+	if err := spendWorkspaceBudget(ctx, workspaceID); err != nil {
 		return nil, err
 	}
 	var sub *stripe.Subscription
@@ -191,6 +197,9 @@ func (s *Service) ResumeSubscription(ctx context.Context, workspaceID uuid.UUID)
 	}
 	if !row.CancelAtPeriodEnd {
 		return nil, InvalidInput("workspaceId", "This subscription is not set to cancel.")
+	}
+	if err := spendWorkspaceBudget(ctx, workspaceID); err != nil {
+		return nil, err
 	}
 	params := &stripe.SubscriptionParams{CancelAtPeriodEnd: stripe.Bool(false)}
 	params.Context = ctx

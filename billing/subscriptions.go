@@ -265,7 +265,7 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	}
 	promoID := ""
 	if in.PromotionCode != "" {
-		if promoID, err = s.promotionCodeID(ctx, in.PromotionCode); err != nil {
+		if promoID, err = s.promotionCodeID(ctx, in.WorkspaceID, in.PromotionCode); err != nil {
 			return nil, err
 		}
 	}
@@ -294,6 +294,11 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 		return nil, err
 	}
 	if !mine {
+		// The fresh client secret is Stripe's: the repeat spends the
+		// budget.
+		if err := spendWorkspaceBudget(ctx, in.WorkspaceID); err != nil {
+			return nil, err
+		}
 		return s.existingSubscription(ctx, row)
 	}
 
@@ -315,7 +320,7 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 	params.AddExpand("pending_setup_intent")
 	params.Context = ctx
 	params.SetIdempotencyKey(reqKey)
-	sub, err := createForClaim(ctx, s, "subscription.create", s.db.Subscription.DeleteOneID(row.ID).Exec,
+	sub, err := createForWorkspace(ctx, s, in.WorkspaceID, "subscription.create", s.db.Subscription.DeleteOneID(row.ID).Exec,
 		func() (*stripe.Subscription, error) { return s.stripe.Subscriptions.New(params) })
 	if err != nil {
 		return nil, err

@@ -301,7 +301,8 @@ func (s *Service) DeleteWorkspace(ctx context.Context, workspaceID uuid.UUID) (*
 }
 
 // endBilling expires a workspace's open Checkout Sessions and cancels its
-// live subscription at Stripe, now.
+// live subscription at Stripe, now; it spends the workspace's Stripe
+// budget only when there is something to end.
 func (s *Service) endBilling(ctx context.Context, workspaceID uuid.UUID) error {
 	open, err := s.db.CheckoutSession.Query().
 		Where(checkoutsession.WorkspaceID(workspaceID), checkoutsession.StatusIn(checkoutsession.StatusOpen, checkoutsession.StatusCreating)).
@@ -312,6 +313,9 @@ func (s *Service) endBilling(ctx context.Context, workspaceID uuid.UUID) error {
 	for _, row := range open {
 		if row.StripeSessionID == nil {
 			return errCheckoutBeingOpened
+		}
+		if err := spendWorkspaceBudget(ctx, workspaceID); err != nil {
+			return err
 		}
 		// A session completed meanwhile has been applied; its
 		// subscription is canceled below.
@@ -328,6 +332,9 @@ func (s *Service) endBilling(ctx context.Context, workspaceID uuid.UUID) error {
 	}
 	ws, err := s.Workspace(ctx, workspaceID)
 	if err != nil {
+		return err
+	}
+	if err := spendWorkspaceBudget(ctx, workspaceID); err != nil {
 		return err
 	}
 	_, err = s.cancelNow(ctx, ws, row)

@@ -3,6 +3,7 @@ package graph
 import (
 	"context"
 	"log/slog"
+	"sync"
 	"time"
 
 	"billingapi/auth"
@@ -35,21 +36,32 @@ func PlatformAdmin(ctx context.Context, _ any, next graphql.Resolver) (any, erro
 	return next(ctx)
 }
 
-// rateLimitedWorkspace is implemented by mutation inputs that name the
-// workspace whose budget they spend.
-type rateLimitedWorkspace interface{ RateLimitWorkspace() string }
+// UserBudget is the rate limiter's key of a caller's per-minute budget of
+// Stripe mutations.
+func UserBudget(userID string) string { return "user:" + userID }
 
-// RateLimited returns the @rateLimited directive: each call spends one of
-// the viewer's and (when the input names one the viewer is a member of,
-// as member says) the workspace's per-minute budget, shared by every
-// replica through Redis. Only members spend a workspace's budget, or an
-// outsider could spend it for them and block its billing; the workspace is
-// keyed by its parsed id, so that other spellings of it share one budget.
-// A spent budget answers RATE_LIMITED with extensions.retryAfter in
-// seconds. When Redis cannot count, the directive fails closed: these
-// mutations move money, and an uncounted burst is what the limit exists to
-// stop; queries are not rate-limited and stay up.
-func RateLimited(limiter *cache.RateLimiter, log *slog.Logger, member func(context.Context, uuid.UUID) bool) func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
+// WorkspaceBudget is the rate limiter's key of a workspace's per-minute
+// budget of Stripe mutations: keyed by the parsed id, so that other
+// spellings of it share one budget.
+func WorkspaceBudget(ws uuid.UUID) string { return "workspace:" + ws.String() }
+
+// RateLimited returns the @rateLimited directive. Each call spends one of
+// the caller's per-minute budget before it runs, allowed or refused, so
+// that no caller can hammer these mutations whatever they answer. The
+// workspace's budget is left to the call: its context carries a
+// billing.Budget (callBudget) that the billing methods spend once the
+// call has passed its role and input checks, right before its first
+// Stripe request (billing/budget.go), so that calls refused for the
+// caller's role or for bad input (any member's, or an outsider's) spend
+// nothing of it and cannot block the workspace's billing. A call that
+// still ends as BAD_USER_INPUT or NOT_FOUND (input that only Stripe could
+// judge) gets the workspace's spend back. Every budget is shared by every
+// replica through Redis. A spent budget answers RATE_LIMITED with
+// extensions.retryAfter in seconds. When Redis cannot count, the call is
+// refused (fail closed): these mutations move money, and an uncounted
+// burst is what the limit exists to stop; queries are not rate-limited
+// and stay up.
+func RateLimited(limiter *cache.RateLimiter, log *slog.Logger) func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
 	return func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
 		v, ok := auth.FromContext(ctx)
 		if !ok || v.UserID == "" {
@@ -58,46 +70,71 @@ func RateLimited(limiter *cache.RateLimiter, log *slog.Logger, member func(conte
 		if limiter == nil {
 			return next(ctx)
 		}
-		keys := []string{"user:" + v.UserID}
-		if ws, ok := rateLimitedWorkspaceOf(ctx); ok && member(ctx, ws) {
-			keys = append(keys, "workspace:"+ws.String())
-		}
-		allowed, retry, err := limiter.Allow(ctx, keys...)
+		allowed, retry, err := limiter.Allow(ctx, UserBudget(v.UserID))
 		if err != nil {
 			log.WarnContext(ctx, "rate limiter unavailable; refusing a Stripe mutation", "err", err)
-			return nil, &billing.Error{Code: billing.CodeRateLimited, Message: "This action is briefly unavailable. Please try again in a moment.", RetryAfter: 5 * time.Second}
+			return nil, limiterUnavailable()
 		}
 		if !allowed {
-			return nil, &billing.Error{Code: billing.CodeRateLimited, Message: "Too many requests. Please wait a moment and try again.", RetryAfter: retry}
+			return nil, rateLimited(retry)
 		}
-		return next(ctx)
+		b := &callBudget{limiter: limiter, log: log}
+		res, err := next(billing.WithBudget(ctx, b))
+		switch billing.ErrorCode(err) {
+		case billing.CodeBadUserInput, billing.CodeNotFound:
+			b.giveBack(ctx)
+		}
+		return res, err
 	}
 }
 
-// rateLimitedWorkspaceOf returns the workspace a rate-limited mutation's
-// arguments name, if they name a well-formed one (a malformed id is the
-// resolver's NOT_FOUND).
-func rateLimitedWorkspaceOf(ctx context.Context) (uuid.UUID, bool) {
-	fc := graphql.GetFieldContext(ctx)
-	if fc == nil {
-		return uuid.Nil, false
-	}
-	raw := ""
-	if in, ok := fc.Args["input"].(rateLimitedWorkspace); ok {
-		raw = in.RateLimitWorkspace()
-	} else if ws, ok := fc.Args["workspaceId"].(string); ok {
-		raw = ws
-	}
-	id, err := uuid.Parse(raw)
-	return id, err == nil
+// callBudget is the billing.Budget of one @rateLimited call: it spends
+// workspaces' budgets in Redis and remembers what it spent, to give it
+// back when the call ends as bad input.
+type callBudget struct {
+	limiter *cache.RateLimiter
+	log     *slog.Logger
+	mu      sync.Mutex
+	spent   []cache.Counted
 }
 
-// memberOf reports whether the viewer may see a workspace (is a member, or
-// a platform admin), through the near-cached read every workspace
-// resolver makes anyway.
-func memberOf(svc *billing.Service) func(context.Context, uuid.UUID) bool {
-	return func(ctx context.Context, ws uuid.UUID) bool {
-		_, err := svc.VisibleWorkspace(ctx, ws)
-		return err == nil
+// SpendWorkspace spends one of the workspace's calls: RATE_LIMITED when
+// the budget is spent or cannot be counted.
+func (b *callBudget) SpendWorkspace(ctx context.Context, ws uuid.UUID) error {
+	counted, allowed, retry, err := b.limiter.Take(ctx, WorkspaceBudget(ws))
+	if err != nil {
+		b.log.WarnContext(ctx, "rate limiter unavailable; refusing a Stripe mutation", "err", err)
+		return limiterUnavailable()
 	}
+	if !allowed {
+		return rateLimited(retry)
+	}
+	b.mu.Lock()
+	b.spent = append(b.spent, counted)
+	b.mu.Unlock()
+	return nil
+}
+
+// giveBack returns what the call spent of workspaces' budgets. A failure
+// leaves the spend counted until its window ends: the safe side.
+func (b *callBudget) giveBack(ctx context.Context) {
+	b.mu.Lock()
+	spent := b.spent
+	b.spent = nil
+	b.mu.Unlock()
+	for _, c := range spent {
+		if err := b.limiter.GiveBack(context.WithoutCancel(ctx), c); err != nil {
+			b.log.WarnContext(ctx, "could not give back a workspace's rate limit spend", "err", err)
+		}
+	}
+}
+
+// rateLimited is the answer of a spent budget.
+func rateLimited(retry time.Duration) error {
+	return &billing.Error{Code: billing.CodeRateLimited, Message: "Too many requests. Please wait a moment and try again.", RetryAfter: retry}
+}
+
+// limiterUnavailable is the answer when Redis cannot count a budget.
+func limiterUnavailable() error {
+	return &billing.Error{Code: billing.CodeRateLimited, Message: "This action is briefly unavailable. Please try again in a moment.", RetryAfter: 5 * time.Second}
 }

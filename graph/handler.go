@@ -37,8 +37,8 @@ type ServerOptions struct {
 	// that a hung database answers an error instead of holding the
 	// request; zero means no bound. Subscriptions are not bounded.
 	QueryTimeout, MutationTimeout time.Duration
-	// Limiter counts the Stripe mutations of @rateLimited fields; nil
-	// means no limit.
+	// Limiter counts the Stripe mutations of @rateLimited fields, per
+	// caller and per workspace (RateLimited); nil means no limit.
 	Limiter *cache.RateLimiter
 	// Authenticate turns the Authorization value of a websocket's
 	// connection_init payload into a viewer; an error closes the socket.
@@ -74,7 +74,7 @@ func NewServer(o ServerOptions) *handler.Server {
 	cfg := generated.Config{Resolvers: o.Resolver}
 	cfg.Directives.Authenticated = Authenticated
 	cfg.Directives.PlatformAdmin = PlatformAdmin
-	cfg.Directives.RateLimited = RateLimited(o.Limiter, o.Log, memberOf(o.Resolver.Service))
+	cfg.Directives.RateLimited = RateLimited(o.Limiter, o.Log)
 	connection := func(child int, _ *relay.Cursor, first *int, _ *relay.Cursor, last *int) int {
 		return pageCost(child, first, last)
 	}

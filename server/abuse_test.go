@@ -123,6 +123,9 @@ func TestStripeReadsAndPagesAreBoundedPerOperation(t *testing.T) {
 	}
 }
 
+// Allowed calls spend the caller's and the workspace's budgets: the owner
+// is refused after RATE_LIMIT_PER_MINUTE payments, and so is an admin
+// whose own budget is whole, once the workspace's is spent.
 func TestStripeMutationsAreRateLimited(t *testing.T) {
 	w := newPaymentsWorld(t, testenv.SQLite(t), map[string]string{"RATE_LIMIT_PER_MINUTE": "3"})
 	dave := w.token(t, "dave", false)
@@ -136,25 +139,33 @@ func TestStripeMutationsAreRateLimited(t *testing.T) {
 		}
 		return w.gql(t, token, createPaymentMutation, paymentIn(ws, map[string]any{"idempotencyKey": key}))
 	}
-	if time.Now().Second() > 55 {
-		time.Sleep(6 * time.Second) // stay inside one minute window
-	}
-	for i := range 2 {
+	inOneWindow(t, 10*time.Second)
+	for i := range 3 {
 		if r := pay(w.alice, fmt.Sprint("rl-a-", i)); r.Code() != "" {
 			t.Fatalf("alice's call %d: %s", i, r.Raw)
 		}
 	}
-	if r := pay(dave, "rl-d-0"); r.Code() != "" {
-		t.Fatalf("dave's first call: %s", r.Raw)
+	if n := w.workspaceSpent(t, w.wsA); n != 3 {
+		t.Fatalf("3 allowed payments spent %d of the workspace's budget", n)
 	}
-	// The workspace has spent its 3; dave's own budget has room, but the
-	// workspace's does not.
-	r := pay(dave, "rl-d-1")
+	r := pay(w.alice, "rl-a-3")
 	if r.Code() != "RATE_LIMITED" {
-		t.Fatalf("fourth call on the workspace: %s", r.Raw)
+		t.Fatalf("the owner's fourth call: %s", r.Raw)
 	}
 	if ra, _ := r.Errors[0].Extensions["retryAfter"].(float64); ra < 1 || ra > 60 {
 		t.Fatalf("retryAfter = %v", r.Errors[0].Extensions["retryAfter"])
+	}
+	// Dave's own budget has room, but the workspace's does not; the
+	// refusal comes before Stripe is asked.
+	created := w.fake.Count("POST", "/v1/payment_intents")
+	if r := pay(dave, "rl-d-0"); r.Code() != "RATE_LIMITED" {
+		t.Fatalf("an admin's call on the spent workspace: %s", r.Raw)
+	}
+	if n := w.fake.Count("POST", "/v1/payment_intents") - created; n != 0 {
+		t.Fatalf("a call refused for the workspace's budget created %d PaymentIntents", n)
+	}
+	if n := w.userSpent(t, "dave"); n != 1 {
+		t.Fatalf("dave's own budget spent %d, want 1", n)
 	}
 	// Queries are not limited.
 	if r := w.gql(t, w.alice, `{ me { id } }`, nil); r.Code() != "" {
