@@ -389,7 +389,7 @@ func (s *Service) LeaveWorkspace(ctx context.Context, workspaceID uuid.UUID) err
 	}
 	err = s.memberChange(ctx, workspaceID, func(tx *ent.Tx, mine auth.Role) error {
 		if mine == auth.RoleOwner {
-			if err := notLastOwner(ctx, tx, workspaceID, "You are the workspace's only owner: transfer ownership or delete the workspace instead."); err != nil {
+			if err := notLastOwner(ctx, tx, workspaceID, "workspaceId", "You are the workspace's only owner: transfer ownership or delete the workspace instead."); err != nil {
 				return err
 			}
 		}
@@ -431,7 +431,7 @@ func (s *Service) ChangeMemberRole(ctx context.Context, workspaceID uuid.UUID, u
 			m = target
 			return nil
 		case target.Role == auth.RoleOwner:
-			if err := notLastOwner(ctx, tx, workspaceID, "This is the workspace's only owner: make someone else an owner first."); err != nil {
+			if err := notLastOwner(ctx, tx, workspaceID, "role", "This is the workspace's only owner: make someone else an owner first."); err != nil {
 				return err
 			}
 		}
@@ -541,16 +541,16 @@ func membershipOf(ctx context.Context, tx *ent.Tx, workspaceID uuid.UUID, userID
 	return m, err
 }
 
-// notLastOwner refuses (BAD_USER_INPUT with message) when the workspace
-// has one owner, who is about to stop being one.
-func notLastOwner(ctx context.Context, tx *ent.Tx, workspaceID uuid.UUID, message string) error {
+// notLastOwner refuses (BAD_USER_INPUT naming field, with message) when
+// the workspace has one owner, who is about to stop being one.
+func notLastOwner(ctx context.Context, tx *ent.Tx, workspaceID uuid.UUID, field, message string) error {
 	n, err := tx.Membership.Query().
 		Where(membership.WorkspaceID(workspaceID), membership.RoleEQ(auth.RoleOwner)).Count(ctx)
 	if err != nil {
 		return err
 	}
 	if n <= 1 {
-		return InvalidInput("userId", message)
+		return InvalidInput(field, message)
 	}
 	return nil
 }

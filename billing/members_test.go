@@ -231,9 +231,10 @@ func TestMembershipRules(t *testing.T) {
 	onBothDatabases(t, func(t *testing.T, f *fixture) {
 		staff := map[string]auth.Role{"adam": auth.RoleAdmin, "amy": auth.RoleAdmin, "mike": auth.RoleMember}
 		type step struct {
-			name string
-			do   func(ws uuid.UUID) error
-			code billing.Code // "" for allowed
+			name  string
+			do    func(ws uuid.UUID) error
+			code  billing.Code // "" for allowed
+			field string       // the field a BAD_USER_INPUT names
 		}
 		remove := func(as, who string) func(uuid.UUID) error {
 			return func(ws uuid.UUID) error { return f.svc.RemoveMember(f.as(as), ws, who) }
@@ -252,36 +253,36 @@ func TestMembershipRules(t *testing.T) {
 			steps []step
 			want  map[string]auth.Role // the members afterwards
 		}{
-			{"AMemberRemovesNobody", []step{{"mike removes amy", remove("mike", "amy"), billing.CodeForbidden}},
+			{"AMemberRemovesNobody", []step{{"mike removes amy", remove("mike", "amy"), billing.CodeForbidden, ""}},
 				map[string]auth.Role{"alice": auth.RoleOwner, "adam": auth.RoleAdmin, "amy": auth.RoleAdmin, "mike": auth.RoleMember}},
 			{"AnAdminRemovesMembersAndAdminsNotOwners", []step{
-				{"adam removes alice", remove("adam", "alice"), billing.CodeForbidden},
-				{"adam removes mike", remove("adam", "mike"), ""},
-				{"adam removes amy", remove("adam", "amy"), ""},
-				{"adam removes nobody", remove("adam", "nobody"), billing.CodeNotFound},
+				{"adam removes alice", remove("adam", "alice"), billing.CodeForbidden, ""},
+				{"adam removes mike", remove("adam", "mike"), "", ""},
+				{"adam removes amy", remove("adam", "amy"), "", ""},
+				{"adam removes nobody", remove("adam", "nobody"), billing.CodeNotFound, ""},
 			}, map[string]auth.Role{"alice": auth.RoleOwner, "adam": auth.RoleAdmin}},
 			{"RolesOnlyOwnersTouchOwners", []step{
-				{"mike promotes himself", role("mike", "mike", auth.RoleAdmin), billing.CodeForbidden},
-				{"adam promotes mike to admin", role("adam", "mike", auth.RoleAdmin), ""},
-				{"adam makes mike an owner", role("adam", "mike", auth.RoleOwner), billing.CodeForbidden},
-				{"adam demotes alice", role("adam", "alice", auth.RoleMember), billing.CodeForbidden},
-				{"an unknown role", role("alice", "mike", "root"), billing.CodeBadUserInput},
-				{"alice demotes herself, the last owner", role("alice", "alice", auth.RoleAdmin), billing.CodeBadUserInput},
-				{"alice makes amy an owner", role("alice", "amy", auth.RoleOwner), ""},
-				{"amy demotes alice", role("amy", "alice", auth.RoleMember), ""},
+				{"mike promotes himself", role("mike", "mike", auth.RoleAdmin), billing.CodeForbidden, ""},
+				{"adam promotes mike to admin", role("adam", "mike", auth.RoleAdmin), "", ""},
+				{"adam makes mike an owner", role("adam", "mike", auth.RoleOwner), billing.CodeForbidden, ""},
+				{"adam demotes alice", role("adam", "alice", auth.RoleMember), billing.CodeForbidden, ""},
+				{"an unknown role", role("alice", "mike", "root"), billing.CodeBadUserInput, "role"},
+				{"alice demotes herself, the last owner", role("alice", "alice", auth.RoleAdmin), billing.CodeBadUserInput, "role"},
+				{"alice makes amy an owner", role("alice", "amy", auth.RoleOwner), "", ""},
+				{"amy demotes alice", role("amy", "alice", auth.RoleMember), "", ""},
 			}, map[string]auth.Role{"alice": auth.RoleMember, "adam": auth.RoleAdmin, "amy": auth.RoleOwner, "mike": auth.RoleAdmin}},
 			{"TheLastOwnerStays", []step{
-				{"alice leaves", leave("alice"), billing.CodeBadUserInput},
-				{"alice removes herself", remove("alice", "alice"), billing.CodeBadUserInput},
-				{"mike leaves", leave("mike"), ""},
-				{"mike leaves again", leave("mike"), billing.CodeNotFound},
+				{"alice leaves", leave("alice"), billing.CodeBadUserInput, "workspaceId"},
+				{"alice removes herself", remove("alice", "alice"), billing.CodeBadUserInput, "workspaceId"},
+				{"mike leaves", leave("mike"), "", ""},
+				{"mike leaves again", leave("mike"), billing.CodeNotFound, ""},
 			}, map[string]auth.Role{"alice": auth.RoleOwner, "adam": auth.RoleAdmin, "amy": auth.RoleAdmin}},
 			{"TransferOwnership", []step{
-				{"adam transfers", transfer("adam", "mike"), billing.CodeForbidden},
-				{"alice transfers to herself", transfer("alice", "alice"), billing.CodeBadUserInput},
-				{"alice transfers to an outsider", transfer("alice", "mallory"), billing.CodeNotFound},
-				{"alice transfers to mike", transfer("alice", "mike"), ""},
-				{"alice, now an admin, leaves", leave("alice"), ""},
+				{"adam transfers", transfer("adam", "mike"), billing.CodeForbidden, ""},
+				{"alice transfers to herself", transfer("alice", "alice"), billing.CodeBadUserInput, "userId"},
+				{"alice transfers to an outsider", transfer("alice", "mallory"), billing.CodeNotFound, ""},
+				{"alice transfers to mike", transfer("alice", "mike"), "", ""},
+				{"alice, now an admin, leaves", leave("alice"), "", ""},
 			}, map[string]auth.Role{"adam": auth.RoleAdmin, "amy": auth.RoleAdmin, "mike": auth.RoleOwner}},
 		} {
 			t.Run(tc.name, func(t *testing.T) {
@@ -294,7 +295,7 @@ func TestMembershipRules(t *testing.T) {
 						}
 						continue
 					}
-					wantCode(t, s.name, err, s.code, "")
+					wantCode(t, s.name, err, s.code, s.field)
 				}
 				if got := f.roles(t, ws); fmt.Sprint(got) != fmt.Sprint(tc.want) {
 					t.Fatalf("members afterwards: %v, want %v", got, tc.want)
