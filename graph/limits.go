@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"billingapi/auth"
+	"billingapi/billing"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -161,10 +162,47 @@ func (IntrospectionPolicy) ExtensionName() string { return "IntrospectionPolicy"
 func (IntrospectionPolicy) Validate(graphql.ExecutableSchema) error { return nil }
 
 // MutateOperationContext turns introspection on or off for this operation.
+// An operation that asks for introspection where it is closed is refused
+// before it runs, UNAUTHENTICATED without a viewer and FORBIDDEN for one
+// who is not a platform admin (gqlgen's own refusal is an untyped error,
+// which would answer INTERNAL).
 func (p IntrospectionPolicy) MutateOperationContext(ctx context.Context, oc *graphql.OperationContext) *gqlerror.Error {
 	v, _ := auth.FromContext(ctx)
 	oc.DisableIntrospection = !(p.Open || v.Admin)
-	return nil
+	if !oc.DisableIntrospection || oc.Operation == nil || !asksIntrospection(oc.Operation.SelectionSet, oc.Doc, map[string]bool{}) {
+		return nil
+	}
+	code, msg := billing.CodeForbidden, "Introspection is open to platform admins only."
+	if v.UserID == "" {
+		code, msg = billing.CodeUnauthenticated, "Sign in as a platform admin to introspect the schema."
+	}
+	return &gqlerror.Error{Message: msg, Extensions: map[string]any{"code": string(code)}}
+}
+
+// asksIntrospection reports whether a root selection set selects __schema
+// or __type, directly or through fragments.
+func asksIntrospection(set ast.SelectionSet, doc *ast.QueryDocument, seen map[string]bool) bool {
+	for _, sel := range set {
+		switch sel := sel.(type) {
+		case *ast.Field:
+			if introspection(sel) {
+				return true
+			}
+		case *ast.InlineFragment:
+			if asksIntrospection(sel.SelectionSet, doc, seen) {
+				return true
+			}
+		case *ast.FragmentSpread:
+			if seen[sel.Name] || doc == nil {
+				continue
+			}
+			seen[sel.Name] = true
+			if f := doc.Fragments.ForName(sel.Name); f != nil && asksIntrospection(f.SelectionSet, doc, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Costs of fields that ask Stripe, which are queries and so not
