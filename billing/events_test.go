@@ -2,7 +2,6 @@ package billing_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -29,22 +28,29 @@ import (
 func (f *fixture) deliver(t *testing.T, eventID, eventType, object string, created time.Time) billing.EventOutcome {
 	t.Helper()
 	payload := stripefake.Event(eventID, eventType, object, created)
-	var ev stripe.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		t.Fatal(err)
-	}
+	ev := decodeEvent(t, payload)
 	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
 	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(eventType).
-		SetAPIVersion(ev.APIVersion).SetCreated(created).SetLivemode(false).SetPayload(payload).
+		SetAPIVersion(stripe.APIVersion).SetCreated(created).SetLivemode(false).SetPayload(payload).
 		SetNextAttemptAt(time.Now()).Save(svc)
 	if err != nil {
 		t.Fatalf("store event: %v", err)
 	}
-	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev)
 	if err != nil {
 		t.Fatalf("apply %s: %v", eventType, err)
 	}
 	return out
+}
+
+// decodeEvent decodes a payload as the worker does.
+func decodeEvent(tb testing.TB, payload []byte) *billing.Event {
+	tb.Helper()
+	ev, err := billing.DecodeEvent(payload)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ev
 }
 
 // eventRow returns the stored event with a Stripe id.
@@ -110,10 +116,9 @@ func TestApplyEvent(t *testing.T) {
 			})
 			t.Run("SameEventTwiceAppliesOnce", func(t *testing.T) {
 				payload := stripefake.Event("evt_twice", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_3", "succeeded", 700, "usd", meta), t0)
-				var ev stripe.Event
-				_ = json.Unmarshal(payload, &ev)
+				ev := decodeEvent(t, payload)
 				row := f.eventRow(t, "evt_pi_1") // any processed row
-				out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+				out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev)
 				if err != nil || !out.Duplicate {
 					t.Fatalf("re-applying a processed event: %+v, %v", out, err)
 				}
@@ -392,25 +397,22 @@ func TestSubscriptionEventWaitsForItsPlan(t *testing.T) {
 	f.stripe.On(stripefake.Rule{Method: "GET", Path: "/v1/prices", Status: 500,
 		Body: stripefake.StripeError("api_error", "", "", "An unknown error occurred.")})
 	payload := stripefake.Event("evt_plan", "customer.subscription.created", subJSON("sub_plan", "active", ws, false), time.Now())
-	var ev stripe.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		t.Fatal(err)
-	}
+	ev := decodeEvent(t, payload)
 	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
-	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(string(ev.Type)).
-		SetAPIVersion(ev.APIVersion).SetCreated(time.Now()).SetLivemode(false).SetPayload(payload).
+	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(ev.Type).
+		SetAPIVersion(stripe.APIVersion).SetCreated(time.Now()).SetLivemode(false).SetPayload(payload).
 		SetNextAttemptAt(time.Now()).Save(svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev); err == nil {
+	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev); err == nil {
 		t.Fatalf("applied with the prices API down: %+v; want an error, so that it is retried", out)
 	}
 	if n, _ := f.store.Client.Subscription.Query().Count(f.sys(ws)); n != 0 {
 		t.Fatalf("%d subscriptions recorded without their plan", n)
 	}
 	f.stripe.ClearRules()
-	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev)
 	if err != nil || out.Status != webhookevent.StatusProcessed {
 		t.Fatalf("retry = %+v, %v", out, err)
 	}
@@ -435,13 +437,10 @@ func TestSubscriptionTieAppliedAfterPlanningIsRetried(t *testing.T) {
 	f.stripe.On(stripefake.Rule{Method: "GET", Path: "/v1/subscriptions/sub_tie", Body: subJSON("sub_tie", "active", ws, false)})
 
 	payload := stripefake.Event("evt_tie_b", "customer.subscription.updated", subJSON("sub_tie", "past_due", ws, false), t0)
-	var ev stripe.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		t.Fatal(err)
-	}
+	ev := decodeEvent(t, payload)
 	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
-	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(string(ev.Type)).
-		SetAPIVersion(ev.APIVersion).SetCreated(t0).SetLivemode(false).SetPayload(payload).
+	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(ev.Type).
+		SetAPIVersion(stripe.APIVersion).SetCreated(t0).SetLivemode(false).SetPayload(payload).
 		SetNextAttemptAt(time.Now()).Save(svc)
 	if err != nil {
 		t.Fatal(err)
@@ -457,14 +456,14 @@ func TestSubscriptionTieAppliedAfterPlanningIsRetried(t *testing.T) {
 		f.deliver(t, "evt_tie_a", "customer.subscription.updated", other, t0)
 		applied = true
 	})
-	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev)
 	if !applied {
 		t.Fatal("the other event was not applied while this one was planned")
 	}
 	if err == nil {
 		t.Fatalf("applied over a tie it did not plan for: %+v; want an error, so that it is retried", out)
 	}
-	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev); err != nil || out.Status != webhookevent.StatusProcessed {
+	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev); err != nil || out.Status != webhookevent.StatusProcessed {
 		t.Fatalf("retry = %+v, %v", out, err)
 	}
 	sub, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_tie")).Only(f.sys(ws))
@@ -504,11 +503,8 @@ func TestRunAppliesOnlyTheEventsNotDoneYet(t *testing.T) {
 			store := func(id, pi string, ws uuid.UUID, k int) billing.StoredEvent {
 				meta := map[string]string{"workspace_id": ws.String(), "purpose": "credits_pack"}
 				payload := stripefake.Event(id, "payment_intent.succeeded", stripefake.PaymentIntentJSON(pi, "succeeded", 700, "usd", meta), t0.Add(time.Duration(k)*time.Second))
-				ev := &stripe.Event{}
-				if err := json.Unmarshal(payload, ev); err != nil {
-					t.Fatal(err)
-				}
-				row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(id).SetType(string(ev.Type)).SetAPIVersion(ev.APIVersion).
+				ev := decodeEvent(t, payload)
+				row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(id).SetType(ev.Type).SetAPIVersion(stripe.APIVersion).
 					SetCreated(t0).SetLivemode(false).SetPayload(payload).SetNextAttemptAt(time.Now()).Save(svc)
 				if err != nil {
 					t.Fatal(err)
@@ -618,3 +614,4 @@ func TestEventForAnObjectRecordedAfterPlanning(t *testing.T) {
 		t.Fatalf("invoices %+v, %v; want the one recorded meanwhile, paid", invoices, err)
 	}
 }
+
