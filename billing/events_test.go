@@ -615,3 +615,101 @@ func TestEventForAnObjectRecordedAfterPlanning(t *testing.T) {
 	}
 }
 
+// DecodeEvent decodes a stored payload once: whether its type batches
+// (eventHandlers, where "x.*" covers the types under x but not x itself)
+// and what decides its lane (its object, and the PaymentIntent that
+// object belongs to, by id or expanded), for handled, unhandled and
+// undecodable objects alike. A payload that is not a Stripe event is
+// refused.
+func TestDecodeEvent(t *testing.T) {
+	charge := `{"id":"ch_1","object":"charge","payment_intent":"pi_1"}`
+	for _, c := range []struct {
+		name, typ, object       string
+		batch                   bool
+		objectID, paymentIntent string
+	}{
+		{"PaymentIntentEventsBatch", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_1", "succeeded", 100, "usd", nil), true, "pi_1", ""},
+		{"InvoiceEventsBatchAndNameTheirPaymentIntent", "invoice.paid", `{"id":"in_1","object":"invoice","payment_intent":"pi_1"}`, true, "in_1", "pi_1"},
+		{"SubscriptionEventsBatch", "customer.subscription.updated", `{"id":"sub_1","object":"subscription"}`, true, "sub_1", ""},
+		{"ChargeEventsRunAlone", "charge.refunded", charge, false, "ch_1", "pi_1"},
+		{"AnExpandedPaymentIntentIsNamedByItsID", "refund.updated", `{"id":"re_1","object":"refund","payment_intent":{"id":"pi_1","object":"payment_intent"}}`, false, "re_1", "pi_1"},
+		{"CheckoutSessionsNameTheirPaymentIntent", "checkout.session.completed", `{"id":"cs_1","object":"checkout.session","payment_intent":"pi_1"}`, false, "cs_1", "pi_1"},
+		{"AWildcardCoversOnlyTheTypesUnderIt", "customer.subscription", `{"id":"sub_1","object":"subscription"}`, false, "sub_1", ""},
+		{"AnUnhandledTypeKeepsItsLane", "charge.succeeded", charge, false, "ch_1", "pi_1"},
+		{"AnUndecodableObjectKeepsItsLane", "payment_intent.succeeded", `{"id":"pi_1","amount":"lots"}`, true, "pi_1", ""},
+		{"ANullObjectNamesNothing", "invoice.paid", `null`, true, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ev := decodeEvent(t, stripefake.Event("evt_1", c.typ, c.object, time.Unix(1700000000, 0)))
+			if ev.ID != "evt_1" || ev.Type != c.typ || !ev.Created.Equal(time.Unix(1700000000, 0)) {
+				t.Errorf("envelope: %q %q %v", ev.ID, ev.Type, ev.Created)
+			}
+			if ev.Batchable() != c.batch || ev.ObjectID() != c.objectID || ev.PaymentIntent() != c.paymentIntent {
+				t.Errorf("batchable %v, object %q, PaymentIntent %q; want %v, %q, %q",
+					ev.Batchable(), ev.ObjectID(), ev.PaymentIntent(), c.batch, c.objectID, c.paymentIntent)
+			}
+		})
+	}
+	t.Run("RefusesWhatIsNotAnEvent", func(t *testing.T) {
+		for _, payload := range []string{
+			`not json`,
+			`[]`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","created":"yesterday"}`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","data":{}}`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":["pi_1"]}}`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":"pi_1"}}`,
+			`{"id":"evt_1","type":"payment_intent.updated","data":{"object":{"id":"pi_1"},"previous_attributes":"x"}}`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","request":"req_1","data":{"object":{"id":"pi_1"}}}`,
+		} {
+			if ev, err := billing.DecodeEvent([]byte(payload)); err == nil {
+				t.Errorf("DecodeEvent(%s) = %+v; want an error", payload, ev)
+			}
+		}
+	})
+}
+
+// An event that cannot apply is stored as skipped with the reason: no
+// object, an unhandled type, an object its handler cannot decode, an
+// invoice without an id (a preview), a catalog event (whose only work is
+// the price cache's).
+func TestEventsSkippedWithTheirReason(t *testing.T) {
+	f := newFixture(t, testenv.SQLite(t), billing.Config{})
+	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
+	apply := func(t *testing.T, eventID, eventType string, payload []byte) billing.EventOutcome {
+		t.Helper()
+		row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(eventID).SetType(eventType).
+			SetAPIVersion(stripe.APIVersion).SetCreated(time.Now()).SetLivemode(false).SetPayload(payload).
+			SetNextAttemptAt(time.Now()).Save(svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := f.svc.ApplyEvent(f.ctx, row.ID, decodeEvent(t, payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name, typ, object, reason string
+	}{
+		{"UnhandledType", "charge.succeeded", `{"id":"ch_1","object":"charge"}`, "unhandled event type charge.succeeded"},
+		{"UndecodableObject", "payment_intent.succeeded", `{"id":"pi_1","amount":"lots"}`, "undecodable payment intent"},
+		{"InvoicePreview", "invoice.upcoming", `{"object":"invoice"}`, "invoice without an id"},
+		{"CatalogEvent", "price.updated", `{"id":"price_1","object":"price","lookup_key":"team_monthly"}`, "catalog event: price cache invalidated, no workspace state"},
+		{"NoWorkspace", "customer.deleted", `{"id":"cus_nobody","object":"customer"}`, `no workspace for this object (metadata.workspace_id "", customer "cus_nobody")`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := "evt_skip_" + c.name
+			out := apply(t, id, c.typ, stripefake.Event(id, c.typ, c.object, time.Now()))
+			if out.Status != webhookevent.StatusSkipped || out.Reason != c.reason || out.Duplicate {
+				t.Errorf("outcome %+v; want skipped for %q", out, c.reason)
+			}
+		})
+	}
+	t.Run("NoObject", func(t *testing.T) {
+		out := apply(t, "evt_skip_no_object", "payment_intent.succeeded", []byte(`{"id":"evt_skip_no_object","type":"payment_intent.succeeded","created":1700000000}`))
+		if out.Status != webhookevent.StatusSkipped || out.Reason != "event has no object" {
+			t.Errorf("outcome %+v; want skipped, for having no object", out)
+		}
+	})
+}
