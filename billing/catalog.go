@@ -13,6 +13,7 @@ import (
 	"billingapi/auth"
 	"billingapi/cache"
 
+	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
 )
 
@@ -382,6 +383,45 @@ func (s *Service) spendAnonymousLookup(ctx context.Context) error {
 	}
 	if !allowed {
 		return &Error{Code: CodeRateLimited, Message: "Too many price lookups. Please wait a moment and try again.", RetryAfter: retry}
+	}
+	return nil
+}
+
+// price.* and product.* events (eventHandlers).
+
+// catalogEvents handles price.* and product.* events.
+var catalogEvents = on("catalog object", catalogRefs, (*Service).planCatalog)
+
+// catalogObject is what a price.* or product.* event's object says that
+// the price cache needs.
+type catalogObject struct {
+	ID        string `json:"id"`
+	LookupKey string `json:"lookup_key"`
+}
+
+// catalogRefs is what a catalog object names: nothing beyond itself.
+func catalogRefs(obj *catalogObject) objectRefs { return objectRefs{id: obj.ID} }
+
+// planCatalog drops the price cache entries a price.* or product.* event
+// makes stale, and skips the event: it changes no workspace's state. A
+// failed invalidation is retried.
+func (s *Service) planCatalog(ctx context.Context, _ *readAhead, ev *Event, obj *catalogObject) (uuid.UUID, eventChange, error) {
+	if err := s.invalidateCatalog(ctx, ev.Type, obj); err != nil {
+		return uuid.Nil, nil, err
+	}
+	return uuid.Nil, nil, skip("catalog event: price cache invalidated, no workspace state")
+}
+
+// invalidateCatalog drops the price cache entries of a price or product.
+func (s *Service) invalidateCatalog(ctx context.Context, eventType string, obj *catalogObject) error {
+	if strings.HasPrefix(eventType, "product.") {
+		return s.prices.InvalidateProduct(ctx, obj.ID)
+	}
+	if err := s.prices.InvalidatePrice(ctx, obj.ID); err != nil {
+		return err
+	}
+	if obj.LookupKey != "" {
+		return s.prices.InvalidateLookupKeys(ctx, obj.LookupKey)
 	}
 	return nil
 }

@@ -478,3 +478,36 @@ func recordCheckoutPayment(ctx context.Context, tx *ent.Tx, row *ent.CheckoutSes
 		SetStatus(status).
 		Exec(ctx)
 }
+
+// checkout.session.* events (eventHandlers).
+
+// checkoutSessionEvents handles the checkout.session.* events of
+// eventHandlers.
+var checkoutSessionEvents = on("checkout session", checkoutSessionRefs, (*Service).planCheckoutSession)
+
+// checkoutSessionRefs is what a Checkout Session names: its PaymentIntent
+// (the worker's lane).
+func checkoutSessionRefs(cs *stripe.CheckoutSession) objectRefs {
+	return objectRefs{id: cs.ID, paymentIntent: paymentIntentID(cs.PaymentIntent)}
+}
+
+// planCheckoutSession plans a checkout.session.* event: what the session
+// says, applied in the workspace its metadata or customer names
+// (applyCheckoutSession); a session not made through this API changes
+// nothing.
+func (s *Service) planCheckoutSession(ctx context.Context, ahead *readAhead, _ *Event, cs *stripe.CheckoutSession) (uuid.UUID, eventChange, error) {
+	ws, err := s.workspaceFor(ctx, ahead, cs.Metadata, customerID(cs.Customer))
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	return ws, func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		changed, err := s.applyCheckoutSession(ctx, tx, cs)
+		if ent.IsNotFound(err) {
+			return nil, false, nil // a session not made through this API
+		}
+		if err != nil || !changed {
+			return nil, false, err
+		}
+		return &BillingEvent{}, false, nil
+	}, nil
+}

@@ -225,3 +225,27 @@ func requireAdmin(ctx context.Context) (auth.Viewer, error) {
 	}
 	return v, nil
 }
+
+// customer.deleted events (eventHandlers).
+
+// customerDeletedEvents handles customer.deleted events.
+var customerDeletedEvents = on("customer", customerRefs, (*Service).planCustomerDeleted)
+
+// customerRefs is what a customer names: nothing beyond itself.
+func customerRefs(c *stripe.Customer) objectRefs { return objectRefs{id: c.ID} }
+
+// planCustomerDeleted plans a customer.deleted event: the workspace it
+// was the customer of (by its metadata, or its id) forgets it, and its
+// billing status changes.
+func (s *Service) planCustomerDeleted(ctx context.Context, ahead *readAhead, _ *Event, c *stripe.Customer) (uuid.UUID, eventChange, error) {
+	ws, err := s.workspaceFor(ctx, ahead, c.Metadata, c.ID)
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	return ws, func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		n, err := tx.Workspace.Update().
+			Where(workspace.ID(ws), workspace.StripeCustomerID(c.ID)).
+			ClearStripeCustomerID().AddBillingVersion(1).Save(ctx)
+		return nil, n > 0, err
+	}, nil
+}

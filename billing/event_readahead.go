@@ -2,7 +2,6 @@ package billing
 
 import (
 	"context"
-	"strings"
 
 	"billingapi/ent"
 	"billingapi/ent/invoice"
@@ -12,6 +11,7 @@ import (
 	"billingapi/ent/workspace"
 
 	"github.com/google/uuid"
+	"github.com/stripe/stripe-go/v76"
 )
 
 // Planning an event reads the database twice: does the workspace its
@@ -21,6 +21,10 @@ import (
 // rather than two queries per event. The events are about distinct
 // objects, so a row read ahead is as fresh as one read when its event is
 // planned: planning never waited for the other events' changes.
+//
+// The reads themselves (workspaceFor, refuseForeignObject,
+// recordedSubscription) are at the end of this file: the handlers' plans
+// call them, and they answer from what was read ahead when they can.
 
 // readAhead is what one ApplyEvents call read ahead. A key it holds no
 // entry for (an object of another kind, a workspace found by its Stripe
@@ -40,35 +44,25 @@ func (s *Service) readAheadFor(ctx context.Context, events []StoredEvent) *readA
 		pis, invs, subs []string
 	)
 	for _, e := range events {
-		// The object as decoded with the event (stripe-go decodes it into
-		// a map too): no second parse of the payload. An event without
-		// it is planned with reads of its own.
-		ev := e.Event
-		if ev.Data == nil {
+		// What the object names, read when it was decoded: no second
+		// parse of the payload. An event whose object is of another kind
+		// is planned with reads of its own.
+		refs := e.Event.refs
+		if refs.id == "" {
 			continue
 		}
-		id, _ := ev.Data.Object["id"].(string)
-		if id == "" {
-			continue
-		}
-		meta, t := ev.Data.Object["metadata"], string(ev.Type)
-		switch {
-		case strings.HasPrefix(t, "payment_intent."):
-			pis = append(pis, id)
-		case strings.HasPrefix(t, "invoice."):
-			invs = append(invs, id)
-			details, _ := ev.Data.Object["subscription_details"].(map[string]any)
-			meta = details["metadata"]
-		case strings.HasPrefix(t, "customer.subscription."):
-			subs = append(subs, id)
+		switch refs.recorded {
+		case "payment":
+			pis = append(pis, refs.id)
+		case "invoice":
+			invs = append(invs, refs.id)
+		case "subscription":
+			subs = append(subs, refs.id)
 		default:
 			continue
 		}
-		m, _ := meta.(map[string]any)
-		if ws, ok := m[metaWorkspaceID].(string); ok {
-			if id, err := uuid.Parse(ws); err == nil {
-				wsIDs = append(wsIDs, id)
-			}
+		if id, err := uuid.Parse(refs.workspace); err == nil {
+			wsIDs = append(wsIDs, id)
 		}
 	}
 	// Reads across workspaces, as planning's own: of the objects the
@@ -164,4 +158,109 @@ func (r *readAhead) subscription(stripeID string) (*ent.Subscription, bool) {
 	}
 	row, read := r.subscriptions[stripeID]
 	return row, read
+}
+
+// workspaceFor finds the workspace an object belongs to: its
+// metadata.workspace_id, else its Stripe customer. An unknown workspace
+// is errSkip.
+func (s *Service) workspaceFor(ctx context.Context, ahead *readAhead, meta map[string]string, customer string) (uuid.UUID, error) {
+	if id, err := uuid.Parse(meta[metaWorkspaceID]); err == nil {
+		ok, read := ahead.workspace(id)
+		if !read {
+			// The system viewer of that very workspace may check it exists.
+			if ok, err = s.db.Workspace.Query().Where(workspace.ID(id)).Exist(systemCtx(ctx, id)); err != nil {
+				return uuid.Nil, err
+			}
+		}
+		if ok {
+			return id, nil
+		}
+	}
+	if customer != "" {
+		// Finding a workspace by its customer needs a read outside any
+		// one workspace's scope; it returns the id alone.
+		id, err := s.db.Workspace.Query().Where(workspace.StripeCustomerID(customer)).
+			OnlyID(privacy.DecisionContext(ctx, privacy.Allow))
+		switch {
+		case err == nil:
+			return id, nil
+		case !ent.IsNotFound(err):
+			return uuid.Nil, err
+		}
+	}
+	return uuid.Nil, skip("no workspace for this object (metadata.workspace_id %q, customer %q)", meta[metaWorkspaceID], customer)
+}
+
+// refuseForeignObject skips an event whose object is already recorded for
+// another workspace than the one its metadata or customer names: such an
+// event can never apply, and retrying it would not help. The check reads
+// across workspaces and learns only the owner's id.
+func (s *Service) refuseForeignObject(ctx context.Context, ahead *readAhead, ws uuid.UUID, kind, stripeID string) error {
+	if owner, read := ahead.owner(kind, stripeID); read {
+		return foreignOwner(owner, ws, kind, stripeID)
+	}
+	all := privacy.DecisionContext(ctx, privacy.Allow)
+	var (
+		owner uuid.UUID
+		err   error
+	)
+	switch kind {
+	case "payment":
+		var p *ent.Payment
+		if p, err = s.db.Payment.Query().Where(payment.StripePaymentIntentID(stripeID)).Only(all); err == nil {
+			owner = p.WorkspaceID
+		}
+	case "invoice":
+		var r *ent.Invoice
+		if r, err = s.db.Invoice.Query().Where(invoice.StripeInvoiceID(stripeID)).Only(all); err == nil {
+			owner = r.WorkspaceID
+		}
+	}
+	if err != nil && !ent.IsNotFound(err) {
+		return err
+	}
+	return foreignOwner(owner, ws, kind, stripeID)
+}
+
+// foreignOwner judges an object's recorded owner for
+// refuseForeignObject and recordedSubscription: none (uuid.Nil) is fine,
+// and another workspace is errSkip.
+func foreignOwner(owner, ws uuid.UUID, kind, stripeID string) error {
+	if owner != uuid.Nil && owner != ws {
+		return skip("%s %s is recorded for another workspace than the event names", kind, stripeID)
+	}
+	return nil
+}
+
+// recordedSubscription returns the row of a Stripe subscription, or nil
+// when none is recorded; like refuseForeignObject, it skips the event when
+// the row belongs to another workspace than ws. One read serves both the
+// check and resolveSubscriptionTie.
+func (s *Service) recordedSubscription(ctx context.Context, ahead *readAhead, ws uuid.UUID, stripeID string) (*ent.Subscription, error) {
+	row, read := ahead.subscription(stripeID)
+	if !read {
+		var err error
+		row, err = s.db.Subscription.Query().Where(subscription.StripeSubscriptionID(stripeID)).
+			Only(privacy.DecisionContext(ctx, privacy.Allow))
+		switch {
+		case ent.IsNotFound(err):
+			return nil, nil
+		case err != nil:
+			return nil, err
+		}
+	}
+	if row == nil {
+		return nil, nil
+	}
+	if err := foreignOwner(row.WorkspaceID, ws, "subscription", stripeID); err != nil {
+		return nil, err
+	}
+	return row, nil
+}
+
+func customerID(c *stripe.Customer) string {
+	if c == nil {
+		return ""
+	}
+	return c.ID
 }

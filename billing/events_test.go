@@ -2,7 +2,6 @@ package billing_test
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"strings"
 	"sync/atomic"
@@ -29,22 +28,29 @@ import (
 func (f *fixture) deliver(t *testing.T, eventID, eventType, object string, created time.Time) billing.EventOutcome {
 	t.Helper()
 	payload := stripefake.Event(eventID, eventType, object, created)
-	var ev stripe.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		t.Fatal(err)
-	}
+	ev := decodeEvent(t, payload)
 	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
 	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(eventType).
-		SetAPIVersion(ev.APIVersion).SetCreated(created).SetLivemode(false).SetPayload(payload).
+		SetAPIVersion(stripe.APIVersion).SetCreated(created).SetLivemode(false).SetPayload(payload).
 		SetNextAttemptAt(time.Now()).Save(svc)
 	if err != nil {
 		t.Fatalf("store event: %v", err)
 	}
-	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev)
 	if err != nil {
 		t.Fatalf("apply %s: %v", eventType, err)
 	}
 	return out
+}
+
+// decodeEvent decodes a payload as the worker does.
+func decodeEvent(tb testing.TB, payload []byte) *billing.Event {
+	tb.Helper()
+	ev, err := billing.DecodeEvent(payload)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ev
 }
 
 // eventRow returns the stored event with a Stripe id.
@@ -110,10 +116,9 @@ func TestApplyEvent(t *testing.T) {
 			})
 			t.Run("SameEventTwiceAppliesOnce", func(t *testing.T) {
 				payload := stripefake.Event("evt_twice", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_3", "succeeded", 700, "usd", meta), t0)
-				var ev stripe.Event
-				_ = json.Unmarshal(payload, &ev)
+				ev := decodeEvent(t, payload)
 				row := f.eventRow(t, "evt_pi_1") // any processed row
-				out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+				out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev)
 				if err != nil || !out.Duplicate {
 					t.Fatalf("re-applying a processed event: %+v, %v", out, err)
 				}
@@ -392,25 +397,22 @@ func TestSubscriptionEventWaitsForItsPlan(t *testing.T) {
 	f.stripe.On(stripefake.Rule{Method: "GET", Path: "/v1/prices", Status: 500,
 		Body: stripefake.StripeError("api_error", "", "", "An unknown error occurred.")})
 	payload := stripefake.Event("evt_plan", "customer.subscription.created", subJSON("sub_plan", "active", ws, false), time.Now())
-	var ev stripe.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		t.Fatal(err)
-	}
+	ev := decodeEvent(t, payload)
 	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
-	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(string(ev.Type)).
-		SetAPIVersion(ev.APIVersion).SetCreated(time.Now()).SetLivemode(false).SetPayload(payload).
+	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(ev.Type).
+		SetAPIVersion(stripe.APIVersion).SetCreated(time.Now()).SetLivemode(false).SetPayload(payload).
 		SetNextAttemptAt(time.Now()).Save(svc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev); err == nil {
+	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev); err == nil {
 		t.Fatalf("applied with the prices API down: %+v; want an error, so that it is retried", out)
 	}
 	if n, _ := f.store.Client.Subscription.Query().Count(f.sys(ws)); n != 0 {
 		t.Fatalf("%d subscriptions recorded without their plan", n)
 	}
 	f.stripe.ClearRules()
-	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev)
 	if err != nil || out.Status != webhookevent.StatusProcessed {
 		t.Fatalf("retry = %+v, %v", out, err)
 	}
@@ -435,13 +437,10 @@ func TestSubscriptionTieAppliedAfterPlanningIsRetried(t *testing.T) {
 	f.stripe.On(stripefake.Rule{Method: "GET", Path: "/v1/subscriptions/sub_tie", Body: subJSON("sub_tie", "active", ws, false)})
 
 	payload := stripefake.Event("evt_tie_b", "customer.subscription.updated", subJSON("sub_tie", "past_due", ws, false), t0)
-	var ev stripe.Event
-	if err := json.Unmarshal(payload, &ev); err != nil {
-		t.Fatal(err)
-	}
+	ev := decodeEvent(t, payload)
 	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
-	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(string(ev.Type)).
-		SetAPIVersion(ev.APIVersion).SetCreated(t0).SetLivemode(false).SetPayload(payload).
+	row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(ev.ID).SetType(ev.Type).
+		SetAPIVersion(stripe.APIVersion).SetCreated(t0).SetLivemode(false).SetPayload(payload).
 		SetNextAttemptAt(time.Now()).Save(svc)
 	if err != nil {
 		t.Fatal(err)
@@ -457,14 +456,14 @@ func TestSubscriptionTieAppliedAfterPlanningIsRetried(t *testing.T) {
 		f.deliver(t, "evt_tie_a", "customer.subscription.updated", other, t0)
 		applied = true
 	})
-	out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev)
+	out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev)
 	if !applied {
 		t.Fatal("the other event was not applied while this one was planned")
 	}
 	if err == nil {
 		t.Fatalf("applied over a tie it did not plan for: %+v; want an error, so that it is retried", out)
 	}
-	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, &ev); err != nil || out.Status != webhookevent.StatusProcessed {
+	if out, err := f.svc.ApplyEvent(f.ctx, row.ID, ev); err != nil || out.Status != webhookevent.StatusProcessed {
 		t.Fatalf("retry = %+v, %v", out, err)
 	}
 	sub, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_tie")).Only(f.sys(ws))
@@ -504,11 +503,8 @@ func TestRunAppliesOnlyTheEventsNotDoneYet(t *testing.T) {
 			store := func(id, pi string, ws uuid.UUID, k int) billing.StoredEvent {
 				meta := map[string]string{"workspace_id": ws.String(), "purpose": "credits_pack"}
 				payload := stripefake.Event(id, "payment_intent.succeeded", stripefake.PaymentIntentJSON(pi, "succeeded", 700, "usd", meta), t0.Add(time.Duration(k)*time.Second))
-				ev := &stripe.Event{}
-				if err := json.Unmarshal(payload, ev); err != nil {
-					t.Fatal(err)
-				}
-				row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(id).SetType(string(ev.Type)).SetAPIVersion(ev.APIVersion).
+				ev := decodeEvent(t, payload)
+				row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(id).SetType(ev.Type).SetAPIVersion(stripe.APIVersion).
 					SetCreated(t0).SetLivemode(false).SetPayload(payload).SetNextAttemptAt(time.Now()).Save(svc)
 				if err != nil {
 					t.Fatal(err)
@@ -617,4 +613,103 @@ func TestEventForAnObjectRecordedAfterPlanning(t *testing.T) {
 	if err != nil || len(invoices) != 1 || invoices[0].Status != "paid" || invoices[0].AmountPaid != 1200 {
 		t.Fatalf("invoices %+v, %v; want the one recorded meanwhile, paid", invoices, err)
 	}
+}
+
+// DecodeEvent decodes a stored payload once: whether its type batches
+// (eventHandlers, where "x.*" covers the types under x but not x itself)
+// and what decides its lane (its object, and the PaymentIntent that
+// object belongs to, by id or expanded), for handled, unhandled and
+// undecodable objects alike. A payload that is not a Stripe event is
+// refused.
+func TestDecodeEvent(t *testing.T) {
+	charge := `{"id":"ch_1","object":"charge","payment_intent":"pi_1"}`
+	for _, c := range []struct {
+		name, typ, object       string
+		batch                   bool
+		objectID, paymentIntent string
+	}{
+		{"PaymentIntentEventsBatch", "payment_intent.succeeded", stripefake.PaymentIntentJSON("pi_1", "succeeded", 100, "usd", nil), true, "pi_1", ""},
+		{"InvoiceEventsBatchAndNameTheirPaymentIntent", "invoice.paid", `{"id":"in_1","object":"invoice","payment_intent":"pi_1"}`, true, "in_1", "pi_1"},
+		{"SubscriptionEventsBatch", "customer.subscription.updated", `{"id":"sub_1","object":"subscription"}`, true, "sub_1", ""},
+		{"ChargeEventsRunAlone", "charge.refunded", charge, false, "ch_1", "pi_1"},
+		{"AnExpandedPaymentIntentIsNamedByItsID", "refund.updated", `{"id":"re_1","object":"refund","payment_intent":{"id":"pi_1","object":"payment_intent"}}`, false, "re_1", "pi_1"},
+		{"CheckoutSessionsNameTheirPaymentIntent", "checkout.session.completed", `{"id":"cs_1","object":"checkout.session","payment_intent":"pi_1"}`, false, "cs_1", "pi_1"},
+		{"AWildcardCoversOnlyTheTypesUnderIt", "customer.subscription", `{"id":"sub_1","object":"subscription"}`, false, "sub_1", ""},
+		{"AnUnhandledTypeKeepsItsLane", "charge.succeeded", charge, false, "ch_1", "pi_1"},
+		{"AnUndecodableObjectKeepsItsLane", "payment_intent.succeeded", `{"id":"pi_1","amount":"lots"}`, true, "pi_1", ""},
+		{"ANullObjectNamesNothing", "invoice.paid", `null`, true, "", ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			ev := decodeEvent(t, stripefake.Event("evt_1", c.typ, c.object, time.Unix(1700000000, 0)))
+			if ev.ID != "evt_1" || ev.Type != c.typ || !ev.Created.Equal(time.Unix(1700000000, 0)) {
+				t.Errorf("envelope: %q %q %v", ev.ID, ev.Type, ev.Created)
+			}
+			if ev.Batchable() != c.batch || ev.ObjectID() != c.objectID || ev.PaymentIntent() != c.paymentIntent {
+				t.Errorf("batchable %v, object %q, PaymentIntent %q; want %v, %q, %q",
+					ev.Batchable(), ev.ObjectID(), ev.PaymentIntent(), c.batch, c.objectID, c.paymentIntent)
+			}
+		})
+	}
+	t.Run("RefusesWhatIsNotAnEvent", func(t *testing.T) {
+		for _, payload := range []string{
+			`not json`,
+			`[]`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","created":"yesterday"}`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","data":{}}`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":["pi_1"]}}`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","data":{"object":"pi_1"}}`,
+			`{"id":"evt_1","type":"payment_intent.updated","data":{"object":{"id":"pi_1"},"previous_attributes":"x"}}`,
+			`{"id":"evt_1","type":"payment_intent.succeeded","request":"req_1","data":{"object":{"id":"pi_1"}}}`,
+		} {
+			if ev, err := billing.DecodeEvent([]byte(payload)); err == nil {
+				t.Errorf("DecodeEvent(%s) = %+v; want an error", payload, ev)
+			}
+		}
+	})
+}
+
+// An event that cannot apply is stored as skipped with the reason: no
+// object, an unhandled type, an object its handler cannot decode, an
+// invoice without an id (a preview), a catalog event (whose only work is
+// the price cache's).
+func TestEventsSkippedWithTheirReason(t *testing.T) {
+	f := newFixture(t, testenv.SQLite(t), billing.Config{})
+	svc := auth.NewContext(f.ctx, auth.ServiceViewer(auth.WebhooksService))
+	apply := func(t *testing.T, eventID, eventType string, payload []byte) billing.EventOutcome {
+		t.Helper()
+		row, err := f.store.Client.WebhookEvent.Create().SetStripeEventID(eventID).SetType(eventType).
+			SetAPIVersion(stripe.APIVersion).SetCreated(time.Now()).SetLivemode(false).SetPayload(payload).
+			SetNextAttemptAt(time.Now()).Save(svc)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out, err := f.svc.ApplyEvent(f.ctx, row.ID, decodeEvent(t, payload))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return out
+	}
+	for _, c := range []struct {
+		name, typ, object, reason string
+	}{
+		{"UnhandledType", "charge.succeeded", `{"id":"ch_1","object":"charge"}`, "unhandled event type charge.succeeded"},
+		{"UndecodableObject", "payment_intent.succeeded", `{"id":"pi_1","amount":"lots"}`, "undecodable payment intent"},
+		{"InvoicePreview", "invoice.upcoming", `{"object":"invoice"}`, "invoice without an id"},
+		{"CatalogEvent", "price.updated", `{"id":"price_1","object":"price","lookup_key":"team_monthly"}`, "catalog event: price cache invalidated, no workspace state"},
+		{"NoWorkspace", "customer.deleted", `{"id":"cus_nobody","object":"customer"}`, `no workspace for this object (metadata.workspace_id "", customer "cus_nobody")`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			id := "evt_skip_" + c.name
+			out := apply(t, id, c.typ, stripefake.Event(id, c.typ, c.object, time.Now()))
+			if out.Status != webhookevent.StatusSkipped || out.Reason != c.reason || out.Duplicate {
+				t.Errorf("outcome %+v; want skipped for %q", out, c.reason)
+			}
+		})
+	}
+	t.Run("NoObject", func(t *testing.T) {
+		out := apply(t, "evt_skip_no_object", "payment_intent.succeeded", []byte(`{"id":"evt_skip_no_object","type":"payment_intent.succeeded","created":1700000000}`))
+		if out.Status != webhookevent.StatusSkipped || out.Reason != "event has no object" {
+			t.Errorf("outcome %+v; want skipped, for having no object", out)
+		}
+	})
 }

@@ -175,3 +175,28 @@ func (s *Service) DetachPaymentMethod(ctx context.Context, workspaceID uuid.UUID
 	}
 	return s.PaymentMethods(ctx, workspaceID)
 }
+
+// payment_method.attached and payment_method.detached events
+// (eventHandlers).
+
+// paymentMethodEvents handles payment_method.attached and .detached
+// events.
+var paymentMethodEvents = on("payment method", paymentMethodRefs, (*Service).planPaymentMethod)
+
+// paymentMethodRefs is what a payment method names: nothing beyond itself.
+func paymentMethodRefs(pm *stripe.PaymentMethod) objectRefs { return objectRefs{id: pm.ID} }
+
+// planPaymentMethod plans a payment_method.attached or .detached event: a
+// card, which we do not store, told to the subscribers of the workspace of
+// its customer, or of the customer it left (notifyOnly).
+func (s *Service) planPaymentMethod(ctx context.Context, ahead *readAhead, ev *Event, pm *stripe.PaymentMethod) (uuid.UUID, eventChange, error) {
+	customer := customerID(pm.Customer)
+	if customer == "" {
+		customer = ev.previousString("customer") // detached: the customer it left
+	}
+	ws, err := s.workspaceFor(ctx, ahead, nil, customer)
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	return ws, notifyOnly, nil
+}

@@ -244,3 +244,175 @@ func (s *Service) existingPayment(ctx context.Context, row *ent.Payment) (*Payme
 
 // genericInternal is the message of an INTERNAL error.
 const genericInternal = "Something went wrong on our side. Please try again."
+
+// payment_intent.* events (eventHandlers).
+
+// paymentIntentEvents handles payment_intent.* events.
+var paymentIntentEvents = on("payment intent", paymentIntentRefs, (*Service).planPaymentIntent)
+
+// paymentIntentRefs is what a PaymentIntent names: its Payment is read
+// ahead, with the workspace its metadata names.
+func paymentIntentRefs(pi *stripe.PaymentIntent) objectRefs {
+	return objectRefs{id: pi.ID, recorded: "payment", workspace: pi.Metadata[metaWorkspaceID]}
+}
+
+// planPaymentIntent plans a payment_intent.* event: the PaymentIntent's
+// new status on its Payment (paymentIntentChange), in the workspace its
+// metadata or customer names, unless its payment is recorded for another.
+func (s *Service) planPaymentIntent(ctx context.Context, ahead *readAhead, ev *Event, pi *stripe.PaymentIntent) (uuid.UUID, eventChange, error) {
+	ws, err := s.workspaceFor(ctx, ahead, pi.Metadata, customerID(pi.Customer))
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	if err := s.refuseForeignObject(ctx, ahead, ws, "payment", pi.ID); err != nil {
+		return uuid.Nil, nil, err
+	}
+	return ws, s.paymentIntentChange(ws, pi, ev.Type, ev.Created, ahead.absent("payment", pi.ID)), nil
+}
+
+// paymentStatusFor maps a PaymentIntent event to the Payment status it sets.
+func paymentStatusFor(eventType string, pi *stripe.PaymentIntent) payment.Status {
+	switch eventType {
+	case "payment_intent.succeeded":
+		return payment.StatusSucceeded
+	case "payment_intent.payment_failed":
+		return payment.StatusFailed
+	}
+	if err := payment.StatusValidator(payment.Status(pi.Status)); err == nil && pi.Status != "" {
+		return payment.Status(pi.Status)
+	}
+	return ""
+}
+
+// paymentStage orders a payment's statuses by when they come in its life,
+// for events of the same second.
+func paymentStage(status payment.Status) int {
+	switch status {
+	case payment.StatusCreating, payment.StatusRequiresPaymentMethod, payment.StatusRequiresConfirmation:
+		return 0
+	case payment.StatusRequiresAction:
+		return 1
+	case payment.StatusProcessing, payment.StatusRequiresCapture:
+		return 2
+	default: // succeeded, failed, canceled and the refund statuses
+		return 3
+	}
+}
+
+// paymentIntentChange records a PaymentIntent's new status on its Payment
+// (creating the row for a PaymentIntent made outside this API). A
+// succeeded payment never moves back; an older event changes nothing.
+//
+// absent says that planning found no payment recorded for the
+// PaymentIntent: the change then inserts the row straight away, one
+// statement rather than a locking read and an insert, unless it has been
+// recorded since, in which case it is changed as any recorded payment.
+func (s *Service) paymentIntentChange(ws uuid.UUID, pi *stripe.PaymentIntent, eventType string, created time.Time, absent bool) eventChange {
+	return func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		status := paymentStatusFor(eventType, pi)
+		if status == "" {
+			return nil, false, nil
+		}
+		errorCode := ""
+		if pi.LastPaymentError != nil {
+			errorCode = string(pi.LastPaymentError.DeclineCode)
+			if errorCode == "" {
+				errorCode = string(pi.LastPaymentError.Code)
+			}
+		}
+		if absent {
+			row, err := s.insertPayment(ctx, tx, ws, pi, status, errorCode, created)
+			if !isNoRowsFromDoNothing(err) {
+				return paymentChanged(row, err)
+			}
+		}
+		row, err := s.lockedPayment(ctx, tx, pi.ID)
+		switch {
+		case ent.IsNotFound(err):
+			// Another transaction may insert it first: this insert then
+			// waits for it and does nothing, and the event is retried.
+			row, err := s.insertPayment(ctx, tx, ws, pi, status, errorCode, created)
+			if isNoRowsFromDoNothing(err) {
+				err = fmt.Errorf("payment intent %s was recorded by a concurrent transaction", pi.ID)
+			}
+			return paymentChanged(row, err)
+		case err != nil:
+			return nil, false, err
+		}
+		if row.WorkspaceID != ws {
+			return nil, false, fmt.Errorf("payment intent %s belongs to another workspace", pi.ID)
+		}
+		// Stripe's timestamps are whole seconds and deliveries come in any
+		// order: of two events of the same second, the later stage of the
+		// payment's life wins (created, then requires_action, then an
+		// outcome), so a late payment_intent.created cannot undo
+		// requires_action. (A retry within the second of a failure is the
+		// one case this misorders; the retry's next event sets it right.)
+		if last := row.LastEventAt; last != nil && (created.Before(*last) ||
+			created.Equal(*last) && paymentStage(status) < paymentStage(row.Status)) {
+			return nil, false, nil
+		}
+		// A paid payment never moves back; its refund statuses are the
+		// refund events' to set. The first succeeded event of a payment
+		// Stripe's API answer already showed as paid is still the webhook
+		// confirmation that subscribers are told of.
+		if isPaid(row.Status) {
+			if status != payment.StatusSucceeded || row.LastEventAt != nil {
+				return nil, false, nil
+			}
+			row, err = tx.Payment.UpdateOne(row).SetLastEventAt(created).Save(ctx)
+			if err != nil {
+				return nil, false, err
+			}
+			return &BillingEvent{Payment: row}, false, nil
+		}
+		upd := tx.Payment.UpdateOne(row).SetStatus(status).SetLastEventAt(created)
+		if errorCode != "" {
+			upd.SetLastErrorCode(errorCode)
+		}
+		row, err = upd.Save(ctx)
+		if err != nil {
+			return nil, false, err
+		}
+		return &BillingEvent{Payment: row}, false, nil
+	}
+}
+
+// insertPayment records a PaymentIntent made outside this API (or whose
+// webhook came first) unless a payment is recorded for it already: then
+// it inserts nothing and returns sql.ErrNoRows (isNoRowsFromDoNothing).
+func (s *Service) insertPayment(ctx context.Context, tx *ent.Tx, ws uuid.UUID, pi *stripe.PaymentIntent, status payment.Status, errorCode string, created time.Time) (*ent.Payment, error) {
+	purpose := pi.Metadata[metaPurpose]
+	if purpose == "" {
+		purpose = "external"
+	}
+	createdBy := pi.Metadata[metaUserID]
+	if createdBy == "" {
+		createdBy = "stripe"
+	}
+	c := tx.Payment.Create().SetWorkspaceID(ws).SetStripePaymentIntentID(pi.ID).
+		SetAmount(pi.Amount).SetCurrency(strings.ToLower(string(pi.Currency))).SetPurpose(purpose).
+		SetCreatedBy(createdBy).SetStatus(status).SetLastEventAt(created).SetLastErrorCode(errorCode)
+	c.OnConflictColumns(payment.FieldStripePaymentIntentID).DoNothing()
+	return c.Save(ctx)
+}
+
+// paymentChanged is a payment change's result: the payment to publish.
+func paymentChanged(row *ent.Payment, err error) (*BillingEvent, bool, error) {
+	if err != nil {
+		return nil, false, err
+	}
+	return &BillingEvent{Payment: row}, false, nil
+}
+
+// lockedPayment reads the payment of a PaymentIntent in tx, locked (with
+// row locks), so that another transaction recording the same PaymentIntent
+// (an event on another replica, or our own create call's answer) waits
+// rather than deciding from a stale row and overwriting it.
+func (s *Service) lockedPayment(ctx context.Context, tx *ent.Tx, paymentIntentID string) (*ent.Payment, error) {
+	q := tx.Payment.Query().Where(payment.StripePaymentIntentID(paymentIntentID))
+	if s.rowLocks() {
+		q = q.ForUpdate()
+	}
+	return q.Only(ctx)
+}

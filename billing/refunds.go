@@ -3,6 +3,7 @@ package billing
 import (
 	"cmp"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"billingapi/ent"
 	"billingapi/ent/payment"
+	"billingapi/ent/privacy"
 	"billingapi/ent/refund"
 
 	"github.com/google/uuid"
@@ -289,6 +291,70 @@ func (s *Service) recomputePaymentStatus(ctx context.Context, tx *ent.Tx, paymen
 		return nil
 	}
 	return tx.Payment.UpdateOne(p).SetStatus(status).Exec(ctx)
+}
+
+// charge.refunded, refund.* and charge.refund.updated events
+// (eventHandlers).
+
+// chargeRefundedEvents handles charge.refunded events, refundEvents
+// refund.created, refund.updated and charge.refund.updated.
+var (
+	chargeRefundedEvents = on("charge", chargeRefs, (*Service).planChargeRefunded)
+	refundEvents         = on("refund", refundRefs, (*Service).planRefund)
+)
+
+// chargeRefs is what a charge names: its PaymentIntent (the worker's
+// lane: its events change the same payment row).
+func chargeRefs(ch *stripe.Charge) objectRefs {
+	return objectRefs{id: ch.ID, paymentIntent: paymentIntentID(ch.PaymentIntent)}
+}
+
+// refundRefs is what a refund names: its PaymentIntent, as for a charge.
+func refundRefs(re *stripe.Refund) objectRefs {
+	return objectRefs{id: re.ID, paymentIntent: paymentIntentID(re.PaymentIntent)}
+}
+
+// planChargeRefunded plans a charge.refunded event: the amount refunded
+// on the payment of the workspace the charge or its payment names
+// (chargeRefundedChange).
+func (s *Service) planChargeRefunded(ctx context.Context, ahead *readAhead, ev *Event, ch *stripe.Charge) (uuid.UUID, eventChange, error) {
+	ws, err := s.workspaceForPayment(ctx, ahead, ch.Metadata, customerID(ch.Customer), ch.PaymentIntent)
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	return ws, s.chargeRefundedChange(ch, ev.Created), nil
+}
+
+// planRefund plans a refund.created, refund.updated or
+// charge.refund.updated event: the refund's status, in the workspace the
+// refund or its payment names (refundUpdatedChange).
+func (s *Service) planRefund(ctx context.Context, ahead *readAhead, ev *Event, re *stripe.Refund) (uuid.UUID, eventChange, error) {
+	ws, err := s.workspaceForPayment(ctx, ahead, re.Metadata, "", re.PaymentIntent)
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	return ws, s.refundUpdatedChange(ws, re, ev.Created), nil
+}
+
+// workspaceForPayment finds the workspace of a charge or refund: as
+// workspaceFor, else through the Payment recorded for its PaymentIntent.
+func (s *Service) workspaceForPayment(ctx context.Context, ahead *readAhead, meta map[string]string, customer string, pi *stripe.PaymentIntent) (uuid.UUID, error) {
+	ws, err := s.workspaceFor(ctx, ahead, meta, customer)
+	var sk errSkip
+	if !errors.As(err, &sk) || pi == nil {
+		return ws, err
+	}
+	// As for customers: a read outside one workspace's scope that returns
+	// the workspace id alone.
+	p, perr := s.db.Payment.Query().Where(payment.StripePaymentIntentID(pi.ID)).
+		Only(privacy.DecisionContext(ctx, privacy.Allow))
+	switch {
+	case perr == nil:
+		return p.WorkspaceID, nil
+	case !ent.IsNotFound(perr):
+		return uuid.Nil, perr
+	}
+	return uuid.Nil, err
 }
 
 // chargeRefundedChange records what a charge.refunded event confirms: the

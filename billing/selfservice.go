@@ -116,3 +116,22 @@ func (s *Service) CreateSetupIntent(ctx context.Context, workspaceID uuid.UUID, 
 	}
 	return &SetupIntentResult{SetupIntentID: si.ID, ClientSecret: si.ClientSecret}, nil
 }
+
+// setup_intent.succeeded events (eventHandlers).
+
+// setupIntentEvents handles setup_intent.succeeded events.
+var setupIntentEvents = on("setup intent", setupIntentRefs, (*Service).planSetupIntent)
+
+// setupIntentRefs is what a SetupIntent names: nothing beyond itself.
+func setupIntentRefs(si *stripe.SetupIntent) objectRefs { return objectRefs{id: si.ID} }
+
+// planSetupIntent plans a setup_intent.succeeded event: a saved card,
+// which we do not store, told to the subscribers of the workspace its
+// metadata or customer names (notifyOnly).
+func (s *Service) planSetupIntent(ctx context.Context, ahead *readAhead, _ *Event, si *stripe.SetupIntent) (uuid.UUID, eventChange, error) {
+	ws, err := s.workspaceFor(ctx, ahead, si.Metadata, customerID(si.Customer))
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	return ws, notifyOnly, nil
+}

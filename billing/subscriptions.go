@@ -698,3 +698,66 @@ func setTime(set func(time.Time), clear func(), unix int64) {
 	}
 	set(time.Unix(unix, 0).UTC())
 }
+
+// customer.subscription.* events (eventHandlers).
+
+// subscriptionEvents handles customer.subscription.* events.
+var subscriptionEvents = on("subscription", subscriptionRefs, (*Service).planSubscription)
+
+// subscriptionRefs is what a subscription names: its recorded row and the
+// workspace its metadata names, read ahead.
+func subscriptionRefs(sub *stripe.Subscription) objectRefs {
+	return objectRefs{id: sub.ID, recorded: "subscription", workspace: sub.Metadata[metaWorkspaceID]}
+}
+
+// planSubscription plans a customer.subscription.* event: what Stripe
+// says of the subscription, written onto its row in the workspace its
+// metadata or customer names (applySubscriptionTx), with its plan read
+// first; the subscription itself is read from Stripe when the event ties
+// with the last one applied (resolveSubscriptionTie).
+func (s *Service) planSubscription(ctx context.Context, ahead *readAhead, ev *Event, sub *stripe.Subscription) (uuid.UUID, eventChange, error) {
+	ws, err := s.workspaceFor(ctx, ahead, sub.Metadata, customerID(sub.Customer))
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	row, err := s.recordedSubscription(ctx, ahead, ws, sub.ID)
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	latest, tie, err := s.resolveSubscriptionTie(ctx, row, sub, ev.ID, ev.Created)
+	if err != nil {
+		return uuid.Nil, nil, err
+	}
+	plan, err := s.planOfSubscription(ctx, latest)
+	if err != nil {
+		return uuid.Nil, nil, err // retried: without its plan it would grant no features
+	}
+	return ws, func(ctx context.Context, tx *ent.Tx) (*BillingEvent, bool, error) {
+		view, changed, err := s.applySubscriptionTx(ctx, tx, ws, uuid.Nil, latest, &stripeEvent{ID: ev.ID, Created: ev.Created, TieSeen: tie}, plan)
+		if err != nil || !changed {
+			return nil, false, err
+		}
+		return &BillingEvent{Subscription: view}, true, nil
+	}, nil
+}
+
+// resolveSubscriptionTie returns the subscription to apply for an event:
+// the event's own object, or, when the row's last applied event has the
+// same (whole-second) timestamp, what Stripe says now, since the two
+// events' order cannot be told from their timestamps; tie reports the
+// latter. row is the subscription's recorded row, nil if none.
+func (s *Service) resolveSubscriptionTie(ctx context.Context, row *ent.Subscription, sub *stripe.Subscription, eventID string, created time.Time) (latest *stripe.Subscription, tie bool, err error) {
+	if row == nil || row.LastEventAt == nil || !row.LastEventAt.Equal(created) || row.LastEventID == eventID {
+		return sub, false, nil
+	}
+	if s.stripe == nil {
+		return sub, true, nil
+	}
+	params := &stripe.SubscriptionParams{}
+	params.Context = ctx
+	fresh, err := retryRateLimited(ctx, func() (*stripe.Subscription, error) { return s.stripe.Subscriptions.Get(sub.ID, params) })
+	if err != nil {
+		return nil, true, s.fromStripe(ctx, "subscription.retrieve", err)
+	}
+	return fresh, true, nil
+}

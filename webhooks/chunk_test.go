@@ -25,7 +25,6 @@ import (
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
-	"github.com/stripe/stripe-go/v76"
 )
 
 // countingDriver counts the transactions billing opens, how many of them
@@ -311,11 +310,8 @@ func TestSubscriptionEventDoesNotWaitForRowsReferencingItsWorkspace(t *testing.T
 func TestRunsHoldEachObjectOnceAndAreBounded(t *testing.T) {
 	invoiceJob := func(paymentIntent string) *job {
 		obj := `{"id":"in_1","object":"invoice"` + paymentIntent + `}`
-		j := &job{row: &ent.WebhookEvent{ObjectID: "in_1"}}
-		if err := json.Unmarshal(stripefake.Event("evt_x", "invoice.paid", obj, time.Now()), &j.ev); err != nil {
-			t.Fatal(err)
-		}
-		j.key = laneKey(&j.ev)
+		j := &job{row: &ent.WebhookEvent{ObjectID: "in_1"}, ev: decodeEvent(t, stripefake.Event("evt_x", "invoice.paid", obj, time.Now()))}
+		j.key = laneKey(j.ev)
 		return j
 	}
 	withoutPI, withPI := invoiceJob(""), invoiceJob(`,"payment_intent":"pi_1"`)
@@ -329,12 +325,9 @@ func TestRunsHoldEachObjectOnceAndAreBounded(t *testing.T) {
 	var payments []*job
 	for i := range maxRun + 4 {
 		pi := fmt.Sprintf("pi_run_%d", i)
-		j := &job{row: &ent.WebhookEvent{ObjectID: pi}}
 		body := stripefake.Event("evt_"+pi, "payment_intent.succeeded", stripefake.PaymentIntentJSON(pi, "succeeded", 100, "usd", nil), time.Now())
-		if err := json.Unmarshal(body, &j.ev); err != nil {
-			t.Fatal(err)
-		}
-		j.key = laneKey(&j.ev)
+		j := &job{row: &ent.WebhookEvent{ObjectID: pi}, ev: decodeEvent(t, body)}
+		j.key = laneKey(j.ev)
 		payments = append(payments, j)
 	}
 	if run, rest := nextRun(payments); len(run) != maxRun || !slices.Equal(run, payments[:maxRun]) || !slices.Equal(rest, payments[maxRun:]) {
@@ -355,10 +348,8 @@ func TestRunsPassOverRepeatedObjectsInOrder(t *testing.T) {
 		} else {
 			body = stripefake.Event(id, typ, `{"id":"`+object+`","object":"charge","payment_intent":"pi_a"}`, time.Now())
 		}
-		if err := json.Unmarshal(body, &j.ev); err != nil {
-			t.Fatal(err)
-		}
-		j.key = laneKey(&j.ev)
+		j.ev = decodeEvent(t, body)
+		j.key = laneKey(j.ev)
 		return j
 	}
 	ids := func(jobs []*job) (out []string) {
@@ -450,11 +441,7 @@ func TestCommittedRunIsAnnouncedAfterItsContextEnds(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ev stripe.Event
-		if err := json.Unmarshal(row.Payload, &ev); err != nil {
-			t.Fatal(err)
-		}
-		events = append(events, billing.StoredEvent{RowID: row.ID, Event: &ev})
+		events = append(events, billing.StoredEvent{RowID: row.ID, Event: decodeEvent(t, row.Payload)})
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	d.afterCommit = cancel

@@ -196,10 +196,11 @@ func (h *Handler) verify(body []byte, header string) (*stripe.Event, error) {
 // envelope, and its object as raw JSON. stripe-go's Event also decodes the
 // object into a map, which the endpoint never reads (a tenth of an
 // acknowledgement's CPU in bench B4's profile); the worker decodes the
-// stored payload in full. As with stripe-go's decoding, a body that is not
-// a JSON object, or with a data that has no object or one that is not a
-// JSON object, is not an event; the fields read here must have their
-// types, the others are not looked at.
+// stored payload again, with its object (billing.DecodeEvent). As with
+// stripe-go's decoding, a body that is not a JSON object, or with a data
+// that has no object or one that is not a JSON object, is not an event;
+// the fields read here must have their types, the others are not looked
+// at.
 func decodeEnvelope(body []byte) (*stripe.Event, bool) {
 	var env struct {
 		ID         string           `json:"id"`

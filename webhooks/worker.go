@@ -2,7 +2,6 @@ package webhooks
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"hash/fnv"
 	"log/slog"
@@ -17,7 +16,6 @@ import (
 
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
-	"github.com/stripe/stripe-go/v76"
 )
 
 // batchSize is how many due events one claim takes.
@@ -233,10 +231,11 @@ func (w *Worker) claim(ctx context.Context, id uuid.UUID, now time.Time) bool {
 	return err == nil && n == 1
 }
 
-// job is one claimed event with its payload, decoded once.
+// job is one claimed event with its payload, decoded once
+// (billing.DecodeEvent): what decides its lane and what billing applies.
 type job struct {
 	row       *ent.WebhookEvent
-	ev        stripe.Event
+	ev        *billing.Event // nil when decodeErr is set
 	decodeErr error
 	key       string // laneKey
 }
@@ -257,10 +256,11 @@ func (w *Worker) applyBatch(ctx context.Context, rows []*ent.WebhookEvent, lease
 	lanes := make([][]*job, w.concurrency())
 	for _, row := range rows {
 		j := &job{row: row}
-		if err := json.Unmarshal(row.Payload, &j.ev); err != nil {
+		ev, err := billing.DecodeEvent(row.Payload)
+		if err != nil {
 			j.decodeErr = fmt.Errorf("stored payload does not decode: %w", err)
 		}
-		j.key = laneKey(&j.ev)
+		j.ev, j.key = ev, laneKey(ev)
 		i := laneOf(j.key, len(lanes))
 		lanes[i] = append(lanes[i], j)
 	}
@@ -330,30 +330,22 @@ func nextRun(queue []*job) (run, rest []*job) {
 // runnable reports whether billing.ApplyEvents takes the job in a run with
 // others.
 func runnable(j *job) bool {
-	return j.decodeErr == nil && billing.Batchable(string(j.ev.Type)) && j.key != ""
+	return j.decodeErr == nil && j.ev.Batchable() && j.key != ""
 }
 
 // laneKey is what decides an event's lane: the PaymentIntent for charges
 // and refunds (their events change the same payment row as the
 // PaymentIntent's own, so they must not run beside them), else the id of
 // the Stripe object the event is about; "" for an event without one, or
-// one that does not decode.
-func laneKey(ev *stripe.Event) string {
-	if ev.Data == nil {
+// one that does not decode (nil).
+func laneKey(ev *billing.Event) string {
+	if ev == nil {
 		return ""
 	}
-	switch pi := ev.Data.Object["payment_intent"].(type) {
-	case string:
-		if pi != "" {
-			return pi
-		}
-	case map[string]any:
-		if id, _ := pi["id"].(string); id != "" {
-			return id
-		}
+	if pi := ev.PaymentIntent(); pi != "" {
+		return pi
 	}
-	id, _ := ev.Data.Object["id"].(string)
-	return id
+	return ev.ObjectID()
 }
 
 // laneOf picks the lane of a Stripe object: always the same one for the
@@ -405,12 +397,12 @@ func (w *Worker) applyInHand(ctx context.Context, jobs []*job, leasedUntil time.
 	case jobs[0].decodeErr != nil:
 		results = []billing.EventResult{{Err: jobs[0].decodeErr}}
 	case len(jobs) == 1:
-		out, err := w.Billing.ApplyEvent(run, jobs[0].row.ID, &jobs[0].ev)
+		out, err := w.Billing.ApplyEvent(run, jobs[0].row.ID, jobs[0].ev)
 		results = []billing.EventResult{{Outcome: out, Err: err}}
 	default:
 		events := make([]billing.StoredEvent, len(jobs))
 		for i, j := range jobs {
-			events[i] = billing.StoredEvent{RowID: j.row.ID, Event: &j.ev}
+			events[i] = billing.StoredEvent{RowID: j.row.ID, Event: j.ev}
 		}
 		results = w.Billing.ApplyEvents(run, events)
 	}

@@ -137,6 +137,16 @@ func (e piEvent) payload() []byte {
 	return stripefake.Event(e.id, e.typ, stripefake.PaymentIntentJSON(e.object, e.status, e.amount, "usd", meta), e.created)
 }
 
+// decodeEvent decodes a payload as the worker does.
+func decodeEvent(tb testing.TB, payload []byte) *billing.Event {
+	tb.Helper()
+	ev, err := billing.DecodeEvent(payload)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return ev
+}
+
 // piStep is a kind of PaymentIntent event and the Payment status it sets.
 type piStep struct {
 	typ, piStatus string
@@ -703,12 +713,8 @@ func TestStoppedWorkerHandsBackUnstartedEvents(t *testing.T) {
 // the payment row of their PaymentIntent, so they share its lane rather
 // than run beside its events.
 func TestLaneKeyKeepsAPaymentsEventsTogether(t *testing.T) {
-	event := func(object string) *stripe.Event {
-		var ev stripe.Event
-		if err := json.Unmarshal([]byte(`{"id":"evt_1","type":"x","data":{"object":`+object+`}}`), &ev); err != nil {
-			t.Fatal(err)
-		}
-		return &ev
+	event := func(object string) *billing.Event {
+		return decodeEvent(t, []byte(`{"id":"evt_1","type":"x","data":{"object":`+object+`}}`))
 	}
 	for _, c := range []struct{ object, want string }{
 		{`{"id":"pi_1","object":"payment_intent"}`, "pi_1"},
@@ -722,8 +728,11 @@ func TestLaneKeyKeepsAPaymentsEventsTogether(t *testing.T) {
 			t.Errorf("laneKey(%s) = %q, want %q", c.object, got, c.want)
 		}
 	}
-	if laneKey(&stripe.Event{}) != "" {
+	if laneKey(decodeEvent(t, []byte(`{"id":"evt_1","type":"x"}`))) != "" {
 		t.Error("an event without data has a lane key")
+	}
+	if laneKey(nil) != "" {
+		t.Error("an event that does not decode has a lane key")
 	}
 }
 
