@@ -2278,6 +2278,24 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
+	{Name: "../schema/billing_events.graphqls", Input: `"""A change Stripe told us about, pushed live to the workspace's members."""
+type BillingEvent {
+  """The Stripe event id."""
+  eventId: String!
+  """The Stripe event type, e.g. invoice.payment_succeeded."""
+  type: String!
+  occurredAt: Time!
+  workspaceId: ID!
+  payment: Payment
+  subscription: BillingSubscription
+  invoice: Invoice
+}
+
+extend type Subscription {
+  """Billing events of a workspace as webhooks apply them (members of the workspace)."""
+  billingEvents(workspaceId: ID!): BillingEvent! @authenticated
+}
+`, BuiltIn: false},
 	{Name: "../schema/catalog.graphqls", Input: `"""How often a recurring price bills."""
 enum PriceInterval {
   DAY
@@ -2366,6 +2384,41 @@ extend type Mutation {
   createProduct(input: CreateProductInput!): Product! @platformAdmin @rateLimited
   """Creates a catalog price (platform admins)."""
   createPrice(input: CreatePriceInput!): Plan! @platformAdmin @rateLimited
+}
+`, BuiltIn: false},
+	{Name: "../schema/invoices.graphqls", Input: `"""A line of a workspace's billing history."""
+type Invoice {
+  id: ID!
+  stripeInvoiceId: String!
+  number: String
+  """Stripe's status: draft, open, paid, uncollectible or void."""
+  status: String!
+  """True when the last attempt to pay it failed."""
+  paymentFailed: Boolean!
+  amountDue: Int!
+  amountPaid: Int!
+  currency: String!
+  periodStart: Time
+  periodEnd: Time
+  hostedInvoiceUrl: String
+  invoicePdf: String
+  createTime: Time!
+}
+
+type InvoiceConnection {
+  edges: [InvoiceEdge]
+  pageInfo: PageInfo!
+  totalCount: Int!
+}
+
+type InvoiceEdge {
+  node: Invoice
+  cursor: Cursor!
+}
+
+extend type Workspace {
+  """Billing history, newest first (members may read)."""
+  invoices(after: Cursor, first: Int, before: Cursor, last: Int): InvoiceConnection!
 }
 `, BuiltIn: false},
 	{Name: "../schema/members.graphqls", Input: `# Membership and workspace lifecycle: invitations, roles, removal,
@@ -2758,6 +2811,8 @@ type PageInfo {
   startCursor: Cursor
   endCursor: Cursor
 }
+
+type Subscription
 `, BuiltIn: false},
 	{Name: "../schema/selfservice.graphqls", Input: `"""A SetupIntent for Stripe.js to save a card without charging it."""
 type SetupIntentPayload {
@@ -3005,54 +3060,6 @@ type WebhookEventEdge {
   cursor: Cursor!
 }
 
-"""A line of a workspace's billing history."""
-type Invoice {
-  id: ID!
-  stripeInvoiceId: String!
-  number: String
-  """Stripe's status: draft, open, paid, uncollectible or void."""
-  status: String!
-  """True when the last attempt to pay it failed."""
-  paymentFailed: Boolean!
-  amountDue: Int!
-  amountPaid: Int!
-  currency: String!
-  periodStart: Time
-  periodEnd: Time
-  hostedInvoiceUrl: String
-  invoicePdf: String
-  createTime: Time!
-}
-
-type InvoiceConnection {
-  edges: [InvoiceEdge]
-  pageInfo: PageInfo!
-  totalCount: Int!
-}
-
-type InvoiceEdge {
-  node: Invoice
-  cursor: Cursor!
-}
-
-"""A change Stripe told us about, pushed live to the workspace's members."""
-type BillingEvent {
-  """The Stripe event id."""
-  eventId: String!
-  """The Stripe event type, e.g. invoice.payment_succeeded."""
-  type: String!
-  occurredAt: Time!
-  workspaceId: ID!
-  payment: Payment
-  subscription: BillingSubscription
-  invoice: Invoice
-}
-
-extend type Workspace {
-  """Billing history, newest first (members may read)."""
-  invoices(after: Cursor, first: Int, before: Cursor, last: Int): InvoiceConnection!
-}
-
 extend type Query {
   """Stored Stripe events, newest first (platform admins)."""
   webhookEvents(status: WebhookEventStatus, type: String, after: Cursor, first: Int, before: Cursor, last: Int): WebhookEventConnection! @platformAdmin
@@ -3061,11 +3068,6 @@ extend type Query {
 extend type Mutation {
   """Queues a stored event to be applied again (platform admins)."""
   replayWebhookEvent(id: ID!): WebhookEvent! @platformAdmin
-}
-
-type Subscription {
-  """Billing events of a workspace as webhooks apply them (members of the workspace)."""
-  billingEvents(workspaceId: ID!): BillingEvent! @authenticated
 }
 `, BuiltIn: false},
 	{Name: "../schema/workspace.graphqls", Input: `"""What a member may do in a workspace."""
@@ -3733,6 +3735,8 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_viewerRole(ctx, field)
 	case "members":
 		return ec.fieldContext_Workspace_members(ctx, field)
+	case "invoices":
+		return ec.fieldContext_Workspace_invoices(ctx, field)
 	case "invitations":
 		return ec.fieldContext_Workspace_invitations(ctx, field)
 	case "deletedAt":
@@ -3751,8 +3755,6 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_subscription(ctx, field)
 	case "access":
 		return ec.fieldContext_Workspace_access(ctx, field)
-	case "invoices":
-		return ec.fieldContext_Workspace_invoices(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Workspace", field.Name)
 }
