@@ -10,6 +10,7 @@ import (
 	"billingapi/ent/invoice"
 	"billingapi/ent/predicate"
 	"billingapi/graph/generated"
+	"billingapi/graph/model"
 	"billingapi/graph/relay"
 	"context"
 )
@@ -17,6 +18,15 @@ import (
 // Number is the resolver for the number field.
 func (r *invoiceResolver) Number(ctx context.Context, obj *ent.Invoice) (*string, error) {
 	return nilIfEmpty(obj.Number), nil
+}
+
+// Status is the resolver for the status field.
+func (r *invoiceResolver) Status(ctx context.Context, obj *ent.Invoice) (model.InvoiceStatus, error) {
+	st := upperEnum[model.InvoiceStatus](obj.Status)
+	if !st.IsValid() {
+		return model.InvoiceStatusUnknown, nil
+	}
+	return st, nil
 }
 
 // HostedInvoiceURL is the resolver for the hostedInvoiceUrl field.

@@ -4,6 +4,7 @@ package generated
 
 import (
 	"billingapi/ent"
+	"billingapi/graph/model"
 	"billingapi/graph/relay"
 	"context"
 	"math"
@@ -20,6 +21,7 @@ import (
 
 type InvoiceResolver interface {
 	Number(ctx context.Context, obj *ent.Invoice) (*string, error)
+	Status(ctx context.Context, obj *ent.Invoice) (model.InvoiceStatus, error)
 
 	HostedInvoiceURL(ctx context.Context, obj *ent.Invoice) (*string, error)
 	InvoicePDF(ctx context.Context, obj *ent.Invoice) (*string, error)
@@ -111,18 +113,18 @@ func (ec *executionContext) _Invoice_status(ctx context.Context, field graphql.C
 			return ec.fieldContext_Invoice_status(ctx, field)
 		},
 		func(ctx context.Context) (any, error) {
-			return obj.Status, nil
+			return ec.Resolvers.Invoice().Status(ctx, obj)
 		},
 		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v string) graphql.Marshaler {
-			return ec.marshalNString2string(ctx, selections, v)
+		func(ctx context.Context, selections ast.SelectionSet, v model.InvoiceStatus) graphql.Marshaler {
+			return ec.marshalNInvoiceStatus2billingapiᚋgraphᚋmodelᚐInvoiceStatus(ctx, selections, v)
 		},
 		true,
 		true,
 	)
 }
 func (ec *executionContext) fieldContext_Invoice_status(_ context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	return graphql.NewScalarFieldContext("Invoice", field, false, false, "String")
+	return graphql.NewScalarFieldContext("Invoice", field, true, true, "InvoiceStatus")
 }
 
 func (ec *executionContext) _Invoice_paymentFailed(ctx context.Context, field graphql.CollectedField, obj *ent.Invoice) (ret graphql.Marshaler) {
@@ -514,10 +516,11 @@ func (ec *executionContext) _Invoice(ctx context.Context, sel ast.SelectionSet, 
 					return ec._Invoice_number(ctx, field, obj)
 				})
 		case "status":
-			out.Values[i] = ec._Invoice_status(ctx, field, obj)
-			if out.Values[i] == graphql.Null {
-				atomic.AddUint32(&out.Invalids, 1)
-			}
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Invoice_status(ctx, field, obj)
+				})
 		case "paymentFailed":
 			out.Values[i] = ec._Invoice_paymentFailed(ctx, field, obj)
 			if out.Values[i] == graphql.Null {
@@ -673,6 +676,16 @@ func (ec *executionContext) marshalNInvoiceConnection2ᚖbillingapiᚋgraphᚋre
 		return graphql.Null
 	}
 	return ec._InvoiceConnection(ctx, sel, v)
+}
+
+func (ec *executionContext) unmarshalNInvoiceStatus2billingapiᚋgraphᚋmodelᚐInvoiceStatus(ctx context.Context, v any) (model.InvoiceStatus, error) {
+	var res model.InvoiceStatus
+	err := res.UnmarshalGQL(v)
+	return res, graphql.ErrorOnPath(ctx, err)
+}
+
+func (ec *executionContext) marshalNInvoiceStatus2billingapiᚋgraphᚋmodelᚐInvoiceStatus(ctx context.Context, sel ast.SelectionSet, v model.InvoiceStatus) graphql.Marshaler {
+	return v
 }
 
 func (ec *executionContext) marshalOInvoice2ᚖbillingapiᚋentᚐInvoice(ctx context.Context, sel ast.SelectionSet, v *ent.Invoice) graphql.Marshaler {

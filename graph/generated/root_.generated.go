@@ -2386,13 +2386,22 @@ extend type Mutation {
   createPrice(input: CreatePriceInput!): Plan! @platformAdmin @rateLimited
 }
 `, BuiltIn: false},
-	{Name: "../schema/invoices.graphqls", Input: `"""A line of a workspace's billing history."""
+	{Name: "../schema/invoices.graphqls", Input: `"""Where an invoice stands, as Stripe says (UNKNOWN for a status Stripe added after this API was written)."""
+enum InvoiceStatus {
+  DRAFT
+  OPEN
+  PAID
+  UNCOLLECTIBLE
+  VOID
+  UNKNOWN
+}
+
+"""A line of a workspace's billing history."""
 type Invoice {
   id: ID!
   stripeInvoiceId: String!
   number: String
-  """Stripe's status: draft, open, paid, uncollectible or void."""
-  status: String!
+  status: InvoiceStatus!
   """True when the last attempt to pay it failed."""
   paymentFailed: Boolean!
   amountDue: Int!

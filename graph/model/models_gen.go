@@ -479,6 +479,70 @@ func (e InvitationStatus) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Where an invoice stands, as Stripe says (UNKNOWN for a status Stripe added after this API was written).
+type InvoiceStatus string
+
+const (
+	InvoiceStatusDraft         InvoiceStatus = "DRAFT"
+	InvoiceStatusOpen          InvoiceStatus = "OPEN"
+	InvoiceStatusPaid          InvoiceStatus = "PAID"
+	InvoiceStatusUncollectible InvoiceStatus = "UNCOLLECTIBLE"
+	InvoiceStatusVoid          InvoiceStatus = "VOID"
+	InvoiceStatusUnknown       InvoiceStatus = "UNKNOWN"
+)
+
+var AllInvoiceStatus = []InvoiceStatus{
+	InvoiceStatusDraft,
+	InvoiceStatusOpen,
+	InvoiceStatusPaid,
+	InvoiceStatusUncollectible,
+	InvoiceStatusVoid,
+	InvoiceStatusUnknown,
+}
+
+func (e InvoiceStatus) IsValid() bool {
+	switch e {
+	case InvoiceStatusDraft, InvoiceStatusOpen, InvoiceStatusPaid, InvoiceStatusUncollectible, InvoiceStatusVoid, InvoiceStatusUnknown:
+		return true
+	}
+	return false
+}
+
+func (e InvoiceStatus) String() string {
+	return string(e)
+}
+
+func (e *InvoiceStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = InvoiceStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid InvoiceStatus", str)
+	}
+	return nil
+}
+
+func (e InvoiceStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *InvoiceStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e InvoiceStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
 // A PaymentIntent's status (CREATING while we are still asking Stripe).
 type PaymentStatus string
 
