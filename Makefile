@@ -80,10 +80,11 @@ $(STRIPE_MOCK): go.mod go.sum
 	@mkdir -p $(BIN)
 	$(GO) build -o $(STRIPE_MOCK) github.com/stripe/stripe-mock
 
-## generate: regenerate ent and gqlgen code
+## generate: regenerate ent and gqlgen code, and print the GraphQL schema to schema.graphql
 generate:
 	$(GO) generate ./ent
 	$(GO) run github.com/99designs/gqlgen generate --config gqlgen.yml
+	$(GO) run ./graph/printschema -o schema.graphql
 
 ## migrate-diff: write the next PostgreSQL migration from the ent schema (NAME=snake_case)
 migrate-diff:
@@ -92,10 +93,10 @@ migrate-diff:
 
 ## check-generate: fail if generated code is not what `make generate` produces
 check-generate: generate
-	@git diff --exit-code --stat -- ent graph gqlgen.yml || \
+	@git diff --exit-code --stat -- ent graph gqlgen.yml schema.graphql || \
 		(echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- ent graph)" || \
-		(git status --porcelain -- ent graph; echo "make generate created files: commit them" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- ent graph schema.graphql)" || \
+		(git status --porcelain -- ent graph schema.graphql; echo "make generate created files: commit them" >&2; exit 1)
 
 clean:
 	rm -rf $(BIN) data
