@@ -74,6 +74,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzAmountValidator -fuzztime=$(or $(FUZZTIME),20000x) ./billing
 	$(GO) test -run='^$$' -fuzz=FuzzWebhookEndpoint -fuzztime=$(or $(FUZZTIME),5000x) ./webhooks
 
+## lint-schema: lint schema.graphql (the printed schema) with graphql-eslint; rules and reasons in tools/schemalint (needs Node.js and npm)
+lint-schema:
+	cd tools/schemalint && npm ci --no-audit --no-fund --loglevel=error && npm run --silent lint
+
 ## stripe-mock: build the pinned Stripe API mock (tools.go pins its version)
 stripe-mock: $(STRIPE_MOCK)
 $(STRIPE_MOCK): go.mod go.sum
