@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"sort"
 
 	"github.com/vektah/gqlparser/v2"
@@ -95,8 +96,13 @@ func printSchema(dir string) ([]byte, error) {
 		}
 		formatter.NewFormatter(&buf, formatter.WithIndent("  ")).FormatSchemaDocument(doc)
 	}
-	return buf.Bytes(), nil
+	// The formatter indents the blank lines of a description too; a block
+	// string ignores that whitespace, and the file is cleaner without it.
+	return trailingSpace.ReplaceAll(buf.Bytes(), nil), nil
 }
+
+// trailingSpace matches the spaces and tabs that end a line.
+var trailingSpace = regexp.MustCompile(`(?m)[ \t]+$`)
 
 // sortedKeys returns the keys of m in order.
 func sortedKeys[V any](m map[string]V) []string {
