@@ -74,16 +74,21 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzAmountValidator -fuzztime=$(or $(FUZZTIME),20000x) ./billing
 	$(GO) test -run='^$$' -fuzz=FuzzWebhookEndpoint -fuzztime=$(or $(FUZZTIME),5000x) ./webhooks
 
+## lint-schema: lint schema.graphql (the printed schema) with graphql-eslint; rules and reasons in tools/schemalint (needs Node.js and npm)
+lint-schema:
+	cd tools/schemalint && npm ci --no-audit --no-fund --loglevel=error && npm run --silent lint
+
 ## stripe-mock: build the pinned Stripe API mock (tools.go pins its version)
 stripe-mock: $(STRIPE_MOCK)
 $(STRIPE_MOCK): go.mod go.sum
 	@mkdir -p $(BIN)
 	$(GO) build -o $(STRIPE_MOCK) github.com/stripe/stripe-mock
 
-## generate: regenerate ent and gqlgen code
+## generate: regenerate ent and gqlgen code, and print the GraphQL schema to schema.graphql
 generate:
 	$(GO) generate ./ent
 	$(GO) run github.com/99designs/gqlgen generate --config gqlgen.yml
+	$(GO) run ./graph/printschema -o schema.graphql
 
 ## migrate-diff: write the next PostgreSQL migration from the ent schema (NAME=snake_case)
 migrate-diff:
@@ -92,10 +97,10 @@ migrate-diff:
 
 ## check-generate: fail if generated code is not what `make generate` produces
 check-generate: generate
-	@git diff --exit-code --stat -- ent graph gqlgen.yml || \
+	@git diff --exit-code --stat -- ent graph gqlgen.yml schema.graphql || \
 		(echo "generated code is stale: run 'make generate' and commit" >&2; exit 1)
-	@test -z "$$(git status --porcelain -- ent graph)" || \
-		(git status --porcelain -- ent graph; echo "make generate created files: commit them" >&2; exit 1)
+	@test -z "$$(git status --porcelain -- ent graph schema.graphql)" || \
+		(git status --porcelain -- ent graph schema.graphql; echo "make generate created files: commit them" >&2; exit 1)
 
 clean:
 	rm -rf $(BIN) data

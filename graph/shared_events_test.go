@@ -205,7 +205,7 @@ func TestSharedEventResponses(t *testing.T) {
 var reviewedEventResolvers = []string{
 	"BillingSubscription.status",
 	"Discount.amountOff", "Discount.code", "Discount.percentOff",
-	"Invoice.hostedInvoiceUrl", "Invoice.invoicePdf", "Invoice.number",
+	"Invoice.hostedInvoiceUrl", "Invoice.invoicePdf", "Invoice.number", "Invoice.status",
 	"Payment.refundableAmount", "Payment.refundedAmount", "Payment.refunds", "Payment.status",
 	"Refund.failureReason", "Refund.reason", "Refund.reasonDetail", "Refund.status",
 }

@@ -545,7 +545,7 @@ func (d *driver) cancelAtPeriodEnd() error {
 func paidInvoices(s scenarioState) int {
 	n := 0
 	for _, inv := range s.Invoices {
-		if inv.Status == "paid" {
+		if inv.Status == "PAID" {
 			n++
 		}
 	}

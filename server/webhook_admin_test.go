@@ -87,7 +87,7 @@ func TestWebhookAdminSurface(t *testing.T) {
 			stripeInvoiceId status paymentFailed amountDue amountPaid currency hostedInvoiceUrl invoicePdf periodStart } } } } }`
 		r := w.gql(t, w.carol, q, map[string]any{"id": w.wsA})
 		if r.Code() != "" || !strings.Contains(r.Raw, `"stripeInvoiceId":"in_admin"`) || !strings.Contains(r.Raw, `"amountPaid":1500`) ||
-			!strings.Contains(r.Raw, `"status":"paid"`) || !strings.Contains(r.Raw, "invoice.stripe.com") {
+			!strings.Contains(r.Raw, `"status":"PAID"`) || !strings.Contains(r.Raw, "invoice.stripe.com") {
 			t.Fatalf("carol's invoices: %s", r.Raw)
 		}
 		if r := w.gql(t, w.bob, q, map[string]any{"id": w.wsA}); r.Code() != "NOT_FOUND" {

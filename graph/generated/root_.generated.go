@@ -2278,94 +2278,278 @@ func newExecutionContext(
 }
 
 var sources = []*ast.Source{
-	{Name: "../schema/catalog.graphqls", Input: `"""How often a recurring price bills."""
+	{Name: "../schema/billing_events.graphqls", Input: `# Live billing events: what a workspace's members are told as Stripe's
+# webhooks are applied (billing/events.go announces them; graph/stream.go
+# delivers them).
+
+"""
+A change Stripe told us about, pushed live to the workspace's members once it is recorded. At most one of payment, subscription, invoice and refund is set, as the event's type says; with none (a completed Checkout, a saved card changed), refresh what the page shows.
+"""
+type BillingEvent {
+  """The Stripe event's id (evt_...)."""
+  eventId: String!
+  """The Stripe event's type, e.g. invoice.paid, customer.subscription.updated or payment_intent.succeeded."""
+  type: String!
+  """When Stripe created the event (whole seconds)."""
+  occurredAt: Time!
+  """The workspace it happened to."""
+  workspaceId: ID!
+  """The payment as now recorded, for a PaymentIntent's event (payment_intent.*) or charge.refunded; null otherwise."""
+  payment: Payment
+  """The subscription as now recorded, for customer.subscription.*; null otherwise."""
+  subscription: BillingSubscription
+  """The invoice as now recorded, for invoice.*; null otherwise."""
+  invoice: Invoice
+}
+
+extend type Subscription {
+  """
+  A workspace's billing events, in the order they are applied, for as long as the socket stays open. A subscriber who falls behind loses its oldest events, so refetch on reconnect.
+  The server ends the subscription when the subscriber's access narrows: its last message is an error with code FORBIDDEN and extensions.reason MEMBERSHIP_ENDED (removed, left, or the workspace was deleted: leave the workspace's page) or ROLE_CHANGED (subscribe again).
+
+  Who: members of the workspace (any role). Errors: UNAUTHENTICATED; NOT_FOUND (not a member, or a malformed id).
+  """
+  billingEvents(
+    """The workspace to follow."""
+    workspaceId: ID!
+  ): BillingEvent! @authenticated
+}
+`, BuiltIn: false},
+	{Name: "../schema/catalog.graphqls", Input: `# The plan catalog: Stripe prices found by lookup key, their products, and
+# what Stripe.js needs (billing/catalog.go).
+
+"""How often a recurring price bills."""
 enum PriceInterval {
+  """Every intervalCount days."""
   DAY
+  """Every intervalCount weeks."""
   WEEK
+  """Every intervalCount months."""
   MONTH
+  """Every intervalCount years."""
   YEAR
 }
 
-"""A price of the catalog, found by its lookup key. Amounts are integers in the currency's smallest unit (cents; whole yen for JPY)."""
+"""
+A price of the catalog, found by its lookup key. Amounts are integers in the currency's smallest unit (cents; whole yen for JPY).
+Plans are read from Stripe and kept in a cache for PRICE_CACHE_TTL (10 minutes unless the server sets another); Stripe's price and product webhooks drop them sooner.
+"""
 type Plan {
+  """The key that names this price in the catalog (PLAN_LOOKUP_KEYS), e.g. pro_monthly: what createSubscription, createCheckoutSession and previewPlanChange take."""
   lookupKey: String!
+  """Stripe's id of the price (price_...)."""
   priceId: String!
+  """The price of one unit (one seat, for a per-seat plan), in the currency's smallest unit."""
   unitAmount: Int!
-  """Lowercase ISO 4217 code, as Stripe gives it."""
+  """Lowercase ISO 4217 code, as Stripe gives it, e.g. usd."""
   currency: String!
-  """Null for a one-time price."""
+  """How often it bills; null for a one-time price."""
   interval: PriceInterval
+  """How many intervals between two bills (3 with MONTH: every quarter); 0 for a one-time price."""
   intervalCount: Int
+  """What the price sells."""
   product: Product!
 }
 
-"""What a plan sells."""
+"""What a plan sells: a Stripe product."""
 type Product {
+  """Stripe's id of the product (prod_...)."""
   id: String!
+  """The product's name, for people."""
   name: String!
+  """The product's description; null without one."""
   description: String
-  """The product's ` + "`" + `plan` + "`" + ` metadata: the plan name access follows."""
+  """The product's ` + "`" + `plan` + "`" + ` metadata: the plan name access follows (e.g. pro); null without one."""
   plan: String
-  """The product's ` + "`" + `feature_set` + "`" + ` metadata, split on commas."""
+  """The product's ` + "`" + `feature_set` + "`" + ` metadata, split on commas: the features its subscription grants (Access.features)."""
   features: [String!]!
 }
 
+"""Whether the server's Stripe keys move real money."""
 enum StripeMode {
+  """Test keys (sk_test_...): no real money moves."""
   TEST
+  """Live keys (sk_live_...): real charges."""
   LIVE
 }
 
 """What a browser needs to load Stripe.js."""
 type StripeConfig {
-  """Null when the server has no Stripe keys."""
+  """The publishable key (pk_...) to load Stripe.js with; null when the server has no Stripe keys."""
   publishableKey: String
+  """Test or live; null when the server has no Stripe keys."""
   mode: StripeMode
 }
 
+"""A new catalog product."""
 input CreateProductInput {
+  """1 to 250 characters after trimming spaces."""
   name: String!
+  """At most 1000 characters; omit for none."""
   description: String
-  """The plan name this product grants (snake_case)."""
+  """The plan name this product grants, sent to Stripe as its ` + "`" + `plan` + "`" + ` metadata: a snake_case name such as pro or team_yearly."""
   plan: String!
+  """The features it grants, each 1 to 100 characters without commas, at most 500 characters in all (its ` + "`" + `feature_set` + "`" + ` metadata)."""
   features: [String!]
-  """Retrying with the same key returns the same product; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours."""
+  """Retrying with the same key returns the same product; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours. Without a key, equal requests of one caller share one (a double click creates one product)."""
   idempotencyKey: String
 }
 
+"""How often a new price bills."""
 input RecurringInput {
+  """The unit of the billing period."""
   interval: PriceInterval!
+  """How many intervals between two bills: 1 (the default) to 1095 days, 156 weeks, 36 months or 3 years."""
   intervalCount: Int = 1
 }
 
+"""A new catalog price."""
 input CreatePriceInput {
   """A Stripe product id (prod_...)."""
   productId: String!
   """Positive, in the currency's smallest unit, at most 99999999."""
   unitAmount: Int!
+  """A three-letter ISO 4217 code, any case (see CreatePaymentIntentInput.currency for those accepted)."""
   currency: String!
   """Omit for a one-time price."""
   recurring: RecurringInput
+  """The key clients will find it by: 1 to 200 letters, digits, '_', '.' or '-'. Add it to PLAN_LOOKUP_KEYS for it to be listed in plans."""
   lookupKey: String!
-  """Move the lookup key from the price that has it now."""
+  """Move the lookup key from the price that has it now (Stripe refuses a key another price has otherwise)."""
   transferLookupKey: Boolean = false
-  """Retrying with the same key returns the same price; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours."""
+  """Retrying with the same key returns the same price; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours. Without a key, equal requests of one caller share one."""
   idempotencyKey: String
 }
 
 extend type Query {
-  """The plan catalog (PLAN_LOOKUP_KEYS), in order. Public."""
+  """
+  The plan catalog: the prices of the server's PLAN_LOOKUP_KEYS, in that order; a key Stripe has no active price for is left out. Served from the price cache.
+
+  Who: anyone, signed in or not. Errors: PAYMENT_PROVIDER_UNAVAILABLE or RATE_LIMITED when the cache misses and Stripe cannot answer.
+  """
   plans: [Plan!]!
-  """One price by lookup key; NOT_FOUND when Stripe has none. Public: anonymous lookups of keys outside the plan catalog that no cache holds share a per-minute budget (RATE_LIMITED beyond it)."""
-  price(lookupKey: String!): Plan
-  """The publishable key and mode. Public."""
+  """
+  One price by lookup key, from the price cache (Stripe on a miss; a key Stripe does not have is cached too).
+  Counts 250 of an operation's complexity budget.
+
+  Who: anyone, signed in or not; anonymous lookups of keys outside PLAN_LOOKUP_KEYS that reach Stripe share one per-minute budget. Errors: BAD_USER_INPUT (field "lookupKey": malformed); NOT_FOUND (no active price has it); RATE_LIMITED (the anonymous budget is spent, with retryAfter; or Stripe's own limit); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  price(
+    """1 to 200 letters, digits, '_', '.' or '-'."""
+    lookupKey: String!
+  ): Plan
+  """
+  The publishable key and mode, for Stripe.js.
+
+  Who: anyone, signed in or not. Errors: none of its own.
+  """
   stripeConfig: StripeConfig!
 }
 
 extend type Mutation {
-  """Creates a catalog product (platform admins)."""
-  createProduct(input: CreateProductInput!): Product! @platformAdmin @rateLimited
-  """Creates a catalog price (platform admins)."""
-  createPrice(input: CreatePriceInput!): Plan! @platformAdmin @rateLimited
+  """
+  Creates a catalog product at Stripe and returns it. Give it prices with createPrice.
+
+  Who: platform admins; spends only the caller's budget. Errors: UNAUTHENTICATED; FORBIDDEN; RATE_LIMITED; BAD_USER_INPUT (fields "name", "description", "plan", "features", "idempotencyKey"); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  createProduct(
+    """The new product."""
+    input: CreateProductInput!
+  ): Product! @platformAdmin @rateLimited
+  """
+  Creates a catalog price at Stripe and returns it; the next read of its lookup key sees it.
+
+  Who: platform admins; spends only the caller's budget. Errors: UNAUTHENTICATED; FORBIDDEN; RATE_LIMITED; BAD_USER_INPUT (fields "productId", "unitAmount", "currency", "recurring.interval", "recurring.intervalCount", "lookupKey", "idempotencyKey"); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  createPrice(
+    """The new price."""
+    input: CreatePriceInput!
+  ): Plan! @platformAdmin @rateLimited
+}
+`, BuiltIn: false},
+	{Name: "../schema/invoices.graphqls", Input: `# A workspace's billing history: the invoices Stripe's webhooks report
+# (billing/events.go records them).
+
+"""Where an invoice stands, as Stripe says. UNKNOWN stands for a status Stripe added after this API was written."""
+enum InvoiceStatus {
+  """Being prepared: its lines may still change (Stripe finalizes a renewal's invoice about an hour after the period ends)."""
+  DRAFT
+  """Finalized and waiting to be paid; see paymentFailed."""
+  OPEN
+  """Paid."""
+  PAID
+  """Written off: Stripe stopped trying to collect it."""
+  UNCOLLECTIBLE
+  """Canceled: it will never be paid."""
+  VOID
+  """A status Stripe added after this API was written."""
+  UNKNOWN
+}
+
+"""A line of a workspace's billing history: a Stripe invoice, as its webhooks last reported it. Amounts are integers in the currency's smallest unit."""
+type Invoice {
+  """Our id of the invoice (a UUID)."""
+  id: ID!
+  """Stripe's id (in_...)."""
+  stripeInvoiceId: String!
+  """The invoice number printed on it; null while it has none (a draft)."""
+  number: String
+  """Where it stands."""
+  status: InvoiceStatus!
+  """True when the last attempt to pay it failed; false again once it is paid."""
+  paymentFailed: Boolean!
+  """What it asks for, in the currency's smallest unit."""
+  amountDue: Int!
+  """What has been paid of it, in the currency's smallest unit."""
+  amountPaid: Int!
+  """Lowercase ISO 4217 code, e.g. usd."""
+  currency: String!
+  """The start of the invoice's period, as Stripe gives it; null when it gives none."""
+  periodStart: Time
+  """The end of the invoice's period, as Stripe gives it; null when it gives none."""
+  periodEnd: Time
+  """Stripe's page where the customer sees and pays the invoice; null while it has none (a draft)."""
+  hostedInvoiceUrl: String
+  """A link to the invoice as a PDF; null while it has none (a draft)."""
+  invoicePdf: String
+  """When we first heard of it."""
+  createTime: Time!
+}
+
+"""A page of invoices (Relay connection)."""
+type InvoiceConnection {
+  """The page's invoices, each with its cursor."""
+  edges: [InvoiceEdge]
+  """Where the page sits, and the cursors to ask for the next or previous one."""
+  pageInfo: PageInfo!
+  """How many invoices the workspace has, on every page (counted only when selected)."""
+  totalCount: Int!
+}
+
+"""One invoice of a page, and its cursor."""
+type InvoiceEdge {
+  """The invoice."""
+  node: Invoice
+  """Its position: pass it as ` + "`" + `after` + "`" + ` or ` + "`" + `before` + "`" + ` to page from it."""
+  cursor: Cursor!
+}
+
+extend type Workspace {
+  """
+  The workspace's billing history, newest first (by when we first heard of each invoice).
+
+  Who: any member, and platform admins. Errors: BAD_USER_INPUT (fields "first", "last", "cursor").
+  """
+  invoices(
+    """Return the invoices after this cursor (reading forward: older ones)."""
+    after: Cursor
+    """How many to return, reading forward: 0 to 100 (BAD_USER_INPUT otherwise). Without first or last, a page holds 100. Not with last."""
+    first: Int
+    """Return the invoices before this cursor (reading backward: newer ones)."""
+    before: Cursor
+    """How many to return, reading backward: 0 to 100 (BAD_USER_INPUT otherwise). Not with first (BAD_USER_INPUT, field "last")."""
+    last: Int
+  ): InvoiceConnection!
 }
 `, BuiltIn: false},
 	{Name: "../schema/members.graphqls", Input: `# Membership and workspace lifecycle: invitations, roles, removal,
@@ -2373,7 +2557,7 @@ extend type Mutation {
 
 """Where an invitation stands."""
 enum InvitationStatus {
-  """Waiting for the invitee's answer (see expiresAt)."""
+  """Waiting for the invitee's answer until expiresAt; after that it can no longer be answered, but stays PENDING."""
   PENDING
   """The invitee joined."""
   ACCEPTED
@@ -2388,9 +2572,12 @@ An invitation to join a workspace with a role. Its invitee (named by user id,
 or by the email of their sign-in token) accepts or declines it; only
 acceptance makes a membership. Invitations expire 7 days after they are sent
 or renewed.
+Who sees one: its invitee, the workspace's owners and admins, and platform admins.
 """
 type Invitation {
+  """The invitation's id (a UUID): what acceptInvitation, declineInvitation and revokeInvitation take."""
   id: ID!
+  """The workspace it invites to."""
   workspaceId: ID!
   """The workspace's name, which the invitee may see before joining."""
   workspaceName: String!
@@ -2400,743 +2587,1296 @@ type Invitation {
   userId: ID
   """The role the invitee gets on accepting."""
   role: Role!
+  """Where it stands."""
   status: InvitationStatus!
-  """The name (or user id) of who sent it."""
+  """The name (or, without one, the user id) of who sent it."""
   invitedBy: String!
+  """When it was sent."""
   createTime: Time!
-  """After this an answer is refused; ask for a new invitation."""
+  """After this an answer is refused (BAD_USER_INPUT); ask for a new invitation, which inviting again renews."""
   expiresAt: Time!
 }
 
+"""A page of invitations (Relay connection)."""
 type InvitationConnection {
+  """The page's invitations, each with its cursor."""
   edges: [InvitationEdge]
+  """Where the page sits, and the cursors to ask for the next or previous one."""
   pageInfo: PageInfo!
+  """How many invitations the whole connection holds, on every page (counted only when selected)."""
   totalCount: Int!
 }
 
+"""One invitation of a page, and its cursor."""
 type InvitationEdge {
+  """The invitation."""
   node: Invitation
+  """Its position: pass it as ` + "`" + `after` + "`" + ` or ` + "`" + `before` + "`" + ` to page from it."""
   cursor: Cursor!
 }
 
 extend type User {
-  """The viewer's pending, unexpired invitations, newest first (at most 100); empty on another user's row."""
+  """The caller's pending, unexpired invitations (to their user id or to their token's email), newest first, at most 100; empty on any other user."""
   invitations: [Invitation!]!
 }
 
 extend type Workspace {
-  """Pending invitations, oldest first (owners and admins; FORBIDDEN for members)."""
-  invitations(after: Cursor, first: Int, before: Cursor, last: Int): InvitationConnection!
-  """When an owner deleted it; only platform admins see a deleted workspace."""
+  """
+  The invitations still PENDING, expired ones included (see expiresAt), in a stable order (by id, not by age).
+
+  Who: OWNER and ADMIN. Errors: FORBIDDEN (a MEMBER, or a platform admin who is not a member); BAD_USER_INPUT (fields "first", "last", "cursor").
+  """
+  invitations(
+    """Return the invitations after this cursor (reading forward)."""
+    after: Cursor
+    """How many to return, reading forward: 0 to 100 (BAD_USER_INPUT otherwise). Without first or last, a page holds 100. Not with last."""
+    first: Int
+    """Return the invitations before this cursor (reading backward)."""
+    before: Cursor
+    """How many to return, reading backward: 0 to 100 (BAD_USER_INPUT otherwise). Not with first (BAD_USER_INPUT, field "last")."""
+    last: Int
+  ): InvitationConnection!
+  """When an owner deleted it; null while it lives. Only platform admins can still read a deleted workspace."""
   deletedAt: Time
 }
 
-"""What removeWorkspaceMember and leaveWorkspace ended."""
+"""Whose membership of which workspace removeWorkspaceMember or leaveWorkspace ended."""
 type MembershipEnded {
+  """The workspace, as the input named it."""
   workspaceId: ID!
+  """The user who is no longer a member."""
   userId: ID!
 }
 
+"""Whom to invite to which workspace, with which role. Give email or userId, not both."""
 input InviteWorkspaceMemberInput {
+  """The workspace's id."""
   workspaceId: ID!
-  """The invitee's email address; give this or userId."""
+  """The invitee's email address (at most 320 bytes); they accept once signed in with a token carrying it. Give this or userId."""
   email: String
-  """The invitee's user id (their token's subject); give this or email."""
+  """The invitee's user id (their token's subject), at most 255 characters. Give this or email."""
   userId: ID
-  """Only an owner invites an OWNER."""
+  """The role they get on accepting; MEMBER unless given. Only an owner invites an OWNER."""
   role: Role! = MEMBER
 }
 
+"""Names an invitation to answer or withdraw."""
 input InvitationInput {
+  """The invitation's id."""
   invitationId: ID!
 }
 
+"""Whom to remove from which workspace."""
 input RemoveWorkspaceMemberInput {
+  """The workspace's id."""
   workspaceId: ID!
+  """The member's user id. The caller's own id leaves the workspace, as leaveWorkspace does."""
   userId: ID!
 }
 
+"""Whose role to change in which workspace."""
 input ChangeMemberRoleInput {
+  """The workspace's id."""
   workspaceId: ID!
+  """The member's user id (the caller's own id too)."""
   userId: ID!
+  """The new role."""
   role: Role!
 }
 
+"""The workspace the caller leaves."""
 input LeaveWorkspaceInput {
+  """The workspace's id."""
   workspaceId: ID!
 }
 
+"""Whom to make an owner of which workspace."""
 input TransferOwnershipInput {
+  """The workspace's id."""
   workspaceId: ID!
-  """A member who becomes an owner; the caller becomes an admin."""
+  """A member (any role) who becomes an owner; the caller becomes an admin."""
   userId: ID!
 }
 
+"""A workspace's new name."""
 input RenameWorkspaceInput {
+  """The workspace's id."""
   workspaceId: ID!
-  """1 to 100 characters."""
+  """1 to 100 characters after trimming spaces, and at most 100 bytes (fewer characters with accents or non-Latin letters)."""
   name: String!
 }
 
+"""The workspace to delete."""
 input DeleteWorkspaceInput {
+  """The workspace's id."""
   workspaceId: ID!
 }
 
 extend type Mutation {
   """
-  Invites a person (owners and admins; only an owner invites an owner). Inviting
-  someone with a pending invitation renews it; inviting a member is BAD_USER_INPUT.
+  Invites a person and returns the pending invitation. Inviting someone who has a pending invitation renews it (its role, and 7 more days) rather than sending a second one.
+
+  Who: OWNER and ADMIN; only an OWNER invites an OWNER. Errors: UNAUTHENTICATED; NOT_FOUND (not a member of the workspace, or a malformed id); FORBIDDEN (a MEMBER, or an ADMIN inviting an OWNER); BAD_USER_INPUT (field "email" or "userId": neither or both given, a malformed address, someone already a member, or 500 open invitations already).
   """
-  inviteWorkspaceMember(input: InviteWorkspaceMemberInput!): Invitation! @authenticated
-  """Joins the invitation's workspace with its role (the invitee only); returns the new membership."""
-  acceptInvitation(input: InvitationInput!): Membership! @authenticated
-  """Declines an invitation (the invitee only)."""
-  declineInvitation(input: InvitationInput!): Invitation! @authenticated
-  """Withdraws a pending invitation (owners and admins; an invitation to be an owner, owners only)."""
-  revokeInvitation(input: InvitationInput!): Invitation! @authenticated
+  inviteWorkspaceMember(
+    """Whom to invite, where, and with which role."""
+    input: InviteWorkspaceMemberInput!
+  ): Invitation! @authenticated
   """
-  Ends a membership (owners and admins; only an owner removes an owner, and never
-  the last one). The member's open billingEvents subscriptions end at once.
+  Joins the invitation's workspace with its role, and returns the new membership.
+
+  Who: the invitee. Errors: UNAUTHENTICATED; NOT_FOUND (an invitation the caller cannot see, or a malformed id); FORBIDDEN (addressed to someone else: an owner or admin of the workspace sees it too); BAD_USER_INPUT (field "invitationId": already answered, expired, or the caller is a member already).
   """
-  removeWorkspaceMember(input: RemoveWorkspaceMemberInput!): MembershipEnded! @authenticated
+  acceptInvitation(
+    """The invitation to accept."""
+    input: InvitationInput!
+  ): Membership! @authenticated
   """
-  Changes a member's role (owners and admins move people between MEMBER and ADMIN;
-  only an owner makes or demotes an OWNER; the last owner is never demoted).
+  Declines an invitation and returns it, DECLINED.
+
+  Who: the invitee. Errors: UNAUTHENTICATED; NOT_FOUND (an invitation the caller cannot see, or a malformed id); FORBIDDEN (addressed to someone else); BAD_USER_INPUT (field "invitationId": already answered, or expired).
   """
-  changeMemberRole(input: ChangeMemberRoleInput!): Membership! @authenticated
-  """Ends the caller's own membership; the last owner cannot leave (BAD_USER_INPUT)."""
-  leaveWorkspace(input: LeaveWorkspaceInput!): MembershipEnded! @authenticated
-  """Makes a member an owner and the calling owner an admin, at once."""
-  transferOwnership(input: TransferOwnershipInput!): Workspace! @authenticated
-  """Renames a workspace (owners and admins)."""
-  renameWorkspace(input: RenameWorkspaceInput!): Workspace! @authenticated
+  declineInvitation(
+    """The invitation to decline."""
+    input: InvitationInput!
+  ): Invitation! @authenticated
   """
-  Deletes a workspace (owners only): expires its open Checkout Sessions and
-  cancels its subscription at Stripe now, then ends every membership and
-  invitation. Payments, invoices, refunds and subscriptions are kept for
-  accounting. Returns the workspace as deleted.
+  Withdraws a pending invitation and returns it, REVOKED.
+
+  Who: OWNER and ADMIN of its workspace; an invitation to be an OWNER, owners only. Errors: UNAUTHENTICATED; NOT_FOUND (an invitation the caller cannot see, or a malformed id); FORBIDDEN (the invitee, a MEMBER, a platform admin, or an ADMIN withdrawing an invitation to be an OWNER); BAD_USER_INPUT (field "invitationId": already answered, or expired).
   """
-  deleteWorkspace(input: DeleteWorkspaceInput!): Workspace! @authenticated @rateLimited
+  revokeInvitation(
+    """The invitation to withdraw."""
+    input: InvitationInput!
+  ): Invitation! @authenticated
+  """
+  Ends another member's membership. Their open billingEvents subscriptions to the workspace end at once (reason MEMBERSHIP_ENDED); a per-seat subscription's quantity follows the new member count.
+
+  Who: OWNER and ADMIN; only an OWNER removes an OWNER. Errors: UNAUTHENTICATED; NOT_FOUND (the caller or the user is not a member, or a malformed workspace id); FORBIDDEN (a MEMBER, or an ADMIN removing an OWNER); BAD_USER_INPUT (field "userId": empty). With the caller's own user id it leaves, as leaveWorkspace.
+  """
+  removeWorkspaceMember(
+    """Whom to remove from which workspace."""
+    input: RemoveWorkspaceMemberInput!
+  ): MembershipEnded! @authenticated
+  """
+  Changes a member's role and returns the membership (unchanged when it already has that role). A member whose role drops has their open billingEvents subscriptions to the workspace ended (reason ROLE_CHANGED).
+
+  Who: OWNER and ADMIN move people between MEMBER and ADMIN; only an OWNER makes or demotes an OWNER. Errors: UNAUTHENTICATED; NOT_FOUND (the caller or the user is not a member, or a malformed workspace id); FORBIDDEN (a MEMBER, or an ADMIN touching the OWNER role); BAD_USER_INPUT (field "userId": demoting the workspace's only owner, or empty).
+  """
+  changeMemberRole(
+    """Whose role, where, and the new role."""
+    input: ChangeMemberRoleInput!
+  ): Membership! @authenticated
+  """
+  Ends the caller's own membership. Their open billingEvents subscriptions to the workspace end (reason MEMBERSHIP_ENDED).
+
+  Who: any member. Errors: UNAUTHENTICATED; NOT_FOUND (not a member, or a malformed id); BAD_USER_INPUT (field "userId": the caller is the only owner, who transfers ownership or deletes the workspace instead).
+  """
+  leaveWorkspace(
+    """The workspace to leave."""
+    input: LeaveWorkspaceInput!
+  ): MembershipEnded! @authenticated
+  """
+  Makes a member an owner and the calling owner an admin, at once, and returns the workspace. The caller's open billingEvents subscriptions to it end (reason ROLE_CHANGED).
+
+  Who: OWNER. Errors: UNAUTHENTICATED; NOT_FOUND (the caller or the user is not a member, or a malformed workspace id); FORBIDDEN (not an OWNER); BAD_USER_INPUT (field "userId": the caller's own id, or empty).
+  """
+  transferOwnership(
+    """Whom to make an owner of which workspace."""
+    input: TransferOwnershipInput!
+  ): Workspace! @authenticated
+  """
+  Renames a workspace and returns it.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); BAD_USER_INPUT (field "name").
+  """
+  renameWorkspace(
+    """Which workspace, and its new name."""
+    input: RenameWorkspaceInput!
+  ): Workspace! @authenticated
+  """
+  Deletes a workspace, and returns it with deletedAt set. First it ends what could still charge the customer: its open Checkout Sessions are expired and its subscription is canceled at Stripe now (a Stripe failure leaves the workspace as it was); then every membership and pending invitation ends, and every former member's open billingEvents subscriptions to it (reason MEMBERSHIP_ENDED). Payments, invoices, refunds and subscriptions are kept for accounting, readable by platform admins.
+
+  Who: OWNER. Errors: UNAUTHENTICATED; RATE_LIMITED (see @rateLimited; the workspace's budget is spent only when there is something to end at Stripe); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (not an OWNER); CONFLICT (a Checkout for its subscription is being opened, or is under way at Stripe and cannot be ended now: retry in a few minutes); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  deleteWorkspace(
+    """The workspace to delete."""
+    input: DeleteWorkspaceInput!
+  ): Workspace! @authenticated @rateLimited
 }
 `, BuiltIn: false},
-	{Name: "../schema/payments.graphqls", Input: `"""A PaymentIntent's status (CREATING while we are still asking Stripe)."""
+	{Name: "../schema/payments.graphqls", Input: `# One-time payments (PaymentIntents) and hosted Checkout (billing/payments.go,
+# checkout.go).
+
+"""Where a one-time payment stands: Stripe's PaymentIntent status, and ours around it (CREATING before Stripe answers, FAILED and the refund statuses after)."""
 enum PaymentStatus {
+  """Our record while we are still asking Stripe; it has no stripePaymentIntentId yet."""
   CREATING
+  """Waiting for a card: confirm it with Stripe.js and the client secret."""
   REQUIRES_PAYMENT_METHOD
+  """A card is attached; the payment waits to be confirmed."""
   REQUIRES_CONFIRMATION
+  """The customer must authenticate (3D Secure): run Stripe.js's handleNextAction with the client secret."""
   REQUIRES_ACTION
+  """Stripe is processing it (some payment methods take days); its webhook will say how it ended."""
   PROCESSING
+  """Authorized but not captured (only for a PaymentIntent made outside this API, which never asks for manual capture)."""
   REQUIRES_CAPTURE
+  """Canceled: nothing was charged."""
   CANCELED
+  """Paid."""
   SUCCEEDED
+  """The last attempt to pay failed (Stripe's payment_intent.payment_failed)."""
   FAILED
-  """A refund awaits Stripe's confirmation."""
+  """Paid, and a refund awaits Stripe's confirmation."""
   REFUND_PENDING
-  """Part of the amount came back (confirmed by Stripe)."""
+  """Paid, and part of the amount came back (confirmed by Stripe)."""
   PARTIALLY_REFUNDED
-  """All of it came back (confirmed by Stripe's charge.refunded)."""
+  """Paid, and all of it came back (confirmed by Stripe's charge.refunded)."""
   REFUNDED
 }
 
-"""A one-time payment. Amounts are integers in the currency's smallest unit."""
+"""A one-time payment of a workspace. Amounts are integers in the currency's smallest unit (cents; whole yen for JPY)."""
 type Payment {
+  """The payment's id (a UUID): what refundPayment takes."""
   id: ID!
+  """Stripe's PaymentIntent (pi_...); null while CREATING."""
   stripePaymentIntentId: String
+  """What is charged, in the currency's smallest unit."""
   amount: Int!
-  """Lowercase ISO 4217 code."""
+  """Lowercase ISO 4217 code, e.g. usd."""
   currency: String!
+  """What the payment is for, as createPaymentIntent was told (snake_case); checkout_<plan> for a Checkout payment, external for one made outside this API."""
   purpose: String!
+  """Where the payment stands."""
   status: PaymentStatus!
-  """The user who asked for the payment."""
+  """The user id of who asked for the payment; stripe for a payment made outside this API."""
   createdBy: String!
+  """When it was recorded."""
   createTime: Time!
+  """When it last changed."""
   updateTime: Time!
 }
 
+"""A page of payments (Relay connection)."""
 type PaymentConnection {
+  """The page's payments, each with its cursor."""
   edges: [PaymentEdge]
+  """Where the page sits, and the cursors to ask for the next or previous one."""
   pageInfo: PageInfo!
+  """How many payments the workspace has, on every page (counted only when selected)."""
   totalCount: Int!
 }
 
+"""One payment of a page, and its cursor."""
 type PaymentEdge {
+  """The payment."""
   node: Payment
+  """Its position: pass it as ` + "`" + `after` + "`" + ` or ` + "`" + `before` + "`" + ` to page from it."""
   cursor: Cursor!
 }
 
+"""A one-time payment to ask for."""
 input CreatePaymentIntentInput {
+  """The workspace that pays."""
   workspaceId: ID!
-  """In the currency's smallest unit (cents; whole yen for JPY)."""
+  """In the currency's smallest unit (cents; whole yen for JPY): at least Stripe's minimum charge for the currency (50 for USD and EUR, 30 for GBP, 50 for JPY, ...) and at most 99999999."""
   amount: Int!
-  """ISO 4217 code, e.g. USD."""
+  """A three-letter ISO 4217 code, any case: AED, AUD, BGN, BRL, CAD, CHF, CZK, DKK, EUR, GBP, HKD, HUF, INR, JPY, KRW, MXN, MYR, NOK, NZD, PLN, RON, SEK, SGD, THB or USD."""
   currency: String!
-  """What the payment is for, snake_case (e.g. credits_pack); sent to Stripe as metadata."""
+  """What the payment is for, snake_case, at most 64 characters (e.g. credits_pack); sent to Stripe as metadata."""
   purpose: String!
-  """Retrying with the same key returns the same payment and charges nothing new; the same key with any other parameter (amount, currency, purpose, paymentMethodId) is refused (BAD_USER_INPUT naming idempotencyKey)."""
+  """1 to 255 printable ASCII characters without spaces, new for each payment the user means to make. Retrying with the same key returns the same payment and charges nothing new; the same key with any other parameter (amount, currency, purpose, paymentMethodId) is refused (BAD_USER_INPUT naming idempotencyKey)."""
   idempotencyKey: String!
-  """Optional saved payment method (pm_...) to confirm with at once; may answer REQUIRES_ACTION."""
+  """Optional saved payment method (pm_...) to confirm with at once; the answer may then be REQUIRES_ACTION (3D Secure) or CARD_DECLINED."""
   paymentMethodId: String
 }
 
 """What a client needs to finish the payment with Stripe.js."""
 type CreatePaymentIntentPayload {
+  """The payment as recorded."""
   payment: Payment!
+  """Stripe's PaymentIntent (pi_...)."""
   paymentIntentId: String!
+  """The PaymentIntent's status in Stripe's answer (fresher than payment.status, which webhooks move)."""
   status: PaymentStatus!
-  """For Stripe.js only; never log or store it."""
+  """For Stripe.js only (confirmPayment, handleNextAction); never log or store it. A retry with the same idempotency key returns a fresh one."""
   clientSecret: String!
 }
 
+"""Which kind of price a Checkout sells."""
 enum CheckoutMode {
+  """A one-time price: one payment."""
   PAYMENT
+  """A recurring price: a subscription."""
   SUBSCRIPTION
 }
 
+"""Where a hosted Checkout Session stands."""
 enum CheckoutStatus {
+  """Our record while we are still asking Stripe; it has no sessionId yet."""
   CREATING
+  """The page is open and can be paid at checkoutUrl."""
   OPEN
+  """The customer paid (or subscribed): the payment or subscription exists."""
   COMPLETE
+  """It can no longer be paid: Stripe expired it after a day, or it was ended because another subscription started or its workspace was deleted."""
   EXPIRED
 }
 
-"""A hosted Stripe Checkout Session."""
+"""A hosted Stripe Checkout page for one plan."""
 type CheckoutSession {
+  """Our id of the session (a UUID)."""
   id: ID!
+  """Stripe's id (cs_...): what syncCheckoutSession takes; null while CREATING."""
   sessionId: String
+  """What it sells."""
   mode: CheckoutMode!
+  """The lookup key of its price."""
   lookupKey: String!
+  """The plan name of its product (its ` + "`" + `plan` + "`" + ` metadata, else the lookup key)."""
   plan: String!
+  """How many units (seats) it sells."""
   quantity: Int!
+  """Where it stands."""
   status: CheckoutStatus!
-  """The hosted page to send the customer to; null once complete."""
+  """The hosted page to send the customer to; null unless OPEN."""
   checkoutUrl: String
+  """The PaymentIntent (pi_...) of a completed PAYMENT session; null otherwise."""
   paymentIntentId: String
+  """The Stripe subscription (sub_...) of a completed SUBSCRIPTION session; null otherwise."""
   subscriptionId: String
+  """When it was asked for."""
   createTime: Time!
+  """When it was seen complete; null until then."""
   completedAt: Time
 }
 
+"""A page of Checkout Sessions (Relay connection)."""
 type CheckoutSessionConnection {
+  """The page's sessions, each with its cursor."""
   edges: [CheckoutSessionEdge]
+  """Where the page sits, and the cursors to ask for the next or previous one."""
   pageInfo: PageInfo!
+  """How many sessions the workspace has, on every page (counted only when selected)."""
   totalCount: Int!
 }
 
+"""One Checkout Session of a page, and its cursor."""
 type CheckoutSessionEdge {
+  """The session."""
   node: CheckoutSession
+  """Its position: pass it as ` + "`" + `after` + "`" + ` or ` + "`" + `before` + "`" + ` to page from it."""
   cursor: Cursor!
 }
 
+"""A hosted Checkout page to open."""
 input CreateCheckoutSessionInput {
+  """The workspace that pays."""
   workspaceId: ID!
+  """The price to sell: a lookup key of the catalog."""
   lookupKey: String!
+  """PAYMENT for a one-time price, SUBSCRIPTION for a recurring one (BAD_USER_INPUT otherwise)."""
   mode: CheckoutMode!
+  """How many units (seats): 1 (the default) to 10000."""
   quantity: Int = 1
-  """Optional: retrying with the same key returns the same session; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey)."""
+  """Optional, 1 to 255 printable ASCII characters without spaces: retrying with the same key returns the same session; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Without a key, identical requests of one user within the same ten-minute window share one session until it is paid or expires (a double click opens one page)."""
   idempotencyKey: String
-  """Let the customer enter a promotion code on Stripe's page."""
+  """Let the customer enter a promotion code on Stripe's page; false unless given."""
   allowPromotionCodes: Boolean = false
 }
 
+"""A new Checkout page: send the browser to checkoutUrl."""
 type CreateCheckoutSessionPayload {
+  """The session as recorded."""
   checkoutSession: CheckoutSession!
+  """Stripe's id (cs_...)."""
   sessionId: String!
+  """The hosted page. Stripe sends the customer back to APP_BASE_URL/payment/success?session_id=<sessionId> once paid, or to APP_BASE_URL/payment/cancelled."""
   checkoutUrl: String!
 }
 
 extend type Workspace {
-  """One-time payments, newest first (members may read)."""
-  payments(after: Cursor, first: Int, before: Cursor, last: Int): PaymentConnection!
-  """Checkout sessions, newest first (members may read)."""
-  checkoutSessions(after: Cursor, first: Int, before: Cursor, last: Int): CheckoutSessionConnection!
+  """
+  The workspace's one-time payments, newest first.
+
+  Who: any member, and platform admins. Errors: BAD_USER_INPUT (fields "first", "last", "cursor").
+  """
+  payments(
+    """Return the payments after this cursor (reading forward: older ones)."""
+    after: Cursor
+    """How many to return, reading forward: 0 to 100 (BAD_USER_INPUT otherwise). Without first or last, a page holds 100. Not with last."""
+    first: Int
+    """Return the payments before this cursor (reading backward: newer ones)."""
+    before: Cursor
+    """How many to return, reading backward: 0 to 100 (BAD_USER_INPUT otherwise). Not with first (BAD_USER_INPUT, field "last")."""
+    last: Int
+  ): PaymentConnection!
+  """
+  The workspace's Checkout Sessions, newest first.
+
+  Who: any member, and platform admins. Errors: BAD_USER_INPUT (fields "first", "last", "cursor").
+  """
+  checkoutSessions(
+    """Return the sessions after this cursor (reading forward: older ones)."""
+    after: Cursor
+    """How many to return, reading forward: 0 to 100 (BAD_USER_INPUT otherwise). Without first or last, a page holds 100. Not with last."""
+    first: Int
+    """Return the sessions before this cursor (reading backward: newer ones)."""
+    before: Cursor
+    """How many to return, reading backward: 0 to 100 (BAD_USER_INPUT otherwise). Not with first (BAD_USER_INPUT, field "last")."""
+    last: Int
+  ): CheckoutSessionConnection!
 }
 
 extend type Mutation {
-  """Creates a PaymentIntent (owners and admins)."""
-  createPaymentIntent(input: CreatePaymentIntentInput!): CreatePaymentIntentPayload! @authenticated @rateLimited
-  """Creates a hosted Checkout Session for a plan (owners and admins). Grants nothing by itself."""
-  createCheckoutSession(input: CreateCheckoutSessionInput!): CreateCheckoutSessionPayload! @authenticated @rateLimited
-  """Asks Stripe for a session's state now (the success page's early update). Members of its workspace."""
-  syncCheckoutSession(sessionId: String!): CheckoutSession! @authenticated @rateLimited
+  """
+  Creates a Stripe PaymentIntent for the workspace and records it as a Payment; finish it in the browser with Stripe.js and clientSecret. The payment's later states come by webhook (billingEvents, Workspace.payments).
+  When it needs 3D Secure, the answer carries the payload and also an error with code REQUIRES_ACTION (extensions.paymentIntentId, extensions.status): run Stripe.js with clientSecret.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (fields "amount", "currency", "purpose", "idempotencyKey", "paymentMethodId": malformed, or unknown to Stripe); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); CARD_DECLINED (with paymentMethodId; extensions.declineCode is Stripe's decline code when we have a message for it, else generic_decline); PAYMENT_PROVIDER_UNAVAILABLE (also when a request with the same key is still at Stripe after 45 seconds: retry with the same key).
+  """
+  createPaymentIntent(
+    """The payment to ask for."""
+    input: CreatePaymentIntentInput!
+  ): CreatePaymentIntentPayload! @authenticated @rateLimited
+  """
+  Creates a hosted Checkout Session for a plan and returns its page. It grants nothing by itself: access follows Stripe's checkout.session.completed webhook (or syncCheckoutSession). In SUBSCRIPTION mode the workspace's other open subscription Checkouts are expired first, so that only one can subscribe it.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (fields "lookupKey": malformed or unknown; "mode": not the price's kind; "quantity"; "idempotencyKey"; "workspaceId": SUBSCRIPTION for a workspace that has a subscription, which changes plan with changeSubscriptionPlan); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); CONFLICT (another subscription Checkout of the workspace is being opened, or is under way and cannot be ended now); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  createCheckoutSession(
+    """The Checkout page to open."""
+    input: CreateCheckoutSessionInput!
+  ): CreateCheckoutSessionPayload! @authenticated @rateLimited
+  """
+  Asks Stripe for a session's state now and records it, as its webhook would: the success page's early update. Returns the session as recorded.
+
+  Who: members of its workspace (any role) and platform admins; spends only the caller's budget. Errors: UNAUTHENTICATED; RATE_LIMITED; NOT_FOUND (any other session id, or a malformed one); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  syncCheckoutSession(
+    """Stripe's id of the session (cs_...), as the success URL's session_id carries it."""
+    sessionId: String!
+  ): CheckoutSession! @authenticated @rateLimited
 }
 `, BuiltIn: false},
-	{Name: "../schema/refunds.graphqls", Input: `enum RefundReason {
+	{Name: "../schema/refunds.graphqls", Input: `# Refunds of one-time payments (billing/refunds.go).
+
+"""Why money is given back (Stripe's refund reasons)."""
+enum RefundReason {
+  """The customer asked for it; also shown for a refund made outside this API with another reason."""
   REQUESTED_BY_CUSTOMER
+  """The payment charged twice for the same thing."""
   DUPLICATE
+  """The payment was fraudulent; Stripe uses this to block such cards."""
   FRAUDULENT
 }
 
+"""Where a refund stands (Stripe's refund status, and CREATING before Stripe answers)."""
 enum RefundStatus {
+  """Our record while we are still asking Stripe; it has no stripeRefundId yet. Its amount is already held."""
   CREATING
+  """Stripe accepted it; the money is on its way back."""
   PENDING
+  """Stripe needs the customer to act before it can refund (some payment methods)."""
   REQUIRES_ACTION
+  """The money is back with the customer."""
   SUCCEEDED
+  """It did not go through (see failureReason); its amount is refundable again."""
   FAILED
+  """It was canceled; its amount is refundable again."""
   CANCELED
 }
 
-"""Money given back on a payment."""
+"""Money given back on a payment. Amounts are integers in the currency's smallest unit."""
 type Refund {
+  """The refund's id (a UUID)."""
   id: ID!
+  """Stripe's id (re_...); null while CREATING."""
   stripeRefundId: String
+  """How much is given back, in the currency's smallest unit."""
   amount: Int!
+  """Lowercase ISO 4217 code: the payment's."""
   currency: String!
+  """Why."""
   reason: RefundReason!
+  """The free-text note given with it; null without one."""
   reasonDetail: String
+  """Where it stands."""
   status: RefundStatus!
-  """The platform admin who asked for it."""
+  """The user id of the platform admin who asked for it; stripe for a refund made outside this API."""
   refundedBy: String!
+  """Stripe's failure_reason when it FAILED (e.g. expired_or_canceled_card, lost_or_stolen_card); null otherwise."""
   failureReason: String
+  """When it was recorded."""
   createTime: Time!
+  """When it last changed."""
   updateTime: Time!
 }
 
 extend type Payment {
+  """The payment's refunds, oldest first, whatever their status."""
   refunds: [Refund!]!
-  """What Stripe confirmed as refunded."""
+  """What Stripe confirmed as refunded (or what the payment's SUCCEEDED refunds add up to, if more), in the currency's smallest unit."""
   refundedAmount: Int!
-  """What may still be refunded: the amount less refunds pending or done."""
+  """What may still be refunded: the amount paid less every refund pending or done; 0 for a payment that was never paid."""
   refundableAmount: Int!
 }
 
+"""A refund to make."""
 input RefundPaymentInput {
+  """The payment to refund (Payment.id)."""
   paymentId: ID!
-  """Omit to refund everything still refundable."""
+  """Positive, in the currency's smallest unit, at most refundableAmount; omit to refund everything still refundable."""
   amount: Int
+  """Why."""
   reason: RefundReason!
-  """Sent to Stripe as metadata; no card numbers or personal data."""
+  """An optional note, sent to Stripe as metadata: at most 500 bytes (fewer characters with accents or non-Latin letters), with no secrets, card numbers or personal data (BAD_USER_INPUT otherwise)."""
   reasonDetail: String
-  """A retry with the same key returns the same refund and refunds nothing more; the same key with any other parameter (amount, or leaving it out; reason; reasonDetail) is refused (BAD_USER_INPUT naming idempotencyKey)."""
+  """1 to 255 printable ASCII characters without spaces. A retry with the same key returns the same refund and refunds nothing more; the same key with any other parameter (amount, or leaving it out; reason; reasonDetail) is refused (BAD_USER_INPUT naming idempotencyKey)."""
   idempotencyKey: String!
 }
 
 extend type BillingEvent {
+  """The refund, for a refund's event (refund.created, refund.updated, charge.refund.updated); null otherwise."""
   refund: Refund
 }
 
 extend type Mutation {
-  """Refunds a payment in full or in part (platform admins)."""
-  refundPayment(input: RefundPaymentInput!): Refund! @platformAdmin @rateLimited
+  """
+  Refunds a payment, in full or in part, and returns the refund (usually PENDING). However many arrive at once, refunds never add up to more than was paid. The payment shows REFUND_PENDING until Stripe confirms, then PARTIALLY_REFUNDED or REFUNDED.
+
+  Who: platform admins; spends only the caller's budget. Errors: UNAUTHENTICATED; FORBIDDEN; RATE_LIMITED; NOT_FOUND (no such payment, or a malformed id); BAD_USER_INPUT (fields "reason", "reasonDetail", "idempotencyKey"; "amount": not positive, more than is refundable, or nothing is left; "paymentId": a payment that never succeeded, or one Stripe says is refunded already or disputed); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  refundPayment(
+    """The refund to make."""
+    input: RefundPaymentInput!
+  ): Refund! @platformAdmin @rateLimited
 }
 `, BuiltIn: false},
-	{Name: "../schema/schema.graphqls", Input: `# The root of the billing API. Fields marked @authenticated need a valid
-# bearer token; @platformAdmin fields need the token's role "admin".
+	{Name: "../schema/schema.graphqls", Input: `# The root of the billing API: the Query, Mutation and Subscription types,
+# the directives and the scalars. Every other file adds one subject's
+# fields to the root types with ` + "`" + `extend type` + "`" + `. make generate prints the
+# whole schema to schema.graphql at the repository root.
 
-"""Requires a signed-in user; otherwise UNAUTHENTICATED."""
+"""
+The field needs a signed-in user: a request with ` + "`" + `Authorization: Bearer <JWT>` + "`" + ` (over a websocket, the ` + "`" + `Authorization` + "`" + ` value of the connection_init payload).
+Without a token the field answers null with an UNAUTHENTICATED error.
+A token that is present but invalid or expired is refused before anything runs: HTTP 401 with code UNAUTHENTICATED, or a websocket closed with 4403.
+"""
 directive @authenticated on FIELD_DEFINITION
 
-"""Requires a platform admin (JWT claim role "admin"); otherwise FORBIDDEN."""
+"""
+The field is for platform admins only: signed-in users whose token has the claim ` + "`" + `"role": "admin"` + "`" + `.
+Without a token it answers UNAUTHENTICATED; anyone else gets FORBIDDEN.
+"""
 directive @platformAdmin on FIELD_DEFINITION
 
-"""Spends the caller's (and the workspace's) per-minute budget of calls to Stripe; RATE_LIMITED when spent."""
+"""
+The field calls Stripe and spends per-minute budgets (RATE_LIMIT_PER_MINUTE calls, 60 unless the server sets another), shared by every server replica:
+one of the caller's, before the field runs and whatever it answers; and, for a workspace's billing, one of the workspace's, only once the caller's role and input have passed their checks, right before the first Stripe request (given back when the call still ends as BAD_USER_INPUT or NOT_FOUND).
+A spent budget answers RATE_LIMITED with extensions.retryAfter, the whole seconds to wait; so does a server that cannot count the budget (retryAfter 5).
+Stripe's own rate limit, after a short retry (about 1.5 seconds), also answers RATE_LIMITED, without retryAfter.
+Without a token the field answers UNAUTHENTICATED.
+"""
 directive @rateLimited on FIELD_DEFINITION
 
+"""
+A point in time: an RFC 3339 string with its UTC offset, e.g. "2026-03-01T12:00:00Z" (fractions of a second may follow). Compare instants, not text: the offset may differ from one answer to another. Times that come from Stripe are whole seconds.
+"""
 scalar Time
+
+"""
+An opaque position in a connection, from an edge's ` + "`" + `cursor` + "`" + ` or ` + "`" + `pageInfo` + "`" + `. Pass it back as ` + "`" + `after` + "`" + ` or ` + "`" + `before` + "`" + ` unchanged; a cursor this API did not return, or one of another connection, is BAD_USER_INPUT (extensions.field "cursor").
+"""
 scalar Cursor
 
+"""
+What can be read.
+
+Errors come in the response's ` + "`" + `errors` + "`" + ` list, each with an ` + "`" + `extensions.code` + "`" + `:
+
+- UNAUTHENTICATED: no token where one is needed (a bad token is refused earlier, with HTTP 401).
+- FORBIDDEN: the caller's role does not allow it.
+- NOT_FOUND: missing, malformed, or not the caller's to see: the three look the same, so ids cannot be probed.
+- BAD_USER_INPUT: ` + "`" + `extensions.field` + "`" + ` names the input at fault (e.g. "amount", "recurring.interval", "cursor"), when one is.
+- RATE_LIMITED: too many calls; ` + "`" + `extensions.retryAfter` + "`" + ` says how many seconds to wait, when waiting is what helps.
+- PAYMENT_PROVIDER_UNAVAILABLE: Stripe cannot be reached or is failing, or the server has no Stripe keys; try again later.
+- INTERNAL: our fault; the message says nothing more, and the server logs the cause. Any field may answer it.
+
+A field that fails answers null (or nulls its nearest nullable parent) while the rest of the operation still answers.
+A text argument holding a NUL character or bytes that are not UTF-8 is BAD_USER_INPUT naming it, on every field.
+An operation may also be refused as a whole before anything runs: deeper than 10 levels or over 300 fields (GRAPHQL_VALIDATION_FAILED), or over 5000 of complexity (COMPLEXITY_LIMIT_EXCEEDED; a connection costs its page size times its selection, a field that reads Stripe 1000).
+"""
 type Query {
-  """The signed-in user."""
+  """
+  The signed-in user, created on their first call and refreshed from their token's email and name claims.
+
+  Who: any signed-in user. Errors: UNAUTHENTICATED.
+  """
   me: User! @authenticated
-  """A workspace the viewer belongs to; NOT_FOUND for any other id."""
-  workspace(id: ID!): Workspace @authenticated
+  """
+  A workspace by id, or null with an error.
+
+  Who: its members; platform admins may read any workspace, deleted ones too. Errors: UNAUTHENTICATED; NOT_FOUND for any other id, and for a malformed one.
+  """
+  workspace(
+    """The workspace's id (a UUID)."""
+    id: ID!
+  ): Workspace @authenticated
 }
 
+"""
+What can be changed. Mutations run one after another, in the order the operation lists them.
+
+Their errors are those listed on Query, and three more:
+
+- CARD_DECLINED: the card was declined; ` + "`" + `extensions.declineCode` + "`" + ` is Stripe's decline code when we have a message for it (insufficient_funds, expired_card, incorrect_cvc, processing_error, card_declined), else generic_decline, so that a blocked card never learns why.
+- REQUIRES_ACTION: the payment needs the customer to authenticate (3D Secure). It comes beside the data, not instead of it: run Stripe.js with the client secret, then read the payment's new state.
+- CONFLICT: another request is doing the same thing for the workspace; try again in a moment.
+"""
 type Mutation {
-  """Creates a workspace; the caller becomes its owner."""
-  createWorkspace(input: CreateWorkspaceInput!): Workspace! @authenticated
   """
-  Adds a user to a workspace without asking them: platform admins only (support).
+  Creates a workspace whose owner is the caller, and returns it.
+
+  Who: any signed-in user. Errors: UNAUTHENTICATED; BAD_USER_INPUT (field "name").
+  """
+  createWorkspace(
+    """The new workspace."""
+    input: CreateWorkspaceInput!
+  ): Workspace! @authenticated
+  """
+  Adds a user to a workspace without asking them, and returns the membership: a support tool.
   Everyone else invites with inviteWorkspaceMember, and the invitee accepts.
+
+  Who: platform admins. Errors: UNAUTHENTICATED; NOT_FOUND (no such workspace, as seen by the caller); FORBIDDEN (not a platform admin); BAD_USER_INPUT (field "userId": already a member, or not 1 to 255 characters).
   """
-  addWorkspaceMember(input: AddWorkspaceMemberInput!): Membership! @authenticated
+  addWorkspaceMember(
+    """Who joins which workspace, with which role."""
+    input: AddWorkspaceMemberInput!
+  ): Membership! @authenticated
 }
 
-"""Relay page information."""
+"""
+Live updates over a websocket (graphql-transport-ws or graphql-ws).
+A subscription ends with the socket, when the token expires, or when the server ends it (see billingEvents).
+"""
+type Subscription
+
+"""Where a page of a connection sits in the whole list (Relay)."""
 type PageInfo {
+  """Reading forward (` + "`" + `first` + "`" + `, ` + "`" + `after` + "`" + `): true when more rows follow this page; ask for them with ` + "`" + `after: endCursor` + "`" + `. Reading backward (` + "`" + `last` + "`" + `, ` + "`" + `before` + "`" + `): true when a ` + "`" + `before` + "`" + ` cursor was given."""
   hasNextPage: Boolean!
+  """Reading backward (` + "`" + `last` + "`" + `, ` + "`" + `before` + "`" + `): true when more rows come before this page; ask for them with ` + "`" + `before: startCursor` + "`" + `. Reading forward: true when an ` + "`" + `after` + "`" + ` cursor was given."""
   hasPreviousPage: Boolean!
+  """The cursor of the page's first edge; null for an empty page."""
   startCursor: Cursor
+  """The cursor of the page's last edge; null for an empty page."""
   endCursor: Cursor
 }
 `, BuiltIn: false},
-	{Name: "../schema/selfservice.graphqls", Input: `"""A SetupIntent for Stripe.js to save a card without charging it."""
+	{Name: "../schema/selfservice.graphqls", Input: `# Self-service billing: Stripe's customer portal, saved cards, the next
+# invoice and the billing page (billing/selfservice.go, payment_methods.go,
+# upcoming.go, billing_status.go).
+
+"""A SetupIntent for Stripe.js to save a card without charging it."""
 type SetupIntentPayload {
+  """Stripe's SetupIntent (seti_...)."""
   setupIntentId: String!
-  """For Stripe.js only; never log or store it."""
+  """For Stripe.js only (confirmSetup); never log or store it."""
   clientSecret: String!
 }
 
 extend type Mutation {
-  """The URL of Stripe's customer portal for the workspace (owners and admins); returnUrl must be on this site."""
-  createBillingPortalSession(workspaceId: ID!, returnUrl: String): String! @authenticated @rateLimited
-  """Starts saving a payment method for the workspace without charging it (owners and admins)."""
-  createSetupIntent(workspaceId: ID!, idempotencyKey: String!): SetupIntentPayload! @authenticated @rateLimited
+  """
+  Returns the URL of Stripe's customer portal for the workspace, where the customer manages cards, invoices and the subscription; send the browser there. It creates the workspace's Stripe customer if it has none. What changes in the portal comes back by webhook. Identical requests of one user within the same minute share one portal session.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (field "returnUrl": not on this application's site); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  createBillingPortalSession(
+    """The workspace whose billing to manage."""
+    workspaceId: ID!
+    """Where the portal's back link goes: an absolute URL with the scheme and host of the server's APP_BASE_URL; APP_BASE_URL/billing when omitted."""
+    returnUrl: String
+  ): String! @authenticated @rateLimited
+  """
+  Starts saving a card for the workspace without charging it (for later invoices, off-session); finish it with Stripe.js's confirmSetup and clientSecret. It creates the workspace's Stripe customer if it has none.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (field "idempotencyKey"); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  createSetupIntent(
+    """The workspace that saves the card."""
+    workspaceId: ID!
+    """1 to 255 printable ASCII characters without spaces, new for each card the user means to save: a retry with the same key (within Stripe's 24 hours) returns the same SetupIntent."""
+    idempotencyKey: String!
+  ): SetupIntentPayload! @authenticated @rateLimited
 }
 
-"""A saved card: display fields only (nothing of a card is stored by this API)."""
+"""A card saved on the workspace's Stripe customer: display fields only (nothing of a card is stored by this API)."""
 type PaymentMethod {
+  """Stripe's id (pm_...): what setDefaultPaymentMethod and detachPaymentMethod take."""
   id: String!
+  """The card's brand as Stripe names it (visa, mastercard, amex, ...); null when Stripe gives none."""
   brand: String
+  """The card number's last four digits; null when Stripe gives none."""
   last4: String
+  """The expiry month, 1 to 12; null when Stripe gives none."""
   expMonth: Int
+  """The expiry year, four digits; null when Stripe gives none."""
   expYear: Int
-  """True for the card invoices charge."""
+  """True for the card invoices charge: the subscription's own card if it has one, else the customer's default."""
   isDefault: Boolean!
 }
 
 extend type Workspace {
-  """Cards saved on the workspace's Stripe customer, the default first (members may read)."""
+  """
+  The cards saved on the workspace's Stripe customer (at most 100), the default first; empty while it has no Stripe customer. Read from Stripe on every call: it counts 1000 of an operation's complexity budget.
+
+  Who: any member, and platform admins. Errors: PAYMENT_PROVIDER_UNAVAILABLE; RATE_LIMITED (Stripe's limit).
+  """
   paymentMethods: [PaymentMethod!]!
 }
 
 extend type Mutation {
-  """Makes a saved card the one invoices charge: the customer's default, and the live subscription's own card (owners and admins)."""
-  setDefaultPaymentMethod(workspaceId: ID!, paymentMethodId: String!): [PaymentMethod!]! @authenticated @rateLimited
-  """Removes a saved card (owners and admins)."""
-  detachPaymentMethod(workspaceId: ID!, paymentMethodId: String!): [PaymentMethod!]! @authenticated @rateLimited
+  """
+  Makes a saved card the one invoices charge: the customer's default, and the live subscription's own card. Returns the workspace's cards.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (field "paymentMethodId": not pm_...); NOT_FOUND (a card that is not the workspace's, a workspace the caller is not a member of, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  setDefaultPaymentMethod(
+    """The workspace whose card it is."""
+    workspaceId: ID!
+    """The card to make the default (PaymentMethod.id, pm_...)."""
+    paymentMethodId: String!
+  ): [PaymentMethod!]! @authenticated @rateLimited
+  """
+  Removes a saved card from the workspace's Stripe customer. Returns the cards left.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (field "paymentMethodId": not pm_...); NOT_FOUND (a card that is not the workspace's, a workspace the caller is not a member of, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  detachPaymentMethod(
+    """The workspace whose card it is."""
+    workspaceId: ID!
+    """The card to remove (PaymentMethod.id, pm_...)."""
+    paymentMethodId: String!
+  ): [PaymentMethod!]! @authenticated @rateLimited
 }
 
-"""Stripe's preview of the next invoice. Amounts are integers in the currency's smallest unit."""
+"""Stripe's preview of an invoice not yet made. Amounts are integers in the currency's smallest unit."""
 type UpcomingInvoice {
+  """What the invoice will charge, after discounts and credits, prorations included."""
   amountDue: Int!
+  """Lowercase ISO 4217 code, e.g. usd."""
   currency: String!
+  """When Stripe will try to charge it; null when Stripe does not say."""
   nextPaymentAttempt: Time
+  """The start of the invoice's period, as Stripe gives it; null when it gives none."""
   periodStart: Time
+  """The end of the invoice's period, as Stripe gives it; null when it gives none."""
   periodEnd: Time
-  """The part of amountDue that prorations make up (a plan change's credit and charge)."""
+  """The part of amountDue that prorations make up (a plan change's credit and charge); 0 without any, negative when the credit is larger."""
   prorationAmount: Int!
 }
 
 extend type Workspace {
-  """The next invoice, as Stripe previews it; null without a subscription, or when it will not invoice again (it ends at the period's end) (members may read)."""
+  """
+  The next invoice, as Stripe previews it; null without a live subscription, or when the subscription will not invoice again (it ends at the period's end). Read from Stripe on every call: it counts 1000 of an operation's complexity budget.
+
+  Who: any member, and platform admins. Errors: PAYMENT_PROVIDER_UNAVAILABLE; RATE_LIMITED (Stripe's limit).
+  """
   upcomingInvoice: UpcomingInvoice
 }
 
 extend type Query {
-  """The invoice a plan change would produce, prorations included; changes nothing (owners and admins). BAD_USER_INPUT for a subscription that ends at the period's end."""
-  previewPlanChange(workspaceId: ID!, lookupKey: String!, quantity: Int = 1): UpcomingInvoice! @authenticated
+  """
+  The invoice a plan change would produce now, prorations included (as changeSubscriptionPlan with CREATE_PRORATIONS would bill them); changes nothing. Read from Stripe on every call: it counts 1000 of an operation's complexity budget.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); BAD_USER_INPUT ("lookupKey": malformed, unknown, a one-time price, or a subscription that ends at the period's end and will not invoice again; "quantity"; "workspaceId": no live subscription); PAYMENT_PROVIDER_UNAVAILABLE; RATE_LIMITED (Stripe's limit).
+  """
+  previewPlanChange(
+    """The workspace whose subscription would change."""
+    workspaceId: ID!
+    """The price to move to: a recurring price's lookup key."""
+    lookupKey: String!
+    """How many units (seats): 1 (the default) to 10000."""
+    quantity: Int = 1
+  ): UpcomingInvoice! @authenticated
 }
 
+"""Something the workspace's users should do now."""
 enum BillingAction {
-  """A payment waits for 3D Secure or another card."""
+  """A payment waits for the customer: 3D Secure or confirmation of a one-time payment, or the subscription's first payment (INCOMPLETE)."""
   CONFIRM_PAYMENT
-  """The default card expires this month, or payments are past due."""
+  """The default card expires this month, or the subscription is PAST_DUE or UNPAID."""
   UPDATE_PAYMENT_METHOD
 }
 
-"""Everything a billing page shows, in one field."""
+"""Everything a billing page shows, in one field. Amounts are integers in the currency's smallest unit."""
 type WorkspaceBilling {
+  """The subscription's plan name; null without a subscription."""
   plan: String
+  """The subscription's status; null without a subscription."""
   status: SubscriptionStatus
+  """What the workspace may use now (as Workspace.access)."""
   access: Access!
+  """When the subscription's trial ends; null without a trial."""
   trialEnd: Time
+  """True when the subscription ends at the close of its current period."""
   cancelAtPeriodEnd: Boolean!
+  """The card invoices charge; null without one, and while Stripe cannot answer (an error comes beside it)."""
   defaultPaymentMethod: PaymentMethod
+  """When Stripe will charge the next invoice; null without one, and while Stripe cannot answer."""
   nextInvoiceAt: Time
+  """What the next invoice will charge; null without one, and while Stripe cannot answer."""
   nextInvoiceAmount: Int
+  """The next invoice's currency, lowercase ISO 4217; null without one."""
   currency: String
+  """What the workspace's users should do now; empty when nothing."""
   actionsNeeded: [BillingAction!]!
 }
 
 extend type Workspace {
-  """The billing page in one field (members may read). While Stripe cannot answer, the page comes without defaultPaymentMethod and the next invoice, with the error beside it in errors."""
+  """
+  The billing page in one field: the subscription and its access from our records, the default card and the next invoice from Stripe, and the actions needed. Reads Stripe on every call: it counts 1000 of an operation's complexity budget.
+  While Stripe cannot answer, the page still comes, without defaultPaymentMethod and the next invoice, and with the error beside it in ` + "`" + `errors` + "`" + ` (PAYMENT_PROVIDER_UNAVAILABLE or RATE_LIMITED, at this field's path): show them as unknown, not as none.
+
+  Who: any member, and platform admins.
+  """
   billing: WorkspaceBilling!
 }
 `, BuiltIn: false},
-	{Name: "../schema/subscriptions.graphqls", Input: `"""A Stripe subscription status. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing)."""
+	{Name: "../schema/subscriptions.graphqls", Input: `# Subscriptions to recurring plans and the access they grant
+# (billing/subscriptions.go, subscription_changes.go, access.go).
+
+"""A subscription's status: Stripe's, and CREATING before Stripe answers. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing)."""
 enum SubscriptionStatus {
+  """Our record while we are still asking Stripe; never the workspace's subscription."""
   CREATING
+  """Waiting for its first payment: confirm it with Stripe.js and createSubscription's clientSecret. Grants nothing yet."""
   INCOMPLETE
+  """Its first payment was never confirmed (Stripe gives up after 23 hours): it has ended without starting."""
   INCOMPLETE_EXPIRED
+  """In its free trial, until trialEnd: full access."""
   TRIALING
+  """Paid up: full access."""
   ACTIVE
+  """A renewal payment failed and Stripe is retrying: limited access (the plan's critical features) until it is paid."""
   PAST_DUE
+  """Ended: it bills no more and grants nothing."""
   CANCELED
+  """Stripe's retries ran out: restricted (no plan features) until the balance is paid."""
   UNPAID
+  """Paused at Stripe (for one, a trial that ended without a card when Stripe is set to pause it): grants nothing."""
   PAUSED
+  """A status Stripe added after this API was written: grants nothing."""
   UNKNOWN
 }
 
-"""A workspace's subscription."""
+"""A workspace's subscription to a recurring plan."""
 type BillingSubscription {
+  """Our id of the subscription (a UUID)."""
   id: ID!
+  """Stripe's id (sub_...)."""
   stripeSubscriptionId: String!
+  """Where it stands."""
   status: SubscriptionStatus!
-  """The plan name (the product's ` + "`" + `plan` + "`" + ` metadata)."""
+  """The plan name (the product's ` + "`" + `plan` + "`" + ` metadata, else the lookup key)."""
   plan: String!
+  """The lookup key of its price."""
   lookupKey: String!
+  """How many units (seats) it bills; a per-seat plan's follows the workspace's member count."""
   quantity: Int!
+  """When the period being billed started."""
   currentPeriodStart: Time
+  """When the period being billed ends: the next renewal, or the end when cancelAtPeriodEnd."""
   currentPeriodEnd: Time
   """True when the subscription ends at the close of the current period."""
   cancelAtPeriodEnd: Boolean!
+  """When it was canceled, or when a cancel at period end was last asked for (Stripe's canceled_at); null otherwise."""
   canceledAt: Time
+  """When its trial ends (or ended); null without a trial."""
   trialEnd: Time
   """The discount applied (a promotion code's coupon); null without one."""
   discount: Discount
 }
 
-"""A discount: a percentage or an amount off (in the currency's smallest unit)."""
+"""A discount: a percentage or an amount off."""
 type Discount {
-  """The promotion code (or coupon) that gave it."""
+  """The promotion code (or, without one, the coupon's id) that gave it; null when Stripe gives neither."""
   code: String
+  """The percentage taken off, e.g. 25.0; null for an amount off."""
   percentOff: Float
+  """The amount taken off each invoice, in the currency's smallest unit; null for a percentage."""
   amountOff: Int
 }
 
 """What a subscription status grants."""
 enum AccessLevel {
-  """Active or trialing: every feature of the plan."""
+  """ACTIVE or TRIALING: every feature of the plan."""
   FULL
-  """Past due: access with a warning; only the plan's critical features."""
+  """PAST_DUE: access with a warning; only the plan's critical features."""
   LIMITED
-  """Unpaid: no plan features until the balance is paid."""
+  """UNPAID: no plan features until the balance is paid."""
   RESTRICTED
-  """Canceled, incomplete, expired or paused: nothing from the plan."""
+  """CANCELED, INCOMPLETE, INCOMPLETE_EXPIRED, PAUSED or UNKNOWN: nothing from the plan."""
   NONE
   """No subscription: the free level."""
   FREE
 }
 
-"""What the workspace may use now."""
+"""What the workspace may use now, and what to tell its users."""
 type Access {
+  """The level its subscription's status grants."""
   level: AccessLevel!
-  """A message for the workspace's users; null when all is well."""
+  """A message for the workspace's users (a failed payment, an unpaid balance, a subscription that ends or waits for its first payment); null when all is well."""
   warning: String
+  """The plan features the workspace may use now (the product's feature_set): all of them while FULL, only the critical ones while LIMITED, none otherwise."""
   features: [String!]!
 }
 
+"""How a plan change bills the part of the period already paid for."""
 enum ProrationBehavior {
+  """Credit the unused time of the old price and charge the new one for the rest of the period, on the next invoice."""
   CREATE_PRORATIONS
+  """No credit or charge for the change; the next invoice bills the new price."""
   NONE
+  """As CREATE_PRORATIONS, but invoiced and charged now (which may need 3D Secure)."""
   ALWAYS_INVOICE
 }
 
+"""A new subscription."""
 input CreateSubscriptionInput {
+  """The workspace to subscribe."""
   workspaceId: ID!
+  """A recurring price's lookup key."""
   lookupKey: String!
+  """How many units (seats): 1 (the default) to 10000."""
   quantity: Int = 1
   """1 to 730; omit for no trial."""
   trialPeriodDays: Int
-  """Optional: a retry with the same key returns the same subscription; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey)."""
+  """Optional, 1 to 255 printable ASCII characters without spaces: a retry with the same key returns the same subscription; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Without a key, identical requests of one user within the same ten-minute window share one subscription."""
   idempotencyKey: String
-  """Optional customer-facing promotion code; checked with Stripe first."""
+  """Optional customer-facing promotion code (1 to 100 letters, digits, '_' or '-', any case); checked with Stripe first."""
   promotionCode: String
 }
 
+"""A new subscription, and what its first payment needs."""
 type CreateSubscriptionPayload {
+  """The subscription as Stripe answered (usually INCOMPLETE, or TRIALING with a trial)."""
   subscription: BillingSubscription!
-  """Confirms the first payment (or saves a card for after a trial) with Stripe.js; null when nothing needs confirming."""
+  """For Stripe.js: confirms the first payment (confirmPayment), or saves a card for after a trial (confirmSetup); null when nothing needs confirming. Never log or store it."""
   clientSecret: String
 }
 
+"""A move of the subscription to another price (or quantity)."""
 input ChangeSubscriptionPlanInput {
+  """The workspace whose subscription changes."""
   workspaceId: ID!
+  """The recurring price to move to (its lookup key); the current one to change only the quantity."""
   lookupKey: String!
+  """How many units (seats) after the change: 1 (the default, also when the subscription has more now) to 10000."""
   quantity: Int = 1
+  """How the change is billed; CREATE_PRORATIONS unless given."""
   prorationBehavior: ProrationBehavior = CREATE_PRORATIONS
-  """Optional customer-facing promotion code; checked with Stripe first."""
+  """Optional customer-facing promotion code (1 to 100 letters, digits, '_' or '-', any case); checked with Stripe first."""
   promotionCode: String
 }
 
+"""Which subscription to cancel, and when."""
 input CancelSubscriptionInput {
+  """The workspace whose subscription to cancel."""
   workspaceId: ID!
-  """True (default): at the end of the period; false: now."""
+  """True (the default): at the end of the period already paid for; false: now."""
   atPeriodEnd: Boolean = true
 }
 
+"""Which subscription to resume."""
 input ResumeSubscriptionInput {
+  """The workspace whose subscription to keep."""
   workspaceId: ID!
 }
 
 extend type Workspace {
-  """The current subscription (served from the status cache); null without one."""
+  """
+  The workspace's newest subscription, also once it has ended (CANCELED, INCOMPLETE_EXPIRED); null when it never had one. Served from the status cache, which every change updates.
+
+  Who: any member, and platform admins.
+  """
   subscription: BillingSubscription
-  """What the workspace's subscription grants now."""
+  """
+  What the workspace's subscription grants now (FREE without one). Served from the status cache, which every change updates.
+
+  Who: any member, and platform admins.
+  """
   access: Access!
 }
 
 extend type Mutation {
-  """Subscribes a workspace to a recurring plan (owners and admins). Refuses a second live subscription."""
-  createSubscription(input: CreateSubscriptionInput!): CreateSubscriptionPayload! @authenticated @rateLimited
-  """Moves the subscription to another price, with proration (owners and admins). When the invoice the change raises at once (ALWAYS_INVOICE) waits for 3D Secure, the answer also carries a REQUIRES_ACTION error whose extensions hold the PaymentIntent's id and clientSecret, for Stripe.js; until it is confirmed the subscription is past due."""
-  changeSubscriptionPlan(input: ChangeSubscriptionPlanInput!): BillingSubscription! @authenticated @rateLimited
-  """Cancels at period end (default) or now (owners and admins)."""
-  cancelSubscription(input: CancelSubscriptionInput!): BillingSubscription! @authenticated @rateLimited
-  """Undoes a pending cancel at period end (owners and admins)."""
-  resumeSubscription(input: ResumeSubscriptionInput!): BillingSubscription! @authenticated @rateLimited
+  """
+  Subscribes a workspace to a recurring plan. The subscription starts INCOMPLETE until its first payment is confirmed with clientSecret (or TRIALING with a trial); access follows the states Stripe's webhooks confirm. The workspace's open subscription Checkouts are expired first.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (fields "lookupKey": malformed, unknown or one-time; "quantity"; "trialPeriodDays"; "idempotencyKey"; "promotionCode": not valid, expired, used up, or not for this purchase; "workspaceId": the workspace has a live subscription already, whose plan changes with changeSubscriptionPlan); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); CONFLICT (a subscription Checkout of the workspace is being opened, or is under way and cannot be ended now); PAYMENT_PROVIDER_UNAVAILABLE (also when a request with the same key is still at Stripe after 45 seconds: retry with the same key).
+  """
+  createSubscription(
+    """The subscription to start."""
+    input: CreateSubscriptionInput!
+  ): CreateSubscriptionPayload! @authenticated @rateLimited
+  """
+  Moves the subscription to another price (and quantity) and returns it as Stripe answered. The same change asked again before anything else changes is the same request at Stripe.
+  When the invoice the change raises at once (ALWAYS_INVOICE) waits for 3D Secure, the answer also carries an error with code REQUIRES_ACTION whose extensions hold the PaymentIntent's id (paymentIntentId), its status and its clientSecret, for Stripe.js; until it is confirmed the subscription is PAST_DUE.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (fields "lookupKey": malformed, unknown or one-time; "quantity"; "promotionCode"; "workspaceId": no live subscription); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  changeSubscriptionPlan(
+    """The change to make."""
+    input: ChangeSubscriptionPlanInput!
+  ): BillingSubscription! @authenticated @rateLimited
+  """
+  Cancels the subscription at the end of its period (cancelAtPeriodEnd becomes true; resumeSubscription undoes it) or now (CANCELED at once, access ends), and returns it as Stripe answered.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (field "workspaceId": no live subscription); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  cancelSubscription(
+    """Which subscription, and when."""
+    input: CancelSubscriptionInput!
+  ): BillingSubscription! @authenticated @rateLimited
+  """
+  Undoes a pending cancel at period end, and returns the subscription as Stripe answered.
+
+  Who: OWNER and ADMIN. Errors: UNAUTHENTICATED; RATE_LIMITED; BAD_USER_INPUT (field "workspaceId": no live subscription, or one not set to cancel); NOT_FOUND (not a member, or a malformed id); FORBIDDEN (a MEMBER, or a platform admin who is not a member); PAYMENT_PROVIDER_UNAVAILABLE.
+  """
+  resumeSubscription(
+    """The subscription to keep."""
+    input: ResumeSubscriptionInput!
+  ): BillingSubscription! @authenticated @rateLimited
 }
 `, BuiltIn: false},
-	{Name: "../schema/webhooks.graphqls", Input: `enum WebhookEventStatus {
+	{Name: "../schema/webhooks.graphqls", Input: `# Stripe's stored webhook events and their admin surface
+# (webhooks/, billing/webhook_admin.go).
+
+"""Where a stored Stripe event stands."""
+enum WebhookEventStatus {
+  """Stored, and waiting for the worker to apply it (also after a replay)."""
   RECEIVED
+  """Applied."""
   PROCESSED
+  """Its last attempt failed (see lastError); it is tried again at nextAttemptAt, or, with nextAttemptAt null, not again until replayed (8 attempts, or an error no retry can mend)."""
   FAILED
+  """Nothing to apply (see lastError for why: an event type we do not handle, no workspace of ours, ...)."""
   SKIPPED
 }
 
-"""A Stripe event as received (platform admins)."""
+"""A Stripe event as received and stored, before Stripe was told it arrived. Platform admins only."""
 type WebhookEvent {
+  """Our id of the stored event (a UUID): what replayWebhookEvent takes."""
   id: ID!
+  """Stripe's id (evt_...)."""
   stripeEventId: String!
+  """The event's type, e.g. invoice.paid."""
   type: String!
+  """The Stripe API version the event was rendered with."""
   apiVersion: String!
-  """When Stripe created the event."""
+  """When Stripe created the event (whole seconds)."""
   created: Time!
+  """True for an event of live mode (real money)."""
   livemode: Boolean!
+  """Where it stands."""
   status: WebhookEventStatus!
+  """How many times the worker has taken it up to apply it (0 again after a replay)."""
   attempts: Int!
-  """Why it failed or was skipped."""
+  """Why it failed or was skipped; null otherwise."""
   lastError: String
+  """When it was applied or skipped; null before."""
   processedAt: Time
+  """When the worker will next try it; null once it is done, or has used up its attempts."""
   nextAttemptAt: Time
+  """The workspace it was applied to; null until it is, and for an event of no workspace."""
   workspaceId: ID
+  """Stripe's id of the object the event is about (pi_..., sub_..., in_...)."""
   objectId: String!
+  """When we received it."""
   createTime: Time!
 }
 
+"""A page of stored Stripe events (Relay connection)."""
 type WebhookEventConnection {
+  """The page's events, each with its cursor."""
   edges: [WebhookEventEdge]
+  """Where the page sits, and the cursors to ask for the next or previous one."""
   pageInfo: PageInfo!
+  """How many events match the filters, on every page (counted only when selected)."""
   totalCount: Int!
 }
 
+"""One stored event of a page, and its cursor."""
 type WebhookEventEdge {
+  """The event."""
   node: WebhookEvent
+  """Its position: pass it as ` + "`" + `after` + "`" + ` or ` + "`" + `before` + "`" + ` to page from it."""
   cursor: Cursor!
-}
-
-"""A line of a workspace's billing history."""
-type Invoice {
-  id: ID!
-  stripeInvoiceId: String!
-  number: String
-  """Stripe's status: draft, open, paid, uncollectible or void."""
-  status: String!
-  """True when the last attempt to pay it failed."""
-  paymentFailed: Boolean!
-  amountDue: Int!
-  amountPaid: Int!
-  currency: String!
-  periodStart: Time
-  periodEnd: Time
-  hostedInvoiceUrl: String
-  invoicePdf: String
-  createTime: Time!
-}
-
-type InvoiceConnection {
-  edges: [InvoiceEdge]
-  pageInfo: PageInfo!
-  totalCount: Int!
-}
-
-type InvoiceEdge {
-  node: Invoice
-  cursor: Cursor!
-}
-
-"""A change Stripe told us about, pushed live to the workspace's members."""
-type BillingEvent {
-  """The Stripe event id."""
-  eventId: String!
-  """The Stripe event type, e.g. invoice.payment_succeeded."""
-  type: String!
-  occurredAt: Time!
-  workspaceId: ID!
-  payment: Payment
-  subscription: BillingSubscription
-  invoice: Invoice
-}
-
-extend type Workspace {
-  """Billing history, newest first (members may read)."""
-  invoices(after: Cursor, first: Int, before: Cursor, last: Int): InvoiceConnection!
 }
 
 extend type Query {
-  """Stored Stripe events, newest first (platform admins)."""
-  webhookEvents(status: WebhookEventStatus, type: String, after: Cursor, first: Int, before: Cursor, last: Int): WebhookEventConnection! @platformAdmin
+  """
+  Stored Stripe events, newest first (by when we received them).
+
+  Who: platform admins. Errors: UNAUTHENTICATED; FORBIDDEN; BAD_USER_INPUT (fields "first", "last", "cursor").
+  """
+  webhookEvents(
+    """Only the events with this status; all when omitted."""
+    status: WebhookEventStatus
+    """Only the events of this exact type (e.g. invoice.paid); all when omitted."""
+    type: String
+    """Return the events after this cursor (reading forward: older ones)."""
+    after: Cursor
+    """How many to return, reading forward: 0 to 100 (BAD_USER_INPUT otherwise). Without first or last, a page holds 100. Not with last."""
+    first: Int
+    """Return the events before this cursor (reading backward: newer ones)."""
+    before: Cursor
+    """How many to return, reading backward: 0 to 100 (BAD_USER_INPUT otherwise). Not with first (BAD_USER_INPUT, field "last")."""
+    last: Int
+  ): WebhookEventConnection! @platformAdmin
 }
 
 extend type Mutation {
-  """Queues a stored event to be applied again (platform admins)."""
-  replayWebhookEvent(id: ID!): WebhookEvent! @platformAdmin
-}
+  """
+  Queues a stored event to be applied again, as if it had just arrived, and returns it RECEIVED. State already newer than the event is not rolled back by it.
 
-type Subscription {
-  """Billing events of a workspace as webhooks apply them (members of the workspace)."""
-  billingEvents(workspaceId: ID!): BillingEvent! @authenticated
+  Who: platform admins. Errors: UNAUTHENTICATED; FORBIDDEN; NOT_FOUND (no such event, or a malformed id).
+  """
+  replayWebhookEvent(
+    """The stored event's id (WebhookEvent.id)."""
+    id: ID!
+  ): WebhookEvent! @platformAdmin
 }
 `, BuiltIn: false},
-	{Name: "../schema/workspace.graphqls", Input: `"""What a member may do in a workspace."""
+	{Name: "../schema/workspace.graphqls", Input: `# Users, workspaces and memberships (billing/workspaces.go).
+
+"""What a member may do in a workspace. OWNER and ADMIN manage billing and members; a MEMBER reads."""
 enum Role {
+  """Manages billing and members, and alone may invite, make, demote or remove an owner, transfer ownership or delete the workspace. A workspace always has at least one."""
   OWNER
+  """Manages billing (payments, subscriptions, cards) and members (invites, removes, changes the role of MEMBERs and ADMINs)."""
   ADMIN
+  """Reads the workspace and its billing, and may leave it."""
   MEMBER
 }
 
-"""A person, identified by the subject of their token."""
+"""A person, known by the subject (` + "`" + `sub` + "`" + `) of their sign-in token."""
 type User {
+  """The token's subject."""
   id: ID!
+  """The email claim of the user's latest token (empty until their first call, for a user added by a platform admin)."""
   email: String!
+  """The name claim of the user's latest token; may be empty."""
   name: String!
-  """True for a platform admin; only ever true on the viewer's own row."""
+  """True for a platform admin; only ever true on the caller's own user (me)."""
   isPlatformAdmin: Boolean!
-  """The workspaces this user belongs to that the viewer may see, oldest first."""
-  workspaces(after: Cursor, first: Int, before: Cursor, last: Int): WorkspaceConnection!
+  """
+  The workspaces this user belongs to that the caller may see too (all of them on the caller's own user; a platform admin sees all), in a stable order (by id, not by age).
+  Errors: BAD_USER_INPUT (fields "first", "last", "cursor").
+  """
+  workspaces(
+    """Return the workspaces after this cursor (reading forward)."""
+    after: Cursor
+    """How many to return, reading forward: 0 to 100 (BAD_USER_INPUT otherwise). Without first or last, a page holds 100. Not with last."""
+    first: Int
+    """Return the workspaces before this cursor (reading backward)."""
+    before: Cursor
+    """How many to return, reading backward: 0 to 100 (BAD_USER_INPUT otherwise). Not with first (BAD_USER_INPUT, field "last")."""
+    last: Int
+  ): WorkspaceConnection!
 }
 
-"""A tenant and billing entity."""
+"""A tenant: the people who share a subscription, its payments and its billing history."""
 type Workspace {
+  """The workspace's id (a UUID)."""
   id: ID!
+  """Its name (1 to 100 bytes of text)."""
   name: String!
+  """When it was created."""
   createTime: Time!
-  """The viewer's role here; null for a platform admin who is not a member."""
+  """The caller's role here; null for a platform admin who is not a member."""
   viewerRole: Role
-  """Members, oldest first."""
-  members(after: Cursor, first: Int, before: Cursor, last: Int): MembershipConnection!
+  """
+  The workspace's members, in a stable order (by membership id, not by age). Who: anyone who can read the workspace.
+  Errors: BAD_USER_INPUT (fields "first", "last", "cursor").
+  """
+  members(
+    """Return the members after this cursor (reading forward)."""
+    after: Cursor
+    """How many to return, reading forward: 0 to 100 (BAD_USER_INPUT otherwise). Without first or last, a page holds 100. Not with last."""
+    first: Int
+    """Return the members before this cursor (reading backward)."""
+    before: Cursor
+    """How many to return, reading backward: 0 to 100 (BAD_USER_INPUT otherwise). Not with first (BAD_USER_INPUT, field "last")."""
+    last: Int
+  ): MembershipConnection!
 }
 
-"""A user's role in one workspace."""
+"""A user's place in one workspace."""
 type Membership {
+  """The membership's id (a UUID)."""
   id: ID!
+  """What the member may do here."""
   role: Role!
+  """When the user joined."""
   createTime: Time!
+  """The member."""
   user: User!
+  """The workspace."""
   workspace: Workspace!
 }
 
+"""A page of workspaces (Relay connection)."""
 type WorkspaceConnection {
+  """The page's workspaces, each with its cursor."""
   edges: [WorkspaceEdge]
+  """Where the page sits, and the cursors to ask for the next or previous one."""
   pageInfo: PageInfo!
+  """How many workspaces the whole connection holds, on every page (counted only when selected)."""
   totalCount: Int!
 }
 
+"""One workspace of a page, and its cursor."""
 type WorkspaceEdge {
+  """The workspace."""
   node: Workspace
+  """Its position: pass it as ` + "`" + `after` + "`" + ` or ` + "`" + `before` + "`" + ` to page from it."""
   cursor: Cursor!
 }
 
+"""A page of memberships (Relay connection)."""
 type MembershipConnection {
+  """The page's memberships, each with its cursor."""
   edges: [MembershipEdge]
+  """Where the page sits, and the cursors to ask for the next or previous one."""
   pageInfo: PageInfo!
+  """How many members the workspace has, on every page (counted only when selected)."""
   totalCount: Int!
 }
 
+"""One membership of a page, and its cursor."""
 type MembershipEdge {
+  """The membership."""
   node: Membership
+  """Its position: pass it as ` + "`" + `after` + "`" + ` or ` + "`" + `before` + "`" + ` to page from it."""
   cursor: Cursor!
 }
 
+"""A new workspace."""
 input CreateWorkspaceInput {
-  """1 to 100 characters."""
+  """1 to 100 characters after trimming spaces, and at most 100 bytes (fewer characters with accents or non-Latin letters)."""
   name: String!
 }
 
+"""A user a platform admin adds to a workspace."""
 input AddWorkspaceMemberInput {
+  """The workspace's id."""
   workspaceId: ID!
-  """The new member's user id (their token's subject)."""
+  """The new member's user id (their token's subject), 1 to 255 characters; they need not have signed in yet."""
   userId: ID!
+  """Their role; MEMBER unless given."""
   role: Role! = MEMBER
 }
 `, BuiltIn: false},
@@ -3733,6 +4473,8 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_viewerRole(ctx, field)
 	case "members":
 		return ec.fieldContext_Workspace_members(ctx, field)
+	case "invoices":
+		return ec.fieldContext_Workspace_invoices(ctx, field)
 	case "invitations":
 		return ec.fieldContext_Workspace_invitations(ctx, field)
 	case "deletedAt":
@@ -3751,8 +4493,6 @@ func (ec *executionContext) childFields_Workspace(ctx context.Context, field gra
 		return ec.fieldContext_Workspace_subscription(ctx, field)
 	case "access":
 		return ec.fieldContext_Workspace_access(ctx, field)
-	case "invoices":
-		return ec.fieldContext_Workspace_invoices(ctx, field)
 	}
 	return nil, fmt.Errorf("no field named %q was found under type Workspace", field.Name)
 }

@@ -33,6 +33,7 @@ type UserResolver interface {
 type WorkspaceResolver interface {
 	ViewerRole(ctx context.Context, obj *ent.Workspace) (*auth.Role, error)
 	Members(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Membership], error)
+	Invoices(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Invoice], error)
 	Invitations(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Invitation], error)
 
 	Payments(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Payment], error)
@@ -42,7 +43,6 @@ type WorkspaceResolver interface {
 	Billing(ctx context.Context, obj *ent.Workspace) (*billing.WorkspaceBilling, error)
 	Subscription(ctx context.Context, obj *ent.Workspace) (*billing.SubscriptionView, error)
 	Access(ctx context.Context, obj *ent.Workspace) (*billing.Access, error)
-	Invoices(ctx context.Context, obj *ent.Workspace, after *relay.Cursor, first *int, before *relay.Cursor, last *int) (*relay.Connection[*ent.Invoice], error)
 }
 
 // endregion ************************** generated!.gotpl **************************
@@ -860,6 +860,50 @@ func (ec *executionContext) fieldContext_Workspace_members(ctx context.Context, 
 	return fc, nil
 }
 
+func (ec *executionContext) _Workspace_invoices(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
+	return graphql.ResolveField(
+		ctx,
+		ec.OperationContext,
+		field,
+		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.fieldContext_Workspace_invoices(ctx, field)
+		},
+		func(ctx context.Context) (any, error) {
+			fc := graphql.GetFieldContext(ctx)
+			return ec.Resolvers.Workspace().Invoices(ctx, obj, fc.Args["after"].(*relay.Cursor), fc.Args["first"].(*int), fc.Args["before"].(*relay.Cursor), fc.Args["last"].(*int))
+		},
+		nil,
+		func(ctx context.Context, selections ast.SelectionSet, v *relay.Connection[*ent.Invoice]) graphql.Marshaler {
+			return ec.marshalNInvoiceConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx, selections, v)
+		},
+		true,
+		true,
+	)
+}
+func (ec *executionContext) fieldContext_Workspace_invoices(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
+	fc = &graphql.FieldContext{
+		Object:     "Workspace",
+		Field:      field,
+		IsMethod:   true,
+		IsResolver: true,
+		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
+			return ec.childFields_InvoiceConnection(ctx, field)
+		},
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			err = ec.Recover(ctx, r)
+			ec.Error(ctx, err)
+		}
+	}()
+	ctx = graphql.WithFieldContext(ctx, fc)
+	if fc.Args, err = ec.field_Workspace_invoices_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
+		ec.Error(ctx, err)
+		return fc, err
+	}
+	return fc, nil
+}
+
 func (ec *executionContext) _Workspace_invitations(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
 	return graphql.ResolveField(
 		ctx,
@@ -1171,50 +1215,6 @@ func (ec *executionContext) fieldContext_Workspace_access(_ context.Context, fie
 		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
 			return ec.childFields_Access(ctx, field)
 		},
-	}
-	return fc, nil
-}
-
-func (ec *executionContext) _Workspace_invoices(ctx context.Context, field graphql.CollectedField, obj *ent.Workspace) (ret graphql.Marshaler) {
-	return graphql.ResolveField(
-		ctx,
-		ec.OperationContext,
-		field,
-		func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.fieldContext_Workspace_invoices(ctx, field)
-		},
-		func(ctx context.Context) (any, error) {
-			fc := graphql.GetFieldContext(ctx)
-			return ec.Resolvers.Workspace().Invoices(ctx, obj, fc.Args["after"].(*relay.Cursor), fc.Args["first"].(*int), fc.Args["before"].(*relay.Cursor), fc.Args["last"].(*int))
-		},
-		nil,
-		func(ctx context.Context, selections ast.SelectionSet, v *relay.Connection[*ent.Invoice]) graphql.Marshaler {
-			return ec.marshalNInvoiceConnection2ᚖbillingapiᚋgraphᚋrelayᚐConnection(ctx, selections, v)
-		},
-		true,
-		true,
-	)
-}
-func (ec *executionContext) fieldContext_Workspace_invoices(ctx context.Context, field graphql.CollectedField) (fc *graphql.FieldContext, err error) {
-	fc = &graphql.FieldContext{
-		Object:     "Workspace",
-		Field:      field,
-		IsMethod:   true,
-		IsResolver: true,
-		Child: func(ctx context.Context, field graphql.CollectedField) (*graphql.FieldContext, error) {
-			return ec.childFields_InvoiceConnection(ctx, field)
-		},
-	}
-	defer func() {
-		if r := recover(); r != nil {
-			err = ec.Recover(ctx, r)
-			ec.Error(ctx, err)
-		}
-	}()
-	ctx = graphql.WithFieldContext(ctx, fc)
-	if fc.Args, err = ec.field_Workspace_invoices_args(ctx, field.ArgumentMap(ec.Variables)); err != nil {
-		ec.Error(ctx, err)
-		return fc, err
 	}
 	return fc, nil
 }
@@ -1710,6 +1710,12 @@ func (ec *executionContext) _Workspace(ctx context.Context, sel ast.SelectionSet
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Workspace_members(ctx, field, obj)
 				})
+		case "invoices":
+			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
+				true, true,
+				func(ctx context.Context) graphql.Marshaler {
+					return ec._Workspace_invoices(ctx, field, obj)
+				})
 		case "invitations":
 			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
 				true, true,
@@ -1762,12 +1768,6 @@ func (ec *executionContext) _Workspace(ctx context.Context, sel ast.SelectionSet
 				true, true,
 				func(ctx context.Context) graphql.Marshaler {
 					return ec._Workspace_access(ctx, field, obj)
-				})
-		case "invoices":
-			out.ResolveConcurrently(ec.OperationContext, &deferred, i,
-				true, true,
-				func(ctx context.Context) graphql.Marshaler {
-					return ec._Workspace_invoices(ctx, field, obj)
 				})
 		default:
 			panic("unknown field " + strconv.Quote(field.Name))

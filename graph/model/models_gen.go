@@ -11,169 +11,231 @@ import (
 	"strconv"
 )
 
+// A user a platform admin adds to a workspace.
 type AddWorkspaceMemberInput struct {
+	// The workspace's id.
 	WorkspaceID string `json:"workspaceId"`
-	// The new member's user id (their token's subject).
-	UserID string    `json:"userId"`
-	Role   auth.Role `json:"role"`
+	// The new member's user id (their token's subject), 1 to 255 characters; they need not have signed in yet.
+	UserID string `json:"userId"`
+	// Their role; MEMBER unless given.
+	Role auth.Role `json:"role"`
 }
 
+// Which subscription to cancel, and when.
 type CancelSubscriptionInput struct {
+	// The workspace whose subscription to cancel.
 	WorkspaceID string `json:"workspaceId"`
-	// True (default): at the end of the period; false: now.
+	// True (the default): at the end of the period already paid for; false: now.
 	AtPeriodEnd *bool `json:"atPeriodEnd,omitempty"`
 }
 
+// Whose role to change in which workspace.
 type ChangeMemberRoleInput struct {
-	WorkspaceID string    `json:"workspaceId"`
-	UserID      string    `json:"userId"`
-	Role        auth.Role `json:"role"`
+	// The workspace's id.
+	WorkspaceID string `json:"workspaceId"`
+	// The member's user id (the caller's own id too).
+	UserID string `json:"userId"`
+	// The new role.
+	Role auth.Role `json:"role"`
 }
 
+// A move of the subscription to another price (or quantity).
 type ChangeSubscriptionPlanInput struct {
-	WorkspaceID       string             `json:"workspaceId"`
-	LookupKey         string             `json:"lookupKey"`
-	Quantity          *int               `json:"quantity,omitempty"`
+	// The workspace whose subscription changes.
+	WorkspaceID string `json:"workspaceId"`
+	// The recurring price to move to (its lookup key); the current one to change only the quantity.
+	LookupKey string `json:"lookupKey"`
+	// How many units (seats) after the change: 1 (the default, also when the subscription has more now) to 10000.
+	Quantity *int `json:"quantity,omitempty"`
+	// How the change is billed; CREATE_PRORATIONS unless given.
 	ProrationBehavior *ProrationBehavior `json:"prorationBehavior,omitempty"`
-	// Optional customer-facing promotion code; checked with Stripe first.
+	// Optional customer-facing promotion code (1 to 100 letters, digits, '_' or '-', any case); checked with Stripe first.
 	PromotionCode *string `json:"promotionCode,omitempty"`
 }
 
+// A hosted Checkout page to open.
 type CreateCheckoutSessionInput struct {
-	WorkspaceID string       `json:"workspaceId"`
-	LookupKey   string       `json:"lookupKey"`
-	Mode        CheckoutMode `json:"mode"`
-	Quantity    *int         `json:"quantity,omitempty"`
-	// Optional: retrying with the same key returns the same session; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey).
+	// The workspace that pays.
+	WorkspaceID string `json:"workspaceId"`
+	// The price to sell: a lookup key of the catalog.
+	LookupKey string `json:"lookupKey"`
+	// PAYMENT for a one-time price, SUBSCRIPTION for a recurring one (BAD_USER_INPUT otherwise).
+	Mode CheckoutMode `json:"mode"`
+	// How many units (seats): 1 (the default) to 10000.
+	Quantity *int `json:"quantity,omitempty"`
+	// Optional, 1 to 255 printable ASCII characters without spaces: retrying with the same key returns the same session; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Without a key, identical requests of one user within the same ten-minute window share one session until it is paid or expires (a double click opens one page).
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
-	// Let the customer enter a promotion code on Stripe's page.
+	// Let the customer enter a promotion code on Stripe's page; false unless given.
 	AllowPromotionCodes *bool `json:"allowPromotionCodes,omitempty"`
 }
 
+// A new Checkout page: send the browser to checkoutUrl.
 type CreateCheckoutSessionPayload struct {
+	// The session as recorded.
 	CheckoutSession *ent.CheckoutSession `json:"checkoutSession"`
-	SessionID       string               `json:"sessionId"`
-	CheckoutURL     string               `json:"checkoutUrl"`
+	// Stripe's id (cs_...).
+	SessionID string `json:"sessionId"`
+	// The hosted page. Stripe sends the customer back to APP_BASE_URL/payment/success?session_id=<sessionId> once paid, or to APP_BASE_URL/payment/cancelled.
+	CheckoutURL string `json:"checkoutUrl"`
 }
 
+// A one-time payment to ask for.
 type CreatePaymentIntentInput struct {
+	// The workspace that pays.
 	WorkspaceID string `json:"workspaceId"`
-	// In the currency's smallest unit (cents; whole yen for JPY).
+	// In the currency's smallest unit (cents; whole yen for JPY): at least Stripe's minimum charge for the currency (50 for USD and EUR, 30 for GBP, 50 for JPY, ...) and at most 99999999.
 	Amount int `json:"amount"`
-	// ISO 4217 code, e.g. USD.
+	// A three-letter ISO 4217 code, any case: AED, AUD, BGN, BRL, CAD, CHF, CZK, DKK, EUR, GBP, HKD, HUF, INR, JPY, KRW, MXN, MYR, NOK, NZD, PLN, RON, SEK, SGD, THB or USD.
 	Currency string `json:"currency"`
-	// What the payment is for, snake_case (e.g. credits_pack); sent to Stripe as metadata.
+	// What the payment is for, snake_case, at most 64 characters (e.g. credits_pack); sent to Stripe as metadata.
 	Purpose string `json:"purpose"`
-	// Retrying with the same key returns the same payment and charges nothing new; the same key with any other parameter (amount, currency, purpose, paymentMethodId) is refused (BAD_USER_INPUT naming idempotencyKey).
+	// 1 to 255 printable ASCII characters without spaces, new for each payment the user means to make. Retrying with the same key returns the same payment and charges nothing new; the same key with any other parameter (amount, currency, purpose, paymentMethodId) is refused (BAD_USER_INPUT naming idempotencyKey).
 	IdempotencyKey string `json:"idempotencyKey"`
-	// Optional saved payment method (pm_...) to confirm with at once; may answer REQUIRES_ACTION.
+	// Optional saved payment method (pm_...) to confirm with at once; the answer may then be REQUIRES_ACTION (3D Secure) or CARD_DECLINED.
 	PaymentMethodID *string `json:"paymentMethodId,omitempty"`
 }
 
+// A new catalog price.
 type CreatePriceInput struct {
 	// A Stripe product id (prod_...).
 	ProductID string `json:"productId"`
 	// Positive, in the currency's smallest unit, at most 99999999.
-	UnitAmount int    `json:"unitAmount"`
-	Currency   string `json:"currency"`
+	UnitAmount int `json:"unitAmount"`
+	// A three-letter ISO 4217 code, any case (see CreatePaymentIntentInput.currency for those accepted).
+	Currency string `json:"currency"`
 	// Omit for a one-time price.
 	Recurring *RecurringInput `json:"recurring,omitempty"`
-	LookupKey string          `json:"lookupKey"`
-	// Move the lookup key from the price that has it now.
+	// The key clients will find it by: 1 to 200 letters, digits, '_', '.' or '-'. Add it to PLAN_LOOKUP_KEYS for it to be listed in plans.
+	LookupKey string `json:"lookupKey"`
+	// Move the lookup key from the price that has it now (Stripe refuses a key another price has otherwise).
 	TransferLookupKey *bool `json:"transferLookupKey,omitempty"`
-	// Retrying with the same key returns the same price; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours.
+	// Retrying with the same key returns the same price; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours. Without a key, equal requests of one caller share one.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
+// A new catalog product.
 type CreateProductInput struct {
-	Name        string  `json:"name"`
+	// 1 to 250 characters after trimming spaces.
+	Name string `json:"name"`
+	// At most 1000 characters; omit for none.
 	Description *string `json:"description,omitempty"`
-	// The plan name this product grants (snake_case).
-	Plan     string   `json:"plan"`
+	// The plan name this product grants, sent to Stripe as its `plan` metadata: a snake_case name such as pro or team_yearly.
+	Plan string `json:"plan"`
+	// The features it grants, each 1 to 100 characters without commas, at most 500 characters in all (its `feature_set` metadata).
 	Features []string `json:"features,omitempty"`
-	// Retrying with the same key returns the same product; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours.
+	// Retrying with the same key returns the same product; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Keys are kept by Stripe for 24 hours. Without a key, equal requests of one caller share one (a double click creates one product).
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
 }
 
+// A new subscription.
 type CreateSubscriptionInput struct {
+	// The workspace to subscribe.
 	WorkspaceID string `json:"workspaceId"`
-	LookupKey   string `json:"lookupKey"`
-	Quantity    *int   `json:"quantity,omitempty"`
+	// A recurring price's lookup key.
+	LookupKey string `json:"lookupKey"`
+	// How many units (seats): 1 (the default) to 10000.
+	Quantity *int `json:"quantity,omitempty"`
 	// 1 to 730; omit for no trial.
 	TrialPeriodDays *int `json:"trialPeriodDays,omitempty"`
-	// Optional: a retry with the same key returns the same subscription; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey).
+	// Optional, 1 to 255 printable ASCII characters without spaces: a retry with the same key returns the same subscription; the same key with any other parameter is refused (BAD_USER_INPUT naming idempotencyKey). Without a key, identical requests of one user within the same ten-minute window share one subscription.
 	IdempotencyKey *string `json:"idempotencyKey,omitempty"`
-	// Optional customer-facing promotion code; checked with Stripe first.
+	// Optional customer-facing promotion code (1 to 100 letters, digits, '_' or '-', any case); checked with Stripe first.
 	PromotionCode *string `json:"promotionCode,omitempty"`
 }
 
+// A new workspace.
 type CreateWorkspaceInput struct {
-	// 1 to 100 characters.
+	// 1 to 100 characters after trimming spaces, and at most 100 bytes (fewer characters with accents or non-Latin letters).
 	Name string `json:"name"`
 }
 
+// The workspace to delete.
 type DeleteWorkspaceInput struct {
+	// The workspace's id.
 	WorkspaceID string `json:"workspaceId"`
 }
 
+// Names an invitation to answer or withdraw.
 type InvitationInput struct {
+	// The invitation's id.
 	InvitationID string `json:"invitationId"`
 }
 
+// Whom to invite to which workspace, with which role. Give email or userId, not both.
 type InviteWorkspaceMemberInput struct {
+	// The workspace's id.
 	WorkspaceID string `json:"workspaceId"`
-	// The invitee's email address; give this or userId.
+	// The invitee's email address (at most 320 bytes); they accept once signed in with a token carrying it. Give this or userId.
 	Email *string `json:"email,omitempty"`
-	// The invitee's user id (their token's subject); give this or email.
+	// The invitee's user id (their token's subject), at most 255 characters. Give this or email.
 	UserID *string `json:"userId,omitempty"`
-	// Only an owner invites an OWNER.
+	// The role they get on accepting; MEMBER unless given. Only an owner invites an OWNER.
 	Role auth.Role `json:"role"`
 }
 
+// The workspace the caller leaves.
 type LeaveWorkspaceInput struct {
+	// The workspace's id.
 	WorkspaceID string `json:"workspaceId"`
 }
 
-// What removeWorkspaceMember and leaveWorkspace ended.
+// Whose membership of which workspace removeWorkspaceMember or leaveWorkspace ended.
 type MembershipEnded struct {
+	// The workspace, as the input named it.
 	WorkspaceID string `json:"workspaceId"`
-	UserID      string `json:"userId"`
+	// The user who is no longer a member.
+	UserID string `json:"userId"`
 }
 
+// How often a new price bills.
 type RecurringInput struct {
-	Interval      PriceInterval `json:"interval"`
-	IntervalCount *int          `json:"intervalCount,omitempty"`
+	// The unit of the billing period.
+	Interval PriceInterval `json:"interval"`
+	// How many intervals between two bills: 1 (the default) to 1095 days, 156 weeks, 36 months or 3 years.
+	IntervalCount *int `json:"intervalCount,omitempty"`
 }
 
+// A refund to make.
 type RefundPaymentInput struct {
+	// The payment to refund (Payment.id).
 	PaymentID string `json:"paymentId"`
-	// Omit to refund everything still refundable.
-	Amount *int         `json:"amount,omitempty"`
+	// Positive, in the currency's smallest unit, at most refundableAmount; omit to refund everything still refundable.
+	Amount *int `json:"amount,omitempty"`
+	// Why.
 	Reason RefundReason `json:"reason"`
-	// Sent to Stripe as metadata; no card numbers or personal data.
+	// An optional note, sent to Stripe as metadata: at most 500 bytes (fewer characters with accents or non-Latin letters), with no secrets, card numbers or personal data (BAD_USER_INPUT otherwise).
 	ReasonDetail *string `json:"reasonDetail,omitempty"`
-	// A retry with the same key returns the same refund and refunds nothing more; the same key with any other parameter (amount, or leaving it out; reason; reasonDetail) is refused (BAD_USER_INPUT naming idempotencyKey).
+	// 1 to 255 printable ASCII characters without spaces. A retry with the same key returns the same refund and refunds nothing more; the same key with any other parameter (amount, or leaving it out; reason; reasonDetail) is refused (BAD_USER_INPUT naming idempotencyKey).
 	IdempotencyKey string `json:"idempotencyKey"`
 }
 
+// Whom to remove from which workspace.
 type RemoveWorkspaceMemberInput struct {
+	// The workspace's id.
 	WorkspaceID string `json:"workspaceId"`
-	UserID      string `json:"userId"`
+	// The member's user id. The caller's own id leaves the workspace, as leaveWorkspace does.
+	UserID string `json:"userId"`
 }
 
+// A workspace's new name.
 type RenameWorkspaceInput struct {
+	// The workspace's id.
 	WorkspaceID string `json:"workspaceId"`
-	// 1 to 100 characters.
+	// 1 to 100 characters after trimming spaces, and at most 100 bytes (fewer characters with accents or non-Latin letters).
 	Name string `json:"name"`
 }
 
+// Which subscription to resume.
 type ResumeSubscriptionInput struct {
+	// The workspace whose subscription to keep.
 	WorkspaceID string `json:"workspaceId"`
 }
 
+// Whom to make an owner of which workspace.
 type TransferOwnershipInput struct {
+	// The workspace's id.
 	WorkspaceID string `json:"workspaceId"`
-	// A member who becomes an owner; the caller becomes an admin.
+	// A member (any role) who becomes an owner; the caller becomes an admin.
 	UserID string `json:"userId"`
 }
 
@@ -181,13 +243,13 @@ type TransferOwnershipInput struct {
 type AccessLevel string
 
 const (
-	// Active or trialing: every feature of the plan.
+	// ACTIVE or TRIALING: every feature of the plan.
 	AccessLevelFull AccessLevel = "FULL"
-	// Past due: access with a warning; only the plan's critical features.
+	// PAST_DUE: access with a warning; only the plan's critical features.
 	AccessLevelLimited AccessLevel = "LIMITED"
-	// Unpaid: no plan features until the balance is paid.
+	// UNPAID: no plan features until the balance is paid.
 	AccessLevelRestricted AccessLevel = "RESTRICTED"
-	// Canceled, incomplete, expired or paused: nothing from the plan.
+	// CANCELED, INCOMPLETE, INCOMPLETE_EXPIRED, PAUSED or UNKNOWN: nothing from the plan.
 	AccessLevelNone AccessLevel = "NONE"
 	// No subscription: the free level.
 	AccessLevelFree AccessLevel = "FREE"
@@ -244,12 +306,13 @@ func (e AccessLevel) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Something the workspace's users should do now.
 type BillingAction string
 
 const (
-	// A payment waits for 3D Secure or another card.
+	// A payment waits for the customer: 3D Secure or confirmation of a one-time payment, or the subscription's first payment (INCOMPLETE).
 	BillingActionConfirmPayment BillingAction = "CONFIRM_PAYMENT"
-	// The default card expires this month, or payments are past due.
+	// The default card expires this month, or the subscription is PAST_DUE or UNPAID.
 	BillingActionUpdatePaymentMethod BillingAction = "UPDATE_PAYMENT_METHOD"
 )
 
@@ -301,10 +364,13 @@ func (e BillingAction) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Which kind of price a Checkout sells.
 type CheckoutMode string
 
 const (
-	CheckoutModePayment      CheckoutMode = "PAYMENT"
+	// A one-time price: one payment.
+	CheckoutModePayment CheckoutMode = "PAYMENT"
+	// A recurring price: a subscription.
 	CheckoutModeSubscription CheckoutMode = "SUBSCRIPTION"
 )
 
@@ -356,13 +422,18 @@ func (e CheckoutMode) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Where a hosted Checkout Session stands.
 type CheckoutStatus string
 
 const (
+	// Our record while we are still asking Stripe; it has no sessionId yet.
 	CheckoutStatusCreating CheckoutStatus = "CREATING"
-	CheckoutStatusOpen     CheckoutStatus = "OPEN"
+	// The page is open and can be paid at checkoutUrl.
+	CheckoutStatusOpen CheckoutStatus = "OPEN"
+	// The customer paid (or subscribed): the payment or subscription exists.
 	CheckoutStatusComplete CheckoutStatus = "COMPLETE"
-	CheckoutStatusExpired  CheckoutStatus = "EXPIRED"
+	// It can no longer be paid: Stripe expired it after a day, or it was ended because another subscription started or its workspace was deleted.
+	CheckoutStatusExpired CheckoutStatus = "EXPIRED"
 )
 
 var AllCheckoutStatus = []CheckoutStatus{
@@ -419,7 +490,7 @@ func (e CheckoutStatus) MarshalJSON() ([]byte, error) {
 type InvitationStatus string
 
 const (
-	// Waiting for the invitee's answer (see expiresAt).
+	// Waiting for the invitee's answer until expiresAt; after that it can no longer be answered, but stays PENDING.
 	InvitationStatusPending InvitationStatus = "PENDING"
 	// The invitee joined.
 	InvitationStatusAccepted InvitationStatus = "ACCEPTED"
@@ -479,24 +550,103 @@ func (e InvitationStatus) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// A PaymentIntent's status (CREATING while we are still asking Stripe).
+// Where an invoice stands, as Stripe says. UNKNOWN stands for a status Stripe added after this API was written.
+type InvoiceStatus string
+
+const (
+	// Being prepared: its lines may still change (Stripe finalizes a renewal's invoice about an hour after the period ends).
+	InvoiceStatusDraft InvoiceStatus = "DRAFT"
+	// Finalized and waiting to be paid; see paymentFailed.
+	InvoiceStatusOpen InvoiceStatus = "OPEN"
+	// Paid.
+	InvoiceStatusPaid InvoiceStatus = "PAID"
+	// Written off: Stripe stopped trying to collect it.
+	InvoiceStatusUncollectible InvoiceStatus = "UNCOLLECTIBLE"
+	// Canceled: it will never be paid.
+	InvoiceStatusVoid InvoiceStatus = "VOID"
+	// A status Stripe added after this API was written.
+	InvoiceStatusUnknown InvoiceStatus = "UNKNOWN"
+)
+
+var AllInvoiceStatus = []InvoiceStatus{
+	InvoiceStatusDraft,
+	InvoiceStatusOpen,
+	InvoiceStatusPaid,
+	InvoiceStatusUncollectible,
+	InvoiceStatusVoid,
+	InvoiceStatusUnknown,
+}
+
+func (e InvoiceStatus) IsValid() bool {
+	switch e {
+	case InvoiceStatusDraft, InvoiceStatusOpen, InvoiceStatusPaid, InvoiceStatusUncollectible, InvoiceStatusVoid, InvoiceStatusUnknown:
+		return true
+	}
+	return false
+}
+
+func (e InvoiceStatus) String() string {
+	return string(e)
+}
+
+func (e *InvoiceStatus) UnmarshalGQL(v any) error {
+	str, ok := v.(string)
+	if !ok {
+		return fmt.Errorf("enums must be strings")
+	}
+
+	*e = InvoiceStatus(str)
+	if !e.IsValid() {
+		return fmt.Errorf("%s is not a valid InvoiceStatus", str)
+	}
+	return nil
+}
+
+func (e InvoiceStatus) MarshalGQL(w io.Writer) {
+	_, _ = fmt.Fprint(w, strconv.Quote(e.String()))
+}
+
+func (e *InvoiceStatus) UnmarshalJSON(b []byte) error {
+	s, err := strconv.Unquote(string(b))
+	if err != nil {
+		return err
+	}
+	return e.UnmarshalGQL(s)
+}
+
+func (e InvoiceStatus) MarshalJSON() ([]byte, error) {
+	var buf bytes.Buffer
+	e.MarshalGQL(&buf)
+	return buf.Bytes(), nil
+}
+
+// Where a one-time payment stands: Stripe's PaymentIntent status, and ours around it (CREATING before Stripe answers, FAILED and the refund statuses after).
 type PaymentStatus string
 
 const (
-	PaymentStatusCreating              PaymentStatus = "CREATING"
+	// Our record while we are still asking Stripe; it has no stripePaymentIntentId yet.
+	PaymentStatusCreating PaymentStatus = "CREATING"
+	// Waiting for a card: confirm it with Stripe.js and the client secret.
 	PaymentStatusRequiresPaymentMethod PaymentStatus = "REQUIRES_PAYMENT_METHOD"
-	PaymentStatusRequiresConfirmation  PaymentStatus = "REQUIRES_CONFIRMATION"
-	PaymentStatusRequiresAction        PaymentStatus = "REQUIRES_ACTION"
-	PaymentStatusProcessing            PaymentStatus = "PROCESSING"
-	PaymentStatusRequiresCapture       PaymentStatus = "REQUIRES_CAPTURE"
-	PaymentStatusCanceled              PaymentStatus = "CANCELED"
-	PaymentStatusSucceeded             PaymentStatus = "SUCCEEDED"
-	PaymentStatusFailed                PaymentStatus = "FAILED"
-	// A refund awaits Stripe's confirmation.
+	// A card is attached; the payment waits to be confirmed.
+	PaymentStatusRequiresConfirmation PaymentStatus = "REQUIRES_CONFIRMATION"
+	// The customer must authenticate (3D Secure): run Stripe.js's handleNextAction with the client secret.
+	PaymentStatusRequiresAction PaymentStatus = "REQUIRES_ACTION"
+	// Stripe is processing it (some payment methods take days); its webhook will say how it ended.
+	PaymentStatusProcessing PaymentStatus = "PROCESSING"
+	// Authorized but not captured (only for a PaymentIntent made outside this API, which never asks for manual capture).
+	PaymentStatusRequiresCapture PaymentStatus = "REQUIRES_CAPTURE"
+	// Canceled: nothing was charged.
+	PaymentStatusCanceled PaymentStatus = "CANCELED"
+	// Paid.
+	PaymentStatusSucceeded PaymentStatus = "SUCCEEDED"
+	// The last attempt to pay failed (Stripe's payment_intent.payment_failed).
+	PaymentStatusFailed PaymentStatus = "FAILED"
+	// Paid, and a refund awaits Stripe's confirmation.
 	PaymentStatusRefundPending PaymentStatus = "REFUND_PENDING"
-	// Part of the amount came back (confirmed by Stripe).
+	// Paid, and part of the amount came back (confirmed by Stripe).
 	PaymentStatusPartiallyRefunded PaymentStatus = "PARTIALLY_REFUNDED"
-	// All of it came back (confirmed by Stripe's charge.refunded).
+	// Paid, and all of it came back (confirmed by Stripe's charge.refunded).
 	PaymentStatusRefunded PaymentStatus = "REFUNDED"
 )
 
@@ -562,10 +712,14 @@ func (e PaymentStatus) MarshalJSON() ([]byte, error) {
 type PriceInterval string
 
 const (
-	PriceIntervalDay   PriceInterval = "DAY"
-	PriceIntervalWeek  PriceInterval = "WEEK"
+	// Every intervalCount days.
+	PriceIntervalDay PriceInterval = "DAY"
+	// Every intervalCount weeks.
+	PriceIntervalWeek PriceInterval = "WEEK"
+	// Every intervalCount months.
 	PriceIntervalMonth PriceInterval = "MONTH"
-	PriceIntervalYear  PriceInterval = "YEAR"
+	// Every intervalCount years.
+	PriceIntervalYear PriceInterval = "YEAR"
 )
 
 var AllPriceInterval = []PriceInterval{
@@ -618,12 +772,16 @@ func (e PriceInterval) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// How a plan change bills the part of the period already paid for.
 type ProrationBehavior string
 
 const (
+	// Credit the unused time of the old price and charge the new one for the rest of the period, on the next invoice.
 	ProrationBehaviorCreateProrations ProrationBehavior = "CREATE_PRORATIONS"
-	ProrationBehaviorNone             ProrationBehavior = "NONE"
-	ProrationBehaviorAlwaysInvoice    ProrationBehavior = "ALWAYS_INVOICE"
+	// No credit or charge for the change; the next invoice bills the new price.
+	ProrationBehaviorNone ProrationBehavior = "NONE"
+	// As CREATE_PRORATIONS, but invoiced and charged now (which may need 3D Secure).
+	ProrationBehaviorAlwaysInvoice ProrationBehavior = "ALWAYS_INVOICE"
 )
 
 var AllProrationBehavior = []ProrationBehavior{
@@ -675,12 +833,16 @@ func (e ProrationBehavior) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Why money is given back (Stripe's refund reasons).
 type RefundReason string
 
 const (
+	// The customer asked for it; also shown for a refund made outside this API with another reason.
 	RefundReasonRequestedByCustomer RefundReason = "REQUESTED_BY_CUSTOMER"
-	RefundReasonDuplicate           RefundReason = "DUPLICATE"
-	RefundReasonFraudulent          RefundReason = "FRAUDULENT"
+	// The payment charged twice for the same thing.
+	RefundReasonDuplicate RefundReason = "DUPLICATE"
+	// The payment was fraudulent; Stripe uses this to block such cards.
+	RefundReasonFraudulent RefundReason = "FRAUDULENT"
 )
 
 var AllRefundReason = []RefundReason{
@@ -732,15 +894,22 @@ func (e RefundReason) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Where a refund stands (Stripe's refund status, and CREATING before Stripe answers).
 type RefundStatus string
 
 const (
-	RefundStatusCreating       RefundStatus = "CREATING"
-	RefundStatusPending        RefundStatus = "PENDING"
+	// Our record while we are still asking Stripe; it has no stripeRefundId yet. Its amount is already held.
+	RefundStatusCreating RefundStatus = "CREATING"
+	// Stripe accepted it; the money is on its way back.
+	RefundStatusPending RefundStatus = "PENDING"
+	// Stripe needs the customer to act before it can refund (some payment methods).
 	RefundStatusRequiresAction RefundStatus = "REQUIRES_ACTION"
-	RefundStatusSucceeded      RefundStatus = "SUCCEEDED"
-	RefundStatusFailed         RefundStatus = "FAILED"
-	RefundStatusCanceled       RefundStatus = "CANCELED"
+	// The money is back with the customer.
+	RefundStatusSucceeded RefundStatus = "SUCCEEDED"
+	// It did not go through (see failureReason); its amount is refundable again.
+	RefundStatusFailed RefundStatus = "FAILED"
+	// It was canceled; its amount is refundable again.
+	RefundStatusCanceled RefundStatus = "CANCELED"
 )
 
 var AllRefundStatus = []RefundStatus{
@@ -795,10 +964,13 @@ func (e RefundStatus) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Whether the server's Stripe keys move real money.
 type StripeMode string
 
 const (
+	// Test keys (sk_test_...): no real money moves.
 	StripeModeTest StripeMode = "TEST"
+	// Live keys (sk_live_...): real charges.
 	StripeModeLive StripeMode = "LIVE"
 )
 
@@ -850,20 +1022,30 @@ func (e StripeMode) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
-// A Stripe subscription status. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing).
+// A subscription's status: Stripe's, and CREATING before Stripe answers. UNKNOWN stands for a status Stripe added after this API was written (it grants nothing).
 type SubscriptionStatus string
 
 const (
-	SubscriptionStatusCreating          SubscriptionStatus = "CREATING"
-	SubscriptionStatusIncomplete        SubscriptionStatus = "INCOMPLETE"
+	// Our record while we are still asking Stripe; never the workspace's subscription.
+	SubscriptionStatusCreating SubscriptionStatus = "CREATING"
+	// Waiting for its first payment: confirm it with Stripe.js and createSubscription's clientSecret. Grants nothing yet.
+	SubscriptionStatusIncomplete SubscriptionStatus = "INCOMPLETE"
+	// Its first payment was never confirmed (Stripe gives up after 23 hours): it has ended without starting.
 	SubscriptionStatusIncompleteExpired SubscriptionStatus = "INCOMPLETE_EXPIRED"
-	SubscriptionStatusTrialing          SubscriptionStatus = "TRIALING"
-	SubscriptionStatusActive            SubscriptionStatus = "ACTIVE"
-	SubscriptionStatusPastDue           SubscriptionStatus = "PAST_DUE"
-	SubscriptionStatusCanceled          SubscriptionStatus = "CANCELED"
-	SubscriptionStatusUnpaid            SubscriptionStatus = "UNPAID"
-	SubscriptionStatusPaused            SubscriptionStatus = "PAUSED"
-	SubscriptionStatusUnknown           SubscriptionStatus = "UNKNOWN"
+	// In its free trial, until trialEnd: full access.
+	SubscriptionStatusTrialing SubscriptionStatus = "TRIALING"
+	// Paid up: full access.
+	SubscriptionStatusActive SubscriptionStatus = "ACTIVE"
+	// A renewal payment failed and Stripe is retrying: limited access (the plan's critical features) until it is paid.
+	SubscriptionStatusPastDue SubscriptionStatus = "PAST_DUE"
+	// Ended: it bills no more and grants nothing.
+	SubscriptionStatusCanceled SubscriptionStatus = "CANCELED"
+	// Stripe's retries ran out: restricted (no plan features) until the balance is paid.
+	SubscriptionStatusUnpaid SubscriptionStatus = "UNPAID"
+	// Paused at Stripe (for one, a trial that ended without a card when Stripe is set to pause it): grants nothing.
+	SubscriptionStatusPaused SubscriptionStatus = "PAUSED"
+	// A status Stripe added after this API was written: grants nothing.
+	SubscriptionStatusUnknown SubscriptionStatus = "UNKNOWN"
 )
 
 var AllSubscriptionStatus = []SubscriptionStatus{
@@ -922,13 +1104,18 @@ func (e SubscriptionStatus) MarshalJSON() ([]byte, error) {
 	return buf.Bytes(), nil
 }
 
+// Where a stored Stripe event stands.
 type WebhookEventStatus string
 
 const (
-	WebhookEventStatusReceived  WebhookEventStatus = "RECEIVED"
+	// Stored, and waiting for the worker to apply it (also after a replay).
+	WebhookEventStatusReceived WebhookEventStatus = "RECEIVED"
+	// Applied.
 	WebhookEventStatusProcessed WebhookEventStatus = "PROCESSED"
-	WebhookEventStatusFailed    WebhookEventStatus = "FAILED"
-	WebhookEventStatusSkipped   WebhookEventStatus = "SKIPPED"
+	// Its last attempt failed (see lastError); it is tried again at nextAttemptAt, or, with nextAttemptAt null, not again until replayed (8 attempts, or an error no retry can mend).
+	WebhookEventStatusFailed WebhookEventStatus = "FAILED"
+	// Nothing to apply (see lastError for why: an event type we do not handle, no workspace of ours, ...).
+	WebhookEventStatusSkipped WebhookEventStatus = "SKIPPED"
 )
 
 var AllWebhookEventStatus = []WebhookEventStatus{
