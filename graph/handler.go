@@ -79,6 +79,7 @@ func NewServer(o ServerOptions) *handler.Server {
 		return pageCost(child, first, last)
 	}
 	cfg.Complexity.Workspace.Members = connection
+	cfg.Complexity.Workspace.Invitations = connection
 	cfg.Complexity.Workspace.Payments = connection
 	cfg.Complexity.Workspace.Invoices = connection
 	cfg.Complexity.Workspace.CheckoutSessions = connection

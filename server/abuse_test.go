@@ -103,6 +103,7 @@ func TestStripeReadsAndPagesAreBoundedPerOperation(t *testing.T) {
 		{"FiftyFullPagesOfPayments", w.alice, inWorkspace(50, "payments(first: 100) { edges { node { id } } }"), "COMPLEXITY_LIMIT_EXCEEDED"},
 		{"FiftyFullPagesOfInvoices", w.alice, inWorkspace(50, "invoices(first: 100) { edges { node { id } } }"), "COMPLEXITY_LIMIT_EXCEEDED"},
 		{"FiftyFullPagesOfCheckoutSessions", w.alice, inWorkspace(50, "checkoutSessions(first: 100) { edges { node { id } } }"), "COMPLEXITY_LIMIT_EXCEEDED"},
+		{"FiftyFullPagesOfInvitations", w.alice, inWorkspace(50, "invitations(first: 100) { edges { node { id } } }"), "COMPLEXITY_LIMIT_EXCEEDED"},
 		{"TwoPaymentMethodLists", w.alice, inWorkspace(2, "paymentMethods { id }"), ""},
 		{"ThreePriceLookups", "", fmt.Sprintf("{ %s }", aliased(3, `price(lookupKey: "starter_monthly") { priceId }`)), ""},
 		{"OneFullPageOfPayments", w.alice, inWorkspace(1, "payments(first: 100) { edges { node { id } } }"), ""},

@@ -2752,7 +2752,7 @@ extend type Mutation {
   """
   Ends another member's membership. Their open billingEvents subscriptions to the workspace end at once (reason MEMBERSHIP_ENDED); a per-seat subscription's quantity follows the new member count.
 
-  Who: OWNER and ADMIN; only an OWNER removes an OWNER. Errors: UNAUTHENTICATED; NOT_FOUND (the caller or the user is not a member, or a malformed workspace id); FORBIDDEN (a MEMBER, or an ADMIN removing an OWNER); BAD_USER_INPUT (field "userId": empty). With the caller's own user id it leaves, as leaveWorkspace.
+  Who: OWNER and ADMIN; only an OWNER removes an OWNER. Errors: UNAUTHENTICATED; NOT_FOUND (the caller or the user is not a member, or a malformed workspace id); FORBIDDEN (a MEMBER, or an ADMIN removing an OWNER); BAD_USER_INPUT (field "userId": empty). With the caller's own user id it leaves, as leaveWorkspace (and is refused as it is, naming "workspaceId", for the only owner).
   """
   removeWorkspaceMember(
     """Whom to remove from which workspace."""
@@ -2761,7 +2761,7 @@ extend type Mutation {
   """
   Changes a member's role and returns the membership (unchanged when it already has that role). A member whose role drops has their open billingEvents subscriptions to the workspace ended (reason ROLE_CHANGED).
 
-  Who: OWNER and ADMIN move people between MEMBER and ADMIN; only an OWNER makes or demotes an OWNER. Errors: UNAUTHENTICATED; NOT_FOUND (the caller or the user is not a member, or a malformed workspace id); FORBIDDEN (a MEMBER, or an ADMIN touching the OWNER role); BAD_USER_INPUT (field "userId": demoting the workspace's only owner, or empty).
+  Who: OWNER and ADMIN move people between MEMBER and ADMIN; only an OWNER makes or demotes an OWNER. Errors: UNAUTHENTICATED; NOT_FOUND (the caller or the user is not a member, or a malformed workspace id); FORBIDDEN (a MEMBER, or an ADMIN touching the OWNER role); BAD_USER_INPUT (field "role": demoting the workspace's only owner, or an unknown role; field "userId": empty).
   """
   changeMemberRole(
     """Whose role, where, and the new role."""
@@ -2770,7 +2770,7 @@ extend type Mutation {
   """
   Ends the caller's own membership. Their open billingEvents subscriptions to the workspace end (reason MEMBERSHIP_ENDED).
 
-  Who: any member. Errors: UNAUTHENTICATED; NOT_FOUND (not a member, or a malformed id); BAD_USER_INPUT (field "userId": the caller is the only owner, who transfers ownership or deletes the workspace instead).
+  Who: any member. Errors: UNAUTHENTICATED; NOT_FOUND (not a member, or a malformed id); BAD_USER_INPUT (field "workspaceId": the caller is the only owner, who transfers ownership or deletes the workspace instead).
   """
   leaveWorkspace(
     """The workspace to leave."""
