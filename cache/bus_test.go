@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"billingapi/cache"
+	"billingapi/internal/testenv"
 )
 
 // startBus starts bus for the test and closes it after.
@@ -24,7 +25,7 @@ func startBus(t *testing.T, bus *cache.Bus) *cache.Bus {
 // once; a subscriber that does not read loses its oldest events rather
 // than stall the others; nothing is received after a subscription ends.
 func TestBus(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
 			bus := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
@@ -181,7 +182,7 @@ func TestMessageShare(t *testing.T) {
 // travels on another connection; here it never comes, and entries live a
 // minute). Other workspaces' entries stay.
 func TestBusDropsTheWorkspaceFromTheNearCacheBeforeDelivering(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
 			near := cache.NewNear(rdb, prefix, time.Minute, nil)
@@ -213,7 +214,7 @@ func TestBusDropsTheWorkspaceFromTheNearCacheBeforeDelivering(t *testing.T) {
 // workspaces' subscribers, each workspace's in order, and nothing is sent
 // for an empty batch.
 func TestBusPublishAll(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
 			bus := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
@@ -256,7 +257,7 @@ func TestBusPublishAll(t *testing.T) {
 // user's subscriptions to the workspace on every bus (replica), once, with
 // the reason, and no one else's; end ends one at once.
 func TestBusRevokeAccess(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
 			a := startBus(t, cache.NewBus(rdb, prefix, nil, nil))

@@ -6,12 +6,13 @@ import (
 	"time"
 
 	"billingapi/cache"
+	"billingapi/internal/testenv"
 )
 
 // An action given back no longer counts against its key's budget; giving
 // back never takes a key below zero, nor touches another key.
 func TestRateLimiterGivesBackAnAction(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
 			l := cache.NewRateLimiter(rdb, prefix+t.Name()+":", 2)
