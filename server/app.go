@@ -18,6 +18,7 @@ import (
 	_ "billingapi/ent/runtime" // registers hooks, validators and privacy policies
 	"billingapi/internal/database"
 	"billingapi/internal/metrics"
+	"billingapi/ratelimit"
 	"billingapi/webhooks"
 
 	"entgo.io/ent/dialect"
@@ -43,7 +44,7 @@ type Main struct {
 	// Limiter holds the per-minute budgets shared by every replica: of
 	// Stripe mutations per user and workspace, and of the Stripe price
 	// lookups anonymous callers cause.
-	Limiter *cache.RateLimiter
+	Limiter *ratelimit.Limiter
 	Billing *billing.Service
 	Worker  *webhooks.Worker
 	// Metrics is this server's own Prometheus registry, served on
@@ -116,7 +117,7 @@ func (m *Main) Open(ctx context.Context) error {
 	if err := m.Bus.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	m.Limiter = cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute)
+	m.Limiter = ratelimit.New(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute)
 	m.Billing = billing.New(billing.Deps{
 		DB: m.DB,
 		Stripe: billing.NewStripe(billing.StripeOptions{
