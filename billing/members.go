@@ -55,7 +55,7 @@ const (
 )
 
 // AccessRevoker ends a user's open event subscriptions to a workspace on
-// every replica (cache.Bus).
+// every replica (eventbus.Bus).
 type AccessRevoker interface {
 	RevokeAccess(ctx context.Context, workspaceID, userID, reason string) error
 }

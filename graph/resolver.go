@@ -9,7 +9,7 @@ import (
 	"log/slog"
 
 	"billingapi/billing"
-	"billingapi/cache"
+	"billingapi/eventbus"
 )
 
 // Resolver holds what every resolver needs; it is built once in server/.
@@ -18,6 +18,6 @@ type Resolver struct {
 	// the Workspace.billing resolver).
 	Service *billing.Service
 	// Bus carries applied webhook events to billingEvents subscribers.
-	Bus *cache.Bus
+	Bus *eventbus.Bus
 	Log *slog.Logger
 }

@@ -16,6 +16,7 @@ import (
 	"billingapi/cache"
 	"billingapi/ent"
 	_ "billingapi/ent/runtime" // registers hooks, validators and privacy policies
+	"billingapi/eventbus"
 	"billingapi/internal/database"
 	"billingapi/internal/metrics"
 	"billingapi/ratelimit"
@@ -38,7 +39,7 @@ type Main struct {
 	closeRedis func() error
 	Verifier   *auth.Verifier
 	Prices     *cache.Prices
-	Bus        *cache.Bus
+	Bus        *eventbus.Bus
 	// Near is the in-process cache of hot reads, invalidated over Redis.
 	Near *cache.Near
 	// Limiter holds the per-minute budgets shared by every replica: of
@@ -112,7 +113,7 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
 	m.Prices.Observe = m.Metrics.PriceCacheLookups
 	m.Prices.Near = m.Near
-	m.Bus = cache.NewBus(m.Redis, m.Config.RedisKeyPrefix, m.Near, m.Log)
+	m.Bus = eventbus.New(m.Redis, m.Config.RedisKeyPrefix, m.Near, m.Log)
 	m.Metrics.ObserveSubscribers(m.Bus.Subscribers)
 	if err := m.Bus.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
