@@ -171,17 +171,6 @@ func (s *Service) MyInvitations(ctx context.Context) ([]*ent.Invitation, error) 
 		Order(ent.Desc(invitation.FieldCreateTime)).Limit(100).All(ctx)
 }
 
-// WorkspaceInvitations returns the query of a workspace's pending
-// invitations (expired ones included, marked by their expiry), for owners
-// and admins; others are FORBIDDEN.
-func (s *Service) WorkspaceInvitations(ctx context.Context, workspaceID uuid.UUID) (*ent.InvitationQuery, error) {
-	if _, _, err := s.requireRole(ctx, workspaceID, auth.RoleOwner, auth.RoleAdmin); err != nil {
-		return nil, err
-	}
-	return s.db.Invitation.Query().
-		Where(invitation.WorkspaceID(workspaceID), invitation.StatusEQ(invitation.StatusPending)), nil
-}
-
 // InvitationWorkspaceName returns the name of an invitation's workspace,
 // which its invitee may see before joining (the invitation is read
 // through the privacy rules first, so only its invitee and the

@@ -93,10 +93,6 @@ func New(d Deps, cfg Config) *Service {
 	return s
 }
 
-// DB returns the ent client, for read paths (GraphQL pagination) that go
-// through the same privacy rules as the service.
-func (s *Service) DB() *ent.Client { return s.db }
-
 // StripeConfig is what a client needs to load Stripe.js.
 type StripeConfig struct {
 	// PublishableKey is nil when Stripe is not configured.

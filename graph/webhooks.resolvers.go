@@ -9,8 +9,6 @@ import (
 	"billingapi/auth"
 	"billingapi/billing"
 	"billingapi/ent"
-	"billingapi/ent/invoice"
-	"billingapi/ent/predicate"
 	"billingapi/ent/webhookevent"
 	"billingapi/eventbus"
 	"billingapi/graph/generated"
@@ -50,20 +48,12 @@ func (r *queryResolver) WebhookEvents(ctx context.Context, status *model.Webhook
 	if err != nil {
 		return nil, err
 	}
-	q := r.Service.DB().WebhookEvent.Query()
+	filter := billing.WebhookEventFilter{Type: typeArg}
 	if status != nil {
-		q = q.Where(webhookevent.StatusEQ(webhookevent.Status(strings.ToLower(string(*status)))))
+		s := webhookevent.Status(strings.ToLower(string(*status)))
+		filter.Status = &s
 	}
-	if typeArg != nil {
-		q = q.Where(webhookevent.Type(*typeArg))
-	}
-	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.WebhookEvent]{
-		Load: func(ctx context.Context, p relay.Plan) ([]*ent.WebhookEvent, error) {
-			return q.Clone().Where(predicate.WebhookEvent(p.Where)).Order(webhookevent.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
-		},
-		Count:    q.Clone().Count,
-		CursorOf: func(n *ent.WebhookEvent) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
-	})
+	return page(ctx, r.Service.WebhookEvents(filter), args, newestFirst, func(n *ent.WebhookEvent) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} })
 }
 
 // BillingEvents is the resolver for the billingEvents field.
@@ -107,14 +97,7 @@ func (r *workspaceResolver) Invoices(ctx context.Context, obj *ent.Workspace, af
 	if err != nil {
 		return nil, err
 	}
-	q := r.Service.DB().Invoice.Query().Where(invoice.WorkspaceID(obj.ID))
-	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.Invoice]{
-		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Invoice, error) {
-			return q.Clone().Where(predicate.Invoice(p.Where)).Order(invoice.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
-		},
-		Count:    q.Clone().Count,
-		CursorOf: func(n *ent.Invoice) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
-	})
+	return page(ctx, r.Service.WorkspaceInvoices(obj.ID), args, newestFirst, func(n *ent.Invoice) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} })
 }
 
 // Invoice returns generated.InvoiceResolver implementation.
