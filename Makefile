@@ -70,7 +70,7 @@ lint: vet
 ## fuzz: run each fuzz target for its budget, or FUZZTIME (committed corpora under testdata/fuzz)
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzVerify -fuzztime=$(or $(FUZZTIME),300000x) ./auth
-	$(GO) test -run='^$$' -fuzz=FuzzMetadataBuilder -fuzztime=$(or $(FUZZTIME),5000x) ./billing
+	$(GO) test -run='^$$' -fuzz=FuzzMetadataBuilder -fuzztime=$(or $(FUZZTIME),5000x) ./billing/stripemeta
 	$(GO) test -run='^$$' -fuzz=FuzzAmountValidator -fuzztime=$(or $(FUZZTIME),20000x) ./billing
 	$(GO) test -run='^$$' -fuzz=FuzzWebhookEndpoint -fuzztime=$(or $(FUZZTIME),5000x) ./webhooks
 

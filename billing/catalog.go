@@ -11,6 +11,7 @@ import (
 	"unicode/utf8"
 
 	"billingapi/auth"
+	"billingapi/billing/stripemeta"
 	"billingapi/cache"
 
 	"github.com/google/uuid"
@@ -240,7 +241,7 @@ func (s *Service) CreateProduct(ctx context.Context, in ProductInput) (*Product,
 	if !planNamePattern.MatchString(plan) {
 		return nil, InvalidInput("plan", "Plan must be a snake_case name of at most 64 characters, such as pro or team_yearly.")
 	}
-	meta, err := NewMetadata().
+	meta, err := stripemeta.New().
 		Set("plan", plan).
 		SetOptional("feature_set", strings.Join(features, ",")).
 		Build()

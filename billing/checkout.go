@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/billing/stripemeta"
 	"billingapi/ent"
 	"billingapi/ent/checkoutsession"
 	"billingapi/ent/payment"
@@ -87,7 +88,7 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 	if err != nil {
 		return nil, err
 	}
-	meta, err := CheckoutSessionMetadata(in.WorkspaceID, v.UserID, planName)
+	meta, err := stripemeta.CheckoutSession(in.WorkspaceID, v.UserID, planName)
 	if err != nil {
 		return nil, fmt.Errorf("checkout metadata: %w", err)
 	}
@@ -147,13 +148,13 @@ func (s *Service) CreateCheckoutSession(ctx context.Context, in CheckoutInput) (
 		params.AllowPromotionCodes = stripe.Bool(true)
 	}
 	if mode == checkoutsession.ModeSubscription {
-		subMeta, err := SubscriptionMetadata(in.WorkspaceID, planName)
+		subMeta, err := stripemeta.Subscription(in.WorkspaceID, planName)
 		if err != nil {
 			return nil, fmt.Errorf("subscription metadata: %w", err)
 		}
 		params.SubscriptionData = &stripe.CheckoutSessionSubscriptionDataParams{Metadata: subMeta}
 	} else {
-		piMeta, err := PaymentIntentMetadata(in.WorkspaceID, v.UserID, "checkout_"+planName)
+		piMeta, err := stripemeta.PaymentIntent(in.WorkspaceID, v.UserID, "checkout_"+planName)
 		if err != nil {
 			return nil, fmt.Errorf("payment metadata: %w", err)
 		}
@@ -425,7 +426,7 @@ func (s *Service) applyCheckoutSession(ctx context.Context, tx *ent.Tx, sess *st
 	if !ok || !v.IsSystem() {
 		return false, Errorf(CodeForbidden, "Checkout sessions are applied by the system.")
 	}
-	if ws := sess.Metadata[metaWorkspaceID]; ws != "" && ws != v.SystemWorkspace.String() {
+	if ws := sess.Metadata[stripemeta.KeyWorkspaceID]; ws != "" && ws != v.SystemWorkspace.String() {
 		return false, fmt.Errorf("checkout session %s names workspace %s, not %s", sess.ID, ws, v.SystemWorkspace)
 	}
 	q := tx.CheckoutSession.Query().Where(checkoutsession.StripeSessionID(sess.ID))

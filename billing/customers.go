@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/billing/stripemeta"
 	"billingapi/ent"
 	"billingapi/ent/workspace"
 
@@ -46,7 +47,7 @@ func (s *Service) EnsureCustomer(ctx context.Context, workspaceID uuid.UUID) (st
 	if createdBy == "" {
 		createdBy = "system"
 	}
-	meta, err := CustomerMetadata(createdBy, workspaceID)
+	meta, err := stripemeta.Customer(createdBy, workspaceID)
 	if err != nil {
 		return "", fmt.Errorf("customer metadata: %w", err)
 	}

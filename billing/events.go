@@ -14,6 +14,7 @@ import (
 	"billingapi/cache"
 	"billingapi/ent"
 	"billingapi/ent/webhookevent"
+	"billingapi/eventbus"
 
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
@@ -103,9 +104,9 @@ type BillingEvent struct {
 }
 
 // Publisher sends applied events to their workspaces' subscribers on every
-// replica (cache.Bus), in order.
+// replica (eventbus.Bus), in order.
 type Publisher interface {
-	PublishAll(ctx context.Context, pubs []cache.Publication) error
+	PublishAll(ctx context.Context, pubs []eventbus.Publication) error
 }
 
 // EventOutcome says what ApplyEvent did with an event.
@@ -358,7 +359,7 @@ func (s *Service) announce(ctx context.Context, committed []*plannedEvent, resul
 		}
 	}
 	s.invalidate(ctx, groups...)
-	var pubs []cache.Publication
+	var pubs []eventbus.Publication
 	var published []*plannedEvent
 	for _, p := range committed {
 		results[p.index].Outcome = EventOutcome{Status: webhookevent.StatusProcessed, Workspace: p.ws, Duplicate: !p.done}
@@ -370,7 +371,7 @@ func (s *Service) announce(ctx context.Context, committed []*plannedEvent, resul
 		pub.EventID, pub.Type, pub.WorkspaceID = ev.ID, ev.Type, p.ws
 		pub.OccurredAt = ev.Created
 		if b, err := json.Marshal(pub); err == nil {
-			pubs = append(pubs, cache.Publication{WorkspaceID: p.ws.String(), Payload: b})
+			pubs = append(pubs, eventbus.Publication{WorkspaceID: p.ws.String(), Payload: b})
 			published = append(published, p)
 		}
 	}

@@ -162,7 +162,7 @@ func TestApplyEvent(t *testing.T) {
 			t.Run("CreatedArrivingAfterUpdatedChangesNothing", func(t *testing.T) {
 				f.deliver(t, "", "customer.subscription.updated", subJSON("sub_2", "past_due", ws, false), t0.Add(5*time.Minute))
 				f.deliver(t, "", "customer.subscription.created", subJSON("sub_2", "incomplete", ws, false), t0.Add(4*time.Minute))
-				row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
+				row, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
 				if err != nil || row.Status != "past_due" {
 					t.Fatalf("row = %+v, %v", row, err)
 				}
@@ -172,7 +172,7 @@ func TestApplyEvent(t *testing.T) {
 				f.deliver(t, "evt_tie_1", "customer.subscription.updated", subJSON("sub_2", "active", ws, false), at)
 				f.stripe.On(stripefake.Rule{Method: "GET", Path: "/v1/subscriptions/sub_2", Times: 1, Body: subJSON("sub_2", "unpaid", ws, false)})
 				f.deliver(t, "evt_tie_2", "customer.subscription.updated", subJSON("sub_2", "active", ws, false), at)
-				row, _ := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
+				row, _ := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
 				if row.Status != "unpaid" || f.stripe.Count("GET", "/v1/subscriptions/sub_2") != 1 {
 					t.Fatalf("tie: status %s, Stripe asked %d times", row.Status, f.stripe.Count("GET", "/v1/subscriptions/sub_2"))
 				}
@@ -236,7 +236,7 @@ func TestApplyEvent(t *testing.T) {
 						t.Errorf("%s naming bob: %+v", ev.typ, out)
 					}
 				}
-				sub, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
+				sub, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_2")).Only(f.sys(ws))
 				if err != nil {
 					t.Fatalf("alice's subscription sub_2 (an earlier subtest's): %v", err)
 				}

@@ -55,7 +55,7 @@ const (
 )
 
 // AccessRevoker ends a user's open event subscriptions to a workspace on
-// every replica (cache.Bus).
+// every replica (eventbus.Bus).
 type AccessRevoker interface {
 	RevokeAccess(ctx context.Context, workspaceID, userID, reason string) error
 }
@@ -169,17 +169,6 @@ func (s *Service) MyInvitations(ctx context.Context) ([]*ent.Invitation, error) 
 	}
 	return q.Where(invitation.Or(byMe...)).
 		Order(ent.Desc(invitation.FieldCreateTime)).Limit(100).All(ctx)
-}
-
-// WorkspaceInvitations returns the query of a workspace's pending
-// invitations (expired ones included, marked by their expiry), for owners
-// and admins; others are FORBIDDEN.
-func (s *Service) WorkspaceInvitations(ctx context.Context, workspaceID uuid.UUID) (*ent.InvitationQuery, error) {
-	if _, _, err := s.requireRole(ctx, workspaceID, auth.RoleOwner, auth.RoleAdmin); err != nil {
-		return nil, err
-	}
-	return s.db.Invitation.Query().
-		Where(invitation.WorkspaceID(workspaceID), invitation.StatusEQ(invitation.StatusPending)), nil
 }
 
 // InvitationWorkspaceName returns the name of an invitation's workspace,

@@ -56,7 +56,7 @@ func (f *fixture) team(t *testing.T, owner string, members map[string]auth.Role)
 // roles returns a workspace's members and their roles.
 func (f *fixture) roles(t *testing.T, ws uuid.UUID) map[string]auth.Role {
 	t.Helper()
-	rows, err := f.svc.DB().Membership.Query().Where(membership.WorkspaceID(ws)).All(privacy.DecisionContext(f.ctx, privacy.Allow))
+	rows, err := f.store.Client.Membership.Query().Where(membership.WorkspaceID(ws)).All(privacy.DecisionContext(f.ctx, privacy.Allow))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +174,7 @@ func TestInvitations(t *testing.T) {
 			wantCode(t, "an admin revokes an invitation to be an owner", err, billing.CodeForbidden, "")
 
 			expired, _ := invite("alice", billing.InviteInput{UserID: "wu"})
-			if err := f.svc.DB().Invitation.UpdateOneID(expired.ID).SetExpiresAt(time.Now().Add(-time.Second)).
+			if err := f.store.Client.Invitation.UpdateOneID(expired.ID).SetExpiresAt(time.Now().Add(-time.Second)).
 				Exec(privacy.DecisionContext(f.ctx, privacy.Allow)); err != nil {
 				t.Fatal(err)
 			}
@@ -191,7 +191,7 @@ func TestInvitations(t *testing.T) {
 		t.Run("MembershipsNeedConsentInTheDataLayer", func(t *testing.T) {
 			// Even a write that skips the service's checks cannot put
 			// someone in a workspace they were not invited to.
-			err := f.svc.DB().Membership.Create().SetWorkspaceID(ws).SetUserID("mallory").SetRole(auth.RoleMember).Exec(f.as("mallory"))
+			err := f.store.Client.Membership.Create().SetWorkspaceID(ws).SetUserID("mallory").SetRole(auth.RoleMember).Exec(f.as("mallory"))
 			if err == nil {
 				t.Fatal("a membership was created without an invitation")
 			}

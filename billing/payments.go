@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/billing/stripemeta"
 	"billingapi/ent"
 	"billingapi/ent/payment"
 
@@ -103,7 +104,7 @@ func (s *Service) CreatePaymentIntent(ctx context.Context, in PaymentInput) (*Pa
 	if err != nil {
 		return nil, err
 	}
-	meta, err := PaymentIntentMetadata(in.WorkspaceID, v.UserID, purpose)
+	meta, err := stripemeta.PaymentIntent(in.WorkspaceID, v.UserID, purpose)
 	if err != nil {
 		return nil, fmt.Errorf("payment metadata: %w", err)
 	}

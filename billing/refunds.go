@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"billingapi/billing/stripemeta"
 	"billingapi/ent"
 	"billingapi/ent/payment"
 	"billingapi/ent/privacy"
@@ -121,7 +122,7 @@ func (s *Service) RefundPayment(ctx context.Context, in RefundInput) (*ent.Refun
 	if in.Amount != nil && *in.Amount <= 0 {
 		return nil, InvalidInput("amount", "Refund amount must be a positive whole number in the currency's smallest unit.")
 	}
-	meta, err := NewMetadata().Set(metaRefundedBy, v.UserID).SetOptional(metaReasonDetail, detail).Build()
+	meta, err := stripemeta.Refund(v.UserID, detail)
 	if err != nil {
 		return nil, InvalidInput("reasonDetail", "Reason detail must not contain secrets, card numbers or personal data.")
 	}
@@ -455,7 +456,7 @@ func (s *Service) adoptRefund(ctx context.Context, tx *ent.Tx, ws uuid.UUID, re 
 	if refund.ReasonValidator(reason) != nil {
 		reason = refund.ReasonRequestedByCustomer
 	}
-	refundedBy := re.Metadata[metaRefundedBy]
+	refundedBy := re.Metadata[stripemeta.KeyRefundedBy]
 	if refundedBy == "" {
 		refundedBy = "stripe"
 	}

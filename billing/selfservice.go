@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/billing/stripemeta"
 
 	"github.com/google/uuid"
 	"github.com/stripe/stripe-go/v76"
@@ -95,7 +96,7 @@ func (s *Service) CreateSetupIntent(ctx context.Context, workspaceID uuid.UUID, 
 	if err != nil {
 		return nil, err
 	}
-	meta, err := PaymentIntentMetadata(workspaceID, v.UserID, "save_payment_method")
+	meta, err := stripemeta.PaymentIntent(workspaceID, v.UserID, "save_payment_method")
 	if err != nil {
 		return nil, fmt.Errorf("setup intent metadata: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 
 	"billingapi/cache"
 	"billingapi/ent"
+	"billingapi/ratelimit"
 
 	"entgo.io/ent/dialect"
 	"github.com/stripe/stripe-go/v76/client"
@@ -58,7 +59,7 @@ type Deps struct {
 	// Limiter bounds the Stripe price lookups that anonymous callers cause
 	// for lookup keys outside the plan catalog, all of them together, to
 	// its per-minute budget (catalog.go); nil bounds nothing.
-	Limiter *cache.RateLimiter
+	Limiter *ratelimit.Limiter
 	Log     *slog.Logger
 }
 
@@ -70,7 +71,7 @@ type Service struct {
 	prices *cache.Prices
 	status *cache.Status
 	near   *cache.Near
-	limit  *cache.RateLimiter
+	limit  *ratelimit.Limiter
 	bus    Publisher
 	access AccessRevoker
 	cfg    Config
@@ -91,10 +92,6 @@ func New(d Deps, cfg Config) *Service {
 	}
 	return s
 }
-
-// DB returns the ent client, for read paths (GraphQL pagination) that go
-// through the same privacy rules as the service.
-func (s *Service) DB() *ent.Client { return s.db }
 
 // StripeConfig is what a client needs to load Stripe.js.
 type StripeConfig struct {

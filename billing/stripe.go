@@ -10,8 +10,18 @@ import (
 	"sync"
 	"time"
 
+	"billingapi/billing/stripemeta"
+
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
+)
+
+// The metadata keys the event code reads back from Stripe objects, by the
+// short names it uses (stripemeta writes them).
+const (
+	metaWorkspaceID = stripemeta.KeyWorkspaceID
+	metaUserID      = stripemeta.KeyUserID
+	metaPurpose     = stripemeta.KeyPurpose
 )
 
 // StripeOptions configures the one Stripe client of the service.

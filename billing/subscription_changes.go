@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"billingapi/auth"
+	"billingapi/billing/stripemeta"
 	"billingapi/ent"
 
 	"github.com/google/uuid"
@@ -98,7 +99,7 @@ func (s *Service) ChangeSubscriptionPlan(ctx context.Context, in PlanChangeInput
 		}
 	}
 	planName := planNameOf(plan)
-	meta, err := SubscriptionMetadata(in.WorkspaceID, planName)
+	meta, err := stripemeta.Subscription(in.WorkspaceID, planName)
 	if err != nil {
 		return nil, fmt.Errorf("subscription metadata: %w", err)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/billing/stripemeta"
 	"billingapi/cache"
 	"billingapi/ent"
 	"billingapi/ent/subscription"
@@ -274,7 +275,7 @@ func (s *Service) CreateSubscription(ctx context.Context, in SubscriptionInput) 
 		return nil, err
 	}
 	planName := planNameOf(plan)
-	meta, err := SubscriptionMetadata(in.WorkspaceID, planName)
+	meta, err := stripemeta.Subscription(in.WorkspaceID, planName)
 	if err != nil {
 		return nil, fmt.Errorf("subscription metadata: %w", err)
 	}

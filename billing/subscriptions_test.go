@@ -179,7 +179,7 @@ func TestPerSeatQuantityFollowsMembersDebounced(t *testing.T) {
 	if n := f.stripe.Count("POST", "/v1/subscriptions/sub_flat"); n != 0 {
 		t.Fatalf("a flat plan's quantity was changed %d times", n)
 	}
-	row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_seat")).Only(f.sys(seatWS))
+	row, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_seat")).Only(f.sys(seatWS))
 	if err != nil || row.Quantity != 11 {
 		t.Fatalf("stored quantity = %v, %v", row, err)
 	}
@@ -198,7 +198,7 @@ func TestPerSeatQuantityFollowsMembersDebounced(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
-		row, err = f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_seat")).Only(f.sys(seatWS))
+		row, err = f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_seat")).Only(f.sys(seatWS))
 		if err == nil && row.Quantity == 12 {
 			break
 		}
@@ -259,7 +259,7 @@ func TestMemberChangeDuringSeatRetriesGetsItsOwnAttempts(t *testing.T) {
 		t.Fatal(err)
 	}
 	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_retry")).Only(f.sys(ws))
+		row, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_retry")).Only(f.sys(ws))
 		if err == nil && row.Quantity == 3 {
 			break
 		}
@@ -304,7 +304,7 @@ func TestSeatSweepBillsMembersWhoseUpdateWasLost(t *testing.T) {
 	subscribe("owner-even", "sub_even", "team_seat") // one member, quantity 1
 	canceled := subscribe("owner-canceled", "sub_canceled", "team_seat")
 	memberBehindItsBack(canceled, "member-canceled")
-	if err := f.svc.DB().Subscription.Update().Where(subscriptionStripeID("sub_canceled")).SetStatus("canceled").Exec(f.sys(canceled)); err != nil {
+	if err := f.store.Client.Subscription.Update().Where(subscriptionStripeID("sub_canceled")).SetStatus("canceled").Exec(f.sys(canceled)); err != nil {
 		t.Fatal(err)
 	}
 	old := subscribe("owner-old", "sub_old", "old_seat")
@@ -338,7 +338,7 @@ func TestSeatSweepBillsMembersWhoseUpdateWasLost(t *testing.T) {
 		req.Form.Get("proration_behavior") != "create_prorations" || req.Header.Get("Idempotency-Key") == "" {
 		t.Fatalf("update params = %v", req.Form)
 	}
-	row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID("sub_lost")).Only(f.sys(lost))
+	row, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID("sub_lost")).Only(f.sys(lost))
 	if err != nil || row.Quantity != 2 {
 		t.Fatalf("stored quantity = %v, %v; want 2", row, err)
 	}
@@ -385,7 +385,7 @@ func TestSeatSweepGoesOnPastAFailureAndRunsOnItsInterval(t *testing.T) {
 		t.Fatalf("sweep sent %d updates (%v), want 2: sub_a's failed one and sub_b's", n, err)
 	}
 	quantity := func(ws uuid.UUID, id string) int64 {
-		row, err := f.svc.DB().Subscription.Query().Where(subscriptionStripeID(id)).Only(f.sys(ws))
+		row, err := f.store.Client.Subscription.Query().Where(subscriptionStripeID(id)).Only(f.sys(ws))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -420,10 +420,10 @@ func TestSeatSweepGoesOnPastAFailureAndRunsOnItsInterval(t *testing.T) {
 func (f *fixture) memberWithoutSeatSync(t *testing.T, ws uuid.UUID, user string) {
 	t.Helper()
 	all := privacy.DecisionContext(f.ctx, privacy.Allow)
-	if err := f.svc.DB().User.Create().SetID(user).Exec(all); err != nil {
+	if err := f.store.Client.User.Create().SetID(user).Exec(all); err != nil {
 		t.Fatal(err)
 	}
-	if err := f.svc.DB().Membership.Create().SetWorkspaceID(ws).SetUserID(user).SetRole(auth.RoleMember).Exec(all); err != nil {
+	if err := f.store.Client.Membership.Create().SetWorkspaceID(ws).SetUserID(user).SetRole(auth.RoleMember).Exec(all); err != nil {
 		t.Fatal(err)
 	}
 }

@@ -340,6 +340,15 @@ func (n *Near) Invalidate(ctx context.Context, groups ...string) error {
 	return err
 }
 
+// DropWorkspace drops a workspace's group on this replica only, without
+// telling the others: for a replica that heard of a change to it another
+// way, which every replica hears too (the event bus).
+func (n *Near) DropWorkspace(workspaceID string) {
+	if n != nil {
+		n.drop(WorkspaceGroup(workspaceID))
+	}
+}
+
 func (n *Near) drop(groups ...string) {
 	n.mu.Lock()
 	n.gen.Add(1)

@@ -52,7 +52,7 @@ func held(n *cache.Near, group, key string) any {
 }
 
 func TestNearCache(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
 			// Two replicas: a minute's TTL, so that only an invalidation
@@ -171,7 +171,7 @@ func TestNearCache(t *testing.T) {
 }
 
 func TestNearCacheTTL(t *testing.T) {
-	rdb, prefix := redises(t)["Redis"](t)
+	rdb, prefix := testenv.Redises(t)["Redis"](t)
 	n := cache.NewNear(rdb, prefix, 50*time.Millisecond, nil)
 	startNear(t, n)
 	fill(n, "g", "k", 1)
@@ -187,7 +187,7 @@ func TestNearCacheTTL(t *testing.T) {
 // TestNearCacheMemoryBudget: what the entries cost stays within MaxBytes,
 // however many distinct keys are filled, and leaves with their groups.
 func TestNearCacheMemoryBudget(t *testing.T) {
-	rdb, prefix := redises(t)["Embedded"](t)
+	rdb, prefix := testenv.Redises(t)["Embedded"](t)
 	n := cache.NewNear(rdb, prefix, time.Minute, nil)
 	n.MaxBytes = 64 << 10
 	startNear(t, n)
@@ -241,7 +241,7 @@ func TestNearCacheMemoryBudget(t *testing.T) {
 // TestNearCacheSweepsExpiredEntries: entries nobody reads again leave
 // memory within about a TTL, without waiting for the budget to fill.
 func TestNearCacheSweepsExpiredEntries(t *testing.T) {
-	rdb, prefix := redises(t)["Embedded"](t)
+	rdb, prefix := testenv.Redises(t)["Embedded"](t)
 	n := cache.NewNear(rdb, prefix, 50*time.Millisecond, nil)
 	n.PingEvery = 20 * time.Millisecond
 	startNear(t, n)
@@ -258,7 +258,7 @@ func TestNearCacheSweepsExpiredEntries(t *testing.T) {
 // the first of them, and GetOrLoad tells a WithFillHint caller both what
 // it must not keep and when what it read expires.
 func TestNearCacheFillUntil(t *testing.T) {
-	rdb, prefix := redises(t)["Embedded"](t)
+	rdb, prefix := testenv.Redises(t)["Embedded"](t)
 	n := cache.NewNear(rdb, prefix, time.Minute, nil)
 	startNear(t, n)
 	ctx := context.Background()

@@ -1,6 +1,8 @@
-// Package cache is the Redis side of the service: the connection (real or
-// embedded), and in later issues the price cache, the subscription-status
-// cache and the event bus between replicas.
+// Package cache holds the caches: the Redis connection (real or embedded)
+// they share, the price cache, the per-workspace billing status snapshot,
+// and the in-process near cache in front of both. The event bus
+// (eventbus) and the rate limiter (ratelimit) use the same Redis but are
+// not caches, and live apart.
 package cache
 
 import (

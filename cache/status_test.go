@@ -9,46 +9,11 @@ import (
 	"billingapi/internal/testenv"
 
 	"github.com/alicebob/miniredis/v2"
-	"github.com/redis/go-redis/v9"
 )
-
-// redises are the two Redis servers the cache must work with: the real
-// one (production) and the embedded one (`make run`).
-func redises(t *testing.T) map[string]func(t *testing.T) (redis.UniversalClient, string) {
-	return map[string]func(t *testing.T) (redis.UniversalClient, string){
-		"Redis": func(t *testing.T) (redis.UniversalClient, string) {
-			url, prefix := testenv.Redis(t)
-			c, closeFn, err := cache.Open(url)
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = closeFn() })
-			return c, prefix
-		},
-		// A cluster refuses a command or transaction whose keys lie in
-		// different slots (CROSSSLOT), which a single server allows.
-		"Cluster": func(t *testing.T) (redis.UniversalClient, string) {
-			c, closeFn, err := cache.Open(testenv.StartRedisCluster(t).URL())
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = closeFn() })
-			return c, "cluster:"
-		},
-		"Embedded": func(t *testing.T) (redis.UniversalClient, string) {
-			c, closeFn, err := cache.Open("")
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() { _ = closeFn() })
-			return c, "embedded:"
-		},
-	}
-}
 
 func TestStatusCache(t *testing.T) {
 	ctx := context.Background()
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
 			st := cache.NewStatus(rdb, prefix, nil)

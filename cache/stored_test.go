@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"billingapi/cache"
+	"billingapi/internal/testenv"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -67,7 +68,7 @@ func heldLoad(entries map[string]cache.PriceEntry, err error) (load func(context
 // invalidation (it would stand for a whole TTL), and a reader who came
 // after the invalidation does not share that load.
 func TestPriceLoadRacingAnInvalidation(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			rdb, prefix := open(t)
@@ -120,7 +121,7 @@ func TestPriceLoadRacingAnInvalidation(t *testing.T) {
 // is not one a caller of another class waits on: the latter loads for
 // itself, while callers of one class still share.
 func TestPriceLoadsAreSharedWithinAClassOnly(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			ctx := context.Background()
 			rdb, prefix := open(t)

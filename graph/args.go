@@ -1,13 +1,13 @@
 package graph
 
 import (
+	"context"
 	"strings"
 
 	"billingapi/billing"
-	"billingapi/ent"
-	"billingapi/ent/refund"
 	"billingapi/graph/relay"
 
+	"entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
 )
 
@@ -47,16 +47,36 @@ func pageArgs(after *relay.Cursor, first *int, before *relay.Cursor, last *int) 
 }
 
 // The orders of the connections: payments, sessions, invoices and webhook
-// events newest first; workspaces and members by id, which is stable.
+// events newest first; workspaces, members and invitations by id, which
+// is stable.
 var (
 	newestFirst = relay.Order{TimeColumn: "create_time", IDColumn: "id", Desc: true}
 	byID        = relay.Order{IDColumn: "id"}
 )
 
-// refundsInOrder orders a payment's refunds oldest first, the same whether
-// a page of payments loads them or one payment queries its own.
-func refundsInOrder(q *ent.RefundQuery) {
-	q.Order(ent.Asc(refund.FieldCreateTime), ent.Asc(refund.FieldID))
+// entQuery is what every ent query of rows T offers (Q is the query's own
+// type, P its predicate and O its order option, both functions of the
+// SELECT): what page needs to run one.
+type entQuery[Q any, T any, P, O ~func(*sql.Selector)] interface {
+	Clone() Q
+	Where(...P) Q
+	Order(...O) Q
+	Limit(int) Q
+	All(context.Context) ([]T, error)
+	Count(context.Context) (int, error)
+}
+
+// page is every connection resolver's paging: it loads the page args ask
+// for of q (a query billing returned), in order, each row's cursor given
+// by cursorOf.
+func page[T any, Q entQuery[Q, T, P, O], P, O ~func(*sql.Selector)](ctx context.Context, q Q, args relay.Args, order relay.Order, cursorOf func(T) relay.Cursor) (*relay.Connection[T], error) {
+	return relay.Paginate(ctx, args, order, relay.Source[T]{
+		Load: func(ctx context.Context, p relay.Plan) ([]T, error) {
+			return q.Clone().Where(P(p.Where)).Order(O(p.OrderBy)).Limit(p.Limit).All(ctx)
+		},
+		Count:    q.Clone().Count,
+		CursorOf: cursorOf,
+	})
 }
 
 // deref returns *p, or the zero value for nil.

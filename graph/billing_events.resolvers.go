@@ -8,7 +8,7 @@ package graph
 import (
 	"billingapi/auth"
 	"billingapi/billing"
-	"billingapi/cache"
+	"billingapi/eventbus"
 	"context"
 )
 
@@ -29,7 +29,7 @@ func (r *subscriptionResolver) BillingEvents(ctx context.Context, workspaceID st
 	// A check that fails to run ends the stream too (closed, as at a
 	// normal end): a stream nobody could vouch for is not kept.
 	if err := r.Service.RequireMember(ctx, wsID); billing.ErrorCode(err) == billing.CodeNotFound {
-		end(&cache.Revocation{UserID: v.UserID, Reason: billing.AccessEndedRemoved})
+		end(&eventbus.Revocation{UserID: v.UserID, Reason: billing.AccessEndedRemoved})
 	} else if err != nil {
 		r.Log.WarnContext(ctx, "billingEvents: membership re-check failed; ending the subscription", "err", err)
 		end(nil)

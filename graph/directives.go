@@ -8,7 +8,7 @@ import (
 
 	"billingapi/auth"
 	"billingapi/billing"
-	"billingapi/cache"
+	"billingapi/ratelimit"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
@@ -61,7 +61,7 @@ func WorkspaceBudget(ws uuid.UUID) string { return "workspace:" + ws.String() }
 // refused (fail closed): these mutations move money, and an uncounted
 // burst is what the limit exists to stop; queries are not rate-limited
 // and stay up.
-func RateLimited(limiter *cache.RateLimiter, log *slog.Logger) func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
+func RateLimited(limiter *ratelimit.Limiter, log *slog.Logger) func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
 	return func(ctx context.Context, obj any, next graphql.Resolver) (any, error) {
 		v, ok := auth.FromContext(ctx)
 		if !ok || v.UserID == "" {
@@ -92,10 +92,10 @@ func RateLimited(limiter *cache.RateLimiter, log *slog.Logger) func(ctx context.
 // workspaces' budgets in Redis and remembers what it spent, to give it
 // back when the call ends as bad input.
 type callBudget struct {
-	limiter *cache.RateLimiter
+	limiter *ratelimit.Limiter
 	log     *slog.Logger
 	mu      sync.Mutex
-	spent   []cache.Counted
+	spent   []ratelimit.Counted
 }
 
 // SpendWorkspace spends one of the workspace's calls: RATE_LIMITED when

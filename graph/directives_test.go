@@ -10,6 +10,7 @@ import (
 	"billingapi/billing"
 	"billingapi/cache"
 	"billingapi/internal/testenv"
+	"billingapi/ratelimit"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/google/uuid"
@@ -23,7 +24,7 @@ func TestWorkspaceBudgetFailsClosedWithoutRedis(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
 	t.Cleanup(func() { _ = rdb.Close() })
 	mr.Close()
-	b := &callBudget{limiter: cache.NewRateLimiter(rdb, "t:", 60), log: slog.New(slog.DiscardHandler)}
+	b := &callBudget{limiter: ratelimit.New(rdb, "t:", 60), log: slog.New(slog.DiscardHandler)}
 	err := b.SpendWorkspace(context.Background(), uuid.New())
 	var be *billing.Error
 	if billing.ErrorCode(err) != billing.CodeRateLimited || !errors.As(err, &be) || be.RetryAfter != 5*time.Second {
@@ -42,7 +43,7 @@ func TestWorkspaceBudgetGivesBackWhatTheCallSpent(t *testing.T) {
 	if time.Now().Second() > 55 {
 		time.Sleep(6 * time.Second) // stay inside one minute window
 	}
-	limiter := cache.NewRateLimiter(rdb, prefix, 60)
+	limiter := ratelimit.New(rdb, prefix, 60)
 	ctx := context.Background()
 	ws, other := uuid.New(), uuid.New()
 	if _, _, err := limiter.Allow(ctx, WorkspaceBudget(ws)); err != nil { // another call's spend

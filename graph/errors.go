@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"billingapi/billing"
+	"billingapi/graph/relay"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -23,7 +24,8 @@ var genericMessages = map[billing.Code]string{
 }
 
 // ErrorPresenter returns the one place where errors become GraphQL errors:
-// billing errors keep their code and user-facing message; gqlgen's own
+// billing errors keep their code and user-facing message, a connection
+// argument relay refused is BAD_USER_INPUT naming it; gqlgen's own
 // parse and validation errors keep theirs; anything else is logged and
 // shown as INTERNAL with no internals.
 func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
@@ -37,6 +39,10 @@ func ErrorPresenter(log *slog.Logger) graphql.ErrorPresenterFunc {
 				setCode(gqlErr, billing.CodeInternal)
 			}
 			return gqlErr
+		}
+		var ae *relay.ArgumentError
+		if errors.As(cause, &ae) {
+			cause = billing.InvalidInput(ae.Field, ae.Message)
 		}
 		var be *billing.Error
 		if errors.As(cause, &be) {

@@ -11,6 +11,7 @@ import (
 
 	"billingapi/billing"
 	"billingapi/ent"
+	"billingapi/graph/relay"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/gqlerror"
@@ -29,6 +30,7 @@ func TestErrorPresenter(t *testing.T) {
 		{"BillingErrorKeepsCodeAndMessage", billing.InvalidInput("amount", "Amount is too small."), "BAD_USER_INPUT", "Amount is too small.", "", false},
 		{"DeclineCarriesTheDeclineCode", &billing.Error{Code: billing.CodeCardDeclined, Message: "Your card has insufficient funds.", DeclineCode: "insufficient_funds", Err: errors.New(secret)}, "CARD_DECLINED", "Your card has insufficient funds.", "SENTINEL", false},
 		{"InternalBillingErrorIsLoggedNotShown", &billing.Error{Code: billing.CodeInternal, Message: "Something went wrong on our side. Please try again.", Err: errors.New(secret)}, "INTERNAL", "Something went wrong on our side. Please try again.", "SENTINEL", true},
+		{"RelayArgumentErrorIsBadUserInput", fmt.Errorf("page: %w", &relay.ArgumentError{Field: "cursor", Message: "The cursor is not one this API returned."}), "BAD_USER_INPUT", "The cursor is not one this API returned.", "", false},
 		{"NotFoundFromEnt", &ent.NotFoundError{}, "NOT_FOUND", "Not found.", "", false},
 		{"RawDriverErrorBecomesInternal", fmt.Errorf("query: %w", errors.New(secret)), "INTERNAL", "Something went wrong on our side. Please try again.", "SENTINEL", true},
 	}
@@ -48,6 +50,12 @@ func TestErrorPresenter(t *testing.T) {
 			}
 		})
 	}
+	t.Run("RelayArgumentErrorNamesItsField", func(t *testing.T) {
+		got := ErrorPresenter(slog.New(slog.DiscardHandler))(context.Background(), &relay.ArgumentError{Field: "last", Message: "Pass first or last, not both."})
+		if got.Extensions["code"] != "BAD_USER_INPUT" || got.Extensions["field"] != "last" {
+			t.Fatalf("got %+v", got)
+		}
+	})
 	t.Run("GqlgenValidationErrorKeepsItsCode", func(t *testing.T) {
 		e := &gqlerror.Error{Message: "Cannot query field", Extensions: map[string]any{"code": "GRAPHQL_VALIDATION_FAILED"}}
 		got := ErrorPresenter(slog.New(slog.DiscardHandler))(context.Background(), e)

@@ -12,6 +12,7 @@ import (
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"billingapi/graph/relay"
+	"billingapi/ratelimit"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/99designs/gqlgen/graphql/handler"
@@ -39,7 +40,7 @@ type ServerOptions struct {
 	QueryTimeout, MutationTimeout time.Duration
 	// Limiter counts the Stripe mutations of @rateLimited fields, per
 	// caller and per workspace (RateLimited); nil means no limit.
-	Limiter *cache.RateLimiter
+	Limiter *ratelimit.Limiter
 	// Authenticate turns the Authorization value of a websocket's
 	// connection_init payload into a viewer; an error closes the socket.
 	Authenticate func(authorization string) (auth.Viewer, error)

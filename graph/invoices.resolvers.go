@@ -7,8 +7,6 @@ package graph
 
 import (
 	"billingapi/ent"
-	"billingapi/ent/invoice"
-	"billingapi/ent/predicate"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"billingapi/graph/relay"
@@ -45,14 +43,7 @@ func (r *workspaceResolver) Invoices(ctx context.Context, obj *ent.Workspace, af
 	if err != nil {
 		return nil, err
 	}
-	q := r.Service.DB().Invoice.Query().Where(invoice.WorkspaceID(obj.ID))
-	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.Invoice]{
-		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Invoice, error) {
-			return q.Clone().Where(predicate.Invoice(p.Where)).Order(invoice.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
-		},
-		Count:    q.Clone().Count,
-		CursorOf: func(n *ent.Invoice) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
-	})
+	return page(ctx, r.Service.WorkspaceInvoices(obj.ID), args, newestFirst, func(n *ent.Invoice) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} })
 }
 
 // Invoice returns generated.InvoiceResolver implementation.

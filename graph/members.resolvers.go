@@ -9,8 +9,6 @@ import (
 	"billingapi/auth"
 	"billingapi/billing"
 	"billingapi/ent"
-	"billingapi/ent/invitation"
-	"billingapi/ent/predicate"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"billingapi/graph/relay"
@@ -157,13 +155,7 @@ func (r *workspaceResolver) Invitations(ctx context.Context, obj *ent.Workspace,
 	if err != nil {
 		return nil, err
 	}
-	return relay.Paginate(ctx, args, byID, relay.Source[*ent.Invitation]{
-		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Invitation, error) {
-			return q.Clone().Where(predicate.Invitation(p.Where)).Order(invitation.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
-		},
-		Count:    q.Clone().Count,
-		CursorOf: func(n *ent.Invitation) relay.Cursor { return relay.Cursor{ID: n.ID} },
-	})
+	return page(ctx, q, args, byID, func(n *ent.Invitation) relay.Cursor { return relay.Cursor{ID: n.ID} })
 }
 
 // Invitation returns generated.InvitationResolver implementation.

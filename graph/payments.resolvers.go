@@ -9,8 +9,6 @@ import (
 	"billingapi/billing"
 	"billingapi/ent"
 	"billingapi/ent/checkoutsession"
-	"billingapi/ent/payment"
-	"billingapi/ent/predicate"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"billingapi/graph/relay"
@@ -119,18 +117,8 @@ func (r *workspaceResolver) Payments(ctx context.Context, obj *ent.Workspace, af
 	if err != nil {
 		return nil, err
 	}
-	q := r.Service.DB().Payment.Query().Where(payment.WorkspaceID(obj.ID))
-	if relay.NodeSelects(ctx, "refunds", "refundedAmount", "refundableAmount") {
-		// One query for the page's refunds, not one or two per payment.
-		q = q.WithRefunds(refundsInOrder)
-	}
-	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.Payment]{
-		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Payment, error) {
-			return q.Clone().Where(predicate.Payment(p.Where)).Order(payment.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
-		},
-		Count:    q.Clone().Count,
-		CursorOf: func(n *ent.Payment) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
-	})
+	q := r.Service.WorkspacePayments(obj.ID, relay.NodeSelects(ctx, "refunds", "refundedAmount", "refundableAmount"))
+	return page(ctx, q, args, newestFirst, func(n *ent.Payment) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} })
 }
 
 // CheckoutSessions is the resolver for the checkoutSessions field.
@@ -139,14 +127,7 @@ func (r *workspaceResolver) CheckoutSessions(ctx context.Context, obj *ent.Works
 	if err != nil {
 		return nil, err
 	}
-	q := r.Service.DB().CheckoutSession.Query().Where(checkoutsession.WorkspaceID(obj.ID))
-	return relay.Paginate(ctx, args, newestFirst, relay.Source[*ent.CheckoutSession]{
-		Load: func(ctx context.Context, p relay.Plan) ([]*ent.CheckoutSession, error) {
-			return q.Clone().Where(predicate.CheckoutSession(p.Where)).Order(checkoutsession.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
-		},
-		Count:    q.Clone().Count,
-		CursorOf: func(n *ent.CheckoutSession) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} },
-	})
+	return page(ctx, r.Service.WorkspaceCheckoutSessions(obj.ID), args, newestFirst, func(n *ent.CheckoutSession) relay.Cursor { return relay.Cursor{Time: n.CreateTime, ID: n.ID} })
 }
 
 // CheckoutSession returns generated.CheckoutSessionResolver implementation.

@@ -8,7 +8,6 @@ package graph
 import (
 	"billingapi/billing"
 	"billingapi/ent"
-	"billingapi/ent/refund"
 	"billingapi/graph/generated"
 	"billingapi/graph/model"
 	"context"
@@ -35,14 +34,7 @@ func (r *mutationResolver) RefundPayment(ctx context.Context, input model.Refund
 
 // Refunds is the resolver for the refunds field.
 func (r *paymentResolver) Refunds(ctx context.Context, obj *ent.Payment) ([]*ent.Refund, error) {
-	if loaded, err := obj.Edges.RefundsOrErr(); err == nil {
-		return loaded, nil
-	}
-	// Through the service's client, not obj.QueryRefunds(): a payment
-	// decoded from a billing event has no client of its own.
-	q := r.Service.DB().Refund.Query().Where(refund.PaymentID(obj.ID))
-	refundsInOrder(q)
-	return q.All(ctx)
+	return r.Service.RefundsOf(ctx, obj)
 }
 
 // RefundedAmount is the resolver for the refundedAmount field.

@@ -1,6 +1,13 @@
 // Package graph is the GraphQL door into billing: resolvers parse input,
 // make one billing call and map the result. Schema lives in graph/schema,
 // generated execution code in graph/generated.
+//
+// Reads follow the same rule as writes: graph holds no ent client and
+// builds no ent query. A connection resolver checks its page arguments
+// (pageArgs), asks billing for the list's query (billing/reads.go:
+// r.Service.WorkspacePayments(id, ...), which also makes any role check)
+// and pages it with page; a field resolver asks billing for what it shows
+// (r.Service.RefundsOf(ctx, payment)).
 package graph
 
 //go:generate go run github.com/99designs/gqlgen generate --config ../gqlgen.yml
@@ -9,7 +16,7 @@ import (
 	"log/slog"
 
 	"billingapi/billing"
-	"billingapi/cache"
+	"billingapi/eventbus"
 )
 
 // Resolver holds what every resolver needs; it is built once in server/.
@@ -18,6 +25,6 @@ type Resolver struct {
 	// the Workspace.billing resolver).
 	Service *billing.Service
 	// Bus carries applied webhook events to billingEvents subscribers.
-	Bus *cache.Bus
+	Bus *eventbus.Bus
 	Log *slog.Logger
 }

@@ -6,7 +6,7 @@ import (
 	"slices"
 
 	"billingapi/billing"
-	"billingapi/cache"
+	"billingapi/eventbus"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -30,7 +30,7 @@ import (
 // How: the subscription's resolver hands this interceptor the bus's
 // messages (an eventFeed) instead of decoded events. For each message the
 // first subscriber with a given key passes the event on to gqlgen's
-// execution, and the response is kept on the message (cache.Message.Share)
+// execution, and the response is kept on the message (eventbus.Message.Share)
 // for the others, which arrive meanwhile or later and wait for it rather
 // than execute. A response cut short (its subscriber left while it was
 // being rendered) is not shared: the next subscriber renders its own.
@@ -57,7 +57,7 @@ func (SharedEventResponses) Validate(graphql.ExecutableSchema) error { return ni
 // subscription ends) and returns out to gqlgen, which reads one event
 // from it for each response it renders.
 type eventFeed struct {
-	src chan *cache.Message
+	src chan *eventbus.Message
 	out chan *billing.BillingEvent
 }
 
@@ -98,7 +98,7 @@ func (s SharedEventResponses) InterceptOperation(ctx context.Context, next graph
 func (s SharedEventResponses) respond(feed *eventFeed, key string, handler graphql.ResponseHandler) graphql.ResponseHandler {
 	return func(ctx context.Context) *graphql.Response {
 		for {
-			var m *cache.Message
+			var m *eventbus.Message
 			select {
 			case msg, open := <-feed.src:
 				if !open {
@@ -120,7 +120,7 @@ func (s SharedEventResponses) respond(feed *eventFeed, key string, handler graph
 				// out is empty here: each event sent is read by the
 				// handler call that follows, unless ctx ended first,
 				// and then this subscription ends.
-				cache.Deliver(feed.out, ev.(*billing.BillingEvent))
+				eventbus.Deliver(feed.out, ev.(*billing.BillingEvent))
 				r := handler(ctx)
 				if r == nil || ctx.Err() != nil {
 					return r, false

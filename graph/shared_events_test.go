@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"billingapi/billing"
-	"billingapi/cache"
+	"billingapi/eventbus"
 	"billingapi/graph/generated"
 
 	"github.com/99designs/gqlgen/graphql"
@@ -35,7 +35,7 @@ type fakeSubscriber struct {
 
 func newFakeSubscriber(s SharedEventResponses, key string) *fakeSubscriber {
 	f := &fakeSubscriber{feed: &eventFeed{
-		src: make(chan *cache.Message, cache.SubscriberBuffer),
+		src: make(chan *eventbus.Message, eventbus.SubscriberBuffer),
 		out: make(chan *billing.BillingEvent, 1),
 	}}
 	var buf bytes.Buffer
@@ -61,8 +61,8 @@ func newFakeSubscriber(s SharedEventResponses, key string) *fakeSubscriber {
 	return f
 }
 
-func busMessage(eventID string) *cache.Message {
-	return &cache.Message{Payload: fmt.Appendf(nil, `{"event_id":%q,"type":"invoice.paid"}`, eventID)}
+func busMessage(eventID string) *eventbus.Message {
+	return &eventbus.Message{Payload: fmt.Appendf(nil, `{"event_id":%q,"type":"invoice.paid"}`, eventID)}
 }
 
 func dataOf(r *graphql.Response) string {
@@ -120,7 +120,7 @@ func TestSharedEventResponses(t *testing.T) {
 
 	t.Run("undecodable messages are skipped", func(t *testing.T) {
 		a := newFakeSubscriber(s, "k")
-		a.feed.src <- &cache.Message{Payload: []byte(`not json`)}
+		a.feed.src <- &eventbus.Message{Payload: []byte(`not json`)}
 		a.feed.src <- busMessage("evt_ok")
 		if got := dataOf(a.handle(ctx)); !strings.Contains(got, "evt_ok") {
 			t.Errorf("got %s, want the event after the undecodable one", got)

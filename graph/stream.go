@@ -7,7 +7,7 @@ import (
 	"sync"
 
 	"billingapi/billing"
-	"billingapi/cache"
+	"billingapi/eventbus"
 
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/vektah/gqlparser/v2/ast"
@@ -33,28 +33,28 @@ func decodeBillingEvent(b []byte) (any, error) {
 // the events this subscriber renders for the others.
 //
 // The stream ends early when the subscriber's access to the workspace
-// ends or narrows on any replica (a removal, a role dropped: cache.Bus
+// ends or narrows on any replica (a removal, a role dropped: eventbus.Bus
 // RevokeAccess), or when its caller calls end; EndedSubscriptions then
 // answers the reason as the subscription's last response.
-func billingEventStream(ctx context.Context, bus *cache.Bus, workspaceID, userID string, log *slog.Logger) (events <-chan *billing.BillingEvent, end func(*cache.Revocation)) {
+func billingEventStream(ctx context.Context, bus *eventbus.Bus, workspaceID, userID string, log *slog.Logger) (events <-chan *billing.BillingEvent, end func(*eventbus.Revocation)) {
 	if feed := feedFrom(ctx); feed != nil {
-		feed.src = make(chan *cache.Message, cache.SubscriberBuffer)
+		feed.src = make(chan *eventbus.Message, eventbus.SubscriberBuffer)
 		feed.out = make(chan *billing.BillingEvent, 1)
-		end = bus.SubscribeAs(ctx, workspaceID, userID, func(m *cache.Message) { cache.Deliver(feed.src, m) }, func(r *cache.Revocation) {
+		end = bus.SubscribeAs(ctx, workspaceID, userID, func(m *eventbus.Message) { eventbus.Deliver(feed.src, m) }, func(r *eventbus.Revocation) {
 			endedBy(ctx, r)
 			close(feed.src)
 		})
 		return feed.out, end
 	}
-	out := make(chan *billing.BillingEvent, cache.SubscriberBuffer)
-	end = bus.SubscribeAs(ctx, workspaceID, userID, func(m *cache.Message) {
+	out := make(chan *billing.BillingEvent, eventbus.SubscriberBuffer)
+	end = bus.SubscribeAs(ctx, workspaceID, userID, func(m *eventbus.Message) {
 		ev, err := m.Decode(decodeBillingEvent)
 		if err != nil {
 			log.WarnContext(ctx, "event bus: undecodable event dropped", "err", err)
 			return
 		}
-		cache.Deliver(out, ev.(*billing.BillingEvent))
-	}, func(r *cache.Revocation) {
+		eventbus.Deliver(out, ev.(*billing.BillingEvent))
+	}, func(r *eventbus.Revocation) {
 		endedBy(ctx, r)
 		close(out)
 	})
@@ -84,14 +84,14 @@ func (EndedSubscriptions) Validate(graphql.ExecutableSchema) error { return nil 
 // ended it.
 type subscriptionEnd struct {
 	mu  sync.Mutex
-	why *cache.Revocation
+	why *eventbus.Revocation
 }
 
 type subscriptionEndKey struct{}
 
 // endedBy records on the operation of ctx that r ended its subscription
 // (nil: it ended normally).
-func endedBy(ctx context.Context, r *cache.Revocation) {
+func endedBy(ctx context.Context, r *eventbus.Revocation) {
 	if e, ok := ctx.Value(subscriptionEndKey{}).(*subscriptionEnd); ok && r != nil {
 		e.mu.Lock()
 		e.why = r

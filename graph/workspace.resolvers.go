@@ -8,9 +8,6 @@ package graph
 import (
 	"billingapi/auth"
 	"billingapi/ent"
-	"billingapi/ent/membership"
-	"billingapi/ent/predicate"
-	"billingapi/ent/workspace"
 	"billingapi/graph/generated"
 	"billingapi/graph/relay"
 	"context"
@@ -18,18 +15,12 @@ import (
 
 // User is the resolver for the user field.
 func (r *membershipResolver) User(ctx context.Context, obj *ent.Membership) (*ent.User, error) {
-	if u, err := obj.Edges.UserOrErr(); err == nil {
-		return u, nil
-	}
-	return obj.QueryUser().Only(ctx)
+	return r.Service.MemberUser(ctx, obj)
 }
 
 // Workspace is the resolver for the workspace field.
 func (r *membershipResolver) Workspace(ctx context.Context, obj *ent.Membership) (*ent.Workspace, error) {
-	if w, err := obj.Edges.WorkspaceOrErr(); err == nil {
-		return w, nil
-	}
-	return obj.QueryWorkspace().Only(ctx)
+	return r.Service.MemberWorkspace(ctx, obj)
 }
 
 // IsPlatformAdmin is the resolver for the isPlatformAdmin field.
@@ -44,14 +35,7 @@ func (r *userResolver) Workspaces(ctx context.Context, obj *ent.User, after *rel
 	if err != nil {
 		return nil, err
 	}
-	q := r.Service.DB().Workspace.Query().Where(workspace.HasMembershipsWith(membership.UserID(obj.ID)))
-	return relay.Paginate(ctx, args, byID, relay.Source[*ent.Workspace]{
-		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Workspace, error) {
-			return q.Clone().Where(predicate.Workspace(p.Where)).Order(workspace.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
-		},
-		Count:    q.Clone().Count,
-		CursorOf: func(n *ent.Workspace) relay.Cursor { return relay.Cursor{ID: n.ID} },
-	})
+	return page(ctx, r.Service.UserWorkspaces(obj.ID), args, byID, func(n *ent.Workspace) relay.Cursor { return relay.Cursor{ID: n.ID} })
 }
 
 // ViewerRole is the resolver for the viewerRole field.
@@ -69,14 +53,7 @@ func (r *workspaceResolver) Members(ctx context.Context, obj *ent.Workspace, aft
 	if err != nil {
 		return nil, err
 	}
-	q := r.Service.DB().Membership.Query().Where(membership.WorkspaceID(obj.ID)).WithUser()
-	return relay.Paginate(ctx, args, byID, relay.Source[*ent.Membership]{
-		Load: func(ctx context.Context, p relay.Plan) ([]*ent.Membership, error) {
-			return q.Clone().Where(predicate.Membership(p.Where)).Order(membership.OrderOption(p.OrderBy)).Limit(p.Limit).All(ctx)
-		},
-		Count:    q.Clone().Count,
-		CursorOf: func(n *ent.Membership) relay.Cursor { return relay.Cursor{ID: n.ID} },
-	})
+	return page(ctx, r.Service.WorkspaceMembers(obj.ID), args, byID, func(n *ent.Membership) relay.Cursor { return relay.Cursor{ID: n.ID} })
 }
 
 // Membership returns generated.MembershipResolver implementation.

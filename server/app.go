@@ -16,8 +16,10 @@ import (
 	"billingapi/cache"
 	"billingapi/ent"
 	_ "billingapi/ent/runtime" // registers hooks, validators and privacy policies
+	"billingapi/eventbus"
 	"billingapi/internal/database"
 	"billingapi/internal/metrics"
+	"billingapi/ratelimit"
 	"billingapi/webhooks"
 
 	"entgo.io/ent/dialect"
@@ -37,13 +39,13 @@ type Main struct {
 	closeRedis func() error
 	Verifier   *auth.Verifier
 	Prices     *cache.Prices
-	Bus        *cache.Bus
+	Bus        *eventbus.Bus
 	// Near is the in-process cache of hot reads, invalidated over Redis.
 	Near *cache.Near
 	// Limiter holds the per-minute budgets shared by every replica: of
 	// Stripe mutations per user and workspace, and of the Stripe price
 	// lookups anonymous callers cause.
-	Limiter *cache.RateLimiter
+	Limiter *ratelimit.Limiter
 	Billing *billing.Service
 	Worker  *webhooks.Worker
 	// Metrics is this server's own Prometheus registry, served on
@@ -111,12 +113,12 @@ func (m *Main) Open(ctx context.Context) error {
 	m.Prices = cache.NewPrices(m.Redis, m.Config.RedisKeyPrefix, m.Config.PriceCacheTTL, m.Log)
 	m.Prices.Observe = m.Metrics.PriceCacheLookups
 	m.Prices.Near = m.Near
-	m.Bus = cache.NewBus(m.Redis, m.Config.RedisKeyPrefix, m.Near, m.Log)
+	m.Bus = eventbus.New(m.Redis, m.Config.RedisKeyPrefix, m.Near, m.Log)
 	m.Metrics.ObserveSubscribers(m.Bus.Subscribers)
 	if err := m.Bus.Start(context.WithoutCancel(ctx)); err != nil {
 		return err
 	}
-	m.Limiter = cache.NewRateLimiter(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute)
+	m.Limiter = ratelimit.New(m.Redis, m.Config.RedisKeyPrefix, m.Config.RateLimitPerMinute)
 	m.Billing = billing.New(billing.Deps{
 		DB: m.DB,
 		Stripe: billing.NewStripe(billing.StripeOptions{

@@ -18,6 +18,7 @@ import (
 	"billingapi/cache"
 	"billingapi/ent"
 	"billingapi/ent/webhookevent"
+	"billingapi/eventbus"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 
@@ -391,7 +392,7 @@ type livePublisher struct {
 	ended          int      // refused: the context had ended
 }
 
-func (p *livePublisher) PublishAll(ctx context.Context, pubs []cache.Publication) error {
+func (p *livePublisher) PublishAll(ctx context.Context, pubs []eventbus.Publication) error {
 	if p.first != nil {
 		p.once.Do(func() {
 			close(p.first)

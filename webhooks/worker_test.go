@@ -18,10 +18,10 @@ import (
 
 	"billingapi/auth"
 	"billingapi/billing"
-	"billingapi/cache"
 	"billingapi/ent"
 	"billingapi/ent/payment"
 	"billingapi/ent/webhookevent"
+	"billingapi/eventbus"
 	"billingapi/internal/database"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
@@ -42,7 +42,7 @@ type recordingPublisher struct {
 	events []billing.BillingEvent
 }
 
-func (p *recordingPublisher) PublishAll(_ context.Context, pubs []cache.Publication) error {
+func (p *recordingPublisher) PublishAll(_ context.Context, pubs []eventbus.Publication) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for _, m := range pubs {
@@ -793,7 +793,7 @@ type stallingPublisher struct {
 	err                error
 }
 
-func (p *stallingPublisher) PublishAll(ctx context.Context, _ []cache.Publication) error {
+func (p *stallingPublisher) PublishAll(ctx context.Context, _ []eventbus.Publication) error {
 	close(p.inPublish)
 	<-p.release
 	p.err = ctx.Err()

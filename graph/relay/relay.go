@@ -16,8 +16,6 @@ import (
 	"strings"
 	"time"
 
-	"billingapi/billing"
-
 	"entgo.io/ent/dialect/sql"
 	"github.com/99designs/gqlgen/graphql"
 	"github.com/google/uuid"
@@ -72,7 +70,17 @@ func ParseCursor(s string) (Cursor, error) {
 	return c, nil
 }
 
-var errInvalidCursor = billing.InvalidInput("cursor", "The cursor is not one this API returned.")
+// ArgumentError is a connection argument the client got wrong: Field
+// names it, Message tells the client what to change. The GraphQL door
+// answers it as BAD_USER_INPUT naming the field.
+type ArgumentError struct {
+	Field   string
+	Message string
+}
+
+func (e *ArgumentError) Error() string { return e.Field + ": " + e.Message }
+
+var errInvalidCursor = &ArgumentError{Field: "cursor", Message: "The cursor is not one this API returned."}
 
 // MarshalGQL writes the cursor as a GraphQL string.
 func (c Cursor) MarshalGQL(w io.Writer) {
@@ -152,7 +160,7 @@ type Source[T any] struct {
 // selects edges or pageInfo, and counts only when it selects totalCount.
 func Paginate[T any](ctx context.Context, args Args, order Order, src Source[T]) (*Connection[T], error) {
 	if args.First != nil && args.Last != nil {
-		return nil, billing.InvalidInput("last", "Pass first or last, not both.")
+		return nil, &ArgumentError{Field: "last", Message: "Pass first or last, not both."}
 	}
 	for _, c := range []*Cursor{args.After, args.Before} {
 		if c != nil && c.Time.IsZero() != (order.TimeColumn == "") {

@@ -1,4 +1,8 @@
-package cache
+// Package ratelimit counts actions per key in one-minute windows in Redis,
+// shared by every replica: the per-caller and per-workspace budgets of the
+// mutations that call Stripe, and the shared budget of anonymous price
+// lookups that reach Stripe.
+package ratelimit
 
 import (
 	"context"
@@ -8,18 +12,18 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// RateLimiter counts actions per key in fixed one-minute windows in Redis,
+// Limiter counts actions per key in fixed one-minute windows in Redis,
 // so that every replica shares one budget per user and per workspace.
-type RateLimiter struct {
+type Limiter struct {
 	rdb    redis.UniversalClient
 	prefix string
 	// PerMinute is the budget of each key per window.
 	PerMinute int
 }
 
-// NewRateLimiter returns a limiter allowing perMinute actions per key.
-func NewRateLimiter(rdb redis.UniversalClient, prefix string, perMinute int) *RateLimiter {
-	return &RateLimiter{rdb: rdb, prefix: prefix, PerMinute: perMinute}
+// New returns a limiter allowing perMinute actions per key.
+func New(rdb redis.UniversalClient, prefix string, perMinute int) *Limiter {
+	return &Limiter{rdb: rdb, prefix: prefix, PerMinute: perMinute}
 }
 
 // incrWindow counts one action in KEYS[1] and sets the window's expiry on
@@ -44,7 +48,7 @@ type Counted struct {
 
 // windowKey returns the Redis key counting key's actions in the window
 // that holds now, and how long until that window ends.
-func (l *RateLimiter) windowKey(key string, now time.Time) (string, time.Duration) {
+func (l *Limiter) windowKey(key string, now time.Time) (string, time.Duration) {
 	window := now.Truncate(time.Minute)
 	return l.prefix + "rl:" + key + ":" + strconv.FormatInt(window.Unix(), 10), window.Add(time.Minute).Sub(now)
 }
@@ -54,7 +58,7 @@ func (l *RateLimiter) windowKey(key string, now time.Time) (string, time.Duratio
 // counted either way (a refused one only pushes the count further past
 // the budget, which resets with the window). A Redis error is returned as
 // is: callers fail closed.
-func (l *RateLimiter) Take(ctx context.Context, key string) (Counted, bool, time.Duration, error) {
+func (l *Limiter) Take(ctx context.Context, key string) (Counted, bool, time.Duration, error) {
 	wk, retry := l.windowKey(key, time.Now())
 	n, err := incrWindow.Run(ctx, l.rdb, []string{wk}, (2 * time.Minute).Milliseconds()).Int()
 	if err != nil {
@@ -66,7 +70,7 @@ func (l *RateLimiter) Take(ctx context.Context, key string) (Counted, bool, time
 // GiveBack uncounts an action that Take counted, in the window it was
 // counted in: the action turned out not to be one the budget is for. An
 // action of a window that has ended is not carried into the next one.
-func (l *RateLimiter) GiveBack(ctx context.Context, c Counted) error {
+func (l *Limiter) GiveBack(ctx context.Context, c Counted) error {
 	if c.windowKey == "" {
 		return nil
 	}
@@ -78,7 +82,7 @@ func (l *RateLimiter) GiveBack(ctx context.Context, c Counted) error {
 // window resets. It stops at the first key over budget, so that a caller
 // past their own budget spends none of the keys after it.
 // A Redis error is returned as is: callers fail closed.
-func (l *RateLimiter) Allow(ctx context.Context, keys ...string) (bool, time.Duration, error) {
+func (l *Limiter) Allow(ctx context.Context, keys ...string) (bool, time.Duration, error) {
 	_, retry := l.windowKey("", time.Now())
 	for _, k := range keys {
 		_, allowed, r, err := l.Take(ctx, k)
@@ -94,7 +98,7 @@ func (l *RateLimiter) Allow(ctx context.Context, keys ...string) (bool, time.Dur
 
 // Spent returns how many actions key has counted in the current window
 // (tests and diagnostics).
-func (l *RateLimiter) Spent(ctx context.Context, key string) (int, error) {
+func (l *Limiter) Spent(ctx context.Context, key string) (int, error) {
 	wk, _ := l.windowKey(key, time.Now())
 	n, err := l.rdb.Get(ctx, wk).Int()
 	if err == redis.Nil {

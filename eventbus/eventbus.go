@@ -1,4 +1,7 @@
-package cache
+// Package eventbus carries applied billing events and access revocations
+// between server replicas over Redis pub/sub, to each replica's
+// billingEvents subscribers.
+package eventbus
 
 import (
 	"context"
@@ -24,12 +27,12 @@ const subscriberBuffer = 64
 // an event could reach a subscriber before the invalidation that came
 // with it reached the near cache; a client that reads the workspace on
 // the push would be answered from memory, stale. The bus therefore drops
-// the event's workspace group from the near cache before it hands the
-// event to anyone.
+// the event's workspace from the near cache before it hands the event to
+// anyone.
 type Bus struct {
 	rdb    redis.UniversalClient
 	prefix string
-	near   *Near
+	near   NearCache
 	log    *slog.Logger
 
 	mu     sync.Mutex
@@ -39,10 +42,17 @@ type Bus struct {
 	done   chan struct{}
 }
 
-// NewBus returns a bus whose channels start with prefix, in front of this
+// NearCache is the replica's in-memory cache as the bus sees it
+// (cache.Near): DropWorkspace forgets, on this replica only, what it holds
+// of a workspace.
+type NearCache interface {
+	DropWorkspace(workspaceID string)
+}
+
+// New returns a bus whose channels start with prefix, in front of this
 // replica's near cache (nil for none). Call Start before Subscribe, and
 // Close when done.
-func NewBus(rdb redis.UniversalClient, prefix string, near *Near, log *slog.Logger) *Bus {
+func New(rdb redis.UniversalClient, prefix string, near NearCache, log *slog.Logger) *Bus {
 	if log == nil {
 		log = slog.Default()
 	}
@@ -80,7 +90,7 @@ func (b *Bus) dispatch(msgs <-chan *redis.Message) {
 		}
 		ws := strings.TrimPrefix(msg.Channel, b.prefix+"events:")
 		if b.near != nil {
-			b.near.drop(WorkspaceGroup(ws))
+			b.near.DropWorkspace(ws)
 		}
 		// One Message for every local subscriber: it is decoded once, by
 		// whichever subscriber needs it first.
@@ -315,7 +325,7 @@ func (b *Bus) revoke(workspaceID, payload string) {
 		return
 	}
 	if b.near != nil {
-		b.near.drop(WorkspaceGroup(workspaceID))
+		b.near.DropWorkspace(workspaceID)
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()

@@ -1,4 +1,4 @@
-package billing
+package stripemeta
 
 import (
 	"errors"
@@ -144,7 +144,7 @@ func TestValidateMetadata(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			err := ValidateMetadata(tt.m)
+			err := Validate(tt.m)
 			if !tt.wantErr {
 				if err != nil {
 					t.Fatalf("ValidateMetadata: %v", err)
@@ -154,8 +154,8 @@ func TestValidateMetadata(t *testing.T) {
 			if err == nil {
 				t.Fatal("ValidateMetadata accepted an invalid map")
 			}
-			if !errors.Is(err, ErrInvalidMetadata) {
-				t.Errorf("errors.Is(%v, ErrInvalidMetadata) = false", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
 			}
 			msg := err.Error()
 			if tt.wantKey != "" && !strings.Contains(msg, tt.wantKey) {
@@ -169,16 +169,16 @@ func TestValidateMetadata(t *testing.T) {
 }
 
 // TestValidateMetadataReportsEveryProblem: one call names every bad key,
-// each problem wrapping ErrInvalidMetadata.
+// each problem wrapping ErrInvalid.
 func TestValidateMetadataReportsEveryProblem(t *testing.T) {
-	err := ValidateMetadata(map[string]string{"userId": "u", "plan": "", "ok": "fine"})
+	err := Validate(map[string]string{"userId": "u", "plan": "", "ok": "fine"})
 	errs := joined(t, err)
 	if len(errs) != 2 {
 		t.Fatalf("got %d problems, want 2: %v", len(errs), err)
 	}
 	for _, e := range errs {
-		if !errors.Is(e, ErrInvalidMetadata) {
-			t.Errorf("problem %v does not wrap ErrInvalidMetadata", e)
+		if !errors.Is(e, ErrInvalid) {
+			t.Errorf("problem %v does not wrap ErrInvalid", e)
 		}
 	}
 	if msg := err.Error(); !strings.Contains(msg, `"userId"`) || !strings.Contains(msg, `"plan"`) || strings.Contains(msg, `"ok"`) {
@@ -188,7 +188,7 @@ func TestValidateMetadataReportsEveryProblem(t *testing.T) {
 
 func TestMetadataErrorMessagesAreBounded(t *testing.T) {
 	long := strings.Repeat("k", 10000)
-	err := ValidateMetadata(map[string]string{long: strings.Repeat("v", 10000)})
+	err := Validate(map[string]string{long: strings.Repeat("v", 10000)})
 	if err == nil {
 		t.Fatal("accepted a 10000-character key")
 	}
@@ -211,7 +211,7 @@ func joined(t *testing.T, err error) []error {
 
 func TestMetadataBuilder(t *testing.T) {
 	t.Run("valid", func(t *testing.T) {
-		m, err := NewMetadata().Set("user_id", "u1").Set("plan", "pro").Build()
+		m, err := New().Set("user_id", "u1").Set("plan", "pro").Build()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -221,7 +221,7 @@ func TestMetadataBuilder(t *testing.T) {
 	})
 
 	t.Run("zero value", func(t *testing.T) {
-		var b MetadataBuilder
+		var b Builder
 		m, err := b.Set("plan", "pro").Build()
 		if err != nil || !maps.Equal(m, map[string]string{"plan": "pro"}) {
 			t.Errorf("Build = %v, %v", m, err)
@@ -229,14 +229,14 @@ func TestMetadataBuilder(t *testing.T) {
 	})
 
 	t.Run("empty builder", func(t *testing.T) {
-		m, err := NewMetadata().Build()
+		m, err := New().Build()
 		if err != nil || m == nil || len(m) != 0 {
 			t.Errorf("Build = %#v, %v; want an empty non-nil map", m, err)
 		}
 	})
 
 	t.Run("aggregates every problem", func(t *testing.T) {
-		m, err := NewMetadata().
+		m, err := New().
 			Set("userId", "u1").
 			Set("plan", "").
 			Set("note", "fine").
@@ -249,12 +249,12 @@ func TestMetadataBuilder(t *testing.T) {
 			t.Fatalf("got %d problems, want 2: %v", len(errs), err)
 		}
 		for _, e := range errs {
-			if !errors.Is(e, ErrInvalidMetadata) {
-				t.Errorf("problem %v does not wrap ErrInvalidMetadata", e)
+			if !errors.Is(e, ErrInvalid) {
+				t.Errorf("problem %v does not wrap ErrInvalid", e)
 			}
 		}
-		if !errors.Is(err, ErrInvalidMetadata) {
-			t.Error("joined error does not wrap ErrInvalidMetadata")
+		if !errors.Is(err, ErrInvalid) {
+			t.Error("joined error does not wrap ErrInvalid")
 		}
 		if msg := err.Error(); !strings.Contains(msg, `"userId"`) || !strings.Contains(msg, `"plan"`) {
 			t.Errorf("error %q should name userId and plan", msg)
@@ -262,12 +262,12 @@ func TestMetadataBuilder(t *testing.T) {
 	})
 
 	t.Run("duplicate key", func(t *testing.T) {
-		m, err := NewMetadata().Set("plan", "pro").Set("plan", "second-value-xyz").Build()
+		m, err := New().Set("plan", "pro").Set("plan", "second-value-xyz").Build()
 		if err == nil || m != nil {
 			t.Fatalf("Build = %v, %v; want a duplicate-key error", m, err)
 		}
-		if !errors.Is(err, ErrInvalidMetadata) || !strings.Contains(err.Error(), `"plan"`) {
-			t.Errorf("error %q should wrap ErrInvalidMetadata and name plan", err)
+		if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), `"plan"`) {
+			t.Errorf("error %q should wrap ErrInvalid and name plan", err)
 		}
 		if strings.Contains(err.Error(), "second-value-xyz") {
 			t.Errorf("error %q echoes a value", err)
@@ -275,7 +275,7 @@ func TestMetadataBuilder(t *testing.T) {
 	})
 
 	t.Run("SetOptional", func(t *testing.T) {
-		m, err := NewMetadata().
+		m, err := New().
 			Set("plan", "pro").
 			SetOptional("coupon", "").
 			SetOptional("reason_detail", "late delivery").
@@ -286,31 +286,31 @@ func TestMetadataBuilder(t *testing.T) {
 		if want := map[string]string{"plan": "pro", "reason_detail": "late delivery"}; !maps.Equal(m, want) {
 			t.Errorf("Build = %v, want %v", m, want)
 		}
-		_, err = NewMetadata().SetOptional("note", "sk_live_abc123").Build()
-		if !errors.Is(err, ErrInvalidMetadata) || strings.Contains(err.Error(), "sk_live_abc123") {
+		_, err = New().SetOptional("note", "sk_live_abc123").Build()
+		if !errors.Is(err, ErrInvalid) || strings.Contains(err.Error(), "sk_live_abc123") {
 			t.Errorf("SetOptional with a secret: err = %v", err)
 		}
-		_, err = NewMetadata().SetOptional("userId", "x").Build()
-		if !errors.Is(err, ErrInvalidMetadata) {
+		_, err = New().SetOptional("userId", "x").Build()
+		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("SetOptional with a bad key: err = %v", err)
 		}
 	})
 
 	t.Run("key limit", func(t *testing.T) {
-		b := NewMetadata()
-		for i := range MaxMetadataKeys {
+		b := New()
+		for i := range MaxKeys {
 			b.Set(fmt.Sprintf("k%02d", i), "v")
 		}
-		if m, err := b.Build(); err != nil || len(m) != MaxMetadataKeys {
+		if m, err := b.Build(); err != nil || len(m) != MaxKeys {
 			t.Fatalf("50 keys: len %d, err %v", len(m), err)
 		}
-		if _, err := b.Set("k50", "v").Build(); !errors.Is(err, ErrInvalidMetadata) {
+		if _, err := b.Set("k50", "v").Build(); !errors.Is(err, ErrInvalid) {
 			t.Errorf("51 keys: err = %v", err)
 		}
 	})
 
 	t.Run("Build returns a fresh map", func(t *testing.T) {
-		b := NewMetadata().Set("plan", "pro")
+		b := New().Set("plan", "pro")
 		m1, _ := b.Build()
 		m1["plan"] = "tampered"
 		m1["extra"] = "x"
@@ -330,17 +330,17 @@ func TestPerObjectMetadata(t *testing.T) {
 		build func() (map[string]string, error)
 		want  map[string]string
 	}{
-		{"customer", func() (map[string]string, error) { return CustomerMetadata(user, ws) },
+		{"customer", func() (map[string]string, error) { return Customer(user, ws) },
 			map[string]string{"user_id": user, "workspace_id": testWorkspace}},
-		{"payment intent", func() (map[string]string, error) { return PaymentIntentMetadata(ws, user, "top_up") },
+		{"payment intent", func() (map[string]string, error) { return PaymentIntent(ws, user, "top_up") },
 			map[string]string{"workspace_id": testWorkspace, "user_id": user, "purpose": "top_up"}},
-		{"checkout session", func() (map[string]string, error) { return CheckoutSessionMetadata(ws, user, "pro_monthly") },
+		{"checkout session", func() (map[string]string, error) { return CheckoutSession(ws, user, "pro_monthly") },
 			map[string]string{"workspace_id": testWorkspace, "user_id": user, "plan": "pro_monthly"}},
-		{"subscription", func() (map[string]string, error) { return SubscriptionMetadata(ws, "pro_monthly") },
+		{"subscription", func() (map[string]string, error) { return Subscription(ws, "pro_monthly") },
 			map[string]string{"workspace_id": testWorkspace, "plan": "pro_monthly"}},
-		{"refund with reason", func() (map[string]string, error) { return RefundMetadata(user, "duplicate charge") },
+		{"refund with reason", func() (map[string]string, error) { return Refund(user, "duplicate charge") },
 			map[string]string{"refunded_by": user, "reason_detail": "duplicate charge"}},
-		{"refund without reason", func() (map[string]string, error) { return RefundMetadata(user, "") },
+		{"refund without reason", func() (map[string]string, error) { return Refund(user, "") },
 			map[string]string{"refunded_by": user}},
 	}
 	for _, tt := range valid {
@@ -352,7 +352,7 @@ func TestPerObjectMetadata(t *testing.T) {
 			if !maps.Equal(m, tt.want) {
 				t.Errorf("got %v, want %v", m, tt.want)
 			}
-			if err := ValidateMetadata(m); err != nil {
+			if err := Validate(m); err != nil {
 				t.Errorf("result fails ValidateMetadata: %v", err)
 			}
 		})
@@ -365,27 +365,27 @@ func TestPerObjectMetadata(t *testing.T) {
 		wantKeys []string
 		hidden   string
 	}{
-		{"customer: empty user", func() (map[string]string, error) { return CustomerMetadata("", ws) }, []string{"user_id"}, ""},
-		{"customer: nil workspace", func() (map[string]string, error) { return CustomerMetadata(user, uuid.Nil) }, []string{"workspace_id"}, ""},
-		{"customer: both bad", func() (map[string]string, error) { return CustomerMetadata("", uuid.Nil) }, []string{"user_id", "workspace_id"}, ""},
-		{"payment intent: nil workspace", func() (map[string]string, error) { return PaymentIntentMetadata(uuid.Nil, user, "top_up") }, []string{"workspace_id"}, ""},
-		{"payment intent: empty user", func() (map[string]string, error) { return PaymentIntentMetadata(ws, "", "top_up") }, []string{"user_id"}, ""},
-		{"payment intent: empty purpose", func() (map[string]string, error) { return PaymentIntentMetadata(ws, user, "") }, []string{"purpose"}, ""},
-		{"payment intent: card in purpose", func() (map[string]string, error) { return PaymentIntentMetadata(ws, user, "pay "+card) }, []string{"purpose"}, card},
-		{"checkout: nil workspace", func() (map[string]string, error) { return CheckoutSessionMetadata(uuid.Nil, user, "pro") }, []string{"workspace_id"}, ""},
-		{"checkout: empty user", func() (map[string]string, error) { return CheckoutSessionMetadata(ws, "", "pro") }, []string{"user_id"}, ""},
-		{"checkout: empty plan", func() (map[string]string, error) { return CheckoutSessionMetadata(ws, user, "") }, []string{"plan"}, ""},
+		{"customer: empty user", func() (map[string]string, error) { return Customer("", ws) }, []string{"user_id"}, ""},
+		{"customer: nil workspace", func() (map[string]string, error) { return Customer(user, uuid.Nil) }, []string{"workspace_id"}, ""},
+		{"customer: both bad", func() (map[string]string, error) { return Customer("", uuid.Nil) }, []string{"user_id", "workspace_id"}, ""},
+		{"payment intent: nil workspace", func() (map[string]string, error) { return PaymentIntent(uuid.Nil, user, "top_up") }, []string{"workspace_id"}, ""},
+		{"payment intent: empty user", func() (map[string]string, error) { return PaymentIntent(ws, "", "top_up") }, []string{"user_id"}, ""},
+		{"payment intent: empty purpose", func() (map[string]string, error) { return PaymentIntent(ws, user, "") }, []string{"purpose"}, ""},
+		{"payment intent: card in purpose", func() (map[string]string, error) { return PaymentIntent(ws, user, "pay "+card) }, []string{"purpose"}, card},
+		{"checkout: nil workspace", func() (map[string]string, error) { return CheckoutSession(uuid.Nil, user, "pro") }, []string{"workspace_id"}, ""},
+		{"checkout: empty user", func() (map[string]string, error) { return CheckoutSession(ws, "", "pro") }, []string{"user_id"}, ""},
+		{"checkout: empty plan", func() (map[string]string, error) { return CheckoutSession(ws, user, "") }, []string{"plan"}, ""},
 		{"checkout: long plan", func() (map[string]string, error) {
-			return CheckoutSessionMetadata(ws, user, strings.Repeat("p", 501))
+			return CheckoutSession(ws, user, strings.Repeat("p", 501))
 		}, []string{"plan"}, ""},
-		{"subscription: nil workspace", func() (map[string]string, error) { return SubscriptionMetadata(uuid.Nil, "pro") }, []string{"workspace_id"}, ""},
-		{"subscription: empty plan", func() (map[string]string, error) { return SubscriptionMetadata(ws, "") }, []string{"plan"}, ""},
-		{"refund: empty refunded_by", func() (map[string]string, error) { return RefundMetadata("", "duplicate") }, []string{"refunded_by"}, ""},
-		{"refund: secret in reason", func() (map[string]string, error) { return RefundMetadata(user, "key whsec_abc123XYZ leaked") }, []string{"reason_detail"}, "whsec_abc123XYZ"},
-		{"refund: JWT in reason", func() (map[string]string, error) { return RefundMetadata(user, testJWT) }, []string{"reason_detail"}, testJWT[:40]},
-		{"refund: invalid UTF-8 reason", func() (map[string]string, error) { return RefundMetadata(user, "bad\xc3") }, []string{"reason_detail"}, ""},
-		{"refund: NUL in reason", func() (map[string]string, error) { return RefundMetadata(user, "bad\x00") }, []string{"reason_detail"}, ""},
-		{"payment: NUL in user", func() (map[string]string, error) { return PaymentIntentMetadata(ws, "u\x00", "credits") }, []string{"user_id"}, ""},
+		{"subscription: nil workspace", func() (map[string]string, error) { return Subscription(uuid.Nil, "pro") }, []string{"workspace_id"}, ""},
+		{"subscription: empty plan", func() (map[string]string, error) { return Subscription(ws, "") }, []string{"plan"}, ""},
+		{"refund: empty refunded_by", func() (map[string]string, error) { return Refund("", "duplicate") }, []string{"refunded_by"}, ""},
+		{"refund: secret in reason", func() (map[string]string, error) { return Refund(user, "key whsec_abc123XYZ leaked") }, []string{"reason_detail"}, "whsec_abc123XYZ"},
+		{"refund: JWT in reason", func() (map[string]string, error) { return Refund(user, testJWT) }, []string{"reason_detail"}, testJWT[:40]},
+		{"refund: invalid UTF-8 reason", func() (map[string]string, error) { return Refund(user, "bad\xc3") }, []string{"reason_detail"}, ""},
+		{"refund: NUL in reason", func() (map[string]string, error) { return Refund(user, "bad\x00") }, []string{"reason_detail"}, ""},
+		{"payment: NUL in user", func() (map[string]string, error) { return PaymentIntent(ws, "u\x00", "credits") }, []string{"user_id"}, ""},
 	}
 	for _, tt := range invalid {
 		t.Run(tt.name, func(t *testing.T) {
@@ -393,8 +393,8 @@ func TestPerObjectMetadata(t *testing.T) {
 			if err == nil || m != nil {
 				t.Fatalf("got %v, %v; want an error", m, err)
 			}
-			if !errors.Is(err, ErrInvalidMetadata) {
-				t.Errorf("errors.Is(%v, ErrInvalidMetadata) = false", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Errorf("errors.Is(%v, ErrInvalid) = false", err)
 			}
 			for _, k := range tt.wantKeys {
 				if !strings.Contains(err.Error(), `"`+k+`"`) {
@@ -434,13 +434,13 @@ func FuzzMetadataBuilder(f *testing.F) {
 		f.Add(s[0], s[1], s[2], s[3])
 	}
 	f.Fuzz(func(t *testing.T, key1, val1, key2, val2 string) {
-		m, err := NewMetadata().Set(key1, val1).SetOptional(key2, val2).Build()
+		m, err := New().Set(key1, val1).SetOptional(key2, val2).Build()
 		if err != nil {
 			if m != nil {
 				t.Fatalf("Build returned a map with error %v", err)
 			}
-			if !errors.Is(err, ErrInvalidMetadata) {
-				t.Fatalf("error %v does not wrap ErrInvalidMetadata", err)
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error %v does not wrap ErrInvalid", err)
 			}
 			// Messages are ASCII (keys are %+q-quoted), so a value with a
 			// non-ASCII rune can only appear if it was echoed.
@@ -454,17 +454,17 @@ func FuzzMetadataBuilder(f *testing.F) {
 			if key1 == key2 && val2 != "" {
 				t.Fatalf("duplicate key %q accepted", key1)
 			}
-			if err := ValidateMetadata(m); err != nil {
+			if err := Validate(m); err != nil {
 				t.Fatalf("Build accepted %q but ValidateMetadata says %v", m, err)
 			}
-			if len(m) > MaxMetadataKeys || m[key1] != val1 || (val2 != "" && m[key2] != val2) {
+			if len(m) > MaxKeys || m[key1] != val1 || (val2 != "" && m[key2] != val2) {
 				t.Fatalf("Build = %q for (%q, %q, %q, %q)", m, key1, val1, key2, val2)
 			}
 			for k, v := range m {
-				if !snakeCaseKey.MatchString(k) || utf8.RuneCountInString(k) > MaxMetadataKeyLen {
+				if !snakeCaseKey.MatchString(k) || utf8.RuneCountInString(k) > MaxKeyLen {
 					t.Fatalf("accepted key %q", k)
 				}
-				if v == "" || !utf8.ValidString(v) || strings.Contains(v, "\x00") || utf8.RuneCountInString(v) > MaxMetadataValueLen {
+				if v == "" || !utf8.ValidString(v) || strings.Contains(v, "\x00") || utf8.RuneCountInString(v) > MaxValueLen {
 					t.Fatalf("accepted value %q for key %q", v, k)
 				}
 				if strings.HasPrefix(v, "sk_live_") || strings.HasPrefix(v, "whsec_") || strings.Contains(v, "-----BEGIN") {
@@ -474,7 +474,7 @@ func FuzzMetadataBuilder(f *testing.F) {
 		}
 		// Build and ValidateMetadata agree on distinct keys.
 		if key1 != key2 && val2 != "" {
-			verr := ValidateMetadata(map[string]string{key1: val1, key2: val2})
+			verr := Validate(map[string]string{key1: val1, key2: val2})
 			if (err == nil) != (verr == nil) {
 				t.Fatalf("Build err %v, ValidateMetadata err %v", err, verr)
 			}
@@ -486,7 +486,7 @@ func BenchmarkCustomerMetadata(b *testing.B) {
 	ws := uuid.MustParse(testWorkspace)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := CustomerMetadata("auth0|5f7c8ec7c33c6c004bbafe82", ws); err != nil {
+		if _, err := Customer("auth0|5f7c8ec7c33c6c004bbafe82", ws); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -496,17 +496,17 @@ func TestNumericUserIDIsNotACardNumber(t *testing.T) {
 	// 4242424242424242 passes the Luhn check; as a user id (some identity
 	// providers issue numeric ids) it is an identifier, not a card.
 	const numericID = "4242424242424242"
-	if _, err := CustomerMetadata(numericID, uuid.New()); err != nil {
+	if _, err := Customer(numericID, uuid.New()); err != nil {
 		t.Fatalf("numeric user id refused: %v", err)
 	}
-	if _, err := RefundMetadata(numericID, ""); err != nil {
+	if _, err := Refund(numericID, ""); err != nil {
 		t.Fatalf("numeric refunded_by refused: %v", err)
 	}
 	// The same digits in free text are still refused.
-	if _, err := RefundMetadata("admin", "card "+numericID); err == nil {
+	if _, err := Refund("admin", "card "+numericID); err == nil {
 		t.Fatal("a card number in reason_detail was accepted")
 	}
-	if _, err := NewMetadata().Set("note", numericID).Build(); err == nil {
+	if _, err := New().Set("note", numericID).Build(); err == nil {
 		t.Fatal("a card number under a non-identifier key was accepted")
 	}
 }

@@ -1,4 +1,4 @@
-package cache_test
+package eventbus_test
 
 import (
 	"context"
@@ -8,10 +8,12 @@ import (
 	"time"
 
 	"billingapi/cache"
+	"billingapi/eventbus"
+	"billingapi/internal/testenv"
 )
 
 // startBus starts bus for the test and closes it after.
-func startBus(t *testing.T, bus *cache.Bus) *cache.Bus {
+func startBus(t *testing.T, bus *eventbus.Bus) *eventbus.Bus {
 	t.Helper()
 	if err := bus.Start(context.Background()); err != nil {
 		t.Fatal(err)
@@ -24,15 +26,15 @@ func startBus(t *testing.T, bus *cache.Bus) *cache.Bus {
 // once; a subscriber that does not read loses its oldest events rather
 // than stall the others; nothing is received after a subscription ends.
 func TestBus(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
-			bus := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
+			bus := startBus(t, eventbus.New(rdb, prefix, nil, nil))
 			ctx := context.Background()
 
 			var decodes atomic.Int64
 			decode := func(b []byte) (any, error) { decodes.Add(1); return string(b), nil }
-			readers := make([]<-chan *cache.Message, 3)
+			readers := make([]<-chan *eventbus.Message, 3)
 			for i := range readers {
 				readers[i] = bus.Subscribe(ctx, "ws1")
 			}
@@ -59,10 +61,10 @@ func TestBus(t *testing.T) {
 			if d := decodes.Load(); d != n {
 				t.Errorf("%d messages decoded %d times for 3 subscribers, want once each", n, d)
 			}
-			if got := len(stuck); got != cache.SubscriberBuffer {
-				t.Errorf("a subscriber that does not read holds %d events, want its buffer of %d", got, cache.SubscriberBuffer)
+			if got := len(stuck); got != eventbus.SubscriberBuffer {
+				t.Errorf("a subscriber that does not read holds %d events, want its buffer of %d", got, eventbus.SubscriberBuffer)
 			}
-			if m := <-stuck; string(m.Payload) != fmt.Sprintf("e%d", n-cache.SubscriberBuffer) {
+			if m := <-stuck; string(m.Payload) != fmt.Sprintf("e%d", n-eventbus.SubscriberBuffer) {
 				t.Errorf("the stuck subscriber's oldest event is %s, want the oldest ones dropped", m.Payload)
 			}
 			if len(other) != 0 {
@@ -73,7 +75,7 @@ func TestBus(t *testing.T) {
 			sctx, cancel := context.WithCancel(ctx)
 			var after atomic.Bool
 			done := make(chan struct{})
-			bus.SubscribeFunc(sctx, "ws1", func(*cache.Message) {
+			bus.SubscribeFunc(sctx, "ws1", func(*eventbus.Message) {
 				select {
 				case <-done:
 					after.Store(true)
@@ -97,7 +99,7 @@ func TestBus(t *testing.T) {
 
 func TestMessageShare(t *testing.T) {
 	t.Run("one computation for every caller of a key", func(t *testing.T) {
-		m := &cache.Message{Payload: []byte(`{}`)}
+		m := &eventbus.Message{Payload: []byte(`{}`)}
 		var computed atomic.Int32
 		release := make(chan struct{})
 		const callers = 50
@@ -130,7 +132,7 @@ func TestMessageShare(t *testing.T) {
 		}
 	})
 	t.Run("a declined value is the caller's only", func(t *testing.T) {
-		m := &cache.Message{Payload: []byte(`{}`)}
+		m := &eventbus.Message{Payload: []byte(`{}`)}
 		ctx := context.Background()
 		if v, _ := m.Share(ctx, "k", func() (any, bool) { return "cut short", false }); v != "cut short" {
 			t.Errorf("the declining caller got %v, want its own value", v)
@@ -143,7 +145,7 @@ func TestMessageShare(t *testing.T) {
 		}
 	})
 	t.Run("a waiter leaves when its context ends", func(t *testing.T) {
-		m := &cache.Message{Payload: []byte(`{}`)}
+		m := &eventbus.Message{Payload: []byte(`{}`)}
 		computing, release := make(chan struct{}), make(chan struct{})
 		go m.Share(context.Background(), "k", func() (any, bool) {
 			close(computing)
@@ -181,12 +183,18 @@ func TestMessageShare(t *testing.T) {
 // travels on another connection; here it never comes, and entries live a
 // minute). Other workspaces' entries stay.
 func TestBusDropsTheWorkspaceFromTheNearCacheBeforeDelivering(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
 			near := cache.NewNear(rdb, prefix, time.Minute, nil)
-			startNear(t, near)
-			bus := startBus(t, cache.NewBus(rdb, prefix, near, nil))
+			near.Start(context.Background())
+			t.Cleanup(near.Close)
+			for deadline := time.Now().Add(5 * time.Second); !near.Enabled(); time.Sleep(5 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatal("the near cache did not turn on")
+				}
+			}
+			bus := startBus(t, eventbus.New(rdb, prefix, near, nil))
 			ctx := context.Background()
 			fill(near, cache.WorkspaceGroup("ws1"), "status", "active")
 			fill(near, cache.WorkspaceGroup("ws2"), "status", "active")
@@ -209,25 +217,40 @@ func TestBusDropsTheWorkspaceFromTheNearCacheBeforeDelivering(t *testing.T) {
 	}
 }
 
+// fill stores val the way a reader does: a missing Get, then Fill with its
+// ticket.
+func fill(n *cache.Near, group, key string, val any) {
+	_, _, ticket := n.Get(group, key)
+	n.Fill(group, key, val, ticket)
+}
+
+// held returns what n answers for key in group, or nil.
+func held(n *cache.Near, group, key string) any {
+	if v, ok, _ := n.Get(group, key); ok {
+		return v
+	}
+	return nil
+}
+
 // TestBusPublishAll: events published together reach their own
 // workspaces' subscribers, each workspace's in order, and nothing is sent
 // for an empty batch.
 func TestBusPublishAll(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
-			bus := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
+			bus := startBus(t, eventbus.New(rdb, prefix, nil, nil))
 			ctx := context.Background()
 			ws1, ws2 := bus.Subscribe(ctx, "ws1"), bus.Subscribe(ctx, "ws2")
 			if err := bus.PublishAll(ctx, nil); err != nil {
 				t.Fatalf("an empty batch: %v", err)
 			}
-			pubs := []cache.Publication{{"ws1", []byte("a")}, {"ws2", []byte("b")}, {"ws1", []byte("c")}}
+			pubs := []eventbus.Publication{{"ws1", []byte("a")}, {"ws2", []byte("b")}, {"ws1", []byte("c")}}
 			if err := bus.PublishAll(ctx, pubs); err != nil {
 				t.Fatal(err)
 			}
 			for _, want := range []struct {
-				ch       <-chan *cache.Message
+				ch       <-chan *eventbus.Message
 				payloads []string
 			}{{ws1, []string{"a", "c"}}, {ws2, []string{"b"}}} {
 				for _, p := range want.payloads {
@@ -256,20 +279,20 @@ func TestBusPublishAll(t *testing.T) {
 // user's subscriptions to the workspace on every bus (replica), once, with
 // the reason, and no one else's; end ends one at once.
 func TestBusRevokeAccess(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
-			a := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
-			b := startBus(t, cache.NewBus(rdb, prefix, nil, nil))
+			a := startBus(t, eventbus.New(rdb, prefix, nil, nil))
+			b := startBus(t, eventbus.New(rdb, prefix, nil, nil))
 			ctx, cancel := context.WithCancel(context.Background())
 			defer cancel()
 			type ending struct {
 				who string
-				r   *cache.Revocation
+				r   *eventbus.Revocation
 			}
 			ended := make(chan ending, 10)
-			sub := func(bus *cache.Bus, ws, user, who string) func(*cache.Revocation) {
-				return bus.SubscribeAs(ctx, ws, user, func(*cache.Message) {}, func(r *cache.Revocation) { ended <- ending{who, r} })
+			sub := func(bus *eventbus.Bus, ws, user, who string) func(*eventbus.Revocation) {
+				return bus.SubscribeAs(ctx, ws, user, func(*eventbus.Message) {}, func(r *eventbus.Revocation) { ended <- ending{who, r} })
 			}
 			sub(b, "ws1", "carol", "carol on B")
 			sub(a, "ws1", "carol", "carol on A")
@@ -295,7 +318,7 @@ func TestBusRevokeAccess(t *testing.T) {
 			if got["carol on A"] != "MEMBERSHIP_ENDED" || got["carol on B"] != "MEMBERSHIP_ENDED" {
 				t.Fatalf("ended: %v", got)
 			}
-			endDave(&cache.Revocation{UserID: "dave", Reason: "ROLE_CHANGED"})
+			endDave(&eventbus.Revocation{UserID: "dave", Reason: "ROLE_CHANGED"})
 			if e := <-ended; e.who != "dave on A" || e.r.Reason != "ROLE_CHANGED" {
 				t.Fatalf("end: %s %+v", e.who, e.r)
 			}

@@ -1,4 +1,20 @@
-package billing
+// Package stripemeta builds and checks the metadata that billing attaches
+// to Stripe objects, and names the keys it reads back from their events.
+//
+// Every Stripe create call of billing attaches metadata built here, so
+// that Stripe's limits and our "no secrets, no extra PII" rule are
+// enforced in one place. It depends on nothing of billing: a failure here
+// is billing's own bug (a caller passed something that must never reach
+// Stripe), so the errors are plain errors wrapping ErrInvalid, which
+// billing.ErrorCode maps to INTERNAL. A billing method that forwards user
+// text into metadata (a refund's reason detail, a product's features)
+// validates that text first, or turns errors.Is(err, ErrInvalid) into
+// billing.InvalidInput naming its input field, so that the client gets
+// BAD_USER_INPUT.
+//
+// Error messages name the offending key, never a value: a refused value
+// may be a secret or a card number, and error text ends up in logs.
+package stripemeta
 
 import (
 	"errors"
@@ -13,75 +29,61 @@ import (
 	"github.com/google/uuid"
 )
 
-// Metadata attached to Stripe objects.
-//
-// Every Stripe create call of this service attaches metadata built by the
-// MetadataBuilder below, so that Stripe's limits and our "no secrets, no
-// extra PII" rule are enforced in one place. A failure here is our own bug
-// (a caller passed something that must never reach Stripe), so the errors
-// are plain errors wrapping ErrInvalidMetadata, not *Error: ErrorCode maps
-// them to INTERNAL. A door that forwards user text into metadata (say a
-// refund's reason) validates that text first, or translates
-// errors.Is(err, ErrInvalidMetadata) into InvalidInput itself.
-//
-// Error messages name the offending key, never a value: a refused value
-// may be a secret or a card number, and error text ends up in logs.
-
-// ErrInvalidMetadata is wrapped by every error that metadata validation returns.
-var ErrInvalidMetadata = errors.New("invalid metadata")
+// ErrInvalid is wrapped by every error that metadata validation returns.
+var ErrInvalid = errors.New("invalid metadata")
 
 // Stripe's limits on metadata.
 const (
-	// MaxMetadataKeys is the most keys one Stripe object's metadata may hold.
-	MaxMetadataKeys = 50
-	// MaxMetadataKeyLen is the longest a metadata key may be, in characters.
-	MaxMetadataKeyLen = 40
-	// MaxMetadataValueLen is the longest a metadata value may be, in characters (runes).
-	MaxMetadataValueLen = 500
+	// MaxKeys is the most keys one Stripe object's metadata may hold.
+	MaxKeys = 50
+	// MaxKeyLen is the longest a metadata key may be, in characters.
+	MaxKeyLen = 40
+	// MaxValueLen is the longest a metadata value may be, in characters (runes).
+	MaxValueLen = 500
 )
 
 // The metadata keys the product brief requires on Stripe objects.
 const (
-	metaUserID       = "user_id"
-	metaWorkspaceID  = "workspace_id"
-	metaPurpose      = "purpose"
-	metaPlan         = "plan"
-	metaRefundedBy   = "refunded_by"
-	metaReasonDetail = "reason_detail"
+	KeyUserID       = "user_id"
+	KeyWorkspaceID  = "workspace_id"
+	KeyPurpose      = "purpose"
+	KeyPlan         = "plan"
+	KeyRefundedBy   = "refunded_by"
+	KeyReasonDetail = "reason_detail"
 )
 
-type metadataEntry struct{ key, value string }
+type entry struct{ key, value string }
 
-// MetadataBuilder collects key/value pairs and reports every problem at Build.
+// Builder collects key/value pairs and reports every problem at Build.
 //
 // The zero value is ready to use. Problems do not stop the chain: Set
 // records them, and Build returns all of them joined.
-type MetadataBuilder struct {
-	entries []metadataEntry
+type Builder struct {
+	entries []entry
 	errs    []error
 }
 
-// NewMetadata returns an empty MetadataBuilder.
-func NewMetadata() *MetadataBuilder {
-	return &MetadataBuilder{entries: make([]metadataEntry, 0, 4)}
+// New returns an empty Builder.
+func New() *Builder {
+	return &Builder{entries: make([]entry, 0, 4)}
 }
 
 // Set adds key with value; setting a key twice, or a key or value that
 // breaks a metadata rule, makes Build fail.
-func (b *MetadataBuilder) Set(key, value string) *MetadataBuilder {
+func (b *Builder) Set(key, value string) *Builder {
 	for _, e := range b.entries {
 		if e.key == key {
-			b.errs = append(b.errs, metadataKeyError(key, "is set more than once"))
+			b.errs = append(b.errs, keyError(key, "is set more than once"))
 			return b
 		}
 	}
-	b.entries = append(b.entries, metadataEntry{key, value})
+	b.entries = append(b.entries, entry{key, value})
 	b.errs = appendEntryErrors(b.errs, key, value)
 	return b
 }
 
 // SetOptional adds key with value unless value is empty, in which case the key is left out.
-func (b *MetadataBuilder) SetOptional(key, value string) *MetadataBuilder {
+func (b *Builder) SetOptional(key, value string) *Builder {
 	if value == "" {
 		return b
 	}
@@ -89,19 +91,19 @@ func (b *MetadataBuilder) SetOptional(key, value string) *MetadataBuilder {
 }
 
 // setID adds key with id's canonical text; the nil UUID is refused.
-func (b *MetadataBuilder) setID(key string, id uuid.UUID) *MetadataBuilder {
+func (b *Builder) setID(key string, id uuid.UUID) *Builder {
 	if id == uuid.Nil {
-		b.errs = append(b.errs, metadataKeyError(key, "value is the nil UUID"))
+		b.errs = append(b.errs, keyError(key, "value is the nil UUID"))
 		return b
 	}
 	return b.Set(key, id.String())
 }
 
 // Build returns a fresh map of the pairs set, or nil and errors.Join of
-// every problem found, each wrapping ErrInvalidMetadata.
-func (b *MetadataBuilder) Build() (map[string]string, error) {
+// every problem found, each wrapping ErrInvalid.
+func (b *Builder) Build() (map[string]string, error) {
 	var errs []error
-	if n := len(b.entries); n > MaxMetadataKeys {
+	if n := len(b.entries); n > MaxKeys {
 		errs = append(errs, tooManyKeysError(n))
 	}
 	errs = append(errs, b.errs...)
@@ -115,11 +117,11 @@ func (b *MetadataBuilder) Build() (map[string]string, error) {
 	return m, nil
 }
 
-// ValidateMetadata checks an existing map against the rules the builder
-// enforces and returns errors.Join of every problem, each wrapping ErrInvalidMetadata.
-func ValidateMetadata(m map[string]string) error {
+// Validate checks an existing map against the rules the builder
+// enforces and returns errors.Join of every problem, each wrapping ErrInvalid.
+func Validate(m map[string]string) error {
 	var errs []error
-	if len(m) > MaxMetadataKeys {
+	if len(m) > MaxKeys {
 		errs = append(errs, tooManyKeysError(len(m)))
 	}
 	for _, k := range slices.Sorted(maps.Keys(m)) { // sorted: stable messages
@@ -128,66 +130,66 @@ func ValidateMetadata(m map[string]string) error {
 	return errors.Join(errs...)
 }
 
-// CustomerMetadata returns the metadata of a Stripe Customer: user_id and workspace_id.
-func CustomerMetadata(userID string, workspaceID uuid.UUID) (map[string]string, error) {
-	return NewMetadata().
-		Set(metaUserID, userID).
-		setID(metaWorkspaceID, workspaceID).
+// Customer returns the metadata of a Stripe Customer: user_id and workspace_id.
+func Customer(userID string, workspaceID uuid.UUID) (map[string]string, error) {
+	return New().
+		Set(KeyUserID, userID).
+		setID(KeyWorkspaceID, workspaceID).
 		Build()
 }
 
-// PaymentIntentMetadata returns the metadata of a Stripe PaymentIntent: workspace_id, user_id and purpose.
-func PaymentIntentMetadata(workspaceID uuid.UUID, userID, purpose string) (map[string]string, error) {
-	return NewMetadata().
-		setID(metaWorkspaceID, workspaceID).
-		Set(metaUserID, userID).
-		Set(metaPurpose, purpose).
+// PaymentIntent returns the metadata of a Stripe PaymentIntent: workspace_id, user_id and purpose.
+func PaymentIntent(workspaceID uuid.UUID, userID, purpose string) (map[string]string, error) {
+	return New().
+		setID(KeyWorkspaceID, workspaceID).
+		Set(KeyUserID, userID).
+		Set(KeyPurpose, purpose).
 		Build()
 }
 
-// CheckoutSessionMetadata returns the metadata of a Stripe Checkout Session: workspace_id, user_id and plan.
-func CheckoutSessionMetadata(workspaceID uuid.UUID, userID, plan string) (map[string]string, error) {
-	return NewMetadata().
-		setID(metaWorkspaceID, workspaceID).
-		Set(metaUserID, userID).
-		Set(metaPlan, plan).
+// CheckoutSession returns the metadata of a Stripe Checkout Session: workspace_id, user_id and plan.
+func CheckoutSession(workspaceID uuid.UUID, userID, plan string) (map[string]string, error) {
+	return New().
+		setID(KeyWorkspaceID, workspaceID).
+		Set(KeyUserID, userID).
+		Set(KeyPlan, plan).
 		Build()
 }
 
-// SubscriptionMetadata returns the metadata of a Stripe Subscription: workspace_id and plan.
-func SubscriptionMetadata(workspaceID uuid.UUID, plan string) (map[string]string, error) {
-	return NewMetadata().
-		setID(metaWorkspaceID, workspaceID).
-		Set(metaPlan, plan).
+// Subscription returns the metadata of a Stripe Subscription: workspace_id and plan.
+func Subscription(workspaceID uuid.UUID, plan string) (map[string]string, error) {
+	return New().
+		setID(KeyWorkspaceID, workspaceID).
+		Set(KeyPlan, plan).
 		Build()
 }
 
-// RefundMetadata returns the metadata of a Stripe Refund: refunded_by, and reason_detail unless it is empty.
-func RefundMetadata(refundedBy, reasonDetail string) (map[string]string, error) {
-	return NewMetadata().
-		Set(metaRefundedBy, refundedBy).
-		SetOptional(metaReasonDetail, reasonDetail).
+// Refund returns the metadata of a Stripe Refund: refunded_by, and reason_detail unless it is empty.
+func Refund(refundedBy, reasonDetail string) (map[string]string, error) {
+	return New().
+		Set(KeyRefundedBy, refundedBy).
+		SetOptional(KeyReasonDetail, reasonDetail).
 		Build()
 }
 
 // --- errors ------------------------------------------------------------------
 
 func tooManyKeysError(n int) error {
-	return fmt.Errorf("%w: %d keys, at most %d allowed", ErrInvalidMetadata, n, MaxMetadataKeys)
+	return fmt.Errorf("%w: %d keys, at most %d allowed", ErrInvalid, n, MaxKeys)
 }
 
-func metadataKeyError(key, problem string) error {
-	return fmt.Errorf("%w: key %s: %s", ErrInvalidMetadata, quoteMetadataKey(key), problem)
+func keyError(key, problem string) error {
+	return fmt.Errorf("%w: key %s: %s", ErrInvalid, quoteKey(key), problem)
 }
 
-// quoteMetadataKey renders key for an error message: ASCII-quoted, cut
+// quoteKey renders key for an error message: ASCII-quoted, cut
 // when very long, and withheld when the key itself looks like a secret or
 // a card number (someone passed a value as a key).
-func quoteMetadataKey(key string) string {
+func quoteKey(key string) string {
 	if looksLikeSecretValue(key) {
 		return "[withheld]"
 	}
-	const show = MaxMetadataKeyLen + 8
+	const show = MaxKeyLen + 8
 	if utf8.RuneCountInString(key) > show {
 		return fmt.Sprintf("%+q...", string([]rune(key)[:show]))
 	}
@@ -197,38 +199,38 @@ func quoteMetadataKey(key string) string {
 // appendEntryErrors appends one error per rule that key or value breaks.
 func appendEntryErrors(errs []error, key, value string) []error {
 	if key == "" {
-		errs = append(errs, metadataKeyError(key, "is empty"))
+		errs = append(errs, keyError(key, "is empty"))
 	} else {
-		if n := utf8.RuneCountInString(key); n > MaxMetadataKeyLen {
-			errs = append(errs, metadataKeyError(key,
-				fmt.Sprintf("is %d characters long, at most %d allowed", n, MaxMetadataKeyLen)))
+		if n := utf8.RuneCountInString(key); n > MaxKeyLen {
+			errs = append(errs, keyError(key,
+				fmt.Sprintf("is %d characters long, at most %d allowed", n, MaxKeyLen)))
 		}
 		if !isSnakeCase(key) {
-			errs = append(errs, metadataKeyError(key, "is not snake_case (want ^[a-z][a-z0-9]*(_[a-z0-9]+)*$)"))
+			errs = append(errs, keyError(key, "is not snake_case (want ^[a-z][a-z0-9]*(_[a-z0-9]+)*$)"))
 		}
 		if term := sensitiveKeyTerm(key); term != "" {
-			errs = append(errs, metadataKeyError(key,
+			errs = append(errs, keyError(key,
 				fmt.Sprintf("names sensitive data (%q): secrets and personal data stay out of Stripe metadata", term)))
 		}
 		if looksLikeSecretValue(key) {
-			errs = append(errs, metadataKeyError(key, "looks like a secret or a card number"))
+			errs = append(errs, keyError(key, "looks like a secret or a card number"))
 		}
 	}
 	switch {
 	case value == "":
-		errs = append(errs, metadataKeyError(key, "value is empty"))
+		errs = append(errs, keyError(key, "value is empty"))
 	case pgtext.Check(value) != nil:
 		// Stripe hands metadata back in every event about the object,
 		// which our database must be able to store.
-		errs = append(errs, metadataKeyError(key, "value "+pgtext.Check(value).Error()))
+		errs = append(errs, keyError(key, "value "+pgtext.Check(value).Error()))
 	default:
-		if n := utf8.RuneCountInString(value); n > MaxMetadataValueLen {
-			errs = append(errs, metadataKeyError(key,
-				fmt.Sprintf("value is %d characters long, at most %d allowed", n, MaxMetadataValueLen)))
+		if n := utf8.RuneCountInString(value); n > MaxValueLen {
+			errs = append(errs, keyError(key,
+				fmt.Sprintf("value is %d characters long, at most %d allowed", n, MaxValueLen)))
 		}
 	}
 	if looksLikeSecretValue(value) && !(isIdentifierKey(key) && onlyDigits(value)) {
-		errs = append(errs, metadataKeyError(key, "value looks like a secret or a card number (value withheld)"))
+		errs = append(errs, keyError(key, "value looks like a secret or a card number (value withheld)"))
 	}
 	return errs
 }
@@ -238,7 +240,7 @@ func appendEntryErrors(errs []error, key, value string) []error {
 // 13-19 digit user ids, and one in ten of those passes the Luhn check:
 // such a value is an id, not a card number.
 func isIdentifierKey(key string) bool {
-	return key == metaUserID || key == metaRefundedBy || strings.HasSuffix(key, "_id")
+	return key == KeyUserID || key == KeyRefundedBy || strings.HasSuffix(key, "_id")
 }
 
 // onlyDigits reports whether s is a non-empty run of ASCII digits.

@@ -1,20 +1,21 @@
-package cache_test
+package ratelimit_test
 
 import (
 	"context"
 	"testing"
 	"time"
 
-	"billingapi/cache"
+	"billingapi/internal/testenv"
+	"billingapi/ratelimit"
 )
 
 // An action given back no longer counts against its key's budget; giving
 // back never takes a key below zero, nor touches another key.
 func TestRateLimiterGivesBackAnAction(t *testing.T) {
-	for name, open := range redises(t) {
+	for name, open := range testenv.Redises(t) {
 		t.Run(name, func(t *testing.T) {
 			rdb, prefix := open(t)
-			l := cache.NewRateLimiter(rdb, prefix+t.Name()+":", 2)
+			l := ratelimit.New(rdb, prefix+t.Name()+":", 2)
 			ctx := context.Background()
 			if time.Now().Second() > 55 {
 				time.Sleep(6 * time.Second) // stay inside one minute window
@@ -55,7 +56,7 @@ func TestRateLimiterGivesBackAnAction(t *testing.T) {
 			if err != nil || ok || retry <= 0 || retry > time.Minute {
 				t.Fatalf("take past the budget: allowed %v, retry %v, %v", ok, retry, err)
 			}
-			if err := l.GiveBack(ctx, cache.Counted{}); err != nil {
+			if err := l.GiveBack(ctx, ratelimit.Counted{}); err != nil {
 				t.Fatalf("giving back nothing: %v", err)
 			}
 		})
