@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"billingapi/internal/redact"
+
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/redis/go-redis/v9"
 )
@@ -158,7 +160,7 @@ func createDatabase(ctx context.Context, adminURL string, cl *cleanups) (*databa
 	}
 	if err := admin.PingContext(ctx); err != nil {
 		admin.Close()
-		return nil, fmt.Errorf("PostgreSQL at %s: %w", redactURL(adminURL), err)
+		return nil, fmt.Errorf("PostgreSQL at %s: %w", redact.URL(adminURL), err)
 	}
 	name := "bench_" + randomHex(6)
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
@@ -187,13 +189,6 @@ func createDatabase(ctx context.Context, adminURL string, cl *cleanups) (*databa
 		admin.Close()
 	})
 	return d, nil
-}
-
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable URL)"
 }
 
 // ---- Redis ----

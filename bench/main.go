@@ -33,6 +33,7 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/internal/redact"
 	"billingapi/internal/stripefake"
 
 	"github.com/redis/go-redis/v9"
@@ -241,7 +242,7 @@ func (r *runner) run(ctx context.Context) error {
 	r.rdb = redis.NewClient(ropts)
 	r.cl.add(func() { r.rdb.Close() })
 	if err := r.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w", redactURL(r.opt.redisURL), err)
+		return fmt.Errorf("redis at %s: %w", redact.URL(r.opt.redisURL), err)
 	}
 	r.jwtKey = "bench-" + randomHex(24)
 	r.jwt = auth.NewHS256Signer([]byte(r.jwtKey), "", "")
