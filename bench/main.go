@@ -35,12 +35,13 @@ import (
 	"billingapi/auth"
 	"billingapi/internal/redact"
 	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
 
 	"github.com/redis/go-redis/v9"
 )
 
 const (
-	stripeKey     = "sk_test_123" // stripe-mock accepts any test-mode key
+	stripeKey     = testenv.StripeMockKey
 	webhookSecret = "whsec_bench_signing_secret"
 	lookupKeys    = "starter_monthly,pro_monthly,pro_yearly"
 )
@@ -221,10 +222,11 @@ func (r *runner) run(ctx context.Context) error {
 		return fmt.Errorf("go build ./server: %v\n%s", err, out)
 	}
 
-	mock, err := startStripeMock(r.root, r.cl)
+	mock, stopMock, err := testenv.StartStripeMock()
 	if err != nil {
 		return err
 	}
+	r.cl.add(stopMock)
 	r.fake = stripefake.New(benchTB{c: r.cl}, mock)
 	r.fake.SetPrices(
 		stripefake.Price{LookupKey: "starter_monthly", UnitAmount: 900, Interval: "month", Active: true, ProductID: "prod_starter",
