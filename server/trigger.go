@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -138,15 +137,13 @@ func trigger(ctx context.Context, args []string, getenv func(string) string, std
 // parseTriggerArgs reads EVENT_TYPE and the flags, in any order.
 func parseTriggerArgs(args []string, stderr io.Writer) (triggerOptions, error) {
 	var o triggerOptions
-	fs := flag.NewFlagSet("trigger", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("trigger", stderr)
 	fs.StringVar(&o.workspace, "workspace", "", "workspace id (UUID) the event is about; required except for price.* and product.*")
 	fs.StringVar(&o.customer, "customer", "", "Stripe customer id (cus_...) to put on the object")
 	fs.StringVar(&o.plan, "plan", "pro", "metadata.plan of subscriptions and Checkout sessions")
 	fs.StringVar(&o.url, "url", "", "webhook endpoint (default http://localhost:<port of HTTP_ADDR>/webhooks/stripe/)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: server trigger EVENT_TYPE --workspace ID [--url URL] [--customer cus_...] [--plan NAME]\n\nflags:\n")
-		fs.PrintDefaults()
+		printCommandUsage(stderr, "trigger", fs)
 		fmt.Fprintf(stderr, "\nevent types:\n  %s\n", strings.Join(supportedTriggerEvents(), "\n  "))
 	}
 	var positional []string
