@@ -309,6 +309,9 @@ func faultAssertAppliedOnce(t *testing.T, s *testServer, ws string, ids []string
 // posts webhooks and a member listens to billingEvents, and starts it
 // again a second later.
 func TestFaultRedisKilledUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a fault test: runs and kills a redis-server of its own")
+	}
 	pg := testenv.StartPostgres(t)
 	rd := testenv.StartRedis(t)
 	const prefix = "fault:"
@@ -525,6 +528,9 @@ func TestFaultRedisKilledUnderLoad(t *testing.T) {
 // answer 503, queries fail fast, and after PostgreSQL returns the same
 // server recovers and Stripe's retry is applied once.
 func TestFaultPostgresStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a fault test: runs and stops a PostgreSQL cluster of its own")
+	}
 	pg := testenv.StartPostgres(t)
 	rd := testenv.StartRedis(t)
 	w := newPaymentsWorld(t, pg.URL(), map[string]string{
@@ -657,6 +663,9 @@ func TestFaultPostgresStops(t *testing.T) {
 // same bound as when PostgreSQL is stopped. After the thaw the same server
 // answers again.
 func TestFaultPostgresHangs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a fault test: runs and freezes a PostgreSQL cluster of its own")
+	}
 	pg := testenv.StartPostgres(t)
 	rd := testenv.StartRedis(t)
 	w := newPaymentsWorld(t, pg.URL(), map[string]string{"REDIS_URL": rd.URL(), "REDIS_KEY_PREFIX": "fault:"})
@@ -919,6 +928,9 @@ func TestFaultServerKilledDuringWebhookBurst(t *testing.T) {
 // each answers PAYMENT_PROVIDER_UNAVAILABLE within the Stripe timeout and
 // its retries, other queries stay fast, and nothing is half-written.
 func TestFaultStripeHangsOrResets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a fault test: waits out Stripe timeouts under load")
+	}
 	pg := testenv.StartPostgres(t)
 	rd := testenv.StartRedis(t)
 	const stripeTimeout = time.Second
