@@ -16,7 +16,7 @@ RUN_ENV := STRIPE_API_BASE=$${STRIPE_API_BASE:-http://$(SANDBOX_ADDR)} \
 	PLAN_LOOKUP_KEYS=$${PLAN_LOOKUP_KEYS:-starter_monthly,starter_yearly,pro_monthly,pro_yearly} \
 	SANDBOX_ADDR=$(SANDBOX_ADDR)
 
-.PHONY: run test scenarios generate check-generate migrate-diff stripe-mock vet lint fuzz bench clean
+.PHONY: run test test-unit scenarios bench vet playground lint fuzz stripe-mock generate migrate-diff check-generate clean help
 
 # staticcheck, pinned; run from the module proxy like the other tools.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
@@ -43,6 +43,10 @@ run:
 test: vet $(STRIPE_MOCK)
 	STRIPE_MOCK_BIN=$(abspath $(STRIPE_MOCK)) $(GO) test -race -count=1 -timeout 20m ./...
 
+## test-unit: the inner loop: go test -short, no race detector (skips the process, fault and chaos tests that make test runs)
+test-unit: $(STRIPE_MOCK)
+	STRIPE_MOCK_BIN=$(abspath $(STRIPE_MOCK)) $(GO) test -short -count=1 ./...
+
 ## scenarios: scripted billing lifecycles (trial, renewals, failed renewals, plan change, cancel, resume, 3D Secure, refunds, abandoned Checkout) through the API against a fresh sandbox, printed as timelines
 scenarios:
 	$(GO) run ./server scenarios
@@ -51,15 +55,15 @@ scenarios:
 bench: $(STRIPE_MOCK)
 	BENCH_COMMAND="make bench $(BENCH_FLAGS)" $(GO) run ./bench $(BENCH_FLAGS)
 
+## vet: gofmt check and go vet
 vet:
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "not gofmt-ed:" $$unformatted >&2; exit 1; fi
 	$(GO) vet ./...
 
-## playground: rebuild the embedded admin playground (server/playground) from
-## playground/ with npm and esbuild. Its output is committed, so run and test
-## never need Node; run this after changing playground/ and commit the result.
-.PHONY: playground
+## playground: rebuild the embedded admin playground (server/playground) from playground/ with npm and esbuild
+# Its output is committed, so run and test never need Node; run this after
+# changing playground/ and commit the result.
 playground:
 	cd playground && npm ci --no-audit --no-fund && npm run build
 
@@ -102,5 +106,12 @@ check-generate: generate
 	@test -z "$$(git status --porcelain -- ent graph schema.graphql)" || \
 		(git status --porcelain -- ent graph schema.graphql; echo "make generate created files: commit them" >&2; exit 1)
 
+## clean: remove bin/ and the data/ of make run
 clean:
 	rm -rf $(BIN) data
+
+## help: list the targets
+help:
+	@echo "usage: make TARGET"
+	@awk '/^## [a-z][a-z-]*: / { sub(/^## /, ""); i = index($$0, ": "); \
+		printf "  %-15s %s\n", substr($$0, 1, i - 1), substr($$0, i + 2) }' $(MAKEFILE_LIST)

@@ -22,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"billingapi/internal/redact"
+
 	_ "github.com/jackc/pgx/v5/stdlib" // the "pgx" database/sql driver
 	"github.com/redis/go-redis/v9"
 )
@@ -73,73 +75,6 @@ func (t benchTB) Logf(format string, args ...any)   { log.Printf(format, args...
 func (t benchTB) Errorf(format string, args ...any) { log.Printf("error: "+format, args...) }
 func (t benchTB) Fatalf(format string, args ...any) { log.Panicf(format, args...) }
 
-// ---- stripe-mock ----
-
-const stripeMockListening = "Listening for HTTP at address: "
-
-// startStripeMock builds bin/stripe-mock when missing and starts it on a
-// loopback port, as internal/testenv does for tests.
-func startStripeMock(root string, cl *cleanups) (string, error) {
-	bin := filepath.Join(root, "bin", "stripe-mock")
-	if fi, err := os.Stat(bin); err != nil || fi.Mode().Perm()&0o111 == 0 {
-		log.Printf("building %s", bin)
-		cmd := exec.Command("go", "build", "-o", bin, "github.com/stripe/stripe-mock")
-		cmd.Dir = root
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return "", fmt.Errorf("build stripe-mock: %v\n%s", err, out)
-		}
-	}
-	cmd := exec.Command(bin, "-http-addr", "127.0.0.1:0", "-https-addr", "127.0.0.1:0")
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return "", err
-	}
-	cmd.Stderr = io.Discard
-	if err := cmd.Start(); err != nil {
-		return "", err
-	}
-	exited := make(chan struct{})
-	go func() { _ = cmd.Wait(); close(exited) }()
-	cl.add(func() {
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-exited
-	})
-	addr := make(chan string, 1)
-	go func() {
-		sc := bufio.NewScanner(stdout)
-		found := false
-		for sc.Scan() { // stripe-mock logs a line per request: keep draining
-			if line := sc.Text(); !found && strings.HasPrefix(line, stripeMockListening) {
-				found = true
-				addr <- strings.TrimSpace(strings.TrimPrefix(line, stripeMockListening))
-			}
-		}
-		_, _ = io.Copy(io.Discard, stdout)
-	}()
-	select {
-	case a := <-addr:
-		u := "http://" + a
-		deadline := time.Now().Add(20 * time.Second)
-		for time.Now().Before(deadline) {
-			req, _ := http.NewRequest(http.MethodGet, u+"/v1/customers", nil)
-			req.Header.Set("Authorization", "Bearer "+stripeKey)
-			if res, err := http.DefaultClient.Do(req); err == nil {
-				res.Body.Close()
-				if res.StatusCode == http.StatusOK {
-					return u, nil
-				}
-			}
-			time.Sleep(50 * time.Millisecond)
-		}
-		return "", errors.New("stripe-mock not ready within 20s")
-	case <-exited:
-		return "", errors.New("stripe-mock exited before listening")
-	case <-time.After(20 * time.Second):
-		return "", errors.New("stripe-mock printed no listening address within 20s")
-	}
-}
-
 // ---- PostgreSQL ----
 
 // database is a fresh PostgreSQL database of this run.
@@ -158,7 +93,7 @@ func createDatabase(ctx context.Context, adminURL string, cl *cleanups) (*databa
 	}
 	if err := admin.PingContext(ctx); err != nil {
 		admin.Close()
-		return nil, fmt.Errorf("PostgreSQL at %s: %w", redactURL(adminURL), err)
+		return nil, fmt.Errorf("PostgreSQL at %s: %w", redact.URL(adminURL), err)
 	}
 	name := "bench_" + randomHex(6)
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
@@ -187,13 +122,6 @@ func createDatabase(ctx context.Context, adminURL string, cl *cleanups) (*databa
 		admin.Close()
 	})
 	return d, nil
-}
-
-func redactURL(s string) string {
-	if u, err := url.Parse(s); err == nil {
-		return u.Redacted()
-	}
-	return "(unparsable URL)"
 }
 
 // ---- Redis ----

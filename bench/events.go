@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"billingapi/internal/stripeevent"
-	"billingapi/internal/stripefake"
 )
 
 // eventGen makes signed Stripe events for the bench's workspaces: a mix of
@@ -72,15 +71,15 @@ func (g *eventGen) next(n int64) (string, []byte) {
 		}
 		obj = subscriptionJSON(w, status, created)
 	case "invoice.paid":
-		obj = stripefake.InvoiceJSON(fmt.Sprintf("in_%s%d", g.prefix, n), "", w.SubID, "paid", 2900, 2900, map[string]string{"workspace_id": w.ID})
+		obj = stripeevent.InvoiceJSON(fmt.Sprintf("in_%s%d", g.prefix, n), "", w.SubID, "paid", 2900, 2900, map[string]string{"workspace_id": w.ID})
 	case "invoice.payment_failed":
-		obj = stripefake.InvoiceJSON(fmt.Sprintf("in_%s%d", g.prefix, n), "", w.SubID, "open", 2900, 0, map[string]string{"workspace_id": w.ID})
+		obj = stripeevent.InvoiceJSON(fmt.Sprintf("in_%s%d", g.prefix, n), "", w.SubID, "open", 2900, 0, map[string]string{"workspace_id": w.ID})
 	case "payment_intent.succeeded":
-		obj = stripefake.PaymentIntentJSON(fmt.Sprintf("pi_%s%d", g.prefix, n), "succeeded", 1999, "usd", meta)
+		obj = stripeevent.PaymentIntentJSON(fmt.Sprintf("pi_%s%d", g.prefix, n), "succeeded", 1999, "usd", meta)
 	case "payment_intent.payment_failed":
-		obj = stripefake.PaymentIntentJSON(fmt.Sprintf("pi_%s%d", g.prefix, n), "requires_payment_method", 1999, "usd", meta)
+		obj = stripeevent.PaymentIntentJSON(fmt.Sprintf("pi_%s%d", g.prefix, n), "requires_payment_method", 1999, "usd", meta)
 	case "payment_intent.processing":
-		obj = stripefake.PaymentIntentJSON(fmt.Sprintf("pi_%s%d", g.prefix, n), "processing", 1999, "usd", meta)
+		obj = stripeevent.PaymentIntentJSON(fmt.Sprintf("pi_%s%d", g.prefix, n), "processing", 1999, "usd", meta)
 	}
 	return id, stripeevent.Event(id, typ, obj, created)
 }
@@ -92,7 +91,7 @@ func (g *eventGen) paymentEvent(n int64, w benchWorkspace) (string, []byte) {
 	created := g.base.Add(time.Duration(seq) * time.Second)
 	id := fmt.Sprintf("%s%d", g.prefix, n)
 	meta := map[string]string{"workspace_id": w.ID, "user_id": w.Owner, "purpose": "credits_pack"}
-	obj := stripefake.PaymentIntentJSON(fmt.Sprintf("pi_%s%d", g.prefix, n), "succeeded", 1999, "usd", meta)
+	obj := stripeevent.PaymentIntentJSON(fmt.Sprintf("pi_%s%d", g.prefix, n), "succeeded", 1999, "usd", meta)
 	return id, stripeevent.Event(id, "payment_intent.succeeded", obj, created)
 }
 
@@ -106,7 +105,7 @@ func (g *eventGen) subscriptionCreated(w benchWorkspace) (string, []byte) {
 }
 
 func subscriptionJSON(w benchWorkspace, status string, created time.Time) string {
-	return stripefake.SubscriptionJSON(stripefake.Subscription{
+	return stripeevent.SubscriptionJSON(stripeevent.Subscription{
 		ID: w.SubID, Status: status, PriceID: "price_pro_monthly", LookupKey: "pro_monthly",
 		Metadata:    map[string]string{"workspace_id": w.ID, "plan": "pro"},
 		PeriodStart: created.Add(-24 * time.Hour), PeriodEnd: created.Add(29 * 24 * time.Hour),

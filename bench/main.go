@@ -33,13 +33,15 @@ import (
 	"time"
 
 	"billingapi/auth"
+	"billingapi/internal/redact"
 	"billingapi/internal/stripefake"
+	"billingapi/internal/testenv"
 
 	"github.com/redis/go-redis/v9"
 )
 
 const (
-	stripeKey     = "sk_test_123" // stripe-mock accepts any test-mode key
+	stripeKey     = testenv.StripeMockKey
 	webhookSecret = "whsec_bench_signing_secret"
 	lookupKeys    = "starter_monthly,pro_monthly,pro_yearly"
 )
@@ -220,10 +222,11 @@ func (r *runner) run(ctx context.Context) error {
 		return fmt.Errorf("go build ./server: %v\n%s", err, out)
 	}
 
-	mock, err := startStripeMock(r.root, r.cl)
+	mock, stopMock, err := testenv.StartStripeMock()
 	if err != nil {
 		return err
 	}
+	r.cl.add(stopMock)
 	r.fake = stripefake.New(benchTB{c: r.cl}, mock)
 	r.fake.SetPrices(
 		stripefake.Price{LookupKey: "starter_monthly", UnitAmount: 900, Interval: "month", Active: true, ProductID: "prod_starter",
@@ -241,7 +244,7 @@ func (r *runner) run(ctx context.Context) error {
 	r.rdb = redis.NewClient(ropts)
 	r.cl.add(func() { r.rdb.Close() })
 	if err := r.rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis at %s: %w", redactURL(r.opt.redisURL), err)
+		return fmt.Errorf("redis at %s: %w", redact.URL(r.opt.redisURL), err)
 	}
 	r.jwtKey = "bench-" + randomHex(24)
 	r.jwt = auth.NewHS256Signer([]byte(r.jwtKey), "", "")

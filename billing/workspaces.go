@@ -6,7 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/google/uuid"
 
 	"billingapi/auth"
 	"billingapi/ent"
@@ -15,7 +16,7 @@ import (
 	"billingapi/ent/membership"
 	"billingapi/ent/privacy"
 	"billingapi/ent/user"
-	"github.com/google/uuid"
+	"billingapi/internal/pgtext"
 )
 
 // viewer returns the signed-in user of ctx or UNAUTHENTICATED.
@@ -27,6 +28,11 @@ func viewer(ctx context.Context) (auth.Viewer, error) {
 	return v, nil
 }
 
+// The users table's email and name hold at most 320 and 200 bytes (ent's
+// MaxLen counts bytes, not characters): longer claims are clipped, since
+// they would fail the insert.
+const maxUserEmail, maxUserName = 320, 200
+
 // EnsureUser creates or refreshes the viewer's user row from their token's
 // claims and returns it. Email and name follow the latest token.
 func (s *Service) EnsureUser(ctx context.Context) (*ent.User, error) {
@@ -34,7 +40,7 @@ func (s *Service) EnsureUser(ctx context.Context) (*ent.User, error) {
 	if err != nil {
 		return nil, err
 	}
-	email, name := clip(v.Email, 320), clip(v.Name, 200)
+	email, name := pgtext.Clip(v.Email, maxUserEmail), pgtext.Clip(v.Name, maxUserName)
 	err = s.db.User.Create().
 		SetID(v.UserID).SetEmail(email).SetName(name).
 		OnConflictColumns(user.FieldID).
@@ -63,7 +69,7 @@ func (s *Service) Me(ctx context.Context) (*ent.User, error) {
 		return s.EnsureUser(ctx)
 	case err != nil:
 		return nil, err
-	case u.Email != clip(v.Email, 320) || u.Name != clip(v.Name, 200):
+	case u.Email != pgtext.Clip(v.Email, maxUserEmail) || u.Name != pgtext.Clip(v.Name, maxUserName):
 		return s.EnsureUser(ctx)
 	}
 	return u, nil
@@ -348,17 +354,4 @@ func validRole(r auth.Role) bool {
 		}
 	}
 	return false
-}
-
-// clip cuts s to at most n bytes, at a character boundary: the users
-// table's email and name hold at most 320 and 200 bytes (ent's MaxLen
-// counts bytes, not characters), and a longer claim would fail the insert.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }

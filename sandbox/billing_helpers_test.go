@@ -123,6 +123,16 @@ func (b *box) invoice(t *testing.T, id string) *stripe.Invoice {
 	return inv
 }
 
+// subscribe starts a subscription of customer to price.
+func (b *box) subscribe(t *testing.T, customer, price string) *stripe.Subscription {
+	t.Helper()
+	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(customer), Items: items(price)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return sub
+}
+
 func (b *box) sub(t *testing.T, id string) *stripe.Subscription {
 	t.Helper()
 	p := &stripe.SubscriptionParams{}

@@ -180,10 +180,7 @@ func TestCancellation(t *testing.T) {
 	pl := b.plans(t)
 	cus, _ := b.customer(t, "pm_card_visa", "")
 	newSub := func(t *testing.T) *stripe.Subscription {
-		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub := b.subscribe(t, cus, pl.basic)
 		return sub
 	}
 	t.Run("AtPeriodEndSetsCanceledAtAndUnschedulingClearsIt", func(t *testing.T) {
@@ -271,10 +268,7 @@ func TestASubscriptionRenewsAfterARestart(t *testing.T) {
 	b := newBox(t, func(o *Options) { o.DataDir = dir })
 	pl := b.plans(t)
 	cus, _ := b.customer(t, "pm_card_visa", "")
-	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := b.subscribe(t, cus, pl.basic)
 	at := sub.CurrentPeriodStart + 86400
 	if _, err := b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{ProrationDate: stripe.Int64(at),
 		Items: []*stripe.SubscriptionItemsParams{{ID: stripe.String(sub.Items.Data[0].ID), Quantity: stripe.Int64(2)}}}); err != nil {

@@ -87,10 +87,7 @@ func TestCouponsAndPromotionCodes(t *testing.T) {
 		}
 	})
 	t.Run("ADiscountAddedByAnUpdate", func(t *testing.T) {
-		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.yearly)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub := b.subscribe(t, cus, pl.yearly)
 		got, err := b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{Coupon: stripe.String(percent.ID)})
 		if err != nil || got.Discount == nil || got.Discount.Coupon.ID != percent.ID {
 			t.Fatalf("update with a coupon: %v, %v", got, err)
@@ -133,10 +130,7 @@ func TestAmountOffCouponOfAnotherCurrencyIsRefused(t *testing.T) {
 	if se := stripeErrStatus(t, err, 400); se.Param != "coupon" {
 		t.Fatalf("a eur coupon on a usd subscription: %v", err)
 	}
-	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := b.subscribe(t, cus, pl.basic)
 	_, err = b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{Coupon: stripe.String(euros.ID)})
 	stripeErrStatus(t, err, 400)
 	if got, _ := b.sc.Subscriptions.Get(sub.ID, nil); got.Discount != nil {

@@ -119,10 +119,7 @@ func TestProrations(t *testing.T) {
 		b := newBox(t)
 		pl := b.plans(t)
 		cus, _ := b.customer(t, "pm_card_visa", "")
-		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub := b.subscribe(t, cus, pl.basic)
 		at := sub.CurrentPeriodStart + 5*86400
 		if _, err := b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{ProrationDate: stripe.Int64(at),
 			Items: []*stripe.SubscriptionItemsParams{{ID: stripe.String(sub.Items.Data[0].ID), Price: stripe.String(pl.pro)}}}); err != nil {
@@ -144,10 +141,7 @@ func TestUpcomingInvoice(t *testing.T) {
 	b := newBox(t)
 	pl := b.plans(t)
 	cus, _ := b.customer(t, "pm_card_visa", "")
-	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := b.subscribe(t, cus, pl.basic)
 	at := sub.CurrentPeriodStart + 7*86400
 	preview := []*stripe.SubscriptionItemsParams{{ID: stripe.String(sub.Items.Data[0].ID), Price: stripe.String(pl.pro), Quantity: stripe.Int64(2)}}
 	wantProration := prorated(6000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd) - prorated(1000, at, sub.CurrentPeriodStart, sub.CurrentPeriodEnd)
@@ -213,10 +207,7 @@ func TestInvoiceEndpoints(t *testing.T) {
 	b := newBox(t)
 	pl := b.plans(t)
 	cus, _ := b.customer(t, "pm_card_chargeCustomerFail", "")
-	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := b.subscribe(t, cus, pl.basic)
 	t.Run("ListFiltersByStatusAndSubscription", func(t *testing.T) {
 		it := b.sc.Invoices.List(&stripe.InvoiceListParams{Subscription: stripe.String(sub.ID), Status: stripe.String("open")})
 		if !it.Next() || it.Invoice().ID != sub.LatestInvoice.ID || it.Next() {
@@ -258,10 +249,7 @@ func TestADowngradeCreditCarriesToTheNextInvoice(t *testing.T) {
 	b := newBox(t)
 	pl := b.plans(t)
 	cus, _ := b.customer(t, "pm_card_visa", "")
-	sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.pro)})
-	if err != nil {
-		t.Fatal(err)
-	}
+	sub := b.subscribe(t, cus, pl.pro)
 	at := sub.CurrentPeriodStart + 10*86400
 	p := &stripe.SubscriptionParams{ProrationBehavior: stripe.String("always_invoice"), ProrationDate: stripe.Int64(at),
 		Items: []*stripe.SubscriptionItemsParams{{ID: stripe.String(sub.Items.Data[0].ID), Price: stripe.String(pl.basic)}}}

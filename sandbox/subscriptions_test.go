@@ -269,10 +269,7 @@ func TestSubscriptionUpdatesAndLists(t *testing.T) {
 		eventsAre(t, ids(&stripe.SubscriptionListParams{Customer: stripe.String(other), Price: stripe.String(pl.basic)}), a.ID)
 	})
 	t.Run("AddingAndDeletingItems", func(t *testing.T) {
-		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.pro)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub := b.subscribe(t, cus, pl.pro)
 		got, err := b.sc.Subscriptions.Update(sub.ID, &stripe.SubscriptionParams{ProrationBehavior: stripe.String("none"),
 			Items: []*stripe.SubscriptionItemsParams{{Price: stripe.String(pl.seat), Quantity: stripe.Int64(4)}}})
 		if err != nil || len(got.Items.Data) != 2 || got.Items.Data[1].Quantity != 4 {
@@ -317,12 +314,9 @@ func TestContractForCheckoutAndPortal(t *testing.T) {
 	})
 	t.Run("SetCancelAtPeriodEndEmitsOneUpdate", func(t *testing.T) {
 		cus, _ := b.customer(t, "pm_card_visa", "")
-		sub, err := b.sc.Subscriptions.New(&stripe.SubscriptionParams{Customer: stripe.String(cus), Items: items(pl.basic)})
-		if err != nil {
-			t.Fatal(err)
-		}
+		sub := b.subscribe(t, cus, pl.basic)
 		n := len(b.delivered(t))
-		err = b.locked(func(c *call) error {
+		err := b.locked(func(c *call) error {
 			if e := b.setCancelAtPeriodEnd(c, b.get("subscription", sub.ID), true); e != nil {
 				return e
 			}

@@ -17,6 +17,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"billingapi/internal/redact"
 )
 
 // Config is everything the server reads from its environment, parsed and validated once at start.
@@ -71,7 +73,6 @@ const (
 	defaultHTTPAddr     = ":8000"
 	defaultBaseURL      = "http://localhost:8000"
 	defaultDatabasePath = "data/billing.db"
-	redactedMark        = "[redacted]"
 )
 
 // LoadConfig reads the environment through getenv, applies defaults and returns the validated Config, or a zero Config and one error listing every problem as "VARNAME: problem" joined by "; " (never quoting a secret).
@@ -677,55 +678,14 @@ func shortDuration(d time.Duration) string {
 	return s
 }
 
-// redact returns "[redacted]" for a non-empty secret and "" for an empty one.
-func redact(secret string) string {
-	if secret == "" {
-		return ""
-	}
-	return redactedMark
-}
-
-func redactList(secrets []string) string {
-	if len(secrets) == 0 {
-		return ""
-	}
-	return redactedMark
-}
-
-// redactURL hides the password of a URL's user info and of any password-like query parameter.
-func redactURL(s string) string {
-	if s == "" {
-		return ""
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return redactedMark
-	}
-	if u.RawQuery != "" {
-		q := u.Query()
-		changed := false
-		for k := range q {
-			lk := strings.ToLower(k)
-			if strings.Contains(lk, "pass") || strings.Contains(lk, "secret") || strings.Contains(lk, "token") {
-				q[k] = []string{"xxxxx"}
-				changed = true
-			}
-		}
-		if changed {
-			u.RawQuery = q.Encode()
-		}
-	}
-	return u.Redacted()
-}
-
 // LogValue returns every field as a slog group, with secrets shown as "[redacted]" and URL passwords as "xxxxx".
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("HTTPAddr", c.HTTPAddr),
 		slog.String("Env", c.Env),
 		slog.String("BaseURL", c.BaseURL),
-		slog.String("DatabaseURL", redactURL(c.DatabaseURL)),
-		slog.String("RedisURL", redactURL(c.RedisURL)),
+		slog.String("DatabaseURL", redact.URL(c.DatabaseURL)),
+		slog.String("RedisURL", redact.URL(c.RedisURL)),
 		slog.String("RedisKeyPrefix", c.RedisKeyPrefix),
 		slog.Any("Stripe", c.Stripe),
 		slog.Any("JWT", c.JWT),
@@ -733,7 +693,7 @@ func (c Config) LogValue() slog.Value {
 		slog.String("PriceCacheTTL", c.PriceCacheTTL.String()),
 		slog.Int("RateLimitPerMinute", c.RateLimitPerMinute),
 		slog.Any("CORSAllowedOrigins", c.CORSAllowedOrigins),
-		slog.String("MetricsToken", redact(c.MetricsToken)),
+		slog.String("MetricsToken", redact.Secret(c.MetricsToken)),
 		slog.String("CustomerCreation", c.CustomerCreation),
 		slog.Bool("CustomerTestClocks", c.CustomerTestClocks),
 		slog.Int("DBMaxOpenConns", c.DBMaxOpenConns),
@@ -744,16 +704,16 @@ func (c Config) LogValue() slog.Value {
 // String returns every field on one line, with secrets shown as "[redacted]" and URL passwords as "xxxxx".
 func (c Config) String() string {
 	return fmt.Sprintf("Config{HTTPAddr:%q Env:%q BaseURL:%q DatabaseURL:%q RedisURL:%q RedisKeyPrefix:%q Stripe:%s JWT:%s PlanLookupKeys:%q PriceCacheTTL:%s RateLimitPerMinute:%d CORSAllowedOrigins:%q MetricsToken:%q CustomerCreation:%q CustomerTestClocks:%t DBMaxOpenConns:%d DBMaxIdleConns:%d}",
-		c.HTTPAddr, c.Env, c.BaseURL, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.RedisKeyPrefix, c.Stripe.String(), c.JWT.String(),
-		c.PlanLookupKeys, c.PriceCacheTTL, c.RateLimitPerMinute, c.CORSAllowedOrigins, redact(c.MetricsToken),
+		c.HTTPAddr, c.Env, c.BaseURL, redact.URL(c.DatabaseURL), redact.URL(c.RedisURL), c.RedisKeyPrefix, c.Stripe.String(), c.JWT.String(),
+		c.PlanLookupKeys, c.PriceCacheTTL, c.RateLimitPerMinute, c.CORSAllowedOrigins, redact.Secret(c.MetricsToken),
 		c.CustomerCreation, c.CustomerTestClocks, c.DBMaxOpenConns, c.DBMaxIdleConns)
 }
 
 // GoString returns c as Go syntax for %#v, with secrets replaced by "[redacted]" and URL passwords by "xxxxx".
 func (c Config) GoString() string {
 	return fmt.Sprintf("main.Config{HTTPAddr:%#v, Env:%#v, BaseURL:%#v, DatabaseURL:%#v, RedisURL:%#v, RedisKeyPrefix:%#v, Stripe:%s, JWT:%s, PlanLookupKeys:%#v, PriceCacheTTL:%d, RateLimitPerMinute:%d, CORSAllowedOrigins:%#v, MetricsToken:%#v, CustomerCreation:%#v, CustomerTestClocks:%t, DBMaxOpenConns:%d, DBMaxIdleConns:%d}",
-		c.HTTPAddr, c.Env, c.BaseURL, redactURL(c.DatabaseURL), redactURL(c.RedisURL), c.RedisKeyPrefix, c.Stripe.GoString(), c.JWT.GoString(),
-		c.PlanLookupKeys, int64(c.PriceCacheTTL), c.RateLimitPerMinute, c.CORSAllowedOrigins, redact(c.MetricsToken),
+		c.HTTPAddr, c.Env, c.BaseURL, redact.URL(c.DatabaseURL), redact.URL(c.RedisURL), c.RedisKeyPrefix, c.Stripe.GoString(), c.JWT.GoString(),
+		c.PlanLookupKeys, int64(c.PriceCacheTTL), c.RateLimitPerMinute, c.CORSAllowedOrigins, redact.Secret(c.MetricsToken),
 		c.CustomerCreation, c.CustomerTestClocks, c.DBMaxOpenConns, c.DBMaxIdleConns)
 }
 
@@ -763,9 +723,9 @@ func (c Config) Format(f fmt.State, verb rune) { formatRedacted(f, verb, c) }
 // LogValue returns every field as a slog group, with the secret key and webhook secrets shown as "[redacted]".
 func (s StripeConfig) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("SecretKey", redact(s.SecretKey)),
+		slog.String("SecretKey", redact.Secret(s.SecretKey)),
 		slog.String("PublishableKey", s.PublishableKey),
-		slog.String("WebhookSecrets", redactList(s.WebhookSecrets)),
+		slog.String("WebhookSecrets", redact.List(s.WebhookSecrets)),
 		slog.Int("WebhookSecretCount", len(s.WebhookSecrets)),
 		slog.String("APIBase", s.APIBase),
 		slog.Bool("AllowTestKeysInProduction", s.AllowTestKeysInProduction),
@@ -776,17 +736,17 @@ func (s StripeConfig) LogValue() slog.Value {
 // String returns every field on one line, with the secret key and webhook secrets shown as "[redacted]".
 func (s StripeConfig) String() string {
 	return fmt.Sprintf("{SecretKey:%q PublishableKey:%q WebhookSecrets:%q(%d) APIBase:%q AllowTestKeysInProduction:%t Timeout:%s}",
-		redact(s.SecretKey), s.PublishableKey, redactList(s.WebhookSecrets), len(s.WebhookSecrets), s.APIBase, s.AllowTestKeysInProduction, s.Timeout)
+		redact.Secret(s.SecretKey), s.PublishableKey, redact.List(s.WebhookSecrets), len(s.WebhookSecrets), s.APIBase, s.AllowTestKeysInProduction, s.Timeout)
 }
 
 // GoString returns s as Go syntax for %#v, with the secret key and webhook secrets replaced by "[redacted]".
 func (s StripeConfig) GoString() string {
 	hidden := make([]string, len(s.WebhookSecrets))
 	for i := range hidden {
-		hidden[i] = redactedMark
+		hidden[i] = redact.Mark
 	}
 	return fmt.Sprintf("main.StripeConfig{SecretKey:%#v, PublishableKey:%#v, WebhookSecrets:%#v, APIBase:%#v, AllowTestKeysInProduction:%t, Timeout:%d}",
-		redact(s.SecretKey), s.PublishableKey, hidden, s.APIBase, s.AllowTestKeysInProduction, s.Timeout)
+		redact.Secret(s.SecretKey), s.PublishableKey, hidden, s.APIBase, s.AllowTestKeysInProduction, s.Timeout)
 }
 
 // Format prints s redacted for every verb, so even %d or %x cannot reach a secret field by reflection.
@@ -795,7 +755,7 @@ func (s StripeConfig) Format(f fmt.State, verb rune) { formatRedacted(f, verb, s
 // LogValue returns every field as a slog group, with the HS256 secret shown as "[redacted]" and the PEM as its length.
 func (j JWTConfig) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("HS256Secret", redact(j.HS256Secret)),
+		slog.String("HS256Secret", redact.Secret(j.HS256Secret)),
 		slog.String("PublicKeyFile", j.PublicKeyFile),
 		slog.Int("PublicKeyPEMBytes", len(j.PublicKeyPEM)),
 		slog.String("Issuer", j.Issuer),
@@ -806,13 +766,13 @@ func (j JWTConfig) LogValue() slog.Value {
 // String returns every field on one line, with the HS256 secret shown as "[redacted]" and the PEM as its length.
 func (j JWTConfig) String() string {
 	return fmt.Sprintf("{HS256Secret:%q PublicKeyFile:%q PublicKeyPEM:[%d bytes] Issuer:%q Audience:%q}",
-		redact(j.HS256Secret), j.PublicKeyFile, len(j.PublicKeyPEM), j.Issuer, j.Audience)
+		redact.Secret(j.HS256Secret), j.PublicKeyFile, len(j.PublicKeyPEM), j.Issuer, j.Audience)
 }
 
 // GoString returns j as Go syntax for %#v, with the HS256 secret replaced by "[redacted]".
 func (j JWTConfig) GoString() string {
 	return fmt.Sprintf("main.JWTConfig{HS256Secret:%#v, PublicKeyFile:%#v, PublicKeyPEM:[]byte(%#v), Issuer:%#v, Audience:%#v}",
-		redact(j.HS256Secret), j.PublicKeyFile, string(j.PublicKeyPEM), j.Issuer, j.Audience)
+		redact.Secret(j.HS256Secret), j.PublicKeyFile, string(j.PublicKeyPEM), j.Issuer, j.Audience)
 }
 
 // Format prints j redacted for every verb, so even %d or %x cannot reach a secret field by reflection.

@@ -79,6 +79,9 @@ func startServerProcess(t *testing.T, bin string, env map[string]string) (*testS
 // Redis, the development JWT secret. A token minted by the `token`
 // subcommand gets `{ me { id } }` back, and SIGTERM shuts it down cleanly.
 func TestEmbeddedDefaults(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and runs the server binary")
+	}
 	bin := buildServer(t)
 	dir := t.TempDir()
 
@@ -233,6 +236,9 @@ func TestHealthcheckCommand(t *testing.T) {
 // processes at the same moment against an empty PostgreSQL database: both
 // come up, and each migration is applied once.
 func TestTwoProcessesStartTogetherOnAnEmptyDatabase(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and runs two server processes")
+	}
 	bin := buildServer(t)
 	dbURL := testenv.Postgres(t)
 	redisURL, prefix := testenv.Redis(t)

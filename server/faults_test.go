@@ -128,6 +128,20 @@ func (c *faultTally) add(took time.Duration, failure string) {
 	}
 }
 
+// gql posts a GraphQL operation (faultGQL) and counts it, failed when no
+// answer came or it holds errors.
+func (c *faultTally) gql(client *http.Client, baseURL, token, query string, vars map[string]any) {
+	r, took, err := faultGQL(client, baseURL, token, query, vars)
+	switch {
+	case err != nil:
+		c.add(took, err.Error())
+	case len(r.Errors) > 0:
+		c.add(took, r.Raw)
+	default:
+		c.add(took, "")
+	}
+}
+
 // summary is "N requests, F failed, p99 X, max Y".
 func (c *faultTally) summary() string {
 	c.mu.Lock()
@@ -152,6 +166,71 @@ func (c *faultTally) p99() time.Duration {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return percentile(c.took, 0.99)
+}
+
+// faultLoad is background load: calls repeated by goroutines of their own
+// while a test breaks something, until stop.
+type faultLoad struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+}
+
+func newFaultLoad() *faultLoad { return &faultLoad{done: make(chan struct{})} }
+
+// run calls f over and over from n goroutines, each waiting pace before
+// every call (none when pace is 0), until stop.
+func (l *faultLoad) run(n int, pace time.Duration, f func()) {
+	for range n {
+		l.wg.Add(1)
+		go func() {
+			defer l.wg.Done()
+			for {
+				if pace > 0 {
+					select {
+					case <-l.done:
+						return
+					case <-time.After(pace):
+					}
+				} else {
+					select {
+					case <-l.done:
+						return
+					default:
+					}
+				}
+				f()
+			}
+		}()
+	}
+}
+
+// stop ends the load and returns when every call in flight has returned.
+func (l *faultLoad) stop() {
+	close(l.done)
+	l.wg.Wait()
+}
+
+// faultConcurrently makes n calls at once and returns each one's error
+// code ("" for none, a transport error's text when no answer came) and
+// how long it took, by call.
+func faultConcurrently(n int, call func(i int) (gqlResponse, time.Duration, error)) (codes []string, took []time.Duration) {
+	codes, took = make([]string, n), make([]time.Duration, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r, d, err := call(i)
+			took[i] = d
+			if err != nil {
+				codes[i] = err.Error()
+			} else {
+				codes[i] = r.Code()
+			}
+		}()
+	}
+	wg.Wait()
+	return codes, took
 }
 
 // percentile returns the q-th quantile (0 < q <= 1) of ds.
@@ -230,6 +309,9 @@ func faultAssertAppliedOnce(t *testing.T, s *testServer, ws string, ids []string
 // posts webhooks and a member listens to billingEvents, and starts it
 // again a second later.
 func TestFaultRedisKilledUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a fault test: runs and kills a redis-server of its own")
+	}
 	pg := testenv.StartPostgres(t)
 	rd := testenv.StartRedis(t)
 	const prefix = "fault:"
@@ -290,39 +372,11 @@ func TestFaultRedisKilledUnderLoad(t *testing.T) {
 		posted   = map[string]time.Time{} // accepted event id -> when it was sent
 		seq      atomic.Int64
 	)
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	loop := func(n int, f func()) {
-		for range n {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for {
-					select {
-					case <-stop:
-						return
-					default:
-						f()
-					}
-				}
-			}()
-		}
-	}
-	gqlCall := func(tally *faultTally, token, query string, vars map[string]any) {
-		r, took, err := faultGQL(client, w.URL, token, query, vars)
-		switch {
-		case err != nil:
-			tally.add(took, err.Error())
-		case len(r.Errors) > 0:
-			tally.add(took, r.Raw)
-		default:
-			tally.add(took, "")
-		}
-	}
-	loop(3, func() { gqlCall(&plans, "", `{ plans { lookupKey unitAmount currency } }`, nil) })
-	loop(2, func() { gqlCall(&access, w.alice, accessQuery, map[string]any{"id": w.wsA}) })
-	loop(1, func() { gqlCall(&access, w.carol, accessQuery, map[string]any{"id": w.wsA}) })
-	loop(2, func() {
+	load := newFaultLoad()
+	load.run(3, 0, func() { plans.gql(client, w.URL, "", `{ plans { lookupKey unitAmount currency } }`, nil) })
+	load.run(2, 0, func() { access.gql(client, w.URL, w.alice, accessQuery, map[string]any{"id": w.wsA}) })
+	load.run(1, 0, func() { access.gql(client, w.URL, w.carol, accessQuery, map[string]any{"id": w.wsA}) })
+	load.run(2, 0, func() {
 		id := fmt.Sprintf("evt_redis_%d", seq.Add(1))
 		sent := time.Now()
 		status, err := faultPostWebhook(client, w.URL, faultEvent(id, w.wsA))
@@ -369,8 +423,7 @@ func TestFaultRedisKilledUnderLoad(t *testing.T) {
 			break
 		}
 	}
-	close(stop)
-	wg.Wait()
+	load.stop()
 	loadTime := time.Since(killedAt.Add(-1500 * time.Millisecond))
 
 	for _, c := range []struct {
@@ -475,6 +528,9 @@ func TestFaultRedisKilledUnderLoad(t *testing.T) {
 // answer 503, queries fail fast, and after PostgreSQL returns the same
 // server recovers and Stripe's retry is applied once.
 func TestFaultPostgresStops(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a fault test: runs and stops a PostgreSQL cluster of its own")
+	}
 	pg := testenv.StartPostgres(t)
 	rd := testenv.StartRedis(t)
 	w := newPaymentsWorld(t, pg.URL(), map[string]string{
@@ -607,6 +663,9 @@ func TestFaultPostgresStops(t *testing.T) {
 // same bound as when PostgreSQL is stopped. After the thaw the same server
 // answers again.
 func TestFaultPostgresHangs(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a fault test: runs and freezes a PostgreSQL cluster of its own")
+	}
 	pg := testenv.StartPostgres(t)
 	rd := testenv.StartRedis(t)
 	w := newPaymentsWorld(t, pg.URL(), map[string]string{"REDIS_URL": rd.URL(), "REDIS_KEY_PREFIX": "fault:"})
@@ -869,6 +928,9 @@ func TestFaultServerKilledDuringWebhookBurst(t *testing.T) {
 // each answers PAYMENT_PROVIDER_UNAVAILABLE within the Stripe timeout and
 // its retries, other queries stay fast, and nothing is half-written.
 func TestFaultStripeHangsOrResets(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: a fault test: waits out Stripe timeouts under load")
+	}
 	pg := testenv.StartPostgres(t)
 	rd := testenv.StartRedis(t)
 	const stripeTimeout = time.Second
@@ -907,51 +969,15 @@ func TestFaultStripeHangsOrResets(t *testing.T) {
 			stripeBefore := w.fake.Count("POST", "/v1/payment_intents")
 
 			var others faultTally
-			stop := make(chan struct{})
-			var owg sync.WaitGroup
-			for _, q := range []struct{ token, query string }{{w.alice, `{ me { id } }`}, {"", `{ plans { lookupKey } }`}} {
-				owg.Add(1)
-				go func() {
-					defer owg.Done()
-					for {
-						select {
-						case <-stop:
-							return
-						case <-time.After(20 * time.Millisecond):
-						}
-						r, took, err := faultGQL(client, w.URL, q.token, q.query, nil)
-						switch {
-						case err != nil:
-							others.add(took, err.Error())
-						case len(r.Errors) > 0:
-							others.add(took, r.Raw)
-						default:
-							others.add(took, "")
-						}
-					}
-				}()
-			}
+			load := newFaultLoad()
+			load.run(1, 20*time.Millisecond, func() { others.gql(client, w.URL, w.alice, `{ me { id } }`, nil) })
+			load.run(1, 20*time.Millisecond, func() { others.gql(client, w.URL, "", `{ plans { lookupKey } }`, nil) })
 
-			codes := make([]string, calls)
-			took := make([]time.Duration, calls)
-			var mwg sync.WaitGroup
-			for i := range calls {
-				mwg.Add(1)
-				go func() {
-					defer mwg.Done()
-					r, d, err := faultGQL(client, w.URL, w.alice, createPaymentMutation,
-						paymentIn(w.wsA, map[string]any{"idempotencyKey": fmt.Sprintf("%s-%d", mode.name, i)}))
-					took[i] = d
-					if err != nil {
-						codes[i] = err.Error()
-					} else {
-						codes[i] = r.Code()
-					}
-				}()
-			}
-			mwg.Wait()
-			close(stop)
-			owg.Wait()
+			codes, took := faultConcurrently(calls, func(i int) (gqlResponse, time.Duration, error) {
+				return faultGQL(client, w.URL, w.alice, createPaymentMutation,
+					paymentIn(w.wsA, map[string]any{"idempotencyKey": fmt.Sprintf("%s-%d", mode.name, i)}))
+			})
+			load.stop()
 
 			byCode := map[string]int{}
 			for _, c := range codes {
@@ -1016,48 +1042,13 @@ func TestFaultStripeHangsOrResets(t *testing.T) {
 		customersBefore := w.fake.Count("POST", "/v1/customers")
 		const firstCalls = 3
 		var others faultTally
-		stop := make(chan struct{})
-		var owg sync.WaitGroup
-		owg.Add(1)
-		go func() {
-			defer owg.Done()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				r, took, err := faultGQL(client, w.URL, w.alice, `{ me { id } }`, nil)
-				switch {
-				case err != nil:
-					others.add(took, err.Error())
-				case len(r.Errors) > 0:
-					others.add(took, r.Raw)
-				default:
-					others.add(took, "")
-				}
-			}
-		}()
-		codes := make([]string, firstCalls)
-		took := make([]time.Duration, firstCalls)
-		var mwg sync.WaitGroup
-		for i := range firstCalls {
-			mwg.Add(1)
-			go func() {
-				defer mwg.Done()
-				r, d, err := faultGQL(client, w.URL, w.bob, createPaymentMutation,
-					paymentIn(w.wsB, map[string]any{"idempotencyKey": fmt.Sprintf("first-%d", i)}))
-				took[i] = d
-				if err != nil {
-					codes[i] = err.Error()
-				} else {
-					codes[i] = r.Code()
-				}
-			}()
-		}
-		mwg.Wait()
-		close(stop)
-		owg.Wait()
+		load := newFaultLoad()
+		load.run(1, 50*time.Millisecond, func() { others.gql(client, w.URL, w.alice, `{ me { id } }`, nil) })
+		codes, took := faultConcurrently(firstCalls, func(i int) (gqlResponse, time.Duration, error) {
+			return faultGQL(client, w.URL, w.bob, createPaymentMutation,
+				paymentIn(w.wsB, map[string]any{"idempotencyKey": fmt.Sprintf("first-%d", i)}))
+		})
+		load.stop()
 		slices.Sort(took)
 		t.Logf("FAULT stripe customer hang: %d concurrent first payments of one workspace: %v, answered after %v (bound %s); %d customer attempts",
 			firstCalls, codes, took, bound, w.fake.Count("POST", "/v1/customers")-customersBefore)

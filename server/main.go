@@ -1,14 +1,5 @@
-// Command server runs the billing API. Subcommands:
-//
-//	server [serve]                                  start the API
-//	server token --sub USER [--email E] [--admin]   mint a development JWT
-//	server healthcheck                              exit 0 when /readyz answers 200 (for containers)
-//	server trigger EVENT_TYPE --workspace ID        send the local server a signed test webhook (development)
-//	server sandbox [--seed]                         run the offline Stripe sandbox (development and tests)
-//	server sandbox advance DURATION                 move the sandbox's clock forward (e.g. 720h)
-//	server sandbox seed                             create the example catalog in the sandbox or Stripe test mode
-//	server scenarios [NAME...]                      run scripted billing lifecycles against a fresh sandbox (make scenarios)
-//
+// Command server runs the billing API and its development tools: the
+// commands are listed in commands below, and by `server -h`.
 // Configuration comes from the environment (see README.md); nothing below
 // this package reads it.
 package main
@@ -24,33 +15,65 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
+	"strings"
 	"syscall"
 	"time"
 )
+
+// commands are the subcommands, in the order `server -h` lists them.
+var commands = []struct{ name, args, about string }{
+	{"serve", "", "start the API (the command when none is named)"},
+	{"token", "--sub USER [--email E] [--name N] [--admin] [--ttl D]", "mint a development JWT"},
+	{"healthcheck", "", "exit 0 when /readyz answers 200 (for containers)"},
+	{"trigger", "EVENT_TYPE --workspace ID [--url URL] [--customer cus_...] [--plan NAME]", "send the local server a signed test webhook (development)"},
+	{"sandbox", "[--seed]", "run the offline Stripe sandbox (development and tests)"},
+	{"sandbox advance", "DURATION", "move the sandbox's clock forward (e.g. 720h)"},
+	{"sandbox seed", "", "create the example catalog in the sandbox or Stripe test mode"},
+	{"scenarios", "[-list] [-chaos] [NAME...]", "run scripted billing lifecycles against a fresh sandbox (make scenarios)"},
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "error:", err)
-		}
+		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
 	}
 }
 
-// run dispatches to a subcommand and returns its error.
+// run dispatches to a subcommand and returns its error; asking for help
+// (-h, -help or --help, or `server help`) prints the usage and is no error.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := "serve"
-	if len(args) > 0 && args[0] != "" && args[0][0] != '-' {
+	switch {
+	case len(args) == 1 && (isHelp(args[0]) || args[0] == "help"):
+		printUsage(stderr)
+		return nil
+	case len(args) > 0 && args[0] != "" && args[0][0] != '-':
 		cmd, args = args[0], args[1:]
 	}
+	err := dispatch(ctx, cmd, args, getenv, stdout, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, cmd string, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	switch cmd {
 	case "serve":
+		if helpOnly(args) {
+			printCommandUsage(stderr, "serve", nil)
+			return nil
+		}
 		return serve(ctx, getenv, stdout, stderr)
 	case "token":
 		return mintToken(args, getenv, stdout, stderr)
 	case "healthcheck":
+		if helpOnly(args) {
+			printCommandUsage(stderr, "healthcheck", nil)
+			return nil
+		}
 		return healthcheck(ctx, getenv)
 	case "trigger":
 		return trigger(ctx, args, getenv, stdout, stderr)
@@ -59,8 +82,51 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 	case "scenarios":
 		return runScenarios(ctx, args, stdout, stderr)
 	default:
-		return fmt.Errorf("unknown command %q (want serve, token, healthcheck, trigger, sandbox or scenarios)", cmd)
+		return fmt.Errorf("unknown command %q (want serve, token, healthcheck, trigger, sandbox or scenarios; server -h lists them)", cmd)
 	}
+}
+
+// isHelp reports whether arg asks for help, as the flag package reads it.
+func isHelp(arg string) bool { return arg == "-h" || arg == "-help" || arg == "--help" }
+
+// helpOnly reports whether args are one request for help, for the commands
+// that take no flags (and ignore their arguments otherwise).
+func helpOnly(args []string) bool { return len(args) == 1 && isHelp(args[0]) }
+
+// printUsage writes the list of commands.
+func printUsage(w io.Writer) {
+	fmt.Fprintf(w, "usage: server [COMMAND] [ARGUMENTS]\n\ncommands:\n")
+	for _, c := range commands {
+		fmt.Fprintf(w, "  %-16s %s\n", c.name, c.about)
+	}
+	fmt.Fprintf(w, "\nConfiguration comes from the environment (README.md). server COMMAND -h describes one command.\n")
+}
+
+// printCommandUsage writes the usage of the named command, with fs's flags
+// when it has any.
+func printCommandUsage(w io.Writer, name string, fs *flag.FlagSet) {
+	for _, c := range commands {
+		if c.name == name {
+			fmt.Fprintf(w, "usage: server %s\n\n%s\n", strings.TrimSpace(c.name+" "+c.args), c.about)
+		}
+	}
+	hasFlags := false
+	if fs != nil {
+		fs.VisitAll(func(*flag.Flag) { hasFlags = true })
+	}
+	if hasFlags {
+		fmt.Fprintf(w, "\nflags:\n")
+		fs.PrintDefaults()
+	}
+}
+
+// newFlagSet returns the flag set of the named command: errors and the
+// usage go to stderr.
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { printCommandUsage(stderr, name, fs) }
+	return fs
 }
 
 // serve starts the API and blocks until ctx is cancelled, then shuts down

@@ -45,6 +45,9 @@ func waitProcessSubscribers(t *testing.T, s *testServer, want int) {
 // its caches (response cache, near cache, status snapshot), while the
 // owner's subscription on B goes on.
 func TestRemovalEndsSubscriptionsOnEveryReplica(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: builds and runs two server processes")
+	}
 	bin := buildServer(t)
 	redisURL, prefix := testenv.Redis(t)
 	env := map[string]string{

@@ -19,6 +19,7 @@ import (
 	"billingapi/auth"
 	"billingapi/graph"
 	"billingapi/internal/metrics"
+	"billingapi/internal/pgtext"
 
 	"github.com/google/uuid"
 )
@@ -159,7 +160,7 @@ func viewerLabel(ctx context.Context) string {
 	case !ok:
 		return "anonymous"
 	case v.UserID != "":
-		return metrics.Clip(v.UserID, 128)
+		return pgtext.Clip(v.UserID, 128)
 	case v.Service != "":
 		return "service:" + v.Service
 	}
@@ -182,7 +183,7 @@ func requestLogAttrs(line requestLine, info *requestInfo, d time.Duration) []slo
 	}
 	attrs := []slog.Attr{
 		slog.String("method", line.method),
-		slog.String("path", metrics.Clip(line.path, 256)),
+		slog.String("path", pgtext.Clip(line.path, 256)),
 		slog.Int("status", line.status),
 	}
 	if code == "" {
@@ -240,12 +241,12 @@ func (h requestIDHandler) WithGroup(name string) slog.Handler {
 func (m *Main) observeOperation(ctx context.Context, op graph.OperationResult) {
 	m.Metrics.GraphQLOperation(m.Metrics.OperationLabel(op.Name), op.Code, op.Duration, op.Type != "subscription")
 	if info := requestInfoFrom(ctx); info != nil {
-		name := metrics.Clip(op.Name, metrics.MaxLabelLength)
+		name := pgtext.Clip(op.Name, metrics.MaxLabelLength)
 		if name == "" {
 			name = metrics.Anonymous
 		}
 		info.setViewer(viewerLabel(ctx))
-		info.setOperation(name, metrics.Clip(op.Code, metrics.MaxLabelLength))
+		info.setOperation(name, pgtext.Clip(op.Code, metrics.MaxLabelLength))
 	}
 }
 

@@ -64,6 +64,9 @@ func (b *browserLog) snapshot() (console []chromedp.ConsoleMessage, requests, cs
 // Stripe webhook causes. The page must run under its strict CSP without a
 // violation or a console error, and ask nothing of another host.
 func TestPlaygroundInBrowser(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: drives a browser process")
+	}
 	if _, err := os.Stat(chromiumPath); err != nil {
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s is missing in CI (.ci/run installs Chromium): %v", chromiumPath, err)

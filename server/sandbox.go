@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -108,19 +107,27 @@ func runSandbox(ctx context.Context, args []string, getenv func(string) string, 
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		sub, args = args[0], args[1:]
 	}
+	var seed bool
+	switch sub {
+	case "serve":
+		fs := newFlagSet("sandbox", stderr)
+		fs.BoolVar(&seed, "seed", false, "create the example catalog (starter and pro, monthly and yearly) if it is not there")
+		if err := fs.Parse(args); err != nil {
+			return err
+		}
+	case "advance", "seed":
+		if helpOnly(args) {
+			printCommandUsage(stderr, "sandbox "+sub, nil)
+			return nil
+		}
+	}
 	cfg, err := LoadSandboxConfig(getenv)
 	if err != nil {
 		return err
 	}
 	switch sub {
 	case "serve":
-		fs := flag.NewFlagSet("sandbox", flag.ContinueOnError)
-		fs.SetOutput(stderr)
-		seed := fs.Bool("seed", false, "create the example catalog (starter and pro, monthly and yearly) if it is not there")
-		if err := fs.Parse(args); err != nil {
-			return err
-		}
-		return serveSandbox(ctx, cfg, *seed, stdout, stderr)
+		return serveSandbox(ctx, cfg, seed, stdout, stderr)
 	case "advance":
 		if len(args) != 1 {
 			return errors.New("usage: server sandbox advance DURATION (a Go duration, e.g. 720h)")

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -54,8 +53,7 @@ var scenarios = []scenario{
 // scenarios (all by default), prints their timelines, and fails when any
 // ends in a state other than the one it expects.
 func runScenarios(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("scenarios", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("scenarios", stderr)
 	list := fs.Bool("list", false, "list the scenarios and exit")
 	chaos := fs.Bool("chaos", false, "deliver every webhook twice and out of order (SANDBOX_CHAOS)")
 	if err := fs.Parse(args); err != nil {

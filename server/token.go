@@ -2,7 +2,6 @@ package main
 
 import (
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"time"
@@ -17,8 +16,7 @@ const DevTokenTTL = 24 * time.Hour
 // with the configured HS256 secret. It refuses in production, where tokens
 // come from the real identity provider.
 func mintToken(args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("token", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("token", stderr)
 	sub := fs.String("sub", "", "user id (JWT sub), required")
 	email := fs.String("email", "", "email claim")
 	name := fs.String("name", "", "name claim")

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -28,9 +27,9 @@ import (
 //	go run ./server trigger payment_intent.succeeded --workspace <uuid>
 //
 // The event's object has the shape of stripe-mock's fixture for it (fetched
-// from STRIPE_API_BASE when set, else a built-in copy of the fields the
-// server reads), patched so that the server finds the workspace and sees
-// the state the event type announces. It is signed with the first
+// from STRIPE_API_BASE when set, else stripeevent.Sample, a trimmed copy),
+// patched so that the server finds the workspace and sees the state the
+// event type announces. It is signed with the first
 // STRIPE_WEBHOOK_SECRET, so the server verifies it like one from Stripe.
 
 // triggerTimeout bounds each HTTP request the subcommand makes.
@@ -40,17 +39,17 @@ const triggerTimeout = 10 * time.Second
 type triggerKind struct {
 	prefix  string // id prefix: "pi", "sub", ...
 	fixture string // stripe-mock path of a fixture of this kind
-	builtin func() map[string]any
+	object  string // its type, for stripeevent.Sample
 }
 
 var (
-	kindPaymentIntent = triggerKind{"pi", "/v1/payment_intents/pi_trigger", builtinPaymentIntent}
-	kindCheckout      = triggerKind{"cs", "/v1/checkout/sessions/cs_trigger", builtinCheckoutSession}
-	kindSubscription  = triggerKind{"sub", "/v1/subscriptions/sub_trigger", builtinSubscription}
-	kindInvoice       = triggerKind{"in", "/v1/invoices/in_trigger", builtinInvoice}
-	kindPrice         = triggerKind{"price", "/v1/prices/price_trigger", builtinPrice}
-	kindProduct       = triggerKind{"prod", "/v1/products/prod_trigger", builtinProduct}
-	kindCustomer      = triggerKind{"cus", "/v1/customers/cus_trigger", builtinCustomer}
+	kindPaymentIntent = triggerKind{"pi", "/v1/payment_intents/pi_trigger", "payment_intent"}
+	kindCheckout      = triggerKind{"cs", "/v1/checkout/sessions/cs_trigger", "checkout.session"}
+	kindSubscription  = triggerKind{"sub", "/v1/subscriptions/sub_trigger", "subscription"}
+	kindInvoice       = triggerKind{"in", "/v1/invoices/in_trigger", "invoice"}
+	kindPrice         = triggerKind{"price", "/v1/prices/price_trigger", "price"}
+	kindProduct       = triggerKind{"prod", "/v1/products/prod_trigger", "product"}
+	kindCustomer      = triggerKind{"cus", "/v1/customers/cus_trigger", "customer"}
 )
 
 // triggerEvents are the event types `trigger` can send, with their object.
@@ -138,15 +137,13 @@ func trigger(ctx context.Context, args []string, getenv func(string) string, std
 // parseTriggerArgs reads EVENT_TYPE and the flags, in any order.
 func parseTriggerArgs(args []string, stderr io.Writer) (triggerOptions, error) {
 	var o triggerOptions
-	fs := flag.NewFlagSet("trigger", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+	fs := newFlagSet("trigger", stderr)
 	fs.StringVar(&o.workspace, "workspace", "", "workspace id (UUID) the event is about; required except for price.* and product.*")
 	fs.StringVar(&o.customer, "customer", "", "Stripe customer id (cus_...) to put on the object")
 	fs.StringVar(&o.plan, "plan", "pro", "metadata.plan of subscriptions and Checkout sessions")
 	fs.StringVar(&o.url, "url", "", "webhook endpoint (default http://localhost:<port of HTTP_ADDR>/webhooks/stripe/)")
 	fs.Usage = func() {
-		fmt.Fprintf(stderr, "usage: server trigger EVENT_TYPE --workspace ID [--url URL] [--customer cus_...] [--plan NAME]\n\nflags:\n")
-		fs.PrintDefaults()
+		printCommandUsage(stderr, "trigger", fs)
 		fmt.Fprintf(stderr, "\nevent types:\n  %s\n", strings.Join(supportedTriggerEvents(), "\n  "))
 	}
 	var positional []string
@@ -217,7 +214,7 @@ func triggerObject(ctx context.Context, cfg Config, o triggerOptions, stderr io.
 		}
 	}
 	if obj == nil {
-		obj = kind.builtin()
+		obj = stripeevent.Sample(kind.object)
 	}
 	patchTriggerObject(obj, kind, o, time.Now())
 	b, err := json.Marshal(obj)
@@ -248,7 +245,7 @@ func fetchFixture(ctx context.Context, base, secretKey, path string) (map[string
 	if res.StatusCode != http.StatusOK {
 		return nil, fmt.Errorf("GET %s%s answered HTTP %d", base, path, res.StatusCode)
 	}
-	obj, err := decodeObject(body)
+	obj, err := stripeevent.DecodeObject(body)
 	if err != nil {
 		return nil, fmt.Errorf("GET %s%s: not a JSON object", base, path)
 	}
@@ -443,129 +440,4 @@ func objMap(obj map[string]any, key string) map[string]any {
 		obj[key] = m
 	}
 	return m
-}
-
-// The built-in shapes below are trimmed copies of stripe-mock's fixtures:
-// the fields the server reads, and enough around them to look like Stripe.
-
-func builtinPaymentIntent() map[string]any {
-	return builtinObject(`{
-		"id": "pi_trigger", "object": "payment_intent", "amount": 1099, "amount_capturable": 0,
-		"amount_received": 0, "currency": "usd", "customer": null, "description": null,
-		"capture_method": "automatic", "confirmation_method": "automatic",
-		"automatic_payment_methods": {"enabled": true},
-		"payment_method": null, "payment_method_types": ["card"],
-		"last_payment_error": null, "latest_charge": null, "next_action": null,
-		"canceled_at": null, "cancellation_reason": null, "metadata": {},
-		"status": "requires_payment_method", "livemode": false, "created": 1234567890}`)
-}
-
-func builtinCheckoutSession() map[string]any {
-	return builtinObject(`{
-		"id": "cs_trigger", "object": "checkout.session", "mode": "payment",
-		"status": "open", "payment_status": "unpaid", "currency": null,
-		"amount_subtotal": null, "amount_total": null, "customer": null, "customer_email": null,
-		"customer_details": {"email": "example@example.com", "name": null},
-		"payment_intent": "pi_1PgafyB7WZ01zgkWSjxsAJo3", "subscription": null, "invoice": null,
-		"client_reference_id": null, "success_url": "https://example.com/success",
-		"cancel_url": "https://example.com/cancel", "url": null, "expires_at": 1234567890,
-		"metadata": {}, "payment_method_types": ["card"], "livemode": false, "created": 1234567890}`)
-}
-
-func builtinSubscription() map[string]any {
-	return builtinObject(`{
-		"id": "sub_trigger", "object": "subscription", "status": "active",
-		"customer": "cus_QXg1o8vcGmoR32", "currency": "usd", "collection_method": "charge_automatically",
-		"billing_cycle_anchor": 1234567890, "start_date": 1234567890,
-		"cancel_at": null, "cancel_at_period_end": false, "canceled_at": null, "ended_at": null,
-		"trial_start": null, "trial_end": null, "latest_invoice": null, "default_payment_method": null,
-		"items": {
-			"object": "list", "has_more": false, "url": "/v1/subscription_items?subscription=sub_trigger",
-			"data": [{
-				"id": "si_QXhVBoJ7NQdNXh", "object": "subscription_item", "quantity": 1,
-				"subscription": "sub_trigger", "created": 1234567890, "metadata": {},
-				"current_period_start": 1234567890, "current_period_end": 1234567890,
-				"price": {
-					"id": "price_1PgafmB7WZ01zgkW6dKueIc5", "object": "price", "active": true,
-					"currency": "usd", "unit_amount": 2000, "unit_amount_decimal": "2000",
-					"lookup_key": null, "nickname": null, "product": "prod_QXg1hqf4jFNsqG",
-					"type": "recurring", "billing_scheme": "per_unit", "metadata": {},
-					"recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"},
-					"livemode": false, "created": 1234567890
-				}
-			}]
-		},
-		"metadata": {}, "livemode": false, "created": 1234567890}`)
-}
-
-func builtinInvoice() map[string]any {
-	return builtinObject(`{
-		"id": "in_trigger", "object": "invoice", "status": "draft",
-		"customer": "cus_QXg1o8vcGmoR32", "currency": "usd",
-		"amount_due": 1000, "amount_paid": 0, "amount_remaining": 1000,
-		"subtotal": 1000, "total": 1000, "attempt_count": 0, "attempted": false,
-		"billing_reason": "manual", "collection_method": "charge_automatically",
-		"number": null, "hosted_invoice_url": null, "invoice_pdf": null,
-		"period_start": 1234567890, "period_end": 1234567890,
-		"status_transitions": {"finalized_at": null, "marked_uncollectible_at": null, "paid_at": null, "voided_at": null},
-		"lines": {
-			"object": "list", "has_more": false, "url": "/v1/invoices/in_trigger/lines",
-			"data": [{
-				"id": "il_tmp_1Pgc6sB7WZ01zgkWrG16hkdl", "object": "line_item", "amount": 1000,
-				"currency": "usd", "description": "My First Invoice Item (created for API docs)",
-				"invoice": "in_trigger", "quantity": 1, "metadata": {},
-				"period": {"start": 1234567890, "end": 1234567890}, "livemode": false
-			}]
-		},
-		"metadata": {}, "livemode": false, "created": 1234567890}`)
-}
-
-func builtinPrice() map[string]any {
-	return builtinObject(`{
-		"id": "price_trigger", "object": "price", "active": true, "currency": "usd",
-		"unit_amount": 2000, "unit_amount_decimal": "2000", "lookup_key": null, "nickname": null,
-		"product": "prod_QXg1hqf4jFNsqG", "type": "recurring", "billing_scheme": "per_unit",
-		"recurring": {"interval": "month", "interval_count": 1, "usage_type": "licensed"},
-		"tax_behavior": "unspecified", "metadata": {}, "livemode": false, "created": 1234567890}`)
-}
-
-func builtinProduct() map[string]any {
-	return builtinObject(`{
-		"id": "prod_trigger", "object": "product", "active": true, "name": "T-shirt",
-		"description": "Comfortable gray cotton t-shirt", "default_price": "price_1PgafmB7WZ01zgkW02Hf9z6c",
-		"images": [], "marketing_features": [], "metadata": {},
-		"livemode": false, "created": 1234567890, "updated": 1234567890}`)
-}
-
-func builtinCustomer() map[string]any {
-	return builtinObject(`{
-		"id": "cus_trigger", "object": "customer", "email": null, "name": null, "description": null,
-		"balance": 0, "currency": "usd", "delinquent": false, "invoice_prefix": "7FE1103",
-		"invoice_settings": {"custom_fields": null, "default_payment_method": null, "footer": null},
-		"preferred_locales": [], "tax_exempt": "none", "metadata": {},
-		"livemode": false, "created": 1234567890}`)
-}
-
-// builtinObject decodes a built-in shape; it panics on a typo, which the
-// tests catch.
-func builtinObject(s string) map[string]any {
-	obj, err := decodeObject([]byte(s))
-	if err != nil {
-		panic("trigger: built-in object: " + err.Error())
-	}
-	return obj
-}
-
-// decodeObject decodes a JSON object, keeping integers as json.Number.
-func decodeObject(b []byte) (map[string]any, error) {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
-	var obj map[string]any
-	if err := dec.Decode(&obj); err != nil {
-		return nil, err
-	}
-	if obj == nil {
-		return nil, errors.New("not a JSON object")
-	}
-	return obj, nil
 }

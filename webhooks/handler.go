@@ -23,6 +23,7 @@ import (
 	"billingapi/auth"
 	"billingapi/ent"
 	"billingapi/ent/webhookevent"
+	"billingapi/internal/pgtext"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/stripe/stripe-go/v76"
@@ -134,7 +135,7 @@ func (h *Handler) noteVersion(ev *stripe.Event) {
 	}
 	if _, seen := h.versionsLogged.LoadOrStore(ev.APIVersion, true); !seen {
 		h.Log.Warn("webhook API version differs from stripe-go's; decoding defensively",
-			"event_api_version", clip(ev.APIVersion, maxAPIVersionLen), "stripe_go_api_version", stripe.APIVersion)
+			"event_api_version", pgtext.Clip(ev.APIVersion, maxAPIVersionLen), "stripe_go_api_version", stripe.APIVersion)
 	}
 }
 
@@ -276,7 +277,7 @@ func newEventRow(db *ent.Client, ev *stripe.Event, objectID string, body []byte)
 	return db.WebhookEvent.Create().
 		SetStripeEventID(ev.ID).
 		SetType(string(ev.Type)).
-		SetAPIVersion(clip(ev.APIVersion, maxAPIVersionLen)).
+		SetAPIVersion(pgtext.Clip(ev.APIVersion, maxAPIVersionLen)).
 		SetCreated(time.Unix(ev.Created, 0).UTC()).
 		SetLivemode(ev.Livemode).
 		SetObjectID(objectID).
@@ -415,16 +416,5 @@ func eventIDForLog(id string) string {
 	case len(id) <= maxLogged:
 		return strconv.QuoteToASCII(id)
 	}
-	return fmt.Sprintf("%s... (%d bytes)", strconv.QuoteToASCII(clip(id, maxLogged)), len(id))
-}
-
-// clip cuts s to at most n bytes without splitting a UTF-8 character.
-func clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
+	return fmt.Sprintf("%s... (%d bytes)", strconv.QuoteToASCII(pgtext.Clip(id, maxLogged)), len(id))
 }

@@ -20,6 +20,7 @@ import (
 	_ "billingapi/ent/runtime" // hooks, validators and privacy policies
 	"billingapi/ent/webhookevent"
 	"billingapi/internal/database"
+	"billingapi/internal/pgtext"
 	"billingapi/internal/stripefake"
 	"billingapi/internal/testenv"
 
@@ -471,7 +472,7 @@ func TestClipKeepsValidUTF8(t *testing.T) {
 	// Event fields and worker errors are clipped to their column's byte
 	// length before they are stored; PostgreSQL refuses invalid UTF-8.
 	s := strings.Repeat("a", 254) + "é" // 256 bytes; é is 2 bytes at 254..255
-	got := clip(s, 255)
+	got := pgtext.Clip(s, 255)
 	if !utf8.ValidString(got) || len(got) > 255 {
 		t.Errorf("BUG: clip(%d bytes, 255) cuts a multi-byte character in half (ends %q, valid UTF-8: %t): "+
 			"handler.go:185 returns s[:n] on a byte boundary. PostgreSQL then refuses the row (SQLSTATE 22021 "+

@@ -13,6 +13,7 @@ import (
 	"billingapi/ent"
 	"billingapi/ent/predicate"
 	"billingapi/ent/webhookevent"
+	"billingapi/internal/pgtext"
 
 	entsql "entgo.io/ent/dialect/sql"
 	"github.com/google/uuid"
@@ -452,7 +453,7 @@ func (w *Worker) fail(ctx context.Context, row *ent.WebhookEvent, cause error, p
 	upd := w.DB.WebhookEvent.UpdateOneID(row.ID).
 		Where(webhookevent.StatusIn(webhookevent.StatusReceived, webhookevent.StatusFailed), webhookevent.LockedUntil(leasedUntil)).
 		SetStatus(webhookevent.StatusFailed).
-		SetLastError(clip(cause.Error(), 2000)).
+		SetLastError(pgtext.Clip(cause.Error(), 2000)).
 		ClearLockedUntil()
 	if permanent || attempts >= w.maxAttempts() {
 		upd.ClearNextAttemptAt()

@@ -12,7 +12,8 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
+
+	"billingapi/internal/pgtext"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -160,9 +161,9 @@ func (m *Metrics) OperationLabel(name string) string {
 		return Anonymous
 	}
 	if m == nil {
-		return Clip(name, MaxLabelLength)
+		return pgtext.Clip(name, MaxLabelLength)
 	}
-	return m.operations.admit(Clip(name, MaxLabelLength))
+	return m.operations.admit(pgtext.Clip(name, MaxLabelLength))
 }
 
 // GraphQLOperation counts one operation (its label from OperationLabel)
@@ -171,7 +172,7 @@ func (m *Metrics) GraphQLOperation(operation, code string, d time.Duration, obse
 	if m == nil {
 		return
 	}
-	m.graphqlOps.WithLabelValues(operation, Clip(code, MaxLabelLength)).Inc()
+	m.graphqlOps.WithLabelValues(operation, pgtext.Clip(code, MaxLabelLength)).Inc()
 	if observeLatency {
 		m.graphqlDuration.WithLabelValues(operation).Observe(d.Seconds())
 	}
@@ -221,7 +222,7 @@ func (m *Metrics) WebhookReceived(eventType string) {
 	if m == nil {
 		return
 	}
-	m.webhookReceived.WithLabelValues(m.eventTypes.admit(Clip(eventType, MaxLabelLength))).Inc()
+	m.webhookReceived.WithLabelValues(m.eventTypes.admit(pgtext.Clip(eventType, MaxLabelLength))).Inc()
 }
 
 // WebhookAttempt counts one worker attempt with its outcome and, for an
@@ -236,7 +237,7 @@ func (m *Metrics) WebhookAttempt(eventType, outcome string, lag time.Duration) {
 	default:
 		outcome = Other
 	}
-	m.webhookAttempts.WithLabelValues(m.eventTypes.admit(Clip(eventType, MaxLabelLength)), outcome).Inc()
+	m.webhookAttempts.WithLabelValues(m.eventTypes.admit(pgtext.Clip(eventType, MaxLabelLength)), outcome).Inc()
 	if outcome == OutcomeProcessed || outcome == OutcomeSkipped {
 		m.webhookLag.Observe(max(lag, 0).Seconds())
 	}
@@ -300,7 +301,7 @@ func StripeEndpoint(method, path string) string {
 			segs[i] = "{id}"
 		}
 	}
-	return Clip(method+" /"+strings.Join(segs, "/"), 2*MaxLabelLength)
+	return pgtext.Clip(method+" /"+strings.Join(segs, "/"), 2*MaxLabelLength)
 }
 
 func staticSegment(s string) bool {
@@ -317,17 +318,6 @@ func staticSegment(s string) bool {
 	}
 	prefix, _, hasUnderscore := strings.Cut(s, "_")
 	return !hasUnderscore || !stripeIDPrefixes[prefix]
-}
-
-// Clip cuts s to at most n bytes without splitting a UTF-8 character.
-func Clip(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n]
 }
 
 // limiter admits up to max distinct values and answers Other for any new

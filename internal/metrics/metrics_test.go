@@ -86,12 +86,6 @@ func TestOperationLabelIsBounded(t *testing.T) {
 	}
 }
 
-func TestClipKeepsUTF8(t *testing.T) {
-	if got := Clip("ééé", 3); got != "é" {
-		t.Errorf("Clip = %q", got)
-	}
-}
-
 func TestNilMetricsIgnoresObservations(t *testing.T) {
 	var m *Metrics
 	m.GraphQLOperation("Op", "OK", time.Second, true)

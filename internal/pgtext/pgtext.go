@@ -37,3 +37,17 @@ func Check(s string) error {
 
 // Storable reports whether PostgreSQL can store s as text.
 func Storable(s string) bool { return Check(s) == nil }
+
+// Clip returns s cut to at most n bytes without splitting a UTF-8
+// character, so that valid text stays valid: a column's limit (ent's
+// MaxLen counts bytes), a log field or a metric label can be met without
+// making a string PostgreSQL would refuse.
+func Clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n]
+}

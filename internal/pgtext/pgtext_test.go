@@ -81,3 +81,9 @@ func TestCheckAgreesWithPostgreSQL(t *testing.T) {
 		}
 	}
 }
+
+func TestClipKeepsUTF8(t *testing.T) {
+	if got := Clip("ééé", 3); got != "é" {
+		t.Errorf("Clip = %q", got)
+	}
+}

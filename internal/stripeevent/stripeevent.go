@@ -1,7 +1,8 @@
 // Package stripeevent builds and signs Stripe webhook events the way
-// Stripe does: the `trigger` development command sends them, and tests
-// post them. It imports nothing of the test tooling, so the server binary
-// stays free of it.
+// Stripe does, and makes up the Stripe objects they carry (objects.go):
+// the `trigger` development command sends them, and tests and the load
+// benchmark post them. It imports nothing of the test tooling, so the
+// server binary stays free of it.
 package stripeevent
 
 import (

@@ -1,11 +1,13 @@
 package stripefake
 
 import (
-	"encoding/json"
 	"time"
 
 	"billingapi/internal/stripeevent"
 )
+
+// The events and objects tests post are stripeevent's; these names keep
+// them at hand beside the fake.
 
 // Event wraps an object in a Stripe event envelope (stripeevent.Event).
 func Event(id, eventType string, object string, created time.Time) []byte {
@@ -17,23 +19,20 @@ func Sign(payload []byte, secret string, at time.Time) string {
 	return stripeevent.Sign(payload, secret, at)
 }
 
-// PaymentIntentJSON renders a PaymentIntent for an event.
+// PaymentIntentJSON renders a PaymentIntent for an event
+// (stripeevent.PaymentIntentJSON).
 func PaymentIntentJSON(id, status string, amount int64, currency string, metadata map[string]string) string {
-	b, _ := json.Marshal(map[string]any{
-		"id": id, "object": "payment_intent", "status": status, "amount": amount, "currency": currency,
-		"metadata": metadata, "client_secret": id + "_secret_x",
-	})
-	return string(b)
+	return stripeevent.PaymentIntentJSON(id, status, amount, currency, metadata)
 }
 
-// InvoiceJSON renders an invoice for an event.
+// InvoiceJSON renders an invoice for an event (stripeevent.InvoiceJSON).
 func InvoiceJSON(id, customer, subscription, status string, due, paid int64, metadata map[string]string) string {
-	b, _ := json.Marshal(map[string]any{
-		"id": id, "object": "invoice", "customer": customer, "subscription": nullable(subscription),
-		"status": status, "amount_due": due, "amount_paid": paid, "currency": "usd", "number": "INV-" + id,
-		"period_start": time.Now().Add(-30 * 24 * time.Hour).Unix(), "period_end": time.Now().Unix(),
-		"hosted_invoice_url": "https://invoice.stripe.com/i/" + id, "invoice_pdf": "https://pay.stripe.com/invoice/" + id + "/pdf",
-		"subscription_details": map[string]any{"metadata": metadata},
-	})
-	return string(b)
+	return stripeevent.InvoiceJSON(id, customer, subscription, status, due, paid, metadata)
 }
+
+// Subscription describes a Stripe subscription (stripeevent.Subscription).
+type Subscription = stripeevent.Subscription
+
+// SubscriptionJSON renders s in Stripe's JSON shape
+// (stripeevent.SubscriptionJSON).
+func SubscriptionJSON(s Subscription) string { return stripeevent.SubscriptionJSON(s) }

@@ -27,6 +27,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"billingapi/internal/stripeevent"
 )
 
 // Server records every request and forwards it to Upstream unless a
@@ -536,7 +538,7 @@ func (s *Server) servePrices(w http.ResponseWriter, r *http.Request, prices []Pr
 		respHeader = resp.Header
 	}
 	if itemTemplate == nil {
-		itemTemplate = []byte(builtinPrice)
+		itemTemplate = sampleJSON("price")
 	}
 
 	wanted := map[string]bool{}
@@ -600,7 +602,7 @@ func (s *Server) servePrices(w http.ResponseWriter, r *http.Request, prices []Pr
 // original request's credentials, as the shape of an expanded product.
 func (s *Server) productTemplate(r *http.Request, id string) ([]byte, error) {
 	if s.Upstream == "" {
-		return []byte(builtinProduct), nil
+		return sampleJSON("product"), nil
 	}
 	h := http.Header{}
 	for _, k := range []string{"Authorization", "Stripe-Version", "Stripe-Account", "User-Agent"} {
@@ -763,14 +765,12 @@ func (p Price) patchProduct(template []byte) (map[string]any, error) {
 	return obj, nil
 }
 
-// The shapes used when there is no upstream to take them from.
-const (
-	builtinPrice = `{"object":"price","id":"","active":true,"billing_scheme":"per_unit","created":1234567890,
-"currency":"usd","custom_unit_amount":null,"livemode":false,"lookup_key":null,"metadata":{},"nickname":null,
-"product":"","recurring":null,"tax_behavior":"unspecified","tiers_mode":null,"transform_quantity":null,
-"type":"one_time","unit_amount":0,"unit_amount_decimal":"0"}`
-	builtinProduct = `{"object":"product","id":"","active":true,"created":1234567890,"default_price":null,
-"description":null,"images":[],"livemode":false,"marketing_features":[],"metadata":{},"name":"",
-"package_dimensions":null,"shippable":null,"statement_descriptor":null,"tax_code":null,"unit_label":null,
-"updated":1234567890,"url":null}`
-)
+// sampleJSON is stripeevent's sample object of the given type, the shape
+// used when there is no upstream to take one from.
+func sampleJSON(object string) []byte {
+	b, err := json.Marshal(stripeevent.Sample(object))
+	if err != nil {
+		panic(err)
+	}
+	return b
+}

@@ -10,6 +10,9 @@ import (
 )
 
 func TestStartPostgresStopStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs, stops and starts a PostgreSQL cluster")
+	}
 	pg := StartPostgres(t)
 	db, err := sql.Open("pgx", pg.URL())
 	if err != nil {
@@ -42,6 +45,9 @@ func TestStartPostgresStopStart(t *testing.T) {
 }
 
 func TestStartPostgresFreezeThaw(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs, freezes and thaws a PostgreSQL cluster")
+	}
 	pg := StartPostgres(t)
 	db, err := sql.Open("pgx", pg.URL())
 	if err != nil {
@@ -81,6 +87,9 @@ func TestStartPostgresFreezeThaw(t *testing.T) {
 }
 
 func TestStartRedisKillStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: runs, kills and starts a redis-server")
+	}
 	r := StartRedis(t)
 	opts, err := redis.ParseURL(r.URL())
 	if err != nil {

@@ -60,6 +60,18 @@ func StripeMock(tb testing.TB) string {
 	return stripeMock.url
 }
 
+// StartStripeMock starts a stripe-mock of the caller's own, found or built
+// as for StripeMock, and returns its base URL and a stop function that
+// kills it and waits for it to exit. It is for programs that are not tests
+// (the load benchmark); tests share StripeMock's.
+func StartStripeMock() (url string, stop func(), err error) {
+	url, proc, err := startStripeMock()
+	if err != nil {
+		return "", nil, err
+	}
+	return url, proc.kill, nil
+}
+
 // stripeMockBinary finds, or builds, the stripe-mock executable.
 func stripeMockBinary() (string, error) {
 	if p := os.Getenv("STRIPE_MOCK_BIN"); p != "" {
