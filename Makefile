@@ -16,7 +16,7 @@ RUN_ENV := STRIPE_API_BASE=$${STRIPE_API_BASE:-http://$(SANDBOX_ADDR)} \
 	PLAN_LOOKUP_KEYS=$${PLAN_LOOKUP_KEYS:-starter_monthly,starter_yearly,pro_monthly,pro_yearly} \
 	SANDBOX_ADDR=$(SANDBOX_ADDR)
 
-.PHONY: run test test-unit scenarios bench vet playground lint fuzz stripe-mock generate migrate-diff check-generate clean help
+.PHONY: run test test-unit scenarios bench vet playground lint fuzz stripe-mock generate migrate-diff check-generate clean help lint-schema
 
 # staticcheck, pinned; run from the module proxy like the other tools.
 STATICCHECK := honnef.co/go/tools/cmd/staticcheck@v0.8.2
