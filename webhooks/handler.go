@@ -18,7 +18,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"billingapi/auth"
 	"billingapi/ent"
@@ -357,15 +356,16 @@ func checkStorable(ev *stripe.Event, objectID string) error {
 }
 
 // storableText returns why s cannot be stored in a text column of at most
-// maxLen bytes (0: any, as it is clipped), or "". PostgreSQL refuses a NUL
-// character and invalid UTF-8 in text, whatever the column.
+// maxLen bytes (0: any, as it is clipped), or "". What PostgreSQL refuses
+// in text, whatever the column, is pgtext's rule.
 func storableText(s string, maxLen int) string {
-	switch {
-	case maxLen > 0 && len(s) > maxLen:
+	if maxLen > 0 && len(s) > maxLen {
 		return fmt.Sprintf("is %d bytes, more than %d", len(s), maxLen)
-	case strings.IndexByte(s, 0) >= 0:
+	}
+	switch err := pgtext.Check(s); {
+	case errors.Is(err, pgtext.ErrNUL):
 		return "contains a NUL character"
-	case !utf8.ValidString(s):
+	case err != nil:
 		return "is not valid UTF-8"
 	}
 	return ""
