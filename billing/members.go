@@ -218,12 +218,18 @@ func pendingInvitation(ctx context.Context, tx *ent.Tx, id uuid.UUID) (*ent.Invi
 	return inv, nil
 }
 
-// addressedTo reports whether inv invites the viewer.
-func addressedTo(inv *ent.Invitation, v auth.Viewer) bool {
-	if inv.UserID != "" {
-		return inv.UserID == v.UserID
+// onlyInvitee refuses (FORBIDDEN) a viewer whom inv does not invite: a
+// manager of the workspace sees the invitation too, but only its invitee
+// answers it.
+func onlyInvitee(inv *ent.Invitation, v auth.Viewer) error {
+	invited := inv.UserID == v.UserID
+	if inv.UserID == "" {
+		invited = inv.Email != "" && strings.EqualFold(inv.Email, strings.TrimSpace(v.Email))
 	}
-	return inv.Email != "" && strings.EqualFold(inv.Email, strings.TrimSpace(v.Email))
+	if !invited {
+		return Errorf(CodeForbidden, "This invitation is addressed to someone else.")
+	}
+	return nil
 }
 
 // AcceptInvitation makes the viewer a member of the invitation's workspace
@@ -243,10 +249,8 @@ func (s *Service) AcceptInvitation(ctx context.Context, id uuid.UUID) (*ent.Memb
 		if err != nil {
 			return err
 		}
-		if !addressedTo(inv, v) {
-			// A manager of the workspace sees the invitation too, but
-			// only its invitee answers it.
-			return Errorf(CodeForbidden, "This invitation is addressed to someone else.")
+		if err := onlyInvitee(inv, v); err != nil {
+			return err
 		}
 		wsID = inv.WorkspaceID
 		if _, err := lockWorkspace(ctx, tx, wsID, s.rowLocks()); err != nil {
@@ -280,10 +284,7 @@ func (s *Service) DeclineInvitation(ctx context.Context, id uuid.UUID) (*ent.Inv
 		return nil, err
 	}
 	return s.answerInvitation(ctx, id, invitation.StatusDeclined, func(_ *ent.Tx, inv *ent.Invitation) error {
-		if !addressedTo(inv, v) {
-			return Errorf(CodeForbidden, "This invitation is addressed to someone else.")
-		}
-		return nil
+		return onlyInvitee(inv, v)
 	})
 }
 
@@ -291,21 +292,15 @@ func (s *Service) DeclineInvitation(ctx context.Context, id uuid.UUID) (*ent.Inv
 // viewer owns or administers, and returns it. Only an owner revokes an
 // invitation to become an owner.
 func (s *Service) RevokeInvitation(ctx context.Context, id uuid.UUID) (*ent.Invitation, error) {
-	if _, err := viewer(ctx); err != nil {
+	v, err := viewer(ctx)
+	if err != nil {
 		return nil, err
 	}
-	v, _ := auth.FromContext(ctx)
 	return s.answerInvitation(ctx, id, invitation.StatusRevoked, func(tx *ent.Tx, inv *ent.Invitation) error {
-		var mine auth.Role
-		m, err := tx.Membership.Query().
-			Where(membership.WorkspaceID(inv.WorkspaceID), membership.UserID(v.UserID)).Only(ctx)
+		mine, err := roleOf(ctx, tx.Client(), inv.WorkspaceID, v.UserID)
 		switch {
-		case err == nil:
-			mine = m.Role
-		case !ent.IsNotFound(err):
+		case err != nil:
 			return err
-		}
-		switch {
 		case mine != auth.RoleOwner && mine != auth.RoleAdmin:
 			return Errorf(CodeForbidden, "Only owners and admins can revoke invitations.")
 		case inv.Role == auth.RoleOwner && mine != auth.RoleOwner:
@@ -485,15 +480,14 @@ func (s *Service) memberChange(ctx context.Context, workspaceID uuid.UUID, chang
 		if _, err := lockWorkspace(ctx, tx, workspaceID, s.rowLocks()); err != nil {
 			return err
 		}
-		mine, err := tx.Membership.Query().
-			Where(membership.WorkspaceID(workspaceID), membership.UserID(v.UserID)).Only(ctx)
-		if ent.IsNotFound(err) {
-			return notFound("workspace")
-		}
+		mine, err := roleOf(ctx, tx.Client(), workspaceID, v.UserID)
 		if err != nil {
 			return err
 		}
-		return change(tx, mine.Role)
+		if mine == "" {
+			return notFound("workspace")
+		}
+		return change(tx, mine)
 	})
 }
 

@@ -138,8 +138,14 @@ func (s *Service) RoleIn(ctx context.Context, workspaceID uuid.UUID) (auth.Role,
 	if !ok || v.UserID == "" {
 		return "", nil
 	}
-	m, err := s.db.Membership.Query().
-		Where(membership.WorkspaceID(workspaceID), membership.UserID(v.UserID)).
+	return roleOf(ctx, s.db, workspaceID, v.UserID)
+}
+
+// roleOf returns userID's role in a workspace, read through db (inside a
+// transaction, its client), or "" when they are not a member.
+func roleOf(ctx context.Context, db *ent.Client, workspaceID uuid.UUID, userID string) (auth.Role, error) {
+	m, err := db.Membership.Query().
+		Where(membership.WorkspaceID(workspaceID), membership.UserID(userID)).
 		Only(ctx)
 	switch {
 	case ent.IsNotFound(err):
