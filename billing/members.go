@@ -23,7 +23,6 @@ package billing
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/mail"
 	"strings"
@@ -585,6 +584,6 @@ func (s *Service) accessEnded(ctx context.Context, workspaceID uuid.UUID, userID
 			delay *= 2
 		}
 		s.log.ErrorContext(ctx, "access revocation not published: the user's open subscriptions to the workspace last until their token expires",
-			"workspace_id", workspaceID, "user_id", userID, "err", errors.Join(err))
+			"workspace_id", workspaceID, "user_id", userID, "err", err)
 	}()
 }

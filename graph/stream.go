@@ -4,7 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
-	"sync"
+	"sync/atomic"
 
 	"billingapi/billing"
 	"billingapi/eventbus"
@@ -80,22 +80,15 @@ func (EndedSubscriptions) ExtensionName() string { return "EndedSubscriptions" }
 // Validate implements graphql.HandlerExtension.
 func (EndedSubscriptions) Validate(graphql.ExecutableSchema) error { return nil }
 
-// subscriptionEnd is where a subscription's stream records why the server
-// ended it.
-type subscriptionEnd struct {
-	mu  sync.Mutex
-	why *eventbus.Revocation
-}
-
+// subscriptionEndKey keys, in a subscription's context, where its stream
+// records why the server ended it: an *atomic.Pointer[eventbus.Revocation].
 type subscriptionEndKey struct{}
 
 // endedBy records on the operation of ctx that r ended its subscription
 // (nil: it ended normally).
 func endedBy(ctx context.Context, r *eventbus.Revocation) {
-	if e, ok := ctx.Value(subscriptionEndKey{}).(*subscriptionEnd); ok && r != nil {
-		e.mu.Lock()
-		e.why = r
-		e.mu.Unlock()
+	if why, ok := ctx.Value(subscriptionEndKey{}).(*atomic.Pointer[eventbus.Revocation]); ok && r != nil {
+		why.Store(r)
 	}
 }
 
@@ -105,8 +98,8 @@ func (EndedSubscriptions) InterceptOperation(ctx context.Context, next graphql.O
 	if oc.Operation == nil || oc.Operation.Operation != ast.Subscription {
 		return next(ctx)
 	}
-	end := &subscriptionEnd{}
-	handler := next(context.WithValue(ctx, subscriptionEndKey{}, end))
+	ended := &atomic.Pointer[eventbus.Revocation]{}
+	handler := next(context.WithValue(ctx, subscriptionEndKey{}, ended))
 	finished := false
 	return func(ctx context.Context) *graphql.Response {
 		if finished {
@@ -117,9 +110,7 @@ func (EndedSubscriptions) InterceptOperation(ctx context.Context, next graphql.O
 			return resp
 		}
 		finished = true
-		end.mu.Lock()
-		why := end.why
-		end.mu.Unlock()
+		why := ended.Load()
 		if why == nil || ctx.Err() != nil {
 			return nil
 		}
